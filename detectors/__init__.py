@@ -1,0 +1,1 @@
+"""Pluggable detectors: one module each, a pydantic config class plus a detector class (see base.py)."""

@@ -1,0 +1,198 @@
+"""The detector plugin API: config base class, state arrays, the ``Detector`` base and the registry.
+
+A detector is a pair of classes in one module: a pydantic config (``type: Literal["name"]``) and a runtime
+class that turns a ``ReadingBatch`` into findings. Built-ins are found by walking this package; third
+parties register under the entry-point group ``gridwatch.detectors``.
+"""
+
+from __future__ import annotations
+
+import difflib
+import importlib
+import logging
+import pkgutil
+from dataclasses import dataclass
+from importlib.metadata import entry_points
+from typing import Any, ClassVar, Generic, TypeVar
+
+import numpy as np
+import numpy.typing as npt
+from pydantic import BaseModel, ConfigDict, Field
+
+from engine.core.batch import ReadingBatch
+from engine.core.findings import Finding
+
+logger = logging.getLogger(__name__)
+
+ENTRY_POINT_GROUP = "gridwatch.detectors"
+
+
+class DetectorConfig(BaseModel):
+    """Fields every detector config has. Subclasses add ``type: Literal[...]`` and their own knobs."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    type: str = Field(description="Which detector this is (its registered type name).")
+    id: str = Field("", description="Unique name of this detector instance; defaults to its type.")
+    enabled: bool = Field(True, description="Set false to keep the config but not run the detector.")
+    hazard: str = Field("generic", description="Hazard name findings are filed under (incident grouping).")
+
+    @property
+    def name(self) -> str:
+        return self.id or self.type
+
+
+@dataclass(frozen=True)
+class StateArray:
+    """Declares one per-device state array: its dtype, initial value, and trailing shape."""
+
+    dtype: Any
+    fill: Any
+    shape: tuple[int, ...] = ()
+
+
+class DeviceState:
+    """Named numpy arrays indexed by device slot, grown on demand; snapshot/restore copies them.
+
+    >>> st = DeviceState({"last": StateArray(np.float64, np.nan)})
+    >>> st.ensure(3); st["last"].shape[0] >= 3
+    True
+    """
+
+    def __init__(self, spec: dict[str, StateArray]) -> None:
+        self.spec = spec
+        self.capacity = 0
+        self.arrays: dict[str, npt.NDArray[Any]] = {
+            name: np.full((0, *s.shape), s.fill, dtype=s.dtype) for name, s in spec.items()
+        }
+
+    def __getitem__(self, name: str) -> npt.NDArray[Any]:
+        return self.arrays[name]
+
+    def ensure(self, n_slots: int) -> None:
+        if n_slots <= self.capacity:
+            return
+        new_cap = max(n_slots, self.capacity * 2, 64)
+        for name, s in self.spec.items():
+            grown = np.full((new_cap, *s.shape), s.fill, dtype=s.dtype)
+            grown[: self.capacity] = self.arrays[name]
+            self.arrays[name] = grown
+        self.capacity = new_cap
+
+    def snapshot(self) -> dict[str, npt.NDArray[Any]]:
+        return {name: arr.copy() for name, arr in self.arrays.items()}
+
+    def restore(self, snap: dict[str, npt.NDArray[Any]]) -> None:
+        missing = set(self.spec) - set(snap)
+        if missing:
+            raise ValueError(f"state snapshot lacks arrays {sorted(missing)}")
+        self.arrays = {name: snap[name].copy() for name in self.spec}
+        self.capacity = int(next(iter(self.arrays.values())).shape[0]) if self.arrays else 0
+
+    def nbytes(self) -> int:
+        return sum(int(a.nbytes) for a in self.arrays.values())
+
+
+C = TypeVar("C", bound=DetectorConfig)
+
+
+class Detector(Generic[C]):
+    """Base class of every detector.
+
+    Subclasses set ``config_class`` and ``metrics``, declare their state in ``state_spec`` and implement
+    ``process``: a pure function of the batch and the state (no I/O, no clock), vectorized over rows.
+    """
+
+    config_class: ClassVar[type[DetectorConfig]]
+    metrics: ClassVar[tuple[str, ...]] = ()
+
+    def __init__(self, config: C) -> None:
+        self.config = config
+
+    @property
+    def name(self) -> str:
+        return self.config.name
+
+    def state_spec(self) -> dict[str, StateArray]:
+        return {}
+
+    def new_state(self) -> DeviceState:
+        return DeviceState(self.state_spec())
+
+    def process(self, batch: ReadingBatch, state: DeviceState) -> list[Finding]:
+        raise NotImplementedError
+
+
+def type_name_of(config_class: type[DetectorConfig]) -> str:
+    """The ``type`` literal a config class declares."""
+    default = config_class.model_fields["type"].default
+    if isinstance(default, str) and default:
+        return default
+    args = getattr(config_class.model_fields["type"].annotation, "__args__", ())
+    if len(args) != 1:
+        raise TypeError(f"{config_class.__name__}.type must be Literal['name']")
+    return str(args[0])
+
+
+class UnknownDetectorError(KeyError):
+    def __init__(self, name: str, known: list[str]) -> None:
+        close = difflib.get_close_matches(name, known, n=1)
+        hint = f"; did you mean {close[0]!r}?" if close else ""
+        super().__init__(f"unknown detector type {name!r}; known types: {', '.join(known)}{hint}")
+        self.message = str(self.args[0])
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class DetectorRegistry:
+    """Detector classes by type name: built-ins (modules of this package) and entry-point plugins."""
+
+    def __init__(self) -> None:
+        self._classes: dict[str, type[Detector[Any]]] = {}
+        self._loaded = False
+
+    def register(self, cls: type[Detector[Any]]) -> type[Detector[Any]]:
+        name = type_name_of(cls.config_class)
+        existing = self._classes.get(name)
+        if existing is not None and existing is not cls:
+            raise ValueError(f"detector type {name!r} registered twice: {existing} and {cls}")
+        self._classes[name] = cls
+        return cls
+
+    def _load(self) -> None:
+        if self._loaded:
+            return
+        self._loaded = True
+        import detectors
+
+        for mod in pkgutil.walk_packages(detectors.__path__, "detectors."):
+            if mod.name != __name__:
+                importlib.import_module(mod.name)
+        for ep in entry_points(group=ENTRY_POINT_GROUP):
+            try:
+                self.register(ep.load())
+            except Exception:
+                logger.exception("could not load detector plugin %s (%s)", ep.name, ep.value)
+
+    def known(self) -> list[str]:
+        self._load()
+        return sorted(self._classes)
+
+    def get(self, name: str) -> type[Detector[Any]]:
+        self._load()
+        try:
+            return self._classes[name]
+        except KeyError:
+            raise UnknownDetectorError(name, self.known()) from None
+
+    def config_classes(self) -> list[type[DetectorConfig]]:
+        self._load()
+        return [self._classes[n].config_class for n in sorted(self._classes)]
+
+    def build(self, config: DetectorConfig) -> Detector[Any]:
+        return self.get(config.type)(config)
+
+
+registry = DetectorRegistry()
+register = registry.register

@@ -1,0 +1,107 @@
+"""Decision logic shared by detectors: levels from thresholds, hysteresis latches, per-device segments.
+
+Every function works on rows sorted by device slot (stable, so each device's rows keep arrival order);
+``segment_starts`` marks the first row of each device. Values carried in from earlier batches come from
+the detector's state arrays, which is what makes results independent of how readings were batched.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import numpy.typing as npt
+
+from engine.core.levels import LEVEL_NAMES, Level
+
+F64 = npt.NDArray[np.float64]
+I64 = npt.NDArray[np.int64]
+B = npt.NDArray[np.bool_]
+
+
+def sort_by_device(slots: I64) -> tuple[I64, B, B]:
+    """Stable order by slot, and masks of each device's first and last row in that order.
+
+    >>> order, first, last = sort_by_device(np.array([2, 1, 2]))
+    >>> order.tolist(), first.tolist(), last.tolist()
+    ([1, 0, 2], [True, True, False], [True, False, True])
+    """
+    order = np.argsort(slots, kind="stable")
+    s = slots[order]
+    n = s.shape[0]
+    first = np.ones(n, dtype=bool)
+    last = np.ones(n, dtype=bool)
+    if n > 1:
+        first[1:] = s[1:] != s[:-1]
+        last[:-1] = first[1:]
+    return order, first, last
+
+
+def previous_in_segment(values: F64, first: B, carried: F64) -> F64:
+    """Each row's previous value of the same device; a device's first row takes ``carried``.
+
+    >>> previous_in_segment(np.array([1., 2., 5.]), np.array([True, False, True]), np.array([0., 0., 4.])).tolist()
+    [0.0, 1.0, 4.0]
+    """
+    prev = np.empty_like(values)
+    if values.shape[0]:
+        prev[1:] = values[:-1]
+        prev[first] = carried[first]
+    return prev
+
+
+def level_of(x: F64, thresholds: F64) -> npt.NDArray[np.int8]:
+    """Level (0 = none … 4 = red) of each value against ascending thresholds blue, yellow, orange, red.
+
+    NaN thresholds (a level not configured) are skipped; NaN values give 0.
+
+    >>> level_of(np.array([0.5, 1.0, 3.9, 9.0, np.nan]), np.array([1.0, 2.0, 4.0, 8.0])).tolist()
+    [0, 1, 2, 4, 0]
+    """
+    out = np.zeros(x.shape, dtype=np.int8)
+    for i, t in enumerate(thresholds, start=1):
+        if np.isfinite(t):
+            out[x >= t] = i
+    return out
+
+
+def thresholds_array(levels: dict[str, float]) -> F64:
+    """Level thresholds from a config mapping, ordered blue … red, NaN where a level is absent."""
+    arr = np.array([levels.get(name, np.nan) for name in LEVEL_NAMES], dtype=np.float64)
+    finite = arr[np.isfinite(arr)]
+    if finite.size and np.any(np.diff(finite) < 0):
+        raise ValueError(f"level thresholds must not decrease from blue to red: {levels}")
+    return arr
+
+
+def latch(first: B, set_: B, reset: B, carried: B) -> B:
+    """A set/reset latch per device: on where ``set_``, off where ``reset``, else as the row before.
+
+    ``carried`` gives each device's state before its first row. Set wins over reset on the same row.
+
+    >>> f = np.array([True, False, False, False])
+    >>> latch(f, np.array([1, 0, 0, 0], bool), np.array([0, 0, 1, 0], bool), np.zeros(4, bool)).tolist()
+    [True, True, False, False]
+    """
+    n = first.shape[0]
+    if n == 0:
+        return np.zeros(0, dtype=bool)
+    idx = np.arange(n)
+    event = np.where(set_, 1, np.where(reset, -1, 0))
+    last_event = np.maximum.accumulate(np.where(event != 0, idx, -1))
+    seg_start = np.maximum.accumulate(np.where(first, idx, 0))
+    decided = last_event >= seg_start
+    return np.where(decided, event[np.maximum(last_event, 0)] > 0, carried)
+
+
+def hysteresis_level(x: F64, thresholds: F64, clear: float, first: B, carried_active: B) -> tuple[
+    npt.NDArray[np.int8], B
+]:
+    """Level with hysteresis: active from the first threshold up, inactive only once ``x < clear``.
+
+    While active, the level is the thresholds' level but at least blue. Returns (levels, active).
+    """
+    raw = level_of(x, thresholds)
+    lowest = float(thresholds[np.isfinite(thresholds)][0])
+    with np.errstate(invalid="ignore"):
+        active = latch(first, x >= lowest, x < clear, carried_active)
+    levels = np.where(active, np.maximum(raw, int(Level.BLUE)), 0).astype(np.int8)
+    return levels, active

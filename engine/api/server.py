@@ -1,0 +1,65 @@
+"""The engine's HTTP server (FastAPI on uvicorn, inside the runner's event loop)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from typing import Any
+
+import uvicorn
+from fastapi import FastAPI, Response
+from fastapi.responses import JSONResponse
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from engine import metrics
+from engine.ingest.embedded_broker import free_port
+
+logger = logging.getLogger(__name__)
+
+
+def create_app(health: Callable[[], dict[str, Any]]) -> FastAPI:
+    """The HTTP app; ``health`` returns the runner's view of itself (``ok`` true or false)."""
+    app = FastAPI(title="gridwatch", version="0.1.0")
+
+    @app.get("/healthz")
+    def healthz() -> JSONResponse:
+        body = health()
+        return JSONResponse(body, status_code=200 if body.get("ok") else 503)
+
+    @app.get("/metrics")
+    def prometheus() -> Response:
+        return Response(generate_latest(metrics.REGISTRY), media_type=CONTENT_TYPE_LATEST)
+
+    return app
+
+
+class ApiServer:
+    """Runs uvicorn as a task of the current event loop."""
+
+    def __init__(self, app: FastAPI, host: str, port: int) -> None:
+        self.host = host
+        self.port = port or free_port(host)
+        self._server = uvicorn.Server(
+            uvicorn.Config(app, host=host, port=self.port, log_level="warning", lifespan="off")
+        )
+        self._task: asyncio.Task[None] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    async def start(self) -> None:
+        self._task = asyncio.create_task(self._server.serve())
+        for _ in range(200):
+            if self._server.started:
+                return
+            if self._task.done():
+                self._task.result()
+            await asyncio.sleep(0.01)
+        logger.warning("HTTP server did not report started")
+
+    async def stop(self) -> None:
+        self._server.should_exit = True
+        if self._task is not None:
+            await self._task

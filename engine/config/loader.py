@@ -1,0 +1,213 @@
+"""Load a YAML config: ``${ENV_VAR}`` substitution, validation, and errors that name file, line and field."""
+
+from __future__ import annotations
+
+import difflib
+import os
+import re
+import typing
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ValidationError
+
+from engine.config.models import EngineConfig
+
+_ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+
+
+@dataclass(frozen=True)
+class ConfigIssue:
+    """One problem in a config file."""
+
+    file: str
+    line: int | None
+    field: str
+    message: str
+    hint: str = ""
+
+    def __str__(self) -> str:
+        where = f"{self.file}:{self.line}" if self.line else self.file
+        text = f"{where}: {self.field or '(top level)'}: {self.message}"
+        return f"{text}\n    hint: {self.hint}" if self.hint else text
+
+
+class ConfigError(Exception):
+    """A config that cannot be used; ``issues`` lists every problem found."""
+
+    def __init__(self, issues: list[ConfigIssue]) -> None:
+        self.issues = issues
+        super().__init__("\n".join(str(i) for i in issues))
+
+
+def substitute_env(text: str, file: str, env: typing.Mapping[str, str] | None = None) -> str:
+    """Replace ``${NAME}`` and ``${NAME:-default}``; a missing variable without default is an error.
+
+    >>> substitute_env("port: ${P:-1883}", "x.yaml", {})
+    'port: 1883'
+    """
+    env = os.environ if env is None else env
+    issues: list[ConfigIssue] = []
+    out_lines = []
+    for lineno, line in enumerate(text.splitlines(keepends=True), start=1):
+        if line.lstrip().startswith("#"):
+            out_lines.append(line)
+            continue
+
+        def repl(m: re.Match[str], lineno: int = lineno) -> str:
+            name, default = m.group(1), m.group(2)
+            if name in env:
+                return env[name]
+            if default is not None:
+                return default
+            issues.append(
+                ConfigIssue(file, lineno, "", f"environment variable {name} is not set",
+                            f"export {name}=… or write ${{{name}:-default}}")
+            )
+            return ""
+
+        out_lines.append(_ENV.sub(repl, line))
+    if issues:
+        raise ConfigError(issues)
+    return "".join(out_lines)
+
+
+def _line_map(node: yaml.Node | None, path: tuple[Any, ...] = ()) -> dict[tuple[Any, ...], int]:
+    """Line number (1-based) of every key and item in a composed YAML tree."""
+    lines: dict[tuple[Any, ...], int] = {}
+    if node is None:
+        return lines
+    lines[path] = node.start_mark.line + 1
+    if isinstance(node, yaml.MappingNode):
+        for key, value in node.value:
+            sub = (*path, key.value)
+            lines.update(_line_map(value, sub))
+            lines[sub] = key.start_mark.line + 1
+    elif isinstance(node, yaml.SequenceNode):
+        for i, item in enumerate(node.value):
+            lines.update(_line_map(item, (*path, i)))
+    return lines
+
+
+def _model_at(loc: tuple[Any, ...]) -> type[BaseModel] | None:
+    """The pydantic model class that validates the mapping at ``loc`` (for did-you-mean on unknown keys)."""
+    model: Any = EngineConfig
+    for part in loc:
+        if isinstance(part, int) or model is None:
+            continue
+        if isinstance(model, type) and issubclass(model, BaseModel):
+            fld = model.model_fields.get(str(part))
+            if fld is None:
+                return None
+            model = _unwrap(fld.annotation)
+        else:
+            return None
+    return model if isinstance(model, type) and issubclass(model, BaseModel) else None
+
+
+def _unwrap(annotation: Any) -> Any:
+    while True:
+        origin = typing.get_origin(annotation)
+        args = typing.get_args(annotation)
+        if origin is typing.Annotated:
+            annotation = args[0]
+        elif origin in (list, tuple) and args:
+            annotation = args[0]
+        elif origin is dict and args:
+            annotation = args[1]
+        elif args and type(None) in args:
+            annotation = next(a for a in args if a is not type(None))
+        else:
+            return annotation
+
+
+def _hint(err: dict[str, Any], loc: tuple[Any, ...]) -> str:
+    kind = err["type"]
+    if kind == "extra_forbidden":
+        model = _model_at(loc[:-1])
+        if model is not None:
+            allowed = list(model.model_fields)
+            close = difflib.get_close_matches(str(loc[-1]), allowed, n=1)
+            mean = f"did you mean {close[0]!r}? " if close else ""
+            return f"{mean}allowed here: {', '.join(allowed)}"
+        return "remove this key"
+    if kind == "missing":
+        return "add this field"
+    if kind == "union_tag_invalid":
+        from detectors.base import registry
+
+        tag = str((err.get("ctx") or {}).get("tag", ""))
+        close = difflib.get_close_matches(tag, registry.known(), n=1)
+        mean = f"did you mean {close[0]!r}? " if close else ""
+        return f"{mean}known types: {', '.join(registry.known())}"
+    if kind.endswith("_parsing") or kind.endswith("_type"):
+        return f"expected {kind.split('_')[0]}"
+    return ""
+
+
+def _display_loc(loc: tuple[Any, ...]) -> tuple[Any, ...]:
+    # Discriminated unions add the tag ('threshold') as a loc element; it is not a key in the file.
+    from detectors.base import registry
+
+    known = set(registry.known())
+    out = []
+    for i, part in enumerate(loc):
+        if isinstance(part, str) and part in known and i > 0 and isinstance(loc[i - 1], int):
+            continue
+        out.append(part)
+    return tuple(out)
+
+
+def _field_path(loc: tuple[Any, ...]) -> str:
+    text = ""
+    for part in loc:
+        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
+    return text
+
+
+def parse_config(text: str, file: str, base_dir: Path | None = None) -> EngineConfig:
+    """Validate config text; raises ``ConfigError`` listing every problem."""
+    text = substitute_env(text, file)
+    try:
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        raise ConfigError(
+            [ConfigIssue(file, mark.line + 1 if mark else None, "", f"not valid YAML: {getattr(exc, 'problem', exc)}",
+                         "check indentation and quoting on that line")]
+        ) from None
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError([ConfigIssue(file, 1, "", "the config must be a mapping", "start with keys like `mqtt:`")])
+    lines = _line_map(node)
+    try:
+        return EngineConfig.model_validate(data, context={"base_dir": base_dir or Path(file).parent})
+    except ValidationError as exc:
+        issues = []
+        for err in exc.errors():
+            loc = _display_loc(tuple(err["loc"]))
+            line = next((lines[loc[:n]] for n in range(len(loc), -1, -1) if loc[:n] in lines), None)
+            msg = err["msg"].removeprefix("Value error, ")
+            issues.append(ConfigIssue(file, line, _field_path(loc), msg, _hint(err, loc)))
+        raise ConfigError(issues) from None
+
+
+def load_config(path: str | Path) -> EngineConfig:
+    """Load and validate a config file.
+
+    >>> import tempfile, pathlib
+    >>> p = pathlib.Path(tempfile.mkdtemp()) / "c.yaml"; _ = p.write_text("mqtt: {prot: 5}\\n")
+    >>> try: load_config(p)
+    ... except ConfigError as e: print(e.issues[0].field, "|", e.issues[0].hint.split("?")[0])
+    mqtt.prot | did you mean 'protocol'
+    """
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError([ConfigIssue(str(p), None, "", f"cannot read the file: {exc.strerror}", "check the path")]) from None
+    return parse_config(text, str(p), p.parent)

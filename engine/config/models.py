@@ -1,0 +1,211 @@
+"""The engine's configuration as pydantic models: ``extra="forbid"``, every field described."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any, Literal, Union
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
+
+from detectors.base import DetectorConfig, registry
+from engine.core.levels import LevelName
+from engine.core.quantities import METRIC_NAMES
+from engine.incidents.tracker import IncidentPolicy
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class MqttConfig(Strict):
+    """Where the engine's MQTT client connects, and how."""
+
+    url: str = Field(
+        "embedded",
+        description="`embedded` (an in-process amqtt broker, MQTT 3.1.1) or `mqtt://host:port` of Mosquitto/EMQX.",
+    )
+    embedded_host: str = Field("127.0.0.1", description="Address the embedded broker listens on.")
+    embedded_port: int = Field(1883, ge=0, le=65535, description="Port of the embedded broker; 0 takes a free one.")
+    protocol: Literal["5", "3.1.1"] = Field(
+        "5", description="MQTT protocol version; the embedded broker only speaks 3.1.1 and forces it."
+    )
+    topic_prefix: str = Field("gw", description="Prefix of every gridwatch topic (DESIGN: MQTT topics).")
+    client_id: str = Field("gridwatch-engine", description="Client id; keep it stable for the persistent session.")
+    qos: Literal[0, 1, 2] = Field(1, description="QoS of the engine's subscriptions and publications.")
+    session_expiry_s: int = Field(
+        86400, ge=0, description="How long the broker keeps the engine's session (and queued QoS 1 messages) while it is away."
+    )
+    keepalive_s: int = Field(30, ge=5, description="MQTT keep-alive interval.")
+    username: str | None = Field(None, description="Broker user name; use ${ENV_VAR} rather than a literal secret.")
+    password: str | None = Field(None, description="Broker password; use ${ENV_VAR}, never a literal.", repr=False)
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, v: str) -> str:
+        if v != "embedded" and not v.startswith(("mqtt://", "tcp://")):
+            raise ValueError("use `embedded` or mqtt://host:port")
+        return v
+
+
+class IngestConfig(Strict):
+    """Decoding, validation and batching of sensor messages."""
+
+    batch_max: int = Field(10000, ge=1, description="A batch closes when it holds this many readings.")
+    batch_ms: float = Field(50.0, gt=0, description="…or when its first reading has waited this long (ms).")
+    max_payload_bytes: int = Field(262144, ge=64, description="Larger payloads are dead-lettered as `too_large`.")
+    max_future_s: float = Field(300.0, ge=0, description="Readings stamped further ahead of the engine clock are rejected.")
+    seq_window: int = Field(64, ge=1, le=4096, description="How many recent `seq` numbers per device are remembered.")
+    metric_aliases: dict[str, str] = Field(
+        default_factory=dict, description="Map device-specific value names onto contract metrics, e.g. {rain: rain_mm}."
+    )
+    reject_unknown_sites: bool = Field(
+        False, description="Dead-letter readings of sites not in the config (`unknown_site`) instead of accepting them."
+    )
+
+    @field_validator("metric_aliases")
+    @classmethod
+    def _aliases(cls, v: dict[str, str]) -> dict[str, str]:
+        bad = {k: m for k, m in v.items() if m not in METRIC_NAMES}
+        if bad:
+            raise ValueError(f"aliases must map to contract metrics ({', '.join(METRIC_NAMES)}); bad: {bad}")
+        return v
+
+
+class DeviceConfig(Strict):
+    """One monitoring device at a site."""
+
+    id: str = Field(description="Device id as it appears in the MQTT topic.")
+    kind: str = Field("sensor", description="Instrument kind, e.g. rain_gauge, gnss, crack_meter, camera.")
+    metrics: list[str] = Field(default_factory=list, description="Contract metrics it reports.")
+    expected_interval_s: float | None = Field(None, gt=0, description="How often it should report.")
+
+
+class SiteConfig(Strict):
+    """A hazard site and its place in the administrative hierarchy (grid → town → district → city)."""
+
+    id: str = Field(description="Site id as it appears in MQTT topics.")
+    name: str = Field("", description="Human name of the site.")
+    lat: float = Field(ge=-90, le=90, description="Latitude, WGS84 degrees.")
+    lon: float = Field(ge=-180, le=180, description="Longitude, WGS84 degrees.")
+    grid: str = Field(description="The grid cell whose worker answers first.")
+    town: str = Field(description="Town (township/street office) the grid belongs to.")
+    district: str = Field(description="District the town belongs to.")
+    devices: list[DeviceConfig] = Field(default_factory=list, description="Devices installed at the site.")
+
+
+class PlanConfig(Strict):
+    """A response plan: what to do for one hazard from one level up."""
+
+    hazard: str = Field(description="Hazard this plan answers.")
+    level: LevelName = Field(description="Lowest level this plan applies to; the highest matching plan wins.")
+    title: str = Field(description="Short name of the plan.")
+    role: str = Field(description="Who is responsible (e.g. grid worker, town duty officer).")
+    steps: list[str] = Field(default_factory=list, description="What to do, in order.")
+    contacts: list[str] = Field(default_factory=list, description="Whom to call.")
+
+
+class LogSinkConfig(Strict):
+    """Incident events appended to a JSON Lines file."""
+
+    type: Literal["log"] = "log"
+    path: str = Field("var/gridwatch/incidents.jsonl", description="File the events are appended to.")
+
+
+class MqttSinkConfig(Strict):
+    """Incident events published to `<prefix>/alerts/<site>/<hazard>`."""
+
+    type: Literal["mqtt"] = "mqtt"
+    retain: bool = Field(False, description="Publish with the retain flag (the latest event per site and hazard).")
+
+
+class ConsoleSinkConfig(Strict):
+    """Incident events printed as one line each."""
+
+    type: Literal["console"] = "console"
+
+
+SinkConfig = Annotated[Union[LogSinkConfig, MqttSinkConfig, ConsoleSinkConfig], Field(discriminator="type")]  # noqa: UP007
+
+
+class ApiConfig(Strict):
+    """The HTTP server: /metrics, /healthz."""
+
+    enabled: bool = Field(True, description="Serve HTTP at all.")
+    host: str = Field("127.0.0.1", description="Address to listen on.")
+    port: int = Field(8080, ge=0, le=65535, description="Port; 0 takes a free one.")
+
+
+if TYPE_CHECKING:
+    DetectorSpec = DetectorConfig
+else:
+    _classes = registry.config_classes()
+    DetectorSpec = Annotated[Union[tuple(_classes)], Field(discriminator="type")] if len(_classes) > 1 else _classes[0]  # noqa: UP007
+
+
+class EngineConfig(Strict):
+    """The whole engine configuration (`config/gridwatch.yaml`)."""
+
+    city: str = Field("city", description="The city centre at the top of the hierarchy.")
+    data_dir: str = Field("var/gridwatch", description="Where the engine keeps its files (relative to the working dir).")
+    mqtt: MqttConfig = Field(default_factory=MqttConfig, description="MQTT connection.")
+    ingest: IngestConfig = Field(default_factory=IngestConfig, description="Decoding, validation, batching.")
+    sites: list[SiteConfig] = Field(default_factory=list, description="Sites and their devices.")
+    sites_file: str | None = Field(
+        None, description="CSV of sites (id,name,lat,lon,grid,town,district), relative to the config file."
+    )
+    devices_file: str | None = Field(
+        None, description="CSV of devices (site,id,kind,metrics,expected_interval_s), metrics separated by `;`."
+    )
+    detectors: list[DetectorSpec] = Field(default_factory=list, description="Detectors to run, in order.")
+    incidents: IncidentPolicy = Field(default_factory=IncidentPolicy, description="How findings become incidents.")
+    plans: list[PlanConfig] = Field(default_factory=list, description="Response plans by hazard and level.")
+    sinks: list[SinkConfig] = Field(
+        default_factory=lambda: [LogSinkConfig()], description="Where incident events go."
+    )
+    api: ApiConfig = Field(default_factory=ApiConfig, description="HTTP server.")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _load_csv(cls, data: Any, info: ValidationInfo) -> Any:
+        if not isinstance(data, dict):
+            return data
+        base = Path((info.context or {}).get("base_dir", "."))
+        sites = list(data.get("sites") or [])
+        if data.get("sites_file"):
+            sites += _read_csv(base / data["sites_file"])
+        if data.get("devices_file"):
+            by_id = {s["id"] if isinstance(s, dict) else s.id: s for s in sites}
+            for row in _read_csv(base / data["devices_file"]):
+                site_id = row.pop("site", "")
+                if site_id not in by_id:
+                    raise ValueError(f"devices_file: device {row.get('id')!r} names unknown site {site_id!r}")
+                row["metrics"] = [m for m in (row.get("metrics") or "").split(";") if m]
+                if not row.get("expected_interval_s"):
+                    row.pop("expected_interval_s", None)
+                by_id[site_id].setdefault("devices", []).append(row)
+        if sites:
+            data = {**data, "sites": sites}
+        return data
+
+    @model_validator(mode="after")
+    def _unique(self) -> EngineConfig:
+        names = [d.name for d in self.detectors]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"detector ids must be unique; give each an `id`: {dupes}")
+        site_ids = [s.id for s in self.sites]
+        dupe_sites = sorted({n for n in site_ids if site_ids.count(n) > 1})
+        if dupe_sites:
+            raise ValueError(f"site ids must be unique: {dupe_sites}")
+        return self
+
+    def site(self, site_id: str) -> SiteConfig | None:
+        return next((s for s in self.sites if s.id == site_id), None)
+
+
+def _read_csv(path: Path) -> list[dict[str, Any]]:
+    if not path.exists():
+        raise ValueError(f"file not found: {path}")
+    with path.open(newline="", encoding="utf-8") as fh:
+        return [dict(row) for row in csv.DictReader(fh)]

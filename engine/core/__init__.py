@@ -1,0 +1,1 @@
+"""The core: columnar batches, per-device slots, the pipeline step. No I/O here."""

@@ -1,0 +1,1 @@
+"""Dispatch: routes over the site hierarchy, response plans, and the sinks that deliver incident events."""

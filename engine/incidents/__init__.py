@@ -1,0 +1,1 @@
+"""Findings become incidents: grouping, lifecycle, level hysteresis, resolution."""

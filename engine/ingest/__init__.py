@@ -1,0 +1,1 @@
+"""MQTT ingest: topic parsing, payload decoding, validation, dead-lettering, batching."""

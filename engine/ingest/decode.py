@@ -1,0 +1,114 @@
+"""Sensor payloads (DESIGN: single readings and gateway batches) decoded into a ``BatchBuilder``.
+
+Every reading is validated whole: if any of its values is bad, the reading is rejected with the reason
+and nothing of it enters the batch. A gateway batch rejects only its bad readings.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+from engine.config.models import IngestConfig
+from engine.core.batch import BatchBuilder
+from engine.core.quantities import METRIC_INDEX, QUANTITIES
+from engine.ingest.sequence import SeqWindow
+from engine.ingest.timestamps import TimestampError, parse_ts
+from engine.ingest.topics import Topic
+
+_LOW = [q.low for q in QUANTITIES]
+_HIGH = [q.high for q in QUANTITIES]
+
+
+@dataclass(frozen=True, slots=True)
+class Rejection:
+    """Why a reading or message was refused; it goes to ``<prefix>/deadletter/<reason>``."""
+
+    reason: str
+    detail: str
+    device: str = ""
+    reading: Any = None
+
+
+class SensorDecoder:
+    """Decodes sensor messages into the batch builder; returns the rejections.
+
+    >>> from engine.core.devices import DeviceIndex
+    >>> b = BatchBuilder(DeviceIndex()); d = SensorDecoder(IngestConfig(), b)
+    >>> d.decode(Topic("sensors", "S1", "rain-1"), b'{"ts": 1700000000, "values": {"rain_mm": 0.4}}', now=1700000000)
+    []
+    >>> [r.reason for r in d.decode(Topic("sensors", "S1", "rain-1"), b'{"ts": 1700000000, "values": {"rain": 1}}', 1700000000)]
+    ['unknown_metric']
+    """
+
+    def __init__(self, cfg: IngestConfig, builder: BatchBuilder, known_sites: set[str] | None = None) -> None:
+        self.cfg = cfg
+        self.builder = builder
+        self.known_sites = known_sites if cfg.reject_unknown_sites else None
+        self.seq = SeqWindow(cfg.seq_window)
+        self._metric = {**METRIC_INDEX, **{k: METRIC_INDEX[v] for k, v in cfg.metric_aliases.items()}}
+
+    def decode(self, topic: Topic, payload: bytes, now: float) -> list[Rejection]:
+        if len(payload) > self.cfg.max_payload_bytes:
+            return [Rejection("too_large", f"payload of {len(payload)} bytes is over {self.cfg.max_payload_bytes}")]
+        if self.known_sites is not None and topic.site not in self.known_sites:
+            return [Rejection("unknown_site", f"site {topic.site!r} is not in the config")]
+        try:
+            doc = orjson.loads(payload)
+        except orjson.JSONDecodeError as exc:
+            return [Rejection("malformed_json", f"not JSON: {exc}")]
+        if not isinstance(doc, dict):
+            return [Rejection("malformed_reading", "the payload must be a JSON object")]
+        if not topic.is_gateway_batch:
+            reason = self._reading(topic.site, topic.device, doc, now)
+            return [] if reason is None else [Rejection(reason[0], reason[1], topic.device)]
+        items = doc.get("readings")
+        if not isinstance(items, list):
+            return [Rejection("malformed_batch", "a gateway batch needs a `readings` list")]
+        rejected = []
+        for item in items:
+            device = item.get("device") if isinstance(item, dict) else None
+            if not isinstance(device, str) or not device or "/" in device:
+                rejected.append(Rejection("malformed_reading", "each batch reading needs a `device` string", reading=item))
+                continue
+            reason = self._reading(topic.site, device, item, now)
+            if reason is not None:
+                rejected.append(Rejection(reason[0], reason[1], device, item))
+        return rejected
+
+    def _reading(self, site: str, device: str, doc: dict[str, Any], now: float) -> tuple[str, str] | None:
+        try:
+            ts = parse_ts(doc.get("ts"))
+        except TimestampError as exc:
+            return exc.reason, str(exc)
+        if ts > now + self.cfg.max_future_s:
+            return "future_ts", f"ts is {ts - now:.0f} s ahead of the engine clock (limit {self.cfg.max_future_s:.0f} s)"
+        values = doc.get("values")
+        if not isinstance(values, dict) or not values:
+            return "no_values", "the reading needs a non-empty `values` object"
+        parsed: list[tuple[int, float]] = []
+        for name, value in values.items():
+            mid = self._metric.get(name)
+            if mid is None:
+                return "unknown_metric", f"metric {name!r} is not a contract metric and has no alias"
+            if isinstance(value, bool) or not isinstance(value, int | float):
+                return "non_numeric", f"value of {name} is {type(value).__name__}, not a number"
+            v = float(value)
+            if not math.isfinite(v):
+                return "non_finite", f"value of {name} is not finite"
+            if v < _LOW[mid] or v > _HIGH[mid]:
+                return "out_of_range", f"{name}={v} is outside the possible {_LOW[mid]}…{_HIGH[mid]}"
+            parsed.append((mid, v))
+        slot = self.builder.devices.slot(site, device)
+        seq = doc.get("seq")
+        if seq is not None:
+            if isinstance(seq, bool) or not isinstance(seq, int):
+                return "bad_seq", "seq must be an integer"
+            if self.seq.is_duplicate(slot, seq):
+                return "duplicate_seq", f"seq {seq} of {site}/{device} was already received"
+        for mid, v in parsed:
+            self.builder.add_slot(slot, ts, mid, v)
+        return None

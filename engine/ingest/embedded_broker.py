@@ -1,0 +1,55 @@
+"""The embedded broker (``mqtt.url: embedded``): an in-process amqtt broker, so a first run needs nothing.
+
+amqtt speaks MQTT 3.1.1 only; real deployments point ``mqtt.url`` at Mosquitto or EMQX.
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+from typing import Any
+
+logger = logging.getLogger(__name__)
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A TCP port nobody listens on right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind((host, 0))
+        return int(s.getsockname()[1])
+
+
+class EmbeddedBroker:
+    """Starts and stops an amqtt broker inside the running event loop.
+
+    Example (inside a coroutine)::
+
+        broker = EmbeddedBroker("127.0.0.1", 0)
+        port = await broker.start()
+        ...
+        await broker.stop()
+    """
+
+    def __init__(self, host: str, port: int) -> None:
+        self.host = host
+        self.port = port or free_port(host)
+        self._broker: Any = None
+
+    async def start(self) -> int:
+        from amqtt.broker import Broker
+
+        for name in ("amqtt", "transitions"):
+            logging.getLogger(name).setLevel(logging.WARNING)
+        config = {
+            "listeners": {"default": {"type": "tcp", "bind": f"{self.host}:{self.port}"}},
+            "plugins": {"amqtt.plugins.authentication.AnonymousAuthPlugin": {"allow_anonymous": True}},
+        }
+        self._broker = Broker(config)
+        await self._broker.start()
+        logger.info("embedded MQTT broker listening on %s:%s", self.host, self.port)
+        return self.port
+
+    async def stop(self) -> None:
+        if self._broker is not None:
+            await self._broker.shutdown()
+            self._broker = None

@@ -1,0 +1,103 @@
+"""The thread-safe front of the core: MQTT messages in, batches out, rejections to the dead-letter topic."""
+
+from __future__ import annotations
+
+import base64
+import logging
+import threading
+import time
+from collections.abc import Callable
+
+import orjson
+
+from engine import metrics
+from engine.config.models import EngineConfig
+from engine.core.batch import BatchBuilder, ReadingBatch
+from engine.core.devices import DeviceIndex
+from engine.ingest.decode import Rejection, SensorDecoder
+from engine.ingest.topics import TopicError, deadletter_topic, parse_topic
+
+logger = logging.getLogger(__name__)
+
+Publish = Callable[[str, bytes], None]
+
+
+def deadletter_message(rej: Rejection, topic: str, payload: bytes, received_at: float) -> bytes:
+    """The dead-letter record: reason, detail, original topic and the original payload (or reading)."""
+    doc: dict[str, object] = {"reason": rej.reason, "detail": rej.detail, "topic": topic, "received_at": received_at}
+    if rej.reading is not None:
+        doc["reading"] = rej.reading
+    else:
+        try:
+            doc["payload"] = payload.decode("utf-8")
+        except UnicodeDecodeError:
+            doc["payload_b64"] = base64.b64encode(payload).decode()
+    return orjson.dumps(doc)
+
+
+class Intake:
+    """Decodes messages into the current batch under a lock; ``take`` swaps the batch out.
+
+    ``on_full`` is called (from the caller's thread) once the batch reaches ``batch_max``.
+    """
+
+    def __init__(
+        self,
+        cfg: EngineConfig,
+        devices: DeviceIndex,
+        publish: Publish | None = None,
+        on_full: Callable[[], None] | None = None,
+    ) -> None:
+        self.cfg = cfg
+        self.prefix = cfg.mqtt.topic_prefix
+        self.builder = BatchBuilder(devices)
+        self.decoder = SensorDecoder(cfg.ingest, self.builder, {s.id for s in cfg.sites})
+        self._lock = threading.Lock()
+        self.publish = publish
+        self._on_full = on_full
+        self.first_at: float | None = None
+        self.status: dict[tuple[str, str], str] = {}
+        self.rejected = 0
+
+    def handle(self, topic: str, payload: bytes, _props: dict[str, str] | None = None, now: float | None = None) -> None:
+        now = time.time() if now is None else now
+        try:
+            t = parse_topic(topic, self.prefix)
+        except TopicError as exc:
+            self._reject([Rejection("bad_topic", str(exc))], topic, payload, now)
+            return
+        metrics.MESSAGES.labels(t.kind).inc()
+        if t.kind == "status":
+            self.status[(t.site, t.device)] = payload.decode("utf-8", "replace")[:32]
+            return
+        if t.kind != "sensors":
+            return
+        with self._lock:
+            before = len(self.builder)
+            rejected = self.decoder.decode(t, payload, now)
+            added = len(self.builder) - before
+            if added and self.first_at is None:
+                self.first_at = time.monotonic()
+            full = len(self.builder) >= self.cfg.ingest.batch_max
+        if added:
+            metrics.READINGS.inc(added)
+        if rejected:
+            self._reject(rejected, topic, payload, now)
+        if full and self._on_full is not None:
+            self._on_full()
+
+    def _reject(self, rejected: list[Rejection], topic: str, payload: bytes, now: float) -> None:
+        for rej in rejected:
+            self.rejected += 1
+            metrics.DEADLETTERS.labels(rej.reason).inc()
+            logger.debug("dead-letter %s on %s: %s", rej.reason, topic, rej.detail)
+            if self.publish is not None:
+                self.publish(deadletter_topic(self.prefix, rej.reason), deadletter_message(rej, topic, payload, now))
+
+    def pending(self) -> int:
+        return len(self.builder)
+
+    def take(self) -> ReadingBatch:
+        with self._lock:
+            self.first_at = None
+            return self.builder.take()

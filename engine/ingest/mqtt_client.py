@@ -1,0 +1,144 @@
+"""The engine's MQTT client (paho-mqtt 2.x): persistent session, QoS 1, reconnect with backoff."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from urllib.parse import urlparse
+
+import paho.mqtt.client as paho
+from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+
+from engine import metrics
+from engine.config.models import MqttConfig
+
+logger = logging.getLogger(__name__)
+
+MessageHandler = Callable[[str, bytes, dict[str, str]], None]
+
+
+def broker_address(url: str) -> tuple[str, int]:
+    """Host and port of an ``mqtt://host:port`` URL.
+
+    >>> broker_address("mqtt://10.0.0.5:1884"), broker_address("mqtt://broker")
+    (('10.0.0.5', 1884), ('broker', 1883))
+    """
+    parsed = urlparse(url)
+    return parsed.hostname or "127.0.0.1", parsed.port or 1883
+
+
+class MqttClient:
+    """Connects, (re)subscribes on every connect, and calls ``on_message(topic, payload, user_properties)``.
+
+    ``on_message`` runs on paho's network thread. With ``clean=False`` the broker keeps the session and
+    the QoS 1 messages published while the engine was away, and delivers them on reconnect.
+    """
+
+    def __init__(
+        self,
+        cfg: MqttConfig,
+        on_message: MessageHandler | None = None,
+        subscriptions: list[str] | None = None,
+        client_id: str | None = None,
+        protocol: str | None = None,
+        clean: bool = False,
+        will: tuple[str, bytes] | None = None,
+        track: bool = False,
+    ) -> None:
+        self.cfg = cfg
+        self.v5 = (protocol or cfg.protocol) == "5"
+        self._subs = subscriptions or []
+        self._on_message = on_message
+        self._track = track
+        self._unacked: list[paho.MQTTMessageInfo] = []
+        self.connected = threading.Event()
+        cid = client_id if client_id is not None else cfg.client_id
+        if self.v5:
+            self.client = paho.Client(CallbackAPIVersion.VERSION2, client_id=cid, protocol=paho.MQTTv5)
+        else:
+            self.client = paho.Client(
+                CallbackAPIVersion.VERSION2, client_id=cid, protocol=paho.MQTTv311, clean_session=clean
+            )
+        self._clean = clean
+        if cfg.username:
+            self.client.username_pw_set(cfg.username, cfg.password)
+        if will:
+            self.client.will_set(will[0], will[1], qos=1, retain=True)
+        self.client.max_inflight_messages_set(1000)
+        self.client.max_queued_messages_set(0)
+        self.client.reconnect_delay_set(min_delay=1, max_delay=30)
+        self.client.on_connect = self._connected
+        self.client.on_disconnect = self._disconnected
+        self.client.on_message = self._message
+
+    def _connected(self, client: paho.Client, _u: object, _f: object, rc: paho.ReasonCode, _p: object) -> None:
+        if rc.is_failure:
+            logger.error("MQTT broker refused the connection: %s", rc)
+            return
+        logger.info("connected to MQTT broker")
+        if self._subs:
+            client.subscribe([(s, self.cfg.qos) for s in self._subs])
+        metrics.MQTT_CONNECTED.set(1)
+        self.connected.set()
+
+    def _disconnected(self, _c: paho.Client, _u: object, _f: object, rc: paho.ReasonCode, _p: object) -> None:
+        self.connected.clear()
+        metrics.MQTT_CONNECTED.set(0)
+        if rc.is_failure:
+            logger.warning("MQTT connection lost (%s); reconnecting with backoff", rc)
+
+    def _message(self, _c: paho.Client, _u: object, msg: paho.MQTTMessage) -> None:
+        if self._on_message is None:
+            return
+        props: dict[str, str] = {}
+        if self.v5 and msg.properties is not None:
+            props = dict(getattr(msg.properties, "UserProperty", []) or [])
+        try:
+            self._on_message(msg.topic, msg.payload, props)
+        except Exception:
+            # A handler bug must not kill paho's network thread: log it and keep receiving.
+            logger.exception("handling a message on %s failed", msg.topic)
+
+    def start(self, host: str, port: int, wait_s: float = 10.0) -> None:
+        if self.v5:
+            props = Properties(PacketTypes.CONNECT)
+            props.SessionExpiryInterval = 0 if self._clean else self.cfg.session_expiry_s
+            self.client.connect_async(
+                host, port, keepalive=self.cfg.keepalive_s, clean_start=self._clean, properties=props
+            )
+        else:
+            self.client.connect_async(host, port, keepalive=self.cfg.keepalive_s)
+        self.client.loop_start()
+        if wait_s and not self.connected.wait(wait_s):
+            logger.warning("no connection to MQTT broker %s:%s yet; still trying", host, port)
+
+    def publish(self, topic: str, payload: bytes, qos: int | None = None, retain: bool = False) -> None:
+        info = self.client.publish(topic, payload, qos=self.cfg.qos if qos is None else qos, retain=retain)
+        if self._track:
+            self._unacked.append(info)
+            if len(self._unacked) > 10000:
+                self._unacked = [i for i in self._unacked if not i.is_published()]
+
+    def flush(self, timeout_s: float = 30.0) -> bool:
+        """Wait until the broker has acknowledged every tracked publication (``track=True``)."""
+        deadline = time.monotonic() + timeout_s
+        for info in self._unacked:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return False
+            try:
+                info.wait_for_publish(remaining)
+            except RuntimeError:  # not queued: the client was disconnected
+                return False
+        ok = all(i.is_published() for i in self._unacked)
+        self._unacked = []
+        return ok
+
+    def stop(self) -> None:
+        self.client.disconnect()
+        self.client.loop_stop()
+        metrics.MQTT_CONNECTED.set(0)

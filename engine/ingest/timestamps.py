@@ -1,0 +1,38 @@
+"""Reading timestamps: epoch seconds or ISO-8601 with an offset (DESIGN: payloads)."""
+
+from __future__ import annotations
+
+import math
+from datetime import datetime
+
+
+class TimestampError(ValueError):
+    def __init__(self, reason: str, detail: str) -> None:
+        super().__init__(detail)
+        self.reason = reason
+
+
+def parse_ts(value: object) -> float:
+    """Epoch seconds from a payload's ``ts``.
+
+    >>> parse_ts(1732345678.5), parse_ts("2024-11-23T07:07:58.5+00:00")
+    (1732345678.5, 1732345678.5)
+    """
+    if value is None:
+        raise TimestampError("missing_ts", "the reading has no ts")
+    if isinstance(value, bool):
+        raise TimestampError("bad_ts", "ts must be epoch seconds or ISO-8601, not a boolean")
+    if isinstance(value, int | float):
+        ts = float(value)
+        if not math.isfinite(ts) or ts < 0:
+            raise TimestampError("bad_ts", f"ts {value!r} is not a valid epoch time")
+        return ts
+    if isinstance(value, str):
+        try:
+            dt = datetime.fromisoformat(value)
+        except ValueError:
+            raise TimestampError("bad_ts", f"ts {value[:64]!r} is not ISO-8601") from None
+        if dt.tzinfo is None:
+            raise TimestampError("bad_ts", f"ts {value[:64]!r} has no UTC offset; add Z or +08:00")
+        return dt.timestamp()
+    raise TimestampError("bad_ts", f"ts of type {type(value).__name__} is neither a number nor a string")

@@ -1,0 +1,59 @@
+"""Topic names of the MQTT contract (DESIGN: "MQTT topics"), parsed and built."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+KINDS = ("sensors", "cameras", "thermal", "status")
+
+
+class TopicError(ValueError):
+    """A topic that is not one of the contract's."""
+
+
+@dataclass(frozen=True, slots=True)
+class Topic:
+    """A parsed inbound topic: ``<prefix>/<kind>/<site>/<device>``.
+
+    >>> parse_topic("gw/sensors/S-12/gnss-3", "gw")
+    Topic(kind='sensors', site='S-12', device='gnss-3')
+    """
+
+    kind: str
+    site: str
+    device: str
+
+    @property
+    def is_gateway_batch(self) -> bool:
+        return self.kind == "sensors" and self.device == "_batch"
+
+
+def parse_topic(topic: str, prefix: str) -> Topic:
+    head = prefix + "/"
+    if not topic.startswith(head):
+        raise TopicError(f"topic {topic!r} is not under prefix {prefix!r}")
+    parts = topic[len(head):].split("/")
+    if len(parts) != 3 or parts[0] not in KINDS or not parts[1] or not parts[2]:
+        raise TopicError(f"topic {topic!r} is not {prefix}/<{'|'.join(KINDS)}>/<site>/<device>")
+    return Topic(parts[0], parts[1], parts[2])
+
+
+def subscriptions(prefix: str) -> list[str]:
+    """Topic filters the engine subscribes to."""
+    return [f"{prefix}/sensors/+/+", f"{prefix}/status/+/+"]
+
+
+def sensor_topic(prefix: str, site: str, device: str) -> str:
+    return f"{prefix}/sensors/{site}/{device}"
+
+
+def alert_topic(prefix: str, site: str, hazard: str) -> str:
+    return f"{prefix}/alerts/{site}/{hazard}"
+
+
+def deadletter_topic(prefix: str, reason: str) -> str:
+    return f"{prefix}/deadletter/{reason}"
+
+
+def engine_status_topic(prefix: str) -> str:
+    return f"{prefix}/engine/status"

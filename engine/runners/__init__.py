@@ -1,0 +1,1 @@
+"""Runners: how batches reach the core (local asyncio process; Faust on Kafka)."""

@@ -1,0 +1,57 @@
+"""Builds the core (detectors, incident tracker, routes) and the sinks from a config."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from detectors.base import registry
+from engine.config.models import ConsoleSinkConfig, EngineConfig, LogSinkConfig, MqttSinkConfig
+from engine.core.devices import DeviceIndex
+from engine.core.pipeline import Pipeline
+from engine.dispatch.routing import Router
+from engine.dispatch.sinks import ConsoleSink, LogSink, MqttSink, Sink, SinkSet
+from engine.incidents.tracker import IncidentTracker
+
+
+def build_pipeline(cfg: EngineConfig, devices: DeviceIndex | None = None) -> Pipeline:
+    devices = devices or DeviceIndex()
+    for site in cfg.sites:  # configured devices get the first slots, in config order
+        for dev in site.devices:
+            devices.slot(site.id, dev.id)
+    router = Router(cfg)
+    tracker = IncidentTracker(cfg.incidents, route_of=router.route, plan_of=router.plan)
+    detectors = [registry.build(d) for d in cfg.detectors if d.enabled]
+    return Pipeline(detectors, tracker, devices)
+
+
+def build_sinks(
+    cfg: EngineConfig,
+    publish: Callable[..., None] | None = None,
+    log_path: Path | None = None,
+    extra: list[Sink] | None = None,
+) -> SinkSet:
+    sinks: list[Sink] = []
+    for s in cfg.sinks:
+        if isinstance(s, LogSinkConfig):
+            sinks.append(LogSink(s, log_path))
+        elif isinstance(s, MqttSinkConfig):
+            if publish is not None:
+                sinks.append(MqttSink(s, publish, cfg.mqtt.topic_prefix))
+        elif isinstance(s, ConsoleSinkConfig):
+            sinks.append(ConsoleSink(s))
+    sinks.extend(extra or [])
+    return SinkSet(sinks)
+
+
+def log_paths(cfg: EngineConfig) -> list[str]:
+    return [s.path for s in cfg.sinks if isinstance(s, LogSinkConfig)]
+
+
+def describe(cfg: EngineConfig) -> dict[str, Any]:
+    return {
+        "sites": len(cfg.sites),
+        "devices": sum(len(s.devices) for s in cfg.sites),
+        "detectors": [d.name for d in cfg.detectors if d.enabled],
+    }

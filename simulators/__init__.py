@@ -1,0 +1,1 @@
+"""Simulators: sensor physics, scenarios, and publishing them as device feeds."""

@@ -1,0 +1,31 @@
+"""Slope displacement: stable creep, and creep to failure following Voight's law."""
+
+from __future__ import annotations
+
+import numpy as np
+import numpy.typing as npt
+
+F64 = npt.NDArray[np.float64]
+
+
+def voight_displacement(t_h: F64, onset_h: float, failure_h: float, v0_mm_h: float) -> F64:
+    """Cumulative displacement (mm) accelerating from ``onset_h`` to failure at ``failure_h``.
+
+    Voight's law with alpha = 2 makes the inverse velocity fall linearly to zero at failure
+    (Fukuzono 1985): ``v = v0 / (1 - (t - t0) / (tf - t0))``, integrated in closed form. Before the onset
+    the slope creeps at ``v0``. Times at or past failure are clipped just short of it.
+
+    >>> d = voight_displacement(np.array([0.0, 10.0, 15.0]), 10.0, 20.0, 0.1)
+    >>> [round(float(x), 3) for x in d]
+    [0.0, 1.0, 1.693]
+    """
+    span = failure_h - onset_h
+    creep = v0_mm_h * np.minimum(t_h, onset_h)
+    frac = np.clip((t_h - onset_h) / span, 0.0, 1.0 - 1e-6)
+    accel = -v0_mm_h * span * np.log1p(-frac)
+    return creep + np.where(t_h > onset_h, accel, 0.0)
+
+
+def stable_creep(t_h: F64, v_mm_h: float, seasonal_mm: float = 0.0, period_h: float = 24 * 365) -> F64:
+    """Constant creep with an optional seasonal wobble: the no-event baseline."""
+    return v_mm_h * t_h + seasonal_mm * np.sin(2 * np.pi * t_h / period_h)
