@@ -113,6 +113,11 @@ class Detector(Generic[C]):
     def name(self) -> str:
         return self.config.name
 
+    @classmethod
+    def example_config(cls) -> DetectorConfig:
+        """A working config, used by the contract tests that every detector must pass."""
+        raise NotImplementedError(f"{cls.__name__} must provide example_config() for the contract tests")
+
     def state_spec(self) -> dict[str, StateArray]:
         return {}
 

@@ -92,9 +92,9 @@ def latch(first: B, set_: B, reset: B, carried: B) -> B:
     return np.where(decided, event[np.maximum(last_event, 0)] > 0, carried)
 
 
-def hysteresis_level(x: F64, thresholds: F64, clear: float, first: B, carried_active: B) -> tuple[
-    npt.NDArray[np.int8], B
-]:
+def hysteresis_level(
+    x: F64, thresholds: F64, clear: float, first: B, carried_active: B
+) -> tuple[npt.NDArray[np.int8], B]:
     """Level with hysteresis: active from the first threshold up, inactive only once ``x < clear``.
 
     While active, the level is the thresholds' level but at least blue. Returns (levels, active).

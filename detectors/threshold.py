@@ -73,9 +73,21 @@ class Threshold(Detector[ThresholdConfig]):
         self.rules = config.rules
         self._thresholds = [thresholds_array(dict(r.levels)) for r in self.rules]
         self._clear = [
-            r.clear if r.clear is not None else float(np.nanmin(t)) for r, t in zip(self.rules, self._thresholds, strict=True)
+            r.clear if r.clear is not None else float(np.nanmin(t))
+            for r, t in zip(self.rules, self._thresholds, strict=True)
         ]
         self.metrics = tuple(sorted({r.metric for r in self.rules}))  # type: ignore[misc]
+
+    @classmethod
+    def example_config(cls) -> ThresholdConfig:
+        return ThresholdConfig(
+            id="example-threshold",
+            hazard="landslide",
+            rules=[
+                ThresholdRule(metric="crack_mm", compare="rate_per_h", levels={"blue": 0.3, "red": 1.5}, clear=0.15),
+                ThresholdRule(metric="rain_mm", levels={"blue": 2.0, "yellow": 4.0}),
+            ],
+        )
 
     def state_spec(self) -> dict[str, StateArray]:
         n = len(self.rules)

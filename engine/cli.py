@@ -29,7 +29,9 @@ ConfigOpt = Annotated[Path, typer.Option("--config", "-c", help="Config file (YA
 
 
 def _logging(level: str) -> None:
-    logging.basicConfig(level=level.upper(), format="%(message)s", handlers=[RichHandler(console=console, show_path=False)])
+    logging.basicConfig(
+        level=level.upper(), format="%(message)s", handlers=[RichHandler(console=console, show_path=False)]
+    )
 
 
 def _load(path: Path) -> EngineConfig:
@@ -60,8 +62,9 @@ def run(config: ConfigOpt = DEFAULT_CONFIG, log_level: str = "info") -> None:
         _install_stop(stop)
         runner = LocalRunner(cfg)
         summary = await runner.run(stop)
-        logger.info("stopped: %d readings, %d rejected, %d incident events", summary.readings, summary.rejected,
-                    summary.events)
+        logger.info(
+            "stopped: %d readings, %d rejected, %d incident events", summary.readings, summary.rejected, summary.events
+        )
 
     asyncio.run(main())
 
@@ -91,12 +94,18 @@ def check_config(
 
 @app.command()
 def simulate(
-    scenario: Annotated[str, typer.Option(help="Scenario name (simulators/scenarios) or YAML path.")] = "storm-over-slope",
+    scenario: Annotated[
+        str, typer.Option(help="Scenario name (simulators/scenarios) or YAML path.")
+    ] = "storm-over-slope",
     out: Annotated[Path | None, typer.Option(help="Write a replay file (.csv or .jsonl) and <out>.truth.csv.")] = None,
     broker: Annotated[str | None, typer.Option(help="Publish to this broker (mqtt://host:port) instead.")] = None,
-    speed: Annotated[float, typer.Option(help="Data seconds per wall second when publishing; 0 = as fast as possible.")] = 0,
+    speed: Annotated[
+        float, typer.Option(help="Data seconds per wall second when publishing; 0 = as fast as possible.")
+    ] = 0,
     seed: Annotated[int | None, typer.Option(help="Override the scenario's seed.")] = None,
-    start: Annotated[float | None, typer.Option(help="Epoch seconds of the scenario start (default: so it ends now).")] = None,
+    start: Annotated[
+        float | None, typer.Option(help="Epoch seconds of the scenario start (default: so it ends now).")
+    ] = None,
     prefix: Annotated[str, typer.Option(help="Topic prefix.")] = "gw",
 ) -> None:
     """Generate a scenario's readings (and ground truth) to a replay file or a broker."""
@@ -144,8 +153,13 @@ def _publish_rows(rows: list[Any], broker: str, prefix: str, speed: float | None
     client.start(*broker_address(broker))
     with Progress(console=console) as progress:
         task = progress.add_task("publishing", total=total)
-        n = publish_paced(rows, lambda t, p: client.publish(t, p, qos=1), prefix, speed,
-                          progress=lambda k: progress.update(task, completed=k))
+        n = publish_paced(
+            rows,
+            lambda t, p: client.publish(t, p, qos=1),
+            prefix,
+            speed,
+            progress=lambda k: progress.update(task, completed=k),
+        )
     if not client.flush():
         console.print("[yellow]the broker did not acknowledge every message in time[/]")
     client.stop()
@@ -157,7 +171,9 @@ def replay(
     file: Annotated[Path, typer.Argument(help="Replay file (.csv or .jsonl): ts,site,device,metric,value.")],
     config: ConfigOpt = DEFAULT_CONFIG,
     direct: Annotated[bool, typer.Option(help="Feed the core directly instead of publishing to the broker.")] = False,
-    out: Annotated[Path | None, typer.Option(help="With --direct: write the incident events here (JSON Lines).")] = None,
+    out: Annotated[
+        Path | None, typer.Option(help="With --direct: write the incident events here (JSON Lines).")
+    ] = None,
     speed: Annotated[float, typer.Option(help="N times real time; 0 = as fast as possible.")] = 0,
     batch: Annotated[int, typer.Option(help="Readings per batch with --direct (default: ingest.batch_max).")] = 0,
     broker: Annotated[str | None, typer.Option(help="Without --direct: broker URL (default: the config's).")] = None,
@@ -199,8 +215,10 @@ def replay(
     if out is not None:
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_bytes(b"".join(orjson.dumps(e) + b"\n" for e in events))
-    console.print(f"replayed {len(rows)} readings in {elapsed:.2f} s ({len(rows) / max(elapsed, 1e-9):,.0f}/s): "
-                  f"{len(events)} incident events" + (f" -> {out}" if out else ""))
+    console.print(
+        f"replayed {len(rows)} readings in {elapsed:.2f} s ({len(rows) / max(elapsed, 1e-9):,.0f}/s): "
+        f"{len(events)} incident events" + (f" -> {out}" if out else "")
+    )
 
 
 @app.command()
@@ -219,9 +237,16 @@ def demo(
     cfg = _load(config)
     sc = load_scenario(scenario)
     mqtt = cfg.mqtt.model_copy(update={"embedded_port": 0, "client_id": f"gridwatch-demo-{time.time_ns()}"})
-    cfg = cfg.model_copy(update={"mqtt": mqtt, "api": ApiConfig(enabled=True, port=0), "sites": [
-        *cfg.sites, *[s for s in EngineConfig.model_validate({"sites": sc.sites_config()}).sites
-                      if cfg.site(s.id) is None]]})
+    cfg = cfg.model_copy(
+        update={
+            "mqtt": mqtt,
+            "api": ApiConfig(enabled=True, port=0),
+            "sites": [
+                *cfg.sites,
+                *[s for s in EngineConfig.model_validate({"sites": sc.sites_config()}).sites if cfg.site(s.id) is None],
+            ],
+        }
+    )
     out.mkdir(parents=True, exist_ok=True)
     summary, board, runner = asyncio.run(run_demo(cfg, sc, duration, out, Console()))
     t = Table(title="demo summary")

@@ -9,26 +9,37 @@ REGISTRY = CollectorRegistry(auto_describe=True)
 READINGS = Counter("gridwatch_readings", "Sensor readings accepted into batches.", registry=REGISTRY)
 MESSAGES = Counter("gridwatch_messages", "MQTT messages received, by kind.", ["kind"], registry=REGISTRY)
 DEADLETTERS = Counter(
-    "gridwatch_deadletter_messages", "Rejected input sent to the dead-letter topic, by reason.", ["reason"],
+    "gridwatch_deadletter_messages",
+    "Rejected input sent to the dead-letter topic, by reason.",
+    ["reason"],
     registry=REGISTRY,
 )
 BATCH_SIZE = Histogram(
-    "gridwatch_batch_readings", "Readings per processed batch.",
-    buckets=(1, 10, 100, 500, 1000, 5000, 10000, 50000), registry=REGISTRY,
+    "gridwatch_batch_readings",
+    "Readings per processed batch.",
+    buckets=(1, 10, 100, 500, 1000, 5000, 10000, 50000),
+    registry=REGISTRY,
 )
 DETECT_SECONDS = Histogram(
-    "gridwatch_detect_seconds", "Time one detector spent on one batch.", ["detector"],
-    buckets=(0.0001, 0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0), registry=REGISTRY,
+    "gridwatch_detect_seconds",
+    "Time one detector spent on one batch.",
+    ["detector"],
+    buckets=(0.0001, 0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0),
+    registry=REGISTRY,
 )
 FINDINGS = Counter("gridwatch_findings", "Findings reported by detectors.", ["hazard", "level"], registry=REGISTRY)
 INCIDENT_EVENTS = Counter(
-    "gridwatch_incident_events", "Incident events handed to the sinks.", ["hazard", "level", "state"],
+    "gridwatch_incident_events",
+    "Incident events handed to the sinks.",
+    ["hazard", "level", "state"],
     registry=REGISTRY,
 )
 OPEN_INCIDENTS = Gauge("gridwatch_open_incidents", "Incidents open now.", ["hazard"], registry=REGISTRY)
 E2E_LATENCY = Histogram(
-    "gridwatch_end_to_end_latency_seconds", "From a reading's timestamp to the incident event it caused (live runs).",
-    buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0), registry=REGISTRY,
+    "gridwatch_end_to_end_latency_seconds",
+    "From a reading's timestamp to the incident event it caused (live runs).",
+    buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0),
+    registry=REGISTRY,
 )
 SINK_ERRORS = Counter("gridwatch_sink_errors", "Failures delivering to a sink.", ["sink"], registry=REGISTRY)
 MQTT_CONNECTED = Gauge("gridwatch_mqtt_connected", "1 while the engine's MQTT client is connected.", registry=REGISTRY)

@@ -85,9 +85,12 @@ class Scenario(BaseModel):
                 disp = voight_displacement(t_h, slope.onset_h, slope.failure_h, slope.v0_mm_h)
             else:
                 disp = stable_creep(t_h, slope.v0_mm_h if slope else self.creep_mm_h)
-            columns.append((site, "crack-1", "crack_mm",
-                            np.round(disp + rng.normal(0, self.crack_noise_mm, t_h.shape), 4)))
-            columns.append((site, "gnss-1", "disp_mm", np.round(disp + rng.normal(0, self.gnss_noise_mm, t_h.shape), 2)))
+            columns.append(
+                (site, "crack-1", "crack_mm", np.round(disp + rng.normal(0, self.crack_noise_mm, t_h.shape), 4))
+            )
+            columns.append(
+                (site, "gnss-1", "disp_mm", np.round(disp + rng.normal(0, self.gnss_noise_mm, t_h.shape), 2))
+            )
             columns.append((site, "rain-1", "rain_mm", gauge_increments(rain, step_h, rng)))
         rows: list[Row] = []
         for k in range(t_h.shape[0]):
@@ -101,12 +104,26 @@ class Scenario(BaseModel):
         if self.storm is not None:
             for site in self.storm.sites:
                 start = base_ts + self.storm.start_h * 3600
-                events.append({"site": site, "hazard": "rainstorm", "start": start,
-                               "end": start + self.storm.duration_h * 3600, "level": "yellow"})
+                events.append(
+                    {
+                        "site": site,
+                        "hazard": "rainstorm",
+                        "start": start,
+                        "end": start + self.storm.duration_h * 3600,
+                        "level": "yellow",
+                    }
+                )
         for s in self.slopes:
             if s.kind == "failure":
-                events.append({"site": s.site, "hazard": "landslide", "start": base_ts + s.onset_h * 3600,
-                               "end": base_ts + s.failure_h * 3600, "level": "red"})
+                events.append(
+                    {
+                        "site": s.site,
+                        "hazard": "landslide",
+                        "start": base_ts + s.onset_h * 3600,
+                        "end": base_ts + s.failure_h * 3600,
+                        "level": "red",
+                    }
+                )
         return events
 
     def sites_config(self) -> list[dict[str, Any]]:
@@ -114,15 +131,37 @@ class Scenario(BaseModel):
         out = []
         for i, site in enumerate(self.site_ids):
             district = "north" if i < (self.sites + 1) // 2 else "south"
-            out.append({
-                "id": site, "name": f"Slope {site}", "lat": 29.50 + 0.01 * (i // 4), "lon": 106.50 + 0.01 * (i % 4),
-                "grid": f"grid-{i // 2 + 1}", "town": f"town-{district}-{i // 4 + 1}", "district": district,
-                "devices": [
-                    {"id": "rain-1", "kind": "rain_gauge", "metrics": ["rain_mm"], "expected_interval_s": self.step_min * 60},
-                    {"id": "crack-1", "kind": "crack_meter", "metrics": ["crack_mm"], "expected_interval_s": self.step_min * 60},
-                    {"id": "gnss-1", "kind": "gnss", "metrics": ["disp_mm"], "expected_interval_s": self.step_min * 60},
-                ],
-            })
+            out.append(
+                {
+                    "id": site,
+                    "name": f"Slope {site}",
+                    "lat": 29.50 + 0.01 * (i // 4),
+                    "lon": 106.50 + 0.01 * (i % 4),
+                    "grid": f"grid-{i // 2 + 1}",
+                    "town": f"town-{district}-{i // 4 + 1}",
+                    "district": district,
+                    "devices": [
+                        {
+                            "id": "rain-1",
+                            "kind": "rain_gauge",
+                            "metrics": ["rain_mm"],
+                            "expected_interval_s": self.step_min * 60,
+                        },
+                        {
+                            "id": "crack-1",
+                            "kind": "crack_meter",
+                            "metrics": ["crack_mm"],
+                            "expected_interval_s": self.step_min * 60,
+                        },
+                        {
+                            "id": "gnss-1",
+                            "kind": "gnss",
+                            "metrics": ["disp_mm"],
+                            "expected_interval_s": self.step_min * 60,
+                        },
+                    ],
+                }
+            )
         return out
 
 

@@ -25,8 +25,9 @@ def triangular_hyetograph(
     return np.where((x >= 0) & (x <= 1), peak * np.minimum(rise, fall), 0.0)
 
 
-def gauge_increments(intensity_mm_h: npt.NDArray[np.float64], step_h: float, rng: np.random.Generator,
-                     tip_mm: float = 0.2) -> npt.NDArray[np.float64]:
+def gauge_increments(
+    intensity_mm_h: npt.NDArray[np.float64], step_h: float, rng: np.random.Generator, tip_mm: float = 0.2
+) -> npt.NDArray[np.float64]:
     """What a tipping-bucket gauge reports per interval: rain rounded down to whole tips, remainder carried."""
     exact = intensity_mm_h * step_h * rng.lognormal(0.0, 0.15, intensity_mm_h.shape)
     total = np.floor(np.cumsum(exact) / tip_mm) * tip_mm

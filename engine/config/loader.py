@@ -63,8 +63,13 @@ def substitute_env(text: str, file: str, env: typing.Mapping[str, str] | None = 
             if default is not None:
                 return default
             issues.append(
-                ConfigIssue(file, lineno, "", f"environment variable {name} is not set",
-                            f"export {name}=… or write ${{{name}:-default}}")
+                ConfigIssue(
+                    file,
+                    lineno,
+                    "",
+                    f"environment variable {name} is not set",
+                    f"export {name}=… or write ${{{name}:-default}}",
+                )
             )
             return ""
 
@@ -111,9 +116,7 @@ def _unwrap(annotation: Any) -> Any:
     while True:
         origin = typing.get_origin(annotation)
         args = typing.get_args(annotation)
-        if origin is typing.Annotated:
-            annotation = args[0]
-        elif origin in (list, tuple) and args:
+        if origin is typing.Annotated or (origin in (list, tuple) and args):
             annotation = args[0]
         elif origin is dict and args:
             annotation = args[1]
@@ -176,8 +179,15 @@ def parse_config(text: str, file: str, base_dir: Path | None = None) -> EngineCo
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         raise ConfigError(
-            [ConfigIssue(file, mark.line + 1 if mark else None, "", f"not valid YAML: {getattr(exc, 'problem', exc)}",
-                         "check indentation and quoting on that line")]
+            [
+                ConfigIssue(
+                    file,
+                    mark.line + 1 if mark else None,
+                    "",
+                    f"not valid YAML: {getattr(exc, 'problem', exc)}",
+                    "check indentation and quoting on that line",
+                )
+            ]
         ) from None
     if data is None:
         data = {}
@@ -209,5 +219,7 @@ def load_config(path: str | Path) -> EngineConfig:
     try:
         text = p.read_text(encoding="utf-8")
     except OSError as exc:
-        raise ConfigError([ConfigIssue(str(p), None, "", f"cannot read the file: {exc.strerror}", "check the path")]) from None
+        raise ConfigError(
+            [ConfigIssue(str(p), None, "", f"cannot read the file: {exc.strerror}", "check the path")]
+        ) from None
     return parse_config(text, str(p), p.parent)

@@ -34,7 +34,9 @@ class MqttConfig(Strict):
     client_id: str = Field("gridwatch-engine", description="Client id; keep it stable for the persistent session.")
     qos: Literal[0, 1, 2] = Field(1, description="QoS of the engine's subscriptions and publications.")
     session_expiry_s: int = Field(
-        86400, ge=0, description="How long the broker keeps the engine's session (and queued QoS 1 messages) while it is away."
+        86400,
+        ge=0,
+        description="How long the broker keeps the engine's session (and queued QoS 1 messages) while it is away.",
     )
     keepalive_s: int = Field(30, ge=5, description="MQTT keep-alive interval.")
     username: str | None = Field(None, description="Broker user name; use ${ENV_VAR} rather than a literal secret.")
@@ -54,7 +56,9 @@ class IngestConfig(Strict):
     batch_max: int = Field(10000, ge=1, description="A batch closes when it holds this many readings.")
     batch_ms: float = Field(50.0, gt=0, description="…or when its first reading has waited this long (ms).")
     max_payload_bytes: int = Field(262144, ge=64, description="Larger payloads are dead-lettered as `too_large`.")
-    max_future_s: float = Field(300.0, ge=0, description="Readings stamped further ahead of the engine clock are rejected.")
+    max_future_s: float = Field(
+        300.0, ge=0, description="Readings stamped further ahead of the engine clock are rejected."
+    )
     seq_window: int = Field(64, ge=1, le=4096, description="How many recent `seq` numbers per device are remembered.")
     metric_aliases: dict[str, str] = Field(
         default_factory=dict, description="Map device-specific value names onto contract metrics, e.g. {rain: rain_mm}."
@@ -147,7 +151,9 @@ class EngineConfig(Strict):
     """The whole engine configuration (`config/gridwatch.yaml`)."""
 
     city: str = Field("city", description="The city centre at the top of the hierarchy.")
-    data_dir: str = Field("var/gridwatch", description="Where the engine keeps its files (relative to the working dir).")
+    data_dir: str = Field(
+        "var/gridwatch", description="Where the engine keeps its files (relative to the working dir)."
+    )
     mqtt: MqttConfig = Field(default_factory=MqttConfig, description="MQTT connection.")
     ingest: IngestConfig = Field(default_factory=IngestConfig, description="Decoding, validation, batching.")
     sites: list[SiteConfig] = Field(default_factory=list, description="Sites and their devices.")
@@ -160,9 +166,7 @@ class EngineConfig(Strict):
     detectors: list[DetectorSpec] = Field(default_factory=list, description="Detectors to run, in order.")
     incidents: IncidentPolicy = Field(default_factory=IncidentPolicy, description="How findings become incidents.")
     plans: list[PlanConfig] = Field(default_factory=list, description="Response plans by hazard and level.")
-    sinks: list[SinkConfig] = Field(
-        default_factory=lambda: [LogSinkConfig()], description="Where incident events go."
-    )
+    sinks: list[SinkConfig] = Field(default_factory=lambda: [LogSinkConfig()], description="Where incident events go.")
     api: ApiConfig = Field(default_factory=ApiConfig, description="HTTP server.")
 
     @model_validator(mode="before")

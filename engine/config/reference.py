@@ -12,7 +12,10 @@ from engine.config.models import EngineConfig
 
 
 def json_schema() -> str:
-    return orjson.dumps(EngineConfig.model_json_schema(), option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS).decode() + "\n"
+    return (
+        orjson.dumps(EngineConfig.model_json_schema(), option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS).decode()
+        + "\n"
+    )
 
 
 def _models_in(annotation: Any) -> list[type[BaseModel]]:
@@ -35,7 +38,8 @@ def markdown_reference() -> str:
         "# Configuration reference",
         "",
         "Generated from the pydantic models by `make schema` (`gridwatch check-config --reference`); do not edit.",
-        "The JSON Schema is `config/schema.json`. `${ENV_VAR}` and `${ENV_VAR:-default}` are substituted before parsing.",
+        "The JSON Schema is `config/schema.json`.",
+        "`${ENV_VAR}` and `${ENV_VAR:-default}` are substituted before parsing.",
         "",
     ]
     seen: set[type[BaseModel]] = set()
@@ -46,11 +50,17 @@ def markdown_reference() -> str:
             continue
         seen.add(model)
         doc = (model.__doc__ or "").strip().splitlines()[0] if model.__doc__ else ""
-        lines += [f"## `{path}` — {model.__name__}", "", doc, "", "| field | type | default | description |",
-                  "|---|---|---|---|"]
+        lines += [
+            f"## `{path}` — {model.__name__}",
+            "",
+            doc,
+            "",
+            "| field | type | default | description |",
+            "|---|---|---|---|",
+        ]
         for name, fld in model.model_fields.items():
-            default = "required" if fld.is_required() else (
-                "…" if fld.default_factory is not None else f"`{fld.default!r}`"
+            default = (
+                "required" if fld.is_required() else ("…" if fld.default_factory is not None else f"`{fld.default!r}`")
             )
             desc = (fld.description or "").replace("|", "\\|")
             typ = _type_name(fld.annotation).replace("|", "\\|")

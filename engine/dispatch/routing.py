@@ -12,7 +12,8 @@ class Router:
     """The escalation path of a site (grid → town → district → city) and the plan for a hazard and level.
 
     >>> from engine.config.models import EngineConfig
-    >>> cfg = EngineConfig(city="Chongqing", sites=[dict(id="S1", lat=29.5, lon=106.5, grid="g7", town="Nanshan", district="Nan'an")])
+    >>> site = dict(id="S1", lat=29.5, lon=106.5, grid="g7", town="Nanshan", district="Nan'an")
+    >>> cfg = EngineConfig(city="Chongqing", sites=[site])
     >>> Router(cfg).route("S1")
     ['grid:g7', 'town:Nanshan', "district:Nan'an", 'city:Chongqing']
     """

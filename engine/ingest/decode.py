@@ -40,7 +40,8 @@ class SensorDecoder:
     >>> b = BatchBuilder(DeviceIndex()); d = SensorDecoder(IngestConfig(), b)
     >>> d.decode(Topic("sensors", "S1", "rain-1"), b'{"ts": 1700000000, "values": {"rain_mm": 0.4}}', now=1700000000)
     []
-    >>> [r.reason for r in d.decode(Topic("sensors", "S1", "rain-1"), b'{"ts": 1700000000, "values": {"rain": 1}}', 1700000000)]
+    >>> bad = b'{"ts": 1700000000, "values": {"rain": 1}}'
+    >>> [r.reason for r in d.decode(Topic("sensors", "S1", "rain-1"), bad, now=1700000000)]
     ['unknown_metric']
     """
 
@@ -72,7 +73,9 @@ class SensorDecoder:
         for item in items:
             device = item.get("device") if isinstance(item, dict) else None
             if not isinstance(device, str) or not device or "/" in device:
-                rejected.append(Rejection("malformed_reading", "each batch reading needs a `device` string", reading=item))
+                rejected.append(
+                    Rejection("malformed_reading", "each batch reading needs a `device` string", reading=item)
+                )
                 continue
             reason = self._reading(topic.site, device, item, now)
             if reason is not None:
@@ -85,7 +88,10 @@ class SensorDecoder:
         except TimestampError as exc:
             return exc.reason, str(exc)
         if ts > now + self.cfg.max_future_s:
-            return "future_ts", f"ts is {ts - now:.0f} s ahead of the engine clock (limit {self.cfg.max_future_s:.0f} s)"
+            return (
+                "future_ts",
+                f"ts is {ts - now:.0f} s ahead of the engine clock (limit {self.cfg.max_future_s:.0f} s)",
+            )
         values = doc.get("values")
         if not isinstance(values, dict) or not values:
             return "no_values", "the reading needs a non-empty `values` object"

@@ -59,7 +59,9 @@ class Intake:
         self.status: dict[tuple[str, str], str] = {}
         self.rejected = 0
 
-    def handle(self, topic: str, payload: bytes, _props: dict[str, str] | None = None, now: float | None = None) -> None:
+    def handle(
+        self, topic: str, payload: bytes, _props: dict[str, str] | None = None, now: float | None = None
+    ) -> None:
         now = time.time() if now is None else now
         try:
             t = parse_topic(topic, self.prefix)

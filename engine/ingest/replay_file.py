@@ -57,7 +57,9 @@ def _jsonl_rows(fh: IO[str], path: Path) -> Iterator[Row]:
             continue
         try:
             d = orjson.loads(text)
-            yield _check((float(d["ts"]), str(d["site"]), str(d["device"]), str(d["metric"]), float(d["value"])), path, line)
+            yield _check(
+                (float(d["ts"]), str(d["site"]), str(d["device"]), str(d["metric"]), float(d["value"])), path, line
+            )
         except (orjson.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
             raise ReplayFileError(f"{path}:{line}: {exc}") from None
 

@@ -32,7 +32,7 @@ def parse_topic(topic: str, prefix: str) -> Topic:
     head = prefix + "/"
     if not topic.startswith(head):
         raise TopicError(f"topic {topic!r} is not under prefix {prefix!r}")
-    parts = topic[len(head):].split("/")
+    parts = topic[len(head) :].split("/")
     if len(parts) != 3 or parts[0] not in KINDS or not parts[1] or not parts[2]:
         raise TopicError(f"topic {topic!r} is not {prefix}/<{'|'.join(KINDS)}>/<site>/<device>")
     return Topic(parts[0], parts[1], parts[2])

@@ -41,15 +41,21 @@ class IncidentBoard:
             rows = sorted(self.latest.values(), key=lambda e: (e["state"] == "resolved", e["opened_at"]))
         for e in rows[-20:]:
             t.add_row(
-                f"[{LEVEL_STYLE[e['level']]}]{e['level'].upper()}[/]", e["hazard"], e["site"], e["state"],
-                f"{(e['opened_at'] - base_ts) / 3600:.1f}", f"{(e['updated_at'] - base_ts) / 3600:.1f}",
-                str(len(e["findings"])), (e["route"] or ["-"])[0],
+                f"[{LEVEL_STYLE[e['level']]}]{e['level'].upper()}[/]",
+                e["hazard"],
+                e["site"],
+                e["state"],
+                f"{(e['opened_at'] - base_ts) / 3600:.1f}",
+                f"{(e['updated_at'] - base_ts) / 3600:.1f}",
+                str(len(e["findings"])),
+                (e["route"] or ["-"])[0],
             )
         return t
 
 
-async def run_demo(cfg: EngineConfig, scenario: Scenario, duration_s: float, out_dir: Path,
-                   console: Console) -> tuple[RunSummary, IncidentBoard, LocalRunner]:
+async def run_demo(
+    cfg: EngineConfig, scenario: Scenario, duration_s: float, out_dir: Path, console: Console
+) -> tuple[RunSummary, IncidentBoard, LocalRunner]:
     board = IncidentBoard()
     log_path = out_dir / "incidents.jsonl"
     log_path.unlink(missing_ok=True)
@@ -72,13 +78,23 @@ async def run_demo(cfg: EngineConfig, scenario: Scenario, duration_s: float, out
     sent = [0]
 
     def feed() -> None:
-        publish_paced(rows, lambda t, p: pub.publish(t, p, qos=1), cfg.mqtt.topic_prefix, speed=span_s / duration_s,
-                      stop=halt.is_set, progress=lambda n: sent.__setitem__(0, n))
+        publish_paced(
+            rows,
+            lambda t, p: pub.publish(t, p, qos=1),
+            cfg.mqtt.topic_prefix,
+            speed=span_s / duration_s,
+            stop=halt.is_set,
+            progress=lambda n: sent.__setitem__(0, n),
+        )
 
     feeder = threading.Thread(target=feed, name="demo-devices", daemon=True)
     feeder.start()
-    progress = Progress(TextColumn("simulated devices"), BarColumn(), TextColumn("{task.completed}/{task.total} messages"),
-                        TimeRemainingColumn())
+    progress = Progress(
+        TextColumn("simulated devices"),
+        BarColumn(),
+        TextColumn("{task.completed}/{task.total} messages"),
+        TimeRemainingColumn(),
+    )
     ptask = progress.add_task("feed", total=total)
     try:
         with Live(console=console, refresh_per_second=4, transient=False) as live:

@@ -89,11 +89,14 @@ class LocalRunner:
         status_topic = engine_status_topic(prefix)
         intake = Intake(cfg, self.pipeline.devices, on_full=lambda: loop.call_soon_threadsafe(self._full.set))
         client = MqttClient(
-            cfg.mqtt, on_message=intake.handle, subscriptions=subscriptions(prefix), protocol=protocol,
+            cfg.mqtt,
+            on_message=intake.handle,
+            subscriptions=subscriptions(prefix),
+            protocol=protocol,
             will=(status_topic, b"offline"),
         )
         self.client = client
-        intake.publish = lambda topic, payload: client.publish(topic, payload)
+        intake.publish = client.publish
 
         def publish(topic: str, payload: bytes, retain: bool = False) -> None:
             client.publish(topic, payload, retain=retain)

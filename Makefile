@@ -1,0 +1,43 @@
+# Two commands for a newcomer: `make demo` and `make test`. Each creates .venv when missing.
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-stamp
+PYTEST_ARGS ?=
+DEMO_ARGS ?=
+
+.PHONY: demo test lint typecheck bench schema mosquitto clean
+
+$(STAMP): pyproject.toml constraints.txt
+	@test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[dev]'
+	@touch $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/gridwatch demo $(DEMO_ARGS)
+
+# Integration tests need Debian's mosquitto; install it when missing and we can (root or sudo).
+mosquitto:
+	@command -v mosquitto >/dev/null 2>&1 || test -x /usr/sbin/mosquitto || { \
+	  echo "installing mosquitto (Debian package)"; \
+	  if [ "$$(id -u)" = 0 ]; then apt-get install -y -qq mosquitto >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq mosquitto; }; \
+	  elif command -v sudo >/dev/null 2>&1; then sudo -n apt-get install -y -qq mosquitto; fi; \
+	} || echo "mosquitto could not be installed: the integration and e2e tests will be skipped"
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/mypy
+
+test: $(STAMP) mosquitto lint
+	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
+
+bench: $(STAMP)
+	@ls benchmarks/*.py >/dev/null 2>&1 && for b in benchmarks/bench_*.py; do $(BIN)/python $$b || exit 1; done || echo "no benchmarks yet"
+
+# Regenerate the config's JSON Schema and Markdown reference from the pydantic models.
+schema: $(STAMP)
+	$(BIN)/gridwatch check-config --schema > config/schema.json
+	$(BIN)/gridwatch check-config --reference > config/README.md
+
+clean:
+	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache
