@@ -133,7 +133,7 @@ def type_name_of(config_class: type[DetectorConfig]) -> str:
     default = config_class.model_fields["type"].default
     if isinstance(default, str) and default:
         return default
-    args = getattr(config_class.model_fields["type"].annotation, "__args__", ())
+    args: tuple[object, ...] = getattr(config_class.model_fields["type"].annotation, "__args__", ())
     if len(args) != 1:
         raise TypeError(f"{config_class.__name__}.type must be Literal['name']")
     return str(args[0])

@@ -40,7 +40,7 @@ def _load(path: Path) -> EngineConfig:
     except ConfigError as exc:
         console.print(f"[bold red]config error[/] ({len(exc.issues)} problem{'s' if len(exc.issues) > 1 else ''}):")
         for issue in exc.issues:
-            console.print(str(issue), markup=False, highlight=False)
+            typer.echo(str(issue), err=True)
         raise typer.Exit(2) from None
 
 

@@ -202,7 +202,7 @@ def parse_config(text: str, file: str, base_dir: Path | None = None) -> EngineCo
             loc = _display_loc(tuple(err["loc"]))
             line = next((lines[loc[:n]] for n in range(len(loc), -1, -1) if loc[:n] in lines), None)
             msg = err["msg"].removeprefix("Value error, ")
-            issues.append(ConfigIssue(file, line, _field_path(loc), msg, _hint(err, loc)))
+            issues.append(ConfigIssue(file, line, _field_path(loc), msg, _hint(dict(err), loc)))
         raise ConfigError(issues) from None
 
 

@@ -112,21 +112,21 @@ class PlanConfig(Strict):
 class LogSinkConfig(Strict):
     """Incident events appended to a JSON Lines file."""
 
-    type: Literal["log"] = "log"
+    type: Literal["log"] = Field("log", description="Sink kind.")
     path: str = Field("var/gridwatch/incidents.jsonl", description="File the events are appended to.")
 
 
 class MqttSinkConfig(Strict):
     """Incident events published to `<prefix>/alerts/<site>/<hazard>`."""
 
-    type: Literal["mqtt"] = "mqtt"
+    type: Literal["mqtt"] = Field("mqtt", description="Sink kind.")
     retain: bool = Field(False, description="Publish with the retain flag (the latest event per site and hazard).")
 
 
 class ConsoleSinkConfig(Strict):
     """Incident events printed as one line each."""
 
-    type: Literal["console"] = "console"
+    type: Literal["console"] = Field("console", description="Sink kind.")
 
 
 SinkConfig = Annotated[Union[LogSinkConfig, MqttSinkConfig, ConsoleSinkConfig], Field(discriminator="type")]  # noqa: UP007
@@ -140,11 +140,15 @@ class ApiConfig(Strict):
     port: int = Field(8080, ge=0, le=65535, description="Port; 0 takes a free one.")
 
 
+def _default_sinks() -> list[SinkConfig]:
+    return [LogSinkConfig(type="log")]
+
+
 if TYPE_CHECKING:
     DetectorSpec = DetectorConfig
 else:
     _classes = registry.config_classes()
-    DetectorSpec = Annotated[Union[tuple(_classes)], Field(discriminator="type")] if len(_classes) > 1 else _classes[0]  # noqa: UP007
+    DetectorSpec = Annotated[Union[tuple(_classes)], Field(discriminator="type")]  # noqa: UP007
 
 
 class EngineConfig(Strict):
@@ -166,7 +170,7 @@ class EngineConfig(Strict):
     detectors: list[DetectorSpec] = Field(default_factory=list, description="Detectors to run, in order.")
     incidents: IncidentPolicy = Field(default_factory=IncidentPolicy, description="How findings become incidents.")
     plans: list[PlanConfig] = Field(default_factory=list, description="Response plans by hazard and level.")
-    sinks: list[SinkConfig] = Field(default_factory=lambda: [LogSinkConfig()], description="Where incident events go.")
+    sinks: list[SinkConfig] = Field(default_factory=_default_sinks, description="Where incident events go.")
     api: ApiConfig = Field(default_factory=ApiConfig, description="HTTP server.")
 
     @model_validator(mode="before")

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -94,14 +94,14 @@ class IncidentTracker:
     def __init__(
         self,
         policy: IncidentPolicy,
-        route_of: Any = None,
-        plan_of: Any = None,
+        route_of: Callable[[str], list[str]] | None = None,
+        plan_of: Callable[[str, Level], dict[str, Any]] | None = None,
     ) -> None:
         self.policy = policy
         self.min_level = Level.from_name(policy.min_level)
         self.open: dict[tuple[str, ...], Incident] = {}
-        self._route_of = route_of or (lambda site: [])
-        self._plan_of = plan_of or (lambda hazard, level: {})
+        self._route_of: Callable[[str], list[str]] = route_of or (lambda site: [])
+        self._plan_of: Callable[[str, Level], dict[str, Any]] = plan_of or (lambda hazard, level: {})
 
     def _key(self, f: Finding) -> tuple[str, ...]:
         return tuple(str(getattr(f, name)) for name in self.policy.group_by)

@@ -12,6 +12,7 @@ import paho.mqtt.client as paho
 from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
+from paho.mqtt.reasoncodes import ReasonCode
 
 from engine import metrics
 from engine.config.models import MqttConfig
@@ -75,17 +76,17 @@ class MqttClient:
         self.client.on_disconnect = self._disconnected
         self.client.on_message = self._message
 
-    def _connected(self, client: paho.Client, _u: object, _f: object, rc: paho.ReasonCode, _p: object) -> None:
+    def _connected(self, client: paho.Client, _u: object, _f: object, rc: ReasonCode, _p: object) -> None:
         if rc.is_failure:
             logger.error("MQTT broker refused the connection: %s", rc)
             return
         logger.info("connected to MQTT broker")
         if self._subs:
-            client.subscribe([(s, self.cfg.qos) for s in self._subs])
+            client.subscribe([(s, int(self.cfg.qos)) for s in self._subs])
         metrics.MQTT_CONNECTED.set(1)
         self.connected.set()
 
-    def _disconnected(self, _c: paho.Client, _u: object, _f: object, rc: paho.ReasonCode, _p: object) -> None:
+    def _disconnected(self, _c: paho.Client, _u: object, _f: object, rc: ReasonCode, _p: object) -> None:
         self.connected.clear()
         metrics.MQTT_CONNECTED.set(0)
         if rc.is_failure:
@@ -98,14 +99,14 @@ class MqttClient:
         if self.v5 and msg.properties is not None:
             props = dict(getattr(msg.properties, "UserProperty", []) or [])
         try:
-            self._on_message(msg.topic, msg.payload, props)
+            self._on_message(msg.topic, bytes(msg.payload), props)
         except Exception:
             # A handler bug must not kill paho's network thread: log it and keep receiving.
             logger.exception("handling a message on %s failed", msg.topic)
 
     def start(self, host: str, port: int, wait_s: float = 10.0) -> None:
         if self.v5:
-            props = Properties(PacketTypes.CONNECT)
+            props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
             props.SessionExpiryInterval = 0 if self._clean else self.cfg.session_expiry_s
             self.client.connect_async(
                 host, port, keepalive=self.cfg.keepalive_s, clean_start=self._clean, properties=props

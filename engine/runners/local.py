@@ -87,7 +87,11 @@ class LocalRunner:
             self.api_url = api.url
         prefix = cfg.mqtt.topic_prefix
         status_topic = engine_status_topic(prefix)
-        intake = Intake(cfg, self.pipeline.devices, on_full=lambda: loop.call_soon_threadsafe(self._full.set))
+
+        def batch_full() -> None:  # called on paho's thread
+            loop.call_soon_threadsafe(self._full.set)
+
+        intake = Intake(cfg, self.pipeline.devices, on_full=batch_full)
         client = MqttClient(
             cfg.mqtt,
             on_message=intake.handle,

@@ -1,0 +1,114 @@
+"""Config loading: defaults, env substitution, CSV sites, and errors that name file, line, field and fix."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from engine.cli import app
+from engine.config import reference
+from engine.config.loader import ConfigError, load_config, parse_config
+from tests.conftest import ROOT
+
+
+def errors(text: str, tmp_path: Path):
+    path = tmp_path / "bad.yaml"
+    path.write_text(text)
+    with pytest.raises(ConfigError) as exc:
+        load_config(path)
+    return exc.value.issues
+
+
+def test_shipped_config_loads_sites_from_csv():
+    cfg = load_config(ROOT / "config" / "gridwatch.yaml")
+    assert len(cfg.sites) == 8
+    assert cfg.sites[1].devices[1].id == "crack-1"
+    assert [d.name for d in cfg.detectors] == ["rain-burst", "crack-rate"]
+
+
+def test_env_substitution(monkeypatch, tmp_path):
+    monkeypatch.setenv("GW_TEST_URL", "mqtt://10.1.2.3:1884")
+    (tmp_path / "c.yaml").write_text("mqtt:\n  url: ${GW_TEST_URL}\n  topic_prefix: ${GW_NOT_SET:-city7}\n")
+    cfg = load_config(tmp_path / "c.yaml")
+    assert cfg.mqtt.url == "mqtt://10.1.2.3:1884"
+    assert cfg.mqtt.topic_prefix == "city7"
+
+
+def test_missing_env_var_names_line(tmp_path, monkeypatch):
+    monkeypatch.delenv("GW_SURELY_UNSET", raising=False)
+    (issue,) = errors("city: x\nmqtt:\n  password: ${GW_SURELY_UNSET}\n", tmp_path)
+    assert issue.line == 3 and "GW_SURELY_UNSET" in issue.message
+
+
+def test_unknown_key_gets_line_field_and_did_you_mean(tmp_path):
+    (issue,) = errors("city: x\ningest:\n  batch_maxx: 10\n", tmp_path)
+    assert (issue.line, issue.field) == (3, "ingest.batch_maxx")
+    assert "did you mean 'batch_max'" in issue.hint
+
+
+def test_every_error_is_reported_at_once(tmp_path):
+    issues = errors("mqtt:\n  qos: 7\ningest:\n  batch_ms: -1\n", tmp_path)
+    assert {i.field for i in issues} == {"mqtt.qos", "ingest.batch_ms"}
+    assert {i.line for i in issues} == {2, 4}
+
+
+def test_unknown_detector_type(tmp_path):
+    (issue,) = errors("detectors:\n  - type: thresold\n    rules: []\n", tmp_path)
+    assert issue.line == 2
+    assert "did you mean 'threshold'" in issue.hint
+
+
+def test_detector_rule_error_points_into_the_rule(tmp_path):
+    text = "detectors:\n  - type: threshold\n    rules:\n      - metric: rain_mm\n        levels: {blue: 5, red: 2}\n"
+    (issue,) = errors(text, tmp_path)
+    assert issue.field == "detectors[0].rules[0]"
+    assert issue.line == 4
+    assert "must not decrease" in issue.message
+
+
+def test_yaml_syntax_error_has_line(tmp_path):
+    (issue,) = errors("city: x\nmqtt: [unclosed\n", tmp_path)
+    assert issue.line is not None and "YAML" in issue.message
+
+
+def test_check_config_cli(tmp_path):
+    runner = CliRunner()
+    ok = runner.invoke(app, ["check-config", str(ROOT / "config" / "gridwatch.yaml")])
+    assert ok.exit_code == 0 and ok.stdout.startswith("ok")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("ingest:\n  batch_maxx: 1\n")
+    res = runner.invoke(app, ["check-config", str(bad)])
+    assert res.exit_code == 2
+    assert f"{bad}:2: ingest.batch_maxx" in res.output
+
+
+def test_schema_and_reference_are_current():
+    assert (ROOT / "config" / "schema.json").read_text() == reference.json_schema(), "run `make schema`"
+    assert (ROOT / "config" / "README.md").read_text() == reference.markdown_reference(), "run `make schema`"
+
+
+def test_every_field_is_described():
+    from pydantic import BaseModel
+
+    from engine.config.models import EngineConfig
+
+    missing = []
+    stack: list[type[BaseModel]] = [EngineConfig]
+    seen = set()
+    while stack:
+        model = stack.pop()
+        if model in seen:
+            continue
+        seen.add(model)
+        for name, fld in model.model_fields.items():
+            if not fld.description:
+                missing.append(f"{model.__name__}.{name}")
+            stack.extend(reference._models_in(fld.annotation))
+    assert not missing
+
+
+def test_parse_config_rejects_non_mapping():
+    with pytest.raises(ConfigError):
+        parse_config("- a\n- b\n", "x.yaml")

@@ -1,0 +1,55 @@
+"""The pipeline: the storm scenario through the shipped config, independent of batching."""
+
+from __future__ import annotations
+
+import pytest
+
+from engine.ingest.replay_file import batches, read_rows, write_rows
+from engine.runners.assembly import build_pipeline
+from tests.conftest import default_config
+
+
+def replay(rows, batch_size):
+    pipeline = build_pipeline(default_config())
+    events = []
+    for b in batches(rows, pipeline.devices, batch_size):
+        events += pipeline.step(b)
+    return events
+
+
+@pytest.fixture(scope="module")
+def reference_events(storm_rows):
+    return replay(storm_rows, 10_000)
+
+
+def test_storm_over_slope_gives_the_expected_incidents(reference_events):
+    landslide = [e for e in reference_events if e["hazard"] == "landslide"]
+    assert {e["site"] for e in landslide} == {"S02"}
+    assert [e["level"] for e in landslide] == ["blue", "yellow", "orange", "red"]
+    assert landslide[-1]["plan"]["title"] == "Evacuate"
+    assert landslide[-1]["route"] == ["grid:grid-1", "town:town-north-1", "district:north", "city:Chongqing"]
+    storm_sites = {e["site"] for e in reference_events if e["hazard"] == "rainstorm"}
+    assert storm_sites == {"S01", "S02", "S03"}
+    resolved = [e for e in reference_events if e["hazard"] == "rainstorm" and e["state"] == "resolved"]
+    assert len(resolved) == 3
+
+
+@pytest.mark.parametrize("batch_size", [1, 13, 777])
+def test_events_do_not_depend_on_batching(storm_rows, reference_events, batch_size):
+    assert replay(storm_rows, batch_size) == reference_events
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".jsonl"])
+def test_replay_file_round_trip(tmp_path, storm_rows, suffix):
+    path = tmp_path / f"r{suffix}"
+    assert write_rows(path, storm_rows[:500]) == 500
+    assert list(read_rows(path)) == storm_rows[:500]
+
+
+def test_replay_file_errors_name_the_line(tmp_path):
+    from engine.ingest.replay_file import ReplayFileError
+
+    path = tmp_path / "bad.csv"
+    path.write_text("ts,site,device,metric,value\n1,S1,d,rain_mm,0.2\n2,S1,d,rain_mm,lots\n")
+    with pytest.raises(ReplayFileError, match=r"bad.csv:3"):
+        list(read_rows(path))
