@@ -87,3 +87,25 @@ def default_config(**overrides: object) -> EngineConfig:
     """The shipped config/gridwatch.yaml (with the embedded default), optionally overridden per section."""
     cfg = parse_config((ROOT / "config" / "gridwatch.yaml").read_text(), "config/gridwatch.yaml", ROOT / "config")
     return cfg.model_copy(update=overrides)
+
+
+def wait_for(predicate, timeout_s: float = 30.0, interval_s: float = 0.05) -> bool:
+    """Poll until ``predicate()`` is true; False on time-out."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(interval_s)
+    return bool(predicate())
+
+
+def direct_events(rows, cfg: EngineConfig | None = None) -> list[dict]:
+    """The incident events of feeding rows straight into the core: the reference for runs over MQTT."""
+    from engine.ingest.replay_file import batches
+    from engine.runners.assembly import build_pipeline
+
+    pipeline = build_pipeline(cfg or default_config())
+    events: list[dict] = []
+    for b in batches(rows, pipeline.devices, 10_000):
+        events += pipeline.step(b)
+    return events

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -57,7 +59,7 @@ def test_lifecycle_properties(seq):
         t += gap
         events += tr.apply([finding(t, lv, site, hz)])
     events += tr.advance(t + 10_000)
-    by_id: dict[str, list[dict[str, object]]] = {}
+    by_id: dict[str, list[dict[str, Any]]] = {}
     for e in events:
         by_id.setdefault(e["incident_id"], []).append(e)
     for evs in by_id.values():

@@ -1,0 +1,157 @@
+"""The local runner over a real Mosquitto: ingest, dead-letters, incidents, persistent session, embedded broker."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+
+import orjson
+import pytest
+
+from engine.config.models import ApiConfig, EngineConfig, LogSinkConfig, MqttConfig, MqttSinkConfig
+from engine.ingest.mqtt_client import MqttClient, broker_address
+from engine.runners.local import LocalRunner
+from simulators.publish import messages
+from tests.conftest import default_config, direct_events, wait_for
+
+pytestmark = pytest.mark.integration
+
+
+def engine_config(url: str, tmp_path, client_id: str, **mqtt) -> EngineConfig:
+    m = MqttConfig(url=url, client_id=client_id, **mqtt)
+    return default_config(
+        mqtt=m,
+        api=ApiConfig(enabled=False),
+        sinks=[LogSinkConfig(path=str(tmp_path / "incidents.jsonl")), MqttSinkConfig()],
+    )
+
+
+class Listener:
+    """Collects what the engine publishes (dead letters, alerts)."""
+
+    def __init__(self, url: str, topics: list[str], protocol: str = "5") -> None:
+        self.received: list[tuple[str, dict]] = []
+        self.client = MqttClient(
+            MqttConfig(url=url), on_message=self._on, subscriptions=topics, client_id=f"listener-{time.time_ns()}",
+            protocol=protocol, clean=True,
+        )
+        self.client.start(*broker_address(url))
+
+    def _on(self, topic: str, payload: bytes, _props: dict[str, str]) -> None:
+        self.received.append((topic, orjson.loads(payload)))
+
+    def stop(self) -> None:
+        self.client.stop()
+
+
+def publisher(url: str, protocol: str = "5") -> MqttClient:
+    client = MqttClient(MqttConfig(url=url), client_id=f"devices-{time.time_ns()}", protocol=protocol, clean=True,
+                        track=True)
+    client.start(*broker_address(url))
+    return client
+
+
+class RunnerThread:
+    """A LocalRunner in its own event loop on a thread, stopped like SIGTERM would."""
+
+    def __init__(self, cfg: EngineConfig) -> None:
+        self.runner = LocalRunner(cfg, measure_latency=False)
+        self.loop = asyncio.new_event_loop()
+        self.stop_event: asyncio.Event | None = None
+        self.summary = None
+        self.thread = threading.Thread(target=self._main, daemon=True)
+        self.thread.start()
+        assert wait_for(lambda: self.runner.client is not None and self.runner.client.connected.is_set(), 15)
+
+    def _main(self) -> None:
+        async def go() -> None:
+            self.stop_event = asyncio.Event()
+            self.summary = await self.runner.run(self.stop_event)
+
+        self.loop.run_until_complete(go())
+
+    def stop(self) -> None:
+        assert self.stop_event is not None
+        self.loop.call_soon_threadsafe(self.stop_event.set)
+        self.thread.join(20)
+        assert not self.thread.is_alive()
+
+
+def read_log(path) -> list[dict]:
+    return [orjson.loads(line) for line in path.read_bytes().splitlines()] if path.exists() else []
+
+
+def key(events):
+    return [(e["incident_id"], e["level"], e["state"], e["updated_at"]) for e in events]
+
+
+def test_scenario_over_mosquitto_matches_direct_replay_and_dead_letters_bad_input(mosquitto, tmp_path, storm_rows):
+    cfg = engine_config(mosquitto.url, tmp_path, "engine-it-1")
+    expected = direct_events(storm_rows)
+    listener = Listener(mosquitto.url, ["gw/deadletter/#", "gw/alerts/#"])
+    engine = RunnerThread(cfg)
+    pub = publisher(mosquitto.url)
+    try:
+        for _ts, topic, payload in messages(storm_rows, "gw"):
+            pub.publish(topic, payload, qos=1)
+        pub.publish("gw/sensors/S01/rain-1", b"{oops", qos=1)
+        pub.publish("gw/sensors/S01/rain-1", b'{"ts": 1700000000, "values": {"snow_mm": 3}}', qos=1)
+        last = list(messages(storm_rows, "gw"))[-1]
+        pub.publish(last[1], last[2], qos=1)  # a redelivered duplicate (same seq)
+        assert pub.flush()
+        log = tmp_path / "incidents.jsonl"
+        assert wait_for(lambda: len(read_log(log)) >= len(expected), 60)
+        assert wait_for(lambda: len([t for t, _ in listener.received if "deadletter" in t]) >= 3, 10)
+    finally:
+        pub.stop()
+        engine.stop()
+        listener.stop()
+    assert key(read_log(tmp_path / "incidents.jsonl")) == key(expected)
+    dead = {t: d for t, d in listener.received if "/deadletter/" in t}
+    assert set(dead) == {"gw/deadletter/malformed_json", "gw/deadletter/unknown_metric", "gw/deadletter/duplicate_seq"}
+    assert dead["gw/deadletter/malformed_json"]["topic"] == "gw/sensors/S01/rain-1"
+    assert dead["gw/deadletter/malformed_json"]["payload"] == "{oops"
+    alerts = [d for t, d in listener.received if t.startswith("gw/alerts/S02/landslide")]
+    assert [a["level"] for a in alerts] == ["blue", "yellow", "orange", "red"]
+    assert engine.summary is not None and engine.summary.readings == len(storm_rows)
+    assert engine.summary.rejected == 3
+
+
+def test_persistent_session_delivers_what_was_published_while_the_engine_was_away(mosquitto, tmp_path):
+    cfg = engine_config(mosquitto.url, tmp_path, "engine-it-persist")
+    engine = RunnerThread(cfg)
+    engine.stop()  # the broker now holds the engine's session and subscriptions
+    pub = publisher(mosquitto.url)
+    ts = time.time() - 600 * 31
+    for k in range(30):
+        value = 5.0 if k == 29 else 0.0  # the last reading is a rain burst that opens an incident
+        pub.publish("gw/sensors/S05/rain-1", orjson.dumps({"ts": ts + 600 * k, "seq": k, "values": {"rain_mm": value}}))
+    assert pub.flush()
+    pub.stop()
+    engine = RunnerThread(cfg)
+    try:
+        assert wait_for(lambda: engine.runner.pipeline.readings >= 30, 20)
+    finally:
+        engine.stop()
+    assert engine.runner.pipeline.readings == 30
+    (event,) = read_log(tmp_path / "incidents.jsonl")
+    assert (event["site"], event["hazard"], event["level"]) == ("S05", "rainstorm", "yellow")
+
+
+def test_embedded_broker_needs_nothing_installed(tmp_path):
+    cfg = engine_config("embedded", tmp_path, "engine-embedded", embedded_port=0)
+    engine = RunnerThread(cfg)
+    try:
+        port = engine.runner.broker_port
+        url = f"mqtt://127.0.0.1:{port}"
+        pub = publisher(url, protocol="3.1.1")
+        now = time.time()
+        pub.publish("gw/sensors/S01/rain-1", orjson.dumps({"ts": now, "values": {"rain_mm": 9.0}}))
+        assert pub.flush()
+        pub.stop()
+        assert wait_for(lambda: len(read_log(tmp_path / "incidents.jsonl")) == 1, 15)
+    finally:
+        engine.stop()
+    (event,) = read_log(tmp_path / "incidents.jsonl")
+    assert (event["site"], event["level"], event["state"]) == ("S01", "orange", "firing")
