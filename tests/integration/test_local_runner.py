@@ -33,8 +33,12 @@ class Listener:
     def __init__(self, url: str, topics: list[str], protocol: str = "5") -> None:
         self.received: list[tuple[str, dict]] = []
         self.client = MqttClient(
-            MqttConfig(url=url), on_message=self._on, subscriptions=topics, client_id=f"listener-{time.time_ns()}",
-            protocol=protocol, clean=True,
+            MqttConfig(url=url),
+            on_message=self._on,
+            subscriptions=topics,
+            client_id=f"listener-{time.time_ns()}",
+            protocol=protocol,
+            clean=True,
         )
         self.client.start(*broker_address(url))
 
@@ -46,8 +50,9 @@ class Listener:
 
 
 def publisher(url: str, protocol: str = "5") -> MqttClient:
-    client = MqttClient(MqttConfig(url=url), client_id=f"devices-{time.time_ns()}", protocol=protocol, clean=True,
-                        track=True)
+    client = MqttClient(
+        MqttConfig(url=url), client_id=f"devices-{time.time_ns()}", protocol=protocol, clean=True, track=True
+    )
     client.start(*broker_address(url))
     return client
 

@@ -1,0 +1,87 @@
+"""As a user would: `gridwatch run` over Mosquitto, the scenario published by `gridwatch replay`, SIGTERM."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import urllib.request
+
+import orjson
+import pytest
+import yaml
+
+from engine.ingest.replay_file import write_rows
+from tests.conftest import ROOT, direct_events, free_port, wait_for
+
+pytestmark = pytest.mark.e2e
+
+GRIDWATCH = [sys.executable, "-m", "engine.cli"]
+
+
+def healthy(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=1) as resp:
+            return resp.status == 200
+    except OSError:
+        return False
+
+
+def test_demo_scenario_through_gridwatch_run(mosquitto, tmp_path, storm_rows):
+    cfg = yaml.safe_load(
+        (ROOT / "config" / "gridwatch.yaml").read_text().replace("${GRIDWATCH_MQTT_URL:-embedded}", "x")
+    )
+    api_port = free_port()
+    log = tmp_path / "incidents.jsonl"
+    cfg["mqtt"].update(url=mosquitto.url, client_id="gridwatch-e2e")
+    cfg["api"] = {"enabled": True, "host": "127.0.0.1", "port": api_port}
+    cfg["sinks"] = [{"type": "log", "path": str(log)}]
+    cfg["sites_file"] = str(ROOT / "config" / "sites" / "demo-sites.csv")
+    cfg["devices_file"] = str(ROOT / "config" / "sites" / "demo-devices.csv")
+    config = tmp_path / "gridwatch.yaml"
+    config.write_text(yaml.safe_dump(cfg))
+    replay_file = tmp_path / "storm.csv"
+    write_rows(replay_file, storm_rows)
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    engine = subprocess.Popen(
+        [*GRIDWATCH, "run", "-c", str(config)], cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+    )
+    try:
+        assert wait_for(lambda: healthy(f"http://127.0.0.1:{api_port}/healthz"), 30), "engine did not become healthy"
+        pub = subprocess.run(
+            [*GRIDWATCH, "replay", str(replay_file), "-c", str(config)],
+            cwd=tmp_path,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+        assert pub.returncode == 0, pub.stderr
+        expected = direct_events(storm_rows)
+        assert wait_for(lambda: log.exists() and len(log.read_bytes().splitlines()) >= len(expected), 60)
+        metrics = urllib.request.urlopen(f"http://127.0.0.1:{api_port}/metrics", timeout=5).read().decode()
+        assert f"gridwatch_readings_total {float(len(storm_rows))}" in metrics
+    finally:
+        engine.send_signal(signal.SIGTERM)
+        out, _ = engine.communicate(timeout=30)
+    assert engine.returncode == 0, out.decode()[-2000:]
+    got = [orjson.loads(line) for line in log.read_bytes().splitlines()]
+    assert [(e["incident_id"], e["level"], e["state"]) for e in got] == [
+        (e["incident_id"], e["level"], e["state"]) for e in expected
+    ]
+    landslide = [e["level"] for e in got if e["hazard"] == "landslide"]
+    assert landslide == ["blue", "yellow", "orange", "red"]
+
+
+def test_bad_config_stops_at_start_up_naming_file_and_field(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(
+        "mqtt:\n  url: embedded\ndetectors:\n  - type: threshold\n    rules:\n      - metric: rain_mmm\n"
+        "        levels: {blue: 1}\n"
+    )
+    res = subprocess.run([*GRIDWATCH, "run", "-c", str(bad)], capture_output=True, text=True, timeout=60, check=False)
+    assert res.returncode == 2
+    assert f"{bad}:6: detectors[0].rules[0]" in res.stderr
+    assert "unknown metric 'rain_mmm'" in res.stderr
