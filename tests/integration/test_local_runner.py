@@ -11,7 +11,7 @@ import pytest
 
 from engine.config.models import ApiConfig, EngineConfig, LogSinkConfig, MqttConfig, MqttSinkConfig
 from engine.ingest.mqtt_client import MqttClient, broker_address
-from engine.runners.local import LocalRunner
+from engine.runners.local import LocalRunner, RunSummary
 from simulators.publish import messages
 from tests.conftest import default_config, direct_events, wait_for
 
@@ -64,7 +64,7 @@ class RunnerThread:
         self.runner = LocalRunner(cfg, measure_latency=False)
         self.loop = asyncio.new_event_loop()
         self.stop_event: asyncio.Event | None = None
-        self.summary = None
+        self.summary: RunSummary | None = None
         self.thread = threading.Thread(target=self._main, daemon=True)
         self.thread.start()
         assert wait_for(lambda: self.runner.client is not None and self.runner.client.connected.is_set(), 15)
