@@ -72,7 +72,7 @@ async def run_demo(
     rows = scenario.readings(base_ts)
     total = sum(1 for _ in messages(rows, cfg.mqtt.topic_prefix))
     protocol = "3.1.1" if cfg.mqtt.url == "embedded" else cfg.mqtt.protocol
-    pub = MqttClient(cfg.mqtt, client_id="gridwatch-demo-devices", protocol=protocol, clean=True)
+    pub = MqttClient(cfg.mqtt, client_id="gridwatch-demo-devices", protocol=protocol, clean=True, track=True)
     await asyncio.to_thread(pub.start, "127.0.0.1" if cfg.mqtt.url == "embedded" else _host(cfg), runner.broker_port)
     halt = threading.Event()
     sent = [0]
@@ -103,7 +103,13 @@ async def run_demo(
                 live.update(Group(board.table(base_ts), progress))
                 await asyncio.sleep(0.25)
             progress.update(ptask, completed=sent[0])
-            await asyncio.sleep(max(0.5, cfg.ingest.batch_ms / 1000 * 4))
+            # Let the broker deliver everything still in flight before stopping the engine.
+            await asyncio.to_thread(pub.flush, 30.0)
+            deadline = time.monotonic() + 30.0
+            while runner.pipeline.readings < len(rows) and time.monotonic() < deadline and not halt.is_set():
+                live.update(Group(board.table(base_ts), progress))
+                await asyncio.sleep(0.2)
+            await asyncio.sleep(max(0.2, cfg.ingest.batch_ms / 1000 * 4))
             live.update(Group(board.table(base_ts), progress))
     finally:
         halt.set()

@@ -1,0 +1,39 @@
+"""`gridwatch demo` as `make demo` runs it, shortened: embedded broker, engine, simulated devices."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import orjson
+import pytest
+
+from tests.conftest import ROOT
+
+pytestmark = pytest.mark.e2e
+
+
+def test_demo_plays_the_whole_scenario_and_raises_the_slope_to_red(tmp_path):
+    res = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "engine.cli",
+            "demo",
+            "--duration",
+            "5",
+            "--out",
+            str(tmp_path),
+            "-c",
+            str(ROOT / "config" / "gridwatch.yaml"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+        cwd=tmp_path,
+    )
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert "10368 readings processed, 0 rejected" in res.stdout
+    events = [orjson.loads(line) for line in (tmp_path / "incidents.jsonl").read_bytes().splitlines()]
+    assert [e["level"] for e in events if e["hazard"] == "landslide"] == ["blue", "yellow", "orange", "red"]
