@@ -14,14 +14,9 @@ import pytest
 
 from engine.config.loader import parse_config
 from engine.config.models import EngineConfig
+from engine.ingest.embedded_broker import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _mosquitto_binary() -> str | None:

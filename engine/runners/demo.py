@@ -15,7 +15,7 @@ from rich.table import Table
 
 from engine.config.models import EngineConfig
 from engine.dispatch.sinks import LEVEL_STYLE
-from engine.ingest.mqtt_client import MqttClient
+from engine.ingest.mqtt_client import MqttClient, broker_address
 from engine.runners.local import LocalRunner, RunSummary
 from simulators.publish import messages, publish_paced
 from simulators.scenario import Scenario
@@ -73,7 +73,9 @@ async def run_demo(
     total = sum(1 for _ in messages(rows, cfg.mqtt.topic_prefix))
     protocol = "3.1.1" if cfg.mqtt.url == "embedded" else cfg.mqtt.protocol
     pub = MqttClient(cfg.mqtt, client_id="gridwatch-demo-devices", protocol=protocol, clean=True, track=True)
-    await asyncio.to_thread(pub.start, "127.0.0.1" if cfg.mqtt.url == "embedded" else _host(cfg), runner.broker_port)
+    await asyncio.to_thread(
+        pub.start, "127.0.0.1" if cfg.mqtt.url == "embedded" else broker_address(cfg.mqtt.url)[0], runner.broker_port
+    )
     halt = threading.Event()
     sent = [0]
 
@@ -117,9 +119,3 @@ async def run_demo(
         stop.set()
         summary = await task
     return summary, board, runner
-
-
-def _host(cfg: EngineConfig) -> str:
-    from engine.ingest.mqtt_client import broker_address
-
-    return broker_address(cfg.mqtt.url)[0]

@@ -12,8 +12,9 @@ import orjson
 import pytest
 import yaml
 
+from engine.ingest.embedded_broker import free_port
 from engine.ingest.replay_file import write_rows
-from tests.conftest import ROOT, direct_events, free_port, wait_for
+from tests.conftest import ROOT, direct_events, wait_for
 
 pytestmark = pytest.mark.e2e
 
