@@ -21,6 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from engine.core.batch import ReadingBatch
 from engine.core.findings import Finding
+from engine.core.levels import Level
 
 logger = logging.getLogger(__name__)
 
@@ -44,11 +45,15 @@ class DetectorConfig(BaseModel):
 
 @dataclass(frozen=True)
 class StateArray:
-    """Declares one per-device state array: its dtype, initial value, and trailing shape."""
+    """Declares one state array: its dtype, initial value and trailing shape.
+
+    ``per_device=False`` declares a detector-wide array of exactly ``shape`` (a fleet watermark, say).
+    """
 
     dtype: Any
     fill: Any
     shape: tuple[int, ...] = ()
+    per_device: bool = True
 
 
 class DeviceState:
@@ -63,7 +68,7 @@ class DeviceState:
         self.spec = spec
         self.capacity = 0
         self.arrays: dict[str, npt.NDArray[Any]] = {
-            name: np.full((0, *s.shape), s.fill, dtype=s.dtype) for name, s in spec.items()
+            name: np.full((0, *s.shape) if s.per_device else s.shape, s.fill, dtype=s.dtype) for name, s in spec.items()
         }
 
     def __getitem__(self, name: str) -> npt.NDArray[Any]:
@@ -74,6 +79,8 @@ class DeviceState:
             return
         new_cap = max(n_slots, self.capacity * 2, 64)
         for name, s in self.spec.items():
+            if not s.per_device:
+                continue
             grown = np.full((new_cap, *s.shape), s.fill, dtype=s.dtype)
             grown[: self.capacity] = self.arrays[name]
             self.arrays[name] = grown
@@ -87,7 +94,8 @@ class DeviceState:
         if missing:
             raise ValueError(f"state snapshot lacks arrays {sorted(missing)}")
         self.arrays = {name: snap[name].copy() for name in self.spec}
-        self.capacity = int(next(iter(self.arrays.values())).shape[0]) if self.arrays else 0
+        per_device = [self.arrays[n] for n, s in self.spec.items() if s.per_device]
+        self.capacity = int(per_device[0].shape[0]) if per_device else 0
 
     def nbytes(self) -> int:
         return sum(int(a.nbytes) for a in self.arrays.values())
@@ -105,6 +113,8 @@ class Detector(Generic[C]):
 
     config_class: ClassVar[type[DetectorConfig]]
     metrics: ClassVar[tuple[str, ...]] = ()
+    screens: ClassVar[bool] = False
+    """A quality screen runs before the other detectors and may flag rows as suspect for them."""
 
     def __init__(self, config: C) -> None:
         self.config = config
@@ -126,6 +136,30 @@ class Detector(Generic[C]):
 
     def process(self, batch: ReadingBatch, state: DeviceState) -> list[Finding]:
         raise NotImplementedError
+
+    def finding(
+        self,
+        batch: ReadingBatch,
+        row: int,
+        level: int,
+        score: float,
+        evidence: dict[str, Any],
+        ts: float | None = None,
+        slot: int | None = None,
+    ) -> Finding:
+        """A finding at batch row ``row``, about that row's device unless ``slot`` names another."""
+        slot = int(batch.slot[row]) if slot is None else slot
+        return Finding(
+            detector=self.name,
+            hazard=self.config.hazard,
+            site=batch.devices.site_of_slot(slot),
+            device=batch.devices.device_of_slot(slot),
+            ts=float(batch.ts[row]) if ts is None else ts,
+            level=Level(int(level)),
+            score=float(score),
+            evidence=evidence,
+            row=int(row),
+        )
 
 
 def type_name_of(config_class: type[DetectorConfig]) -> str:

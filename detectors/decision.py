@@ -105,3 +105,35 @@ def hysteresis_level(
         active = latch(first, x >= lowest, x < clear, carried_active)
     levels = np.where(active, np.maximum(raw, int(Level.BLUE)), 0).astype(np.int8)
     return levels, active
+
+
+def channel_steps(
+    batch_slots: I64, batch_metric: npt.NDArray[np.int16], rows: I64, metric_ids: tuple[int, ...]
+) -> list[tuple[I64, I64, I64]]:
+    """Cut rows into steps in which each (device, metric) channel appears at most once, in arrival order.
+
+    Step ``r`` holds every channel's ``r``-th row of the batch, so a detector that updates its state step by
+    step sees each channel's readings in order, exactly as if they had come one at a time, while each step
+    is still vectorized over all channels. Returns ``(rows, slots, k)`` per step, ``k`` being the index of
+    the row's metric in ``metric_ids``.
+
+    >>> steps = channel_steps(np.array([5, 5, 7]), np.array([0, 0, 0], np.int16), np.array([0, 1, 2]), (0,))
+    >>> [s[0].tolist() for s in steps]
+    [[0, 2], [1]]
+    """
+    if rows.size == 0:
+        return []
+    lookup = np.full(int(max(metric_ids)) + 1, -1, dtype=np.int64)
+    lookup[list(metric_ids)] = np.arange(len(metric_ids))
+    k = lookup[batch_metric[rows].astype(np.int64)]
+    channel = batch_slots[rows] * len(metric_ids) + k
+    order = np.argsort(channel, kind="stable")
+    ch = channel[order]
+    n = ch.shape[0]
+    idx = np.arange(n)
+    first = np.ones(n, dtype=bool)
+    first[1:] = ch[1:] != ch[:-1]
+    rank = idx - np.maximum.accumulate(np.where(first, idx, 0))
+    by_rank = order[np.argsort(rank, kind="stable")]
+    cuts = np.cumsum(np.bincount(rank))[:-1]
+    return [(rows[p], batch_slots[rows[p]], k[p]) for p in np.split(by_rank, cuts)]

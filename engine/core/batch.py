@@ -14,6 +14,9 @@ from engine.core.quantities import METRIC_INDEX, METRIC_NAMES
 F64 = npt.NDArray[np.float64]
 I64 = npt.NDArray[np.int64]
 
+SUSPECT = np.uint8(1)
+"""Flag bit of a reading that a quality screen found faulty (stuck, out of range, impossible jump…)."""
+
 
 @dataclass
 class ReadingBatch:
@@ -32,7 +35,12 @@ class ReadingBatch:
     slot: I64
     metric: npt.NDArray[np.int16]
     value: F64
+    flags: npt.NDArray[np.uint8] = field(default_factory=lambda: np.empty(0, np.uint8))
     _by_metric: dict[tuple[int, ...], ReadingBatch] = field(default_factory=dict, repr=False)
+
+    def __post_init__(self) -> None:
+        if self.flags.shape[0] != self.ts.shape[0]:
+            self.flags = np.zeros(self.ts.shape[0], np.uint8)
 
     def __len__(self) -> int:
         return int(self.ts.shape[0])
@@ -41,15 +49,26 @@ class ReadingBatch:
     def empty(cls, devices: DeviceIndex) -> ReadingBatch:
         return cls(devices, np.empty(0), np.empty(0, np.int64), np.empty(0, np.int16), np.empty(0))
 
-    def rows_of(self, metrics: tuple[str, ...]) -> I64:
-        """Row numbers of the readings of these metrics, in arrival order."""
+    def rows_of(self, metrics: tuple[str, ...], include_suspect: bool = False) -> I64:
+        """Row numbers of the readings of these metrics, in arrival order.
+
+        Rows a quality screen (``device_health``) flagged as suspect are left out unless asked for, so
+        that no detector raises an alarm from a broken sensor.
+        """
         ids = [METRIC_INDEX[m] for m in metrics]
-        if len(ids) == 1:
-            return np.flatnonzero(self.metric == ids[0])
-        return np.flatnonzero(np.isin(self.metric, ids))
+        wanted = self.metric == ids[0] if len(ids) == 1 else np.isin(self.metric, ids)
+        if not include_suspect:
+            wanted &= self.flags == 0
+        return np.flatnonzero(wanted)
+
+    def flag_suspect(self, rows: I64) -> None:
+        """Mark rows as suspect readings (set by quality screens before other detectors run)."""
+        self.flags[rows] |= SUSPECT
 
     def take_rows(self, rows: I64) -> ReadingBatch:
-        return ReadingBatch(self.devices, self.ts[rows], self.slot[rows], self.metric[rows], self.value[rows])
+        return ReadingBatch(
+            self.devices, self.ts[rows], self.slot[rows], self.metric[rows], self.value[rows], self.flags[rows]
+        )
 
     def metric_name(self, row: int) -> str:
         return METRIC_NAMES[int(self.metric[row])]

@@ -27,7 +27,8 @@ class Pipeline:
     """
 
     def __init__(self, detectors: list[Detector[Any]], tracker: IncidentTracker, devices: DeviceIndex) -> None:
-        self.detectors = detectors
+        # Quality screens first: they flag suspect readings that the other detectors then skip.
+        self.detectors = sorted(detectors, key=lambda d: not d.screens)
         self.states: list[DeviceState] = [d.new_state() for d in detectors]
         self.tracker = tracker
         self.devices = devices

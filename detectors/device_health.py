@@ -1,0 +1,283 @@
+"""``device_health``: broken sensors found from their own data, and their readings kept from the alarms.
+
+A quality screen: it runs before every other detector of the pipeline and flags the readings it finds
+faulty, which the other detectors then skip (``ReadingBatch.rows_of``), so that a stuck crack meter or a
+spiking GNSS antenna raises a ``device_fault`` and not a landslide. Faults, per (device, metric):
+
+* ``silent``: no reading for ``silence_factor`` times the expected interval (learned from the device's
+  own reporting, or set), measured on the fleet's clock (the latest timestamp seen from any device), so
+  no reading is needed from the silent device itself. Silence is no data, never a zero;
+* ``stuck``: ``stuck_count`` identical values in a row (a rain gauge reporting zero in dry weather is
+  not stuck: zeros of ``stuck_ignore_zero`` metrics are ignored);
+* ``out_of_range``: a value outside the instrument's measuring range (``ranges``), e.g. a -9999 sentinel;
+* ``jump``: a change faster than the metric can physically change (``max_rate_per_h``) against the last
+  good value; after ``accept_after`` such readings in a row the new level is accepted (a re-installed
+  sensor);
+* ``clock_skew``: a timestamp more than ``max_lag_s`` behind the fleet's clock;
+* ``duplicate`` and ``out_of_order``: a reading repeated with the same time, or older than the last one.
+
+A finding is raised when a fault starts, not for every faulty reading; its level is set per fault kind.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import numpy as np
+import numpy.typing as npt
+from pydantic import Field, field_validator
+
+from detectors.base import Detector, DetectorConfig, DeviceState, StateArray, register
+from detectors.decision import channel_steps
+from engine.core.batch import ReadingBatch
+from engine.core.findings import Finding
+from engine.core.levels import Level, LevelName
+from engine.core.quantities import METRIC_INDEX, METRIC_NAMES
+
+F64 = npt.NDArray[np.float64]
+FaultKind = Literal["silent", "stuck", "out_of_range", "jump", "clock_skew", "duplicate", "out_of_order"]
+KINDS: tuple[str, ...] = ("silent", "stuck", "out_of_range", "jump", "clock_skew", "duplicate", "out_of_order")
+BIT = {kind: np.uint8(1 << i) for i, kind in enumerate(KINDS)}
+# Metrics whose value is an increment since the previous report: their rate is value / interval.
+INCREMENT_METRICS = frozenset({"rain_mm"})
+
+
+class DeviceHealthConfig(DetectorConfig):
+    """Config of the ``device_health`` detector."""
+
+    type: Literal["device_health"] = Field("device_health", description="Detector type.")
+    hazard: str = Field("device_fault", description="Hazard name findings are filed under.")
+    metrics: list[str] = Field(list(METRIC_NAMES), min_length=1, description="Metrics whose sensors are checked.")
+    expected_interval_s: float | None = Field(
+        None, gt=0, description="Reporting interval of every sensor; default: learned per sensor from its data."
+    )
+    silence_factor: float = Field(3.0, gt=1, description="Silent after this many expected intervals without data.")
+    stuck_count: int = Field(12, ge=2, description="This many identical values in a row make a sensor stuck.")
+    stuck_ignore_zero: list[str] = Field(["rain_mm"], description="Metrics for which repeated zeros are normal.")
+    ranges: dict[str, tuple[float, float]] = Field(
+        {
+            "rain_mm": (0.0, 100.0),
+            "disp_mm": (-5000.0, 5000.0),
+            "crack_mm": (-100.0, 1000.0),
+            "tilt_deg": (-45.0, 45.0),
+            "soil_moisture_pct": (0.0, 70.0),
+            "pore_pressure_kpa": (-100.0, 1000.0),
+            "water_level_m": (-20.0, 200.0),
+        },
+        description="Measuring range [low, high] per metric; a value outside is a fault.",
+    )
+    max_rate_per_h: dict[str, float] = Field(
+        {
+            "rain_mm": 300.0,
+            "disp_mm": 500.0,
+            "crack_mm": 100.0,
+            "tilt_deg": 10.0,
+            "soil_moisture_pct": 100.0,
+            "pore_pressure_kpa": 500.0,
+            "water_level_m": 10.0,
+        },
+        description="Fastest physically possible change per hour (rain: intensity, mm/h) per metric.",
+    )
+    min_dt_s: float = Field(
+        60.0, gt=0, description="Rates use at least this interval, so close readings do not blow up."
+    )
+    accept_after: int = Field(3, ge=1, description="Accept a new level after this many jumps in a row.")
+    max_lag_s: float = Field(1800.0, gt=0, description="Clock skew: a timestamp this far behind the fleet's clock.")
+    levels: dict[FaultKind, LevelName] = Field(
+        {
+            "silent": "yellow",
+            "stuck": "yellow",
+            "out_of_range": "yellow",
+            "jump": "blue",
+            "clock_skew": "yellow",
+            "duplicate": "blue",
+            "out_of_order": "blue",
+        },
+        description="Level of the finding per fault kind; a kind left out is flagged but not reported.",
+    )
+
+    @field_validator("metrics", "stuck_ignore_zero")
+    @classmethod
+    def _known(cls, v: list[str]) -> list[str]:
+        bad = [m for m in v if m not in METRIC_INDEX]
+        if bad:
+            raise ValueError(f"unknown metrics {bad}; use {', '.join(METRIC_NAMES)}")
+        return v
+
+
+@register
+class DeviceHealth(Detector[DeviceHealthConfig]):
+    """Flags faulty readings and reports each fault once, as hazard ``device_fault``.
+
+    >>> from engine.core.devices import DeviceIndex
+    >>> from engine.core.batch import BatchBuilder
+    >>> det = DeviceHealth(DeviceHealthConfig()); st = det.new_state(); b = BatchBuilder(DeviceIndex())
+    >>> for m, v in [(0, 1.0), (10, 1.1), (20, -9999.0), (30, 1.2), (40, 80.0), (50, 1.3)]:
+    ...     b.add("S1", "crack-1", m * 60.0, "crack_mm", v)
+    >>> batch = b.take(); [(f.evidence["fault"], f.ts) for f in det.process(batch, st)]
+    [('out_of_range', 1200.0), ('jump', 2400.0)]
+    >>> batch.flags.tolist()
+    [0, 0, 1, 0, 1, 0]
+    """
+
+    config_class = DeviceHealthConfig
+    screens = True
+
+    def __init__(self, config: DeviceHealthConfig) -> None:
+        super().__init__(config)
+        self.metrics = tuple(config.metrics)  # type: ignore[misc]
+        self.metric_ids = tuple(METRIC_INDEX[m] for m in self.metrics)
+        nan2 = (np.nan, np.nan)
+        self.low = np.array([config.ranges.get(m, nan2)[0] for m in self.metrics], dtype=np.float64)
+        self.high = np.array([config.ranges.get(m, nan2)[1] for m in self.metrics], dtype=np.float64)
+        self.max_rate = np.array([config.max_rate_per_h.get(m, np.inf) for m in self.metrics], dtype=np.float64)
+        self.increment = np.array([m in INCREMENT_METRICS for m in self.metrics])
+        self.zero_ok = np.array([m in config.stuck_ignore_zero for m in self.metrics])
+        self.level_of = {kind: Level.from_name(name) for kind, name in config.levels.items()}
+
+    @classmethod
+    def example_config(cls) -> DeviceHealthConfig:
+        return DeviceHealthConfig(id="example-health", stuck_count=4, ranges={"disp_mm": (-2.0, 2.0)})
+
+    def state_spec(self) -> dict[str, StateArray]:
+        k = (len(self.metrics),)
+        return {
+            "last_ts": StateArray(np.float64, np.nan, k),
+            "last_value": StateArray(np.float64, np.nan, k),
+            "good_value": StateArray(np.float64, np.nan, k),
+            "good_ts": StateArray(np.float64, np.nan, k),
+            "jump_run": StateArray(np.int64, 0, k),
+            "same_run": StateArray(np.int64, 0, k),
+            "interval": StateArray(np.float64, np.nan, k),
+            "deadline": StateArray(np.float64, np.inf, k),
+            "faults": StateArray(np.uint8, 0, k),
+            "fleet_clock": StateArray(np.float64, -np.inf, (1,), per_device=False),
+        }
+
+    def process(self, batch: ReadingBatch, state: DeviceState) -> list[Finding]:
+        state.ensure(len(batch.devices))
+        cfg = self.config
+        n = len(batch)
+        carried = float(state["fleet_clock"][0])
+        clock = np.maximum.accumulate(np.maximum(batch.ts, carried)) if n else np.empty(0)
+        clock_before = np.concatenate(([carried], clock[:-1])) if n else np.empty(0)
+        rows = batch.rows_of(self.metrics, include_suspect=True)
+        raised: list[tuple[int, int, str, int, float]] = []  # (row, slot, kind, k, ts)
+        deadline_of_row = np.full(n, np.inf)
+        flagged: list[np.ndarray] = []
+        for r, slots, k in channel_steps(batch.slot, batch.metric, rows, self.metric_ids):
+            ts, v = batch.ts[r], batch.value[r]
+            last_ts, last_v = state["last_ts"][slots, k], state["last_value"][slots, k]
+            good_v, good_ts = state["good_value"][slots, k], state["good_ts"][slots, k]
+            bits = np.zeros(r.shape[0], dtype=np.uint8)
+            with np.errstate(invalid="ignore"):
+                duplicate = (ts == last_ts) & (v == last_v)
+                out_of_order = ts < last_ts
+                out_of_range = (v < self.low[k]) | (v > self.high[k])
+                skew = ts < clock_before[r] - cfg.max_lag_s
+                timing = duplicate | out_of_order | skew
+                dt_h = np.maximum(ts - good_ts, cfg.min_dt_s) / 3600.0
+                change = np.where(self.increment[k], np.abs(v), np.abs(v - good_v))
+                jump = ~timing & ~out_of_range & (change / dt_h > self.max_rate[k]) & np.isfinite(good_v)
+                same = (v == last_v) & ~duplicate & ~(self.zero_ok[k] & (v == 0))
+            same_run = np.where(same, state["same_run"][slots, k] + 1, 0)
+            stuck = same_run + 1 >= cfg.stuck_count
+            for kind, mask in (
+                ("duplicate", duplicate),
+                ("out_of_order", out_of_order),
+                ("clock_skew", skew),
+                ("out_of_range", out_of_range),
+                ("jump", jump),
+                ("stuck", stuck),
+            ):
+                bits |= np.where(mask, BIT[kind], 0).astype(np.uint8)
+            new_bits = bits & ~state["faults"][slots, k]
+            for kind in KINDS[1:]:
+                for i in np.flatnonzero(new_bits & BIT[kind]):
+                    raised.append((int(r[i]), int(slots[i]), kind, int(k[i]), float(ts[i])))
+            jump_run = np.where(jump, state["jump_run"][slots, k] + 1, 0)
+            accept = (bits == 0) | (jump & (jump_run >= cfg.accept_after) & ~stuck)
+            state["good_value"][slots, k] = np.where(accept, v, good_v)
+            state["good_ts"][slots, k] = np.where(accept, ts, good_ts)
+            state["jump_run"][slots, k] = np.where(accept, 0, jump_run)
+            state["same_run"][slots, k] = same_run
+            in_time = ~out_of_order & ~duplicate
+            if cfg.expected_interval_s is None:
+                interval = state["interval"][slots, k]
+                dt = ts - last_ts
+                learn = in_time & (dt > 0)
+                step = np.where(np.isnan(interval), dt, interval + 0.1 * (np.minimum(dt, 2 * interval) - interval))
+                interval = np.where(learn, step, interval)
+                state["interval"][slots, k] = interval
+            else:
+                interval = np.full(r.shape[0], cfg.expected_interval_s)
+            deadline = clock[r] + cfg.silence_factor * interval
+            deadline_of_row[r] = np.where(np.isnan(deadline), np.inf, deadline)
+            state["last_ts"][slots, k] = np.where(in_time, ts, last_ts)
+            state["last_value"][slots, k] = np.where(in_time, v, last_v)
+            state["faults"][slots, k] = bits
+            flagged.append(r[bits != 0])
+        if flagged:
+            batch.flag_suspect(np.concatenate(flagged))
+        raised.extend(self._silences(batch, state, rows, clock, deadline_of_row))
+        if n:
+            state["fleet_clock"][0] = clock[-1]
+        raised.sort(key=lambda x: x[0])
+        return [
+            self.finding(
+                batch,
+                row,
+                self.level_of[kind],
+                1.0,
+                {"fault": kind, "metric": self.metrics[k], "value": self._value(batch, row, slot)},
+                ts=ts,
+                slot=slot,
+            )
+            for row, slot, kind, k, ts in raised
+            if kind in self.level_of
+        ]
+
+    @staticmethod
+    def _value(batch: ReadingBatch, row: int, slot: int) -> float | None:
+        return float(batch.value[row]) if int(batch.slot[row]) == slot else None
+
+    def _silences(
+        self, batch: ReadingBatch, state: DeviceState, rows: np.ndarray, clock: F64, deadline_of_row: F64
+    ) -> list[tuple[int, int, str, int, float]]:
+        """Sensors whose deadline the fleet clock passed before their next reading (batch-order exact)."""
+        n = len(batch)
+        out: list[tuple[int, int, str, int, float]] = []
+        if n == 0:
+            return out
+        n_k = len(self.metrics)
+        lookup = {mid: j for j, mid in enumerate(self.metric_ids)}
+        kk = np.array([lookup[int(m)] for m in batch.metric[rows]], dtype=np.int64)
+        channel = batch.slot[rows] * n_k + kk
+        order = np.argsort(channel, kind="stable")
+        ch, rr = channel[order], rows[order]
+        nxt = np.full(rr.shape[0], n, dtype=np.int64)
+        same_next = ch[1:] == ch[:-1]
+        nxt[:-1] = np.where(same_next, rr[1:], n)
+        # Sensors seen before this batch: their pending deadline, until their first reading here.
+        deadline = state["deadline"].reshape(-1)
+        pending = np.flatnonzero(np.isfinite(deadline))
+        first_here = np.full(deadline.shape[0], n, dtype=np.int64)
+        starts = np.ones(ch.shape[0], dtype=bool)
+        starts[1:] = ~same_next
+        first_here[ch[starts]] = rr[starts]
+        cand_ch = np.concatenate([pending, ch])
+        cand_deadline = np.concatenate([deadline[pending], deadline_of_row[rr]])
+        cand_next = np.concatenate([first_here[pending], nxt])
+        fire = np.searchsorted(clock, cand_deadline, side="right")
+        hit = fire < cand_next
+        for i in np.flatnonzero(hit):
+            c = int(cand_ch[i])
+            out.append((int(fire[i]), c // n_k, "silent", c % n_k, float(clock[fire[i]])))
+        # What stays pending: each sensor's last deadline here, unless it fired; fired ones rest until seen.
+        deadline[cand_ch[hit]] = np.inf
+        last = np.ones(ch.shape[0], dtype=bool)
+        last[:-1] = ~same_next
+        ends = np.flatnonzero(last)
+        ended = hit[pending.shape[0] :][ends]
+        deadline[ch[ends]] = np.where(ended, np.inf, deadline_of_row[rr[ends]])
+        return out

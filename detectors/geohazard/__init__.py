@@ -1,0 +1,1 @@
+"""Landslide and flooding detectors: rainfall thresholds, soil water, displacement, failure forecasts, levels."""

@@ -1,0 +1,157 @@
+"""``displacement_rate``: velocity, acceleration and the improved tangent angle of a moving slope.
+
+Method: velocity is Theil's robust slope of cumulative displacement (``disp_mm``, ``crack_mm`` or
+``tilt_deg``) over the last ``window_h`` hours, in units per day; acceleration is estimated from the
+velocity over the last half window against the whole window. Levels come from two tests, the higher
+wins:
+
+* velocity thresholds (units per day), for slopes whose safe rate is known;
+* the improved tangent angle of Xu, Zeng et al. (2008, *Chinese Journal of Rock Mechanics and
+  Engineering* 27(9):1781–1790; Xu 2012): the displacement curve is rescaled by the slope's
+  constant-rate velocity ``v0`` so that steady creep runs at 45°, and ``angle = atan(v / v0)``. Xu's
+  stages: about 45° constant rate (blue), 45–80° initial acceleration (yellow), 80–85° medium
+  acceleration (orange), above 85° imminent failure (red). The default yellow bound is 60° rather than
+  45° because measurement noise scatters a constant rate both sides of 45°. ``v0`` is configured or
+  learned per sensor as its mean velocity over its first ``baseline_h`` hours, and the angle is only
+  used while the velocity is at least ``angle_min_velocity_per_day`` (a stable slope that creeps at a
+  fraction of a millimetre a day has no meaningful angle).
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import numpy as np
+from pydantic import Field, field_validator
+
+from detectors.base import Detector, DeviceState, StateArray, register
+from detectors.decision import channel_steps, hysteresis_level, thresholds_array
+from detectors.geohazard.velocity import SlopeSensorConfig, TimeRing
+from engine.core.batch import ReadingBatch
+from engine.core.findings import Finding
+from engine.core.levels import LevelName
+from engine.core.quantities import METRIC_INDEX
+
+
+class DisplacementRateConfig(SlopeSensorConfig):
+    """Config of the ``displacement_rate`` detector."""
+
+    type: Literal["displacement_rate"] = Field("displacement_rate", description="Detector type.")
+    velocity_levels: dict[LevelName, float] = Field(
+        {"yellow": 20.0, "orange": 50.0, "red": 100.0},
+        description="Velocity (units/day) per level; empty to rely on the tangent angle only.",
+    )
+    angle_levels: dict[LevelName, float] = Field(
+        {"blue": 45.0, "yellow": 60.0, "orange": 80.0, "red": 85.0},
+        description="Improved tangent angle (degrees) per level; empty to turn the angle test off.",
+    )
+    baseline_per_day: float | None = Field(
+        None, gt=0, description="Constant-rate velocity v0 (units/day); default: learned per sensor."
+    )
+    baseline_h: float = Field(24.0, gt=0, description="Hours of velocity averaged to learn v0.")
+    min_baseline_per_day: float = Field(
+        0.5, gt=0, description="Learned v0 is at least this, so noise on a still slope is no 'constant rate'."
+    )
+    angle_min_velocity_per_day: float = Field(
+        1.0, ge=0, description="The angle test applies only while the velocity is at least this (units/day)."
+    )
+
+    @field_validator("velocity_levels", "angle_levels")
+    @classmethod
+    def _ascending(cls, v: dict[LevelName, float]) -> dict[LevelName, float]:
+        thresholds_array({str(k): x for k, x in v.items()})
+        return v
+
+
+@register
+class DisplacementRate(Detector[DisplacementRateConfig]):
+    """Velocity thresholds and the improved tangent angle on cumulative displacement, per sensor.
+
+    >>> import math
+    >>> round(math.degrees(math.atan(11.43)), 1)  # velocity 11.4x the constant rate: red
+    85.0
+    """
+
+    config_class = DisplacementRateConfig
+
+    def __init__(self, config: DisplacementRateConfig) -> None:
+        super().__init__(config)
+        self.metrics = tuple(config.metrics)  # type: ignore[misc]
+        self.metric_ids = tuple(METRIC_INDEX[m] for m in self.metrics)
+        self.ring = TimeRing("disp", config.points, len(self.metrics))
+        self.tests: list[tuple[np.ndarray, float]] = []
+        for levels, clear in ((config.velocity_levels, 0.8), (config.angle_levels, 0.9)):
+            arr = thresholds_array({str(k): v for k, v in levels.items()})
+            self.tests.append((arr, float(np.nanmin(arr)) * clear if levels else np.inf))
+
+    @classmethod
+    def example_config(cls) -> DisplacementRateConfig:
+        return DisplacementRateConfig(id="example-displacement", metrics=["crack_mm"], baseline_h=12.0)
+
+    def state_spec(self) -> dict[str, StateArray]:
+        k = len(self.metrics)
+        return {
+            **self.ring.state_spec(),
+            "base_sum": StateArray(np.float64, 0.0, (k,)),
+            "base_n": StateArray(np.int64, 0, (k,)),
+            "base_start": StateArray(np.float64, np.nan, (k,)),
+            "active": StateArray(np.bool_, False, (k, 2)),
+        }
+
+    def baseline(
+        self, state: DeviceState, slots: np.ndarray, k: np.ndarray, ts: np.ndarray, v: np.ndarray
+    ) -> np.ndarray:
+        """v0 per sensor (units/day), NaN while it is still being learned."""
+        cfg = self.config
+        if cfg.baseline_per_day is not None:
+            return np.full(slots.shape[0], cfg.baseline_per_day)
+        start = state["base_start"][slots, k]
+        has_v = np.isfinite(v)
+        start = np.where(np.isnan(start) & has_v, ts, start)
+        state["base_start"][slots, k] = start
+        learning = has_v & (ts - start <= cfg.baseline_h * 3600.0)
+        state["base_sum"][slots, k] += np.where(learning, v, 0.0)
+        state["base_n"][slots, k] += learning
+        n = state["base_n"][slots, k]
+        learned = np.maximum(state["base_sum"][slots, k] / np.maximum(n, 1), cfg.min_baseline_per_day)
+        return np.where((n > 0) & ~learning, learned, np.nan)
+
+    def process(self, batch: ReadingBatch, state: DeviceState) -> list[Finding]:
+        state.ensure(len(batch.devices))
+        cfg = self.config
+        rows = batch.rows_of(self.metrics)
+        found: list[Finding] = []
+        for r, slots, k in channel_steps(batch.slot, batch.metric, rows, self.metric_ids):
+            ts = batch.ts[r]
+            self.ring.push(state, slots, k, ts, batch.value[r])
+            v = np.abs(self.ring.rate_per_h(state, slots, k, ts, cfg.window_h, cfg.min_points)) * 24.0
+            v_half = np.abs(self.ring.rate_per_h(state, slots, k, ts, cfg.window_h / 2, cfg.min_points // 2 + 1)) * 24.0
+            accel = 4.0 * (v_half - v) / (cfg.window_h / 24.0)
+            v0 = self.baseline(state, slots, k, ts, v)
+            with np.errstate(invalid="ignore", divide="ignore"):
+                angle = np.degrees(np.arctan(v / v0))
+                angle = np.where(v >= cfg.angle_min_velocity_per_day, angle, np.nan)
+            first = np.ones(r.shape[0], dtype=bool)
+            level = np.zeros(r.shape[0], dtype=np.int8)
+            for j, x in enumerate((v, angle)):
+                thresholds, clear = self.tests[j]
+                if not np.isfinite(thresholds).any():
+                    continue
+                with np.errstate(invalid="ignore"):
+                    lv, active = hysteresis_level(
+                        np.nan_to_num(x, nan=-np.inf), thresholds, clear, first, state["active"][slots, k, j]
+                    )
+                state["active"][slots, k, j] = active
+                level = np.maximum(level, lv)
+            for i in np.flatnonzero(level):
+                evidence = {
+                    "metric": self.metrics[int(k[i])],
+                    "velocity_per_day": round(float(v[i]), 4),
+                    "acceleration_per_day2": round(float(accel[i]), 4) if np.isfinite(accel[i]) else None,
+                    "tangent_angle_deg": round(float(angle[i]), 2) if np.isfinite(angle[i]) else None,
+                    "baseline_per_day": round(float(v0[i]), 4) if np.isfinite(v0[i]) else None,
+                }
+                score = float(angle[i]) / 45.0 if np.isfinite(angle[i]) else float(v[i])
+                found.append(self.finding(batch, int(r[i]), int(level[i]), score, evidence))
+        found.sort(key=lambda f: f.row)
+        return found
