@@ -7,8 +7,8 @@ spiking GNSS antenna raises a ``device_fault`` and not a landslide. Faults, per 
 * ``silent``: no reading for ``silence_factor`` times the expected interval (learned from the device's
   own reporting, or set), measured on the fleet's clock (the latest timestamp seen from any device), so
   no reading is needed from the silent device itself. Silence is no data, never a zero;
-* ``stuck``: ``stuck_count`` identical values in a row (a rain gauge reporting zero in dry weather is
-  not stuck: zeros of ``stuck_ignore_zero`` metrics are ignored);
+* ``stuck``: ``stuck_count`` identical values in a row (not for ``stuck_exempt`` metrics: a rain gauge
+  reports zero all through dry weather and the same tip count all through a steady drizzle);
 * ``out_of_range``: a value outside the instrument's measuring range (``ranges``), e.g. a -9999 sentinel;
 * ``jump``: a change faster than the metric can physically change (``max_rate_per_h``) against the last
   good value; after ``accept_after`` such readings in a row the new level is accepted (a re-installed
@@ -53,7 +53,10 @@ class DeviceHealthConfig(DetectorConfig):
     )
     silence_factor: float = Field(3.0, gt=1, description="Silent after this many expected intervals without data.")
     stuck_count: int = Field(12, ge=2, description="This many identical values in a row make a sensor stuck.")
-    stuck_ignore_zero: list[str] = Field(["rain_mm"], description="Metrics for which repeated zeros are normal.")
+    stuck_exempt: list[str] = Field(
+        ["rain_mm"],
+        description="Metrics whose repeats are normal (a rain gauge reports the same tip count in steady rain).",
+    )
     ranges: dict[str, tuple[float, float]] = Field(
         {
             "rain_mm": (0.0, 100.0),
@@ -96,7 +99,7 @@ class DeviceHealthConfig(DetectorConfig):
         description="Level of the finding per fault kind; a kind left out is flagged but not reported.",
     )
 
-    @field_validator("metrics", "stuck_ignore_zero")
+    @field_validator("metrics", "stuck_exempt")
     @classmethod
     def _known(cls, v: list[str]) -> list[str]:
         bad = [m for m in v if m not in METRIC_INDEX]
@@ -132,7 +135,7 @@ class DeviceHealth(Detector[DeviceHealthConfig]):
         self.high = np.array([config.ranges.get(m, nan2)[1] for m in self.metrics], dtype=np.float64)
         self.max_rate = np.array([config.max_rate_per_h.get(m, np.inf) for m in self.metrics], dtype=np.float64)
         self.increment = np.array([m in INCREMENT_METRICS for m in self.metrics])
-        self.zero_ok = np.array([m in config.stuck_ignore_zero for m in self.metrics])
+        self.exempt = np.array([m in config.stuck_exempt for m in self.metrics])
         self.level_of = {kind: Level.from_name(name) for kind, name in config.levels.items()}
 
     @classmethod
@@ -179,7 +182,7 @@ class DeviceHealth(Detector[DeviceHealthConfig]):
                 dt_h = np.maximum(ts - good_ts, cfg.min_dt_s) / 3600.0
                 change = np.where(self.increment[k], np.abs(v), np.abs(v - good_v))
                 jump = ~timing & ~out_of_range & (change / dt_h > self.max_rate[k]) & np.isfinite(good_v)
-                same = (v == last_v) & ~duplicate & ~(self.zero_ok[k] & (v == 0))
+                same = (v == last_v) & ~duplicate & ~self.exempt[k]
             same_run = np.where(same, state["same_run"][slots, k] + 1, 0)
             stuck = same_run + 1 >= cfg.stuck_count
             for kind, mask in (

@@ -19,6 +19,7 @@ from rich.table import Table
 
 from engine.config.loader import ConfigError, load_config
 from engine.config.models import EngineConfig
+from engine.core.findings import Finding
 
 app = typer.Typer(help="gridwatch: hazard monitoring alert engine.", no_args_is_help=True, add_completion=False)
 console = Console(stderr=True)
@@ -128,19 +129,12 @@ def simulate(
 
         n = write_rows(out, rows)
         truth = out.with_suffix(".truth.csv")
-        _write_truth(truth, sc.truth(base))
+        from engine.evaluation import write_truth
+
+        write_truth(truth, sc.truth(base))
         console.print(f"wrote {n} readings to {out} and the ground truth to {truth}")
     if broker is not None:
         _publish_rows(rows, broker, prefix, speed or None)
-
-
-def _write_truth(path: Path, events: list[dict[str, Any]]) -> None:
-    import csv
-
-    with path.open("w", newline="", encoding="utf-8") as fh:
-        w = csv.DictWriter(fh, fieldnames=["site", "hazard", "start", "end", "level"])
-        w.writeheader()
-        w.writerows(events)
 
 
 def _publish_rows(rows: list[Any], broker: str, prefix: str, speed: float | None) -> None:
@@ -177,6 +171,14 @@ def replay(
     speed: Annotated[float, typer.Option(help="N times real time; 0 = as fast as possible.")] = 0,
     batch: Annotated[int, typer.Option(help="Readings per batch with --direct (default: ingest.batch_max).")] = 0,
     broker: Annotated[str | None, typer.Option(help="Without --direct: broker URL (default: the config's).")] = None,
+    findings: Annotated[
+        Path | None, typer.Option(help="With --direct: write every detector finding here (JSON Lines).")
+    ] = None,
+    truth: Annotated[
+        Path | None,
+        typer.Option(help="With --direct: score against this ground truth (default: <file>.truth.csv if present)."),
+    ] = None,
+    report: Annotated[Path | None, typer.Option(help="With --truth: write the score as JSON here.")] = None,
 ) -> None:
     """Replay a recorded or simulated feed through the core (--direct) or into the broker."""
     from engine.ingest.replay_file import ReplayFileError, read_rows
@@ -198,6 +200,7 @@ def replay(
 
     pipeline = build_pipeline(cfg)
     events: list[dict[str, Any]] = []
+    found: list[Finding] = []
     size = batch or cfg.ingest.batch_max
     t0 = time.perf_counter()
     data_t0: float | None = None
@@ -209,16 +212,52 @@ def replay(
                 lag = (float(b.ts[-1]) - data_t0) / speed - (time.perf_counter() - t0)
                 if lag > 0:
                     time.sleep(lag)
-            events.extend(pipeline.step(b))
+            events.extend(pipeline.step(b, found))
             progress.advance(task, len(b))
     elapsed = time.perf_counter() - t0
     if out is not None:
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_bytes(b"".join(orjson.dumps(e) + b"\n" for e in events))
+    if findings is not None:
+        findings.parent.mkdir(parents=True, exist_ok=True)
+        findings.write_bytes(b"".join(orjson.dumps({"site": f.site, "hazard": f.hazard, **f.to_event()}) + b"\n"
+                                      for f in found))  # fmt: skip
     console.print(
         f"replayed {len(rows)} readings in {elapsed:.2f} s ({len(rows) / max(elapsed, 1e-9):,.0f}/s): "
-        f"{len(events)} incident events" + (f" -> {out}" if out else "")
+        f"{len(found)} findings, {len(events)} incident events" + (f" -> {out}" if out else "")
     )
+    sibling = file.with_suffix(".truth.csv")
+    truth = truth if truth is not None else (sibling if sibling.exists() else None)
+    if truth is not None:
+        from engine.evaluation import read_truth, score
+
+        result = score(read_truth(truth), events, found)
+        _print_score(result)
+        if report is not None:
+            report.parent.mkdir(parents=True, exist_ok=True)
+            report.write_bytes(orjson.dumps(result, option=orjson.OPT_INDENT_2))
+
+
+def _print_score(result: dict[str, Any]) -> None:
+    if result["landslides"]:
+        t = Table(title="Landslides: lead time before failure (h) and failure-time forecast error (h)")
+        cols = ["site", "max_level", "blue_lead_h", "yellow_lead_h", "orange_lead_h", "red_lead_h",
+                "first_forecast_lead_h", "forecast_error_at_red_h", "forecast_error_last_h"]  # fmt: skip
+        for c in cols:
+            t.add_column(c)
+        for row in result["landslides"]:
+            t.add_row(*(str(row.get(c, "-")) for c in cols))
+        console.print(t)
+    alarms = ", ".join(f"{a['site']} ({a['max_level']})" for a in result["false_alarms"]) or "none"
+    console.print(f"landslide incidents at sites without a landslide: {alarms}")
+    if result["faults"]:
+        t = Table(title="Injected faults reported as device_fault")
+        for c in ("site", "device", "kind", "found", "delay_min"):
+            t.add_column(c)
+        for row in result["faults"]:
+            t.add_row(*(str(row.get(c, "-")) for c in ("site", "device", "kind", "found", "delay_min")))
+        console.print(t)
+    console.print(f"device_fault findings not matching an injected fault: {result['unexpected_faults']}")
 
 
 @app.command()

@@ -5,6 +5,8 @@ from __future__ import annotations
 import numpy as np
 import numpy.typing as npt
 
+F64 = npt.NDArray[np.float64]
+
 
 def triangular_hyetograph(
     t_h: npt.NDArray[np.float64], start_h: float, duration_h: float, depth_mm: float, peak_frac: float = 0.4
@@ -32,3 +34,51 @@ def gauge_increments(
     exact = intensity_mm_h * step_h * rng.lognormal(0.0, 0.15, intensity_mm_h.shape)
     total = np.floor(np.cumsum(exact) / tip_mm) * tip_mm
     return np.round(np.diff(total, prepend=0.0), 3)
+
+
+def idf_intensity(duration_min: F64, return_period_y: float, a: float, c: float, b: float, n: float) -> F64:
+    """Mean intensity (mm/min) of the storm of a return period and duration from an IDF formula.
+
+    The Chinese storm-intensity formula ``i = a (1 + c lg T) / (t + b)^n`` (GB 50014 "Code for design of
+    outdoor wastewater engineering"); its four constants are fitted per city from rain-gauge records.
+
+    >>> round(float(idf_intensity(np.array([60.0]), 10.0, 16.9, 0.775, 12.8, 0.77)[0] * 60), 1)  # mm/h
+    66.3
+    """
+    return a * (1.0 + c * np.log10(return_period_y)) / (duration_min + b) ** n
+
+
+def alternating_block(
+    t_h: F64, start_h: float, duration_h: float, return_period_y: float, peak_frac: float = 0.4,
+    idf: tuple[float, float, float, float] = (16.9, 0.775, 12.8, 0.77), block_min: float = 10.0,
+) -> F64:  # fmt: skip
+    """Intensity (mm/h) at ``t_h`` of a design storm by the alternating-block method (Chow et al. 1988).
+
+    The depth of every duration k·Δt is taken from the IDF curve; the increments are ranked and placed
+    alternately either side of the peak at ``peak_frac`` of the storm, so that every window around the
+    peak holds exactly the design depth of its duration.
+
+    >>> t = np.arange(0, 3, 1 / 60)
+    >>> i = alternating_block(t, 0.0, 2.0, 10.0)
+    >>> round(float(i.max()), 1), round(float(i.sum() / 60), 1)  # peak mm/h, depth mm
+    (162.0, 83.4)
+    """
+    blocks = max(int(round(duration_h * 60.0 / block_min)), 1)
+    d_min = block_min * np.arange(1, blocks + 1)
+    depth = idf_intensity(d_min, return_period_y, *idf) * d_min
+    increments = np.sort(np.diff(depth, prepend=0.0))[::-1]
+    peak = min(int(peak_frac * blocks), blocks - 1)
+    order = [peak]
+    left, right = peak - 1, peak + 1
+    while len(order) < blocks:
+        if right < blocks:
+            order.append(right)
+            right += 1
+        if left >= 0 and len(order) < blocks:
+            order.append(left)
+            left -= 1
+    hyeto = np.zeros(blocks)
+    hyeto[order] = increments
+    k = np.floor((t_h - start_h) * 60.0 / block_min).astype(np.int64)
+    inside = (k >= 0) & (k < blocks)
+    return np.where(inside, hyeto[np.clip(k, 0, blocks - 1)] * 60.0 / block_min, 0.0)

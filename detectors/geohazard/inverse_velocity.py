@@ -188,7 +188,9 @@ class InverseVelocity(Detector[InverseVelocityConfig]):
             state["sample_bin"][slots, k] = sample_bin[due]
             v = np.abs(self.ring.rate_per_h(state, slots, k, ts, cfg.window_h, cfg.min_points)) * 24.0
             moving = np.isfinite(v) & (v > 0)
-            self.samples.push(state, slots[moving], k[moving], ts[moving], v[moving])
+            # A window's robust slope is the velocity of the window's middle, not of its newest reading.
+            mid = ts - cfg.window_h * 1800.0
+            self.samples.push(state, slots[moving], k[moving], mid[moving], v[moving])
             t_s, v_s = self.samples.recent(state, slots, k)
             with np.errstate(invalid="ignore", divide="ignore"):
                 in_fit = t_s >= (ts - cfg.fit_window_h * 3600.0)[:, None]

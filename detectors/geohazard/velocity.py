@@ -79,7 +79,11 @@ class TimeRing:
         with np.errstate(invalid="ignore", divide="ignore"):
             slopes = np.where(ok, (v[rows, b] - v[rows, a]) / np.where(ok, dt, 1.0), np.nan)
         out = np.full(t.shape[0], np.nan)
-        enough = (count >= min_points) & ok.any(axis=1)
+        # The readings must span at least half the window: a few early points are no velocity.
+        newest = t[:, -1]
+        oldest = t[rows[:, 0], np.minimum(start, self.points - 1)]
+        covered = (newest - oldest) >= window_h * 1800.0
+        enough = (count >= min_points) & ok.any(axis=1) & covered
         if enough.any():
             out[enough] = np.nanmedian(slopes[enough], axis=1)
         return out

@@ -47,14 +47,16 @@ class Pipeline:
             metrics.FINDINGS.labels(f.hazard, f.level.label).inc()
         return findings
 
-    def step(self, batch: ReadingBatch) -> list[dict[str, Any]]:
-        """Process one batch; returns the incident events it caused, in order."""
+    def step(self, batch: ReadingBatch, findings_out: list[Finding] | None = None) -> list[dict[str, Any]]:
+        """Process one batch; returns the incident events it caused, in order (findings to ``findings_out``)."""
         n = len(batch)
         if n == 0:
             return []
         metrics.BATCH_SIZE.observe(n)
         self.readings += n
         findings = self.detect(batch)
+        if findings_out is not None:
+            findings_out.extend(findings)
         wm = np.maximum.accumulate(np.maximum(batch.ts, self.watermark))
         events: list[dict[str, Any]] = []
         for f in findings:

@@ -130,7 +130,7 @@ def test_persistent_session_delivers_what_was_published_while_the_engine_was_awa
     pub = publisher(mosquitto.url)
     ts = time.time() - 600 * 31
     for k in range(30):
-        value = 5.0 if k == 29 else 0.0  # the last reading is a rain burst that opens an incident
+        value = 150.0 if k == 29 else 0.0  # the last reading is beyond the gauge's range: a device fault
         pub.publish("gw/sensors/S05/rain-1", orjson.dumps({"ts": ts + 600 * k, "seq": k, "values": {"rain_mm": value}}))
     assert pub.flush()
     pub.stop()
@@ -141,7 +141,7 @@ def test_persistent_session_delivers_what_was_published_while_the_engine_was_awa
         engine.stop()
     assert engine.runner.pipeline.readings == 30
     (event,) = read_log(tmp_path / "incidents.jsonl")
-    assert (event["site"], event["hazard"], event["level"]) == ("S05", "rainstorm", "yellow")
+    assert (event["site"], event["hazard"], event["level"]) == ("S05", "device_fault", "yellow")
 
 
 def test_embedded_broker_needs_nothing_installed(tmp_path):
@@ -152,11 +152,12 @@ def test_embedded_broker_needs_nothing_installed(tmp_path):
         url = f"mqtt://127.0.0.1:{port}"
         pub = publisher(url, protocol="3.1.1")
         now = time.time()
-        pub.publish("gw/sensors/S01/rain-1", orjson.dumps({"ts": now, "values": {"rain_mm": 9.0}}))
+        # Beyond the gauge's measuring range: device_health raises a device fault at once.
+        pub.publish("gw/sensors/S01/rain-1", orjson.dumps({"ts": now, "values": {"rain_mm": 150.0}}))
         assert pub.flush()
         pub.stop()
         assert wait_for(lambda: len(read_log(tmp_path / "incidents.jsonl")) == 1, 15)
     finally:
         engine.stop()
     (event,) = read_log(tmp_path / "incidents.jsonl")
-    assert (event["site"], event["level"], event["state"]) == ("S01", "orange", "firing")
+    assert (event["site"], event["hazard"], event["level"], event["state"]) == ("S01", "device_fault", "yellow", "firing")

@@ -25,7 +25,15 @@ def test_shipped_config_loads_sites_from_csv():
     cfg = load_config(ROOT / "config" / "gridwatch.yaml")
     assert len(cfg.sites) == 8
     assert cfg.sites[1].devices[1].id == "crack-1"
-    assert [d.name for d in cfg.detectors] == ["rain-burst", "crack-rate"]
+    assert [d.name for d in cfg.detectors] == [
+        "device-health",
+        "rain-intensity",
+        "rain-total",
+        "crack-velocity",
+        "gnss-velocity",
+        "failure-forecast",
+        "water-level",
+    ]
 
 
 def test_env_substitution(monkeypatch, tmp_path):
