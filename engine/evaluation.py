@@ -55,7 +55,10 @@ def _forecasts(findings: list[Finding], site: str) -> list[Finding]:
 
 
 def score(
-    truth: list[dict[str, Any]], events: list[dict[str, Any]], findings: list[Finding], hazard_of_slopes: str = "landslide"
+    truth: list[dict[str, Any]],
+    events: list[dict[str, Any]],
+    findings: list[Finding],
+    hazard_of_slopes: str = "landslide",
 ) -> dict[str, Any]:
     """What the run caught, how early, and what it raised that the truth does not hold."""
     report: dict[str, Any] = {"landslides": [], "false_alarms": [], "faults": [], "unexpected_faults": 0}
@@ -63,7 +66,8 @@ def score(
     for t in slides:
         times = level_times(events, t["site"], hazard_of_slopes)
         failure = t["end"]
-        row: dict[str, Any] = {"site": t["site"], "failure_ts": failure, "max_level": max_level(events, t["site"], hazard_of_slopes)}
+        row: dict[str, Any] = {"site": t["site"], "failure_ts": failure}
+        row["max_level"] = max_level(events, t["site"], hazard_of_slopes)
         for name in LEVEL_NAMES:
             if name in times:
                 row[f"{name}_lead_h"] = round((failure - times[name]) / 3600.0, 2)

@@ -85,7 +85,9 @@ class Scenario(BaseModel):
     step_min: float = Field(10.0, gt=0)
     sites: int = Field(8, ge=1, description="Number of sites S01…; laid out on a grid in two districts.")
     devices_per_site: int = Field(
-        3, ge=1, description="Devices per site, cycling rain gauge, crack meter, GNSS (rain-1, crack-1, gnss-1, rain-2…)."
+        3,
+        ge=1,
+        description="Devices per site, cycling rain gauge, crack meter, GNSS (rain-1, crack-1, gnss-1, rain-2…)",
     )
     storm: StormSpec | None = None
     storms: list[StormSpec] = Field(default_factory=list, description="More storms (bursts, dry spells between).")

@@ -45,7 +45,8 @@ def idf_intensity(duration_min: F64, return_period_y: float, a: float, c: float,
     >>> round(float(idf_intensity(np.array([60.0]), 10.0, 16.9, 0.775, 12.8, 0.77)[0] * 60), 1)  # mm/h
     66.3
     """
-    return a * (1.0 + c * np.log10(return_period_y)) / (duration_min + b) ** n
+    out: F64 = a * (1.0 + c * np.log10(return_period_y)) / (duration_min + b) ** n
+    return out
 
 
 def alternating_block(
@@ -63,8 +64,8 @@ def alternating_block(
     >>> round(float(i.max()), 1), round(float(i.sum() / 60), 1)  # peak mm/h, depth mm
     (162.0, 83.4)
     """
-    blocks = max(int(round(duration_h * 60.0 / block_min)), 1)
-    d_min = block_min * np.arange(1, blocks + 1)
+    blocks = max(round(duration_h * 60.0 / block_min), 1)
+    d_min = block_min * np.arange(1, blocks + 1, dtype=np.float64)
     depth = idf_intensity(d_min, return_period_y, *idf) * d_min
     increments = np.sort(np.diff(depth, prepend=0.0))[::-1]
     peak = min(int(peak_frac * blocks), blocks - 1)
