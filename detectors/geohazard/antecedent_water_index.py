@@ -61,7 +61,7 @@ class WaterBalance(BaseModel):
 
     def update(self, st: DeviceState, slots: I64, ts: F64, rain_mm: F64) -> F64:
         """Advance each gauge's AWI to ``ts`` and add its rain; returns the new AWI (``slots`` unique)."""
-        hour = np.floor(ts / 3600.0).astype(np.int64)
+        hour = (np.ceil(ts / 3600.0) - 1).astype(np.int64)  # a report on the hour closes the hour before
         awi = st["awi"][slots]
         last = st["awi_hour"][slots]
         new = np.isnan(awi)

@@ -10,8 +10,9 @@ wins:
   Engineering* 27(9):1781–1790; Xu 2012): the displacement curve is rescaled by the slope's
   constant-rate velocity ``v0`` so that steady creep runs at 45°, and ``angle = atan(v / v0)``. Xu's
   stages: about 45° constant rate (blue), 45–80° initial acceleration (yellow), 80–85° medium
-  acceleration (orange), above 85° imminent failure (red). The default yellow bound is 60° rather than
-  45° because measurement noise scatters a constant rate both sides of 45°. ``v0`` is configured or
+  acceleration (orange), above 85° imminent failure (red). Measurement noise scatters a constant rate
+  both sides of 45°, so the default bands are 40° for blue (the constant-rate stage) and 60° for yellow.
+  ``v0`` is configured or
   learned per sensor as its mean velocity over its first ``baseline_h`` hours, and the angle is only
   used while the velocity is at least ``angle_min_velocity_per_day`` (a stable slope that creeps at a
   fraction of a millimetre a day has no meaningful angle).
@@ -42,7 +43,7 @@ class DisplacementRateConfig(SlopeSensorConfig):
         description="Velocity (units/day) per level; empty to rely on the tangent angle only.",
     )
     angle_levels: dict[LevelName, float] = Field(
-        {"blue": 45.0, "yellow": 60.0, "orange": 80.0, "red": 85.0},
+        {"blue": 40.0, "yellow": 60.0, "orange": 80.0, "red": 85.0},
         description="Improved tangent angle (degrees) per level; empty to turn the angle test off.",
     )
     baseline_per_day: float | None = Field(

@@ -45,9 +45,13 @@ class RainWindow:
             "rain_ring": StateArray(np.float64, 0.0, (self.bins,)),
         }
 
+    def bin_of(self, ts: F64) -> I64:
+        """The bin a report's rain fell in: a report at a bin boundary closes the bin before it."""
+        return (np.ceil(ts / self.bin_s) - 1).astype(np.int64)
+
     def add(self, st: DeviceState, slots: I64, ts: F64, mm: F64) -> None:
         """Add one reading per gauge (``slots`` unique). Late readings count in the current bin."""
-        b = np.floor(ts / self.bin_s).astype(np.int64)
+        b = self.bin_of(ts)
         cur = st["rain_bin"][slots]
         total = st["rain_total"][slots]
         new = cur == NO_BIN

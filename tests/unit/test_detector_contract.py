@@ -16,7 +16,8 @@ def run_detector(det_type, rows, batch_size, restore_every=0):
     det = cls(cls.example_config())
     state = det.new_state()
     devices = DeviceIndex()
-    found = []
+    found: list = []
+    flags: list[int] = []
     for i, batch in enumerate(batches(rows, devices, batch_size)):
         if restore_every and i % restore_every == 0:
             snap = state.snapshot()
@@ -24,7 +25,8 @@ def run_detector(det_type, rows, batch_size, restore_every=0):
             state.restore(snap)
         for f in det.process(batch, state):
             found.append((f.detector, f.hazard, f.site, f.device, f.ts, int(f.level), round(f.score, 9)))
-    return found
+        flags.extend(int(x) for x in batch.flags)  # what a quality screen keeps from the other detectors
+    return [*found, ("flags", *flags)]
 
 
 @pytest.fixture(scope="module")
@@ -38,7 +40,20 @@ def test_registry_has_builtins():
 
 @pytest.mark.parametrize("det_type", DETECTOR_TYPES)
 def test_finds_something_on_the_storm_scenario(det_type, rows):
-    assert run_detector(det_type, rows, 1000), "the example config should fire on storm-over-slope"
+    found = [f for f in run_detector(det_type, rows, 1000) if f[0] != "flags"]
+    assert found, "the example config should fire on storm-over-slope"
+
+
+def test_the_geohazard_detectors_are_registered():
+    assert {
+        "rainfall_intensity_duration",
+        "rainfall_cumulative",
+        "antecedent_water_index",
+        "displacement_rate",
+        "inverse_velocity",
+        "level_threshold",
+        "device_health",
+    } <= set(DETECTOR_TYPES)
 
 
 @pytest.mark.parametrize("det_type", DETECTOR_TYPES)

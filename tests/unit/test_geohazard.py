@@ -1,0 +1,275 @@
+"""Hand-computed cases for the geohazard detectors and their shared pieces."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from detectors.base import DeviceState
+from detectors.device_health import DeviceHealth, DeviceHealthConfig
+from detectors.geohazard.antecedent_water_index import (
+    AntecedentWaterIndex,
+    AntecedentWaterIndexConfig,
+    WaterBalance,
+)
+from detectors.geohazard.cumulative_rainfall import Accumulation, RainfallCumulative, RainfallCumulativeConfig
+from detectors.geohazard.displacement_rate import DisplacementRate, DisplacementRateConfig
+from detectors.geohazard.intensity_duration import RainfallIntensityDuration, RainfallIntensityDurationConfig
+from detectors.geohazard.inverse_velocity import InverseVelocity, InverseVelocityConfig, fit_failure_time
+from detectors.geohazard.level_threshold import LevelRule, LevelThreshold, LevelThresholdConfig
+from detectors.geohazard.rain_window import RainWindow
+from engine.core.batch import BatchBuilder
+from engine.core.devices import DeviceIndex
+from simulators.slope import voight_displacement
+
+
+def run(det, readings, batch_size=None):
+    """Feed (site, device, ts, metric, value) readings; returns (findings, flags of every reading)."""
+    state = det.new_state()
+    devices = DeviceIndex()
+    found, flags = [], []
+    size = batch_size or len(readings)
+    for i in range(0, len(readings), size):
+        b = BatchBuilder(devices)
+        for site, device, ts, metric, value in readings[i : i + size]:
+            b.add(site, device, ts, metric, value)
+        batch = b.take()
+        found.extend(det.process(batch, state))
+        flags.extend(batch.flags.tolist())
+    return found, flags
+
+
+def rain(values_mm, step_s=600.0, site="S1", device="rain-1", t0=0.0):
+    return [(site, device, t0 + step_s * (i + 1), "rain_mm", v) for i, v in enumerate(values_mm)]
+
+
+# --- intensity-duration ---------------------------------------------------------------------------------
+
+
+def test_caine_and_seattle_thresholds_at_known_points():
+    caine = RainfallIntensityDurationConfig()
+    assert caine.threshold_mm_h(1.0) == pytest.approx(14.82)
+    assert caine.threshold_mm_h(10.0) == pytest.approx(14.82 * 10**-0.39)  # 6.03 mm/h
+    seattle = RainfallIntensityDurationConfig(units="in")
+    assert seattle.threshold_mm_h(1.0) == pytest.approx(3.257 * 25.4)
+    assert seattle.threshold_mm_h(24.0) / 25.4 == pytest.approx(3.257 * 24**-1.13)  # 0.09 in/h
+
+
+def test_intensity_duration_ratio_on_a_steady_downpour():
+    # 20 mm/h for two hours in 10-minute reports; the 1-hour intensity is 20 mm/h: ratio 20 / 14.82 = 1.35.
+    cfg = RainfallIntensityDurationConfig(durations_h=[1.0], levels={"blue": 0.5, "orange": 1.0, "red": 1.5})
+    found, _ = run(RainfallIntensityDuration(cfg), rain([20 / 6] * 12))
+    last = found[-1]
+    assert last.evidence["duration_h"] == 1.0
+    assert last.evidence["intensity_mm_h"] == pytest.approx(20.0, rel=0.01)
+    assert last.score == pytest.approx(20.0 / 14.82, rel=0.01)
+    assert last.level.label == "orange"
+
+
+def test_awi_gate_holds_back_rain_on_dry_soil():
+    burst = [0.0] * 6 + [8.0] * 3  # 24 mm in 30 minutes: far over Caine's 1-hour threshold
+    gated = RainfallIntensityDurationConfig(awi_gate=WaterBalance(initial_mm=-100.0, wet_mm=-20.0))
+    assert run(RainfallIntensityDuration(gated), rain(burst))[0] == []
+    wet = RainfallIntensityDurationConfig(awi_gate=WaterBalance(initial_mm=-10.0, wet_mm=-20.0))
+    assert run(RainfallIntensityDuration(wet), rain(burst))[0]
+
+
+# --- antecedent water index -----------------------------------------------------------------------------
+
+
+def test_awi_on_a_short_hand_computed_series():
+    # ET 2.4 mm/day = 0.1 mm/h; 10 % of the water above field capacity drains each hour.
+    balance = WaterBalance(et_mm_per_day=2.4, drainage_per_h=0.1, initial_mm=-5.0)
+    st_ = DeviceState(balance.state_spec())
+    st_.ensure(1)
+    s = np.array([0])
+    series = []
+    for hour, mm in [(0, 10.0), (1, 0.0), (3, 0.0), (4, 20.0)]:
+        series.append(float(balance.update(st_, s, np.array([hour * 3600.0]), np.array([mm]))[0]))
+    # h0: -5 + 10 = 5.  h1: 5 * 0.9 - 0.1 = 4.4.  h3: 4.4 * 0.81 - 0.2 = 3.364.  h4: 3.364 * 0.9 - 0.1 + 20.
+    assert series == pytest.approx([5.0, 4.4, 3.364, 3.364 * 0.9 - 0.1 + 20.0])
+
+
+def test_awi_detector_levels_and_bounds():
+    cfg = AntecedentWaterIndexConfig(balance=WaterBalance(awi_max_mm=30.0), levels={"blue": -20, "yellow": 0})
+    found, _ = run(AntecedentWaterIndex(cfg), rain([40.0, 40.0, 40.0], step_s=3600.0))
+    assert [f.level.label for f in found] == ["blue", "yellow", "yellow"]
+    assert found[-1].evidence["awi_mm"] == 30.0  # saturated: held at awi_max_mm
+
+
+# --- cumulative -----------------------------------------------------------------------------------------
+
+
+def test_usgs_cumulative_threshold_recent_against_antecedent():
+    # Hourly gauge: 100 mm spread over days 1-15, then 30 mm in the last 3 days.
+    # Threshold for P3 after P15 = 100 mm: 88.9 - 0.67 * 100 = 21.9 mm, so 30 mm gives ratio 1.37.
+    hours = 18 * 24
+    mm = np.zeros(hours)
+    mm[: 15 * 24] = 100.0 / (15 * 24)
+    mm[15 * 24 :] = 30.0 / (3 * 24)
+    cfg = RainfallCumulativeConfig(accumulations=[])
+    found, _ = run(RainfallCumulative(cfg), rain(mm.tolist(), step_s=3600.0))
+    last = found[-1]
+    assert last.evidence["p_recent_mm"] == pytest.approx(30.0, abs=0.5)
+    assert last.evidence["p_antecedent_mm"] == pytest.approx(100.0, abs=0.5)
+    assert last.evidence["ratio"] == pytest.approx(30.0 / (3.5 * 25.4 - 0.67 * 100.0), rel=0.02)
+
+
+def test_accumulation_levels_follow_the_daily_total():
+    cfg = RainfallCumulativeConfig(
+        cumulative=None, accumulations=[Accumulation(hours=24, levels={"blue": 50, "yellow": 100, "red": 250})]
+    )
+    found, _ = run(RainfallCumulative(cfg), rain([10.0] * 12, step_s=3600.0))  # 120 mm in 12 h
+    assert [f.level.label for f in found][:1] == ["blue"]
+    assert found[-1].level.label == "yellow"
+    assert found[-1].evidence["rain_24h_mm"] == pytest.approx(120.0)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.lists(st.tuples(st.integers(1, 3000), st.floats(0, 20, allow_nan=False)), min_size=1, max_size=60),
+    st.sampled_from([1.0, 2.0, 5.0]),
+)
+def test_rain_window_equals_brute_force(steps, hours):
+    window = RainWindow(bin_s=600.0, span_h=6.0)
+    state = DeviceState(window.state_spec())
+    state.ensure(1)
+    s = np.array([0])
+    t, readings = 0.0, []
+    for dt, mm in steps:
+        t += dt
+        readings.append((t, mm))
+        window.add(state, s, np.array([t]), np.array([mm]))
+        total, _ = window.total_since(state, s, np.array([t]), hours)
+        start = (math.floor(t / 600.0) - math.ceil(hours * 6) - 1 + 1) * 600.0
+        expected = sum(m for ts, m in readings if ts >= start)
+        assert float(total[0]) == pytest.approx(expected, abs=1e-9)
+
+
+# --- displacement and inverse velocity ------------------------------------------------------------------
+
+
+def crack(series_mm, step_s=600.0, site="S1"):
+    return [(site, "crack-1", step_s * (i + 1), "crack_mm", float(v)) for i, v in enumerate(series_mm)]
+
+
+def test_displacement_velocity_and_tangent_angle():
+    t_h = np.arange(1, 6 * 24 * 4) / 6.0  # 4 days every 10 minutes
+    steady = 0.05 * t_h  # 1.2 mm/day
+    cfg = DisplacementRateConfig(metrics=["crack_mm"], baseline_h=24.0, angle_min_velocity_per_day=1.0)
+    found, _ = run(DisplacementRate(cfg), crack(steady))
+    assert found, "a constant rate above the velocity floor sits at 45 degrees: blue"
+    assert {f.level.label for f in found} == {"blue"}
+    assert found[-1].evidence["velocity_per_day"] == pytest.approx(1.2, rel=1e-6)
+    assert found[-1].evidence["tangent_angle_deg"] == pytest.approx(45.0, abs=0.01)
+    # Twelve times the constant rate: atan(12) = 85.2 degrees, red.
+    fast = np.concatenate([steady, steady[-1] + 0.6 * (t_h[: 6 * 8] + 1 / 6)])
+    found, _ = run(DisplacementRate(cfg), crack(fast))
+    assert found[-1].level.label == "red"
+    assert found[-1].evidence["tangent_angle_deg"] == pytest.approx(math.degrees(math.atan(12.0)), abs=0.1)
+
+
+def test_velocity_ignores_a_spike():
+    series = 0.05 * np.arange(1, 100) / 6.0
+    series[60] += 30.0
+    cfg = DisplacementRateConfig(metrics=["crack_mm"], velocity_levels={"yellow": 5.0}, angle_levels={})
+    assert run(DisplacementRate(cfg), crack(series))[0] == []
+
+
+def test_fit_of_a_known_inverse_velocity_line():
+    t = np.linspace(-10.0, 0.0, 11)[None, :]
+    fit = fit_failure_time(t, 0.2 - 0.01 * t)  # 1/v = 0.2 - 0.01 t: zero 20 h from now
+    assert fit["t_fail_h"][0] == pytest.approx(20.0)
+    assert fit["r2"][0] == pytest.approx(1.0)
+    assert fit["ci_low_h"][0] == pytest.approx(20.0) and fit["ci_high_h"][0] == pytest.approx(20.0)
+    noisy = 0.2 - 0.01 * t + np.array([[0.004, -0.003, 0.002, -0.004, 0.003, 0.0, -0.002, 0.004, -0.003, 0.002, 0.0]])
+    fit = fit_failure_time(t, noisy)
+    assert fit["ci_low_h"][0] < 20.0 < fit["ci_high_h"][0]
+
+
+def test_inverse_velocity_predicts_a_voight_failure():
+    t_h = np.arange(1, 6 * 100) / 6.0  # 100 h; failure at 100.5 h after acceleration from 40 h
+    disp = voight_displacement(t_h, 40.0, 100.5, 0.05)
+    found, _ = run(InverseVelocity(InverseVelocityConfig(metrics=["crack_mm"])), crack(disp))
+    assert found
+    failure_ts = 100.5 * 3600.0
+    last = found[-1]
+    assert last.level.label == "red"
+    assert abs(last.evidence["predicted_failure_ts"] - failure_ts) < 1800.0
+    assert found[0].ts < failure_ts - 12 * 3600.0, "forecasts start well before the last 12 hours"
+
+
+def test_inverse_velocity_stays_silent_on_steady_creep():
+    t_h = np.arange(1, 6 * 100) / 6.0
+    found, _ = run(InverseVelocity(InverseVelocityConfig(metrics=["crack_mm"])), crack(0.3 * t_h))
+    assert found == []
+
+
+# --- level threshold ------------------------------------------------------------------------------------
+
+
+def test_water_level_rise_warns_before_the_level_is_high():
+    levels = [1.0] * 6 + [1.0 + 0.1 * i for i in range(1, 10)]  # +0.6 m/h in 10-minute reports
+    rule = LevelRule(metric="water_level_m", levels={"orange": 2.5}, rise_per_h={"yellow": 0.5})
+    found, _ = run(LevelThreshold(LevelThresholdConfig(rules=[rule])), [
+        ("S1", "wl-1", 600.0 * i, "water_level_m", v) for i, v in enumerate(levels)
+    ])  # fmt: skip
+    assert found and {f.level.label for f in found} == {"yellow"}
+    assert found[-1].evidence["rise_per_h"] == pytest.approx(0.6)
+
+
+# --- device health --------------------------------------------------------------------------------------
+
+
+def test_each_fault_kind_is_reported_once_and_its_readings_flagged():
+    steady = [("S1", "crack-1", 600.0 * i, "crack_mm", 1.0 + 0.001 * i) for i in range(1, 30)]
+    other = [("S2", "crack-1", 600.0 * i + 1, "crack_mm", 2.0 + 0.001 * i) for i in range(1, 60)]
+    s1 = list(steady)
+    s1[10] = (*s1[10][:4], 90.0)  # jump
+    s1[20] = (*s1[20][:4], -9999.0)  # out of range
+    s1.insert(15, s1[14])  # duplicate
+    feed = sorted(s1 + other, key=lambda r: r[2])  # S1 falls silent after 29 readings; S2 goes on
+    found, flags = run(DeviceHealth(DeviceHealthConfig()), feed)
+    kinds = [(f.site, f.evidence["fault"]) for f in found]
+    assert kinds == [("S1", "jump"), ("S1", "duplicate"), ("S1", "out_of_range"), ("S1", "silent")]
+    silent = found[-1]
+    assert silent.ts == pytest.approx(29 * 600.0 + 3 * 600.0, abs=601.0)
+    assert sum(flags) == 3
+
+
+def test_stuck_sensor_and_its_readings_are_kept_from_detectors():
+    feed = [("S1", "crack-1", 600.0 * i, "crack_mm", 1.0 + 0.01 * min(i, 5)) for i in range(1, 30)]
+    found, flags = run(DeviceHealth(DeviceHealthConfig(stuck_count=12)), feed)
+    assert [f.evidence["fault"] for f in found] == ["stuck"]
+    assert flags.index(1) == 4 + 11  # the 12th identical value
+    assert all(flags[15:])
+
+
+def test_clock_skew_against_the_fleet_clock():
+    # Both gauges report every 10 minutes; from the 11th report on, S2's clock runs two hours behind.
+    feed = []
+    for i in range(1, 20):
+        feed.append(("S1", "rain-1", 600.0 * i, "rain_mm", 0.0))
+        feed.append(("S2", "rain-1", 600.0 * i - (7200.0 if i > 10 else 0.0), "rain_mm", 0.0))
+    found, flags = run(DeviceHealth(DeviceHealthConfig()), feed)
+    assert [(f.site, f.evidence["fault"]) for f in found] == [("S2", "clock_skew"), ("S2", "out_of_order")]
+    assert found[0].ts == 600.0 * 11 - 7200.0
+    assert sum(flags) == 9  # every skewed reading of S2 is kept from the detectors
+
+
+@pytest.mark.parametrize("size", [1, 7, 50])
+def test_health_findings_and_flags_do_not_depend_on_batching(size):
+    feed = [("S1", "crack-1", 600.0 * i, "crack_mm", 1.0 if 10 < i < 25 else 0.01 * i) for i in range(1, 40)]
+    feed += [("S2", "gnss-1", 600.0 * i + 5, "disp_mm", 5.0 + (80.0 if i == 7 else 0.0)) for i in range(1, 60)]
+    feed.sort(key=lambda r: r[2])
+    det = DeviceHealth(DeviceHealthConfig())
+    whole = run(det, feed)
+    found, flags = run(det, feed, size)
+    assert [(f.site, f.evidence["fault"], f.ts, f.row if size == len(feed) else 0) for f in found] == [
+        (f.site, f.evidence["fault"], f.ts, f.row if size == len(feed) else 0) for f in whole[0]
+    ]
+    assert flags == whole[1]
