@@ -26,6 +26,8 @@ from engine.core.levels import Level
 logger = logging.getLogger(__name__)
 
 ENTRY_POINT_GROUP = "gridwatch.detectors"
+ROW_OF_SLOT = "_row_of_slot"
+SLOT_OF_ROW = "_slot_of_row"
 
 
 class DetectorConfig(BaseModel):
@@ -57,11 +59,14 @@ class StateArray:
 
 
 class DeviceState:
-    """Named numpy arrays indexed by device slot, grown on demand; snapshot/restore copies them.
+    """Named numpy arrays with a row per device, grown on demand; snapshot/restore copies them.
+
+    Rows are the detector's own: ``rows_for`` gives each device (engine-wide slot) a row the first time
+    the detector sees it, so a rain detector holds rows for rain gauges only, not for all 65,000 devices.
 
     >>> st = DeviceState({"last": StateArray(np.float64, np.nan)})
-    >>> st.ensure(3); st["last"].shape[0] >= 3
-    True
+    >>> st.rows_for(np.array([40, 7, 40])).tolist(), st.slot_of_row(np.array([1])).tolist()
+    ([1, 0, 1], [40])
     """
 
     def __init__(self, spec: dict[str, StateArray]) -> None:
@@ -70,6 +75,35 @@ class DeviceState:
         self.arrays: dict[str, npt.NDArray[Any]] = {
             name: np.full((0, *s.shape) if s.per_device else s.shape, s.fill, dtype=s.dtype) for name, s in spec.items()
         }
+        self.arrays[ROW_OF_SLOT] = np.full(0, -1, dtype=np.int64)
+        self.arrays[SLOT_OF_ROW] = np.empty(0, dtype=np.int64)
+
+    def rows_for(self, slots: npt.NDArray[np.int64]) -> npt.NDArray[np.int64]:
+        """The state row of each device slot, giving new devices the next free rows (in slot order)."""
+        if slots.size == 0:
+            return slots
+        index = self.arrays[ROW_OF_SLOT]
+        top = int(slots.max()) + 1
+        if top > index.shape[0]:
+            grown = np.full(max(top, 2 * index.shape[0], 64), -1, dtype=np.int64)
+            grown[: index.shape[0]] = index
+            self.arrays[ROW_OF_SLOT] = index = grown
+        rows = index[slots]
+        if (rows < 0).any():
+            fresh = np.unique(slots[rows < 0])
+            used = self.arrays[SLOT_OF_ROW]
+            index[fresh] = np.arange(used.shape[0], used.shape[0] + fresh.shape[0])
+            self.arrays[SLOT_OF_ROW] = np.concatenate([used, fresh])
+            self.ensure(self.arrays[SLOT_OF_ROW].shape[0])
+            rows = index[slots]
+        return rows
+
+    def slot_of_row(self, rows: npt.NDArray[np.int64]) -> npt.NDArray[np.int64]:
+        return self.arrays[SLOT_OF_ROW][rows]
+
+    @property
+    def rows_used(self) -> int:
+        return int(self.arrays[SLOT_OF_ROW].shape[0])
 
     def __getitem__(self, name: str) -> npt.NDArray[Any]:
         return self.arrays[name]
@@ -94,6 +128,8 @@ class DeviceState:
         if missing:
             raise ValueError(f"state snapshot lacks arrays {sorted(missing)}")
         self.arrays = {name: snap[name].copy() for name in self.spec}
+        self.arrays[ROW_OF_SLOT] = snap.get(ROW_OF_SLOT, np.full(0, -1, dtype=np.int64)).copy()
+        self.arrays[SLOT_OF_ROW] = snap.get(SLOT_OF_ROW, np.empty(0, dtype=np.int64)).copy()
         per_device = [self.arrays[n] for n, s in self.spec.items() if s.per_device]
         self.capacity = int(per_device[0].shape[0]) if per_device else 0
 

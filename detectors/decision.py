@@ -10,6 +10,7 @@ from __future__ import annotations
 import numpy as np
 import numpy.typing as npt
 
+from detectors.base import DeviceState
 from engine.core.levels import LEVEL_NAMES, Level
 
 F64 = npt.NDArray[np.float64]
@@ -108,14 +109,19 @@ def hysteresis_level(
 
 
 def channel_steps(
-    batch_slots: I64, batch_metric: npt.NDArray[np.int16], rows: I64, metric_ids: tuple[int, ...]
+    batch_slots: I64,
+    batch_metric: npt.NDArray[np.int16],
+    rows: I64,
+    metric_ids: tuple[int, ...],
+    state: DeviceState | None = None,
 ) -> list[tuple[I64, I64, I64]]:
     """Cut rows into steps in which each (device, metric) channel appears at most once, in arrival order.
 
     Step ``r`` holds every channel's ``r``-th row of the batch, so a detector that updates its state step by
     step sees each channel's readings in order, exactly as if they had come one at a time, while each step
-    is still vectorized over all channels. Returns ``(rows, slots, k)`` per step, ``k`` being the index of
-    the row's metric in ``metric_ids``.
+    is still vectorized over all channels. Returns ``(rows, dev, k)`` per step: ``dev`` is each row's device
+    as its row in ``state`` (``DeviceState.rows_for``; the device slot when no state is given), ``k`` the
+    index of the row's metric in ``metric_ids``.
 
     >>> steps = channel_steps(np.array([5, 5, 7]), np.array([0, 0, 0], np.int16), np.array([0, 1, 2]), (0,))
     >>> [s[0].tolist() for s in steps]
@@ -126,7 +132,8 @@ def channel_steps(
     lookup = np.full(int(max(metric_ids)) + 1, -1, dtype=np.int64)
     lookup[list(metric_ids)] = np.arange(len(metric_ids))
     k = lookup[batch_metric[rows].astype(np.int64)]
-    channel = batch_slots[rows] * len(metric_ids) + k
+    dev = state.rows_for(batch_slots[rows]) if state is not None else batch_slots[rows]
+    channel = dev * len(metric_ids) + k
     order = np.argsort(channel, kind="stable")
     ch = channel[order]
     n = ch.shape[0]
@@ -136,4 +143,4 @@ def channel_steps(
     rank = idx - np.maximum.accumulate(np.where(first, idx, 0))
     by_rank = order[np.argsort(rank, kind="stable")]
     cuts = np.cumsum(np.bincount(rank))[:-1]
-    return [(rows[p], batch_slots[rows[p]], k[p]) for p in np.split(by_rank, cuts)]
+    return [(rows[p], dev[p], k[p]) for p in np.split(by_rank, cuts)]

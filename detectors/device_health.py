@@ -158,7 +158,6 @@ class DeviceHealth(Detector[DeviceHealthConfig]):
         }
 
     def process(self, batch: ReadingBatch, state: DeviceState) -> list[Finding]:
-        state.ensure(len(batch.devices))
         cfg = self.config
         n = len(batch)
         carried = float(state["fleet_clock"][0])
@@ -168,10 +167,10 @@ class DeviceHealth(Detector[DeviceHealthConfig]):
         raised: list[tuple[int, int, str, int, float]] = []  # (row, slot, kind, k, ts)
         deadline_of_row = np.full(n, np.inf)
         flagged: list[np.ndarray] = []
-        for r, slots, k in channel_steps(batch.slot, batch.metric, rows, self.metric_ids):
+        for r, dev, k in channel_steps(batch.slot, batch.metric, rows, self.metric_ids, state):
             ts, v = batch.ts[r], batch.value[r]
-            last_ts, last_v = state["last_ts"][slots, k], state["last_value"][slots, k]
-            good_v, good_ts = state["good_value"][slots, k], state["good_ts"][slots, k]
+            last_ts, last_v = state["last_ts"][dev, k], state["last_value"][dev, k]
+            good_v, good_ts = state["good_value"][dev, k], state["good_ts"][dev, k]
             bits = np.zeros(r.shape[0], dtype=np.uint8)
             with np.errstate(invalid="ignore"):
                 duplicate = (ts == last_ts) & (v == last_v)
@@ -183,7 +182,7 @@ class DeviceHealth(Detector[DeviceHealthConfig]):
                 change = np.where(self.increment[k], np.abs(v), np.abs(v - good_v))
                 jump = ~timing & ~out_of_range & (change / dt_h > self.max_rate[k]) & np.isfinite(good_v)
                 same = (v == last_v) & ~duplicate & ~self.exempt[k]
-            same_run = np.where(same, state["same_run"][slots, k] + 1, 0)
+            same_run = np.where(same, state["same_run"][dev, k] + 1, 0)
             stuck = same_run + 1 >= cfg.stuck_count
             for kind, mask in (
                 ("duplicate", duplicate),
@@ -194,38 +193,38 @@ class DeviceHealth(Detector[DeviceHealthConfig]):
                 ("stuck", stuck),
             ):
                 bits |= np.where(mask, BIT[kind], 0).astype(np.uint8)
-            new_bits = bits & ~state["faults"][slots, k]
+            new_bits = bits & ~state["faults"][dev, k]
             for kind in KINDS[1:]:
                 for i in np.flatnonzero(new_bits & BIT[kind]):
-                    raised.append((int(r[i]), int(slots[i]), kind, int(k[i]), float(ts[i])))
-            jump_run = np.where(jump, state["jump_run"][slots, k] + 1, 0)
+                    raised.append((int(r[i]), int(batch.slot[r[i]]), kind, int(k[i]), float(ts[i])))
+            jump_run = np.where(jump, state["jump_run"][dev, k] + 1, 0)
             accept = (bits == 0) | (jump & (jump_run >= cfg.accept_after) & ~stuck)
-            state["good_value"][slots, k] = np.where(accept, v, good_v)
-            state["good_ts"][slots, k] = np.where(accept, ts, good_ts)
-            state["jump_run"][slots, k] = np.where(accept, 0, jump_run)
-            state["same_run"][slots, k] = same_run
+            state["good_value"][dev, k] = np.where(accept, v, good_v)
+            state["good_ts"][dev, k] = np.where(accept, ts, good_ts)
+            state["jump_run"][dev, k] = np.where(accept, 0, jump_run)
+            state["same_run"][dev, k] = same_run
             in_time = ~out_of_order & ~duplicate
             if cfg.expected_interval_s is None:
-                interval = state["interval"][slots, k]
+                interval = state["interval"][dev, k]
                 dt = ts - last_ts
                 learn = in_time & (dt > 0)
                 step = np.where(np.isnan(interval), dt, interval + 0.1 * (np.minimum(dt, 2 * interval) - interval))
                 interval = np.where(learn, step, interval)
-                state["interval"][slots, k] = interval
+                state["interval"][dev, k] = interval
             else:
                 interval = np.full(r.shape[0], cfg.expected_interval_s)
             deadline = clock[r] + cfg.silence_factor * interval
             deadline_of_row[r] = np.where(np.isnan(deadline), np.inf, deadline)
-            state["last_ts"][slots, k] = np.where(in_time, ts, last_ts)
-            state["last_value"][slots, k] = np.where(in_time, v, last_v)
-            state["faults"][slots, k] = bits
+            state["last_ts"][dev, k] = np.where(in_time, ts, last_ts)
+            state["last_value"][dev, k] = np.where(in_time, v, last_v)
+            state["faults"][dev, k] = bits
             flagged.append(r[bits != 0])
         if flagged:
             batch.flag_suspect(np.concatenate(flagged))
         raised.extend(self._silences(batch, state, rows, clock, deadline_of_row))
         if n:
             state["fleet_clock"][0] = clock[-1]
-        raised.sort(key=lambda x: x[0])
+        raised.sort(key=lambda x: (x[0], x[1], x[3], KINDS.index(x[2])))
         return [
             self.finding(
                 batch,
@@ -255,7 +254,7 @@ class DeviceHealth(Detector[DeviceHealthConfig]):
         n_k = len(self.metrics)
         lookup = {mid: j for j, mid in enumerate(self.metric_ids)}
         kk = np.array([lookup[int(m)] for m in batch.metric[rows]], dtype=np.int64)
-        channel = batch.slot[rows] * n_k + kk
+        channel = state.rows_for(batch.slot[rows]) * n_k + kk
         order = np.argsort(channel, kind="stable")
         ch, rr = channel[order], rows[order]
         nxt = np.full(rr.shape[0], n, dtype=np.int64)
@@ -275,7 +274,8 @@ class DeviceHealth(Detector[DeviceHealthConfig]):
         hit = fire < cand_next
         for i in np.flatnonzero(hit):
             c = int(cand_ch[i])
-            out.append((int(fire[i]), c // n_k, "silent", c % n_k, float(clock[fire[i]])))
+            slot = int(state.slot_of_row(np.array([c // n_k]))[0])
+            out.append((int(fire[i]), slot, "silent", c % n_k, float(clock[fire[i]])))
         # What stays pending: each sensor's last deadline here, unless it fired; fired ones rest until seen.
         deadline[cand_ch[hit]] = np.inf
         last = np.ones(ch.shape[0], dtype=bool)

@@ -98,7 +98,6 @@ class Threshold(Detector[ThresholdConfig]):
         }
 
     def process(self, batch: ReadingBatch, state: DeviceState) -> list[Finding]:
-        state.ensure(len(batch.devices))
         findings: list[Finding] = []
         for k, rule in enumerate(self.rules):
             rows = batch.rows_of((rule.metric,))
@@ -107,18 +106,19 @@ class Threshold(Detector[ThresholdConfig]):
             order, first, last = sort_by_device(batch.slot[rows])
             rows = rows[order]
             slots = batch.slot[rows]
+            dev = state.rows_for(slots)
             v = batch.value[rows]
             t = batch.ts[rows]
             if rule.compare == "value":
                 x = v
             else:
-                pv = previous_in_segment(v, first, state["last_value"][slots, k])
-                pt = previous_in_segment(t, first, state["last_ts"][slots, k])
+                pv = previous_in_segment(v, first, state["last_value"][dev, k])
+                pt = previous_in_segment(t, first, state["last_ts"][dev, k])
                 dt_h = (t - pt) / 3600.0
                 with np.errstate(invalid="ignore", divide="ignore"):
                     x = np.where(dt_h > 0, (v - pv) / dt_h, np.nan)
-            levels, active = hysteresis_level(x, self._thresholds[k], self._clear[k], first, state["active"][slots, k])
-            ends = slots[last]
+            levels, active = hysteresis_level(x, self._thresholds[k], self._clear[k], first, state["active"][dev, k])
+            ends = dev[last]
             state["last_value"][ends, k] = v[last]
             state["last_ts"][ends, k] = t[last]
             state["active"][ends, k] = active[last]

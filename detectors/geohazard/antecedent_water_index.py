@@ -59,11 +59,11 @@ class WaterBalance(BaseModel):
     def state_spec(self) -> dict[str, StateArray]:
         return {"awi": StateArray(np.float64, np.nan), "awi_hour": StateArray(np.int64, NO_HOUR)}
 
-    def update(self, st: DeviceState, slots: I64, ts: F64, rain_mm: F64) -> F64:
-        """Advance each gauge's AWI to ``ts`` and add its rain; returns the new AWI (``slots`` unique)."""
+    def update(self, st: DeviceState, dev: I64, ts: F64, rain_mm: F64) -> F64:
+        """Advance each gauge's AWI to ``ts`` and add its rain; returns the new AWI (``dev`` unique)."""
         hour = (np.ceil(ts / 3600.0) - 1).astype(np.int64)  # a report on the hour closes the hour before
-        awi = st["awi"][slots]
-        last = st["awi_hour"][slots]
+        awi = st["awi"][dev]
+        last = st["awi_hour"][dev]
         new = np.isnan(awi)
         awi = np.where(new, self.initial_mm, awi)
         elapsed = np.where(new, 0, np.maximum(hour - last, 0)).astype(np.float64)
@@ -71,8 +71,8 @@ class WaterBalance(BaseModel):
         surplus = np.maximum(awi, 0.0) * (1.0 - self.drainage_per_h) ** elapsed
         awi = np.where(awi > 0, surplus, awi) - self.et_mm_per_day / 24.0 * elapsed
         awi = np.clip(awi + rain_mm, self.awi_min_mm, self.awi_max_mm)
-        st["awi"][slots] = awi
-        st["awi_hour"][slots] = np.where(new, hour, np.maximum(hour, last))
+        st["awi"][dev] = awi
+        st["awi_hour"][dev] = np.where(new, hour, np.maximum(hour, last))
         return awi
 
 
@@ -118,14 +118,13 @@ class AntecedentWaterIndex(Detector[AntecedentWaterIndexConfig]):
         return {**self.balance.state_spec(), "active": StateArray(np.bool_, False)}
 
     def process(self, batch: ReadingBatch, state: DeviceState) -> list[Finding]:
-        state.ensure(len(batch.devices))
         rows = batch.rows_of(self.metrics)
         found: list[tuple[int, int, float]] = []
-        for r, slots, _ in channel_steps(batch.slot, batch.metric, rows, (METRIC_INDEX["rain_mm"],)):
-            awi = self.balance.update(state, slots, batch.ts[r], batch.value[r])
+        for r, dev, _ in channel_steps(batch.slot, batch.metric, rows, (METRIC_INDEX["rain_mm"],), state):
+            awi = self.balance.update(state, dev, batch.ts[r], batch.value[r])
             first = np.ones(r.shape[0], dtype=bool)
-            levels, active = hysteresis_level(awi, self.thresholds, self.clear, first, state["active"][slots])
-            state["active"][slots] = active
+            levels, active = hysteresis_level(awi, self.thresholds, self.clear, first, state["active"][dev])
+            state["active"][dev] = active
             found.extend((int(r[i]), int(levels[i]), float(awi[i])) for i in np.flatnonzero(levels))
         found.sort()
         return [

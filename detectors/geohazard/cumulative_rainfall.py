@@ -113,38 +113,37 @@ class RainfallCumulative(Detector[RainfallCumulativeConfig]):
     def state_spec(self) -> dict[str, StateArray]:
         return {**self.window.state_spec(), "active": StateArray(np.bool_, False, (len(self.tests),))}
 
-    def scores(self, state: DeviceState, slots: np.ndarray, ts: np.ndarray) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    def scores(self, state: DeviceState, dev: np.ndarray, ts: np.ndarray) -> tuple[np.ndarray, dict[str, np.ndarray]]:
         """One score column per test, and the rain totals behind them (mm)."""
         cols: list[np.ndarray] = []
         totals: dict[str, np.ndarray] = {}
         ct = self.config.cumulative
         if ct is not None:
-            total = state["rain_total"][slots]
-            c_recent, _ = self.window.window_start(state, slots, ct.recent_days * 24.0)
-            c_ante, _ = self.window.window_start(state, slots, (ct.recent_days + ct.antecedent_days) * 24.0)
+            total = state["rain_total"][dev]
+            c_recent, _ = self.window.window_start(state, dev, ct.recent_days * 24.0)
+            c_ante, _ = self.window.window_start(state, dev, (ct.recent_days + ct.antecedent_days) * 24.0)
             p_recent, p_ante = total - c_recent, c_recent - c_ante
             need = np.maximum(self.a_mm - ct.b * p_ante, 1e-9)
             cols.append(p_recent / need)
             totals["p_recent_mm"], totals["p_antecedent_mm"] = p_recent, p_ante
         for acc in self.config.accumulations:
-            depth, _ = self.window.total_since(state, slots, ts, acc.hours)
+            depth, _ = self.window.total_since(state, dev, ts, acc.hours)
             cols.append(depth)
             totals[f"rain_{acc.hours:g}h_mm"] = depth
         return np.stack(cols, axis=1), totals
 
     def process(self, batch: ReadingBatch, state: DeviceState) -> list[Finding]:
-        state.ensure(len(batch.devices))
         rows = batch.rows_of(self.metrics)
         found: list[Finding] = []
-        for r, slots, _ in channel_steps(batch.slot, batch.metric, rows, (METRIC_INDEX["rain_mm"],)):
-            self.window.add(state, slots, batch.ts[r], batch.value[r])
-            score, totals = self.scores(state, slots, batch.ts[r])
+        for r, dev, _ in channel_steps(batch.slot, batch.metric, rows, (METRIC_INDEX["rain_mm"],), state):
+            self.window.add(state, dev, batch.ts[r], batch.value[r])
+            score, totals = self.scores(state, dev, batch.ts[r])
             first = np.ones(r.shape[0], dtype=bool)
             level = np.zeros(r.shape[0], dtype=np.int8)
             which = np.zeros(r.shape[0], dtype=np.int64)
             for k, (_, thresholds, clear) in enumerate(self.tests):
-                lv, active = hysteresis_level(score[:, k], thresholds, clear, first, state["active"][slots, k])
-                state["active"][slots, k] = active
+                lv, active = hysteresis_level(score[:, k], thresholds, clear, first, state["active"][dev, k])
+                state["active"][dev, k] = active
                 which = np.where(lv > level, k, which)
                 level = np.maximum(level, lv)
             for i in np.flatnonzero(level):

@@ -99,36 +99,33 @@ class DisplacementRate(Detector[DisplacementRateConfig]):
             "active": StateArray(np.bool_, False, (k, 2)),
         }
 
-    def baseline(
-        self, state: DeviceState, slots: np.ndarray, k: np.ndarray, ts: np.ndarray, v: np.ndarray
-    ) -> np.ndarray:
+    def baseline(self, state: DeviceState, dev: np.ndarray, k: np.ndarray, ts: np.ndarray, v: np.ndarray) -> np.ndarray:
         """v0 per sensor (units/day), NaN while it is still being learned."""
         cfg = self.config
         if cfg.baseline_per_day is not None:
-            return np.full(slots.shape[0], cfg.baseline_per_day)
-        start = state["base_start"][slots, k]
+            return np.full(dev.shape[0], cfg.baseline_per_day)
+        start = state["base_start"][dev, k]
         has_v = np.isfinite(v)
         start = np.where(np.isnan(start) & has_v, ts, start)
-        state["base_start"][slots, k] = start
+        state["base_start"][dev, k] = start
         learning = has_v & (ts - start <= cfg.baseline_h * 3600.0)
-        state["base_sum"][slots, k] += np.where(learning, v, 0.0)
-        state["base_n"][slots, k] += learning
-        n = state["base_n"][slots, k]
-        learned = np.maximum(state["base_sum"][slots, k] / np.maximum(n, 1), cfg.min_baseline_per_day)
+        state["base_sum"][dev, k] += np.where(learning, v, 0.0)
+        state["base_n"][dev, k] += learning
+        n = state["base_n"][dev, k]
+        learned = np.maximum(state["base_sum"][dev, k] / np.maximum(n, 1), cfg.min_baseline_per_day)
         return np.where((n > 0) & ~learning, learned, np.nan)
 
     def process(self, batch: ReadingBatch, state: DeviceState) -> list[Finding]:
-        state.ensure(len(batch.devices))
         cfg = self.config
         rows = batch.rows_of(self.metrics)
         found: list[Finding] = []
-        for r, slots, k in channel_steps(batch.slot, batch.metric, rows, self.metric_ids):
+        for r, dev, k in channel_steps(batch.slot, batch.metric, rows, self.metric_ids, state):
             ts = batch.ts[r]
-            self.ring.push(state, slots, k, ts, batch.value[r])
-            v = np.abs(self.ring.rate_per_h(state, slots, k, ts, cfg.window_h, cfg.min_points)) * 24.0
-            v_half = np.abs(self.ring.rate_per_h(state, slots, k, ts, cfg.window_h / 2, cfg.min_points // 2 + 1)) * 24.0
+            self.ring.push(state, dev, k, ts, batch.value[r])
+            v = np.abs(self.ring.rate_per_h(state, dev, k, ts, cfg.window_h, cfg.min_points)) * 24.0
+            v_half = np.abs(self.ring.rate_per_h(state, dev, k, ts, cfg.window_h / 2, cfg.min_points // 2 + 1)) * 24.0
             accel = 4.0 * (v_half - v) / (cfg.window_h / 24.0)
-            v0 = self.baseline(state, slots, k, ts, v)
+            v0 = self.baseline(state, dev, k, ts, v)
             with np.errstate(invalid="ignore", divide="ignore"):
                 angle = np.degrees(np.arctan(v / v0))
                 angle = np.where(v >= cfg.angle_min_velocity_per_day, angle, np.nan)
@@ -140,9 +137,9 @@ class DisplacementRate(Detector[DisplacementRateConfig]):
                     continue
                 with np.errstate(invalid="ignore"):
                     lv, active = hysteresis_level(
-                        np.nan_to_num(x, nan=-np.inf), thresholds, clear, first, state["active"][slots, k, j]
+                        np.nan_to_num(x, nan=-np.inf), thresholds, clear, first, state["active"][dev, k, j]
                     )
-                state["active"][slots, k, j] = active
+                state["active"][dev, k, j] = active
                 level = np.maximum(level, lv)
             for i in np.flatnonzero(level):
                 evidence = {

@@ -108,27 +108,26 @@ class RainfallIntensityDuration(Detector[RainfallIntensityDurationConfig]):
         return spec
 
     def process(self, batch: ReadingBatch, state: DeviceState) -> list[Finding]:
-        state.ensure(len(batch.devices))
         gate = self.config.awi_gate
         rows = batch.rows_of(self.metrics)
         found: list[Finding] = []
-        for r, slots, _ in channel_steps(batch.slot, batch.metric, rows, (METRIC_INDEX["rain_mm"],)):
+        for r, dev, _ in channel_steps(batch.slot, batch.metric, rows, (METRIC_INDEX["rain_mm"],), state):
             ts, mm = batch.ts[r], batch.value[r]
-            self.window.add(state, slots, ts, mm)
+            self.window.add(state, dev, ts, mm)
             ratio = np.empty((r.shape[0], len(self.durations)))
             intensity = np.empty_like(ratio)
             for j, d in enumerate(self.durations):
-                total, span_h = self.window.total_since(state, slots, ts, d)
+                total, span_h = self.window.total_since(state, dev, ts, d)
                 intensity[:, j] = total / span_h
                 ratio[:, j] = intensity[:, j] / self.threshold[j]
             worst = np.argmax(ratio, axis=1)
             score = ratio[np.arange(r.shape[0]), worst]
             if gate is not None:
-                awi = gate.update(state, slots, ts, mm)
+                awi = gate.update(state, dev, ts, mm)
                 score = np.where(awi >= gate.wet_mm, score, 0.0)
             first = np.ones(r.shape[0], dtype=bool)
-            levels, active = hysteresis_level(score, self.levels, self.clear, first, state["active"][slots])
-            state["active"][slots] = active
+            levels, active = hysteresis_level(score, self.levels, self.clear, first, state["active"][dev])
+            state["active"][dev] = active
             for i in np.flatnonzero(levels):
                 j = int(worst[i])
                 evidence = {

@@ -173,25 +173,24 @@ class InverseVelocity(Detector[InverseVelocityConfig]):
         }
 
     def process(self, batch: ReadingBatch, state: DeviceState) -> list[Finding]:
-        state.ensure(len(batch.devices))
         cfg = self.config
         rows = batch.rows_of(self.metrics)
         found: list[Finding] = []
-        for r, slots, k in channel_steps(batch.slot, batch.metric, rows, self.metric_ids):
+        for r, dev, k in channel_steps(batch.slot, batch.metric, rows, self.metric_ids, state):
             ts = batch.ts[r]
-            self.ring.push(state, slots, k, ts, batch.value[r])
+            self.ring.push(state, dev, k, ts, batch.value[r])
             sample_bin = np.floor(ts / (cfg.sample_h * 3600.0)).astype(np.int64)
-            due = sample_bin > state["sample_bin"][slots, k]
+            due = sample_bin > state["sample_bin"][dev, k]
             if not due.any():
                 continue
-            r, slots, k, ts = r[due], slots[due], k[due], ts[due]  # noqa: PLW2901 (only the rows due)
-            state["sample_bin"][slots, k] = sample_bin[due]
-            v = np.abs(self.ring.rate_per_h(state, slots, k, ts, cfg.window_h, cfg.min_points)) * 24.0
+            r, dev, k, ts = r[due], dev[due], k[due], ts[due]  # noqa: PLW2901 (only the rows due)
+            state["sample_bin"][dev, k] = sample_bin[due]
+            v = np.abs(self.ring.rate_per_h(state, dev, k, ts, cfg.window_h, cfg.min_points)) * 24.0
             moving = np.isfinite(v) & (v > 0)
             # A window's robust slope is the velocity of the window's middle, not of its newest reading.
             mid = ts - cfg.window_h * 1800.0
-            self.samples.push(state, slots[moving], k[moving], mid[moving], v[moving])
-            t_s, v_s = self.samples.recent(state, slots, k)
+            self.samples.push(state, dev[moving], k[moving], mid[moving], v[moving])
+            t_s, v_s = self.samples.recent(state, dev, k)
             with np.errstate(invalid="ignore", divide="ignore"):
                 in_fit = t_s >= (ts - cfg.fit_window_h * 3600.0)[:, None]
                 t_h = np.where(in_fit, (t_s - ts[:, None]) / 3600.0, np.nan)

@@ -119,19 +119,18 @@ class LevelThreshold(Detector[LevelThresholdConfig]):
         return {**self.ring.state_spec(), "active": StateArray(np.bool_, False, (len(self.rules), 2))}
 
     def process(self, batch: ReadingBatch, state: DeviceState) -> list[Finding]:
-        state.ensure(len(batch.devices))
         rows = batch.rows_of(self.metrics)
         found: list[Finding] = []
-        for r, slots, k in channel_steps(batch.slot, batch.metric, rows, self.metric_ids):
+        for r, dev, k in channel_steps(batch.slot, batch.metric, rows, self.metric_ids, state):
             ts, value = batch.ts[r], batch.value[r]
-            self.ring.push(state, slots, k, ts, value)
+            self.ring.push(state, dev, k, ts, value)
             rise = np.full(r.shape[0], np.nan)
             level = np.zeros(r.shape[0], dtype=np.int8)
             for rule_k, rule in enumerate(self.rules):
                 sel = np.flatnonzero(k == rule_k)
                 if sel.size == 0:
                     continue
-                s = slots[sel]
+                s = dev[sel]
                 if self.tests[rule_k][1] is not None:
                     rise[sel] = self.ring.rate_per_h(state, s, k[sel], ts[sel], rule.rate_window_h, 3)
                 for j, x in enumerate((value[sel], rise[sel])):

@@ -49,41 +49,41 @@ class RainWindow:
         """The bin a report's rain fell in: a report at a bin boundary closes the bin before it."""
         return (np.ceil(ts / self.bin_s) - 1).astype(np.int64)
 
-    def add(self, st: DeviceState, slots: I64, ts: F64, mm: F64) -> None:
-        """Add one reading per gauge (``slots`` unique). Late readings count in the current bin."""
+    def add(self, st: DeviceState, dev: I64, ts: F64, mm: F64) -> None:
+        """Add one reading per gauge (``dev`` unique). Late readings count in the current bin."""
         b = self.bin_of(ts)
-        cur = st["rain_bin"][slots]
-        total = st["rain_total"][slots]
+        cur = st["rain_bin"][dev]
+        total = st["rain_total"][dev]
         new = cur == NO_BIN
         if new.any():
-            st["rain_first_bin"][slots[new]] = b[new]
+            st["rain_first_bin"][dev[new]] = b[new]
             cur = np.where(new, b, cur)
         gap = np.where(new, 0, b - cur)
         # Bins cur .. b-1 closed with the total as it stood before this reading.
         one = gap == 1
         if one.any():
-            st["rain_ring"][slots[one], cur[one] % self.bins] = total[one]
+            st["rain_ring"][dev[one], cur[one] % self.bins] = total[one]
         many = gap > 1
         if many.any():
-            s, c, g, tot = slots[many], cur[many], np.minimum(gap[many], self.bins), total[many]
+            s, c, g, tot = dev[many], cur[many], np.minimum(gap[many], self.bins), total[many]
             offset = (np.arange(self.bins)[None, :] - (c % self.bins)[:, None]) % self.bins
             ring = st["rain_ring"][s]
             st["rain_ring"][s] = np.where(offset < g[:, None], tot[:, None], ring)
-        st["rain_total"][slots] = total + mm
-        st["rain_bin"][slots] = np.maximum(cur, b)
+        st["rain_total"][dev] = total + mm
+        st["rain_bin"][dev] = np.maximum(cur, b)
 
-    def window_start(self, st: DeviceState, slots: I64, hours: float) -> tuple[F64, F64]:
+    def window_start(self, st: DeviceState, dev: I64, hours: float) -> tuple[F64, F64]:
         """Cumulative total at the start of the ``hours`` window, and the start time of the window."""
         nb = math.ceil(hours * 3600.0 / self.bin_s)
         if nb + 2 > self.bins:
             raise ValueError(f"window of {hours} h is longer than the ring ({self.bins - 2} bins)")
-        cur = st["rain_bin"][slots]
+        cur = st["rain_bin"][dev]
         start_bin = cur - nb - 1
-        before_data = start_bin < st["rain_first_bin"][slots]
-        c0 = np.where(before_data, 0.0, st["rain_ring"][slots, start_bin % self.bins])
+        before_data = start_bin < st["rain_first_bin"][dev]
+        c0 = np.where(before_data, 0.0, st["rain_ring"][dev, start_bin % self.bins])
         return c0, (start_bin + 1).astype(np.float64) * self.bin_s
 
-    def total_since(self, st: DeviceState, slots: I64, ts: F64, hours: float) -> tuple[F64, F64]:
+    def total_since(self, st: DeviceState, dev: I64, ts: F64, hours: float) -> tuple[F64, F64]:
         """Rain over the last ``hours`` (whole bins) plus the current bin, and that span in hours."""
-        c0, start = self.window_start(st, slots, hours)
-        return st["rain_total"][slots] - c0, np.maximum(ts - start, self.bin_s) / 3600.0
+        c0, start = self.window_start(st, dev, hours)
+        return st["rain_total"][dev] - c0, np.maximum(ts - start, self.bin_s) / 3600.0

@@ -44,25 +44,25 @@ class TimeRing:
             f"{self.name}_n": StateArray(np.int64, 0, (self.channels,)),
         }
 
-    def push(self, st: DeviceState, slots: I64, k: I64, ts: F64, values: F64) -> None:
-        n = st[f"{self.name}_n"][slots, k]
+    def push(self, st: DeviceState, dev: I64, k: I64, ts: F64, values: F64) -> None:
+        n = st[f"{self.name}_n"][dev, k]
         pos = n % self.points
-        st[f"{self.name}_t"][slots, k, pos] = ts
-        st[f"{self.name}_v"][slots, k, pos] = values
-        st[f"{self.name}_n"][slots, k] = n + 1
+        st[f"{self.name}_t"][dev, k, pos] = ts
+        st[f"{self.name}_v"][dev, k, pos] = values
+        st[f"{self.name}_n"][dev, k] = n + 1
 
-    def recent(self, st: DeviceState, slots: I64, k: I64) -> tuple[F64, F64]:
+    def recent(self, st: DeviceState, dev: I64, k: I64) -> tuple[F64, F64]:
         """Each channel's ring, oldest first (NaN where not yet filled)."""
-        n = st[f"{self.name}_n"][slots, k]
+        n = st[f"{self.name}_n"][dev, k]
         idx = (n[:, None] + np.arange(self.points)[None, :]) % self.points
-        rows = np.arange(slots.shape[0])[:, None]
-        t = st[f"{self.name}_t"][slots, k][rows, idx]
-        v = st[f"{self.name}_v"][slots, k][rows, idx]
+        rows = np.arange(dev.shape[0])[:, None]
+        t = st[f"{self.name}_t"][dev, k][rows, idx]
+        v = st[f"{self.name}_v"][dev, k][rows, idx]
         return t, v
 
-    def rate_per_h(self, st: DeviceState, slots: I64, k: I64, now: F64, window_h: float, min_points: int) -> F64:
+    def rate_per_h(self, st: DeviceState, dev: I64, k: I64, now: F64, window_h: float, min_points: int) -> F64:
         """Theil's slope (units per hour) over readings of the last ``window_h``; NaN with too few."""
-        t, v = self.recent(st, slots, k)
+        t, v = self.recent(st, dev, k)
         with np.errstate(invalid="ignore"):
             inside = t >= (now - window_h * 3600.0)[:, None]
         # Readings in the window are the newest ones, so they sit at the end of each ring.
