@@ -261,6 +261,90 @@ def _print_score(result: dict[str, Any]) -> None:
 
 
 @app.command()
+def tune(
+    data: Annotated[list[Path], typer.Option(help="Replay file (.csv or .jsonl) to score on; repeatable.")],
+    truth: Annotated[
+        list[Path], typer.Option(help="Its ground truth CSV: site, hazard, start, end (as `simulate` writes); one per --data.")
+    ],
+    detector: Annotated[str, typer.Option(help="Id of the detector to tune (its `id`, or its type).")],
+    sweep: Annotated[
+        list[str], typer.Option(help="PARAM=START:STOP:STEP over a field of the detector's config; repeatable.")
+    ],
+    config: ConfigOpt = DEFAULT_CONFIG,
+    out: Annotated[Path, typer.Option(help="Folder for tune.csv, tune.png and suggested.yaml.")] = Path("var/tune"),
+    level: Annotated[str, typer.Option(help="Warning level the scores and the suggestion are judged at.")] = "yellow",
+    max_false_alarms: Annotated[
+        str | None, typer.Option(help="Constraint for the suggestion, e.g. 2/site-year.")
+    ] = None,
+    min_recall: Annotated[float | None, typer.Option(help="Constraint for the suggestion, e.g. 0.9.")] = None,
+    workers: Annotated[int, typer.Option(help="Parallel processes (default: one per core).")] = 0,
+) -> None:
+    """What would other thresholds have done? Sweep a detector's config against data with known events."""
+    from engine.core.levels import LEVEL_NAMES
+    from engine.plots import sweep_plot
+    from engine.tuning import Constraint, Sweep, TuneError, best_point, find_detector, tune as run_tune, yaml_patch
+
+    cfg = _load(config)
+    if level not in LEVEL_NAMES:
+        console.print(f"[red]--level {level!r}: use one of {', '.join(LEVEL_NAMES)}[/]")
+        raise typer.Exit(2)
+    try:
+        sweeps = [Sweep.parse(s) for s in sweep]
+        constraint = Constraint(
+            Constraint.parse_rate(max_false_alarms) if max_false_alarms else None, min_recall
+        )
+        det_cfg = find_detector(cfg, detector)
+        n_points = 1
+        for s in sweeps:
+            n_points *= len(s.values)
+        with Progress(console=console, transient=True) as progress:
+            task = progress.add_task(f"replaying {n_points + 1} configs", total=n_points + 1)
+            current, points = run_tune(cfg, data, truth, detector, sweeps, workers, lambda: progress.advance(task))
+    except (TuneError, OSError) as exc:
+        console.print(f"[red]{exc}[/]")
+        raise typer.Exit(2) from None
+    best = best_point(points, level, constraint)
+    out.mkdir(parents=True, exist_ok=True)
+    cols = ["precision", "recall", "f1", "false_alarms_per_site_month", "lead_h_median", "lead_h_p10"]
+    names = " + ".join(d.name for d in data)
+    table = Table(title=f"{detector} at level {level} on {names}")
+    for name in [*(s.path for s in sweeps), "hits", "misses", "false_alarms", *cols]:
+        table.add_column(name, justify="right")
+    rows_csv = []
+    for p in [current, *points]:
+        tag = "current" if p is current else ("suggested" if p is best else "")
+        vals = ["current" if p is current else f"{p.values[s.path]:g}" for s in sweeps]
+        if not p.scores:
+            table.add_row(*vals, f"[dim]invalid: {p.error}[/]", *[""] * (len(cols) + 1))
+            rows_csv.append({**{s.path: p.values[s.path] for s in sweeps}, "error": p.error})
+            continue
+        sc = p.scores[level]
+        style = "bold green" if tag == "suggested" else ("bold red" if tag == "current" else "")
+        table.add_row(
+            *vals, *(f"{sc[c]:g}" for c in ("hits", "misses", "false_alarms")), *(f"{sc[c]:.3g}" for c in cols),
+            style=style,
+        )  # fmt: skip
+        for lv, scores in p.scores.items():
+            rows_csv.append({**{s.path: p.values[s.path] for s in sweeps}, "point": tag, "level": lv, **scores})
+    console.print(table)
+    import csv
+
+    fields = [s.path for s in sweeps] + ["point", "level", "error", "alarms", "hits", "misses", "false_alarms", *cols]
+    with (out / "tune.csv").open("w", newline="", encoding="utf-8") as fh:
+        w = csv.DictWriter(fh, fieldnames=fields, restval="")
+        w.writeheader()
+        w.writerows(rows_csv)
+    png = sweep_plot(out / "tune.png", points, current, best, level, f"{detector} on {names}")
+    console.print(f"wrote {out / 'tune.csv'} and {png}")
+    if best is None:
+        console.print("[yellow]no sweep point meets the constraint; loosen it or widen the sweep[/]")
+        return
+    patch = yaml_patch(det_cfg, best)
+    (out / "suggested.yaml").write_text(patch, encoding="utf-8")
+    console.print(f"suggested (best F1 at {level} within the constraint) -> {out / 'suggested.yaml'}:\n{patch}")
+
+
+@app.command()
 def demo(
     duration: Annotated[float, typer.Option(help="Wall-clock seconds the simulated scenario takes.")] = 60.0,
     config: ConfigOpt = DEFAULT_CONFIG,

@@ -11,6 +11,8 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from engine.core.findings import Finding
 from engine.core.levels import LEVEL_NAMES, Level
 
@@ -112,3 +114,76 @@ def score(
         if i not in matched
     ][:20]
     return report
+
+
+def alarm_episodes(findings: list[Finding], min_level: Level, gap_s: float) -> list[dict[str, Any]]:
+    """Findings at or above a level, merged per site into episodes (a gap of ``gap_s`` ends one)."""
+    by_site: dict[str, list[float]] = {}
+    for f in findings:
+        if f.level >= min_level:
+            by_site.setdefault(f.site, []).append(f.ts)
+    episodes = []
+    for site, times in by_site.items():
+        times.sort()
+        start = last = times[0]
+        for t in times[1:]:
+            if t - last > gap_s:
+                episodes.append({"site": site, "start": start, "end": last})
+                start = t
+            last = t
+        episodes.append({"site": site, "start": start, "end": last})
+    return episodes
+
+
+def score_levels(
+    truth: list[dict[str, Any]],
+    findings: list[Finding],
+    hazard: str,
+    site_months: float,
+    gap_s: float = 6 * 3600.0,
+    margin_s: float = 6 * 3600.0,
+) -> dict[str, dict[str, float]]:
+    """Event-level skill of findings against the truth events of one hazard, per warning level.
+
+    An alarm is an episode of findings at or above the level at one site. It is a true alarm when it
+    overlaps a truth event at that site (widened by ``margin_s`` either side), else a false alarm. A
+    truth event is hit when a true alarm overlaps it; its lead time is the event's end (the failure, for
+    a landslide) minus the start of the first alarm on it. Precision = true alarms / alarms; recall = hit
+    events / events; false alarms are also given per site and month of data.
+    """
+    events = [t for t in truth if t["hazard"] == hazard]
+    out: dict[str, dict[str, float]] = {}
+    for name in LEVEL_NAMES:
+        alarms = alarm_episodes(findings, Level.from_name(name), gap_s)
+        true_alarms = 0
+        leads: list[float] = []
+        hit = [False] * len(events)
+        for a in alarms:
+            overlapping = [
+                i
+                for i, t in enumerate(events)
+                if t["site"] == a["site"] and a["start"] <= t["end"] + margin_s and a["end"] >= t["start"] - margin_s
+            ]
+            true_alarms += bool(overlapping)
+            for i in overlapping:
+                if not hit[i]:
+                    hit[i] = True
+                    leads.append((events[i]["end"] - a["start"]) / 3600.0)
+        false_alarms = len(alarms) - true_alarms
+        precision = true_alarms / len(alarms) if alarms else 1.0
+        recall = sum(hit) / len(events) if events else 1.0
+        f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+        leads.sort()
+        out[name] = {
+            "alarms": len(alarms),
+            "hits": sum(hit),
+            "misses": len(events) - sum(hit),
+            "false_alarms": false_alarms,
+            "false_alarms_per_site_month": false_alarms / max(site_months, 1e-9),
+            "precision": precision,
+            "recall": recall,
+            "f1": f1,
+            "lead_h_median": float(np.median(leads)) if leads else float("nan"),
+            "lead_h_p10": float(np.percentile(leads, 10)) if leads else float("nan"),
+        }
+    return out

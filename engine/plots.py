@@ -1,0 +1,43 @@
+"""PNG plots of tuning sweeps (matplotlib, headless Agg backend)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+if TYPE_CHECKING:
+    from engine.tuning import Point
+
+
+def sweep_plot(path: Path, points: list[Point], current: Point, best: Point | None, level: str, title: str) -> Path:
+    """Precision against recall, and median lead time against false alarms, one dot per sweep point."""
+    scored = [p for p in points if p.scores]
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4.5))
+    label = ", ".join(sorted(scored[0].values)) if scored else ""
+    for ax, x, y, xl, yl in (
+        (ax1, "recall", "precision", "recall", "precision"),
+        (ax2, "false_alarms_per_site_month", "lead_h_median", "false alarms per site-month", "median lead time (h)"),
+    ):
+        xs = [p.scores[level][x] for p in scored]
+        ys = [p.scores[level][y] for p in scored]
+        ax.plot(xs, ys, "o", color="tab:blue", alpha=0.7, label=f"sweep of {label}")
+        ax.plot([current.scores[level][x]], [current.scores[level][y]], "*", ms=16, color="tab:red", label="current")
+        if best is not None:
+            ax.plot([best.scores[level][x]], [best.scores[level][y]], "s", ms=10, mfc="none", mec="tab:green",
+                    mew=2, label="suggested")  # fmt: skip
+        ax.set_xlabel(xl)
+        ax.set_ylabel(yl)
+        ax.grid(alpha=0.3)
+    ax1.set_xlim(-0.05, 1.05)
+    ax1.set_ylim(-0.05, 1.05)
+    ax1.legend(loc="lower left", fontsize=8)
+    fig.suptitle(f"{title} at level {level}")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path

@@ -1,0 +1,244 @@
+"""``gridwatch tune``: what would a detector's thresholds have done on recorded data with known events?
+
+Each sweep point is one detector config (the current one with the swept fields changed). The data is
+replayed through the quality screens and that detector, once per point, in parallel processes; the
+findings are scored against the ground truth per level (``engine.evaluation.score_levels``). The best
+point under the user's constraint becomes a suggested YAML patch.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from pydantic import ValidationError
+
+from detectors.base import DetectorConfig, registry
+from engine.config.models import EngineConfig
+from engine.core.devices import DeviceIndex
+from engine.core.findings import Finding
+from engine.evaluation import read_truth, score_levels
+from engine.ingest.replay_file import Row, batches, read_rows
+
+
+class TuneError(ValueError):
+    """A sweep or constraint the user gave that cannot be run; the message says what to write instead."""
+
+
+@dataclass(frozen=True)
+class Sweep:
+    """One swept field: a dotted path into the detector's config and the values it takes.
+
+    >>> Sweep.parse("levels.red=1:2:0.5").values
+    (1.0, 1.5, 2.0)
+    """
+
+    path: str
+    values: tuple[float, ...]
+
+    @classmethod
+    def parse(cls, text: str) -> Sweep:
+        try:
+            path, spec = text.split("=", 1)
+            start, stop, step = (float(x) for x in spec.split(":"))
+        except ValueError:
+            raise TuneError(f"--sweep {text!r}: write PARAM=START:STOP:STEP, e.g. levels.red=1:5:0.5") from None
+        if step <= 0 or stop < start:
+            raise TuneError(f"--sweep {text!r}: STEP must be positive and STOP not below START")
+        n = int(np.floor((stop - start) / step + 1e-9)) + 1
+        return cls(path.strip(), tuple(round(start + i * step, 10) for i in range(n)))
+
+
+@dataclass(frozen=True)
+class Constraint:
+    """``--max-false-alarms N/site-year`` or ``--min-recall R`` at a level."""
+
+    max_false_alarms_per_site_year: float | None = None
+    min_recall: float | None = None
+
+    def allows(self, s: dict[str, float]) -> bool:
+        if self.max_false_alarms_per_site_year is not None:
+            if s["false_alarms_per_site_month"] * 12 > self.max_false_alarms_per_site_year + 1e-12:
+                return False
+        return not (self.min_recall is not None and s["recall"] < self.min_recall)
+
+    @staticmethod
+    def parse_rate(text: str) -> float:
+        number, _, unit = text.partition("/")
+        per = {"": 1.0, "site-year": 1.0, "site-month": 12.0}
+        if unit not in per:
+            raise TuneError(f"--max-false-alarms {text!r}: write N/site-year or N/site-month")
+        return float(number) * per[unit]
+
+
+def set_path(data: dict[str, Any], path: str, value: float) -> None:
+    """Set a dotted path (``rules.0.levels.red``) in a config dict, creating mapping keys as needed."""
+    parts = path.split(".")
+    node: Any = data
+    for i, part in enumerate(parts[:-1]):
+        if isinstance(node, list):
+            if not part.isdigit() or int(part) >= len(node):
+                raise TuneError(f"{path}: {'.'.join(parts[: i + 1])} is not an index of a list of {len(node)}")
+            node = node[int(part)]
+        else:
+            if part not in node or node[part] is None:
+                node[part] = {}
+            node = node[part]
+    last = parts[-1]
+    if isinstance(node, list):
+        node[int(last)] = value
+    else:
+        node[last] = value
+
+
+@dataclass
+class Point:
+    values: dict[str, float]
+    config: DetectorConfig | None
+    error: str = ""
+    scores: dict[str, dict[str, float]] = field(default_factory=dict)
+
+
+def sweep_points(detector: DetectorConfig, sweeps: list[Sweep]) -> list[Point]:
+    """Every combination of the swept values, validated by the detector's own config class."""
+    cls = type(detector)
+    points = []
+    for combo in itertools.product(*(s.values for s in sweeps)):
+        values = {s.path: v for s, v in zip(sweeps, combo, strict=True)}
+        data = detector.model_dump(mode="json")
+        for path, v in values.items():
+            set_path(data, path, v)
+        try:
+            points.append(Point(values, cls.model_validate(data)))
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            points.append(Point(values, None, f"{'.'.join(map(str, first['loc']))}: {first['msg']}"))
+    return points
+
+
+def find_detector(cfg: EngineConfig, detector_id: str) -> DetectorConfig:
+    for d in cfg.detectors:
+        if d.name == detector_id:
+            return d
+    known = ", ".join(d.name for d in cfg.detectors)
+    raise TuneError(f"no detector {detector_id!r} in the config; its detectors are: {known}")
+
+
+_ROWS: dict[str, list[Row]] = {}  # each worker process reads a file once
+
+
+def _rows(path: str) -> list[Row]:
+    if path not in _ROWS:
+        _ROWS[path] = list(read_rows(Path(path)))
+    return _ROWS[path]
+
+
+def run_point(
+    data: str, screens: list[DetectorConfig], detector: DetectorConfig, batch_size: int
+) -> list[Finding]:
+    """Replay the data through the screens and one detector config; the detector's findings."""
+    devices = DeviceIndex()
+    dets = [registry.build(c) for c in [*screens, detector]]
+    states = [d.new_state() for d in dets]
+    found: list[Finding] = []
+    for batch in batches(_rows(data), devices, batch_size):
+        for det, state in zip(dets, states, strict=True):
+            out = det.process(batch, state)
+            if det is dets[-1]:
+                found.extend(out)
+    return found
+
+
+def _score_point(
+    args: tuple[list[str], list[DetectorConfig], DetectorConfig, int, list[dict[str, Any]], float],
+) -> dict[str, dict[str, float]]:
+    """Score one config over every data file; sites are told apart by their file (``<n>:<site>``)."""
+    files, screens, detector, batch_size, truth, site_months = args
+    found: list[Finding] = []
+    for n, data in enumerate(files):
+        found.extend(replace(f, site=f"{n}:{f.site}") for f in run_point(data, screens, detector, batch_size))
+    return score_levels(truth, found, detector.hazard, site_months)
+
+
+def site_months(path: Path) -> float:
+    """Sites times months of data in a replay file (the exposure false alarms are counted against)."""
+    rows = _rows(str(path))
+    if not rows:
+        return 0.0
+    ts = [r[0] for r in rows]
+    return len({r[1] for r in rows}) * (max(ts) - min(ts)) / (30.0 * 86400.0)
+
+
+def tune(
+    cfg: EngineConfig,
+    data: list[Path],
+    truth_paths: list[Path],
+    detector_id: str,
+    sweeps: list[Sweep],
+    workers: int = 0,
+    on_point_done: Any = None,
+) -> tuple[Point, list[Point]]:
+    """Score the current config and every sweep point; returns (current, points)."""
+    detector = find_detector(cfg, detector_id)
+    screens = [d for d in cfg.detectors if d.enabled and registry.get(d.type).screens and d is not detector]
+    if len(data) != len(truth_paths):
+        raise TuneError(f"give one --truth per --data ({len(data)} data files, {len(truth_paths)} truth files)")
+    truth = [{**t, "site": f"{n}:{t['site']}"} for n, path in enumerate(truth_paths) for t in read_truth(path)]
+    if not any(t["hazard"] == detector.hazard for t in truth):
+        hazards = sorted({t["hazard"] for t in truth})
+        raise TuneError(f"the truth has no {detector.hazard!r} events to score {detector_id!r} on (it has {hazards})")
+    exposure = sum(site_months(p) for p in data)
+    current = Point({s.path: float("nan") for s in sweeps}, detector)
+    points = sweep_points(detector, sweeps)
+    todo = [current, *[p for p in points if p.config is not None]]
+    files = [str(p) for p in data]
+    jobs = [(files, screens, p.config, cfg.ingest.batch_max, truth, exposure) for p in todo]
+    n = workers or min(len(jobs), os.cpu_count() or 1)
+    if n <= 1:
+        results = []
+        for job in jobs:
+            results.append(_score_point(job))  # type: ignore[arg-type]
+            if on_point_done:
+                on_point_done()
+    else:
+        with ProcessPoolExecutor(max_workers=n) as pool:
+            results = []
+            for r in pool.map(_score_point, jobs):  # type: ignore[arg-type]
+                results.append(r)
+                if on_point_done:
+                    on_point_done()
+    for p, r in zip(todo, results, strict=True):
+        p.scores = r
+    return current, points
+
+
+def best_point(points: list[Point], level: str, constraint: Constraint) -> Point | None:
+    """The highest-F1 point at ``level`` that the constraint allows (ties: more lead time)."""
+    ok = [p for p in points if p.scores and constraint.allows(p.scores[level])]
+    if not ok:
+        return None
+
+    def key(p: Point) -> tuple[float, float]:
+        s = p.scores[level]
+        lead = s["lead_h_median"]
+        return (s["f1"], lead if np.isfinite(lead) else -np.inf)
+
+    return max(ok, key=key)
+
+
+def yaml_patch(detector: DetectorConfig, point: Point) -> str:
+    """The suggested change as the YAML of the detector's entry in ``detectors:``."""
+    import yaml
+
+    assert point.config is not None
+    new = point.config.model_dump(mode="json", exclude_defaults=True)
+    old = detector.model_dump(mode="json", exclude_defaults=True)
+    changed = {k: v for k, v in new.items() if old.get(k) != v}
+    entry = {"id": detector.name, **changed}
+    text: str = yaml.safe_dump({"detectors": [entry]}, sort_keys=False)
+    return "# merge into the detector with this id\n" + text
