@@ -7,11 +7,14 @@ the detector's state arrays, which is what makes results independent of how read
 
 from __future__ import annotations
 
+from typing import Annotated
+
 import numpy as np
 import numpy.typing as npt
+from pydantic import AfterValidator
 
 from detectors.base import DeviceState
-from engine.core.levels import LEVEL_NAMES, Level
+from engine.core.levels import LEVEL_NAMES, Level, LevelName
 
 F64 = npt.NDArray[np.float64]
 I64 = npt.NDArray[np.int64]
@@ -71,6 +74,15 @@ def thresholds_array(levels: dict[str, float]) -> F64:
     if finite.size and np.any(np.diff(finite) < 0):
         raise ValueError(f"level thresholds must not decrease from blue to red: {levels}")
     return arr
+
+
+def _ascending(levels: dict[LevelName, float]) -> dict[LevelName, float]:
+    thresholds_array({str(k): v for k, v in levels.items()})
+    return levels
+
+
+LevelThresholds = Annotated[dict[LevelName, float], AfterValidator(_ascending)]
+"""A config field of thresholds per level (blue … red), validated not to decrease from blue to red."""
 
 
 def latch(first: B, set_: B, reset: B, carried: B) -> B:

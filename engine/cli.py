@@ -61,13 +61,46 @@ def run(config: ConfigOpt = DEFAULT_CONFIG, log_level: str = "info") -> None:
     async def main() -> None:
         stop = asyncio.Event()
         _install_stop(stop)
-        runner = LocalRunner(cfg)
+        runner = LocalRunner(cfg, config_path=config)
+        asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, lambda: asyncio.ensure_future(runner.reload()))
         summary = await runner.run(stop)
         logger.info(
             "stopped: %d readings, %d rejected, %d incident events", summary.readings, summary.rejected, summary.events
         )
 
     asyncio.run(main())
+
+
+@app.command()
+def reload(
+    config: ConfigOpt = DEFAULT_CONFIG,
+    url: Annotated[str | None, typer.Option(help="The engine's API (default: from the config's api section).")] = None,
+) -> None:
+    """Make a running engine re-read its config file (as SIGHUP does) and print what changed."""
+    import urllib.error
+    import urllib.request
+
+    if url is None:
+        api = _load(config).api
+        url = f"http://{api.host}:{api.port}"
+    if not url.startswith(("http://", "https://")):
+        console.print(f"[red]--url {url!r}: give http://host:port[/]")
+        raise typer.Exit(2)
+    request = urllib.request.Request(f"{url}/-/reload", method="POST")  # noqa: S310 (scheme checked above)
+    try:
+        with urllib.request.urlopen(request, timeout=30) as res:  # noqa: S310 (the operator's own engine)
+            body = orjson.loads(res.read())
+    except urllib.error.HTTPError as exc:  # 422: refused, with the reason in the body
+        body = orjson.loads(exc.read())
+    except OSError as exc:
+        console.print(f"[red]no engine answering at {url}: {exc}[/]")
+        raise typer.Exit(1) from None
+    if not body.get("ok"):
+        console.print(f"[red]refused, the engine keeps its running config:[/]\n{body.get('error')}")
+        raise typer.Exit(2)
+    console.print("\n".join(body["changes"]) or "no changes")
+    if body["needs_restart"]:
+        console.print(f"[yellow]needs a restart to take effect: {', '.join(body['needs_restart'])}[/]")
 
 
 @app.command("check-config")
@@ -264,7 +297,8 @@ def _print_score(result: dict[str, Any]) -> None:
 def tune(
     data: Annotated[list[Path], typer.Option(help="Replay file (.csv or .jsonl) to score on; repeatable.")],
     truth: Annotated[
-        list[Path], typer.Option(help="Its ground truth CSV: site, hazard, start, end (as `simulate` writes); one per --data.")
+        list[Path],
+        typer.Option(help="Ground truth CSV (site, hazard, start, end, as `simulate` writes); one per --data."),
     ],
     detector: Annotated[str, typer.Option(help="Id of the detector to tune (its `id`, or its type).")],
     sweep: Annotated[
@@ -282,7 +316,8 @@ def tune(
     """What would other thresholds have done? Sweep a detector's config against data with known events."""
     from engine.core.levels import LEVEL_NAMES
     from engine.plots import sweep_plot
-    from engine.tuning import Constraint, Sweep, TuneError, best_point, find_detector, tune as run_tune, yaml_patch
+    from engine.tuning import Constraint, Sweep, TuneError, best_point, find_detector, yaml_patch
+    from engine.tuning import tune as run_tune
 
     cfg = _load(config)
     if level not in LEVEL_NAMES:
@@ -290,9 +325,7 @@ def tune(
         raise typer.Exit(2)
     try:
         sweeps = [Sweep.parse(s) for s in sweep]
-        constraint = Constraint(
-            Constraint.parse_rate(max_false_alarms) if max_false_alarms else None, min_recall
-        )
+        constraint = Constraint(Constraint.parse_rate(max_false_alarms) if max_false_alarms else None, min_recall)
         det_cfg = find_detector(cfg, detector)
         n_points = 1
         for s in sweeps:

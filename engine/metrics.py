@@ -43,3 +43,10 @@ E2E_LATENCY = Histogram(
 )
 SINK_ERRORS = Counter("gridwatch_sink_errors", "Failures delivering to a sink.", ["sink"], registry=REGISTRY)
 MQTT_CONNECTED = Gauge("gridwatch_mqtt_connected", "1 while the engine's MQTT client is connected.", registry=REGISTRY)
+
+CONFIG_RELOADS = Counter(
+    "gridwatch_config_reloads_total",
+    "Config reloads (SIGHUP or POST /-/reload), by outcome: ok or refused (the running config stayed).",
+    ["outcome"],
+    registry=REGISTRY,
+)

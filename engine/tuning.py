@@ -62,9 +62,9 @@ class Constraint:
     min_recall: float | None = None
 
     def allows(self, s: dict[str, float]) -> bool:
-        if self.max_false_alarms_per_site_year is not None:
-            if s["false_alarms_per_site_month"] * 12 > self.max_false_alarms_per_site_year + 1e-12:
-                return False
+        limit = self.max_false_alarms_per_site_year
+        if limit is not None and s["false_alarms_per_site_month"] * 12 > limit + 1e-12:
+            return False
         return not (self.min_recall is not None and s["recall"] < self.min_recall)
 
     @staticmethod
@@ -138,9 +138,7 @@ def _rows(path: str) -> list[Row]:
     return _ROWS[path]
 
 
-def run_point(
-    data: str, screens: list[DetectorConfig], detector: DetectorConfig, batch_size: int
-) -> list[Finding]:
+def run_point(data: str, screens: list[DetectorConfig], detector: DetectorConfig, batch_size: int) -> list[Finding]:
     """Replay the data through the screens and one detector config; the detector's findings."""
     devices = DeviceIndex()
     dets = [registry.build(c) for c in [*screens, detector]]
@@ -197,18 +195,18 @@ def tune(
     points = sweep_points(detector, sweeps)
     todo = [current, *[p for p in points if p.config is not None]]
     files = [str(p) for p in data]
-    jobs = [(files, screens, p.config, cfg.ingest.batch_max, truth, exposure) for p in todo]
+    jobs = [(files, screens, p.config, cfg.ingest.batch_max, truth, float(exposure)) for p in todo if p.config]
     n = workers or min(len(jobs), os.cpu_count() or 1)
     if n <= 1:
         results = []
         for job in jobs:
-            results.append(_score_point(job))  # type: ignore[arg-type]
+            results.append(_score_point(job))
             if on_point_done:
                 on_point_done()
     else:
         with ProcessPoolExecutor(max_workers=n) as pool:
             results = []
-            for r in pool.map(_score_point, jobs):  # type: ignore[arg-type]
+            for r in pool.map(_score_point, jobs):
                 results.append(r)
                 if on_point_done:
                     on_point_done()

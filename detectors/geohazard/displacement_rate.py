@@ -23,14 +23,13 @@ from __future__ import annotations
 from typing import Literal
 
 import numpy as np
-from pydantic import Field, field_validator
+from pydantic import Field
 
 from detectors.base import Detector, DeviceState, StateArray, register
-from detectors.decision import channel_steps, hysteresis_level, thresholds_array
+from detectors.decision import LevelThresholds, channel_steps, hysteresis_level, thresholds_array
 from detectors.geohazard.velocity import SlopeSensorConfig, TimeRing
 from engine.core.batch import ReadingBatch
 from engine.core.findings import Finding
-from engine.core.levels import LevelName
 from engine.core.quantities import METRIC_INDEX
 
 
@@ -38,11 +37,11 @@ class DisplacementRateConfig(SlopeSensorConfig):
     """Config of the ``displacement_rate`` detector."""
 
     type: Literal["displacement_rate"] = Field("displacement_rate", description="Detector type.")
-    velocity_levels: dict[LevelName, float] = Field(
+    velocity_levels: LevelThresholds = Field(
         {"yellow": 20.0, "orange": 50.0, "red": 100.0},
         description="Velocity (units/day) per level; empty to rely on the tangent angle only.",
     )
-    angle_levels: dict[LevelName, float] = Field(
+    angle_levels: LevelThresholds = Field(
         {"blue": 40.0, "yellow": 60.0, "orange": 80.0, "red": 85.0},
         description="Improved tangent angle (degrees) per level; empty to turn the angle test off.",
     )
@@ -56,12 +55,6 @@ class DisplacementRateConfig(SlopeSensorConfig):
     angle_min_velocity_per_day: float = Field(
         1.0, ge=0, description="The angle test applies only while the velocity is at least this (units/day)."
     )
-
-    @field_validator("velocity_levels", "angle_levels")
-    @classmethod
-    def _ascending(cls, v: dict[LevelName, float]) -> dict[LevelName, float]:
-        thresholds_array({str(k): x for k, x in v.items()})
-        return v
 
 
 @register

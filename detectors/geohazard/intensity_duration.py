@@ -20,12 +20,11 @@ import numpy as np
 from pydantic import Field, model_validator
 
 from detectors.base import Detector, DetectorConfig, DeviceState, StateArray, register
-from detectors.decision import channel_steps, hysteresis_level, thresholds_array
+from detectors.decision import LevelThresholds, channel_steps, hysteresis_level, thresholds_array
 from detectors.geohazard.antecedent_water_index import WaterBalance
 from detectors.geohazard.rain_window import RainWindow
 from engine.core.batch import ReadingBatch
 from engine.core.findings import Finding
-from engine.core.levels import LevelName
 from engine.core.quantities import METRIC_INDEX
 
 MM_PER_INCH = 25.4
@@ -48,7 +47,7 @@ class RainfallIntensityDurationConfig(DetectorConfig):
         description="Durations D (hours) over which mean intensity is tested.",
     )
     bin_s: float = Field(600.0, gt=0, description="Time resolution of the rain windows (seconds).")
-    levels: dict[LevelName, float] = Field(
+    levels: LevelThresholds = Field(
         {"blue": 0.5, "yellow": 0.75, "orange": 1.0, "red": 1.5},
         description="Ratio of observed to threshold intensity per level.",
     )
@@ -63,7 +62,6 @@ class RainfallIntensityDurationConfig(DetectorConfig):
     def _check(self) -> RainfallIntensityDurationConfig:
         if any(d <= 0 for d in self.durations_h):
             raise ValueError("durations_h must all be positive")
-        thresholds_array({str(k): v for k, v in self.levels.items()})
         return self
 
     def threshold_mm_h(self, duration_h: float) -> float:

@@ -14,14 +14,13 @@ from __future__ import annotations
 from typing import Any, Literal
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from detectors.base import Detector, DetectorConfig, DeviceState, StateArray, register
-from detectors.decision import channel_steps, hysteresis_level, thresholds_array
+from detectors.decision import LevelThresholds, channel_steps, hysteresis_level, thresholds_array
 from detectors.geohazard.velocity import TimeRing
 from engine.core.batch import ReadingBatch
 from engine.core.findings import Finding
-from engine.core.levels import LevelName
 from engine.core.quantities import METRIC_INDEX, METRIC_NAMES
 
 
@@ -31,19 +30,13 @@ class LevelRule(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     metric: str = Field(description=f"Sensor metric, one of: {', '.join(METRIC_NAMES)}.")
-    levels: dict[LevelName, float] = Field(default_factory=dict, description="Value per level (metric's unit).")
-    rise_per_h: dict[LevelName, float] = Field(
+    levels: LevelThresholds = Field(default_factory=dict, description="Value per level (metric's unit).")
+    rise_per_h: LevelThresholds = Field(
         default_factory=dict, description="Rate of rise per level (metric's unit per hour)."
     )
     rate_window_h: float = Field(1.0, gt=0, description="Readings of the last this many hours give the rate.")
     clear: float | None = Field(None, description="A raised value clears below this; default: lowest level.")
     clear_rise_per_h: float | None = Field(None, description="A raised rate clears below this; default: lowest.")
-
-    @field_validator("levels", "rise_per_h")
-    @classmethod
-    def _ascending(cls, v: dict[LevelName, float]) -> dict[LevelName, float]:
-        thresholds_array({str(k): x for k, x in v.items()})
-        return v
 
     @model_validator(mode="after")
     def _check(self) -> LevelRule:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import uvicorn
@@ -18,9 +18,17 @@ from engine.ingest.embedded_broker import free_port
 logger = logging.getLogger(__name__)
 
 
-def create_app(health: Callable[[], dict[str, Any]]) -> FastAPI:
+def create_app(health: Callable[[], dict[str, Any]], reload: Callable[[], Awaitable[Any]] | None = None) -> FastAPI:
     """The HTTP app; ``health`` returns the runner's view of itself (``ok`` true or false)."""
     app = FastAPI(title="gridwatch", version="0.1.0")
+
+    if reload is not None:
+
+        @app.post("/-/reload")
+        async def reload_config() -> JSONResponse:
+            """Re-read the config file; 200 with what changed, 422 with why it was refused."""
+            result = await reload()
+            return JSONResponse(result.to_json(), status_code=200 if result.ok else 422)
 
     @app.get("/healthz")
     def healthz() -> JSONResponse:

@@ -66,6 +66,12 @@ class Pipeline:
         events.extend(self.tracker.advance(self.watermark))
         return events
 
+    def replace_detectors(self, detectors: list[Detector[Any]], states: list[DeviceState]) -> None:
+        """Swap in another set of detectors with their states (a config reload, between batches)."""
+        pairs = sorted(zip(detectors, states, strict=True), key=lambda p: not p[0].screens)
+        self.detectors = [d for d, _ in pairs]
+        self.states = [s for _, s in pairs]
+
     def snapshot(self) -> list[dict[str, Any]]:
         return [s.snapshot() for s in self.states]
 

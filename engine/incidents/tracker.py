@@ -103,6 +103,9 @@ class IncidentTracker:
         self._route_of: Callable[[str], list[str]] = route_of or (lambda site: [])
         self._plan_of: Callable[[str, Level], dict[str, Any]] = plan_of or (lambda hazard, level: {})
 
+    def set_routes(self, route_of: Callable[[str], list[str]], plan_of: Callable[[str, Level], dict[str, Any]]) -> None:
+        self._route_of, self._plan_of = route_of, plan_of
+
     def _key(self, f: Finding) -> tuple[str, ...]:
         return tuple(str(getattr(f, name)) for name in self.policy.group_by)
 

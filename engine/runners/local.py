@@ -19,6 +19,7 @@ from engine.ingest.intake import Intake
 from engine.ingest.mqtt_client import MqttClient, broker_address
 from engine.ingest.topics import engine_status_topic, subscriptions
 from engine.runners.assembly import build_pipeline, build_sinks
+from engine.runners.reload import ReloadResult, reload_from
 
 logger = logging.getLogger(__name__)
 
@@ -45,8 +46,11 @@ class LocalRunner:
         extra_sinks: list[Sink] | None = None,
         on_events: Callable[[list[dict[str, Any]]], None] | None = None,
         measure_latency: bool = True,
+        config_path: Path | None = None,
     ) -> None:
         self.cfg = cfg
+        self.config_path = config_path
+        self._step_lock = asyncio.Lock()
         self.pipeline = build_pipeline(cfg)
         self.summary = RunSummary()
         self.ready = asyncio.Event()
@@ -82,7 +86,7 @@ class LocalRunner:
         self.broker_port = port
         api: ApiServer | None = None
         if cfg.api.enabled:
-            api = ApiServer(create_app(self.health), cfg.api.host, cfg.api.port)
+            api = ApiServer(create_app(self.health, self.reload), cfg.api.host, cfg.api.port)
             await api.start()
             self.api_url = api.url
         prefix = cfg.mqtt.topic_prefix
@@ -138,11 +142,21 @@ class LocalRunner:
         self.summary.open_incidents = len(self.pipeline.tracker.open)
         return self.summary
 
+    async def reload(self) -> ReloadResult:
+        """Re-read the config file and apply it between batches (SIGHUP, ``POST /-/reload``)."""
+        if self.config_path is None:
+            return ReloadResult(ok=False, error="this engine was not started from a config file")
+        async with self._step_lock:
+            self.cfg, result = reload_from(self.pipeline, self.cfg, self.config_path)
+        metrics.CONFIG_RELOADS.labels("ok" if result.ok else "refused").inc()
+        return result
+
     async def _process(self, intake: Intake, sinks: Any) -> None:
         batch = intake.take()
         if not len(batch):
             return
-        events = await asyncio.to_thread(self.pipeline.step, batch)
+        async with self._step_lock:
+            events = await asyncio.to_thread(self.pipeline.step, batch)
         self.summary.readings += len(batch)
         if not events:
             return

@@ -76,6 +76,61 @@ def test_demo_scenario_through_gridwatch_run(mosquitto, tmp_path, storm_rows):
     assert landslide == ["blue", "yellow", "orange", "red"]
 
 
+def test_sighup_and_gridwatch_reload_apply_a_new_config_and_refuse_a_bad_one(tmp_path):
+    api_port = free_port()
+    cfg = yaml.safe_load(
+        (ROOT / "config" / "gridwatch.yaml").read_text().replace("${GRIDWATCH_MQTT_URL:-embedded}", "embedded")
+    )
+    cfg["mqtt"]["embedded_port"] = 0
+    cfg["api"] = {"enabled": True, "host": "127.0.0.1", "port": api_port}
+    cfg["sinks"] = [{"type": "log", "path": str(tmp_path / "incidents.jsonl")}]
+    cfg["sites_file"] = str(ROOT / "config" / "sites" / "demo-sites.csv")
+    cfg["devices_file"] = str(ROOT / "config" / "sites" / "demo-devices.csv")
+    config = tmp_path / "gridwatch.yaml"
+    config.write_text(yaml.safe_dump(cfg))
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    engine = subprocess.Popen(
+        [*GRIDWATCH, "run", "-c", str(config)], cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+    )
+    reload_cli = [*GRIDWATCH, "reload", "--url", f"http://127.0.0.1:{api_port}"]
+    try:
+        assert wait_for(lambda: healthy(f"http://127.0.0.1:{api_port}/healthz"), 30), "engine did not become healthy"
+        # 1. SIGHUP after moving a threshold: applied, the detector keeps its state.
+        cfg["detectors"][3]["angle_min_velocity_per_day"] = 3
+        config.write_text(yaml.safe_dump(cfg))
+        engine.send_signal(signal.SIGHUP)
+
+        def reloads(outcome: str) -> float:
+            text = urllib.request.urlopen(f"http://127.0.0.1:{api_port}/metrics", timeout=5).read().decode()
+            line = f'gridwatch_config_reloads_total{{outcome="{outcome}"}} '
+            return float(next((x[len(line) :] for x in text.splitlines() if x.startswith(line)), "0"))
+
+        assert wait_for(lambda: reloads("ok") == 1.0, 15)
+        # 2. gridwatch reload after changing a state layout: applied, that detector starts afresh.
+        cfg["detectors"][4]["points"] = 200
+        config.write_text(yaml.safe_dump(cfg))
+        res = subprocess.run(reload_cli, capture_output=True, text=True, timeout=60, check=False, env=env)
+        assert res.returncode == 0, res.stdout + res.stderr
+        assert "detectors.4.points: 160 -> 200" in res.stdout + res.stderr
+        # 3. A bad config is refused with its file and field; the engine keeps running on the last good one.
+        cfg["detectors"][1]["levels"] = {"blue": 3.0, "yellow": 1.0}
+        config.write_text(yaml.safe_dump(cfg))
+        res = subprocess.run(reload_cli, capture_output=True, text=True, timeout=60, check=False, env=env)
+        assert res.returncode == 2
+        said = res.stdout + res.stderr
+        assert "gridwatch.yaml" in said and "levels" in said
+        assert reloads("refused") == 1.0
+        assert healthy(f"http://127.0.0.1:{api_port}/healthz")
+    finally:
+        engine.send_signal(signal.SIGTERM)
+        out, _ = engine.communicate(timeout=30)
+    log = " ".join(out.decode().split())  # rich wraps long log lines
+    assert engine.returncode == 0, log[-2000:]
+    assert "config reloaded from" in log and "angle_min_velocity_per_day: 2.0 -> 3.0" in log, log[-3000:]
+    assert "reload refused, keeping the running config" in log
+    assert "state layout changed start afresh: gnss-velocity" in log
+
+
 def test_bad_config_stops_at_start_up_naming_file_and_field(tmp_path):
     bad = tmp_path / "bad.yaml"
     bad.write_text(

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import orjson
 import pytest
+import yaml
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -61,3 +62,30 @@ def test_no_landslide_above_blue_and_every_fault_reported(tmp_path, scenario):
         assert kinds == {"silent", "stuck", "jump", "out_of_range", "clock_skew", "duplicate", "out_of_order"}
         faulty = {e["site"] for e in events if e["hazard"] == "device_fault"}
         assert faulty == {"S01", "S02", "S03", "S04", "S05", "S06", "S07"}
+
+
+def test_gridwatch_tune_sweeps_scores_plots_and_suggests(tmp_path):
+    cli = [sys.executable, "-m", "engine.cli"]
+    feeds = []
+    for scenario in ("creep-to-failure", "stable-slopes"):
+        feed = tmp_path / f"{scenario}.csv"
+        sim = subprocess.run([*cli, "simulate", "--scenario", scenario, "--out", str(feed), "--start", "1700000000"],
+                             capture_output=True, text=True, timeout=120, check=False, cwd=ROOT)  # fmt: skip
+        assert sim.returncode == 0, sim.stderr[-2000:]
+        feeds += ["--data", str(feed), "--truth", str(feed.with_suffix(".truth.csv"))]
+    out = tmp_path / "tune"
+    res = subprocess.run(
+        [*cli, "tune", *feeds, "--detector", "crack-velocity", "--sweep", "angle_min_velocity_per_day=0:2:1",
+         "--sweep", "min_baseline_per_day=0.1:0.5:0.4", "--level", "yellow", "--max-false-alarms", "2/site-year",
+         "--out", str(out), "-c", str(ROOT / "config" / "gridwatch.yaml")],
+        capture_output=True, text=True, timeout=600, check=False, cwd=ROOT,
+    )  # fmt: skip
+    said = res.stdout + res.stderr
+    assert res.returncode == 0, said[-3000:]
+    rows = (out / "tune.csv").read_text().splitlines()
+    assert len(rows) == 1 + (1 + 3 * 2) * 4  # header + (current + 6 points) x 4 levels
+    assert (out / "tune.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    patch = yaml.safe_load((out / "suggested.yaml").read_text())
+    (entry,) = patch["detectors"]
+    assert entry["id"] == "crack-velocity"
+    assert "crack-velocity at level yellow" in " ".join(said.split())
