@@ -20,6 +20,24 @@ F64 = npt.NDArray[np.float64]
 I64 = npt.NDArray[np.int64]
 
 
+def row_median(x: npt.NDArray[np.float64], use: npt.NDArray[np.bool_]) -> F64:
+    """Median of each row's non-NaN values (NaN for rows not in ``use`` or with none): one sort, no loops.
+
+    >>> row_median(np.array([[3.0, np.nan, 1.0, 2.0], [np.nan] * 4]), np.array([True, True])).tolist()
+    [2.0, nan]
+    """
+    out = np.full(x.shape[0], np.nan)
+    valid = (~np.isnan(x)).sum(axis=1)
+    use = use & (valid > 0)
+    if not use.any():
+        return out
+    ordered = np.sort(x[use], axis=1)  # NaN sorts last
+    m = valid[use]
+    rows = np.arange(ordered.shape[0])
+    out[use] = 0.5 * (ordered[rows, (m - 1) // 2] + ordered[rows, m // 2])
+    return out
+
+
 class TimeRing:
     """The last ``points`` readings of each (device, metric) channel, and robust rates over them.
 
@@ -60,33 +78,52 @@ class TimeRing:
         v = st[f"{self.name}_v"][dev, k][rows, idx]
         return t, v
 
+    def _at(self, st: DeviceState, suffix: str, base: I64, n: I64, j: npt.NDArray[np.int64]) -> F64:
+        """Values at chronological index ``j`` (0 = oldest slot) of each channel's ring, by flat index."""
+        flat = st[f"{self.name}_{suffix}"].reshape(-1)
+        if j.ndim == 2:
+            return flat.take(base[:, None] + (n[:, None] - self.points + j) % self.points)
+        return flat.take(base + (n - self.points + j) % self.points)
+
     def rate_per_h(self, st: DeviceState, dev: I64, k: I64, now: F64, window_h: float, min_points: int) -> F64:
-        """Theil's slope (units per hour) over readings of the last ``window_h``; NaN with too few."""
-        t, v = self.recent(st, dev, k)
-        with np.errstate(invalid="ignore"):
-            inside = t >= (now - window_h * 3600.0)[:, None]
-        # Readings in the window are the newest ones, so they sit at the end of each ring.
-        count = inside.sum(axis=1)
+        """Theil's slope (units per hour) over readings of the last ``window_h``; NaN with too few.
+
+        Only the readings in the window are touched: a binary search over the ring (times rise within a
+        channel) finds the oldest one, then the pairs half the window apart are gathered directly.
+        """
+        m = dev.shape[0]
+        n = st[f"{self.name}_n"][dev, k]
+        base = (dev * self.channels + k) * self.points  # flat offset of each channel's ring
+        filled = np.minimum(n, self.points)
+        since = now - window_h * 3600.0
+        lo = self.points - filled  # oldest filled slot, chronologically
+        hi = np.full(m, self.points, dtype=np.int64)
+        while True:
+            active = lo < hi
+            if not active.any():
+                break
+            mid = (lo + hi) // 2
+            t_mid = self._at(st, "t", base, n, np.minimum(mid, self.points - 1))
+            inside = active & (t_mid >= since)
+            hi = np.where(inside, mid, hi)
+            lo = np.where(active & ~inside, mid + 1, lo)
+        count = self.points - lo
         half = count // 2
-        start = self.points - count
-        i = np.arange(self.points // 2)[None, :]
+        i = np.arange(max(self.points // 2, 1))[None, :]
         ok = i < half[:, None]
-        a = np.minimum(start[:, None] + i, self.points - 1)
+        a = np.minimum(lo[:, None] + i, self.points - 1)
         b = np.minimum(a + half[:, None], self.points - 1)
-        rows = np.arange(t.shape[0])[:, None]
-        dt = (t[rows, b] - t[rows, a]) / 3600.0
+        t_a, t_b = self._at(st, "t", base, n, a), self._at(st, "t", base, n, b)
+        v_a, v_b = self._at(st, "v", base, n, a), self._at(st, "v", base, n, b)
+        dt = (t_b - t_a) / 3600.0
         ok &= dt > 0
         with np.errstate(invalid="ignore", divide="ignore"):
-            slopes = np.where(ok, (v[rows, b] - v[rows, a]) / np.where(ok, dt, 1.0), np.nan)
-        out = np.full(t.shape[0], np.nan)
+            slopes = np.where(ok, (v_b - v_a) / np.where(ok, dt, 1.0), np.nan)
         # The readings must span at least half the window: a few early points are no velocity.
-        newest = t[:, -1]
-        oldest = t[rows[:, 0], np.minimum(start, self.points - 1)]
-        covered = (newest - oldest) >= window_h * 1800.0
-        enough = (count >= min_points) & ok.any(axis=1) & covered
-        if enough.any():
-            out[enough] = np.nanmedian(slopes[enough], axis=1)
-        return out
+        oldest = self._at(st, "t", base, n, np.minimum(lo, self.points - 1))
+        newest = self._at(st, "t", base, n, np.full(m, self.points - 1, dtype=np.int64))
+        covered = (count > 0) & ((newest - oldest) >= window_h * 1800.0)
+        return row_median(slopes, (count >= min_points) & covered)
 
 
 class SlopeSensorConfig(DetectorConfig):
