@@ -116,8 +116,6 @@ class DisplacementRate(Detector[DisplacementRateConfig]):
             ts = batch.ts[r]
             self.ring.push(state, dev, k, ts, batch.value[r])
             v = np.abs(self.ring.rate_per_h(state, dev, k, ts, cfg.window_h, cfg.min_points)) * 24.0
-            v_half = np.abs(self.ring.rate_per_h(state, dev, k, ts, cfg.window_h / 2, cfg.min_points // 2 + 1)) * 24.0
-            accel = 4.0 * (v_half - v) / (cfg.window_h / 24.0)
             v0 = self.baseline(state, dev, k, ts, v)
             with np.errstate(invalid="ignore", divide="ignore"):
                 angle = np.degrees(np.arctan(v / v0))
@@ -134,7 +132,16 @@ class DisplacementRate(Detector[DisplacementRateConfig]):
                     )
                 state["active"][dev, k, j] = active
                 level = np.maximum(level, lv)
-            for i in np.flatnonzero(level):
+            raised = np.flatnonzero(level)
+            if raised.size == 0:
+                continue
+            # Acceleration is evidence only: estimated for the readings that raise a level.
+            half_v = self.ring.rate_per_h(
+                state, dev[raised], k[raised], ts[raised], cfg.window_h / 2, cfg.min_points // 2 + 1
+            )
+            accel = np.full(r.shape[0], np.nan)
+            accel[raised] = 4.0 * (np.abs(half_v) * 24.0 - v[raised]) / (cfg.window_h / 24.0)
+            for i in raised:
                 evidence = {
                     "metric": self.metrics[int(k[i])],
                     "velocity_per_day": round(float(v[i]), 4),

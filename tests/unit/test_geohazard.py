@@ -140,13 +140,17 @@ def test_rain_window_equals_brute_force(steps, hours):
     state.ensure(1)
     s = np.array([0])
     t, readings = 0.0, []
+
+    def bin_of(ts: float) -> int:  # a report on a bin boundary closes the bin before it
+        return math.ceil(ts / 600.0) - 1
+
     for dt, mm in steps:
         t += dt
         readings.append((t, mm))
         window.add(state, s, np.array([t]), np.array([mm]))
         total, _ = window.total_since(state, s, np.array([t]), hours)
-        start = (math.floor(t / 600.0) - math.ceil(hours * 6) - 1 + 1) * 600.0
-        expected = sum(m for ts, m in readings if ts >= start)
+        first_bin = bin_of(t) - math.ceil(hours * 6)  # whole bins back, plus the current one
+        expected = sum(m for ts, m in readings if bin_of(ts) >= first_bin)
         assert float(total[0]) == pytest.approx(expected, abs=1e-9)
 
 
