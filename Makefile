@@ -32,7 +32,7 @@ test: $(STAMP) mosquitto lint
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
 
 bench: $(STAMP)
-	@ls benchmarks/*.py >/dev/null 2>&1 && for b in benchmarks/bench_*.py; do $(BIN)/python $$b || exit 1; done || echo "no benchmarks yet"
+	$(BIN)/gridwatch bench $(BENCH_ARGS)
 
 # Regenerate the config's JSON Schema and Markdown reference from the pydantic models.
 schema: $(STAMP)

@@ -103,6 +103,30 @@ def reload(
         console.print(f"[yellow]needs a restart to take effect: {', '.join(body['needs_restart'])}[/]")
 
 
+@app.command()
+def bench(
+    quick: Annotated[bool, typer.Option(help="Smaller fleets: a quick check that the benchmarks run.")] = False,
+    only: Annotated[str | None, typer.Option(help="Run only this benchmark (e.g. detect_sensors).")] = None,
+) -> None:
+    """Run the benchmarks in benchmarks/ (tables on screen, figures in benchmarks/results/)."""
+    import subprocess
+
+    folder = Path(__file__).resolve().parents[1] / "benchmarks"
+    scripts = sorted(folder.glob("bench_*.py"))
+    known = [p.stem.removeprefix("bench_") for p in scripts]
+    if only is not None:
+        scripts = [p for p in scripts if p.stem == f"bench_{only}"]
+        if not scripts:
+            console.print(f"[red]no benchmark {only!r}; there are: {', '.join(known) or 'none'}[/]")
+            raise typer.Exit(2)
+    for script in scripts:
+        console.rule(script.stem.removeprefix("bench_"))
+        args = [sys.executable, str(script), *(["--quick"] if quick else [])]
+        done = subprocess.run(args, check=False)  # noqa: S603 (the project's own benchmark scripts)
+        if done.returncode != 0:
+            raise typer.Exit(done.returncode)
+
+
 @app.command("check-config")
 def check_config(
     file: Annotated[Path, typer.Argument(help="Config file to check.")] = DEFAULT_CONFIG,

@@ -62,8 +62,13 @@ def test_demo_scenario_through_gridwatch_run(mosquitto, tmp_path, storm_rows):
         assert pub.returncode == 0, pub.stderr
         expected = direct_events(storm_rows)
         assert wait_for(lambda: log.exists() and len(log.read_bytes().splitlines()) >= len(expected), 60)
-        metrics = urllib.request.urlopen(f"http://127.0.0.1:{api_port}/metrics", timeout=5).read().decode()
-        assert f"gridwatch_readings_total {float(len(storm_rows))}" in metrics
+
+        def metrics() -> str:
+            return urllib.request.urlopen(f"http://127.0.0.1:{api_port}/metrics", timeout=5).read().decode()
+
+        # The last events can come before the last readings are in: wait for every reading to be counted.
+        want = f"gridwatch_readings_total {float(len(storm_rows))}"
+        assert wait_for(lambda: want in metrics(), 30), [x for x in metrics().splitlines() if "readings_total" in x]
     finally:
         engine.send_signal(signal.SIGTERM)
         out, _ = engine.communicate(timeout=30)
