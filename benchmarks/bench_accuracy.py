@@ -1,0 +1,96 @@
+"""Detection skill on the shipped scenarios, recomputed so a regression shows.
+
+Simulates each geohazard scenario, replays it through the shipped config (as `gridwatch replay --direct`
+does) and scores it against its ground truth: lead time of each warning level before a simulated
+failure, the failure-time forecast error, landslide incidents at sites that do not fail, and injected
+sensor faults reported as device_fault. The baseline in the same run is the previous results file, when
+there is one: each figure is shown with its change.
+
+Prints a table, writes benchmarks/results/accuracy.json and accuracy.png.
+Run: .venv/bin/python benchmarks/bench_accuracy.py
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from engine.config.loader import load_config  # noqa: E402 (after sys.path)
+from engine.core.findings import Finding  # noqa: E402
+from engine.evaluation import score  # noqa: E402
+from engine.ingest.replay_file import batches  # noqa: E402
+from engine.runners.assembly import build_pipeline  # noqa: E402
+from simulators.scenario import load_scenario  # noqa: E402
+
+RESULTS = ROOT / "benchmarks" / "results"
+SCENARIOS = ("creep-to-failure", "storm-over-slope", "stable-slopes", "sensor-faults")
+console = Console()
+
+
+def evaluate(name: str) -> dict[str, Any]:
+    cfg = load_config(ROOT / "config" / "gridwatch.yaml")
+    sc = load_scenario(name)
+    base = 1_700_000_000.0
+    pipeline = build_pipeline(cfg)
+    events: list[dict[str, Any]] = []
+    found: list[Finding] = []
+    for b in batches(sc.readings(base), pipeline.devices, cfg.ingest.batch_max):
+        events.extend(pipeline.step(b, found))
+    return score(sc.truth(base), events, found)
+
+
+def main() -> None:
+    previous = {}
+    path = RESULTS / "accuracy.json"
+    if path.exists():
+        previous = json.loads(path.read_text()).get("figures", {})
+    figures: dict[str, float | str] = {}
+    for name in SCENARIOS:
+        with console.status(name):
+            r = evaluate(name)
+        for slide in r["landslides"]:
+            for key in ("yellow_lead_h", "orange_lead_h", "red_lead_h", "forecast_error_at_red_h"):
+                if key in slide:
+                    figures[f"{name}/{slide['site']}/{key}"] = slide[key]
+        figures[f"{name}/landslide_false_alarm_max_level"] = r["max_false_alarm_level"]
+        if r["faults"]:
+            figures[f"{name}/faults_found"] = f"{sum(f['found'] for f in r['faults'])}/{len(r['faults'])}"
+        figures[f"{name}/unexpected_device_faults"] = r["unexpected_faults"]
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({"benchmark": "accuracy", "date": datetime.now(UTC).isoformat(timespec="seconds"),
+                                "figures": figures}, indent=2))  # fmt: skip
+    table = Table(title="accuracy on the shipped scenarios (shipped config)")
+    for c in ("figure", "value", "previous"):
+        table.add_column(c, justify="right" if c != "figure" else "left")
+    for key, value in figures.items():
+        before = previous.get(key, "-")
+        style = "" if before in ("-", value) else "bold yellow"
+        table.add_row(key, str(value), str(before), style=style)
+    console.print(table)
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    leads = {k: v for k, v in figures.items() if k.endswith("_lead_h") and isinstance(v, (int, float))}
+    fig, ax = plt.subplots(figsize=(8, 4))
+    ax.barh(list(leads), list(leads.values()), color="tab:orange")
+    ax.set_xlabel("hours of warning before the simulated failure")
+    ax.set_title("lead time per warning level")
+    fig.tight_layout()
+    fig.savefig(RESULTS / "accuracy.png", dpi=100)
+    plt.close(fig)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,233 @@
+"""End to end over a real broker: Mosquitto on loopback, a load generator in its own process, the local runner.
+
+Three runs, each against a fresh engine:
+1. single-reading messages, published as fast as the generator can: sustained messages/s processed;
+2. gateway batches of 100 readings: readings/s processed;
+3. an offered load of 65,000 readings/s (the whole fleet at 1 Hz, as gateway batches) for a fixed time,
+   in which one reading every 10 ms is out of its gauge's range at a new site, so it opens an incident:
+   latency from that reading's publish (its timestamp) to its incident event at the sink, p50/p99, and
+   whether every reading published was processed.
+The baseline in the same run is the load generator's own publish rate (what the broker accepts).
+
+Prints a table, writes benchmarks/results/ingest_e2e.json and ingest_e2e.png.
+Run: .venv/bin/python benchmarks/bench_ingest_e2e.py [--quick]   (needs `mosquitto`; `make test` installs it)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import multiprocessing as mp
+import os
+import platform
+import sys
+import tempfile
+import threading
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import orjson
+from rich.console import Console
+from rich.table import Table
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from engine.config.models import ApiConfig, IngestConfig, MqttConfig  # noqa: E402 (after sys.path)
+from engine.runners.local import LocalRunner  # noqa: E402
+from tests.conftest import Mosquitto, _mosquitto_binary, default_config  # noqa: E402
+
+RESULTS = ROOT / "benchmarks" / "results"
+console = Console()
+SITES = 13_000
+
+
+def generate(url_port: int, mode: str, total: int, rate: float, done: Any, published_rate: Any, triggers: Any) -> None:
+    """The load generator (its own process): publishes ``total`` readings, paced at ``rate``/s if given."""
+    import paho.mqtt.client as mqtt
+
+    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"loadgen-{os.getpid()}", protocol=mqtt.MQTTv5)
+    client.max_inflight_messages_set(1000)
+    client.max_queued_messages_set(0)
+    client.connect("127.0.0.1", url_port)
+    client.loop_start()
+    per_msg = 1 if mode == "single" else 100
+    n_msgs = total // per_msg
+    t0 = time.perf_counter()
+    trigger_every = 0.01
+    next_trigger = 0.0
+    site_k = 0
+    infos = []
+    for i in range(n_msgs):
+        now = time.time()
+        if mode == "single":
+            dev = i % (SITES * 5)
+            topic = f"gw/sensors/S{dev // 5 + 1:05d}/crack-{dev % 5 + 1}"
+            payload = orjson.dumps({"ts": now, "values": {"crack_mm": 1.0 + (i % 7) * 0.001}})
+        else:
+            site = i % SITES
+            # A site gateway's batch: its 5 devices, 20 one-second readings each, oldest first.
+            readings = [
+                {"device": f"crack-{d + 1}", "ts": now - (19 - j), "values": {"crack_mm": 1.0 + 0.001 * ((i + j) % 9)}}
+                for d in range(5)
+                for j in range(20)
+            ]
+            elapsed = time.perf_counter() - t0
+            if rate and elapsed >= next_trigger:  # one out-of-range reading at a new site: an incident event
+                next_trigger += trigger_every
+                site_k += 1
+                topic_site = f"S{SITES - site_k:05d}"
+                client.publish(
+                    f"gw/sensors/{topic_site}/rain-1",
+                    orjson.dumps({"ts": time.time(), "values": {"rain_mm": 150.0}}),
+                    qos=1,
+                )
+            topic = f"gw/sensors/S{site + 1:05d}/_batch"
+            payload = orjson.dumps({"readings": readings})
+        infos.append(client.publish(topic, payload, qos=1))
+        if rate:
+            ahead = (i + 1) * per_msg / rate - (time.perf_counter() - t0)
+            if ahead > 0:
+                time.sleep(ahead)
+    for info in infos[-2000:]:
+        info.wait_for_publish(60)
+    published_rate.value = total / (time.perf_counter() - t0)
+    triggers.value = site_k
+    done.value = 1
+    client.loop_stop()
+    client.disconnect()
+
+
+class LatencySink:
+    name = "latency"
+
+    def __init__(self) -> None:
+        self.latencies: list[float] = []
+
+    def send(self, event: dict[str, Any]) -> None:
+        if event["hazard"] == "device_fault":
+            self.latencies.append(time.time() - event["updated_at"])
+
+    def close(self) -> None:
+        pass
+
+
+def run_phase(broker: Mosquitto, mode: str, total: int, rate: float, client_id: str) -> dict[str, Any]:
+    cfg = default_config(
+        mqtt=MqttConfig(url=broker.url, client_id=client_id),
+        api=ApiConfig(enabled=False),
+        sinks=[],
+        ingest=IngestConfig(batch_max=10_000, batch_ms=50, max_future_s=300),
+    )
+    sink = LatencySink()
+    runner = LocalRunner(cfg, extra_sinks=[sink], measure_latency=False)
+    loop = asyncio.new_event_loop()
+    stop = asyncio.Event()
+    thread = threading.Thread(target=lambda: loop.run_until_complete(runner.run(stop)), daemon=True)
+    thread.start()
+    while runner.client is None or not runner.client.connected.is_set():
+        time.sleep(0.05)
+    time.sleep(0.5)
+    done, published, triggers = mp.Value("i", 0), mp.Value("d", 0.0), mp.Value("i", 0)
+    gen = mp.Process(target=generate, args=(broker.port, mode, total, rate, done, published, triggers))
+    t0 = time.perf_counter()
+    gen.start()
+    first_at = None
+    while True:
+        got = runner.pipeline.readings
+        if got and first_at is None:
+            first_at = time.perf_counter()
+        if done.value and got >= total + triggers.value:
+            break
+        if done.value and time.perf_counter() - t0 > 5 + (total / (rate or 1e9)) * 3 + 60:
+            break
+        time.sleep(0.01)
+    elapsed = time.perf_counter() - (first_at or t0)
+    gen.join(30)
+    time.sleep(0.3)
+    loop.call_soon_threadsafe(stop.set)
+    thread.join(30)
+    processed = runner.pipeline.readings
+    sent = total + triggers.value
+    lat = np.array(sink.latencies) * 1000.0
+    return {
+        "mode": mode,
+        "offered_rate": rate or None,
+        "readings_published": sent,
+        "readings_processed": processed,
+        "nothing_dropped": processed == sent,
+        "rejected": runner.summary.rejected,
+        "generator_readings_per_s": round(published.value),
+        "processed_readings_per_s": round(min(processed, total) / max(elapsed, 1e-9)),
+        "messages_per_s": round(min(processed, total) / max(elapsed, 1e-9) / (1 if mode == "single" else 100)),
+        "incident_events_timed": int(lat.size),
+        "latency_ms_p50": round(float(np.percentile(lat, 50)), 1) if lat.size else None,
+        "latency_ms_p99": round(float(np.percentile(lat, 99)), 1) if lat.size else None,
+    }
+
+
+def main() -> None:
+    quick = "--quick" in sys.argv
+    binary = _mosquitto_binary()
+    if binary is None:
+        console.print("[red]mosquitto is not installed: run `make test` once (it installs Debian's package)[/]")
+        raise SystemExit(2)
+    seconds = 10 if quick else 60
+    with tempfile.TemporaryDirectory() as tmp:
+        broker = Mosquitto(binary, Path(tmp))
+        broker.start()
+        try:
+            phases = []
+            for mode, total, rate in (
+                ("single", 50_000 if quick else 200_000, 0.0),
+                ("batch100", 500_000 if quick else 2_000_000, 0.0),
+                ("batch100", 65_000 * seconds, 65_000.0),
+            ):
+                with console.status(f"{mode} {'at ' + format(rate, ',.0f') + '/s' if rate else 'flat out'}"):
+                    phases.append(run_phase(broker, mode, total, rate, f"bench-{len(phases)}"))
+        finally:
+            broker.stop()
+    result = {
+        "benchmark": "ingest_e2e",
+        "date": datetime.now(UTC).isoformat(timespec="seconds"),
+        "machine": {"python": platform.python_version(), "cores": os.cpu_count()},
+        "quick": quick,
+        "offered_load_seconds": seconds,
+        "phases": phases,
+    }
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / "ingest_e2e.json").write_text(json.dumps(result, indent=2))
+    table = Table(title="ingest_e2e: Mosquitto on loopback, load generator in its own process")
+    cols = ["mode", "offered_rate", "readings_published", "readings_processed", "generator_readings_per_s",
+            "processed_readings_per_s", "messages_per_s", "latency_ms_p50", "latency_ms_p99"]  # fmt: skip
+    for c in cols:
+        table.add_column(c, justify="right")
+    for p in phases:
+        table.add_row(*(f"{p[c]:,}" if isinstance(p[c], int) else str(p[c]) for c in cols))
+    console.print(table)
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(8, 4))
+    labels = [f"{p['mode']}\n{'offered ' + format(p['offered_rate'], ',.0f') if p['offered_rate'] else 'flat out'}"
+              for p in phases]  # fmt: skip
+    x = np.arange(len(phases))
+    ax.bar(x - 0.2, [p["generator_readings_per_s"] for p in phases], 0.4, label="published (baseline)", color="grey")
+    ax.bar(x + 0.2, [p["processed_readings_per_s"] for p in phases], 0.4, label="processed", color="tab:green")
+    ax.set_xticks(x, labels)
+    ax.set_ylabel("readings/s")
+    ax.set_yscale("log")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(RESULTS / "ingest_e2e.png", dpi=100)
+    plt.close(fig)
+
+
+if __name__ == "__main__":
+    main()
