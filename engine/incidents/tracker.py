@@ -7,6 +7,7 @@ wall clock, so a replay gives the same incidents as the live run that it recorde
 from __future__ import annotations
 
 import hashlib
+import heapq
 import logging
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -100,6 +101,9 @@ class IncidentTracker:
         self.policy = policy
         self.min_level = Level.from_name(policy.min_level)
         self.open: dict[tuple[str, ...], Incident] = {}
+        # Resolve deadlines (last finding + quiet period) in a lazy min-heap: advancing the watermark costs
+        # O(log n) per incident due, not a scan of every open incident. Stale entries are skipped.
+        self._due: list[tuple[float, tuple[str, ...]]] = []
         self._route_of: Callable[[str], list[str]] = route_of or (lambda site: [])
         self._plan_of: Callable[[str, Level], dict[str, Any]] = plan_of or (lambda hazard, level: {})
 
@@ -112,12 +116,31 @@ class IncidentTracker:
     def _event(self, inc: Incident) -> dict[str, Any]:
         return inc.event(self._route_of(inc.site), self._plan_of(inc.hazard, inc.level), self.policy.max_findings)
 
+    def set_policy(self, policy: IncidentPolicy) -> None:
+        """Another policy for the open incidents (a config reload); resolve deadlines are recomputed."""
+        self.policy = policy
+        self.min_level = Level.from_name(policy.min_level)
+        self._rebuild_due()
+
+    def _rebuild_due(self) -> None:
+        quiet = self.policy.resolve_after_s
+        self._due = [(inc.last_finding_at + quiet, key) for key, inc in self.open.items()]
+        heapq.heapify(self._due)
+
+    def _schedule(self, inc: Incident) -> None:
+        heapq.heappush(self._due, (inc.last_finding_at + self.policy.resolve_after_s, inc.key))
+        if len(self._due) > 4 * len(self.open) + 1024:
+            self._rebuild_due()
+
     def advance(self, watermark: float) -> list[dict[str, Any]]:
         """Resolve every incident that has been quiet for ``resolve_after_s`` by ``watermark``."""
         events: list[dict[str, Any]] = []
         quiet = self.policy.resolve_after_s
-        due = [inc for inc in self.open.values() if inc.last_finding_at + quiet <= watermark]
-        for inc in sorted(due, key=lambda i: (i.last_finding_at + quiet, i.key)):
+        while self._due and self._due[0][0] <= watermark:
+            deadline, key = heapq.heappop(self._due)
+            inc = self.open.get(key)
+            if inc is None or inc.last_finding_at + quiet != deadline:
+                continue  # resolved already, or a later finding moved its deadline (a newer entry exists)
             del self.open[inc.key]
             was_firing = inc.state == "firing"
             inc.state = "resolved"
@@ -154,12 +177,15 @@ class IncidentTracker:
                 score=f.score,
             )
             self.open[key] = inc
+            self._schedule(inc)
             changed = True
         else:
             changed = f.level > inc.level
             inc.level = max(inc.level, f.level)
             inc.score = max(inc.score, f.score)
-            inc.last_finding_at = max(inc.last_finding_at, f.ts)
+            if f.ts > inc.last_finding_at:
+                inc.last_finding_at = f.ts
+                self._schedule(inc)
         inc.findings[(f.detector, f.device)] = f
         if inc.state == "pending" and f.ts - inc.opened_at >= self.policy.for_s:
             inc.state = "firing"

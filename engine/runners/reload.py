@@ -93,8 +93,7 @@ def apply_config(pipeline: Pipeline, old: EngineConfig, new: EngineConfig) -> Re
             pipeline.devices.slot(site.id, dev.id)
     router = Router(new)
     tracker = pipeline.tracker
-    tracker.policy = new.incidents
-    tracker.min_level = type(tracker.min_level).from_name(new.incidents.min_level)
+    tracker.set_policy(new.incidents)
     tracker.set_routes(router.route, router.plan)
     return result
 

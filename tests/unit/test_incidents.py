@@ -80,3 +80,32 @@ def test_lifecycle_properties(seq):
                 assert b[0] >= a[1]
     # every finding is accounted for: the number of incidents equals the number of quiet gaps per key
     assert not tr.open
+
+
+@given(
+    st.lists(
+        st.tuples(st.sampled_from(["S1", "S2", "S3", "S4"]), st.integers(0, 50_000), st.sampled_from([1, 2, 3, 4])),
+        max_size=80,
+    ),
+    st.integers(0, 60_000),
+)
+def test_open_incidents_are_exactly_those_not_quiet_long_enough(seq, extra):
+    """The resolve-deadline heap resolves what a scan of every open incident would, no more, no less."""
+    quiet = 3600.0
+    tr = IncidentTracker(IncidentPolicy(resolve_after_s=quiet))
+    last_seen: dict[str, float] = {}
+    wm = 0.0
+    for site, t, level in sorted(seq, key=lambda x: x[1]):
+        wm = float(t)
+        for s_, last in list(last_seen.items()):
+            if last + quiet <= wm:
+                del last_seen[s_]  # what a full scan resolves before this finding
+        tr.advance(wm)
+        tr.observe(Finding("d", "landslide", site, "dev", wm, Level(level), 1.0))
+        last_seen[site] = max(last_seen.get(site, wm), wm)
+        assert {k[0] for k in tr.open} == set(last_seen)
+    end = wm + extra
+    resolved = tr.advance(end)
+    assert {e["site"] for e in resolved} == {s_ for s_, last in last_seen.items() if last + quiet <= end}
+    assert all(e["state"] == "resolved" for e in resolved)
+    assert [e["updated_at"] for e in resolved] == sorted(e["updated_at"] for e in resolved)
