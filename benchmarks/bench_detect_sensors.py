@@ -33,7 +33,13 @@ from rich.table import Table
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from benchmarks.reference_detectors import ReferenceIntensityDuration  # noqa: E402 (after sys.path)
+from detectors.geohazard.intensity_duration import (  # noqa: E402
+    RainfallIntensityDuration,
+    RainfallIntensityDurationConfig,
+)
 from engine.config.loader import load_config  # noqa: E402
+from engine.config.models import EngineConfig  # noqa: E402
 from engine.core.devices import DeviceIndex  # noqa: E402
 from engine.ingest.replay_file import batches  # noqa: E402
 from engine.runners.assembly import build_pipeline  # noqa: E402
@@ -46,6 +52,12 @@ console = Console()
 def fleet_rows(hours: float, sites: int) -> tuple[list[tuple[float, str, str, str, float]], list[str]]:
     sc = load_scenario("city-scale").model_copy(update={"duration_h": hours, "sites": sites})
     return sc.readings(1_700_000_000.0), sc.site_ids
+
+
+def rid_config(cfg: EngineConfig) -> RainfallIntensityDurationConfig:
+    """The shipped rain-intensity detector without its AWI gate (the Python baseline has no gate)."""
+    shipped = next(d for d in cfg.detectors if isinstance(d, RainfallIntensityDurationConfig))
+    return shipped.model_copy(update={"awi_gate": None})
 
 
 def main() -> None:
@@ -93,6 +105,33 @@ def main() -> None:
     many, _ = run(sample, len(sample), 0)
     same = sorted(one) == sorted(many)
     baseline_rate = len(sample_last) / one_s
+    # Baseline 2: rainfall_intensity_duration written as plain per-reading Python (dicts and deques), over
+    # every rain gauge of the fleet, against the vectorized detector on the same rows (both without the
+    # AWI gate, which the Python version does not have); the warm-up hours are fed to both, untimed.
+    rid = rid_config(cfg)
+    reference = ReferenceIntensityDuration(rid)
+    det = RainfallIntensityDuration(rid)
+    state = det.new_state()
+    rain_devices = DeviceIndex()
+    ref_found, vec_found = [], []
+    with Progress(console=console, transient=True) as progress:
+        task = progress.add_task("per-reading Python baseline (rain)", total=2)
+        for part, timed_part in ((warm, False), (last, True)):
+            rain = [r for r in part if r[3] == "rain_mm"]
+            t = time.perf_counter()
+            for ts, site, device, _, mm in rain:
+                out = reference.process(site, device, ts, mm)
+                if out is not None and timed_part:
+                    ref_found.append((site, device, ts, out[0], round(out[1], 9)))
+            python_s = time.perf_counter() - t
+            t = time.perf_counter()
+            for b in batches(rain, rain_devices, 10_000):
+                found_here = det.process(b, state)
+                if timed_part:
+                    vec_found.extend((f.site, f.device, f.ts, int(f.level), round(f.score, 9)) for f in found_here)
+            vector_s = time.perf_counter() - t
+            progress.advance(task)
+    rain_timed = sum(1 for r in last if r[3] == "rain_mm")
     result = {
         "benchmark": "detect_sensors",
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
@@ -111,6 +150,11 @@ def main() -> None:
         "speedup_vs_baseline": round(batched_rate / baseline_rate, 1),
         "baseline_findings_identical": same,
         "findings": found,
+        "rain_id_python_readings_per_s": round(rain_timed / python_s),
+        "rain_id_vectorized_readings_per_s": round(rain_timed / vector_s),
+        "rain_id_speedup_vs_python": round(python_s / vector_s, 1),
+        "rain_id_findings_identical": sorted(ref_found) == sorted(vec_found),
+        "rain_id_findings": len(ref_found),
         "state_bytes_per_device": round(pipeline.state_bytes() / len(pipeline.devices)),
     }
     RESULTS.mkdir(parents=True, exist_ok=True)
@@ -124,6 +168,10 @@ def main() -> None:
         "speedup_vs_baseline",
         "baseline_findings_identical",
         "state_bytes_per_device",
+        "rain_id_python_readings_per_s",
+        "rain_id_vectorized_readings_per_s",
+        "rain_id_speedup_vs_python",
+        "rain_id_findings_identical",
     ):
         value = result[key]
         table.add_row(key, f"{value:,}" if isinstance(value, int) and not isinstance(value, bool) else str(value))
