@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from benchmarks.reference_detectors import ReferenceIntensityDuration
+from benchmarks.reference_detectors import ReferenceDisplacementRate, ReferenceIntensityDuration
+from detectors.geohazard.displacement_rate import DisplacementRate, DisplacementRateConfig
 from detectors.geohazard.intensity_duration import RainfallIntensityDuration, RainfallIntensityDurationConfig
 from engine.core.devices import DeviceIndex
 from engine.ingest.replay_file import batches
@@ -27,3 +28,28 @@ def test_intensity_duration_matches_the_per_reading_reference(storm_rows, batch_
         got.extend((f.site, f.device, f.ts, int(f.level), round(f.score, 9)) for f in det.process(b, state))
     assert expected, "the storm should raise the reference"
     assert got == expected
+
+
+@pytest.mark.parametrize("batch_size", [1, 777])
+def test_displacement_rate_matches_the_per_reading_reference(storm_rows, batch_size):
+    cfg = DisplacementRateConfig(
+        metrics=["crack_mm", "disp_mm"],
+        window_h=3.0,
+        baseline_h=6.0,
+        angle_min_velocity_per_day=1.0,
+        velocity_levels={"yellow": 20.0, "red": 40.0},
+    )
+    rows = [r for r in storm_rows if r[3] in ("crack_mm", "disp_mm")]
+    ref = ReferenceDisplacementRate(cfg)
+    expected = []
+    for ts, site, device, metric, value in rows:
+        out = ref.process(site, device, metric, ts, value)
+        if out is not None:
+            expected.append((site, device, ts, out[0], round(out[1], 6)))
+    det = DisplacementRate(cfg)
+    state = det.new_state()
+    got: list[tuple[str, str, float, int, float]] = []
+    for b in batches(rows, DeviceIndex(), batch_size):
+        got.extend((f.site, f.device, f.ts, int(f.level), round(f.score, 6)) for f in det.process(b, state))
+    assert len(expected) > 50, "the failing slope and the GNSS noise should raise the reference"
+    assert sorted(got) == sorted(expected)
