@@ -27,9 +27,9 @@ class Pipeline:
     """
 
     def __init__(self, detectors: list[Detector[Any]], tracker: IncidentTracker, devices: DeviceIndex) -> None:
-        # Quality screens first: they flag suspect readings that the other detectors then skip.
-        self.detectors = sorted(detectors, key=lambda d: not d.screens)
-        self.states: list[DeviceState] = [d.new_state() for d in detectors]
+        self.detectors: list[Detector[Any]] = []
+        self.states: list[DeviceState] = []
+        self.replace_detectors(detectors, [d.new_state() for d in detectors])
         self.tracker = tracker
         self.devices = devices
         self.watermark = -np.inf
@@ -67,7 +67,10 @@ class Pipeline:
         return events
 
     def replace_detectors(self, detectors: list[Detector[Any]], states: list[DeviceState]) -> None:
-        """Swap in another set of detectors with their states (a config reload, between batches)."""
+        """Swap in another set of detectors with their states (a config reload, between batches).
+
+        Quality screens go first: they flag suspect readings that the other detectors then skip.
+        """
         pairs = sorted(zip(detectors, states, strict=True), key=lambda p: not p[0].screens)
         self.detectors = [d for d, _ in pairs]
         self.states = [s for _, s in pairs]

@@ -98,12 +98,11 @@ class IncidentTracker:
         route_of: Callable[[str], list[str]] | None = None,
         plan_of: Callable[[str, Level], dict[str, Any]] | None = None,
     ) -> None:
-        self.policy = policy
-        self.min_level = Level.from_name(policy.min_level)
         self.open: dict[tuple[str, ...], Incident] = {}
         # Resolve deadlines (last finding + quiet period) in a lazy min-heap: advancing the watermark costs
         # O(log n) per incident due, not a scan of every open incident. Stale entries are skipped.
         self._due: list[tuple[float, tuple[str, ...]]] = []
+        self.set_policy(policy)
         self._route_of: Callable[[str], list[str]] = route_of or (lambda site: [])
         self._plan_of: Callable[[str, Level], dict[str, Any]] = plan_of or (lambda hazard, level: {})
 

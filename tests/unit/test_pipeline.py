@@ -54,3 +54,15 @@ def test_replay_file_errors_name_the_line(tmp_path):
     path.write_text("ts,site,device,metric,value\n1,S1,d,rain_mm,0.2\n2,S1,d,rain_mm,lots\n")
     with pytest.raises(ReplayFileError, match=r"bad.csv:3"):
         list(read_rows(path))
+
+
+def test_a_screen_listed_last_still_runs_first_with_its_own_state(storm_rows, reference_events):
+    cfg = default_config()
+    screens_last = cfg.model_copy(update={"detectors": [*cfg.detectors[1:], cfg.detectors[0]]})
+    pipeline = build_pipeline(screens_last)
+    assert pipeline.detectors[0].screens
+    assert all(d.state_spec().keys() == s.spec.keys() for d, s in zip(pipeline.detectors, pipeline.states))
+    events = []
+    for b in batches(storm_rows, pipeline.devices, 10_000):
+        events += pipeline.step(b)
+    assert events == reference_events
