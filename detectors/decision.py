@@ -7,6 +7,7 @@ the detector's state arrays, which is what makes results independent of how read
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Annotated
 
 import numpy as np
@@ -67,7 +68,7 @@ def level_of(x: F64, thresholds: F64) -> npt.NDArray[np.int8]:
     return out
 
 
-def thresholds_array(levels: dict[str, float]) -> F64:
+def thresholds_array(levels: Mapping[LevelName, float]) -> F64:
     """Level thresholds from a config mapping, ordered blue … red, NaN where a level is absent."""
     arr = np.array([levels.get(name, np.nan) for name in LEVEL_NAMES], dtype=np.float64)
     finite = arr[np.isfinite(arr)]
@@ -77,7 +78,7 @@ def thresholds_array(levels: dict[str, float]) -> F64:
 
 
 def _ascending(levels: dict[LevelName, float]) -> dict[LevelName, float]:
-    thresholds_array({str(k): v for k, v in levels.items()})
+    thresholds_array(levels)
     return levels
 
 

@@ -37,7 +37,7 @@ class ThresholdRule(BaseModel):
             raise ValueError(f"unknown metric {self.metric!r}; use one of {', '.join(METRIC_NAMES)}")
         if not self.levels:
             raise ValueError("levels needs at least one of blue, yellow, orange, red")
-        thresholds_array({str(k): v for k, v in self.levels.items()})
+        thresholds_array(self.levels)
         if self.clear is not None and self.clear > min(self.levels.values()):
             raise ValueError("clear must not be above the lowest level threshold")
         return self
@@ -71,7 +71,7 @@ class Threshold(Detector[ThresholdConfig]):
     def __init__(self, config: ThresholdConfig) -> None:
         super().__init__(config)
         self.rules = config.rules
-        self._thresholds = [thresholds_array({str(k): v for k, v in r.levels.items()}) for r in self.rules]
+        self._thresholds = [thresholds_array(r.levels) for r in self.rules]
         self._clear = [
             r.clear if r.clear is not None else float(np.nanmin(t))
             for r, t in zip(self.rules, self._thresholds, strict=True)

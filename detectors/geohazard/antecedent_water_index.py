@@ -106,7 +106,7 @@ class AntecedentWaterIndex(Detector[AntecedentWaterIndexConfig]):
     def __init__(self, config: AntecedentWaterIndexConfig) -> None:
         super().__init__(config)
         self.balance = config.balance
-        self.thresholds = thresholds_array({str(k): v for k, v in config.levels.items()})
+        self.thresholds = thresholds_array(config.levels)
         self.clear = config.clear_mm if config.clear_mm is not None else float(np.nanmin(self.thresholds))
 
     @classmethod

@@ -97,7 +97,7 @@ class RainfallCumulative(Detector[RainfallCumulativeConfig]):
         self.window = RainWindow(config.bin_s, span_h)
 
     def _add_test(self, name: str, levels: dict[LevelName, float]) -> None:
-        arr = thresholds_array({str(k): v for k, v in levels.items()})
+        arr = thresholds_array(levels)
         self.tests.append((name, arr, float(np.nanmin(arr)) * self.config.clear_fraction))
 
     @classmethod

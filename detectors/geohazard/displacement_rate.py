@@ -25,12 +25,11 @@ from typing import Literal
 import numpy as np
 from pydantic import Field
 
-from detectors.base import Detector, DeviceState, StateArray, register
+from detectors.base import DeviceState, StateArray, register
 from detectors.decision import LevelThresholds, channel_steps, hysteresis_level, thresholds_array
-from detectors.geohazard.velocity import SlopeSensorConfig, TimeRing
+from detectors.geohazard.velocity import SlopeSensorConfig, SlopeSensorDetector
 from engine.core.batch import ReadingBatch
 from engine.core.findings import Finding
-from engine.core.quantities import METRIC_INDEX
 
 
 class DisplacementRateConfig(SlopeSensorConfig):
@@ -58,7 +57,7 @@ class DisplacementRateConfig(SlopeSensorConfig):
 
 
 @register
-class DisplacementRate(Detector[DisplacementRateConfig]):
+class DisplacementRate(SlopeSensorDetector[DisplacementRateConfig]):
     """Velocity thresholds and the improved tangent angle on cumulative displacement, per sensor.
 
     >>> import math
@@ -70,12 +69,9 @@ class DisplacementRate(Detector[DisplacementRateConfig]):
 
     def __init__(self, config: DisplacementRateConfig) -> None:
         super().__init__(config)
-        self.metrics = tuple(config.metrics)  # type: ignore[misc]
-        self.metric_ids = tuple(METRIC_INDEX[m] for m in self.metrics)
-        self.ring = TimeRing("disp", config.points, len(self.metrics))
         self.tests: list[tuple[np.ndarray, float]] = []
         for levels, clear in ((config.velocity_levels, 0.8), (config.angle_levels, 0.9)):
-            arr = thresholds_array({str(k): v for k, v in levels.items()})
+            arr = thresholds_array(levels)
             self.tests.append((arr, float(np.nanmin(arr)) * clear if levels else np.inf))
 
     @classmethod
@@ -115,7 +111,7 @@ class DisplacementRate(Detector[DisplacementRateConfig]):
         for r, dev, k in channel_steps(batch.slot, batch.metric, rows, self.metric_ids, state):
             ts = batch.ts[r]
             self.ring.push(state, dev, k, ts, batch.value[r])
-            v = np.abs(self.ring.rate_per_h(state, dev, k, ts, cfg.window_h, cfg.min_points)) * 24.0
+            v = self.velocity_per_day(state, dev, k, ts)
             v0 = self.baseline(state, dev, k, ts, v)
             with np.errstate(invalid="ignore", divide="ignore"):
                 angle = np.degrees(np.arctan(v / v0))
@@ -136,11 +132,11 @@ class DisplacementRate(Detector[DisplacementRateConfig]):
             if raised.size == 0:
                 continue
             # Acceleration is evidence only: estimated for the readings that raise a level.
-            half_v = self.ring.rate_per_h(
+            half_v = self.velocity_per_day(
                 state, dev[raised], k[raised], ts[raised], cfg.window_h / 2, cfg.min_points // 2 + 1
             )
             accel = np.full(r.shape[0], np.nan)
-            accel[raised] = 4.0 * (np.abs(half_v) * 24.0 - v[raised]) / (cfg.window_h / 24.0)
+            accel[raised] = 4.0 * (half_v - v[raised]) / (cfg.window_h / 24.0)
             for i in raised:
                 evidence = {
                     "metric": self.metrics[int(k[i])],

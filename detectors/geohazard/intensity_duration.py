@@ -92,7 +92,7 @@ class RainfallIntensityDuration(Detector[RainfallIntensityDurationConfig]):
         self.durations = sorted(config.durations_h)
         self.threshold = np.array([config.threshold_mm_h(d) for d in self.durations])
         self.window = RainWindow(config.bin_s, self.durations[-1])
-        self.levels = thresholds_array({str(k): v for k, v in config.levels.items()})
+        self.levels = thresholds_array(config.levels)
         self.clear = config.clear if config.clear is not None else float(np.nanmin(self.levels))
 
     @classmethod

@@ -22,13 +22,12 @@ import numpy as np
 import numpy.typing as npt
 from pydantic import Field, model_validator
 
-from detectors.base import Detector, DeviceState, StateArray, register
+from detectors.base import DeviceState, StateArray, register
 from detectors.decision import channel_steps
-from detectors.geohazard.velocity import SlopeSensorConfig, TimeRing
+from detectors.geohazard.velocity import SlopeSensorConfig, SlopeSensorDetector, TimeRing
 from engine.core.batch import ReadingBatch
 from engine.core.findings import Finding
 from engine.core.levels import Level, LevelName
-from engine.core.quantities import METRIC_INDEX
 
 F64 = npt.NDArray[np.float64]
 NO_SAMPLE = np.iinfo(np.int64).min
@@ -141,7 +140,7 @@ def fit_failure_time(t_h: F64, inv_v: F64) -> dict[str, F64]:
 
 
 @register
-class InverseVelocity(Detector[InverseVelocityConfig]):
+class InverseVelocity(SlopeSensorDetector[InverseVelocityConfig]):
     """Predicts the failure time of an accelerating slope from the straight line of 1/v against time.
 
     See ``fit_failure_time`` for the fit; the level follows the time left (yellow < 7 days, orange < 48 h,
@@ -152,9 +151,6 @@ class InverseVelocity(Detector[InverseVelocityConfig]):
 
     def __init__(self, config: InverseVelocityConfig) -> None:
         super().__init__(config)
-        self.metrics = tuple(config.metrics)  # type: ignore[misc]
-        self.metric_ids = tuple(METRIC_INDEX[m] for m in self.metrics)
-        self.ring = TimeRing("disp", config.points, len(self.metrics))
         self.samples = TimeRing("vel", math.ceil(config.fit_window_h / config.sample_h) + 1, len(self.metrics))
         self.remaining = [
             (Level.from_name(name), hours) for name, hours in sorted(config.remaining_h.items(), key=lambda kv: -kv[1])
@@ -185,7 +181,7 @@ class InverseVelocity(Detector[InverseVelocityConfig]):
                 continue
             r, dev, k, ts = r[due], dev[due], k[due], ts[due]  # noqa: PLW2901 (only the rows due)
             state["sample_bin"][dev, k] = sample_bin[due]
-            v = np.abs(self.ring.rate_per_h(state, dev, k, ts, cfg.window_h, cfg.min_points)) * 24.0
+            v = self.velocity_per_day(state, dev, k, ts)
             moving = np.isfinite(v) & (v > 0)
             # A window's robust slope is the velocity of the window's middle, not of its newest reading.
             mid = ts - cfg.window_h * 1800.0

@@ -92,7 +92,7 @@ class LevelThreshold(Detector[LevelThresholdConfig]):
                 if not levels:
                     pair.append(None)
                     continue
-                arr = thresholds_array({str(k): v for k, v in levels.items()})
+                arr = thresholds_array(levels)
                 pair.append((arr, clear if clear is not None else float(np.nanmin(arr))))
             self.tests.append(pair)
 

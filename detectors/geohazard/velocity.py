@@ -8,13 +8,14 @@ a 29 % breakdown point: isolated spikes and multipath outliers do not move it.
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Generic, Literal, TypeVar
 
 import numpy as np
 import numpy.typing as npt
 from pydantic import Field
 
-from detectors.base import DetectorConfig, DeviceState, StateArray
+from detectors.base import Detector, DetectorConfig, DeviceState, StateArray
+from engine.core.quantities import METRIC_INDEX
 
 F64 = npt.NDArray[np.float64]
 I64 = npt.NDArray[np.int64]
@@ -138,3 +139,24 @@ class SlopeSensorConfig(DetectorConfig):
     window_h: float = Field(6.0, gt=0, description="Readings of the last this many hours give the velocity.")
     points: int = Field(72, ge=4, le=1024, description="Readings kept per sensor (cover window_h at its rate).")
     min_points: int = Field(6, ge=3, description="No velocity from fewer readings than this in the window.")
+
+
+S = TypeVar("S", bound=SlopeSensorConfig)
+
+
+class SlopeSensorDetector(Detector[S], Generic[S]):
+    """Base of the detectors that read velocity off cumulative displacement: its metrics and reading ring."""
+
+    def __init__(self, config: S) -> None:
+        super().__init__(config)
+        self.metrics = tuple(config.metrics)  # type: ignore[misc]
+        self.metric_ids = tuple(METRIC_INDEX[m] for m in self.metrics)
+        self.ring = TimeRing("disp", config.points, len(self.metrics))
+
+    def velocity_per_day(
+        self, state: DeviceState, dev: I64, k: I64, ts: F64, window_h: float | None = None, min_points: int = 0
+    ) -> F64:
+        """Speed (units/day, sign dropped) over the last ``window_h`` (default: the config's window)."""
+        cfg = self.config
+        window = cfg.window_h if window_h is None else window_h
+        return np.abs(self.ring.rate_per_h(state, dev, k, ts, window, min_points or cfg.min_points)) * 24.0
