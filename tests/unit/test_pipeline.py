@@ -61,7 +61,8 @@ def test_a_screen_listed_last_still_runs_first_with_its_own_state(storm_rows, re
     screens_last = cfg.model_copy(update={"detectors": [*cfg.detectors[1:], cfg.detectors[0]]})
     pipeline = build_pipeline(screens_last)
     assert pipeline.detectors[0].screens
-    assert all(d.state_spec().keys() == s.spec.keys() for d, s in zip(pipeline.detectors, pipeline.states))
+    pairs = zip(pipeline.detectors, pipeline.states, strict=True)
+    assert all(d.state_spec().keys() == s.spec.keys() for d, s in pairs)
     events = []
     for b in batches(storm_rows, pipeline.devices, 10_000):
         events += pipeline.step(b)
