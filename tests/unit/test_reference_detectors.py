@@ -10,6 +10,17 @@ from detectors.geohazard.intensity_duration import RainfallIntensityDuration, Ra
 from engine.core.devices import DeviceIndex
 from engine.ingest.replay_file import batches
 
+Found = tuple[str, str, float, int, float]
+
+
+def vectorized(det, rows, batch_size: int, digits: int) -> list[Found]:
+    """The detector's findings on ``rows`` in batches, as (site, device, ts, level, rounded score)."""
+    state = det.new_state()
+    got: list[Found] = []
+    for b in batches(rows, DeviceIndex(), batch_size):
+        got.extend((f.site, f.device, f.ts, int(f.level), round(f.score, digits)) for f in det.process(b, state))
+    return got
+
 
 @pytest.mark.parametrize("batch_size", [1, 1000])
 def test_intensity_duration_matches_the_per_reading_reference(storm_rows, batch_size):
@@ -21,13 +32,8 @@ def test_intensity_duration_matches_the_per_reading_reference(storm_rows, batch_
         out = ref.process(site, device, ts, mm)
         if out is not None:
             expected.append((site, device, ts, out[0], round(out[1], 9)))
-    det = RainfallIntensityDuration(cfg)
-    state = det.new_state()
-    got: list[tuple[str, str, float, int, float]] = []
-    for b in batches(rain, DeviceIndex(), batch_size):
-        got.extend((f.site, f.device, f.ts, int(f.level), round(f.score, 9)) for f in det.process(b, state))
     assert expected, "the storm should raise the reference"
-    assert got == expected
+    assert vectorized(RainfallIntensityDuration(cfg), rain, batch_size, 9) == expected
 
 
 @pytest.mark.parametrize("batch_size", [1, 777])
@@ -46,10 +52,5 @@ def test_displacement_rate_matches_the_per_reading_reference(storm_rows, batch_s
         out = ref.process(site, device, metric, ts, value)
         if out is not None:
             expected.append((site, device, ts, out[0], round(out[1], 6)))
-    det = DisplacementRate(cfg)
-    state = det.new_state()
-    got: list[tuple[str, str, float, int, float]] = []
-    for b in batches(rows, DeviceIndex(), batch_size):
-        got.extend((f.site, f.device, f.ts, int(f.level), round(f.score, 6)) for f in det.process(b, state))
     assert len(expected) > 50, "the failing slope and the GNSS noise should raise the reference"
-    assert sorted(got) == sorted(expected)
+    assert sorted(vectorized(DisplacementRate(cfg), rows, batch_size, 6)) == sorted(expected)
