@@ -107,8 +107,8 @@ class LatencySink:
     def __init__(self) -> None:
         self.latencies: list[float] = []
 
-    def send(self, event: dict[str, Any]) -> None:
-        if event["hazard"] == "device_fault":
+    def send(self, event: dict[str, Any], delivery_id: int | None = None) -> None:
+        if event["hazard"] == "device_fault" and event.get("action") == "fired":
             self.latencies.append(time.time() - event["updated_at"])
 
     def close(self) -> None:
@@ -121,6 +121,7 @@ def run_phase(broker: Mosquitto, mode: str, total: int, rate: float, client_id: 
         api=ApiConfig(enabled=False),
         sinks=[],
         ingest=IngestConfig(batch_max=10_000, batch_ms=50, max_future_s=300),
+        data_dir=tempfile.mkdtemp(prefix="gridwatch-bench-"),
     )
     sink = LatencySink()
     runner = LocalRunner(cfg, extra_sinks=[sink], measure_latency=False)

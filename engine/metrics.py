@@ -34,14 +34,55 @@ INCIDENT_EVENTS = Counter(
     ["hazard", "level", "state"],
     registry=REGISTRY,
 )
-OPEN_INCIDENTS = Gauge("gridwatch_open_incidents", "Incidents open now.", ["hazard"], registry=REGISTRY)
+OPEN_INCIDENTS = Gauge(
+    "gridwatch_open_incidents", "Incidents open now, by hazard and level.", ["hazard", "level"], registry=REGISTRY
+)
 E2E_LATENCY = Histogram(
     "gridwatch_end_to_end_latency_seconds",
     "From a reading's timestamp to the incident event it caused (live runs).",
     buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0),
     registry=REGISTRY,
 )
-SINK_ERRORS = Counter("gridwatch_sink_errors", "Failures delivering to a sink.", ["sink"], registry=REGISTRY)
+SINK_ERRORS = Counter(
+    "gridwatch_sink_delivery_failures", "Failed attempts to deliver an event to a sink.", ["sink"], registry=REGISTRY
+)
+SINK_DELIVERED = Counter(
+    "gridwatch_sink_deliveries", "Events delivered to a sink from the outbox.", ["sink"], registry=REGISTRY
+)
+OUTBOX_BACKLOG = Gauge(
+    "gridwatch_outbox_backlog", "Events in the outbox not yet delivered, by sink.", ["sink"], registry=REGISTRY
+)
+TIME_TO_ACK = Histogram(
+    "gridwatch_time_to_acknowledge_seconds",
+    "From an incident firing to its acknowledgement (engine clock), by hazard.",
+    ["hazard"],
+    buckets=(60, 300, 600, 1800, 3600, 7200, 21600, 86400),
+    registry=REGISTRY,
+)
+ESCALATIONS = Counter(
+    "gridwatch_escalations",
+    "Incidents escalated one tier up for want of acknowledgement.",
+    ["hazard"],
+    registry=REGISTRY,
+)
+NOTIFICATIONS = Counter(
+    "gridwatch_notifications",
+    "Incident notifications by action (fired, raised, escalated, reminder, …) and whether they were sent or muted.",
+    ["action", "outcome"],
+    registry=REGISTRY,
+)
+DEADLINES = Counter(
+    "gridwatch_deadlines",
+    "Incidents acknowledged (stage=ack) or resolved (stage=resolve) within their level's deadline (met) or not.",
+    ["stage", "outcome"],
+    registry=REGISTRY,
+)
+DEADLINE_COMPLETION = Gauge(
+    "gridwatch_deadline_completion_ratio",
+    "Share of incidents acknowledged (stage=ack) or resolved (stage=resolve) within their level's deadline.",
+    ["stage"],
+    registry=REGISTRY,
+)
 MQTT_CONNECTED = Gauge("gridwatch_mqtt_connected", "1 while the engine's MQTT client is connected.", registry=REGISTRY)
 
 CONFIG_RELOADS = Counter(

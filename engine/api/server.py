@@ -8,7 +8,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import uvicorn
-from fastapi import FastAPI, Response
+from fastapi import APIRouter, FastAPI, Response
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
@@ -18,9 +18,15 @@ from engine.ingest.embedded_broker import free_port
 logger = logging.getLogger(__name__)
 
 
-def create_app(health: Callable[[], dict[str, Any]], reload: Callable[[], Awaitable[Any]] | None = None) -> FastAPI:
+def create_app(
+    health: Callable[[], dict[str, Any]],
+    reload: Callable[[], Awaitable[Any]] | None = None,
+    routers: tuple[APIRouter, ...] = (),
+) -> FastAPI:
     """The HTTP app; ``health`` returns the runner's view of itself (``ok`` true or false)."""
     app = FastAPI(title="gridwatch", version="0.1.0")
+    for router in routers:
+        app.include_router(router)
 
     if reload is not None:
 

@@ -9,9 +9,15 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal, Union
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
 from detectors.base import DetectorConfig, registry
+from detectors.fusion import FusionRule
 from engine.core.levels import LevelName
 from engine.core.quantities import METRIC_NAMES
+from engine.incidents.inhibition import InhibitRule
+from engine.incidents.silences import Silence
 from engine.incidents.tracker import IncidentPolicy
+
+Tier = Literal["grid", "town", "district", "city"]
+TIERS: tuple[Tier, ...] = ("grid", "town", "district", "city")
 
 
 class Strict(BaseModel):
@@ -107,12 +113,37 @@ class PlanConfig(Strict):
     role: str = Field(description="Who is responsible (e.g. grid worker, town duty officer).")
     steps: list[str] = Field(default_factory=list, description="What to do, in order.")
     contacts: list[str] = Field(default_factory=list, description="Whom to call.")
+    checklist: list[str] = Field(default_factory=list, description="What the responder confirms when done.")
+    receivers: list[Tier] = Field(
+        default_factory=lambda: list(TIERS),
+        description="Tiers of the site's hierarchy that one-key dispatch sends the incident and plan to.",
+    )
+
+
+class RouteRule(Strict):
+    """Who hears of an incident first, how long they have to acknowledge, and how often they are reminded.
+
+    The rule for an incident is the one with its hazard (else `*`) and the highest `min_level` not above
+    the incident's level.
+    """
+
+    hazard: str = Field("*", description="Hazard this rule routes; `*` for any.")
+    min_level: LevelName = Field("blue", description="Applies from this level up (the highest matching wins).")
+    first: Tier = Field("grid", description="The tier of the site's hierarchy notified first.")
+    ack_within_s: float = Field(
+        1800.0, gt=0, description="Not acknowledged within this long (engine clock): escalate one tier up."
+    )
+    repeat_s: float = Field(3600.0, gt=0, description="Remind the current receiver this often until acknowledged.")
+    resolve_within_s: float = Field(
+        86400.0, gt=0, description="Deadline to resolve, for the completion-rate metric a centre reports upward."
+    )
 
 
 class LogSinkConfig(Strict):
     """Incident events appended to a JSON Lines file."""
 
     type: Literal["log"] = Field("log", description="Sink kind.")
+    name: str | None = Field(None, description="Name in the outbox and metrics; defaults to the type.")
     path: str = Field("var/gridwatch/incidents.jsonl", description="File the events are appended to.")
 
 
@@ -120,6 +151,7 @@ class MqttSinkConfig(Strict):
     """Incident events published to `<prefix>/alerts/<site>/<hazard>`."""
 
     type: Literal["mqtt"] = Field("mqtt", description="Sink kind.")
+    name: str | None = Field(None, description="Name in the outbox and metrics; defaults to the type.")
     retain: bool = Field(False, description="Publish with the retain flag (the latest event per site and hazard).")
 
 
@@ -127,17 +159,71 @@ class ConsoleSinkConfig(Strict):
     """Incident events printed as one line each."""
 
     type: Literal["console"] = Field("console", description="Sink kind.")
+    name: str | None = Field(None, description="Name in the outbox and metrics; defaults to the type.")
 
 
-SinkConfig = Annotated[Union[LogSinkConfig, MqttSinkConfig, ConsoleSinkConfig], Field(discriminator="type")]  # noqa: UP007
+class WebhookSinkConfig(Strict):
+    """Incident events POSTed as JSON, signed with HMAC-SHA256 (header `X-Gridwatch-Signature-256`)."""
+
+    type: Literal["webhook"] = Field("webhook", description="Sink kind.")
+    name: str | None = Field(None, description="Name in the outbox and metrics; defaults to the type.")
+    url: str = Field(description="Receiver URL, http:// or https://.")
+    secret: str | None = Field(None, description="HMAC key; use ${ENV_VAR}. Unset: no signature.", repr=False)
+    timeout_s: float = Field(5.0, gt=0, description="Give up on one attempt after this long.")
+    backoff_s: float = Field(1.0, gt=0, description="First retry delay; it doubles on each failure.")
+    backoff_max_s: float = Field(300.0, gt=0, description="Longest retry delay.")
+    max_attempts: int = Field(
+        0, ge=0, description="Give up on an event after this many attempts (0: never; the backlog waits)."
+    )
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, v: str) -> str:
+        if not v.startswith(("http://", "https://")):
+            raise ValueError("use an http:// or https:// URL")
+        return v
+
+
+SinkConfig = Annotated[
+    Union[LogSinkConfig, MqttSinkConfig, ConsoleSinkConfig, WebhookSinkConfig],  # noqa: UP007
+    Field(discriminator="type"),
+]
+
+
+def sink_name(s: SinkConfig) -> str:
+    """The outbox name of a sink: its `name`, else its type."""
+    return s.name or s.type
+
+
+class StoreConfig(Strict):
+    """Where incidents, the audit trail, silences and the outbox are kept."""
+
+    url: str | None = Field(
+        None,
+        description="SQLAlchemy URL, e.g. postgresql+psycopg://user@host/db; unset: SQLite `gridwatch.db` "
+        "in the data dir.",
+    )
+
+
+class ApiToken(Strict):
+    """A bearer token for the HTTP API and the role it grants."""
+
+    name: str = Field(description="Who holds it; recorded as the actor of what they do.")
+    token: str = Field(min_length=16, description="The secret; use ${ENV_VAR}.", repr=False)
+    role: Literal["viewer", "operator"] = Field(
+        "viewer", description="`viewer` reads; `operator` also acknowledges, assigns, resolves, dispatches, silences."
+    )
 
 
 class ApiConfig(Strict):
-    """The HTTP server: /metrics, /healthz."""
+    """The HTTP server: /metrics, /healthz, the incidents API."""
 
     enabled: bool = Field(True, description="Serve HTTP at all.")
     host: str = Field("127.0.0.1", description="Address to listen on.")
     port: int = Field(8080, ge=0, le=65535, description="Port; 0 takes a free one.")
+    tokens: list[ApiToken] = Field(
+        default_factory=list, description="Bearer tokens; without any, the incidents API answers 401 to everyone."
+    )
 
 
 def _default_sinks() -> list[SinkConfig]:
@@ -169,8 +255,17 @@ class EngineConfig(Strict):
     )
     detectors: list[DetectorSpec] = Field(default_factory=list, description="Detectors to run, in order.")
     incidents: IncidentPolicy = Field(default_factory=IncidentPolicy, description="How findings become incidents.")
+    fusion: list[FusionRule] = Field(default_factory=list, description="Site-level evidence fusion rules.")
     plans: list[PlanConfig] = Field(default_factory=list, description="Response plans by hazard and level.")
+    routing: list[RouteRule] = Field(
+        default_factory=list, description="First receiver, acknowledgement deadline and reminders by hazard and level."
+    )
+    silences: list[Silence] = Field(
+        default_factory=list, description="Silences and recurring maintenance windows (more come through the API)."
+    )
+    inhibit: list[InhibitRule] = Field(default_factory=list, description="Graver incidents muting lesser ones.")
     sinks: list[SinkConfig] = Field(default_factory=_default_sinks, description="Where incident events go.")
+    store: StoreConfig = Field(default_factory=StoreConfig, description="Incident store.")
     api: ApiConfig = Field(default_factory=ApiConfig, description="HTTP server.")
 
     @model_validator(mode="before")
@@ -202,6 +297,10 @@ class EngineConfig(Strict):
         dupes = sorted({n for n in names if names.count(n) > 1})
         if dupes:
             raise ValueError(f"detector ids must be unique; give each an `id`: {dupes}")
+        sinks = [sink_name(s) for s in self.sinks]
+        dupe_sinks = sorted({n for n in sinks if sinks.count(n) > 1})
+        if dupe_sinks:
+            raise ValueError(f"sink names must be unique; give each a `name`: {dupe_sinks}")
         site_ids = [s.id for s in self.sites]
         dupe_sites = sorted({n for n in site_ids if site_ids.count(n) > 1})
         if dupe_sites:
@@ -210,6 +309,9 @@ class EngineConfig(Strict):
 
     def site(self, site_id: str) -> SiteConfig | None:
         return next((s for s in self.sites if s.id == site_id), None)
+
+    def store_url(self) -> str:
+        return self.store.url or f"sqlite:///{Path(self.data_dir) / 'gridwatch.db'}"
 
 
 def _read_csv(path: Path) -> list[dict[str, Any]]:

@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 
 from detectors.base import Detector, DeviceState
+from detectors.fusion import SiteFusion
 from engine import metrics
 from engine.core.batch import ReadingBatch
 from engine.core.devices import DeviceIndex
@@ -26,12 +27,19 @@ class Pipeline:
     do not depend on how the stream was cut into batches.
     """
 
-    def __init__(self, detectors: list[Detector[Any]], tracker: IncidentTracker, devices: DeviceIndex) -> None:
+    def __init__(
+        self,
+        detectors: list[Detector[Any]],
+        tracker: IncidentTracker,
+        devices: DeviceIndex,
+        fusion: SiteFusion | None = None,
+    ) -> None:
         self.detectors: list[Detector[Any]] = []
         self.states: list[DeviceState] = []
         self.replace_detectors(detectors, [d.new_state() for d in detectors])
         self.tracker = tracker
         self.devices = devices
+        self.fusion = fusion or SiteFusion([])
         self.watermark = -np.inf
         self.readings = 0
 
@@ -43,6 +51,7 @@ class Pipeline:
             metrics.DETECT_SECONDS.labels(det.name).observe(perf_counter() - t0)
             findings.extend(found)
         findings.sort(key=lambda f: f.row)
+        findings = self.fusion.apply(findings)
         for f in findings:
             metrics.FINDINGS.labels(f.hazard, f.level.label).inc()
         return findings

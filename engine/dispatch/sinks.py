@@ -1,17 +1,26 @@
-"""Sinks: where incident events go (JSON Lines log, MQTT alerts topic, console)."""
+"""Sinks: where incident events go (JSON Lines log, MQTT alerts topic, signed webhook, console).
+
+A sink's ``send`` raises when delivery failed; the outbox then keeps the event and retries it later.
+"""
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import logging
 from pathlib import Path
 from typing import Any, Protocol
 
+import httpx
 import orjson
 from rich.console import Console
 
 from engine import metrics
-from engine.config.models import ConsoleSinkConfig, LogSinkConfig, MqttSinkConfig
+from engine.config.models import ConsoleSinkConfig, LogSinkConfig, MqttSinkConfig, WebhookSinkConfig
 from engine.ingest.topics import alert_topic
+
+SIGNATURE_HEADER = "X-Gridwatch-Signature-256"
+DELIVERY_HEADER = "X-Gridwatch-Delivery"
 
 logger = logging.getLogger(__name__)
 
@@ -21,7 +30,7 @@ LEVEL_STYLE = {"blue": "bold blue", "yellow": "bold yellow", "orange": "bold dar
 class Sink(Protocol):
     name: str
 
-    def send(self, event: dict[str, Any]) -> None: ...
+    def send(self, event: dict[str, Any], delivery_id: int | None = None) -> None: ...
 
     def close(self) -> None: ...
 
@@ -32,11 +41,12 @@ class LogSink:
     name = "log"
 
     def __init__(self, cfg: LogSinkConfig, path: Path | None = None) -> None:
+        self.name = cfg.name or cfg.type
         self.path = path or Path(cfg.path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._fh = self.path.open("ab")
 
-    def send(self, event: dict[str, Any]) -> None:
+    def send(self, event: dict[str, Any], delivery_id: int | None = None) -> None:
         self._fh.write(orjson.dumps(event) + b"\n")
         self._fh.flush()
 
@@ -51,10 +61,11 @@ class MqttSink:
 
     def __init__(self, cfg: MqttSinkConfig, publish: Any, prefix: str) -> None:
         self.cfg = cfg
+        self.name = cfg.name or cfg.type
         self._publish = publish
         self.prefix = prefix
 
-    def send(self, event: dict[str, Any]) -> None:
+    def send(self, event: dict[str, Any], delivery_id: int | None = None) -> None:
         topic = alert_topic(self.prefix, event["site"], event["hazard"])
         self._publish(topic, orjson.dumps(event), retain=self.cfg.retain)
 
@@ -67,10 +78,11 @@ class ConsoleSink:
 
     name = "console"
 
-    def __init__(self, _cfg: ConsoleSinkConfig, console: Console | None = None) -> None:
+    def __init__(self, cfg: ConsoleSinkConfig, console: Console | None = None) -> None:
+        self.name = cfg.name or cfg.type
         self.console = console or Console(stderr=True)
 
-    def send(self, event: dict[str, Any]) -> None:
+    def send(self, event: dict[str, Any], delivery_id: int | None = None) -> None:
         style = LEVEL_STYLE.get(event["level"], "")
         self.console.print(
             f"[{style}]{event['level'].upper():6}[/] {event['state']:9} {event['hazard']:12} site={event['site']} "
@@ -79,6 +91,42 @@ class ConsoleSink:
 
     def close(self) -> None:
         pass
+
+
+def signature(secret: str, body: bytes) -> str:
+    """The value of ``X-Gridwatch-Signature-256``: ``sha256=`` and the hex HMAC-SHA256 of the body.
+
+    >>> signature("s3cret", b'{"a":1}')
+    'sha256=5910e62016ef5034272c926c27071992a465c2335cecf41851bda071577f4f6d'
+    """
+    return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+
+
+class WebhookSink:
+    """POSTs each event as JSON; a non-2xx answer or a timeout is a failure the outbox retries.
+
+    Headers: ``X-Gridwatch-Signature-256`` (HMAC-SHA256 of the body with the shared secret, when set) and
+    ``X-Gridwatch-Delivery`` (the outbox id: the same on every retry of one event, so a receiver that got
+    an event whose answer was lost can drop the repeat).
+    """
+
+    def __init__(self, cfg: WebhookSinkConfig, client: httpx.Client | None = None) -> None:
+        self.cfg = cfg
+        self.name = cfg.name or cfg.type
+        self._client = client or httpx.Client(timeout=cfg.timeout_s)
+
+    def send(self, event: dict[str, Any], delivery_id: int | None = None) -> None:
+        body = orjson.dumps(event)
+        headers = {"Content-Type": "application/json", "User-Agent": "gridwatch"}
+        if self.cfg.secret:
+            headers[SIGNATURE_HEADER] = signature(self.cfg.secret, body)
+        if delivery_id is not None:
+            headers[DELIVERY_HEADER] = str(delivery_id)
+        resp = self._client.post(self.cfg.url, content=body, headers=headers)
+        resp.raise_for_status()
+
+    def close(self) -> None:
+        self._client.close()
 
 
 class SinkSet:

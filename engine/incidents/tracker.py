@@ -1,7 +1,14 @@
-"""The incident lifecycle: one open incident per grouping key, ``pending → firing → resolved``.
+"""The incident lifecycle: one open incident per grouping key, ``pending → firing → acknowledged → resolved``.
 
 Time is the data's time (the watermark: the latest reading timestamp seen, in arrival order), never the
-wall clock, so a replay gives the same incidents as the live run that it recorded.
+wall clock, so a replay gives the same incidents as the live run that it recorded. Operator actions
+(acknowledge, assign, resolve) are stamped with the engine clock by the caller.
+
+Allowed transitions (``TRANSITIONS``): an incident opens ``pending`` (or straight ``firing`` when
+``for_s`` is 0); ``firing → acknowledged`` by an operator; ``acknowledged → firing`` when its level rises
+(a higher level needs a fresh acknowledgement); any open state → ``resolved`` after the quiet period or
+by an operator; ``resolved → firing`` when a finding arrives within ``reopen_within_s`` (the same
+incident re-opens instead of a new one).
 """
 
 from __future__ import annotations
@@ -11,7 +18,7 @@ import heapq
 import logging
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -19,6 +26,21 @@ from engine.core.findings import Finding
 from engine.core.levels import Level, LevelName
 
 logger = logging.getLogger(__name__)
+
+State = Literal["pending", "firing", "acknowledged", "resolved"]
+TRANSITIONS: frozenset[tuple[str, str]] = frozenset(
+    {
+        ("pending", "firing"),
+        ("pending", "resolved"),
+        ("firing", "acknowledged"),
+        ("firing", "resolved"),
+        ("acknowledged", "firing"),
+        ("acknowledged", "resolved"),
+        ("resolved", "firing"),
+    }
+)
+OPEN_STATES = ("pending", "firing", "acknowledged")
+GroupField = Literal["site", "hazard", "device", "detector"]
 
 
 class IncidentPolicy(BaseModel):
@@ -33,8 +55,20 @@ class IncidentPolicy(BaseModel):
     resolve_after_s: float = Field(
         3600.0, gt=0, description="Resolve an incident once no finding has arrived for this long (data time, s)."
     )
-    group_by: list[str] = Field(
-        default_factory=lambda: ["site", "hazard"],
+    clear_after_s: float = Field(
+        3600.0,
+        gt=0,
+        description="The level falls only once no finding at the current level has arrived for this long "
+        "(hysteresis); it falls to the highest level still seen within that period.",
+    )
+    reopen_within_s: float = Field(
+        0.0,
+        ge=0,
+        description="A finding this soon after an incident resolved re-opens that incident instead of a new one "
+        "(0: never).",
+    )
+    group_by: list[GroupField] = Field(
+        default_factory=lambda: list[GroupField](["site", "hazard"]),
         description="Finding fields that identify one incident: any of site, hazard, device, detector.",
     )
     max_findings: int = Field(20, ge=1, description="Findings kept on an incident (the most recent per device).")
@@ -54,9 +88,32 @@ class Incident:
     score: float
     state: str = "pending"
     findings: dict[tuple[str, str], Finding] = field(default_factory=dict)
+    level_seen: dict[Level, float] = field(default_factory=dict)  # last finding time at each level
+    seq: int = 0  # events emitted so far: receivers order by it and drop what they have seen
+    acknowledged_by: str | None = None
+    assigned_to: str | None = None
+    resolved_by: str | None = None
 
-    def event(self, route: list[str], plan: dict[str, Any], max_findings: int) -> dict[str, Any]:
+    @property
+    def is_open(self) -> bool:
+        return self.state in OPEN_STATES
+
+    @property
+    def confidence(self) -> str:
+        """``confirmed`` when a fusion rule confirmed it; ``low`` when every finding came from a suspect device."""
+        found = list(self.findings.values())
+        if any(f.evidence.get("confirmed") for f in found):
+            return "confirmed"
+        if found and all(f.evidence.get("suspect_device") for f in found):
+            return "low"
+        return "normal"
+
+    def event(
+        self, action: str, route: list[str], plan: dict[str, Any], max_findings: int, actor: str | None = None
+    ) -> dict[str, Any]:
+        """The incident event (DESIGN: "Incident event") plus what happened (``action``) and who did it."""
         recent = sorted(self.findings.values(), key=lambda f: (f.ts, f.detector, f.device))[-max_findings:]
+        self.seq += 1
         return {
             "incident_id": self.incident_id,
             "site": self.site,
@@ -69,6 +126,12 @@ class Incident:
             "findings": [f.to_event() for f in recent],
             "route": route,
             "plan": plan,
+            "action": action,
+            "seq": self.seq,
+            "actor": actor,
+            "acknowledged_by": self.acknowledged_by,
+            "assigned_to": self.assigned_to,
+            "confidence": self.confidence,
         }
 
 
@@ -78,11 +141,15 @@ def incident_id(key: tuple[str, ...], opened_at: float) -> str:
     return digest.hexdigest()[:16]
 
 
+class IncidentError(LookupError):
+    """An operator action on an incident that is unknown or not in a state that allows it."""
+
+
 class IncidentTracker:
     """Groups findings into incidents and emits incident events on every change that matters.
 
-    Events are emitted when an incident fires, when its level rises, and when it resolves; a level never
-    falls while the incident is open.
+    Events are emitted when an incident fires, when its level rises or (after ``clear_after_s``) falls,
+    when an operator acknowledges, assigns or resolves it, and when it resolves or re-opens.
 
     >>> tr = IncidentTracker(IncidentPolicy(resolve_after_s=600))
     >>> f = Finding("threshold", "flood", "S1", "wl-1", 1000.0, Level.YELLOW, 1.2)
@@ -99,9 +166,11 @@ class IncidentTracker:
         plan_of: Callable[[str, Level], dict[str, Any]] | None = None,
     ) -> None:
         self.open: dict[tuple[str, ...], Incident] = {}
-        # Resolve deadlines (last finding + quiet period) in a lazy min-heap: advancing the watermark costs
-        # O(log n) per incident due, not a scan of every open incident. Stale entries are skipped.
-        self._due: list[tuple[float, tuple[str, ...]]] = []
+        self.by_id: dict[str, Incident] = {}  # open incidents and those that may still re-open
+        self._recent: dict[tuple[str, ...], Incident] = {}  # resolved, within the re-open window
+        # Deadlines in a lazy min-heap: (time, kind, key), kind "clear" (level may fall) sorts before "resolve".
+        # Advancing the watermark costs O(log n) per deadline due, not a scan; stale entries are skipped.
+        self._due: list[tuple[float, str, tuple[str, ...]]] = []
         self.set_policy(policy)
         self._route_of: Callable[[str], list[str]] = route_of or (lambda site: [])
         self._plan_of: Callable[[str, Level], dict[str, Any]] = plan_of or (lambda hazard, level: {})
@@ -112,41 +181,88 @@ class IncidentTracker:
     def _key(self, f: Finding) -> tuple[str, ...]:
         return tuple(str(getattr(f, name)) for name in self.policy.group_by)
 
-    def _event(self, inc: Incident) -> dict[str, Any]:
-        return inc.event(self._route_of(inc.site), self._plan_of(inc.hazard, inc.level), self.policy.max_findings)
+    def _event(self, inc: Incident, action: str, actor: str | None = None) -> dict[str, Any]:
+        return inc.event(
+            action, self._route_of(inc.site), self._plan_of(inc.hazard, inc.level), self.policy.max_findings, actor
+        )
 
     def set_policy(self, policy: IncidentPolicy) -> None:
-        """Another policy for the open incidents (a config reload); resolve deadlines are recomputed."""
+        """Another policy for the open incidents (a config reload); deadlines are recomputed."""
         self.policy = policy
         self.min_level = Level.from_name(policy.min_level)
         self._rebuild_due()
 
     def _rebuild_due(self) -> None:
-        quiet = self.policy.resolve_after_s
-        self._due = [(inc.last_finding_at + quiet, key) for key, inc in self.open.items()]
+        self._due = []
+        for inc in self.open.values():
+            self._due.append((self._resolve_at(inc), "resolve", inc.key))
+            self._due.append((self._clear_at(inc), "clear", inc.key))
         heapq.heapify(self._due)
 
-    def _schedule(self, inc: Incident) -> None:
-        heapq.heappush(self._due, (inc.last_finding_at + self.policy.resolve_after_s, inc.key))
-        if len(self._due) > 4 * len(self.open) + 1024:
+    def _resolve_at(self, inc: Incident) -> float:
+        return inc.last_finding_at + self.policy.resolve_after_s
+
+    def _clear_at(self, inc: Incident) -> float:
+        return inc.level_seen.get(inc.level, inc.last_finding_at) + self.policy.clear_after_s
+
+    def _schedule(self, inc: Incident, kind: str) -> None:
+        at = self._resolve_at(inc) if kind == "resolve" else self._clear_at(inc)
+        heapq.heappush(self._due, (at, kind, inc.key))
+        if len(self._due) > 8 * len(self.open) + 1024:
             self._rebuild_due()
 
+    def get(self, incident_id: str) -> Incident | None:
+        return self.by_id.get(incident_id)
+
     def advance(self, watermark: float) -> list[dict[str, Any]]:
-        """Resolve every incident that has been quiet for ``resolve_after_s`` by ``watermark``."""
+        """Apply every deadline due by ``watermark``: levels that fall, incidents quiet long enough."""
         events: list[dict[str, Any]] = []
-        quiet = self.policy.resolve_after_s
         while self._due and self._due[0][0] <= watermark:
-            deadline, key = heapq.heappop(self._due)
+            at, kind, key = heapq.heappop(self._due)
             inc = self.open.get(key)
-            if inc is None or inc.last_finding_at + quiet != deadline:
-                continue  # resolved already, or a later finding moved its deadline (a newer entry exists)
-            del self.open[inc.key]
-            was_firing = inc.state == "firing"
-            inc.state = "resolved"
-            inc.updated_at = inc.last_finding_at + quiet
-            if was_firing or self.policy.emit_pending:
-                events.append(self._event(inc))
+            if inc is None:
+                continue
+            if kind == "resolve" and self._resolve_at(inc) == at:
+                was_notified = inc.state != "pending"
+                self._close(inc, at)
+                if was_notified or self.policy.emit_pending:
+                    events.append(self._event(inc, "resolved"))
+            elif kind == "clear" and self._clear_at(inc) == at:
+                events.extend(self._lower(inc, at))
+        self._forget_before(watermark - self.policy.reopen_within_s)
         return events
+
+    def _lower(self, inc: Incident, at: float) -> list[dict[str, Any]]:
+        """No finding at the current level for ``clear_after_s``: fall to the highest level seen since."""
+        since = at - self.policy.clear_after_s
+        recent = [lv for lv, ts in inc.level_seen.items() if lv < inc.level and ts > since]
+        if not recent:
+            return []  # nothing lower either: the level stands until the incident resolves
+        inc.level = max(recent)
+        inc.updated_at = at
+        self._schedule(inc, "clear")
+        if inc.state == "pending" and not self.policy.emit_pending:
+            return []
+        return [self._event(inc, "lowered")]
+
+    def _close(self, inc: Incident, at: float, by: str | None = None) -> None:
+        del self.open[inc.key]
+        inc.state = "resolved"
+        inc.updated_at = at
+        inc.resolved_by = by
+        if self.policy.reopen_within_s > 0:
+            self._recent[inc.key] = inc
+        else:
+            self.by_id.pop(inc.incident_id, None)
+
+    def _forget_before(self, cutoff: float) -> None:
+        if not self._recent:
+            return
+        for key, inc in list(self._recent.items()):
+            if inc.updated_at < cutoff:
+                del self._recent[key]
+                if inc.state == "resolved":
+                    self.by_id.pop(inc.incident_id, None)
 
     def apply(self, findings: Iterable[Finding], watermark: float | None = None) -> list[dict[str, Any]]:
         """Apply findings in order (after resolving what was due before each), then advance to watermark."""
@@ -163,34 +279,90 @@ class IncidentTracker:
             return []
         key = self._key(f)
         inc = self.open.get(key)
+        action = ""
         if inc is None:
-            inc = Incident(
-                incident_id=incident_id(key, f.ts),
-                key=key,
-                site=f.site,
-                hazard=f.hazard,
-                opened_at=f.ts,
-                updated_at=f.ts,
-                last_finding_at=f.ts,
-                level=f.level,
-                score=f.score,
-            )
+            old = self._recent.pop(key, None)
+            if old is not None and f.ts - old.updated_at <= self.policy.reopen_within_s:
+                inc = old
+                inc.state, inc.level, inc.score = "firing", f.level, f.score
+                inc.acknowledged_by = inc.resolved_by = None
+                inc.level_seen = {}
+                inc.updated_at = inc.last_finding_at = f.ts
+                action = "reopened"
+            else:
+                if old is not None:
+                    self.by_id.pop(old.incident_id, None)
+                inc = Incident(
+                    incident_id=incident_id(key, f.ts),
+                    key=key,
+                    site=f.site,
+                    hazard=f.hazard,
+                    opened_at=f.ts,
+                    updated_at=f.ts,
+                    last_finding_at=f.ts,
+                    level=f.level,
+                    score=f.score,
+                )
+                action = "opened"
             self.open[key] = inc
-            self._schedule(inc)
-            changed = True
+            self.by_id[inc.incident_id] = inc
+            inc.level_seen[f.level] = f.ts
+            self._schedule(inc, "resolve")
+            self._schedule(inc, "clear")
         else:
-            changed = f.level > inc.level
-            inc.level = max(inc.level, f.level)
+            if f.level > inc.level:
+                action = "raised"
+                inc.level = f.level
+                if inc.state == "acknowledged":
+                    inc.state = "firing"  # a higher level needs a fresh acknowledgement
             inc.score = max(inc.score, f.score)
+            if f.ts >= inc.level_seen.get(f.level, -float("inf")):
+                inc.level_seen[f.level] = f.ts
+                if f.level == inc.level:
+                    self._schedule(inc, "clear")
             if f.ts > inc.last_finding_at:
                 inc.last_finding_at = f.ts
-                self._schedule(inc)
+                self._schedule(inc, "resolve")
         inc.findings[(f.detector, f.device)] = f
         if inc.state == "pending" and f.ts - inc.opened_at >= self.policy.for_s:
             inc.state = "firing"
-            changed = True
-        if changed:
-            inc.updated_at = f.ts
-            if inc.state == "firing" or self.policy.emit_pending:
-                return [self._event(inc)]
-        return []
+            action = "reopened" if action == "reopened" else "fired"
+        if not action or (inc.state == "pending" and not self.policy.emit_pending):
+            return []
+        inc.updated_at = f.ts
+        return [self._event(inc, action)]
+
+    # Operator actions: ``at`` is the engine clock; they raise IncidentError when not allowed.
+
+    def _open_incident(self, incident_id: str) -> Incident:
+        inc = self.by_id.get(incident_id)
+        if inc is None or not inc.is_open:
+            raise IncidentError(f"incident {incident_id} is not open")
+        return inc
+
+    def acknowledge(self, incident_id: str, by: str, at: float) -> list[dict[str, Any]]:
+        inc = self._open_incident(incident_id)
+        if inc.state == "acknowledged":
+            return []  # acknowledging twice is not an error and not news
+        if inc.state != "firing":
+            raise IncidentError(f"incident {incident_id} is {inc.state}; only a firing incident can be acknowledged")
+        inc.state, inc.acknowledged_by, inc.updated_at = "acknowledged", by, max(at, inc.updated_at)
+        return [self._event(inc, "acknowledged", by)]
+
+    def assign(self, incident_id: str, to: str, by: str, at: float) -> list[dict[str, Any]]:
+        inc = self._open_incident(incident_id)
+        inc.assigned_to, inc.updated_at = to, max(at, inc.updated_at)
+        return [self._event(inc, "assigned", by)]
+
+    def resolve(self, incident_id: str, by: str, at: float) -> list[dict[str, Any]]:
+        inc = self._open_incident(incident_id)
+        was_notified = inc.state != "pending"
+        self._close(inc, max(at, inc.updated_at), by)
+        return [self._event(inc, "resolved", by)] if was_notified or self.policy.emit_pending else []
+
+    def event_of(self, incident_id: str, action: str, actor: str | None = None) -> dict[str, Any]:
+        """A fresh event for an incident as it stands (escalations, reminders, dispatch)."""
+        inc = self.by_id.get(incident_id)
+        if inc is None:
+            raise IncidentError(f"incident {incident_id} is not known to the running engine")
+        return self._event(inc, action, actor)

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from detectors.base import registry
+from detectors.fusion import SiteFusion
 from engine.config.models import ConsoleSinkConfig, EngineConfig, LogSinkConfig, MqttSinkConfig
 from engine.core.devices import DeviceIndex
 from engine.core.pipeline import Pipeline
@@ -23,7 +24,7 @@ def build_pipeline(cfg: EngineConfig, devices: DeviceIndex | None = None) -> Pip
     router = Router(cfg)
     tracker = IncidentTracker(cfg.incidents, route_of=router.route, plan_of=router.plan)
     detectors = [registry.build(d) for d in cfg.detectors if d.enabled]
-    return Pipeline(detectors, tracker, devices)
+    return Pipeline(detectors, tracker, devices, SiteFusion(cfg.fusion))
 
 
 def build_sinks(

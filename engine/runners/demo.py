@@ -13,7 +13,7 @@ from rich.live import Live
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
-from engine.config.models import EngineConfig
+from engine.config.models import EngineConfig, StoreConfig
 from engine.dispatch.sinks import LEVEL_STYLE
 from engine.ingest.mqtt_client import MqttClient, broker_address
 from engine.runners.local import LocalRunner, RunSummary
@@ -59,6 +59,11 @@ async def run_demo(
     board = IncidentBoard()
     log_path = out_dir / "incidents.jsonl"
     log_path.unlink(missing_ok=True)
+    if cfg.store.url is None:  # a fresh store per demo run, beside its log
+        db = out_dir / "gridwatch.db"
+        for suffix in ("", "-wal", "-shm"):
+            Path(f"{db}{suffix}").unlink(missing_ok=True)
+        cfg = cfg.model_copy(update={"store": StoreConfig(url=f"sqlite:///{db}")})
     runner = LocalRunner(cfg, log_path=log_path, on_events=board.update, measure_latency=False)
     stop = asyncio.Event()
     task = asyncio.create_task(runner.run(stop))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Callable
@@ -11,8 +12,12 @@ from pathlib import Path
 from typing import Any
 
 from engine import metrics
+from engine.api.incidents import incidents_router
 from engine.api.server import ApiServer, create_app
-from engine.config.models import EngineConfig
+from engine.config.models import EngineConfig, WebhookSinkConfig
+from engine.core.clock import EngineClock
+from engine.dispatch.dispatcher import Dispatcher
+from engine.dispatch.outbox import OutboxDelivery, RetryPolicy
 from engine.dispatch.sinks import Sink
 from engine.ingest.embedded_broker import EmbeddedBroker
 from engine.ingest.intake import Intake
@@ -20,6 +25,7 @@ from engine.ingest.mqtt_client import MqttClient, broker_address
 from engine.ingest.topics import engine_status_topic, subscriptions
 from engine.runners.assembly import build_pipeline, build_sinks
 from engine.runners.reload import ReloadResult, reload_from
+from engine.store.store import Notification, Store
 
 logger = logging.getLogger(__name__)
 
@@ -52,6 +58,10 @@ class LocalRunner:
         self.config_path = config_path
         self._step_lock = asyncio.Lock()
         self.pipeline = build_pipeline(cfg)
+        self.clock = EngineClock()
+        self.store = Store(cfg.store_url())
+        self.dispatcher: Dispatcher | None = None
+        self.delivery: OutboxDelivery | None = None
         self.summary = RunSummary()
         self.ready = asyncio.Event()
         self.broker_port: int | None = None
@@ -72,6 +82,29 @@ class LocalRunner:
             "open_incidents": len(self.pipeline.tracker.open),
         }
 
+    async def act(self, fn: Callable[[Dispatcher, float], list[Notification]]) -> list[Notification]:
+        """Run an operator action on the dispatcher between batches, at the engine clock's time."""
+        if self.dispatcher is None:
+            raise RuntimeError("the engine is not running")
+        dispatcher = self.dispatcher
+        async with self._step_lock:
+            notes = await asyncio.to_thread(fn, dispatcher, self.clock.now())
+        if self.delivery is not None:
+            self.delivery.kick()
+        return notes
+
+    async def _tick(self, stop: asyncio.Event, every_s: float = 1.0) -> None:
+        """Escalations and reminders fall due on the engine clock even when no data arrives."""
+        while not stop.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), timeout=every_s)
+            if self.dispatcher is not None:
+                dispatcher = self.dispatcher
+                async with self._step_lock:
+                    notes = await asyncio.to_thread(dispatcher.tick, self.clock.now())
+                if notes and self.delivery is not None:
+                    self.delivery.kick()
+
     async def run(self, stop: asyncio.Event) -> RunSummary:
         cfg = self.cfg
         loop = asyncio.get_running_loop()
@@ -84,9 +117,12 @@ class LocalRunner:
         else:
             host, port = broker_address(cfg.mqtt.url)
         self.broker_port = port
+        await asyncio.to_thread(self.store.migrate)
+        self.dispatcher = Dispatcher(cfg, self.pipeline.tracker, self.store)
         api: ApiServer | None = None
         if cfg.api.enabled:
-            api = ApiServer(create_app(self.health, self.reload), cfg.api.host, cfg.api.port)
+            incidents = incidents_router(self.store, self.act, cfg.api.tokens, self.clock.now)
+            api = ApiServer(create_app(self.health, self.reload, (incidents,)), cfg.api.host, cfg.api.port)
             await api.start()
             self.api_url = api.url
         prefix = cfg.mqtt.topic_prefix
@@ -110,6 +146,18 @@ class LocalRunner:
             client.publish(topic, payload, retain=retain)
 
         sinks = build_sinks(cfg, publish, self._log_path, self._extra_sinks)
+        policies = {
+            s.name or s.type: RetryPolicy(s.backoff_s, s.backoff_max_s, s.max_attempts)
+            for s in cfg.sinks
+            if isinstance(s, WebhookSinkConfig)
+        }
+        self.dispatcher.sinks = [s.name for s in sinks.sinks]
+        self.delivery = OutboxDelivery(self.store, sinks.sinks, policies)
+        delivery_stop = asyncio.Event()
+        background = [
+            asyncio.create_task(self.delivery.run(delivery_stop)),
+            asyncio.create_task(self._tick(delivery_stop)),
+        ]
         await asyncio.to_thread(client.start, host, port)
         client.publish(status_topic, b"online", qos=1, retain=True)
         logger.info("engine running: broker %s:%s, %d detectors", host, port, len(self.pipeline.detectors))
@@ -133,7 +181,10 @@ class LocalRunner:
         finally:
             client.publish(status_topic, b"offline", qos=1, retain=True)
             await asyncio.to_thread(client.stop)
+            delivery_stop.set()
+            await asyncio.gather(*background, return_exceptions=True)
             sinks.close()
+            self.store.close()
             if api is not None:
                 await api.stop()
             if broker is not None:
@@ -148,15 +199,26 @@ class LocalRunner:
             return ReloadResult(ok=False, error="this engine was not started from a config file")
         async with self._step_lock:
             self.cfg, result = reload_from(self.pipeline, self.cfg, self.config_path)
+            if result.ok and self.dispatcher is not None:
+                self.dispatcher.set_config(self.cfg)
+                self.dispatcher.sinks = [s.name for s in self.delivery.sinks] if self.delivery else []
         metrics.CONFIG_RELOADS.labels("ok" if result.ok else "refused").inc()
         return result
+
+    def _step(self, batch: Any) -> list[dict[str, Any]]:
+        """One batch through the core, then dispatch of the events it caused (one thread, under the lock)."""
+        events = self.pipeline.step(batch)
+        self.clock.observe(self.pipeline.watermark)
+        if self.dispatcher is not None:
+            self.dispatcher.handle(events, self.clock.now())
+        return events
 
     async def _process(self, intake: Intake, sinks: Any) -> None:
         batch = intake.take()
         if not len(batch):
             return
         async with self._step_lock:
-            events = await asyncio.to_thread(self.pipeline.step, batch)
+            events = await asyncio.to_thread(self._step, batch)
         self.summary.readings += len(batch)
         if not events:
             return
@@ -167,9 +229,7 @@ class LocalRunner:
             if self._measure_latency and e["state"] != "resolved":
                 metrics.E2E_LATENCY.observe(max(0.0, now - e["updated_at"]))
         self.summary.events += len(events)
-        sinks.send(events)
-        hazards = {e["hazard"] for e in events}
-        for hz in hazards:
-            metrics.OPEN_INCIDENTS.labels(hz).set(sum(1 for i in self.pipeline.tracker.open.values() if i.hazard == hz))
+        if self.delivery is not None:
+            self.delivery.kick()
         if self._on_events is not None:
             self._on_events(events)

@@ -21,7 +21,12 @@ from engine.dispatch.routing import Router
 
 logger = logging.getLogger(__name__)
 
-LIVE_SECTIONS = frozenset({"detectors", "incidents", "plans", "sites", "sites_file", "devices_file", "city"})
+LIVE_SECTIONS = frozenset(
+    {
+        "detectors", "incidents", "plans", "sites", "sites_file", "devices_file", "city", "fusion", "routing",
+        "silences", "inhibit",
+    }
+)  # fmt: skip
 
 
 @dataclass
@@ -95,6 +100,8 @@ def apply_config(pipeline: Pipeline, old: EngineConfig, new: EngineConfig) -> Re
     tracker = pipeline.tracker
     tracker.set_policy(new.incidents)
     tracker.set_routes(router.route, router.plan)
+    if new.fusion != old.fusion:
+        pipeline.fusion.rules = list(new.fusion)
     return result
 
 

@@ -24,6 +24,7 @@ def reference_events(storm_rows):
 
 def test_storm_over_slope_gives_the_expected_incidents(reference_events):
     landslide = [e for e in reference_events if e["hazard"] == "landslide"]
+    assert [e["action"] for e in landslide] == ["fired", "raised", "raised", "raised"]
     assert {e["site"] for e in landslide} == {"S02"}
     assert [e["level"] for e in landslide] == ["blue", "yellow", "orange", "red"]
     assert landslide[-1]["plan"]["title"] == "Evacuate"
@@ -31,7 +32,11 @@ def test_storm_over_slope_gives_the_expected_incidents(reference_events):
     rain = [e for e in reference_events if e["hazard"] == "rainstorm"]
     assert {e["site"] for e in rain} == {"S01", "S02", "S03"}
     for site in ("S01", "S02", "S03"):
-        assert [e["level"] for e in rain if e["site"] == site] == ["blue", "yellow", "orange"]
+        rising = [e["level"] for e in rain if e["site"] == site and e["action"] in ("fired", "raised")]
+        assert rising == ["blue", "yellow", "orange"]
+        # after the storm the level falls back (hysteresis: 6 h without findings at a level) before resolving
+        falling = [e["level"] for e in rain if e["site"] == site and e["action"] == "lowered"]
+        assert falling == sorted(falling, key=["blue", "yellow", "orange", "red"].index, reverse=True)
     assert not [e for e in reference_events if e["hazard"] == "device_fault"]
 
 

@@ -1,0 +1,219 @@
+"""The incidents API: list, show, acknowledge, assign, resolve, one-key dispatch, silences.
+
+Reads come from the store (every incident, open or long resolved); actions go through the running
+engine (``act``), under the same lock as the pipeline step, and are recorded in the audit trail with the
+token holder's name as the actor. Tokens come from the config (``api.tokens``) with a role: ``viewer``
+reads, ``operator`` also acts.
+"""
+
+from __future__ import annotations
+
+import hmac
+from collections.abc import Awaitable, Callable
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Depends, HTTPException, Query
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from pydantic import BaseModel, ConfigDict, Field
+
+from engine.config.models import ApiToken
+from engine.dispatch.dispatcher import Dispatcher
+from engine.incidents.silences import Silence
+from engine.incidents.tracker import IncidentError
+from engine.store.store import Notification, Store
+
+Act = Callable[[Callable[[Dispatcher, float], list[Notification]]], Awaitable[list[Notification]]]
+
+ROLE_RANK = {"viewer": 0, "operator": 1}
+
+
+class Incident(BaseModel):
+    """An incident as the store holds it."""
+
+    model_config = ConfigDict(extra="allow")
+    incident_id: str
+    site: str
+    hazard: str
+    level: Literal["blue", "yellow", "orange", "red"]
+    state: Literal["pending", "firing", "acknowledged", "resolved"]
+    opened_at: float
+    updated_at: float
+    score: float
+    confidence: str
+    tier: str | None = None
+    escalations: int = 0
+    acknowledged_by: str | None = None
+    assigned_to: str | None = None
+
+
+class FindingOut(BaseModel):
+    detector: str
+    device: str
+    ts: float
+    level: str
+    score: float
+    evidence: dict[str, Any]
+
+
+class AuditLine(BaseModel):
+    at: float
+    actor: str
+    action: str
+    detail: dict[str, Any]
+
+
+class IncidentDetail(Incident):
+    """An incident with every finding that contributed and its audit trail."""
+
+    findings: list[FindingOut]
+    audit: list[AuditLine]
+    route: list[str]
+    plan: dict[str, Any]
+
+
+class ActionIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    comment: str = Field("", description="Why; recorded in the audit trail.")
+
+
+class AssignIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    to: str = Field(min_length=1, description="Who takes the incident on.")
+
+
+class ActionOut(BaseModel):
+    """What the action caused: the events recorded, with their receivers."""
+
+    incident_id: str
+    events: list[dict[str, Any]]
+
+
+class SilenceIn(BaseModel):
+    """A new silence: matchers, and a fixed window or a recurring one (``cron`` + ``duration_s``)."""
+
+    model_config = ConfigDict(extra="forbid")
+    site: str | None = None
+    hazard: str | None = None
+    device: str | None = None
+    level: Literal["blue", "yellow", "orange", "red"] | None = None
+    starts_at: float | None = Field(None, description="Epoch seconds; default now.")
+    ends_at: float | None = None
+    cron: str | None = None
+    duration_s: float | None = None
+    timezone: str = "UTC"
+    comment: str = ""
+
+
+bearer = HTTPBearer(auto_error=False, description="A token from the config's `api.tokens`.")
+
+
+def token_auth(tokens: list[ApiToken]) -> Callable[[str], Any]:
+    def require(role: str) -> Any:
+        def check(creds: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]) -> ApiToken:
+            if creds is None:
+                raise HTTPException(401, "send Authorization: Bearer <token> (tokens are set in api.tokens)")
+            for t in tokens:
+                if hmac.compare_digest(t.token.encode(), creds.credentials.encode()):
+                    if ROLE_RANK[t.role] < ROLE_RANK[role]:
+                        raise HTTPException(403, f"token {t.name!r} is a {t.role}; this needs an {role}")
+                    return t
+            raise HTTPException(401, "unknown token")
+
+        return Depends(check)
+
+    return require
+
+
+def incidents_router(store: Store, act: Act, tokens: list[ApiToken], now: Callable[[], float]) -> APIRouter:
+    require = token_auth(tokens)
+    viewer, operator = require("viewer"), require("operator")
+    api = APIRouter(prefix="/api", tags=["incidents"])
+
+    async def run(incident_id: str, fn: Callable[[Dispatcher, float], list[Notification]]) -> ActionOut:
+        try:
+            notes = await act(fn)
+        except IncidentError as exc:
+            if store.incident(incident_id) is None:
+                raise HTTPException(404, f"no incident {incident_id}") from exc
+            raise HTTPException(409, str(exc)) from exc
+        events = [{**n.event, **n.detail, "notified": n.notify} for n in notes]
+        return ActionOut(incident_id=incident_id, events=events)
+
+    @api.get("/incidents", response_model=list[Incident])
+    def list_incidents(
+        user: Annotated[ApiToken, viewer],
+        state: Annotated[str | None, Query(description="pending, firing, acknowledged, resolved, or open")] = None,
+        hazard: str | None = None,
+        site: str | None = None,
+        level: str | None = None,
+        limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    ) -> list[dict[str, Any]]:
+        """Incidents, newest first."""
+        if state == "open":
+            return store.list_incidents(None, hazard, site, level, open_only=True, limit=limit)
+        return store.list_incidents(state, hazard, site, level, limit=limit)
+
+    @api.get("/incidents/{incident_id}", response_model=IncidentDetail, responses={404: {"description": "Unknown"}})
+    def show(incident_id: str, user: Annotated[ApiToken, viewer]) -> dict[str, Any]:
+        """One incident with its findings and audit trail."""
+        inc = store.incident(incident_id)
+        if inc is None:
+            raise HTTPException(404, f"no incident {incident_id}")
+        return inc
+
+    conflict: dict[int | str, dict[str, Any]] = {
+        404: {"description": "Unknown incident"},
+        409: {"description": "Not open"},
+    }
+
+    @api.post("/incidents/{incident_id}/ack", response_model=ActionOut, responses=conflict)
+    async def acknowledge(incident_id: str, body: ActionIn, user: Annotated[ApiToken, operator]) -> ActionOut:
+        """Acknowledge a firing incident: escalation stops; everyone notified so far hears who took it."""
+        return await run(incident_id, lambda d, t: d.acknowledge(incident_id, user.name, t, body.comment))
+
+    @api.post("/incidents/{incident_id}/assign", response_model=ActionOut, responses=conflict)
+    async def assign(incident_id: str, body: AssignIn, user: Annotated[ApiToken, operator]) -> ActionOut:
+        """Assign an open incident to a person or team."""
+        return await run(incident_id, lambda d, t: d.assign(incident_id, body.to, user.name, t))
+
+    @api.post("/incidents/{incident_id}/resolve", response_model=ActionOut, responses=conflict)
+    async def resolve(incident_id: str, body: ActionIn, user: Annotated[ApiToken, operator]) -> ActionOut:
+        """Resolve an open incident by hand."""
+        return await run(incident_id, lambda d, t: d.resolve(incident_id, user.name, t, body.comment))
+
+    @api.post("/incidents/{incident_id}/dispatch", response_model=ActionOut, responses=conflict)
+    async def dispatch(incident_id: str, user: Annotated[ApiToken, operator]) -> ActionOut:
+        """One-key dispatch: send the incident with its response plan to every receiver of the plan."""
+        return await run(incident_id, lambda d, t: d.dispatch(incident_id, user.name, t))
+
+    @api.get("/silences", response_model=list[Silence])
+    def list_silences(user: Annotated[ApiToken, viewer], expired: bool = False) -> list[Silence]:
+        """Silences created through the API (config silences are in the config)."""
+        return store.silences(include_expired=expired)
+
+    @api.post("/silences", response_model=Silence, status_code=201, responses={422: {"description": "Invalid"}})
+    async def create_silence(body: SilenceIn, user: Annotated[ApiToken, operator]) -> Silence:
+        """Create a silence; matching incidents are still recorded, not notified."""
+        spec = body.model_dump()
+        spec["starts_at"] = spec["starts_at"] if spec["starts_at"] is not None else now()
+        try:
+            Silence.model_validate({**spec, "id": "check", "created_by": user.name})
+        except ValueError as exc:
+            raise HTTPException(422, str(exc)) from exc
+        silence = store.add_silence({**spec, "created_by": user.name})
+        await act(refresh_silences)
+        return silence
+
+    @api.delete("/silences/{silence_id}", status_code=204, responses={404: {"description": "Unknown"}})
+    async def expire_silence(silence_id: str, user: Annotated[ApiToken, operator]) -> None:
+        """Expire a silence now."""
+        if not store.expire_silence(silence_id, now()):
+            raise HTTPException(404, f"no active silence {silence_id}")
+        await act(refresh_silences)
+
+    return api
+
+
+def refresh_silences(dispatcher: Dispatcher, _now: float) -> list[Notification]:
+    dispatcher.refresh_silences()
+    return []

@@ -1,0 +1,222 @@
+"""Dispatch: who hears of an incident event, escalation when nobody acknowledges, silences and inhibition.
+
+The dispatcher takes the tracker's incident events and decides, for each, who receives it (the first
+receiver from the routing tree, everyone notified so far for later news, the plan's receivers for a
+one-key dispatch), whether it is muted (a silence, an inhibiting incident: recorded, not sent), and it
+keeps the escalation timers: an incident not acknowledged within its level's ``ack_within_s`` goes one
+tier up (grid → town → district → city), with reminders every ``repeat_s``. Every decision becomes a
+``Notification`` that the store records with the audit trail and, unless muted, the sinks' outbox rows.
+
+Time is the engine clock passed in by the runner (the data's watermark, moved on by the wall clock while
+no data arrives), so a replay escalates as the live run did.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+from engine import metrics
+from engine.config.models import TIERS, EngineConfig
+from engine.core.levels import Level
+from engine.dispatch.routing import Router
+from engine.incidents.inhibition import inhibited_by
+from engine.incidents.silences import Silence, silenced_by
+from engine.incidents.tracker import IncidentTracker
+from engine.store.store import Notification, Store
+
+logger = logging.getLogger(__name__)
+
+# Actions the dispatcher adds to the tracker's own (which are the same under every runner and batching).
+DISPATCH_ACTIONS = frozenset({"escalated", "reminder", "dispatched"})
+
+
+@dataclass
+class Escalation:
+    """Where an open incident stands on its route: the first tier told, the current one, the deadlines."""
+
+    first: int
+    tier: int
+    level_since: float  # when the current level was first notified (its acknowledgement clock starts)
+    ack_due: float
+    remind_at: float
+    acknowledged: bool = False
+
+
+class Dispatcher:
+    """Turns incident events into notifications, and the engine clock into escalations and reminders.
+
+    >>> from engine.config.models import EngineConfig
+    >>> from engine.core.findings import Finding
+    >>> site = dict(id="S1", lat=29.5, lon=106.5, grid="g1", town="t1", district="d1")
+    >>> cfg = EngineConfig(sites=[site], routing=[dict(first="town", ack_within_s=600, repeat_s=300)])
+    >>> tracker = IncidentTracker(cfg.incidents)
+    >>> desk = Dispatcher(cfg, tracker)
+    >>> events = tracker.apply([Finding("d", "landslide", "S1", "crack-1", 0.0, Level.ORANGE, 1.0)])
+    >>> [(n.event["action"], n.detail["receivers"]) for n in desk.handle(events, now=0.0)]
+    [('fired', ['town:t1'])]
+    >>> [(n.event["action"], n.detail["receivers"]) for n in desk.tick(now=600.0)]
+    [('escalated', ['district:d1'])]
+    >>> [(n.event["action"], n.detail["receivers"]) for n in desk.acknowledge(events[0]["incident_id"], "ops", 700.0)]
+    [('acknowledged', ['town:t1', 'district:d1'])]
+    """
+
+    def __init__(self, cfg: EngineConfig, tracker: IncidentTracker, store: Store | None = None) -> None:
+        self.tracker = tracker
+        self.store = store
+        self._esc: dict[str, Escalation] = {}
+        self._deadlines: dict[str, list[int]] = {"ack": [0, 0], "resolve": [0, 0]}  # met, total
+        self.api_silences: list[Silence] = store.silences() if store is not None else []
+        self.set_config(cfg)
+
+    def set_config(self, cfg: EngineConfig) -> None:
+        """Routing, silences and inhibition rules from a (re)loaded config; escalation timers carry on."""
+        self.cfg = cfg
+        self.router = Router(cfg)
+        self.sinks = [s.name or s.type for s in cfg.sinks]
+
+    @property
+    def silences(self) -> list[Silence]:
+        return [*self.cfg.silences, *self.api_silences]
+
+    def refresh_silences(self) -> None:
+        if self.store is not None:
+            self.api_silences = self.store.silences()
+
+    # Events from the tracker
+
+    def handle(self, events: list[dict[str, Any]], now: float) -> list[Notification]:
+        notes = [self._decide(e, now) for e in events]
+        self._record(notes)
+        return notes
+
+    def _decide(self, e: dict[str, Any], now: float) -> Notification:
+        action, iid = e["action"], e["incident_id"]
+        level = Level.from_name(e["level"])
+        rule = self.router.rule(e["hazard"], level)
+        route = e["route"] or self.router.route(e["site"])
+        esc = self._esc.get(iid)
+        if action in ("fired", "reopened") or (esc is None and e["state"] in ("firing", "acknowledged")):
+            first = self.router.first_tier(e["hazard"], level)
+            esc = self._esc[iid] = Escalation(first, first, now, now + rule.ack_within_s, now + rule.repeat_s)
+            receivers = [route[first]]
+        elif esc is None:  # pending (emit_pending), or resolved before it ever fired
+            receivers = []
+        elif action == "raised":
+            esc.tier = max(esc.tier, self.router.first_tier(e["hazard"], level))
+            esc.level_since, esc.acknowledged = now, False
+            esc.ack_due, esc.remind_at = now + rule.ack_within_s, now + rule.repeat_s
+            receivers = route[esc.first : esc.tier + 1]
+        else:
+            receivers = route[esc.first : esc.tier + 1]
+        if esc is not None and action == "acknowledged":
+            esc.acknowledged = True
+            metrics.TIME_TO_ACK.labels(e["hazard"]).observe(max(0.0, now - esc.level_since))
+            self._deadline("ack", now - esc.level_since <= rule.ack_within_s)
+        if action == "resolved":
+            if esc is not None and not esc.acknowledged:
+                self._deadline("ack", False)
+            self._deadline("resolve", e["updated_at"] - e["opened_at"] <= rule.resolve_within_s)
+            self._esc.pop(iid, None)
+        tier = TIERS[esc.tier] if esc is not None else None
+        return self._mute(Notification(e, now, True, {"receivers": receivers, "tier": tier}))
+
+    def _mute(self, note: Notification) -> Notification:
+        e = note.event
+        devices = {f["device"] for f in e["findings"]}
+        silence = silenced_by(self.silences, note.at, e["site"], e["hazard"], devices, e["level"])
+        others = [
+            (inc.site, inc.hazard, inc.level.label)
+            for inc in self.tracker.open.values()
+            if inc.incident_id != e["incident_id"] and inc.state != "pending"
+        ]
+        inhibitor = inhibited_by(self.cfg.inhibit, (e["site"], e["hazard"], e["level"]), others)
+        if silence or inhibitor:
+            note.notify = False
+            note.detail.update(silenced_by=silence, inhibited_by=inhibitor)
+        return note
+
+    def _deadline(self, stage: str, met: bool) -> None:
+        counts = self._deadlines[stage]
+        counts[0] += int(met)
+        counts[1] += 1
+        metrics.DEADLINES.labels(stage, "met" if met else "missed").inc()
+        metrics.DEADLINE_COMPLETION.labels(stage).set(counts[0] / counts[1])
+
+    # The clock: escalations and reminders
+
+    def tick(self, now: float) -> list[Notification]:
+        notes: list[Notification] = []
+        for iid, esc in list(self._esc.items()):
+            inc = self.tracker.get(iid)
+            if inc is None or not inc.is_open:
+                self._esc.pop(iid, None)
+                continue
+            if esc.acknowledged or inc.state != "firing":
+                continue
+            rule = self.router.rule(inc.hazard, inc.level)
+            route = self.router.route(inc.site)
+            if now >= esc.ack_due and esc.tier < len(TIERS) - 1:
+                esc.tier += 1
+                esc.ack_due, esc.remind_at = now + rule.ack_within_s, now + rule.repeat_s
+                metrics.ESCALATIONS.labels(inc.hazard).inc()
+                action = "escalated"
+            elif now >= esc.remind_at:
+                esc.remind_at = now + rule.repeat_s
+                action = "reminder"
+            else:
+                continue
+            event = self.tracker.event_of(iid, action)
+            notes.append(self._mute(Notification(event, now, True, {"receivers": [route[esc.tier]],
+                                                                     "tier": TIERS[esc.tier]})))  # fmt: skip
+        self._record(notes)
+        self._gauge_open()
+        return notes
+
+    def _gauge_open(self) -> None:
+        counts: dict[tuple[str, str], int] = {}
+        for inc in self.tracker.open.values():
+            if inc.state != "pending":
+                k = (inc.hazard, inc.level.label)
+                counts[k] = counts.get(k, 0) + 1
+        for hazard, level in list(getattr(self, "_gauged", set())):
+            if (hazard, level) not in counts:
+                metrics.OPEN_INCIDENTS.labels(hazard, level).set(0)
+        for (hazard, level), n in counts.items():
+            metrics.OPEN_INCIDENTS.labels(hazard, level).set(n)
+        self._gauged = set(counts)
+
+    # Operator actions (the API and the CLI); IncidentError when not allowed
+
+    def acknowledge(self, incident_id: str, by: str, now: float, comment: str = "") -> list[Notification]:
+        return self._operator(self.tracker.acknowledge(incident_id, by, now), now, comment)
+
+    def assign(self, incident_id: str, to: str, by: str, now: float) -> list[Notification]:
+        return self._operator(self.tracker.assign(incident_id, to, by, now), now, "")
+
+    def resolve(self, incident_id: str, by: str, now: float, comment: str = "") -> list[Notification]:
+        return self._operator(self.tracker.resolve(incident_id, by, now), now, comment)
+
+    def dispatch(self, incident_id: str, by: str, now: float) -> list[Notification]:
+        """One-key dispatch: the incident with its plan to every receiver of the plan, never muted."""
+        event = self.tracker.event_of(incident_id, "dispatched", by)
+        receivers = self.router.plan_receivers(event["site"], event["hazard"], Level.from_name(event["level"]))
+        esc = self._esc.get(incident_id)
+        note = Notification(event, now, True, {"receivers": receivers, "tier": TIERS[esc.tier] if esc else None})
+        self._record([note])
+        return [note]
+
+    def _operator(self, events: list[dict[str, Any]], now: float, comment: str) -> list[Notification]:
+        notes = [self._decide(e, now) for e in events]
+        for n in notes:
+            if comment:
+                n.detail["comment"] = comment
+        self._record(notes)
+        return notes
+
+    def _record(self, notes: list[Notification]) -> None:
+        for n in notes:
+            metrics.NOTIFICATIONS.labels(n.event["action"], "sent" if n.notify else "muted").inc()
+        if notes and self.store is not None:
+            self.store.record(notes, self.sinks)

@@ -1,0 +1,116 @@
+"""Delivery from the outbox: one task per sink sends its events in order, retrying with exponential backoff.
+
+A sink that is down holds its queue (later events wait behind the failed one, so every receiver sees an
+incident's events in order); the backlog is the ``gridwatch_outbox_backlog`` metric. Delivery is
+at-least-once: an event is marked delivered after the sink accepted it, so a crash in between sends it
+again on restart, with the same ``X-Gridwatch-Delivery`` id for the receiver to drop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from dataclasses import dataclass
+
+from engine import metrics
+from engine.dispatch.sinks import Sink
+from engine.store.store import Store
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """Exponential backoff: ``backoff_s * 2**(attempt-1)`` capped at ``backoff_max_s``.
+
+    >>> [RetryPolicy(1.0, 10.0).delay(n) for n in (1, 2, 3, 4, 5)]
+    [1.0, 2.0, 4.0, 8.0, 10.0]
+    """
+
+    backoff_s: float = 1.0
+    backoff_max_s: float = 60.0
+    max_attempts: int = 0  # 0: never give up
+
+    def delay(self, attempt: int) -> float:
+        return float(min(self.backoff_max_s, self.backoff_s * 2 ** max(0, attempt - 1)))
+
+
+class OutboxDelivery:
+    """Drains the store's outbox into the sinks until ``stop`` is set (then one last try)."""
+
+    def __init__(
+        self, store: Store, sinks: list[Sink], policies: dict[str, RetryPolicy] | None = None, poll_s: float = 0.25
+    ) -> None:
+        self.store = store
+        self.sinks = sinks
+        self.policies = policies or {}
+        self.poll_s = poll_s
+        self._kick = asyncio.Event()
+
+    def kick(self) -> None:
+        """New rows were written: look now rather than at the next poll."""
+        self._kick.set()
+
+    async def run(self, stop: asyncio.Event) -> None:
+        tasks = [asyncio.create_task(self._sink_loop(sink, stop)) for sink in self.sinks]
+        try:
+            await asyncio.gather(*tasks)
+        finally:
+            for t in tasks:
+                t.cancel()
+
+    async def _sink_loop(self, sink: Sink, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            try:
+                await self.drain(sink)
+            except Exception:
+                logger.exception("outbox delivery to %s failed; retrying", sink.name)
+            waiter = asyncio.ensure_future(self._kick.wait())
+            stopper = asyncio.ensure_future(stop.wait())
+            await asyncio.wait({waiter, stopper}, timeout=self.poll_s, return_when=asyncio.FIRST_COMPLETED)
+            waiter.cancel()
+            stopper.cancel()
+            self._kick.clear()
+        await self.drain(sink)
+
+    async def drain(self, sink: Sink) -> int:
+        """Send what is due for one sink, in order, until the queue is empty or an attempt fails."""
+        sent = 0
+        policy = self.policies.get(sink.name, RetryPolicy())
+        while True:
+            items = await asyncio.to_thread(self.store.outbox_due, sink.name, 200)
+            if not items:
+                break
+            delivered: list[int] = []
+            failed = False
+            for item in items:
+                if item.next_attempt_at > time.time():
+                    failed = True  # backing off: later events wait behind this one
+                    break
+                try:
+                    await asyncio.to_thread(sink.send, item.event, item.id)
+                except Exception as exc:
+                    attempt = item.attempts + 1
+                    give_up = policy.max_attempts > 0 and attempt >= policy.max_attempts
+                    metrics.SINK_ERRORS.labels(sink.name).inc()
+                    logger.warning(
+                        "sink %s: delivery %s of incident %s failed (attempt %d%s): %s", sink.name, item.id,
+                        item.incident_id, attempt, ", giving up" if give_up else "", exc,
+                    )  # fmt: skip
+                    await asyncio.to_thread(self.store.outbox_delivered, delivered, time.time())
+                    delivered = []
+                    await asyncio.to_thread(
+                        self.store.outbox_failed, item.id, repr(exc), time.time() + policy.delay(attempt), give_up
+                    )
+                    failed = not give_up
+                    break
+                delivered.append(item.id)
+                metrics.SINK_DELIVERED.labels(sink.name).inc()
+            await asyncio.to_thread(self.store.outbox_delivered, delivered, time.time())
+            sent += len(delivered)
+            if failed:
+                break
+        backlog = await asyncio.to_thread(self.store.outbox_backlog)
+        metrics.OUTBOX_BACKLOG.labels(sink.name).set(backlog.get(sink.name, 0))
+        return sent

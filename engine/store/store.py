@@ -1,0 +1,297 @@
+"""The incident store: incidents, summarised findings, the audit trail, silences and the sinks' outbox.
+
+One transaction per batch of notifications: an incident's new state, its audit lines and its outbox rows
+are written together, so a sink that is down delays delivery and loses nothing, and a crash between
+"decided" and "sent" leaves the event in the outbox to send on restart.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import orjson
+from alembic import command
+from alembic.config import Config as AlembicConfig
+from sqlalchemy import Engine, create_engine, event, func, select, update
+from sqlalchemy.engine import make_url
+from sqlalchemy.orm import Session, sessionmaker
+
+from engine.incidents.silences import Silence
+from engine.store.tables import AuditRow, FindingRow, IncidentRow, OutboxRow, SilenceRow
+
+logger = logging.getLogger(__name__)
+
+MIGRATIONS = Path(__file__).parent / "migrations"
+
+
+@dataclass
+class Notification:
+    """One incident event with what dispatch decided about it."""
+
+    event: dict[str, Any]
+    at: float  # engine clock
+    notify: bool  # false when silenced or inhibited: recorded, not sent
+    detail: dict[str, Any]  # receivers, tier, silenced_by, inhibited_by, …
+
+
+@dataclass
+class OutboxItem:
+    id: int
+    sink: str
+    incident_id: str
+    seq: int
+    event: dict[str, Any]
+    attempts: int
+    next_attempt_at: float
+
+
+def alembic_config(url: str) -> AlembicConfig:
+    cfg = AlembicConfig()
+    cfg.set_main_option("script_location", str(MIGRATIONS))
+    cfg.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
+    return cfg
+
+
+def make_engine(url: str) -> Engine:
+    parsed = make_url(url)
+    if parsed.get_backend_name() == "sqlite":
+        if parsed.database and parsed.database != ":memory:":
+            Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
+
+        @event.listens_for(engine, "connect")
+        def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
+            cur = dbapi_conn.cursor()
+            cur.execute("PRAGMA journal_mode=WAL")  # readers (the API) do not block the engine's writes
+            cur.execute("PRAGMA synchronous=NORMAL")
+            cur.execute("PRAGMA foreign_keys=ON")
+            cur.close()
+
+        return engine
+    return create_engine(url, pool_pre_ping=True)
+
+
+class Store:
+    """SQLite by default, PostgreSQL by URL; ``migrate()`` brings the schema to the latest revision.
+
+    >>> st = Store("sqlite://")
+    >>> st.migrate()
+    >>> st.list_incidents()
+    []
+    """
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.engine = make_engine(url)
+        self._session = sessionmaker(self.engine, expire_on_commit=False)
+
+    def migrate(self) -> None:
+        with self.engine.begin() as conn:
+            cfg = alembic_config(self.url)
+            cfg.attributes["connection"] = conn
+            command.upgrade(cfg, "head")
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    @contextmanager
+    def session(self) -> Iterator[Session]:
+        with self._session.begin() as s:
+            yield s
+
+    # Writes by the dispatcher
+
+    def record(self, notes: Iterable[Notification], sinks: list[str]) -> int:
+        """Write incident states, findings, audit lines and outbox rows; returns outbox rows added."""
+        added = 0
+        now = time.time()
+        with self.session() as s:
+            for n in notes:
+                e = n.event
+                row = s.get(IncidentRow, e["incident_id"])
+                if row is None:
+                    row = IncidentRow(id=e["incident_id"], escalations=0)
+                    s.add(row)
+                row.site, row.hazard, row.level, row.state = e["site"], e["hazard"], e["level"], e["state"]
+                row.opened_at, row.updated_at, row.score = e["opened_at"], e["updated_at"], e["score"]
+                row.confidence, row.seq = e.get("confidence", "normal"), e.get("seq", 0)
+                row.route, row.plan = e.get("route", []), e.get("plan", {})
+                row.assigned_to = e.get("assigned_to")
+                row.silenced_by, row.inhibited_by = n.detail.get("silenced_by"), n.detail.get("inhibited_by")
+                if n.detail.get("tier"):
+                    row.tier = n.detail["tier"]
+                action = e.get("action", "")
+                if action == "acknowledged":
+                    row.acknowledged_by, row.acknowledged_at = e.get("actor"), n.at
+                elif action == "escalated":
+                    row.escalations = (row.escalations or 0) + 1
+                elif action == "resolved":
+                    row.resolved_at = e["updated_at"]
+                elif action in ("raised", "reopened"):
+                    row.acknowledged_by = e.get("acknowledged_by")
+                for f in e.get("findings", []):
+                    s.merge(
+                        FindingRow(
+                            incident_id=e["incident_id"], detector=f["detector"], device=f["device"], ts=f["ts"],
+                            level=f["level"], score=f["score"], evidence=f.get("evidence", {}),
+                        )
+                    )  # fmt: skip
+                s.add(
+                    AuditRow(
+                        incident_id=e["incident_id"], at=n.at, actor=e.get("actor") or "engine", action=action,
+                        detail={"level": e["level"], "state": e["state"], "seq": e.get("seq"), **n.detail},
+                    )
+                )  # fmt: skip
+                if n.notify:
+                    payload = orjson.dumps({**e, **{k: v for k, v in n.detail.items() if k in ("receivers", "tier")}})
+                    for sink in sinks:
+                        s.add(
+                            OutboxRow(
+                                sink=sink, incident_id=e["incident_id"], seq=e.get("seq", 0),
+                                event=payload.decode(), created_at=now, attempts=0, next_attempt_at=0.0,
+                                gave_up=False,
+                            )
+                        )  # fmt: skip
+                        added += 1
+        return added
+
+    # The outbox
+
+    def outbox_due(self, sink: str, limit: int = 100) -> list[OutboxItem]:
+        """The oldest undelivered events of one sink, in order."""
+        with self.session() as s:
+            rows = s.scalars(
+                select(OutboxRow)
+                .where(OutboxRow.sink == sink, OutboxRow.delivered_at.is_(None), OutboxRow.gave_up.is_(False))
+                .order_by(OutboxRow.id)
+                .limit(limit)
+            ).all()
+            return [
+                OutboxItem(r.id, r.sink, r.incident_id, r.seq, orjson.loads(r.event), r.attempts, r.next_attempt_at)
+                for r in rows
+            ]
+
+    def outbox_delivered(self, ids: list[int], at: float) -> None:
+        if not ids:
+            return
+        with self.session() as s:
+            s.execute(update(OutboxRow).where(OutboxRow.id.in_(ids)).values(delivered_at=at))
+
+    def outbox_failed(self, item_id: int, error: str, next_attempt_at: float, give_up: bool) -> None:
+        with self.session() as s:
+            s.execute(
+                update(OutboxRow)
+                .where(OutboxRow.id == item_id)
+                .values(
+                    attempts=OutboxRow.attempts + 1, last_error=error[:2000], next_attempt_at=next_attempt_at,
+                    gave_up=give_up,
+                )
+            )  # fmt: skip
+
+    def outbox_backlog(self) -> dict[str, int]:
+        with self.session() as s:
+            rows = s.execute(
+                select(OutboxRow.sink, func.count())
+                .where(OutboxRow.delivered_at.is_(None), OutboxRow.gave_up.is_(False))
+                .group_by(OutboxRow.sink)
+            ).all()
+            return {sink: int(n) for sink, n in rows}
+
+    # Reads by the API and the CLI
+
+    def list_incidents(
+        self,
+        state: str | None = None,
+        hazard: str | None = None,
+        site: str | None = None,
+        level: str | None = None,
+        open_only: bool = False,
+        limit: int = 100,
+    ) -> list[dict[str, Any]]:
+        q = select(IncidentRow)
+        if state:
+            q = q.where(IncidentRow.state == state)
+        if open_only:
+            q = q.where(IncidentRow.state != "resolved")
+        if hazard:
+            q = q.where(IncidentRow.hazard == hazard)
+        if site:
+            q = q.where(IncidentRow.site == site)
+        if level:
+            q = q.where(IncidentRow.level == level)
+        with self.session() as s:
+            rows = s.scalars(q.order_by(IncidentRow.opened_at.desc(), IncidentRow.id).limit(limit)).all()
+            return [incident_json(r) for r in rows]
+
+    def incident(self, incident_id: str) -> dict[str, Any] | None:
+        with self.session() as s:
+            row = s.get(IncidentRow, incident_id)
+            if row is None:
+                return None
+            out = incident_json(row)
+            findings = s.scalars(
+                select(FindingRow).where(FindingRow.incident_id == incident_id).order_by(FindingRow.ts)
+            ).all()
+            out["findings"] = [
+                {"detector": f.detector, "device": f.device, "ts": f.ts, "level": f.level, "score": f.score,
+                 "evidence": f.evidence}
+                for f in findings
+            ]  # fmt: skip
+            audit = s.scalars(select(AuditRow).where(AuditRow.incident_id == incident_id).order_by(AuditRow.id)).all()
+            out["audit"] = [{"at": a.at, "actor": a.actor, "action": a.action, "detail": a.detail} for a in audit]
+            return out
+
+    def deadline_counts(self) -> dict[str, Any]:
+        with self.session() as s:
+            return {
+                "open": s.scalar(select(func.count()).where(IncidentRow.state != "resolved")),
+                "total": s.scalar(select(func.count()).select_from(IncidentRow)),
+            }
+
+    # Silences
+
+    def add_silence(self, spec: dict[str, Any]) -> Silence:
+        spec = {**spec, "id": spec.get("id") or uuid.uuid4().hex[:12]}
+        silence = Silence.model_validate(spec)
+        with self.session() as s:
+            s.add(SilenceRow(id=silence.id, spec=silence.model_dump(), created_at=time.time()))
+        return silence
+
+    def expire_silence(self, silence_id: str, at: float) -> bool:
+        with self.session() as s:
+            row = s.get(SilenceRow, silence_id)
+            if row is None or row.expired_at is not None:
+                return False
+            row.expired_at = at
+            spec = dict(row.spec)
+            spec["ends_at"] = max(at, spec.get("starts_at", 0.0) + 1e-3)
+            row.spec = spec
+            return True
+
+    def silences(self, include_expired: bool = False) -> list[Silence]:
+        with self.session() as s:
+            q = select(SilenceRow).order_by(SilenceRow.created_at)
+            if not include_expired:
+                q = q.where(SilenceRow.expired_at.is_(None))
+            return [Silence.model_validate(r.spec) for r in s.scalars(q).all()]
+
+
+def incident_json(r: IncidentRow) -> dict[str, Any]:
+    return {
+        "incident_id": r.id, "site": r.site, "hazard": r.hazard, "level": r.level, "state": r.state,
+        "opened_at": r.opened_at, "updated_at": r.updated_at, "score": r.score, "confidence": r.confidence,
+        "seq": r.seq, "tier": r.tier, "escalations": r.escalations, "acknowledged_by": r.acknowledged_by,
+        "acknowledged_at": r.acknowledged_at, "assigned_to": r.assigned_to, "resolved_at": r.resolved_at,
+        "silenced_by": r.silenced_by, "inhibited_by": r.inhibited_by, "route": r.route, "plan": r.plan,
+    }  # fmt: skip
+
+
+def dumps(obj: Any) -> str:
+    return orjson.dumps(obj).decode()

@@ -1,0 +1,97 @@
+"""The store's tables. Change them only with a new Alembic revision in ``migrations/versions``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import JSON, Boolean, Float, ForeignKey, Index, Integer, String, Text
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class IncidentRow(Base):
+    """An incident as it stands now (the latest event), plus who acknowledged, assigned and resolved it."""
+
+    __tablename__ = "incidents"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    site: Mapped[str] = mapped_column(String(128), index=True)
+    hazard: Mapped[str] = mapped_column(String(64), index=True)
+    level: Mapped[str] = mapped_column(String(8))
+    state: Mapped[str] = mapped_column(String(16), index=True)
+    opened_at: Mapped[float] = mapped_column(Float, index=True)
+    updated_at: Mapped[float] = mapped_column(Float)
+    score: Mapped[float] = mapped_column(Float)
+    confidence: Mapped[str] = mapped_column(String(16), default="normal")
+    seq: Mapped[int] = mapped_column(Integer, default=0)
+    tier: Mapped[str | None] = mapped_column(String(160), nullable=True)
+    escalations: Mapped[int] = mapped_column(Integer, default=0)
+    acknowledged_by: Mapped[str | None] = mapped_column(String(128), nullable=True)
+    acknowledged_at: Mapped[float | None] = mapped_column(Float, nullable=True)
+    assigned_to: Mapped[str | None] = mapped_column(String(128), nullable=True)
+    resolved_at: Mapped[float | None] = mapped_column(Float, nullable=True)
+    silenced_by: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    inhibited_by: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    route: Mapped[list[str]] = mapped_column(JSON, default=list)
+    plan: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+
+
+class FindingRow(Base):
+    """Findings summarised per incident, detector and device: the latest one and how many there were."""
+
+    __tablename__ = "incident_findings"
+
+    incident_id: Mapped[str] = mapped_column(ForeignKey("incidents.id", ondelete="CASCADE"), primary_key=True)
+    detector: Mapped[str] = mapped_column(String(128), primary_key=True)
+    device: Mapped[str] = mapped_column(String(128), primary_key=True)
+    ts: Mapped[float] = mapped_column(Float)
+    level: Mapped[str] = mapped_column(String(8))
+    score: Mapped[float] = mapped_column(Float)
+    evidence: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+
+
+class AuditRow(Base):
+    """One line of an incident's audit trail: a state change, a notification, an escalation, an action."""
+
+    __tablename__ = "audit"
+    __table_args__ = (Index("ix_audit_incident", "incident_id", "id"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    incident_id: Mapped[str] = mapped_column(String(32))
+    at: Mapped[float] = mapped_column(Float)
+    actor: Mapped[str] = mapped_column(String(128))
+    action: Mapped[str] = mapped_column(String(32))
+    detail: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+
+
+class SilenceRow(Base):
+    """A silence created through the API (config silences live in the config)."""
+
+    __tablename__ = "silences"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    spec: Mapped[dict[str, Any]] = mapped_column(JSON)
+    created_at: Mapped[float] = mapped_column(Float)
+    expired_at: Mapped[float | None] = mapped_column(Float, nullable=True)
+
+
+class OutboxRow(Base):
+    """An event waiting for (or done with) delivery to one sink; delivered in id order per sink."""
+
+    __tablename__ = "outbox"
+    __table_args__ = (Index("ix_outbox_pending", "sink", "delivered_at", "id"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    sink: Mapped[str] = mapped_column(String(64))
+    incident_id: Mapped[str] = mapped_column(String(32))
+    seq: Mapped[int] = mapped_column(Integer)
+    event: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[float] = mapped_column(Float)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[float] = mapped_column(Float, default=0.0)
+    delivered_at: Mapped[float | None] = mapped_column(Float, nullable=True)
+    gave_up: Mapped[bool] = mapped_column(Boolean, default=False)
+    last_error: Mapped[str | None] = mapped_column(Text, nullable=True)
