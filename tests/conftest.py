@@ -2,19 +2,24 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import shutil
 import socket
 import subprocess
+import threading
 import time
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from engine.config.loader import parse_config
-from engine.config.models import EngineConfig
+from engine.config.models import EngineConfig, MqttConfig
 from engine.ingest.embedded_broker import free_port
+from engine.ingest.mqtt_client import MqttClient, broker_address
+from engine.runners.local import LocalRunner, RunSummary
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -104,3 +109,61 @@ def direct_events(rows, cfg: EngineConfig | None = None) -> list[dict]:
     for b in batches(rows, pipeline.devices, 10_000):
         events += pipeline.step(b)
     return events
+
+
+def publisher(url: str, protocol: str = "5") -> MqttClient:
+    client = MqttClient(
+        MqttConfig(url=url), client_id=f"devices-{time.time_ns()}", protocol=protocol, clean=True, track=True
+    )
+    client.start(*broker_address(url))
+    return client
+
+
+class RunnerThread:
+    """A LocalRunner in its own event loop on a thread, stopped like SIGTERM would."""
+
+    def __init__(self, cfg: EngineConfig) -> None:
+        self.runner = LocalRunner(cfg, measure_latency=False)
+        self.loop = asyncio.new_event_loop()
+        self.stop_event: asyncio.Event | None = None
+        self.summary: RunSummary | None = None
+        self.thread = threading.Thread(target=self._main, daemon=True)
+        self.thread.start()
+        assert wait_for(lambda: self.runner.client is not None and self.runner.client.connected.is_set(), 15)
+
+    def _main(self) -> None:
+        async def go() -> None:
+            self.stop_event = asyncio.Event()
+            self.summary = await self.runner.run(self.stop_event)
+
+        self.loop.run_until_complete(go())
+
+    def stop(self) -> None:
+        assert self.stop_event is not None
+        self.loop.call_soon_threadsafe(self.stop_event.set)
+        self.thread.join(20)
+        assert not self.thread.is_alive()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A fresh, empty store: a SQLite file, or a new database on the PostgreSQL at 127.0.0.1:5432."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'gridwatch.db'}"
+        return
+    import psycopg
+
+    admin = os.environ.get("GRIDWATCH_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
+    name = f"gridwatch_test_{uuid.uuid4().hex[:12]}"
+    try:
+        conn = psycopg.connect(admin, autocommit=True, connect_timeout=3)
+    except psycopg.OperationalError as exc:
+        pytest.skip(f"PostgreSQL not reachable at {admin} ({exc}); set GRIDWATCH_TEST_PG to test on it")
+    with conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    base = admin.rsplit("/", 1)[0].replace("postgresql://", "postgresql+psycopg://", 1)
+    try:
+        yield f"{base}/{name}"
+    finally:
+        with psycopg.connect(admin, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')

@@ -141,7 +141,7 @@ def incidents_router(store: Store, act: Act, tokens: list[ApiToken], now: Callab
 
     @api.get("/incidents", response_model=list[Incident])
     def list_incidents(
-        user: Annotated[ApiToken, viewer],
+        user: ApiToken = viewer,
         state: Annotated[str | None, Query(description="pending, firing, acknowledged, resolved, or open")] = None,
         hazard: str | None = None,
         site: str | None = None,
@@ -154,7 +154,7 @@ def incidents_router(store: Store, act: Act, tokens: list[ApiToken], now: Callab
         return store.list_incidents(state, hazard, site, level, limit=limit)
 
     @api.get("/incidents/{incident_id}", response_model=IncidentDetail, responses={404: {"description": "Unknown"}})
-    def show(incident_id: str, user: Annotated[ApiToken, viewer]) -> dict[str, Any]:
+    def show(incident_id: str, user: ApiToken = viewer) -> dict[str, Any]:
         """One incident with its findings and audit trail."""
         inc = store.incident(incident_id)
         if inc is None:
@@ -167,32 +167,32 @@ def incidents_router(store: Store, act: Act, tokens: list[ApiToken], now: Callab
     }
 
     @api.post("/incidents/{incident_id}/ack", response_model=ActionOut, responses=conflict)
-    async def acknowledge(incident_id: str, body: ActionIn, user: Annotated[ApiToken, operator]) -> ActionOut:
+    async def acknowledge(incident_id: str, body: ActionIn, user: ApiToken = operator) -> ActionOut:
         """Acknowledge a firing incident: escalation stops; everyone notified so far hears who took it."""
         return await run(incident_id, lambda d, t: d.acknowledge(incident_id, user.name, t, body.comment))
 
     @api.post("/incidents/{incident_id}/assign", response_model=ActionOut, responses=conflict)
-    async def assign(incident_id: str, body: AssignIn, user: Annotated[ApiToken, operator]) -> ActionOut:
+    async def assign(incident_id: str, body: AssignIn, user: ApiToken = operator) -> ActionOut:
         """Assign an open incident to a person or team."""
         return await run(incident_id, lambda d, t: d.assign(incident_id, body.to, user.name, t))
 
     @api.post("/incidents/{incident_id}/resolve", response_model=ActionOut, responses=conflict)
-    async def resolve(incident_id: str, body: ActionIn, user: Annotated[ApiToken, operator]) -> ActionOut:
+    async def resolve(incident_id: str, body: ActionIn, user: ApiToken = operator) -> ActionOut:
         """Resolve an open incident by hand."""
         return await run(incident_id, lambda d, t: d.resolve(incident_id, user.name, t, body.comment))
 
     @api.post("/incidents/{incident_id}/dispatch", response_model=ActionOut, responses=conflict)
-    async def dispatch(incident_id: str, user: Annotated[ApiToken, operator]) -> ActionOut:
+    async def dispatch(incident_id: str, user: ApiToken = operator) -> ActionOut:
         """One-key dispatch: send the incident with its response plan to every receiver of the plan."""
         return await run(incident_id, lambda d, t: d.dispatch(incident_id, user.name, t))
 
     @api.get("/silences", response_model=list[Silence])
-    def list_silences(user: Annotated[ApiToken, viewer], expired: bool = False) -> list[Silence]:
+    def list_silences(user: ApiToken = viewer, expired: bool = False) -> list[Silence]:
         """Silences created through the API (config silences are in the config)."""
         return store.silences(include_expired=expired)
 
     @api.post("/silences", response_model=Silence, status_code=201, responses={422: {"description": "Invalid"}})
-    async def create_silence(body: SilenceIn, user: Annotated[ApiToken, operator]) -> Silence:
+    async def create_silence(body: SilenceIn, user: ApiToken = operator) -> Silence:
         """Create a silence; matching incidents are still recorded, not notified."""
         spec = body.model_dump()
         spec["starts_at"] = spec["starts_at"] if spec["starts_at"] is not None else now()
@@ -205,7 +205,7 @@ def incidents_router(store: Store, act: Act, tokens: list[ApiToken], now: Callab
         return silence
 
     @api.delete("/silences/{silence_id}", status_code=204, responses={404: {"description": "Unknown"}})
-    async def expire_silence(silence_id: str, user: Annotated[ApiToken, operator]) -> None:
+    async def expire_silence(silence_id: str, user: ApiToken = operator) -> None:
         """Expire a silence now."""
         if not store.expire_silence(silence_id, now()):
             raise HTTPException(404, f"no active silence {silence_id}")

@@ -56,8 +56,8 @@ class Dispatcher:
     >>> events = tracker.apply([Finding("d", "landslide", "S1", "crack-1", 0.0, Level.ORANGE, 1.0)])
     >>> [(n.event["action"], n.detail["receivers"]) for n in desk.handle(events, now=0.0)]
     [('fired', ['town:t1'])]
-    >>> [(n.event["action"], n.detail["receivers"]) for n in desk.tick(now=600.0)]
-    [('escalated', ['district:d1'])]
+    >>> [(n.event["action"], n.detail["receivers"], n.at) for n in desk.tick(now=600.0)]
+    [('reminder', ['town:t1'], 300.0), ('escalated', ['district:d1'], 600.0)]
     >>> [(n.event["action"], n.detail["receivers"]) for n in desk.acknowledge(events[0]["incident_id"], "ops", 700.0)]
     [('acknowledged', ['town:t1', 'district:d1'])]
     """
@@ -87,7 +87,9 @@ class Dispatcher:
     # Events from the tracker
 
     def handle(self, events: list[dict[str, Any]], now: float) -> list[Notification]:
-        notes = [self._decide(e, now) for e in events]
+        """Decide on the tracker's events; each counts from its own time (data time), not the batch's end,
+        so deadlines do not depend on how the stream was batched."""
+        notes = [self._decide(e, min(now, e["updated_at"])) for e in events]
         self._record(notes)
         return notes
 
@@ -157,19 +159,23 @@ class Dispatcher:
                 continue
             rule = self.router.rule(inc.hazard, inc.level)
             route = self.router.route(inc.site)
-            if now >= esc.ack_due and esc.tier < len(TIERS) - 1:
-                esc.tier += 1
-                esc.ack_due, esc.remind_at = now + rule.ack_within_s, now + rule.repeat_s
-                metrics.ESCALATIONS.labels(inc.hazard).inc()
-                action = "escalated"
-            elif now >= esc.remind_at:
-                esc.remind_at = now + rule.repeat_s
-                action = "reminder"
-            else:
-                continue
-            event = self.tracker.event_of(iid, action)
-            notes.append(self._mute(Notification(event, now, True, {"receivers": [route[esc.tier]],
-                                                                     "tier": TIERS[esc.tier]})))  # fmt: skip
+            # Every deadline passed by ``now``, each at its own time (a long gap can hold several).
+            while True:
+                can_escalate = esc.tier < len(TIERS) - 1
+                at = min(esc.ack_due if can_escalate else float("inf"), esc.remind_at)
+                if at > now:
+                    break
+                if can_escalate and esc.ack_due <= esc.remind_at:
+                    esc.tier += 1
+                    esc.ack_due, esc.remind_at = at + rule.ack_within_s, at + rule.repeat_s
+                    metrics.ESCALATIONS.labels(inc.hazard).inc()
+                    action = "escalated"
+                else:
+                    esc.remind_at = at + rule.repeat_s
+                    action = "reminder"
+                event = self.tracker.event_of(iid, action)
+                detail = {"receivers": [route[esc.tier]], "tier": TIERS[esc.tier]}
+                notes.append(self._mute(Notification(event, at, True, detail)))
         self._record(notes)
         self._gauge_open()
         return notes

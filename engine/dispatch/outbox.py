@@ -72,10 +72,13 @@ class OutboxDelivery:
             waiter.cancel()
             stopper.cancel()
             self._kick.clear()
-        await self.drain(sink)
+        await self.drain(sink, final=True)
 
-    async def drain(self, sink: Sink) -> int:
-        """Send what is due for one sink, in order, until the queue is empty or an attempt fails."""
+    async def drain(self, sink: Sink, final: bool = False) -> int:
+        """Send what is due for one sink, in order, until the queue is empty or an attempt fails.
+
+        ``final`` (at shutdown) tries once more even where a retry is not yet due.
+        """
         sent = 0
         policy = self.policies.get(sink.name, RetryPolicy())
         while True:
@@ -85,7 +88,7 @@ class OutboxDelivery:
             delivered: list[int] = []
             failed = False
             for item in items:
-                if item.next_attempt_at > time.time():
+                if item.next_attempt_at > time.time() and not final:
                     failed = True  # backing off: later events wait behind this one
                     break
                 try:

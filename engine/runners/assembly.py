@@ -8,11 +8,11 @@ from typing import Any
 
 from detectors.base import registry
 from detectors.fusion import SiteFusion
-from engine.config.models import ConsoleSinkConfig, EngineConfig, LogSinkConfig, MqttSinkConfig
+from engine.config.models import ConsoleSinkConfig, EngineConfig, LogSinkConfig, MqttSinkConfig, WebhookSinkConfig
 from engine.core.devices import DeviceIndex
 from engine.core.pipeline import Pipeline
 from engine.dispatch.routing import Router
-from engine.dispatch.sinks import ConsoleSink, LogSink, MqttSink, Sink, SinkSet
+from engine.dispatch.sinks import ConsoleSink, LogSink, MqttSink, Sink, SinkSet, WebhookSink
 from engine.incidents.tracker import IncidentTracker
 
 
@@ -42,6 +42,8 @@ def build_sinks(
                 sinks.append(MqttSink(s, publish, cfg.mqtt.topic_prefix))
         elif isinstance(s, ConsoleSinkConfig):
             sinks.append(ConsoleSink(s))
+        elif isinstance(s, WebhookSinkConfig):
+            sinks.append(WebhookSink(s))
     sinks.extend(extra or [])
     return SinkSet(sinks)
 

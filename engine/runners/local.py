@@ -210,7 +210,9 @@ class LocalRunner:
         events = self.pipeline.step(batch)
         self.clock.observe(self.pipeline.watermark)
         if self.dispatcher is not None:
-            self.dispatcher.handle(events, self.clock.now())
+            now = self.clock.now()
+            self.dispatcher.handle(events, now)
+            self.dispatcher.tick(now)  # deadlines that the data's time has passed
         return events
 
     async def _process(self, intake: Intake, sinks: Any) -> None:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-import threading
 import time
 
 import orjson
@@ -12,9 +10,8 @@ import pytest
 from engine.config.models import ApiConfig, EngineConfig, LogSinkConfig, MqttConfig, MqttSinkConfig
 from engine.dispatch.dispatcher import DISPATCH_ACTIONS
 from engine.ingest.mqtt_client import MqttClient, broker_address
-from engine.runners.local import LocalRunner, RunSummary
 from simulators.publish import messages
-from tests.conftest import default_config, direct_events, wait_for
+from tests.conftest import RunnerThread, default_config, direct_events, publisher, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -49,40 +46,6 @@ class Listener:
 
     def stop(self) -> None:
         self.client.stop()
-
-
-def publisher(url: str, protocol: str = "5") -> MqttClient:
-    client = MqttClient(
-        MqttConfig(url=url), client_id=f"devices-{time.time_ns()}", protocol=protocol, clean=True, track=True
-    )
-    client.start(*broker_address(url))
-    return client
-
-
-class RunnerThread:
-    """A LocalRunner in its own event loop on a thread, stopped like SIGTERM would."""
-
-    def __init__(self, cfg: EngineConfig) -> None:
-        self.runner = LocalRunner(cfg, measure_latency=False)
-        self.loop = asyncio.new_event_loop()
-        self.stop_event: asyncio.Event | None = None
-        self.summary: RunSummary | None = None
-        self.thread = threading.Thread(target=self._main, daemon=True)
-        self.thread.start()
-        assert wait_for(lambda: self.runner.client is not None and self.runner.client.connected.is_set(), 15)
-
-    def _main(self) -> None:
-        async def go() -> None:
-            self.stop_event = asyncio.Event()
-            self.summary = await self.runner.run(self.stop_event)
-
-        self.loop.run_until_complete(go())
-
-    def stop(self) -> None:
-        assert self.stop_event is not None
-        self.loop.call_soon_threadsafe(self.stop_event.set)
-        self.thread.join(20)
-        assert not self.thread.is_alive()
 
 
 def read_log(path) -> list[dict]:
