@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import subprocess
+import sys
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -127,6 +129,19 @@ def test_landslide_incident_escalates_is_acknowledged_and_resolves(mosquitto, tm
         ack = httpx.post(f"{api}/incidents/{iid}/ack", json={"comment": "team on the way"}, headers=auth(OPERATOR))
         assert ack.status_code == 200, ack.text
         assert ack.json()["events"][0]["state"] == "acknowledged"
+        # One-key dispatch from the CLI: the incident and its plan to every receiver of the plan.
+        cli = [sys.executable, "-m", "engine.cli", "incidents"]
+        where = ["--url", f"http://127.0.0.1:{api_port}", "--token", OPERATOR]
+        out = subprocess.run([*cli, "dispatch", iid, *where], capture_output=True, text=True, timeout=60, check=False)
+        assert out.returncode == 0, out.stdout + out.stderr
+        assert f"{iid} dispatched: red acknowledged -> grid:grid-1, town:town-north-1" in out.stdout
+        listed_cli = subprocess.run(
+            [*cli, "list", "--state", "open", "--json", *where], capture_output=True, text=True, timeout=60, check=False
+        )
+        assert iid in {r["incident_id"] for r in orjson.loads(listed_cli.stdout)}
+        denied = subprocess.run([*cli, "resolve", iid, "--url", where[1], "--token", VIEWER], capture_output=True,
+                                text=True, timeout=60, check=False)  # fmt: skip
+        assert denied.returncode == 2 and "403" in denied.stdout
 
         # Phase 2: the rain is over, the slope slows down, the incident resolves.
         for _ts, topic, payload in messages(rest, "gw"):
@@ -153,6 +168,10 @@ def test_landslide_incident_escalates_is_acknowledged_and_resolves(mosquitto, tm
     escalated = next(e for e in events if e["action"] == "escalated")
     assert escalated["receivers"] == ["district:north"] and escalated["tier"] == "district"
     assert actions.index("escalated") < actions.index("acknowledged") < actions.index("resolved")
+    plan = events[actions.index("dispatched")]
+    assert plan["plan"]["title"] == "Evacuate" and plan["receivers"][:4] == [
+        "grid:grid-1", "town:town-north-1", "district:north", "city:Chongqing"
+    ]  # fmt: skip
     assert "escalated" not in actions[actions.index("acknowledged") :], "no escalation after acknowledgement"
     assert actions[-1] == "resolved" and events[-1]["state"] == "resolved"
     acked = events[actions.index("acknowledged")]
