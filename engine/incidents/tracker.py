@@ -247,10 +247,11 @@ class IncidentTracker:
 
     def _close(self, inc: Incident, at: float, by: str | None = None) -> None:
         del self.open[inc.key]
+        was_notified = inc.state != "pending"
         inc.state = "resolved"
         inc.updated_at = at
         inc.resolved_by = by
-        if self.policy.reopen_within_s > 0:
+        if self.policy.reopen_within_s > 0 and was_notified:  # one that never fired has nothing to re-open
             self._recent[inc.key] = inc
         else:
             self.by_id.pop(inc.incident_id, None)
@@ -351,6 +352,8 @@ class IncidentTracker:
 
     def assign(self, incident_id: str, to: str, by: str, at: float) -> list[dict[str, Any]]:
         inc = self._open_incident(incident_id)
+        if inc.state == "pending" and not self.policy.emit_pending:
+            raise IncidentError(f"incident {incident_id} is pending; it can be assigned once it fires")
         inc.assigned_to, inc.updated_at = to, max(at, inc.updated_at)
         return [self._event(inc, "assigned", by)]
 
