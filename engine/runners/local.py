@@ -179,10 +179,10 @@ class LocalRunner:
             await asyncio.sleep(batch_s)  # messages already in paho's buffers get decoded into the last batch
             await self._process(intake, sinks)
         finally:
+            delivery_stop.set()  # the last events go out (the MQTT sink still has its client) before we leave
+            await asyncio.gather(*background, return_exceptions=True)
             client.publish(status_topic, b"offline", qos=1, retain=True)
             await asyncio.to_thread(client.stop)
-            delivery_stop.set()
-            await asyncio.gather(*background, return_exceptions=True)
             sinks.close()
             self.store.close()
             if api is not None:

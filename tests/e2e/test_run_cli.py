@@ -39,6 +39,7 @@ def test_demo_scenario_through_gridwatch_run(mosquitto, tmp_path, storm_rows):
     cfg["mqtt"].update(url=mosquitto.url, client_id="gridwatch-e2e")
     cfg["api"] = {"enabled": True, "host": "127.0.0.1", "port": api_port}
     cfg["sinks"] = [{"type": "log", "path": str(log)}]
+    cfg["inhibit"] = []  # every event reaches the log, to compare with the core's own
     cfg["sites_file"] = str(ROOT / "config" / "sites" / "demo-sites.csv")
     cfg["devices_file"] = str(ROOT / "config" / "sites" / "demo-devices.csv")
     config = tmp_path / "gridwatch.yaml"

@@ -21,6 +21,7 @@ def engine_config(url: str, tmp_path, client_id: str, **mqtt) -> EngineConfig:
     return default_config(
         mqtt=m,
         data_dir=str(tmp_path),
+        inhibit=[],  # every event reaches the sinks, to compare with the core's own
         api=ApiConfig(enabled=False),
         sinks=[LogSinkConfig(path=str(tmp_path / "incidents.jsonl")), MqttSinkConfig()],
     )
@@ -78,6 +79,8 @@ def test_scenario_over_mosquitto_matches_direct_replay_and_dead_letters_bad_inpu
         log = tmp_path / "incidents.jsonl"
         assert wait_for(lambda: len(read_log(log)) >= len(expected), 60)
         assert wait_for(lambda: len([t for t, _ in listener.received if "deadletter" in t]) >= 3, 10)
+        n_alerts = len([e for e in expected if e["site"] == "S02" and e["hazard"] == "landslide"])
+        assert wait_for(lambda: len([t for t, _ in listener.received if "alerts/S02/landslide" in t]) >= n_alerts, 10)
     finally:
         pub.stop()
         engine.stop()
