@@ -244,6 +244,12 @@ class EngineConfig(Strict):
     data_dir: str = Field(
         "var/gridwatch", description="Where the engine keeps its files (relative to the working dir)."
     )
+    checkpoint_interval_s: float = Field(
+        60.0,
+        ge=0,
+        description="Write the detectors' state to `checkpoint.npz` in the data dir this often, and on stop "
+        "(0: only on stop); a restarted engine takes it up.",
+    )
     mqtt: MqttConfig = Field(default_factory=MqttConfig, description="MQTT connection.")
     ingest: IngestConfig = Field(default_factory=IngestConfig, description="Decoding, validation, batching.")
     sites: list[SiteConfig] = Field(default_factory=list, description="Sites and their devices.")

@@ -13,6 +13,7 @@ no data arrives), so a replay escalates as the live run did.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from dataclasses import dataclass
 from typing import Any
@@ -91,6 +92,14 @@ class Dispatcher:
         so deadlines do not depend on how the stream was batched."""
         notes = [self._decide(e, min(now, e["updated_at"])) for e in events]
         self._record(notes)
+        touched = self.tracker.take_touched()
+        if touched and self.store is not None:
+            self.store.touch(
+                [
+                    (inc.incident_id, inc.last_finding_at, [f.to_event() for f in inc.findings.values()])
+                    for inc in touched
+                ]
+            )
         return notes
 
     def _decide(self, e: dict[str, Any], now: float) -> Notification:
@@ -221,8 +230,18 @@ class Dispatcher:
         self._record(notes)
         return notes
 
+    def restore(self, stored: list[dict[str, Any]]) -> None:
+        """Escalation timers of the open incidents a previous engine left in the store."""
+        for s in stored:
+            if s.get("escalation"):
+                self._esc[s["incident_id"]] = Escalation(**s["escalation"])
+
     def _record(self, notes: list[Notification]) -> None:
         for n in notes:
+            resume = self.tracker.resume_state(n.event["incident_id"])
+            if resume is not None:
+                esc = self._esc.get(n.event["incident_id"])
+                n.resume = {**resume, "escalation": dataclasses.asdict(esc) if esc else None}
             metrics.NOTIFICATIONS.labels(n.event["action"], "sent" if n.notify else "muted").inc()
         if notes and self.store is not None:
             self.store.record(notes, self.sinks)

@@ -171,6 +171,7 @@ class IncidentTracker:
         # Deadlines in a lazy min-heap: (time, kind, key), kind "clear" (level may fall) sorts before "resolve".
         # Advancing the watermark costs O(log n) per deadline due, not a scan; stale entries are skipped.
         self._due: list[tuple[float, str, tuple[str, ...]]] = []
+        self._touched: set[str] = set()  # incidents with new findings since ``take_touched``
         self.set_policy(policy)
         self._route_of: Callable[[str], list[str]] = route_of or (lambda site: [])
         self._plan_of: Callable[[str, Level], dict[str, Any]] = plan_of or (lambda hazard, level: {})
@@ -325,6 +326,7 @@ class IncidentTracker:
                 inc.last_finding_at = f.ts
                 self._schedule(inc, "resolve")
         inc.findings[(f.detector, f.device)] = f
+        self._touched.add(inc.incident_id)
         if inc.state == "pending" and f.ts - inc.opened_at >= self.policy.for_s:
             inc.state = "firing"
             action = "reopened" if action == "reopened" else "fired"
@@ -332,6 +334,49 @@ class IncidentTracker:
             return []
         inc.updated_at = f.ts
         return [self._event(inc, action)]
+
+    def restore(self, stored: list[dict[str, Any]]) -> int:
+        """Take up open incidents a previous engine left in the store (``Store.open_incidents``)."""
+        restored = 0
+        for s in stored:
+            if not s.get("group_key") or s["state"] == "resolved":
+                continue
+            key = tuple(s["group_key"])
+            findings = {
+                (f["detector"], f["device"]): Finding(
+                    f["detector"], s["hazard"], s["site"], f["device"], f["ts"], Level.from_name(f["level"]),
+                    f["score"], f["evidence"],
+                )
+                for f in s["findings"]
+            }  # fmt: skip
+            level_seen: dict[Level, float] = {}
+            for f in findings.values():
+                level_seen[f.level] = max(level_seen.get(f.level, f.ts), f.ts)
+            inc = Incident(
+                incident_id=s["incident_id"], key=key, site=s["site"], hazard=s["hazard"], opened_at=s["opened_at"],
+                updated_at=s["updated_at"], last_finding_at=s.get("last_finding_at") or s["updated_at"],
+                level=Level.from_name(s["level"]), score=s["score"], state=s["state"], findings=findings,
+                level_seen=level_seen, seq=s["seq"], acknowledged_by=s.get("acknowledged_by"),
+                assigned_to=s.get("assigned_to"),
+            )  # fmt: skip
+            self.open[key] = inc
+            self.by_id[inc.incident_id] = inc
+            self._schedule(inc, "resolve")
+            self._schedule(inc, "clear")
+            restored += 1
+        return restored
+
+    def take_touched(self) -> list[Incident]:
+        """Open, notified incidents that got findings since the last call (for the store to keep up)."""
+        touched = [self.by_id[i] for i in self._touched if i in self.by_id]
+        self._touched.clear()
+        return [inc for inc in touched if inc.state in ("firing", "acknowledged")]
+
+    def resume_state(self, incident_id: str) -> dict[str, Any] | None:
+        inc = self.by_id.get(incident_id)
+        if inc is None:
+            return None
+        return {"group_key": list(inc.key), "last_finding_at": inc.last_finding_at}
 
     # Operator actions: ``at`` is the engine clock; they raise IncidentError when not allowed.
 

@@ -15,6 +15,7 @@ from engine import metrics
 from engine.api.incidents import incidents_router
 from engine.api.server import ApiServer, create_app
 from engine.config.models import EngineConfig, WebhookSinkConfig
+from engine.core.checkpoint import load_checkpoint, save_checkpoint
 from engine.core.clock import EngineClock
 from engine.dispatch.dispatcher import Dispatcher
 from engine.dispatch.outbox import OutboxDelivery, RetryPolicy
@@ -61,6 +62,7 @@ class LocalRunner:
         self.clock = EngineClock()
         self.store = Store(cfg.store_url())
         self.dispatcher: Dispatcher | None = None
+        self.checkpoint_path = Path(cfg.data_dir) / "checkpoint.npz"
         self.delivery: OutboxDelivery | None = None
         self.summary = RunSummary()
         self.ready = asyncio.Event()
@@ -71,6 +73,7 @@ class LocalRunner:
         self._on_events = on_events
         self._measure_latency = measure_latency
         self._full = asyncio.Event()
+        self._checkpointed = time.monotonic()
         self.client: MqttClient | None = None
 
     def health(self) -> dict[str, Any]:
@@ -104,6 +107,15 @@ class LocalRunner:
                     notes = await asyncio.to_thread(dispatcher.tick, self.clock.now())
                 if notes and self.delivery is not None:
                     self.delivery.kick()
+            every = self.cfg.checkpoint_interval_s
+            if every > 0 and time.monotonic() - self._checkpointed >= every:
+                await self.checkpoint()
+
+    async def checkpoint(self) -> None:
+        """Write the detectors' state between batches."""
+        async with self._step_lock:
+            await asyncio.to_thread(save_checkpoint, self.pipeline, self.checkpoint_path)
+        self._checkpointed = time.monotonic()
 
     async def run(self, stop: asyncio.Event) -> RunSummary:
         cfg = self.cfg
@@ -119,6 +131,14 @@ class LocalRunner:
         self.broker_port = port
         await asyncio.to_thread(self.store.migrate)
         self.dispatcher = Dispatcher(cfg, self.pipeline.tracker, self.store)
+        restored = load_checkpoint(self.pipeline, self.checkpoint_path)
+        if restored:
+            self.clock.observe(self.pipeline.watermark)
+            logger.info("detector state taken up from %s: %s", self.checkpoint_path, ", ".join(restored))
+        stored = await asyncio.to_thread(self.store.open_incidents)
+        if self.pipeline.tracker.restore(stored):
+            self.dispatcher.restore(stored)
+            logger.info("took up %d open incidents from the store", len(self.pipeline.tracker.open))
         api: ApiServer | None = None
         if cfg.api.enabled:
             incidents = incidents_router(self.store, self.act, cfg.api.tokens, self.clock.now)
@@ -178,6 +198,7 @@ class LocalRunner:
                     await self._process(intake, sinks)
             await asyncio.sleep(batch_s)  # messages already in paho's buffers get decoded into the last batch
             await self._process(intake, sinks)
+            await self.checkpoint()
         finally:
             delivery_stop.set()  # the last events go out (the MQTT sink still has its client) before we leave
             await asyncio.gather(*background, return_exceptions=True)

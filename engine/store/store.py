@@ -39,6 +39,7 @@ class Notification:
     at: float  # engine clock
     notify: bool  # false when silenced or inhibited: recorded, not sent
     detail: dict[str, Any]  # receivers, tier, silenced_by, inhibited_by, …
+    resume: dict[str, Any] | None = None  # group_key, last_finding_at, escalation: for a restarted engine
 
 
 @dataclass
@@ -127,6 +128,10 @@ class Store:
                 row.silenced_by, row.inhibited_by = n.detail.get("silenced_by"), n.detail.get("inhibited_by")
                 if n.detail.get("tier"):
                     row.tier = n.detail["tier"]
+                if n.resume is not None:
+                    row.group_key = n.resume["group_key"]
+                    row.last_finding_at = n.resume["last_finding_at"]
+                    row.escalation = n.resume["escalation"]
                 action = e.get("action", "")
                 if action == "acknowledged":
                     row.acknowledged_by, row.acknowledged_at = e.get("actor"), n.at
@@ -161,6 +166,22 @@ class Store:
                         )  # fmt: skip
                         added += 1
         return added
+
+    def touch(self, updates: list[tuple[str, float, list[dict[str, Any]]]]) -> None:
+        """New findings on open incidents that caused no event: keep the store as current as the engine."""
+        with self.session() as s:
+            for incident_id, last_finding_at, findings in updates:
+                row = s.get(IncidentRow, incident_id)
+                if row is None:
+                    continue  # never notified: nothing to keep
+                row.last_finding_at = last_finding_at
+                for f in findings:
+                    s.merge(
+                        FindingRow(
+                            incident_id=incident_id, detector=f["detector"], device=f["device"], ts=f["ts"],
+                            level=f["level"], score=f["score"], evidence=f.get("evidence", {}),
+                        )
+                    )  # fmt: skip
 
     # The outbox
 
@@ -248,12 +269,22 @@ class Store:
             out["audit"] = [{"at": a.at, "actor": a.actor, "action": a.action, "detail": a.detail} for a in audit]
             return out
 
-    def deadline_counts(self) -> dict[str, Any]:
+    def open_incidents(self) -> list[dict[str, Any]]:
+        """Open incidents with their findings and restart state, for an engine taking up where one stopped."""
         with self.session() as s:
-            return {
-                "open": s.scalar(select(func.count()).where(IncidentRow.state != "resolved")),
-                "total": s.scalar(select(func.count()).select_from(IncidentRow)),
-            }
+            rows = s.scalars(select(IncidentRow).where(IncidentRow.state != "resolved").order_by(IncidentRow.id)).all()
+            out = []
+            for r in rows:
+                inc = incident_json(r)
+                inc.update(group_key=r.group_key, last_finding_at=r.last_finding_at, escalation=r.escalation)
+                found = s.scalars(select(FindingRow).where(FindingRow.incident_id == r.id)).all()
+                inc["findings"] = [
+                    {"detector": f.detector, "device": f.device, "ts": f.ts, "level": f.level, "score": f.score,
+                     "evidence": f.evidence}
+                    for f in found
+                ]  # fmt: skip
+                out.append(inc)
+            return out
 
     # Silences
 
@@ -291,7 +322,3 @@ def incident_json(r: IncidentRow) -> dict[str, Any]:
         "acknowledged_at": r.acknowledged_at, "assigned_to": r.assigned_to, "resolved_at": r.resolved_at,
         "silenced_by": r.silenced_by, "inhibited_by": r.inhibited_by, "route": r.route, "plan": r.plan,
     }  # fmt: skip
-
-
-def dumps(obj: Any) -> str:
-    return orjson.dumps(obj).decode()

@@ -37,6 +37,10 @@ class IncidentRow(Base):
     inhibited_by: Mapped[str | None] = mapped_column(String(200), nullable=True)
     route: Mapped[list[str]] = mapped_column(JSON, default=list)
     plan: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    # What a restarted engine needs to take an open incident up where it was (revision 0002).
+    group_key: Mapped[list[str] | None] = mapped_column(JSON, nullable=True)
+    last_finding_at: Mapped[float | None] = mapped_column(Float, nullable=True)
+    escalation: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
 
 
 class FindingRow(Base):

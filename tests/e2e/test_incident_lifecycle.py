@@ -3,8 +3,8 @@
 A simulated storm over a rain-driven creeping slope (scenario ``storm-surge``) is published over
 Mosquitto to a running engine. One landslide incident must rise to red, be routed to the site's town
 centre, escalate to the district when nobody acknowledges it, be acknowledged through the HTTP API, and
-resolve after the rain; a webhook receiver that is down for the first part of the run must still get
-every event of the incident exactly once, in order, signed.
+resolve after the rain, across a restart of the engine; a webhook receiver that is down for the first
+part of the run must still get every event of the incident exactly once, in order, signed.
 """
 
 from __future__ import annotations
@@ -142,6 +142,12 @@ def test_landslide_incident_escalates_is_acknowledged_and_resolves(mosquitto, tm
         denied = subprocess.run([*cli, "resolve", iid, "--url", where[1], "--token", VIEWER], capture_output=True,
                                 text=True, timeout=60, check=False)  # fmt: skip
         assert denied.returncode == 2 and "403" in denied.stdout
+
+        # The engine restarts between the phases: it takes the open incident up from the store.
+        engine.stop()
+        engine = RunnerThread(cfg)
+        resumed = engine.runner.pipeline.tracker.get(iid)
+        assert resumed is not None and (resumed.state, resumed.level.label) == ("acknowledged", "red")
 
         # Phase 2: the rain is over, the slope slows down, the incident resolves.
         for _ts, topic, payload in messages(rest, "gw"):

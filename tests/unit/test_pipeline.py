@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from engine.core.checkpoint import load_checkpoint, save_checkpoint
 from engine.ingest.replay_file import batches, read_rows, write_rows
 from engine.runners.assembly import build_pipeline
 from tests.conftest import default_config
@@ -72,3 +73,26 @@ def test_a_screen_listed_last_still_runs_first_with_its_own_state(storm_rows, re
     for b in batches(storm_rows, pipeline.devices, 10_000):
         events += pipeline.step(b)
     assert events == reference_events
+
+
+def test_checkpoint_restores_detector_state_into_a_new_engine(storm_rows, reference_events, tmp_path):
+    """Stop half way, checkpoint, start a new pipeline from the checkpoint: the same events as one run."""
+    half = len(storm_rows) // 2
+    first = build_pipeline(default_config())
+    events = []
+    for b in batches(storm_rows[:half], first.devices, 10_000):
+        events += first.step(b)
+    save_checkpoint(first, tmp_path / "checkpoint.npz")
+    second = build_pipeline(default_config())
+    assert load_checkpoint(second, tmp_path / "checkpoint.npz") == [d.name for d in second.detectors]
+    second.tracker = first.tracker  # the incidents come back from the store (tests/e2e/test_incident_lifecycle)
+    second.fusion = first.fusion
+    for b in batches(storm_rows[half:], second.devices, 10_000):
+        events += second.step(b)
+    assert events == reference_events
+    # a changed detector config starts that detector afresh and keeps the others
+    changed = default_config()
+    changed.detectors[1] = changed.detectors[1].model_copy(update={"awi_gate": None})
+    third = build_pipeline(changed)
+    restored = load_checkpoint(third, tmp_path / "checkpoint.npz")
+    assert changed.detectors[1].name not in restored and len(restored) == len(third.detectors) - 1
