@@ -154,6 +154,17 @@ def test_landslide_incident_escalates_is_acknowledged_and_resolves(mosquitto, tm
             pub.publish(topic, payload, qos=1)
         assert pub.flush()
         assert wait_for(lambda: any(e["action"] == "resolved" for e in receiver.landslide()), 60)
+        metrics = httpx.get(f"http://127.0.0.1:{api_port}/metrics").text
+        assert wait_for(lambda: 'gridwatch_outbox_backlog{sink="webhook"} 0.0' in httpx.get(
+            f"http://127.0.0.1:{api_port}/metrics").text, 10)  # fmt: skip
+        for name in (
+            'gridwatch_escalations_total{hazard="landslide"}',
+            'gridwatch_time_to_acknowledge_seconds_count{hazard="landslide"}',
+            'gridwatch_deadline_completion_ratio{stage="resolve"}',
+            'gridwatch_notifications_total{action="escalated",outcome="sent"}',
+            'gridwatch_open_incidents{hazard="landslide",level="red"}',
+        ):
+            assert name in metrics, name
     finally:
         pub.stop()
         engine.stop()
