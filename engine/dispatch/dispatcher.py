@@ -94,12 +94,7 @@ class Dispatcher:
         self._record(notes)
         touched = self.tracker.take_touched()
         if touched and self.store is not None:
-            self.store.touch(
-                [
-                    (inc.incident_id, inc.last_finding_at, [f.to_event() for f in inc.findings.values()])
-                    for inc in touched
-                ]
-            )
+            self.store.touch([(inc.incident_id, inc.last_finding_at) for inc in touched])
         return notes
 
     def _decide(self, e: dict[str, Any], now: float) -> Notification:
@@ -137,12 +132,14 @@ class Dispatcher:
         e = note.event
         devices = {f["device"] for f in e["findings"]}
         silence = silenced_by(self.silences, note.at, e["site"], e["hazard"], devices, e["level"])
-        others = [
-            (inc.site, inc.hazard, inc.level.label)
-            for inc in self.tracker.open.values()
-            if inc.incident_id != e["incident_id"] and inc.state != "pending"
-        ]
-        inhibitor = inhibited_by(self.cfg.inhibit, (e["site"], e["hazard"], e["level"]), others)
+        inhibitor = None
+        if self.cfg.inhibit and any(r.target_hazard == e["hazard"] for r in self.cfg.inhibit):
+            others = [
+                (inc.site, inc.hazard, inc.level.label)
+                for inc in self.tracker.open.values()
+                if inc.incident_id != e["incident_id"] and inc.state != "pending"
+            ]
+            inhibitor = inhibited_by(self.cfg.inhibit, (e["site"], e["hazard"], e["level"]), others)
         if silence or inhibitor:
             note.notify = False
             note.detail.update(silenced_by=silence, inhibited_by=inhibitor)

@@ -19,7 +19,8 @@ from typing import Any
 import orjson
 from alembic import command
 from alembic.config import Config as AlembicConfig
-from sqlalchemy import Engine, create_engine, event, func, select, update
+from sqlalchemy import Engine, bindparam, create_engine, event, func, insert, select, update
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -110,78 +111,98 @@ class Store:
     # Writes by the dispatcher
 
     def record(self, notes: Iterable[Notification], sinks: list[str]) -> int:
-        """Write incident states, findings, audit lines and outbox rows; returns outbox rows added."""
-        added = 0
+        """Write incident states, findings, audit lines and outbox rows in one transaction; returns the
+        outbox rows added. Rows are loaded in one query and written in bulk (executemany, upserts)."""
+        notes = list(notes)
+        if not notes:
+            return 0
         now = time.time()
-        with self.session() as s:
+        findings: dict[tuple[str, str, str], dict[str, Any]] = {}
+        audit: list[dict[str, Any]] = []
+        outbox: list[dict[str, Any]] = []
+        with self.session() as s, s.no_autoflush:
+            ids = {n.event["incident_id"] for n in notes}
+            rows = {r.id: r for r in s.scalars(select(IncidentRow).where(IncidentRow.id.in_(ids)))}
             for n in notes:
                 e = n.event
-                row = s.get(IncidentRow, e["incident_id"])
+                iid = e["incident_id"]
+                row = rows.get(iid)
                 if row is None:
-                    row = IncidentRow(id=e["incident_id"], escalations=0)
+                    row = rows[iid] = IncidentRow(id=iid, escalations=0)
                     s.add(row)
-                row.site, row.hazard, row.level, row.state = e["site"], e["hazard"], e["level"], e["state"]
-                row.opened_at, row.updated_at, row.score = e["opened_at"], e["updated_at"], e["score"]
-                row.confidence, row.seq = e.get("confidence", "normal"), e.get("seq", 0)
-                row.route, row.plan = e.get("route", []), e.get("plan", {})
-                row.assigned_to = e.get("assigned_to")
-                row.silenced_by, row.inhibited_by = n.detail.get("silenced_by"), n.detail.get("inhibited_by")
-                if n.detail.get("tier"):
-                    row.tier = n.detail["tier"]
-                if n.resume is not None:
-                    row.group_key = n.resume["group_key"]
-                    row.last_finding_at = n.resume["last_finding_at"]
-                    row.escalation = n.resume["escalation"]
-                action = e.get("action", "")
-                if action == "acknowledged":
-                    row.acknowledged_by, row.acknowledged_at = e.get("actor"), n.at
-                elif action == "escalated":
-                    row.escalations = (row.escalations or 0) + 1
-                elif action == "resolved":
-                    row.resolved_at = e["updated_at"]
-                elif action in ("raised", "reopened"):
-                    row.acknowledged_by = e.get("acknowledged_by")
+                self._apply(row, n)
                 for f in e.get("findings", []):
-                    s.merge(
-                        FindingRow(
-                            incident_id=e["incident_id"], detector=f["detector"], device=f["device"], ts=f["ts"],
-                            level=f["level"], score=f["score"], evidence=f.get("evidence", {}),
-                        )
-                    )  # fmt: skip
-                s.add(
-                    AuditRow(
-                        incident_id=e["incident_id"], at=n.at, actor=e.get("actor") or "engine", action=action,
-                        detail={"level": e["level"], "state": e["state"], "seq": e.get("seq"), **n.detail},
-                    )
+                    findings[(iid, f["detector"], f["device"])] = {
+                        "incident_id": iid, "detector": f["detector"], "device": f["device"], "ts": f["ts"],
+                        "level": f["level"], "score": f["score"], "evidence": f.get("evidence", {}),
+                    }  # fmt: skip
+                audit.append(
+                    {"incident_id": iid, "at": n.at, "actor": e.get("actor") or "engine", "action": e.get("action", ""),
+                     "detail": {"level": e["level"], "state": e["state"], "seq": e.get("seq"), **n.detail}}
                 )  # fmt: skip
                 if n.notify:
                     payload = orjson.dumps({**e, **{k: v for k, v in n.detail.items() if k in ("receivers", "tier")}})
-                    for sink in sinks:
-                        s.add(
-                            OutboxRow(
-                                sink=sink, incident_id=e["incident_id"], seq=e.get("seq", 0),
-                                event=payload.decode(), created_at=now, attempts=0, next_attempt_at=0.0,
-                                gave_up=False,
-                            )
-                        )  # fmt: skip
-                        added += 1
-        return added
-
-    def touch(self, updates: list[tuple[str, float, list[dict[str, Any]]]]) -> None:
-        """New findings on open incidents that caused no event: keep the store as current as the engine."""
-        with self.session() as s:
-            for incident_id, last_finding_at, findings in updates:
-                row = s.get(IncidentRow, incident_id)
-                if row is None:
-                    continue  # never notified: nothing to keep
-                row.last_finding_at = last_finding_at
-                for f in findings:
-                    s.merge(
-                        FindingRow(
-                            incident_id=incident_id, detector=f["detector"], device=f["device"], ts=f["ts"],
-                            level=f["level"], score=f["score"], evidence=f.get("evidence", {}),
-                        )
+                    outbox.extend(
+                        {"sink": sink, "incident_id": iid, "seq": e.get("seq", 0), "event": payload.decode(),
+                         "created_at": now, "attempts": 0, "next_attempt_at": 0.0, "gave_up": False}
+                        for sink in sinks
                     )  # fmt: skip
+            s.flush()  # incidents first: findings refer to them
+            if findings:
+                table = FindingRow.__table__
+                stmt = self._upsert(table)
+                s.execute(
+                    stmt.on_conflict_do_update(
+                        index_elements=["incident_id", "detector", "device"],
+                        set_={c: stmt.excluded[c] for c in ("ts", "level", "score", "evidence")},
+                    ),
+                    list(findings.values()),
+                )
+            s.execute(insert(AuditRow), audit)
+            if outbox:
+                s.execute(insert(OutboxRow), outbox)
+        return len(outbox)
+
+    def _upsert(self, table: Any) -> Any:
+        if self.engine.dialect.name == "postgresql":
+            return postgresql.insert(table)
+        return sqlite.insert(table)
+
+    @staticmethod
+    def _apply(row: IncidentRow, n: Notification) -> None:
+        e = n.event
+        row.site, row.hazard, row.level, row.state = e["site"], e["hazard"], e["level"], e["state"]
+        row.opened_at, row.updated_at, row.score = e["opened_at"], e["updated_at"], e["score"]
+        row.confidence, row.seq = e.get("confidence", "normal"), e.get("seq", 0)
+        row.route, row.plan = e.get("route", []), e.get("plan", {})
+        row.assigned_to = e.get("assigned_to")
+        row.silenced_by, row.inhibited_by = n.detail.get("silenced_by"), n.detail.get("inhibited_by")
+        if n.detail.get("tier"):
+            row.tier = n.detail["tier"]
+        if n.resume is not None:
+            row.group_key = n.resume["group_key"]
+            row.last_finding_at = n.resume["last_finding_at"]
+            row.escalation = n.resume["escalation"]
+        action = e.get("action", "")
+        if action == "acknowledged":
+            row.acknowledged_by, row.acknowledged_at = e.get("actor"), n.at
+        elif action == "escalated":
+            row.escalations = (row.escalations or 0) + 1
+        elif action == "resolved":
+            row.resolved_at = e["updated_at"]
+        elif action in ("raised", "reopened"):
+            row.acknowledged_by = e.get("acknowledged_by")
+
+    def touch(self, updates: list[tuple[str, float]]) -> None:
+        """Open incidents that got findings but no event: keep their last finding time current (one
+        executemany), so that a restarted engine does not resolve them early."""
+        with self.engine.begin() as conn:
+            conn.execute(
+                update(IncidentRow.__table__)  # type: ignore[arg-type]
+                .where(IncidentRow.__table__.c.id == bindparam("iid"))
+                .values(last_finding_at=bindparam("last")),
+                [{"iid": i, "last": t} for i, t in updates],
+            )
 
     # The outbox
 
