@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed-stamp
 PYTEST_ARGS ?=
 DEMO_ARGS ?=
 
-.PHONY: demo test lint typecheck bench schema mosquitto clean
+.PHONY: demo test lint typecheck bench schema mosquitto chromium clean
 
 $(STAMP): pyproject.toml constraints.txt
 	@test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -28,7 +28,15 @@ lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/mypy
 
-test: $(STAMP) mosquitto lint
+# The operator page's browser tests drive Debian's chromium; install it when missing and we can.
+chromium:
+	@command -v chromium >/dev/null 2>&1 || test -x /usr/bin/chromium || { \
+	  echo "installing chromium (Debian package) for the operator page's browser tests"; \
+	  if [ "$$(id -u)" = 0 ]; then apt-get install -y -qq chromium >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq chromium; }; \
+	  elif command -v sudo >/dev/null 2>&1; then sudo -n apt-get install -y -qq chromium; fi; \
+	} || echo "chromium could not be installed: the operator page's browser tests will be skipped"
+
+test: $(STAMP) mosquitto chromium lint
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
 
 bench: $(STAMP)
@@ -40,4 +48,4 @@ schema: $(STAMP)
 	$(BIN)/gridwatch check-config --reference > config/README.md
 
 clean:
-	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) var test-artifacts .pytest_cache .mypy_cache .ruff_cache

@@ -96,8 +96,9 @@ class SilenceIn(BaseModel):
     hazard: str | None = None
     device: str | None = None
     level: Literal["blue", "yellow", "orange", "red"] | None = None
-    starts_at: float | None = Field(None, description="Epoch seconds; default now.")
+    starts_at: float | None = Field(None, description="Epoch seconds; default now (the engine clock).")
     ends_at: float | None = None
+    for_s: float | None = Field(None, gt=0, description="Instead of `ends_at`: active this long from `starts_at`.")
     cron: str | None = None
     duration_s: float | None = None
     timezone: str = "UTC"
@@ -107,17 +108,22 @@ class SilenceIn(BaseModel):
 bearer = HTTPBearer(auto_error=False, description="A token from the config's `api.tokens`.")
 
 
+def find_token(tokens: list[ApiToken], presented: str | None, role: str) -> ApiToken:
+    """The configured token ``presented`` is, if it grants ``role``; else 401 or 403."""
+    if not presented:
+        raise HTTPException(401, "send Authorization: Bearer <token> (tokens are set in api.tokens)")
+    for t in tokens:
+        if hmac.compare_digest(t.token.encode(), presented.encode()):
+            if ROLE_RANK[t.role] < ROLE_RANK[role]:
+                raise HTTPException(403, f"token {t.name!r} is a {t.role}; this needs an {role}")
+            return t
+    raise HTTPException(401, "unknown token")
+
+
 def token_auth(tokens: list[ApiToken]) -> Callable[[str], Any]:
     def require(role: str) -> Any:
         def check(creds: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]) -> ApiToken:
-            if creds is None:
-                raise HTTPException(401, "send Authorization: Bearer <token> (tokens are set in api.tokens)")
-            for t in tokens:
-                if hmac.compare_digest(t.token.encode(), creds.credentials.encode()):
-                    if ROLE_RANK[t.role] < ROLE_RANK[role]:
-                        raise HTTPException(403, f"token {t.name!r} is a {t.role}; this needs an {role}")
-                    return t
-            raise HTTPException(401, "unknown token")
+            return find_token(tokens, creds.credentials if creds else None, role)
 
         return Depends(check)
 
@@ -196,6 +202,9 @@ def incidents_router(store: Store, act: Act, tokens: list[ApiToken], now: Callab
         """Create a silence; matching incidents are still recorded, not notified."""
         spec = body.model_dump()
         spec["starts_at"] = spec["starts_at"] if spec["starts_at"] is not None else now()
+        for_s = spec.pop("for_s")
+        if for_s is not None:
+            spec["ends_at"] = spec["starts_at"] + for_s
         try:
             Silence.model_validate({**spec, "id": "check", "created_by": user.name})
         except ValueError as exc:

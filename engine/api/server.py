@@ -55,7 +55,9 @@ class ApiServer:
         self.host = host
         self.port = port or free_port(host)
         self._server = uvicorn.Server(
-            uvicorn.Config(app, host=host, port=self.port, log_level="warning", lifespan="off")
+            uvicorn.Config(
+                app, host=host, port=self.port, log_level="warning", lifespan="off", timeout_graceful_shutdown=3
+            )
         )
         self._task: asyncio.Task[None] | None = None
 

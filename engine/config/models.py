@@ -224,6 +224,13 @@ class ApiConfig(Strict):
     tokens: list[ApiToken] = Field(
         default_factory=list, description="Bearer tokens; without any, the incidents API answers 401 to everyone."
     )
+    history_points: int = Field(
+        432,
+        ge=0,
+        le=10_000,
+        description="Readings kept per device and metric for the operator page's charts (432: 72 h at 10 min; "
+        "12 bytes each; 0 keeps none).",
+    )
 
 
 def _default_sinks() -> list[SinkConfig]:

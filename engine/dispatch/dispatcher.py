@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -69,6 +70,7 @@ class Dispatcher:
         self._esc: dict[str, Escalation] = {}
         self._deadlines: dict[str, list[int]] = {"ack": [0, 0], "resolve": [0, 0]}  # met, total
         self.api_silences: list[Silence] = store.silences() if store is not None else []
+        self.on_notes: Callable[[list[dict[str, Any]]], None] | None = None  # e.g. the operator page's stream
         self.set_config(cfg)
 
     def set_config(self, cfg: EngineConfig) -> None:
@@ -242,3 +244,5 @@ class Dispatcher:
             metrics.NOTIFICATIONS.labels(n.event["action"], "sent" if n.notify else "muted").inc()
         if notes and self.store is not None:
             self.store.record(notes, self.sinks)
+        if notes and self.on_notes is not None:
+            self.on_notes([{**n.event, **n.detail, "notified": n.notify} for n in notes])

@@ -13,10 +13,13 @@ from typing import Any
 
 from engine import metrics
 from engine.api.incidents import incidents_router
+from engine.api.live import EventHub
+from engine.api.operator import mount_static, operator_router
 from engine.api.server import ApiServer, create_app
 from engine.config.models import EngineConfig, WebhookSinkConfig
 from engine.core.checkpoint import load_checkpoint, save_checkpoint
 from engine.core.clock import EngineClock
+from engine.core.history import ReadingHistory
 from engine.dispatch.dispatcher import Dispatcher
 from engine.dispatch.outbox import OutboxDelivery, RetryPolicy
 from engine.dispatch.sinks import Sink
@@ -63,6 +66,8 @@ class LocalRunner:
         self.store = Store(cfg.store_url())
         self.dispatcher: Dispatcher | None = None
         self.checkpoint_path = Path(cfg.data_dir) / "checkpoint.npz"
+        self.history = ReadingHistory(cfg.api.history_points)
+        self.hub = EventHub()
         self.delivery: OutboxDelivery | None = None
         self.summary = RunSummary()
         self.ready = asyncio.Event()
@@ -131,6 +136,8 @@ class LocalRunner:
         self.broker_port = port
         await asyncio.to_thread(self.store.migrate)
         self.dispatcher = Dispatcher(cfg, self.pipeline.tracker, self.store)
+        self.hub.attach(loop)
+        self.dispatcher.on_notes = self.hub.publish
         restored = load_checkpoint(self.pipeline, self.checkpoint_path)
         if restored:
             self.clock.observe(self.pipeline.watermark)
@@ -142,7 +149,12 @@ class LocalRunner:
         api: ApiServer | None = None
         if cfg.api.enabled:
             incidents = incidents_router(self.store, self.act, cfg.api.tokens, self.clock.now)
-            api = ApiServer(create_app(self.health, self.reload, (incidents,)), cfg.api.host, cfg.api.port)
+            page = operator_router(
+                self.store, lambda: self.cfg, self.pipeline.devices, self.history, self.hub, cfg.api.tokens
+            )
+            app = create_app(self.health, self.reload, (incidents, page))
+            mount_static(app)
+            api = ApiServer(app, cfg.api.host, cfg.api.port)
             await api.start()
             self.api_url = api.url
         prefix = cfg.mqtt.topic_prefix
@@ -206,6 +218,7 @@ class LocalRunner:
             await asyncio.to_thread(client.stop)
             sinks.close()
             self.store.close()
+            self.hub.close()
             if api is not None:
                 await api.stop()
             if broker is not None:
@@ -228,6 +241,7 @@ class LocalRunner:
 
     def _step(self, batch: Any) -> list[dict[str, Any]]:
         """One batch through the core, then dispatch of the events it caused (one thread, under the lock)."""
+        self.history.add(batch)
         events = self.pipeline.step(batch)
         self.clock.observe(self.pipeline.watermark)
         if self.dispatcher is not None:

@@ -1,0 +1,93 @@
+"""The operator page: its static files, the site map's data, device charts and the live event stream."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from fastapi import APIRouter, HTTPException, Query, Request
+from fastapi.responses import RedirectResponse, StreamingResponse
+from fastapi.staticfiles import StaticFiles
+
+from engine.api.charts import device_chart
+from engine.api.incidents import find_token, token_auth
+from engine.api.live import EventHub
+from engine.config.models import ApiToken, EngineConfig
+from engine.core.devices import DeviceIndex
+from engine.core.history import ReadingHistory
+from engine.core.levels import Level
+from engine.store.store import Store
+
+STATIC = Path(__file__).parent / "static"
+
+
+def operator_router(
+    store: Store,
+    config: Callable[[], EngineConfig],
+    devices: DeviceIndex,
+    history: ReadingHistory,
+    hub: EventHub,
+    tokens: list[ApiToken],
+) -> APIRouter:
+    viewer = token_auth(tokens)("viewer")
+    api = APIRouter(tags=["operator page"])
+
+    @api.get("/", include_in_schema=False)
+    def index() -> RedirectResponse:
+        return RedirectResponse("/ui/")
+
+    @api.get("/api/sites")
+    def sites(user: ApiToken = viewer) -> list[dict[str, Any]]:
+        """Sites with coordinates, hierarchy and devices, and the worst level of their open incidents."""
+        worst: dict[str, tuple[Level, int]] = {}
+        for inc in store.list_incidents(open_only=True, limit=100_000):
+            level, n = worst.get(inc["site"], (Level.NONE, 0))
+            worst[inc["site"]] = (max(level, Level.from_name(inc["level"])), n + 1)
+        out = []
+        for s in config().sites:
+            level, n = worst.get(s.id, (Level.NONE, 0))
+            out.append(
+                {
+                    "id": s.id, "name": s.name or s.id, "lat": s.lat, "lon": s.lon, "grid": s.grid, "town": s.town,
+                    "district": s.district, "worst": level.label if level else None, "open": n,
+                    "devices": [{"id": d.id, "kind": d.kind, "metrics": d.metrics} for d in s.devices],
+                }
+            )  # fmt: skip
+        return out
+
+    @api.get("/api/sites/{site}/devices/{device}/chart")
+    def chart(site: str, device: str, metric: str | None = None, user: ApiToken = viewer) -> dict[str, Any]:
+        """The device's recent readings of one metric with the thresholds its detectors apply."""
+        slot = devices.find(site, device)
+        if slot is None:
+            raise HTTPException(404, f"no readings from {site}/{device}")
+        metrics = history.metrics_of(slot)
+        if not metrics:
+            raise HTTPException(404, f"no readings kept for {site}/{device} (api.history_points is 0?)")
+        chosen = metric or metrics[0]
+        if chosen not in metrics:
+            raise HTTPException(404, f"{site}/{device} has no {chosen} readings; it has {', '.join(metrics)}")
+        ts, values = history.series(slot, chosen)
+        return {"site": site, "device": device, "metrics": metrics, **device_chart(chosen, ts, values,
+                                                                                    config().detectors)}  # fmt: skip
+
+    @api.get("/api/stream")
+    async def stream(request: Request, token: str | None = Query(None)) -> StreamingResponse:
+        """Server-sent events: every incident notification as it is recorded (``event: incident``).
+
+        Browsers' EventSource cannot send headers: the token may come as ``?token=``.
+        """
+        header = request.headers.get("authorization", "")
+        find_token(tokens, token or header.removeprefix("Bearer ").strip() or None, "viewer")
+        return StreamingResponse(
+            hub.stream(),
+            media_type="text/event-stream",
+            headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
+        )
+
+    return api
+
+
+def mount_static(app: Any) -> None:
+    app.mount("/ui", StaticFiles(directory=STATIC, html=True), name="ui")

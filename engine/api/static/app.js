@@ -1,0 +1,393 @@
+// gridwatch operator page: the incident board (live over server-sent events), the site map, device
+// charts with their detectors' thresholds, incident details, silences. Plain JavaScript, no libraries.
+"use strict";
+
+const $ = (sel, el = document) => el.querySelector(sel);
+const LEVELS = ["blue", "yellow", "orange", "red"];
+const COLOURS = { blue: "#1f6fd1", yellow: "#e0b400", orange: "#ef7d00", red: "#d4202a" };
+const SVG = "http://www.w3.org/2000/svg";
+const incidents = new Map();
+let token = "";
+let stream = null;
+let sites = [];
+let sitesTimer = null;
+
+function esc(text) {
+  return String(text ?? "").replace(/[&<>"']/g, (c) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;" })[c]);
+}
+
+function showError(message) {
+  const box = $("#error");
+  box.textContent = message;
+  box.hidden = !message;
+}
+
+async function api(path, options = {}) {
+  const res = await fetch(path, {
+    ...options,
+    headers: { Authorization: `Bearer ${token}`, "Content-Type": "application/json", ...(options.headers || {}) },
+  });
+  if (!res.ok) {
+    const body = await res.json().catch(() => ({}));
+    const detail = typeof body.detail === "string" ? body.detail : JSON.stringify(body.detail ?? res.statusText);
+    throw new Error(`${res.status}: ${detail}`);
+  }
+  return res.status === 204 ? null : res.json();
+}
+
+function setStatus(text, cls) {
+  const el = $("#status");
+  el.textContent = text;
+  el.className = `status ${cls}`;
+}
+
+// ---- the board -------------------------------------------------------------------------------------
+
+function age(seconds) {
+  const s = Math.max(0, seconds);
+  if (s < 3600) return `${Math.round(s / 60)} min`;
+  if (s < 86400) return `${Math.floor(s / 3600)} h ${Math.round((s % 3600) / 60)} min`;
+  return `${Math.floor(s / 86400)} d ${Math.round((s % 86400) / 3600)} h`;
+}
+
+function upsert(e) {
+  const cur = incidents.get(e.incident_id) || {};
+  incidents.set(e.incident_id, {
+    ...cur,
+    incident_id: e.incident_id, site: e.site, hazard: e.hazard, level: e.level, state: e.state,
+    opened_at: e.opened_at, updated_at: e.updated_at, acknowledged_by: e.acknowledged_by,
+    assigned_to: e.assigned_to, tier: e.tier || cur.tier,
+  });
+}
+
+function renderBoard() {
+  const showResolved = $("#show-resolved").checked;
+  const rows = [...incidents.values()]
+    .filter((i) => showResolved || i.state !== "resolved")
+    .sort((a, b) => (a.state === "resolved") - (b.state === "resolved")
+      || LEVELS.indexOf(b.level) - LEVELS.indexOf(a.level) || b.updated_at - a.updated_at);
+  const now = Date.now() / 1000;
+  $("#board tbody").innerHTML = rows.map((i) => {
+    const open = i.state !== "resolved";
+    const buttons = [
+      i.state === "firing" ? `<button data-act="ack">Acknowledge</button>` : "",
+      open ? `<button data-act="assign">Assign</button>` : "",
+      open ? `<button data-act="dispatch">Dispatch</button>` : "",
+      open ? `<button data-act="resolve">Resolve</button>` : "",
+    ].join("");
+    return `<tr data-incident-id="${esc(i.incident_id)}" class="state-${esc(i.state)}">
+      <td><span class="badge lvl-${esc(i.level)}">${esc(i.level)}</span></td><td>${esc(i.hazard)}</td>
+      <td>${esc(i.site)}</td><td title="opened ${new Date(i.opened_at * 1000).toISOString()}">${age(now - i.opened_at)}</td>
+      <td class="state">${esc(i.state)}</td><td>${esc(i.tier || "")}</td><td class="acked">${esc(i.acknowledged_by || "")}</td>
+      <td>${esc(i.assigned_to || "")}</td><td class="actions">${buttons}</td></tr>`;
+  }).join("");
+}
+
+async function loadBoard() {
+  const list = await api("/api/incidents?limit=500");
+  incidents.clear();
+  for (const inc of list) incidents.set(inc.incident_id, inc);
+  renderBoard();
+}
+
+async function act(id, action) {
+  let body = {};
+  if (action === "assign") {
+    const to = window.prompt("Assign to (person or crew)");
+    if (!to) return;
+    body = { to };
+  }
+  const res = await api(`/api/incidents/${id}/${action}`, { method: "POST", body: JSON.stringify(body) });
+  for (const e of res.events) upsert(e);
+  renderBoard();
+  if ($("#detail").dataset.id === id) showDetail(id);
+}
+
+async function showDetail(id) {
+  const inc = await api(`/api/incidents/${id}`);
+  const box = $("#detail");
+  box.dataset.id = id;
+  const plan = inc.plan || {};
+  const steps = (plan.steps || []).map((s) => `<li>${esc(s)}</li>`).join("");
+  const checklist = (plan.checklist || []).map((s) => `<li>${esc(s)}</li>`).join("");
+  const findings = inc.findings.map((f) => `<tr><td>${esc(f.detector)}</td><td>${esc(f.device)}</td>
+    <td>${new Date(f.ts * 1000).toISOString().slice(0, 16)}</td><td><span class="badge lvl-${esc(f.level)}">${esc(f.level)}</span></td>
+    <td>${f.score.toPrecision(3)}</td><td><code>${esc(JSON.stringify(f.evidence))}</code></td></tr>`).join("");
+  const audit = collapseReminders(inc.audit).map((a) => `<tr><td>${new Date(a.at * 1000).toISOString().slice(0, 16)}</td><td>${esc(a.actor)}</td>
+    <td>${esc(a.action)}${a.times > 1 ? ` ×${a.times} (to ${new Date(a.last * 1000).toISOString().slice(0, 16)})` : ""}</td>
+    <td>${esc((a.detail.receivers || []).join(", "))}</td>
+    <td>${esc(a.detail.comment || (a.detail.silenced_by ? `silenced by ${a.detail.silenced_by}` : "")
+      || (a.detail.inhibited_by ? `inhibited by ${a.detail.inhibited_by}` : ""))}</td></tr>`).join("");
+  box.innerHTML = `<h3><span class="badge lvl-${esc(inc.level)}">${esc(inc.level)}</span> ${esc(inc.hazard)} at ${esc(inc.site)}
+      — ${esc(inc.state)}, confidence ${esc(inc.confidence)}</h3>
+    <p>Route: ${esc((inc.route || []).join(" → "))}</p>
+    ${plan.title ? `<h4>Plan: ${esc(plan.title)} (${esc(plan.role)})</h4><ol>${steps}</ol>
+      ${checklist ? `<p>Checklist:</p><ul>${checklist}</ul>` : ""}` : ""}
+    ${snapshots(inc.findings)}
+    <h4>Findings</h4><table><tr><th>detector</th><th>device</th><th>time</th><th>level</th><th>score</th><th>evidence</th></tr>${findings}</table>
+    <h4>Audit trail</h4><table><tr><th>time</th><th>actor</th><th>action</th><th>receivers</th><th>note</th></tr>${audit}</table>`;
+  box.hidden = false;
+}
+
+// Reminders repeat every few minutes until someone acknowledges: one line per run of them.
+function collapseReminders(audit) {
+  const out = [];
+  for (const a of audit) {
+    const prev = out[out.length - 1];
+    const same = prev && prev.action === "reminder" && a.action === "reminder"
+      && (prev.detail.receivers || []).join() === (a.detail.receivers || []).join();
+    if (same) {
+      prev.times += 1;
+      prev.last = a.at;
+    } else out.push({ ...a, times: 1, last: a.at });
+  }
+  return out;
+}
+
+// A camera finding may carry its snapshot (an image URL or data: URL) and the detected region as
+// fractions of the frame [x, y, w, h]; draw the frame with the region outlined.
+function snapshots(findings) {
+  return findings.filter((f) => f.evidence && f.evidence.snapshot).map((f) => {
+    const [x, y, w, h] = f.evidence.region || [0, 0, 0, 0];
+    return `<svg class="snapshot" viewBox="0 0 100 56.25" preserveAspectRatio="none" width="480">
+      <image href="${esc(f.evidence.snapshot)}" x="0" y="0" width="100" height="56.25" preserveAspectRatio="none"/>
+      <rect x="${x * 100}" y="${y * 56.25}" width="${w * 100}" height="${h * 56.25}" fill="none" stroke="red" stroke-width="0.6"/>
+    </svg>`;
+  }).join("");
+}
+
+// ---- live stream -----------------------------------------------------------------------------------
+
+function openStream() {
+  if (stream) stream.close();
+  stream = new EventSource(`/api/stream?token=${encodeURIComponent(token)}`);
+  stream.addEventListener("incident", (msg) => {
+    upsert(JSON.parse(msg.data));
+    renderBoard();
+    scheduleSites();
+  });
+  stream.addEventListener("resync", () => loadBoard().catch((err) => showError(err.message)));
+  stream.onopen = () => setStatus("live", "live");
+  stream.onerror = () => setStatus("reconnecting…", "retry");
+}
+
+// ---- the map ---------------------------------------------------------------------------------------
+
+function scheduleSites() {
+  clearTimeout(sitesTimer);
+  sitesTimer = setTimeout(() => loadSites().catch((err) => showError(err.message)), 500);
+}
+
+async function loadSites() {
+  sites = await api("/api/sites");
+  drawMap();
+}
+
+function el(name, attrs, parent) {
+  const node = document.createElementNS(SVG, name);
+  for (const [k, v] of Object.entries(attrs)) node.setAttribute(k, v);
+  if (parent) parent.appendChild(node);
+  return node;
+}
+
+function drawMap() {
+  const map = $("#map");
+  map.replaceChildren();
+  if (!sites.length) return;
+  const W = 640, H = 420, pad = 40;
+  const lats = sites.map((s) => s.lat), lons = sites.map((s) => s.lon);
+  const [lat0, lat1, lon0, lon1] = [Math.min(...lats), Math.max(...lats), Math.min(...lons), Math.max(...lons)];
+  const kx = (W - 2 * pad) / Math.max(lon1 - lon0, 1e-6), ky = (H - 2 * pad) / Math.max(lat1 - lat0, 1e-6);
+  const k = Math.min(kx, ky);
+  const px = (s) => pad + (s.lon - lon0) * k, py = (s) => H - pad - (s.lat - lat0) * k;
+  const groups = {};
+  for (const s of sites) ((groups[s.district] ??= {})[s.town] ??= []).push(s);
+  for (const [district, towns] of Object.entries(groups)) {
+    const all = Object.values(towns).flat();
+    const g = el("g", { class: "district" }, map);
+    const xs = all.map(px), ys = all.map(py);
+    el("rect", { x: Math.min(...xs) - 22, y: Math.min(...ys) - 30, width: Math.max(...xs) - Math.min(...xs) + 44,
+      height: Math.max(...ys) - Math.min(...ys) + 52, rx: 8 }, g);
+    el("text", { x: Math.min(...xs) - 18, y: Math.min(...ys) - 16 }, g).textContent = `district ${district}`;
+    for (const [town, members] of Object.entries(towns)) {
+      const t = el("g", { class: "town" }, g);
+      el("text", { x: Math.min(...members.map(px)) - 6, y: Math.max(...members.map(py)) + 20 }, t).textContent = town;
+    }
+  }
+  for (const s of sites) {
+    const g = el("g", { class: "site", "data-site": s.id }, map);
+    const c = el("circle", { cx: px(s), cy: py(s), r: 9, class: `worst-${s.worst || "none"}`, "data-site": s.id }, g);
+    el("title", {}, c).textContent = `${s.name} (${s.town}, ${s.district}): ${s.worst || "no open incident"}`;
+    el("text", { x: px(s) + 11, y: py(s) + 4 }, g).textContent = s.id;
+    c.addEventListener("click", () => showSite(s.id));
+  }
+}
+
+function showSite(id) {
+  const s = sites.find((x) => x.id === id);
+  const panel = $("#site-panel");
+  panel.dataset.site = id;
+  panel.innerHTML = `<h3>${esc(s.name)} — grid ${esc(s.grid)}, ${esc(s.town)}, ${esc(s.district)}</h3>
+    ${s.devices.map((d) => d.metrics.map((m) => `<button data-device="${esc(d.id)}" data-metric="${esc(m)}">
+      ${esc(d.id)} · ${esc(m)}</button>`).join("")).join("") || "<p>No devices configured.</p>"}`;
+  panel.hidden = false;
+}
+
+// ---- charts ----------------------------------------------------------------------------------------
+
+function plot(title, { series = [], hlines = [], xlog = false, ylog = false, xtime = true, xlabel = "", ylabel = "" }) {
+  const W = 600, H = 220, L = 52, R = 12, T = 22, B = 30;
+  const svg = document.createElementNS(SVG, "svg");
+  svg.setAttribute("viewBox", `0 0 ${W} ${H}`);
+  svg.setAttribute("class", "chart");
+  const pts = series.flatMap((s) => s.points);
+  if (!pts.length) {
+    el("text", { x: L, y: H / 2 }, svg).textContent = `${title}: no data yet`;
+    return svg;
+  }
+  const fx = xlog ? Math.log10 : (v) => v, fy = ylog ? Math.log10 : (v) => v;
+  const xs = pts.map((p) => fx(p[0])), ys = pts.map((p) => fy(p[1])).concat(hlines.map((h) => fy(h.y)));
+  let [x0, x1, y0, y1] = [Math.min(...xs), Math.max(...xs), Math.min(...ys), Math.max(...ys)];
+  if (x1 === x0) x1 = x0 + 1;
+  if (y1 === y0) y1 = y0 + 1;
+  const pad = (y1 - y0) * 0.08;
+  [y0, y1] = [y0 - pad, y1 + pad];
+  const X = (v) => L + ((fx(v) - x0) / (x1 - x0)) * (W - L - R), Y = (v) => H - B - ((fy(v) - y0) / (y1 - y0)) * (H - T - B);
+  el("text", { x: L, y: 14, class: "title" }, svg).textContent = title;
+  el("line", { x1: L, y1: H - B, x2: W - R, y2: H - B, class: "axis" }, svg);
+  el("line", { x1: L, y1: T, x2: L, y2: H - B, class: "axis" }, svg);
+  for (let i = 0; i <= 4; i++) {
+    const yv = y0 + ((y1 - y0) * i) / 4, xv = x0 + ((x1 - x0) * i) / 4;
+    const yy = H - B - ((yv - y0) / (y1 - y0)) * (H - T - B), xx = L + ((xv - x0) / (x1 - x0)) * (W - L - R);
+    el("line", { x1: L, y1: yy, x2: W - R, y2: yy, class: "grid" }, svg);
+    el("text", { x: 4, y: yy + 3 }, svg).textContent = fmt(ylog ? 10 ** yv : yv);
+    const xval = xlog ? 10 ** xv : xv;
+    el("text", { x: xx - 20, y: H - 10 }, svg).textContent = xtime ? new Date(xval * 1000).toISOString().slice(5, 16).replace("T", " ") : fmt(xval);
+  }
+  el("text", { x: W - R - 80, y: H - B - 4 }, svg).textContent = xlabel;
+  el("text", { x: L + 4, y: T + 10 }, svg).textContent = ylabel;
+  for (const h of hlines) {
+    el("line", { x1: L, x2: W - R, y1: Y(h.y), y2: Y(h.y), stroke: h.color, "stroke-dasharray": "5 3", class: "threshold" }, svg);
+    el("text", { x: W - R - 60, y: Y(h.y) - 3, fill: h.color }, svg).textContent = h.label;
+  }
+  for (const s of series) {
+    if (s.bars) {
+      for (const [x, y] of s.points) el("rect", { x: X(x) - 2, y: Y(y), width: 4, height: Math.max(0, H - B - Y(y)), fill: s.color }, svg);
+    } else if (s.dots) {
+      for (const [x, y] of s.points) el("circle", { cx: X(x), cy: Y(y), r: 3, fill: s.color }, svg);
+    } else {
+      el("polyline", { points: s.points.map(([x, y]) => `${X(x)},${Y(y)}`).join(" "), fill: "none", stroke: s.color,
+        "stroke-width": 1.5, "stroke-dasharray": s.dash || "", class: s.cls || "" }, svg);
+    }
+  }
+  return svg;
+}
+
+function fmt(v) {
+  const a = Math.abs(v);
+  return a >= 1000 ? v.toFixed(0) : a >= 10 ? v.toFixed(1) : a >= 0.1 ? v.toFixed(2) : v.toPrecision(2);
+}
+
+async function loadChart(site, device, metric) {
+  const c = await api(`/api/sites/${encodeURIComponent(site)}/devices/${encodeURIComponent(device)}/chart?metric=${encodeURIComponent(metric)}`);
+  const box = $("#chart");
+  box.replaceChildren();
+  box.dataset.device = `${site}/${device}/${metric}`;
+  const readings = c.ts.map((t, i) => [t, c.values[i]]);
+  if (c.kind === "rain") {
+    box.append(plot(`${device}: hourly rain (mm)`, { series: [{ points: c.hourly, color: "#1f6fd1", bars: true }] }));
+    if (c.durations_h) {
+      const curves = Object.entries(c.threshold_mm_h).map(([lvl, ys]) => ({ points: c.durations_h.map((d, i) => [d, ys[i]]), color: COLOURS[lvl] }));
+      const observed = c.durations_h.map((d, i) => [d, Math.max(c.observed_mm_h[i], 0.01)]);
+      box.append(plot(`${c.detector}: mean intensity over D ending now vs. I–D threshold by level`, {
+        series: [...curves, { points: observed, color: "#111", dots: true }], xlog: true, ylog: true, xtime: false,
+        xlabel: "duration D (h)", ylabel: "mm/h" }));
+    }
+  } else if (c.kind === "slope") {
+    box.append(plot(`${device}: ${metric}`, { series: [{ points: readings, color: "#334155" }] }));
+    const levels = Object.entries(c.velocity_levels || {}).map(([lvl, y]) => ({ y, color: COLOURS[lvl], label: `${lvl} ${y}/d` }));
+    box.append(plot(`${c.detector}: velocity (per day) and its levels`, { series: [{ points: c.velocity_per_day, color: "#0f766e" }], hlines: levels }));
+    if (c.inverse_velocity.length) {
+      const series = [{ points: c.inverse_velocity, color: "#7c3aed", dots: true }];
+      if (c.forecast) {
+        const first = c.inverse_velocity.find((p) => p[0] >= c.forecast.fit_from) || c.inverse_velocity[0];
+        series.push({ points: [first, [c.forecast.failure_at, 0]], color: COLOURS.red, dash: "6 4", cls: "forecast" });
+      }
+      const title = c.forecast ? `inverse velocity: failure forecast ${new Date(c.forecast.failure_at * 1000).toISOString().slice(0, 16)} (R² ${c.forecast.r2})`
+        : "inverse velocity (days per unit)";
+      box.append(plot(title, { series }));
+    }
+  } else {
+    box.append(plot(`${device}: ${metric}`, { series: [{ points: readings, color: "#334155" }] }));
+  }
+}
+
+// ---- silences --------------------------------------------------------------------------------------
+
+async function loadSilences() {
+  const list = await api("/api/silences");
+  $("#silences tbody").innerHTML = list.map((s) => {
+    const match = ["site", "hazard", "device", "level"].filter((k) => s[k]).map((k) => `${k}=${s[k]}`).join(" ") || "everything";
+    const window = s.cron ? `${s.cron} for ${s.duration_s / 3600} h (${s.timezone})`
+      : `${new Date(s.starts_at * 1000).toISOString().slice(0, 16)} → ${s.ends_at ? new Date(s.ends_at * 1000).toISOString().slice(0, 16) : "∞"}`;
+    return `<tr data-silence-id="${esc(s.id)}"><td>${esc(match)}</td><td>${esc(window)}</td><td>${esc(s.created_by)}</td>
+      <td>${esc(s.comment)}</td><td><button data-expire="${esc(s.id)}">Expire</button></td></tr>`;
+  }).join("");
+}
+
+async function createSilence(form) {
+  const data = Object.fromEntries(new FormData(form));
+  const body = { comment: data.comment || "", for_s: Number(data.hours) * 3600 };
+  for (const k of ["site", "hazard", "device", "level"]) if (data[k]) body[k] = data[k];
+  await api("/api/silences", { method: "POST", body: JSON.stringify(body) });
+  form.reset();
+  await loadSilences();
+}
+
+// ---- wiring ----------------------------------------------------------------------------------------
+
+function guard(fn) {
+  return (...args) => Promise.resolve(fn(...args)).then(() => showError("")).catch((err) => showError(err.message));
+}
+
+async function connect() {
+  await loadBoard();
+  await Promise.all([loadSites(), loadSilences()]);
+  openStream();
+}
+
+document.addEventListener("DOMContentLoaded", () => {
+  token = new URLSearchParams(location.hash.slice(1)).get("token") || localStorage.getItem("gridwatch-token") || "";
+  $("#token").value = token;
+  $("#login").addEventListener("submit", guard(async (ev) => {
+    ev.preventDefault();
+    token = $("#token").value.trim();
+    localStorage.setItem("gridwatch-token", token);
+    await connect();
+  }));
+  $("#show-resolved").addEventListener("change", renderBoard);
+  $("#board tbody").addEventListener("click", guard(async (ev) => {
+    const row = ev.target.closest("tr[data-incident-id]");
+    if (!row) return;
+    const action = ev.target.dataset.act;
+    if (action) await act(row.dataset.incidentId, action);
+    else await showDetail(row.dataset.incidentId);
+  }));
+  $("#site-panel").addEventListener("click", guard(async (ev) => {
+    const b = ev.target.closest("button[data-device]");
+    if (b) await loadChart($("#site-panel").dataset.site, b.dataset.device, b.dataset.metric);
+  }));
+  $("#silences tbody").addEventListener("click", guard(async (ev) => {
+    const id = ev.target.dataset.expire;
+    if (id) {
+      await api(`/api/silences/${id}`, { method: "DELETE" });
+      await loadSilences();
+    }
+  }));
+  $("#silence-form").addEventListener("submit", guard(async (ev) => {
+    ev.preventDefault();
+    await createSilence(ev.target);
+  }));
+  setInterval(renderBoard, 30000);  // ages move on
+  if (token) guard(connect)();
+});

@@ -1,0 +1,121 @@
+"""The operator page in a real browser (Debian's chromium, driven by Playwright).
+
+The engine runs with the storm-over-slope scenario over Mosquitto. The page is opened before the storm,
+so the landslide incident must arrive over the live stream; the test acknowledges it by clicking, checks
+the store, opens the site on the map and the crack meter's chart with its thresholds, creates and
+expires a silence, and leaves screenshots in the test artefacts (``test-artifacts/``, or
+``$GRIDWATCH_ARTIFACTS``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+from engine.config.models import ApiConfig, MqttConfig, StoreConfig
+from engine.ingest.embedded_broker import free_port
+from engine.store.store import Store
+from simulators.publish import messages
+from tests.conftest import ROOT, RunnerThread, default_config, publisher, wait_for
+
+pytestmark = pytest.mark.e2e
+
+CHROMIUM = os.environ.get("GRIDWATCH_CHROMIUM", "/usr/bin/chromium")
+OPERATOR = "operator-page-token-0123456789"
+ARTIFACTS = Path(os.environ.get("GRIDWATCH_ARTIFACTS", ROOT / "test-artifacts"))
+
+
+@pytest.fixture(scope="module")
+def browser():
+    if not (Path(CHROMIUM).exists() or shutil.which(CHROMIUM)):
+        pytest.skip(f"no Chromium at {CHROMIUM} (Debian package `chromium`; `make test` installs it when it can)")
+    sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is a dev dependency: make test")
+    with sync_api.sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=["--no-sandbox"])
+        yield b
+        b.close()
+
+
+def test_live_board_acknowledge_map_chart_and_silences(browser, mosquitto, tmp_path, storm_rows):
+    api_port = free_port("127.0.0.1")
+    store_url = f"sqlite:///{tmp_path / 'gridwatch.db'}"
+    cfg = default_config(
+        mqtt=MqttConfig(url=mosquitto.url, client_id=f"engine-page-{tmp_path.name}"),
+        data_dir=str(tmp_path),
+        store=StoreConfig(url=store_url),
+        api=ApiConfig(port=api_port, tokens=[{"name": "duty-officer", "token": OPERATOR, "role": "operator"}]),
+        sinks=[],
+    )
+    engine = RunnerThread(cfg)
+    pub = publisher(mosquitto.url)
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    try:
+        page.goto(f"http://127.0.0.1:{api_port}/")
+        timing = page.evaluate("JSON.stringify(performance.getEntriesByType('navigation')[0].toJSON())")
+        load_ms = json.loads(timing)["loadEventEnd"]
+        page.fill("#token", OPERATOR)
+        page.click("#login button")
+        page.wait_for_selector("#status.live", timeout=10_000)
+        assert page.locator("#board tbody tr").count() == 0
+        assert page.locator("#map circle").count() == 8  # the demo's sites, all grey
+
+        # The storm and the slope arrive after the page is open: the incident comes over the stream.
+        for _ts, topic, payload in messages(storm_rows, "gw"):
+            pub.publish(topic, payload, qos=1)
+        assert pub.flush()
+        row = page.locator("#board tbody tr", has_text="landslide")
+        row.wait_for(timeout=30_000)
+        assert wait_for(lambda: engine.runner.pipeline.readings >= len(storm_rows), 60)
+        page.wait_for_function(
+            "document.querySelector('#board tbody tr .badge') && "
+            "[...document.querySelectorAll('#board tbody tr')].some(r => r.textContent.includes('landslide') "
+            "&& r.querySelector('.badge').textContent === 'red')",
+            timeout=20_000,
+        )
+        iid = row.get_attribute("data-incident-id")
+        assert iid
+        page.screenshot(path=str(ARTIFACTS / "operator-page-incident.png"), full_page=True)
+
+        # Acknowledge by clicking; the store must say who.
+        row.locator("button[data-act=ack]").click()
+        page.locator(f"tr[data-incident-id='{iid}'] td.state", has_text="acknowledged").wait_for(timeout=10_000)
+        stored = Store(store_url).incident(iid)
+        assert stored is not None and stored["state"] == "acknowledged" and stored["acknowledged_by"] == "duty-officer"
+        assert page.locator(f"tr[data-incident-id='{iid}'] td.acked").inner_text() == "duty-officer"
+
+        # The detail: plan and audit trail.
+        page.locator(f"tr[data-incident-id='{iid}'] td").nth(1).click()
+        page.locator("#detail h4", has_text="Plan: Evacuate").wait_for(timeout=10_000)
+        assert "acknowledged" in page.locator("#detail").inner_text()
+
+        # The map: S02 is red; its crack meter's chart shows the velocity with its level lines.
+        page.wait_for_selector("#map circle[data-site='S02'].worst-red", timeout=10_000)
+        page.click("#map circle[data-site='S02']")
+        page.click("#site-panel button[data-device='crack-1']")
+        page.wait_for_selector("#chart svg.chart line.threshold", state="attached", timeout=10_000)
+        assert page.locator("#chart svg.chart").count() == 3  # readings, velocity, inverse velocity
+        assert page.locator("#chart polyline.forecast").count() == 1  # the failure-time forecast line
+        page.click("#site-panel button[data-device='rain-1']")
+        page.wait_for_selector("#chart svg.chart >> nth=1", timeout=10_000)
+        page.screenshot(path=str(ARTIFACTS / "operator-page-map-chart.png"), full_page=True)
+
+        # Silences: create one from the form, see it listed, expire it.
+        page.fill("#silence-form input[name=site]", "S02")
+        page.fill("#silence-form input[name=comment]", "survey crew on the slope")
+        page.click("#silence-form button")
+        page.locator("#silences tbody tr", has_text="survey crew").wait_for(timeout=10_000)
+        assert [s.comment for s in Store(store_url).silences()] == ["survey crew on the slope"]
+        page.click("#silences tbody button[data-expire]")
+        page.wait_for_function("document.querySelectorAll('#silences tbody tr').length === 0", timeout=10_000)
+        assert Store(store_url).silences() == []
+        (ARTIFACTS / "operator-page.json").write_text(json.dumps({"load_ms": load_ms}))
+        print(f"operator page loaded in {load_ms:.0f} ms")
+    finally:
+        page.close()
+        pub.stop()
+        engine.stop()
