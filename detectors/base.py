@@ -13,7 +13,7 @@ import logging
 import pkgutil
 from dataclasses import dataclass
 from importlib.metadata import entry_points
-from typing import Any, ClassVar, Generic, TypeVar
+from typing import Any, ClassVar, Generic, Protocol, TypeVar
 
 import numpy as np
 import numpy.typing as npt
@@ -220,14 +220,30 @@ class UnknownDetectorError(KeyError):
         return self.message
 
 
-class DetectorRegistry:
-    """Detector classes by type name: built-ins (modules of this package) and entry-point plugins."""
+class Plugin(Protocol):
+    """What a registry holds: a class with a pydantic config class, built from its config."""
 
-    def __init__(self) -> None:
-        self._classes: dict[str, type[Detector[Any]]] = {}
+    config_class: ClassVar[type[DetectorConfig]]
+
+    def __init__(self, config: Any) -> None: ...
+
+
+P = TypeVar("P", bound=Plugin)
+
+
+class DetectorRegistry(Generic[P]):
+    """Detector classes by type name: built-ins (modules of this package) and entry-point plugins.
+
+    ``registry`` holds the sensor detectors (``gridwatch.detectors`` entry points); the camera detectors
+    have their own (``detectors.vision.base.frame_registry``).
+    """
+
+    def __init__(self, group: str = ENTRY_POINT_GROUP) -> None:
+        self._classes: dict[str, type[P]] = {}
         self._loaded = False
+        self.group = group
 
-    def register(self, cls: type[Detector[Any]]) -> type[Detector[Any]]:
+    def register(self, cls: type[P]) -> type[P]:
         name = type_name_of(cls.config_class)
         existing = self._classes.get(name)
         if existing is not None and existing is not cls:
@@ -244,7 +260,7 @@ class DetectorRegistry:
         for mod in pkgutil.walk_packages(detectors.__path__, "detectors."):
             if mod.name != __name__:
                 importlib.import_module(mod.name)
-        for ep in entry_points(group=ENTRY_POINT_GROUP):
+        for ep in entry_points(group=self.group):
             try:
                 self.register(ep.load())
             except Exception:
@@ -254,7 +270,7 @@ class DetectorRegistry:
         self._load()
         return sorted(self._classes)
 
-    def get(self, name: str) -> type[Detector[Any]]:
+    def get(self, name: str) -> type[P]:
         self._load()
         try:
             return self._classes[name]
@@ -265,9 +281,9 @@ class DetectorRegistry:
         self._load()
         return [self._classes[n].config_class for n in sorted(self._classes)]
 
-    def build(self, config: DetectorConfig) -> Detector[Any]:
+    def build(self, config: DetectorConfig) -> P:
         return self.get(config.type)(config)
 
 
-registry = DetectorRegistry()
+registry: DetectorRegistry[Detector[Any]] = DetectorRegistry()
 register = registry.register

@@ -445,6 +445,50 @@ def demo(
     )
 
 
+@app.command()
+def score(
+    paths: Annotated[list[Path], typer.Argument(help="Images, image folders, TIFFs or video files.")],
+    detector: Annotated[str, typer.Option(help="A camera detector id from the config, or a type name.")],
+    config: ConfigOpt = DEFAULT_CONFIG,
+    as_json: Annotated[bool, typer.Option("--json", help="JSON Lines instead of CSV.")] = False,
+    thermal: Annotated[bool, typer.Option(help="Frames are thermal (16-bit TIFF or .npy).")] = False,
+    gain: Annotated[float, typer.Option(help="Thermal calibration: temp_c = gain * raw + offset.")] = 1.0,
+    offset: float = 0.0,
+) -> None:
+    """What one camera detector thinks of each frame: path or frame, class, score, region (no confirmation)."""
+    import csv
+
+    from detectors.vision.base import FrameBatch, frame_registry
+    from engine.ingest.frames import FrameError, read_frames
+
+    cfg = _load(config) if config.exists() else EngineConfig()
+    spec = next((d for d in cfg.cameras.detectors if d.name == detector), None)
+    try:
+        cls = frame_registry.get(spec.type if spec else detector)
+    except KeyError as exc:
+        configured = ", ".join(d.name for d in cfg.cameras.detectors) or "none"
+        console.print(f"[red]{exc}[/] (configured camera detectors: {configured})")
+        raise typer.Exit(2) from None
+    det = cls(spec or cls.config_class.model_validate({"type": detector}))
+    state = det.new_state()
+    writer = None if as_json else csv.writer(sys.stdout)
+    if writer is not None:
+        writer.writerow(["source", "class", "score", "region"])
+    try:
+        for frame in read_frames(paths, thermal=thermal or det.modality == "thermal", gain=gain, offset=offset):
+            for obs in det.observe(FrameBatch([frame]), state):
+                for label, value in obs.scores.items():
+                    region = [[round(v, 4) for v in box] for box in obs.regions.get(label, [])]
+                    if writer is not None:
+                        writer.writerow([frame.source, label, f"{value:.4f}", orjson.dumps(region).decode()])
+                    else:
+                        row = {"source": frame.source, "class": label, "score": value, "region": region}
+                        sys.stdout.write(orjson.dumps(row).decode() + "\n")
+    except FrameError as exc:
+        console.print(f"[red]{exc}[/]")
+        raise typer.Exit(1) from None
+
+
 incidents_app = typer.Typer(help="List, show and act on incidents through a running engine's API.")
 app.add_typer(incidents_app, name="incidents")
 TokenOpt = Annotated[

@@ -10,6 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validat
 
 from detectors.base import DetectorConfig, registry
 from detectors.fusion import FusionRule
+from detectors.vision.base import CameraDetectorConfig, frame_registry
 from engine.core.levels import LevelName
 from engine.core.quantities import METRIC_NAMES
 from engine.incidents.inhibition import InhibitRule
@@ -239,9 +240,37 @@ def _default_sinks() -> list[SinkConfig]:
 
 if TYPE_CHECKING:
     DetectorSpec = DetectorConfig
+    CameraDetectorSpec = CameraDetectorConfig
 else:
     _classes = registry.config_classes()
     DetectorSpec = Annotated[Union[tuple(_classes)], Field(discriminator="type")]  # noqa: UP007
+    _camera_classes = frame_registry.config_classes()
+    CameraDetectorSpec = Annotated[Union[tuple(_camera_classes)], Field(discriminator="type")]  # noqa: UP007
+
+
+class CameraConfig(Strict):
+    """One camera: where it is, what it sees, and how its frames are treated."""
+
+    site: str = Field(description="Site id, as in the topic `gw/cameras/<site>/<camera>`.")
+    id: str = Field(description="Camera id.")
+    kind: Literal["visible", "thermal"] = Field("visible", description="Visible (JPEG/PNG) or thermal (TIFF/.npy).")
+    min_interval_s: float = Field(
+        1.0, ge=0, description="Frames closer than this to the camera's last analysed frame are skipped."
+    )
+    masks: list[tuple[float, float, float, float]] = Field(
+        default_factory=list, description="Regions to ignore, [x, y, w, h] as fractions of the frame."
+    )
+    gain: float = Field(1.0, description="Thermal: temp_c = gain * raw + offset (per-camera calibration).")
+    offset: float = Field(0.0, description="Thermal: see gain.")
+
+
+class CamerasConfig(Strict):
+    """Cameras and the detectors that watch their frames."""
+
+    devices: list[CameraConfig] = Field(default_factory=list, description="Cameras (visible and thermal).")
+    detectors: list[CameraDetectorSpec] = Field(
+        default_factory=list, description="Camera detectors (smoke_fire_onnx, flame_color_motion, thermal_hotspot)."
+    )
 
 
 class EngineConfig(Strict):
@@ -267,6 +296,7 @@ class EngineConfig(Strict):
         None, description="CSV of devices (site,id,kind,metrics,expected_interval_s), metrics separated by `;`."
     )
     detectors: list[DetectorSpec] = Field(default_factory=list, description="Detectors to run, in order.")
+    cameras: CamerasConfig = Field(default_factory=CamerasConfig, description="Cameras and camera detectors.")
     incidents: IncidentPolicy = Field(default_factory=IncidentPolicy, description="How findings become incidents.")
     fusion: list[FusionRule] = Field(default_factory=list, description="Site-level evidence fusion rules.")
     plans: list[PlanConfig] = Field(default_factory=list, description="Response plans by hazard and level.")

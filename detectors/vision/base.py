@@ -1,0 +1,210 @@
+"""Camera detectors: the frame batch, per-camera state, the plugin base and temporal confirmation.
+
+A camera detector takes a ``FrameBatch`` (decoded frames of several cameras, each with its capture time)
+and returns, per frame, an ``Observation`` (per-class scores and the region that scored), and turns
+confirmed observations into findings. Confirmation is written once here and composed by every camera
+detector: an alarm needs ``k`` of the last ``n`` analysed frames of a camera with overlapping regions;
+while a camera is alarmed it clears only after ``n`` frames below the clear score (hysteresis); a region
+covering most of the frame (fog, a lens flare, a sunset) is discounted.
+
+Camera detectors register in ``frame_registry`` (built-ins from this package, third parties through the
+``gridwatch.camera_detectors`` entry points) and are configured under ``cameras.detectors``.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Generic, Literal, TypeVar
+
+import numpy as np
+import numpy.typing as npt
+from pydantic import Field
+
+from detectors.base import DetectorConfig, DetectorRegistry
+from engine.core.findings import Finding
+from engine.core.levels import Level, LevelName
+
+Box = tuple[float, float, float, float]  # x, y, w, h as fractions of the frame
+
+
+@dataclass
+class Frame:
+    """One decoded frame: visible frames are BGR uint8 (OpenCV's order), thermal frames float32 °C."""
+
+    site: str
+    camera: str
+    ts: float
+    image: npt.NDArray[Any]
+    source: str = ""  # file, frame number or topic, for `gridwatch score`
+
+    @property
+    def key(self) -> str:
+        return f"{self.site}/{self.camera}"
+
+
+@dataclass
+class FrameBatch:
+    frames: list[Frame]
+
+    def __len__(self) -> int:
+        return len(self.frames)
+
+
+@dataclass
+class Observation:
+    """What a detector sees in one frame, before temporal confirmation."""
+
+    frame: Frame
+    scores: dict[str, float]  # per class
+    regions: dict[str, list[Box]] = field(default_factory=dict)  # per class
+
+    def best(self) -> tuple[str, float]:
+        label = max(self.scores, key=lambda k: self.scores[k]) if self.scores else ""
+        return label, self.scores.get(label, 0.0)
+
+
+class CameraDetectorConfig(DetectorConfig):
+    """Fields every camera detector has, on top of the common ones."""
+
+    hazard: str = Field("fire", description="Hazard findings are filed under (smoke is filed as fire too).")
+    confirm_k: int = Field(3, ge=1, description="An alarm needs this many of the last `confirm_n` frames…")
+    confirm_n: int = Field(5, ge=1, description="…analysed frames of one camera, with overlapping regions.")
+    min_overlap: float = Field(0.1, ge=0, le=1, description="IoU that counts as the same region across frames.")
+    max_region_frac: float = Field(
+        0.7, gt=0, le=1, description="A region larger than this share of the frame is discounted (fog, glare)."
+    )
+    large_region_factor: float = Field(0.5, ge=0, le=1, description="The score of such a region is multiplied by this.")
+    levels: dict[LevelName, float] = Field(
+        {"yellow": 0.5, "orange": 0.7, "red": 0.9}, description="Confirmed score per level."
+    )
+    clear_score: float = Field(0.3, ge=0, le=1, description="An alarmed camera clears below this score (hysteresis).")
+
+
+C = TypeVar("C", bound=CameraDetectorConfig)
+
+
+@dataclass
+class CameraTrack:
+    """Per-camera memory of the confirmation: the last n observations' scores and regions, and the alarm."""
+
+    recent: deque[tuple[float, Box | None]] = field(default_factory=deque)
+    alarmed: bool = False
+    quiet: int = 0
+    model: dict[str, Any] = field(default_factory=dict)  # the detector's own per-camera state (background, …)
+
+
+class CameraState:
+    """Per-camera tracks, created on first sight of a camera; snapshot and restore by deep copy."""
+
+    def __init__(self) -> None:
+        self.tracks: dict[str, CameraTrack] = {}
+
+    def track(self, key: str) -> CameraTrack:
+        t = self.tracks.get(key)
+        if t is None:
+            t = self.tracks[key] = CameraTrack()
+        return t
+
+    def snapshot(self) -> dict[str, Any]:
+        return {"tracks": copy.deepcopy(self.tracks)}
+
+    def restore(self, snap: dict[str, Any]) -> None:
+        self.tracks = copy.deepcopy(snap["tracks"])
+
+
+def iou(a: Box, b: Box) -> float:
+    """Intersection over union of two boxes.
+
+    >>> iou((0, 0, 0.5, 0.5), (0.25, 0.25, 0.5, 0.5))
+    0.142857
+    """
+    x0, y0 = max(a[0], b[0]), max(a[1], b[1])
+    x1, y1 = min(a[0] + a[2], b[0] + b[2]), min(a[1] + a[3], b[1] + b[3])
+    inter = max(0.0, x1 - x0) * max(0.0, y1 - y0)
+    union = a[2] * a[3] + b[2] * b[3] - inter
+    return round(inter / union, 6) if union > 0 else 0.0
+
+
+def union_box(boxes: list[Box]) -> Box | None:
+    if not boxes:
+        return None
+    x0 = min(b[0] for b in boxes)
+    y0 = min(b[1] for b in boxes)
+    x1 = max(b[0] + b[2] for b in boxes)
+    y1 = max(b[1] + b[3] for b in boxes)
+    return (x0, y0, x1 - x0, y1 - y0)
+
+
+class CameraDetector(Generic[C]):
+    """Base of camera detectors: ``observe`` a batch of frames; ``process`` confirms and files findings."""
+
+    config_class: ClassVar[type[DetectorConfig]]
+    modality: ClassVar[Literal["visible", "thermal"]] = "visible"
+    classes: ClassVar[tuple[str, ...]] = ("fire", "smoke")
+
+    def __init__(self, config: C) -> None:
+        self.config = config
+
+    @property
+    def name(self) -> str:
+        return self.config.name
+
+    @classmethod
+    def example_config(cls) -> CameraDetectorConfig:
+        raise NotImplementedError(f"{cls.__name__} must provide example_config() for the contract tests")
+
+    def new_state(self) -> CameraState:
+        return CameraState()
+
+    def observe(self, batch: FrameBatch, state: CameraState) -> list[Observation]:
+        """Per-frame scores and regions, no temporal confirmation (what `gridwatch score` prints)."""
+        raise NotImplementedError
+
+    def process(self, batch: FrameBatch, state: CameraState) -> list[Finding]:
+        findings: list[Finding] = []
+        for obs in self.observe(batch, state):
+            finding = self.confirm(obs, state.track(obs.frame.key))
+            if finding is not None:
+                findings.append(finding)
+        return findings
+
+    def confirm(self, obs: Observation, track: CameraTrack) -> Finding | None:
+        cfg = self.config
+        label, score = obs.best()
+        region = union_box(obs.regions.get(label, []))
+        if region is not None and region[2] * region[3] > cfg.max_region_frac:
+            score *= cfg.large_region_factor
+        track.recent.append((score, region))
+        while len(track.recent) > cfg.confirm_n:
+            track.recent.popleft()
+        low = min(cfg.levels.values())
+        if track.alarmed:
+            track.quiet = track.quiet + 1 if score < cfg.clear_score else 0
+            if track.quiet >= cfg.confirm_n:
+                track.alarmed, track.quiet = False, 0
+                return None
+        hits = [(s, r) for s, r in track.recent if s >= low]
+        if region is not None:
+            hits = [(s, r) for s, r in hits if r is None or iou(r, region) >= cfg.min_overlap]
+        if len(hits) < cfg.confirm_k and not (track.alarmed and score >= cfg.clear_score):
+            return None
+        track.alarmed = True
+        confirmed = float(np.median([s for s, _ in hits])) if hits else score
+        level = Level.NONE
+        for name, threshold in cfg.levels.items():
+            if confirmed >= threshold:
+                level = max(level, Level.from_name(name))
+        if level == Level.NONE:
+            level = Level.from_name(min(cfg.levels, key=lambda k: cfg.levels[k]))
+        f = obs.frame
+        evidence: dict[str, Any] = {
+            "class": label, "score": round(score, 4), "confirmed_score": round(confirmed, 4),
+            "frames": f"{len(hits)}/{len(track.recent)}", "region": [round(v, 4) for v in region] if region else None,
+        }  # fmt: skip
+        return Finding(self.name, cfg.hazard, f.site, f.camera, f.ts, level, confirmed, evidence)
+
+
+frame_registry: DetectorRegistry[CameraDetector[Any]] = DetectorRegistry("gridwatch.camera_detectors")
+register_camera = frame_registry.register

@@ -1,0 +1,158 @@
+"""Decoding camera frames: JPEG/PNG (visible), 16-bit TIFF or NumPy ``.npy`` (thermal), and files on disk.
+
+The image's dimensions are read from its header before it is decoded, so a decompression bomb (a small
+file that claims a huge image) is refused before it costs memory (``too_many_pixels``); a payload that is
+not an image of an accepted kind is refused as ``not_an_image``.
+"""
+
+from __future__ import annotations
+
+import io
+import struct
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+import numpy.typing as npt
+
+from detectors.vision.base import Frame
+
+MAX_PIXELS = 40_000_000
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".tif", ".tiff", ".npy"}
+VIDEO_SUFFIXES = {".mp4", ".avi", ".mkv", ".mov"}
+
+
+class FrameError(ValueError):
+    """A payload that is not a usable frame; ``reason`` is the dead-letter reason."""
+
+    def __init__(self, reason: str, detail: str) -> None:
+        super().__init__(f"{reason}: {detail}")
+        self.reason = reason
+
+
+def image_size(data: bytes) -> tuple[str, int, int]:
+    """(kind, width, height) from the header of a JPEG, PNG, TIFF or .npy payload.
+
+    >>> png = bytes.fromhex("89504e470d0a1a0a0000000d49484452") + struct.pack(">II", 640, 360)
+    >>> image_size(png)
+    ('png', 640, 360)
+    """
+    if data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) >= 24:
+        w, h = struct.unpack(">II", data[16:24])
+        return "png", w, h
+    if data[:2] == b"\xff\xd8":
+        i = 2
+        while i + 9 < len(data):
+            if data[i] != 0xFF:
+                i += 1
+                continue
+            marker = data[i + 1]
+            if marker in (0xD8, 0x01) or 0xD0 <= marker <= 0xD7:
+                i += 2
+                continue
+            (length,) = struct.unpack(">H", data[i + 2 : i + 4])
+            if 0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC):
+                h, w = struct.unpack(">HH", data[i + 5 : i + 9])
+                return "jpeg", w, h
+            i += 2 + length
+        raise FrameError("not_an_image", "JPEG without a frame header")
+    if data[:4] in (b"II*\x00", b"MM\x00*"):
+        return ("tiff", *_tiff_size(data))
+    if data[:6] == b"\x93NUMPY":
+        shape = _npy_shape(data)
+        if len(shape) < 2:
+            raise FrameError("not_an_image", f".npy of shape {shape}")
+        return "npy", int(shape[1]), int(shape[0])
+    raise FrameError("not_an_image", "not a JPEG, PNG, TIFF or .npy payload")
+
+
+def _tiff_size(data: bytes) -> tuple[int, int]:
+    end = "<" if data[:2] == b"II" else ">"
+    try:
+        (ifd,) = struct.unpack(end + "I", data[4:8])
+        (count,) = struct.unpack(end + "H", data[ifd : ifd + 2])
+        w = h = 0
+        for k in range(count):
+            tag, typ, _n = struct.unpack(end + "HHI", data[ifd + 2 + 12 * k : ifd + 10 + 12 * k])
+            raw = data[ifd + 10 + 12 * k : ifd + 14 + 12 * k]
+            value = struct.unpack(end + ("H" if typ == 3 else "I"), raw[:2] if typ == 3 else raw)[0]
+            if tag == 256:
+                w = value
+            elif tag == 257:
+                h = value
+        return w, h
+    except struct.error as exc:
+        raise FrameError("not_an_image", f"truncated TIFF header ({exc})") from None
+
+
+def _npy_shape(data: bytes) -> tuple[int, ...]:
+    try:
+        version = data[6]
+        if version == 1:
+            (hlen,) = struct.unpack("<H", data[8:10])
+            header = data[10 : 10 + hlen]
+        else:
+            (hlen,) = struct.unpack("<I", data[8:12])
+            header = data[12 : 12 + hlen]
+        text = header.decode("latin1")
+        shape_txt = text.split("'shape':")[1].split(")")[0].strip(" (")
+        return tuple(int(v) for v in shape_txt.split(",") if v.strip())
+    except (IndexError, ValueError, struct.error) as exc:
+        raise FrameError("not_an_image", f"bad .npy header ({exc})") from None
+
+
+def decode(
+    data: bytes, thermal: bool = False, gain: float = 1.0, offset: float = 0.0, max_pixels: int = MAX_PIXELS
+) -> Any:
+    """A visible frame as BGR uint8, or a thermal frame as float32 (``gain * raw + offset``).
+
+    >>> ok, buf = cv2.imencode(".png", np.zeros((4, 6, 3), np.uint8))
+    >>> decode(buf.tobytes()).shape
+    (4, 6, 3)
+    """
+    kind, w, h = image_size(data)
+    if w <= 0 or h <= 0 or w * h > max_pixels:
+        raise FrameError("too_many_pixels", f"{kind} of {w}x{h} pixels (limit {max_pixels})")
+    if kind == "npy":
+        arr = np.load(io.BytesIO(data), allow_pickle=False)
+    else:
+        arr = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED if thermal else cv2.IMREAD_COLOR)
+    if arr is None:
+        raise FrameError("not_an_image", f"{kind} payload that does not decode")
+    if thermal:
+        out: npt.NDArray[np.float32] = (arr.astype(np.float32) * gain + offset).astype(np.float32)
+        return out[:, :, 0] if out.ndim == 3 else out
+    if arr.ndim == 2:
+        arr = cv2.cvtColor(arr, cv2.COLOR_GRAY2BGR)
+    return arr
+
+
+def read_frames(paths: list[Path], thermal: bool = False, gain: float = 1.0, offset: float = 0.0) -> Iterator[Frame]:
+    """Frames from still images, image folders (sorted by name) and video files, for ``gridwatch score``.
+
+    Each file is its own camera (no temporal state across unrelated pictures); a video's frames share
+    one camera and carry their frame number.
+    """
+    for path in paths:
+        if path.is_dir():
+            files = sorted(p for p in path.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES | VIDEO_SUFFIXES)
+            yield from read_frames(files, thermal, gain, offset)
+        elif path.suffix.lower() in VIDEO_SUFFIXES:
+            cap = cv2.VideoCapture(str(path))
+            fps = cap.get(cv2.CAP_PROP_FPS) or 25.0
+            k = 0
+            while True:
+                ok, img = cap.read()
+                if not ok:
+                    break
+                yield Frame("score", path.name, k / fps, img, source=f"{path}#{k}")
+                k += 1
+            cap.release()
+        else:
+            try:
+                image = decode(path.read_bytes(), thermal, gain, offset)
+            except FrameError as exc:
+                raise FrameError(exc.reason, f"{path}: {exc}") from None
+            yield Frame("score", str(path), 0.0, image, source=str(path))
