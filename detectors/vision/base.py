@@ -79,7 +79,9 @@ class CameraDetectorConfig(DetectorConfig):
     levels: dict[LevelName, float] = Field(
         {"yellow": 0.5, "orange": 0.7, "red": 0.9}, description="Confirmed score per level."
     )
-    clear_score: float = Field(0.3, ge=0, le=1, description="An alarmed camera clears below this score (hysteresis).")
+    clear_score: float = Field(
+        0.3, ge=0, le=1, description="An alarm level holds while the frame's score stays at or above this (hysteresis)."
+    )
 
 
 C = TypeVar("C", bound=CameraDetectorConfig)
@@ -90,8 +92,8 @@ class CameraTrack:
     """Per-camera memory of the confirmation: the last n observations' scores and regions, and the alarm."""
 
     recent: deque[tuple[float, Box | None]] = field(default_factory=deque)
-    alarmed: bool = False
-    quiet: int = 0
+    level: int = 0  # the alarm level held (0: none)
+    quiet: int = 0  # frames without alarm since it was last held
     model: dict[str, Any] = field(default_factory=dict)  # the detector's own per-camera state (background, …)
 
 
@@ -171,33 +173,40 @@ class CameraDetector(Generic[C]):
         return findings
 
     def confirm(self, obs: Observation, track: CameraTrack) -> Finding | None:
+        """k of the last n frames with overlapping regions confirm; an alarm level holds while the score
+        stays at or above ``clear_score``, and the camera is quiet again after n frames without alarm."""
         cfg = self.config
         label, score = obs.best()
-        region = union_box(obs.regions.get(label, []))
-        if region is not None and region[2] * region[3] > cfg.max_region_frac:
-            score *= cfg.large_region_factor
+        boxes = obs.regions.get(label, [])
+        region = union_box(boxes)
+        if sum(b[2] * b[3] for b in boxes) > cfg.max_region_frac:
+            score *= cfg.large_region_factor  # fog, glare, a sunset: most of the frame at once
         track.recent.append((score, region))
         while len(track.recent) > cfg.confirm_n:
             track.recent.popleft()
         low = min(cfg.levels.values())
-        if track.alarmed:
-            track.quiet = track.quiet + 1 if score < cfg.clear_score else 0
-            if track.quiet >= cfg.confirm_n:
-                track.alarmed, track.quiet = False, 0
-                return None
         hits = [(s, r) for s, r in track.recent if s >= low]
         if region is not None:
             hits = [(s, r) for s, r in hits if r is None or iou(r, region) >= cfg.min_overlap]
-        if len(hits) < cfg.confirm_k and not (track.alarmed and score >= cfg.clear_score):
+        held = Level(track.level)
+        holding = held > Level.NONE and score >= cfg.clear_score
+        if len(hits) < cfg.confirm_k and not holding:
+            if held:
+                track.quiet += 1
+                if track.quiet >= cfg.confirm_n:
+                    track.level, track.quiet = 0, 0
             return None
-        track.alarmed = True
+        track.quiet = 0
         confirmed = float(np.median([s for s, _ in hits])) if hits else score
         level = Level.NONE
         for name, threshold in cfg.levels.items():
             if confirmed >= threshold:
                 level = max(level, Level.from_name(name))
+        if holding and level < held:
+            level = held  # hysteresis: the alarm level holds until the score falls below clear_score
         if level == Level.NONE:
             level = Level.from_name(min(cfg.levels, key=lambda k: cfg.levels[k]))
+        track.level = int(level)
         f = obs.frame
         evidence: dict[str, Any] = {
             "class": label, "score": round(score, 4), "confirmed_score": round(confirmed, 4),
