@@ -489,6 +489,65 @@ def score(
         raise typer.Exit(1) from None
 
 
+@app.command()
+def camera(
+    source: Annotated[
+        str,
+        typer.Argument(
+            help="A scene (fire, smoke, fog, clouds, sunset, red-vehicle, headlights, "
+            "thermal-fire), a video file or an image folder."
+        ),
+    ],
+    site: str = "S01",
+    camera_id: Annotated[str, typer.Option("--camera", help="Camera id in the topic.")] = "cam-1",
+    fps: Annotated[float, typer.Option(help="Frames per second published (and the scene's time step).")] = 2.0,
+    frames: Annotated[int, typer.Option(help="Frames of a synthetic scene.")] = 120,
+    seed: int = 0,
+    start_s: Annotated[float, typer.Option(help="When the fire or smoke starts in a synthetic scene.")] = 5.0,
+    broker: Annotated[str | None, typer.Option(help="Publish to this broker (mqtt://host:port).")] = None,
+    out: Annotated[Path | None, typer.Option(help="Write the frames as an image folder instead.")] = None,
+    prefix: str = "gw",
+    realtime: Annotated[bool, typer.Option(help="Pace publishing at --fps (else as fast as the broker takes).")] = True,
+) -> None:
+    """A camera feed: a synthetic scene or a recording, published over MQTT at a frame rate or written out."""
+    from simulators.camera import SCENES, recording, synthetic, write_folder
+
+    thermal = source == "thermal-fire"
+    if source in SCENES:
+        feed = synthetic(source, fps, frames, seed, start_s)
+    elif Path(source).exists():
+        feed = recording(Path(source), fps)
+    else:
+        console.print(f"[red]{source!r} is neither a scene ({', '.join(SCENES)}) nor a file or folder[/]")
+        raise typer.Exit(2)
+    start = time.time()
+    if out is not None:
+        n = write_folder(feed, out / site / camera_id, start, thermal)
+        console.print(f"wrote {n} frames to {out / site / camera_id}")
+        return
+    if broker is None:
+        console.print("[red]give --broker mqtt://host:port to publish, or --out DIR to write the frames[/]")
+        raise typer.Exit(2)
+    from engine.config.models import MqttConfig
+    from engine.ingest.mqtt_client import MqttClient, broker_address
+
+    client = MqttClient(MqttConfig(url=broker), client_id=f"gridwatch-camera-{time.time_ns()}", clean=True, track=True)
+    client.start(*broker_address(broker))
+    topic = f"{prefix}/{'thermal' if thermal else 'cameras'}/{site}/{camera_id}"
+    n = 0
+    with Progress(console=console) as progress:
+        task = progress.add_task(f"publishing {source} to {topic}", total=frames if source in SCENES else None)
+        for t, payload in feed:
+            if realtime:
+                time.sleep(max(0.0, start + t - time.time()))
+            client.publish(topic, payload, qos=1, user_properties={"ts": f"{start + t:.3f}"})
+            n += 1
+            progress.update(task, completed=n)
+    client.flush()
+    client.stop()
+    console.print(f"published {n} frames to {topic}")
+
+
 incidents_app = typer.Typer(help="List, show and act on incidents through a running engine's API.")
 app.add_typer(incidents_app, name="incidents")
 TokenOpt = Annotated[

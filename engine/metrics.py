@@ -91,3 +91,18 @@ CONFIG_RELOADS = Counter(
     ["outcome"],
     registry=REGISTRY,
 )
+
+FRAMES = Counter(
+    "gridwatch_frames",
+    "Camera frames by outcome: analysed, skipped_interval (closer than the camera's min_interval_s), dropped "
+    "(the camera's queue was full: the oldest frame goes).",
+    ["outcome"],
+    registry=REGISTRY,
+)
+FRAME_SECONDS = Histogram(
+    "gridwatch_frame_detect_seconds",
+    "Time one camera detector spent on one batch of frames.",
+    ["detector"],
+    buckets=(0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5),
+    registry=REGISTRY,
+)

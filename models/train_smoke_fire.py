@@ -12,7 +12,9 @@ a clip (or of a block of 20 consecutive photo numbers) is in one split only.
 The network is fully convolutional: five stride-2 stages take a 160x160 RGB frame to a 5x5 grid of
 cells, and a 1x1 head gives each cell a fire and a smoke logit. The image's score for a class is the
 maximum over its cells (multiple-instance pooling), so the grid doubles as the region: the cells that
-fired. Training uses both the image labels and cell targets from the YOLO boxes.
+fired. Training uses both the image labels and cell targets from the YOLO boxes. Frames from the camera
+simulator (fires, plumes and the look-alikes: fog, clouds, sunset, red vehicles, headlights) augment the
+training split, never the validation or test clips.
 """
 
 from __future__ import annotations
@@ -76,6 +78,32 @@ def load(data: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[str]]:
         cells.append(c)
         clips.append(clip_of(p.name))
     return np.stack(images), np.stack(labels), np.stack(cells), clips
+
+
+def synthetic_frames(n: int, seed: int, scenes: list[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``n`` frames of the camera simulator's scenes, for the training split only: fires and plumes with
+    their boxes, and the distractors (fog, clouds, sunset, red vehicle, headlights) as negatives."""
+    from simulators.camera import visible_frame
+
+    rng = np.random.default_rng(seed)
+    boxes = {"fire": [(0, (260, 110, 100, 100)), (1, (270, 20, 140, 170))], "smoke": [(1, (270, 40, 140, 170))]}
+    images, labels, cells = [], [], []
+    for k in range(n):
+        scene = scenes[k % len(scenes)]
+        t = float(rng.uniform(6.0, 90.0))
+        bgr = visible_frame(scene, t, seed=int(rng.integers(1_000_000)), start_s=5.0)
+        img = cv2.cvtColor(cv2.resize(bgr, (SIZE, SIZE), interpolation=cv2.INTER_AREA), cv2.COLOR_BGR2RGB)
+        y = np.zeros(2, np.float32)
+        c = np.zeros((2, GRID, GRID), np.float32)
+        for cls, (x, top, w, h) in boxes.get(scene, []):
+            y[cls] = 1.0
+            x0, x1 = int(x / 640 * GRID), int(np.ceil((x + w) / 640 * GRID))
+            y0, y1 = int(top / 360 * GRID), int(np.ceil((top + h) / 360 * GRID))
+            c[cls, y0:y1, x0:x1] = 1.0
+        images.append(img.transpose(2, 0, 1))
+        labels.append(y)
+        cells.append(c)
+    return np.stack(images), np.stack(labels), np.stack(cells)
 
 
 def split_by_clip(clips: list[str], seed: int) -> dict[str, np.ndarray]:
@@ -158,6 +186,14 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=7)
     ap.add_argument("--epochs", type=int, default=40)
     ap.add_argument("--out", type=Path, default=ROOT / "models")
+    ap.add_argument(
+        "--synthetic", type=int, default=240, help="Simulator frames added to the training split only (0: none)."
+    )
+    ap.add_argument(
+        "--synthetic-scenes",
+        default="fire,smoke,fog,clouds,sunset,red-vehicle",
+        help="Simulator scenes to draw them from (see simulators/camera.py).",
+    )
     args = ap.parse_args()
     torch.manual_seed(args.seed)
     torch.set_num_threads(2)
@@ -170,6 +206,12 @@ def main() -> None:
         + ", ".join(f"{k} {len(v)} ({int(labels[v, 0].sum())} fire, {int(labels[v, 1].sum())} smoke)"
                     for k, v in parts.items())
     )  # fmt: skip
+    if args.synthetic:
+        sx, sy, sc = synthetic_frames(args.synthetic, args.seed, args.synthetic_scenes.split(","))
+        first = len(images)
+        images, labels, cells = np.concatenate([images, sx]), np.concatenate([labels, sy]), np.concatenate([cells, sc])
+        parts["train"] = np.concatenate([parts["train"], np.arange(first, first + len(sx))])
+        console.print(f"+ {len(sx)} simulator frames in training (validation and test stay real)")
     model = SmokeFireNet()
     opt = torch.optim.AdamW(model.parameters(), lr=2e-3, weight_decay=1e-4)
     sched = torch.optim.lr_scheduler.OneCycleLR(
@@ -239,6 +281,8 @@ def main() -> None:
         "epochs": args.epochs,
         "train_seconds": round(train_s, 1),
         "split": {k: len(v) for k, v in parts.items()},
+        "synthetic_training_frames": args.synthetic,
+        "synthetic_scenes": args.synthetic_scenes.split(",") if args.synthetic else [],
         "test_clips": sorted({clips[i] for i in parts["test"]}),
         "test_metrics": metrics,
         "data": "Roboflow fire-wrpgm v8 (CC BY 4.0), https://universe.roboflow.com/custom-thxhn/fire-wrpgm/dataset/8",

@@ -6,9 +6,10 @@ z-score against the scene (median and MAD), as FLAME-T's uncalibrated cameras ne
 
 A hot spot is a blob above the pre-alarm heat. Its score is its peak heat over the alarm heat, so the
 shared confirmation's levels read: pre-alarm (orange) at ``pre_alarm/alarm``, alarm (red) at 1, clear
-below ``clear/alarm`` (e.g. 50 °C pre-alarm, 55 °C alarm, clear below 52 °C). A growing fire gets
-hotter or larger; a static hot object (a sun-heated rock, a chimney) does not: a pixel that has been hot
-in ``static_frames`` consecutive frames without the blob growing is learnt as static and ignored.
+below ``clear/alarm`` (e.g. 50 °C pre-alarm, 55 °C alarm, clear below 52 °C). A fire flickers: its
+pixels change from frame to frame by degrees; a static hot object (a sun-heated rock, a chimney) holds
+steady. Steady heat is learnt as static and ignored: at once for what is already hot when the camera is
+first seen, after ``static_frames`` frames for what appears later.
 """
 
 from __future__ import annotations
@@ -41,8 +42,12 @@ class ThermalHotspotConfig(CameraDetectorConfig):
     alarm: float = Field(55.0, description="Alarm heat (°C, or z-score with counts).")
     clear: float = Field(52.0, description="An alarmed camera clears below this heat (hysteresis).")
     min_pixels: int = Field(4, ge=1, description="Smaller hot blobs are noise.")
-    static_frames: int = Field(30, ge=2, description="Hot this many frames without growing: a static object.")
-    growth: float = Field(1.2, ge=1, description="A blob this many times its size when first seen is growing.")
+    static_frames: int = Field(
+        30, ge=2, description="Steady heat for this many frames is a static object (a sun-heated rock) and ignored."
+    )
+    still_change: float = Field(
+        2.0, gt=0, description="Steady: the pixel's mean frame-to-frame change is below this (°C, or z with counts)."
+    )
     confirm_k: int = Field(2, ge=1, description="An alarm needs this many of the last `confirm_n` frames.")
     confirm_n: int = Field(3, ge=1, description="Analysed frames of one camera considered for confirmation.")
     max_region_frac: float = Field(0.9, gt=0, le=1, description="A hot region larger than this share is discounted.")
@@ -97,22 +102,16 @@ class ThermalHotspot(CameraDetector[ThermalHotspotConfig]):
             heat = self.heat(frame.image)
             track = state.track(frame.key)
             hot = heat >= cfg.pre_alarm
-            age: npt.NDArray[np.int32] | None = track.model.get("hot_age")
-            if age is None or age.shape != hot.shape:
-                age = np.zeros(hot.shape, np.int32)
-            age = np.where(hot, age + 1, 0).astype(np.int32)
-            first_area = float(track.model.get("first_area", 0.0))
-            area = float(hot.sum())
-            if area == 0:
-                first_area = 0.0
-            elif first_area == 0:
-                first_area = area
-            growing = first_area > 0 and area >= cfg.growth * first_area
-            if growing:
-                first_area = area  # a growing blob restarts the static clock
-                age = np.where(hot, 1, 0).astype(np.int32)
-            static = age >= cfg.static_frames
-            track.model.update(hot_age=age, first_area=first_area)
+            m = track.model
+            if m.get("age") is None or m["age"].shape != hot.shape:
+                m.update(age=np.zeros(hot.shape, np.int32), prev=heat, jitter=np.zeros(hot.shape, np.float32), seen=0)
+            m["seen"] += 1
+            m["age"] = np.where(hot, m["age"] + 1, 0).astype(np.int32)
+            m["jitter"] = (0.7 * m["jitter"] + 0.3 * np.abs(heat - m["prev"])).astype(np.float32)
+            m["prev"] = heat
+            # Static: steady heat that has been there since the camera was first seen, or for static_frames.
+            steady = m["jitter"] < cfg.still_change
+            static = steady & ((m["age"] == m["seen"]) | (m["age"] >= cfg.static_frames))
             live = hot & ~static
             n, labels, stats, _ = cv2.connectedComponentsWithStats(live.astype(np.uint8), connectivity=8)
             best, region = 0.0, []

@@ -2,10 +2,11 @@
 
 Flame pixels follow Chen, Wu and Chiou's rules (2004, *ICIP*, "An early fire-detection method based on
 image processing"): red above ``red_min``, ``R >= G > B``, and saturation high enough for the red
-(``S >= (255 - R) * sat_ratio / red_min``). Flames also flicker: a flame-coloured pixel whose brightness
-changed since the camera's previous analysed frame counts fully, a still one (a red car, a sunset, a
-lamp) counts ``still_weight``. The score is the flickering flame area as a share of ``full_area``;
-the region is the bounding box of the largest flame-coloured blob. Visible frames only; smoke is left to
+(``S >= (255 - R) * sat_ratio / red_min``). Flames also flicker: a flame-coloured blob counts only if
+``flicker_share`` of its pixels changed brightness since the camera's previous analysed frame (a red
+car, a sunset or a lamp holds steady); a picture with no previous frame (``gridwatch score`` on a photo)
+counts colour at ``still_weight``. The score is the counted flame area as a share of ``full_area``;
+the region is the bounding box of the largest counted blob. Visible frames only; smoke is left to
 the model.
 """
 
@@ -36,7 +37,12 @@ class FlameColorMotionConfig(CameraDetectorConfig):
     red_min: int = Field(150, ge=1, le=255, description="Least red of a flame pixel (Chen's R_T).")
     sat_ratio: float = Field(0.5, gt=0, description="Saturation rule's S_T (with red_min).")
     flicker_min: int = Field(12, ge=0, description="Brightness change since the previous frame that counts as flicker.")
-    still_weight: float = Field(0.35, ge=0, le=1, description="Weight of a flame-coloured pixel that did not flicker.")
+    flicker_share: float = Field(
+        0.1, gt=0, le=1, description="A flame-coloured blob counts when this share of its pixels flickered."
+    )
+    still_weight: float = Field(
+        0.35, ge=0, le=1, description="Weight of flame colour in a frame with no previous one to judge flicker by."
+    )
     full_area: float = Field(0.01, gt=0, le=1, description="Flickering flame area (share of frame) that scores 1.")
 
 
@@ -71,21 +77,24 @@ class FlameColorMotion(CameraDetector[FlameColorMotionConfig]):
             track = state.track(frame.key)
             prev: Any = track.model.get("grey")
             mask = self.flame_mask(small)
+            track.model["grey"] = grey
+            n, labels, stats, _ = cv2.connectedComponentsWithStats(mask.astype(np.uint8), connectivity=8)
             if prev is not None and prev.shape == grey.shape:
                 flicker = np.abs(grey.astype(np.int16) - prev.astype(np.int16)) >= cfg.flicker_min
-                weight = np.where(flicker, 1.0, cfg.still_weight)
+                # A flame-coloured blob counts whole when enough of it flickers; a steady red blob (a car, a
+                # sunset, a lamp) does not count at all.
+                moving = np.bincount(labels[flicker], minlength=n)
+                weights = np.where(moving >= cfg.flicker_share * stats[:, cv2.CC_STAT_AREA], 1.0, 0.0)
             else:
-                weight = np.full(grey.shape, cfg.still_weight)
-            track.model["grey"] = grey
-            area = float((mask * weight).sum()) / mask.size
-            score = min(1.0, area / cfg.full_area)
+                weights = np.full(n, cfg.still_weight)  # a still picture scored alone: colour only
+            weights[0] = 0.0  # the background component
+            counted = weights * stats[:, cv2.CC_STAT_AREA]
+            score = min(1.0, float(counted.sum()) / mask.size / cfg.full_area)
             regions = []
-            if mask.any():
-                n, _, stats, _ = cv2.connectedComponentsWithStats(mask.astype(np.uint8), connectivity=8)
-                if n > 1:
-                    k = 1 + int(np.argmax(stats[1:, cv2.CC_STAT_AREA]))
-                    x, y, bw, bh = (int(v) for v in stats[k, :4])
-                    sh, sw = mask.shape
-                    regions = [(x / sw, y / sh, bw / sw, bh / sh)]
+            if n > 1 and counted[1:].max() > 0:
+                k = 1 + int(np.argmax(counted[1:]))
+                x, y, bw, bh = (int(v) for v in stats[k, :4])
+                sh, sw = mask.shape
+                regions = [(x / sw, y / sh, bw / sw, bh / sh)]
             out.append(Observation(frame, {"fire": round(score, 6)}, {"fire": regions}))
         return out

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from fastapi import APIRouter, HTTPException, Query, Request
-from fastapi.responses import RedirectResponse, StreamingResponse
+from fastapi.responses import FileResponse, RedirectResponse, StreamingResponse
 from fastapi.staticfiles import StaticFiles
 
 from engine.api.charts import device_chart
@@ -20,6 +21,7 @@ from engine.core.levels import Level
 from engine.store.store import Store
 
 STATIC = Path(__file__).parent / "static"
+SNAPSHOT_NAME = re.compile(r"^\d{1,16}\.jpg$")
 
 
 def operator_router(
@@ -29,6 +31,7 @@ def operator_router(
     history: ReadingHistory,
     hub: EventHub,
     tokens: list[ApiToken],
+    snapshot_dir: Path | None = None,
 ) -> APIRouter:
     viewer = token_auth(tokens)("viewer")
     api = APIRouter(tags=["operator page"])
@@ -71,6 +74,18 @@ def operator_router(
         ts, values = history.series(slot, chosen)
         return {"site": site, "device": device, "metrics": metrics, **device_chart(chosen, ts, values,
                                                                                     config().detectors)}  # fmt: skip
+
+    @api.get("/api/snapshots/{site}/{camera}/{name}", response_class=FileResponse)
+    def snapshot(site: str, camera: str, name: str, request: Request, token: str | None = Query(None)) -> FileResponse:
+        """The frame behind a camera finding (JPEG). The token may come as ``?token=`` for <img> tags."""
+        header = request.headers.get("authorization", "")
+        find_token(tokens, token or header.removeprefix("Bearer ").strip() or None, "viewer")
+        if snapshot_dir is None or not SNAPSHOT_NAME.match(name) or {site, camera} & {"", ".", ".."}:
+            raise HTTPException(404, "no such snapshot")
+        path = snapshot_dir / site / camera / name
+        if not path.is_file():
+            raise HTTPException(404, "no such snapshot")
+        return FileResponse(path, media_type="image/jpeg")
 
     @api.get("/api/stream")
     async def stream(request: Request, token: str | None = Query(None)) -> StreamingResponse:

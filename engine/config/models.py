@@ -268,6 +268,9 @@ class CamerasConfig(Strict):
     """Cameras and the detectors that watch their frames."""
 
     devices: list[CameraConfig] = Field(default_factory=list, description="Cameras (visible and thermal).")
+    queue_frames: int = Field(
+        8, ge=1, description="Frames waiting per camera; when the detectors fall behind, the oldest is dropped."
+    )
     detectors: list[CameraDetectorSpec] = Field(
         default_factory=list, description="Camera detectors (smoke_fire_onnx, flame_color_motion, thermal_hotspot)."
     )

@@ -75,6 +75,16 @@ class Pipeline:
         events.extend(self.tracker.advance(self.watermark))
         return events
 
+    def observe(self, findings: list[Finding]) -> list[dict[str, Any]]:
+        """Findings from outside the sensor step (the camera stage), in time order, into the incidents."""
+        events: list[dict[str, Any]] = []
+        for f in self.fusion.apply(sorted(findings, key=lambda f: f.ts)):
+            metrics.FINDINGS.labels(f.hazard, f.level.label).inc()
+            self.watermark = max(self.watermark, f.ts)
+            events.extend(self.tracker.advance(self.watermark))
+            events.extend(self.tracker.observe(f))
+        return events
+
     def replace_detectors(self, detectors: list[Detector[Any]], states: list[DeviceState]) -> None:
         """Swap in another set of detectors with their states (a config reload, between batches).
 

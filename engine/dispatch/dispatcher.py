@@ -96,7 +96,9 @@ class Dispatcher:
         self._record(notes)
         touched = self.tracker.take_touched()
         if touched and self.store is not None:
-            self.store.touch([(inc.incident_id, inc.last_finding_at) for inc in touched])
+            self.store.touch(
+                [(inc.incident_id, inc.last_finding_at, [f.to_event() for f in found]) for inc, found in touched]
+            )
         return notes
 
     def _decide(self, e: dict[str, Any], now: float) -> Notification:

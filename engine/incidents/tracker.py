@@ -171,7 +171,7 @@ class IncidentTracker:
         # Deadlines in a lazy min-heap: (time, kind, key), kind "clear" (level may fall) sorts before "resolve".
         # Advancing the watermark costs O(log n) per deadline due, not a scan; stale entries are skipped.
         self._due: list[tuple[float, str, tuple[str, ...]]] = []
-        self._touched: set[str] = set()  # incidents with new findings since ``take_touched``
+        self._touched: dict[str, set[tuple[str, str]]] = {}  # incident → findings new since ``take_touched``
         self.set_policy(policy)
         self._route_of: Callable[[str], list[str]] = route_of or (lambda site: [])
         self._plan_of: Callable[[str, Level], dict[str, Any]] = plan_of or (lambda hazard, level: {})
@@ -326,7 +326,7 @@ class IncidentTracker:
                 inc.last_finding_at = f.ts
                 self._schedule(inc, "resolve")
         inc.findings[(f.detector, f.device)] = f
-        self._touched.add(inc.incident_id)
+        self._touched.setdefault(inc.incident_id, set()).add((f.detector, f.device))
         if inc.state == "pending" and f.ts - inc.opened_at >= self.policy.for_s:
             inc.state = "firing"
             action = "reopened" if action == "reopened" else "fired"
@@ -366,11 +366,15 @@ class IncidentTracker:
             restored += 1
         return restored
 
-    def take_touched(self) -> list[Incident]:
-        """Open, notified incidents that got findings since the last call (for the store to keep up)."""
-        touched = [self.by_id[i] for i in self._touched if i in self.by_id]
+    def take_touched(self) -> list[tuple[Incident, list[Finding]]]:
+        """Open, notified incidents with the findings they got since the last call (for the store)."""
+        out = []
+        for iid, keys in self._touched.items():
+            inc = self.by_id.get(iid)
+            if inc is not None and inc.state in ("firing", "acknowledged"):
+                out.append((inc, [inc.findings[k] for k in keys if k in inc.findings]))
         self._touched.clear()
-        return [inc for inc in touched if inc.state in ("firing", "acknowledged")]
+        return out
 
     def resume_state(self, incident_id: str) -> dict[str, Any] | None:
         inc = self.by_id.get(incident_id)

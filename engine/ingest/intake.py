@@ -14,6 +14,7 @@ from engine import metrics
 from engine.config.models import EngineConfig
 from engine.core.batch import BatchBuilder, ReadingBatch
 from engine.core.devices import DeviceIndex
+from engine.ingest.camera_intake import CameraIntake
 from engine.ingest.decode import Rejection, SensorDecoder
 from engine.ingest.topics import TopicError, deadletter_topic, parse_topic
 
@@ -47,6 +48,7 @@ class Intake:
         devices: DeviceIndex,
         publish: Publish | None = None,
         on_full: Callable[[], None] | None = None,
+        cameras: CameraIntake | None = None,
     ) -> None:
         self.cfg = cfg
         self.prefix = cfg.mqtt.topic_prefix
@@ -58,21 +60,22 @@ class Intake:
         self.first_at: float | None = None
         self.status: dict[tuple[str, str], str] = {}
         self.rejected = 0
+        self.cameras = cameras  # camera and thermal frames go there; without it they are ignored
 
-    def handle(
-        self, topic: str, payload: bytes, _props: dict[str, str] | None = None, now: float | None = None
-    ) -> None:
+    def handle(self, topic: str, payload: bytes, props: dict[str, str] | None = None, now: float | None = None) -> None:
         now = time.time() if now is None else now
         try:
             t = parse_topic(topic, self.prefix)
         except TopicError as exc:
-            self._reject([Rejection("bad_topic", str(exc))], topic, payload, now)
+            self.reject([Rejection("bad_topic", str(exc))], topic, payload, now)
             return
         metrics.MESSAGES.labels(t.kind).inc()
         if t.kind == "status":
             self.status[(t.site, t.device)] = payload.decode("utf-8", "replace")[:32]
             return
-        if t.kind != "sensors":
+        if t.kind in ("cameras", "thermal"):
+            if self.cameras is not None:
+                self.cameras.handle(t, topic, payload, props or {}, now)
             return
         with self._lock:
             before = len(self.builder)
@@ -84,11 +87,11 @@ class Intake:
         if added:
             metrics.READINGS.inc(added)
         if rejected:
-            self._reject(rejected, topic, payload, now)
+            self.reject(rejected, topic, payload, now)
         if full and self._on_full is not None:
             self._on_full()
 
-    def _reject(self, rejected: list[Rejection], topic: str, payload: bytes, now: float) -> None:
+    def reject(self, rejected: list[Rejection], topic: str, payload: bytes, now: float) -> None:
         for rej in rejected:
             self.rejected += 1
             metrics.DEADLETTERS.labels(rej.reason).inc()

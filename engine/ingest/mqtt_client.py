@@ -117,8 +117,21 @@ class MqttClient:
         if wait_s and not self.connected.wait(wait_s):
             logger.warning("no connection to MQTT broker %s:%s yet; still trying", host, port)
 
-    def publish(self, topic: str, payload: bytes, qos: int | None = None, retain: bool = False) -> None:
-        info = self.client.publish(topic, payload, qos=self.cfg.qos if qos is None else qos, retain=retain)
+    def publish(
+        self,
+        topic: str,
+        payload: bytes,
+        qos: int | None = None,
+        retain: bool = False,
+        user_properties: dict[str, str] | None = None,
+    ) -> None:
+        """Publish; ``user_properties`` (MQTT v5 only, e.g. a camera frame's capture ``ts``) ride along."""
+        props = None
+        if user_properties and self.v5:
+            props = Properties(PacketTypes.PUBLISH)  # type: ignore[no-untyped-call]
+            props.UserProperty = list(user_properties.items())
+        qos_ = self.cfg.qos if qos is None else qos
+        info = self.client.publish(topic, payload, qos=qos_, retain=retain, properties=props)
         if self._track:
             self._unacked.append(info)
             if len(self._unacked) > 10000:

@@ -40,7 +40,7 @@ def parse_topic(topic: str, prefix: str) -> Topic:
 
 def subscriptions(prefix: str) -> list[str]:
     """Topic filters the engine subscribes to."""
-    return [f"{prefix}/sensors/+/+", f"{prefix}/status/+/+"]
+    return [f"{prefix}/sensors/+/+", f"{prefix}/status/+/+", f"{prefix}/cameras/+/+", f"{prefix}/thermal/+/+"]
 
 
 def sensor_topic(prefix: str, site: str, device: str) -> str:

@@ -17,12 +17,14 @@ from engine.api.live import EventHub
 from engine.api.operator import mount_static, operator_router
 from engine.api.server import ApiServer, create_app
 from engine.config.models import EngineConfig, WebhookSinkConfig
+from engine.core.cameras import CameraStage
 from engine.core.checkpoint import load_checkpoint, save_checkpoint
 from engine.core.clock import EngineClock
 from engine.core.history import ReadingHistory
 from engine.dispatch.dispatcher import Dispatcher
 from engine.dispatch.outbox import OutboxDelivery, RetryPolicy
 from engine.dispatch.sinks import Sink
+from engine.ingest.camera_intake import CameraIntake
 from engine.ingest.embedded_broker import EmbeddedBroker
 from engine.ingest.intake import Intake
 from engine.ingest.mqtt_client import MqttClient, broker_address
@@ -67,6 +69,8 @@ class LocalRunner:
         self.dispatcher: Dispatcher | None = None
         self.checkpoint_path = Path(cfg.data_dir) / "checkpoint.npz"
         self.history = ReadingHistory(cfg.api.history_points)
+        self.snapshot_dir = Path(cfg.data_dir) / "snapshots"
+        self.cameras = CameraStage(cfg, self.snapshot_dir)
         self.hub = EventHub()
         self.delivery: OutboxDelivery | None = None
         self.summary = RunSummary()
@@ -150,7 +154,13 @@ class LocalRunner:
         if cfg.api.enabled:
             incidents = incidents_router(self.store, self.act, cfg.api.tokens, self.clock.now)
             page = operator_router(
-                self.store, lambda: self.cfg, self.pipeline.devices, self.history, self.hub, cfg.api.tokens
+                self.store,
+                lambda: self.cfg,
+                self.pipeline.devices,
+                self.history,
+                self.hub,
+                cfg.api.tokens,
+                self.snapshot_dir,
             )
             app = create_app(self.health, self.reload, (incidents, page))
             mount_static(app)
@@ -164,6 +174,8 @@ class LocalRunner:
             loop.call_soon_threadsafe(self._full.set)
 
         intake = Intake(cfg, self.pipeline.devices, on_full=batch_full)
+        if self.cameras:
+            intake.cameras = CameraIntake(cfg, intake.reject)
         client = MqttClient(
             cfg.mqtt,
             on_message=intake.handle,
@@ -190,6 +202,8 @@ class LocalRunner:
             asyncio.create_task(self.delivery.run(delivery_stop)),
             asyncio.create_task(self._tick(delivery_stop)),
         ]
+        if intake.cameras is not None:
+            background.append(asyncio.create_task(self._camera_loop(intake.cameras, delivery_stop)))
         await asyncio.to_thread(client.start, host, port)
         client.publish(status_topic, b"online", qos=1, retain=True)
         logger.info("engine running: broker %s:%s, %d detectors", host, port, len(self.pipeline.detectors))
@@ -239,6 +253,28 @@ class LocalRunner:
         metrics.CONFIG_RELOADS.labels("ok" if result.ok else "refused").inc()
         return result
 
+    async def _camera_loop(self, cams: CameraIntake, stop: asyncio.Event) -> None:
+        """Frames through the camera detectors outside the step lock; their findings join the incidents."""
+        while not stop.is_set():
+            if not await asyncio.to_thread(cams.arrived.wait, 0.25):
+                continue
+            frames = cams.take()
+            findings = await asyncio.to_thread(self.cameras.step, frames, set(cams.thermal))
+            if not findings:
+                continue
+            async with self._step_lock:
+                events = await asyncio.to_thread(self._observe, findings)
+            self._after(events)
+
+    def _observe(self, findings: list[Any]) -> list[dict[str, Any]]:
+        events = self.pipeline.observe(findings)
+        self.clock.observe(self.pipeline.watermark)
+        if self.dispatcher is not None:
+            now = self.clock.now()
+            self.dispatcher.handle(events, now)
+            self.dispatcher.tick(now)
+        return events
+
     def _step(self, batch: Any) -> list[dict[str, Any]]:
         """One batch through the core, then dispatch of the events it caused (one thread, under the lock)."""
         self.history.add(batch)
@@ -257,6 +293,10 @@ class LocalRunner:
         async with self._step_lock:
             events = await asyncio.to_thread(self._step, batch)
         self.summary.readings += len(batch)
+        self._after(events)
+
+    def _after(self, events: list[dict[str, Any]]) -> None:
+        """Summary, latency, delivery and the demo board for the events a step or the camera stage caused."""
         if not events:
             return
         now = time.time()

@@ -193,16 +193,40 @@ class Store:
         elif action in ("raised", "reopened"):
             row.acknowledged_by = e.get("acknowledged_by")
 
-    def touch(self, updates: list[tuple[str, float]]) -> None:
-        """Open incidents that got findings but no event: keep their last finding time current (one
-        executemany), so that a restarted engine does not resolve them early."""
-        with self.engine.begin() as conn:
-            conn.execute(
+    def touch(self, updates: list[tuple[str, float, list[dict[str, Any]]]]) -> None:
+        """Findings on open incidents that caused no event: the last finding time and the findings
+        themselves, in bulk, so that the API shows every contributing finding and a restarted engine
+        does not resolve an incident early."""
+        if not updates:
+            return
+        with self.session() as s:
+            known = set(s.scalars(select(IncidentRow.id).where(IncidentRow.id.in_([u[0] for u in updates]))))
+            rows = [u for u in updates if u[0] in known]  # never notified: nothing to keep
+            if not rows:
+                return
+            s.execute(
                 update(IncidentRow.__table__)  # type: ignore[arg-type]
                 .where(IncidentRow.__table__.c.id == bindparam("iid"))
                 .values(last_finding_at=bindparam("last")),
-                [{"iid": i, "last": t} for i, t in updates],
+                [{"iid": i, "last": t} for i, t, _ in rows],
             )
+            findings = {
+                (i, f["detector"], f["device"]): {
+                    "incident_id": i, "detector": f["detector"], "device": f["device"], "ts": f["ts"],
+                    "level": f["level"], "score": f["score"], "evidence": f.get("evidence", {}),
+                }
+                for i, _, found in rows
+                for f in found
+            }  # fmt: skip
+            if findings:
+                stmt = self._upsert(FindingRow.__table__)
+                s.execute(
+                    stmt.on_conflict_do_update(
+                        index_elements=["incident_id", "detector", "device"],
+                        set_={c: stmt.excluded[c] for c in ("ts", "level", "score", "evidence")},
+                    ),
+                    list(findings.values()),
+                )
 
     # The outbox
 

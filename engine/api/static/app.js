@@ -150,7 +150,7 @@ function snapshots(findings) {
   return findings.filter((f) => f.evidence && f.evidence.snapshot).map((f) => {
     const [x, y, w, h] = f.evidence.region || [0, 0, 0, 0];
     return `<svg class="snapshot" viewBox="0 0 100 56.25" preserveAspectRatio="none" width="480">
-      <image href="${esc(f.evidence.snapshot)}" x="0" y="0" width="100" height="56.25" preserveAspectRatio="none"/>
+      <image href="${esc(f.evidence.snapshot)}?token=${encodeURIComponent(token)}" x="0" y="0" width="100" height="56.25" preserveAspectRatio="none"/>
       <rect x="${x * 100}" y="${y * 56.25}" width="${w * 100}" height="${h * 56.25}" fill="none" stroke="red" stroke-width="0.6"/>
     </svg>`;
   }).join("");

@@ -1,0 +1,76 @@
+"""The camera stage: frames through the camera detectors, findings with their snapshot and region.
+
+It runs beside the sensor step, not inside it: a slow model delays only its own cameras' frames (their
+queues drop the oldest), never the sensor path. Findings join the sensor findings in the incident
+tracker (``Pipeline.observe``), so a camera's smoke and a thermal hot spot fuse like any other evidence.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from pathlib import Path
+from time import perf_counter
+from typing import Any
+
+from detectors.vision.base import CameraDetector, CameraState, Frame, FrameBatch, frame_registry
+from engine import metrics
+from engine.config.models import EngineConfig
+from engine.core.findings import Finding
+
+logger = logging.getLogger(__name__)
+
+
+class CameraStage:
+    """The configured camera detectors and their per-camera state.
+
+    ``snapshot_dir``: where the frame behind each finding is written as JPEG; the finding's evidence then
+    names it (``snapshot``: the API path that serves it) beside the detected ``region``.
+    """
+
+    def __init__(self, cfg: EngineConfig, snapshot_dir: Path | None = None) -> None:
+        self.detectors: list[CameraDetector[Any]] = [
+            frame_registry.build(d) for d in cfg.cameras.detectors if d.enabled
+        ]
+        self.states: list[CameraState] = [d.new_state() for d in self.detectors]
+        self.snapshot_dir = snapshot_dir
+        self.thermal = {(c.site, c.id) for c in cfg.cameras.devices if c.kind == "thermal"}
+
+    def __bool__(self) -> bool:
+        return bool(self.detectors)
+
+    def step(self, frames: list[Frame], thermal: set[tuple[str, str]] | None = None) -> list[Finding]:
+        if not frames or not self.detectors:
+            return []
+        thermal = self.thermal | (thermal or set())
+        findings: list[Finding] = []
+        for det, state in zip(self.detectors, self.states, strict=True):
+            mine = [f for f in frames if ((f.site, f.camera) in thermal) == (det.modality == "thermal")]
+            if not mine:
+                continue
+            t0 = perf_counter()
+            found = det.process(FrameBatch(mine), state)
+            metrics.FRAME_SECONDS.labels(det.name).observe(perf_counter() - t0)
+            by_key = {(f.site, f.camera, f.ts): f for f in mine}
+            findings.extend(self._with_snapshot(x, by_key.get((x.site, x.device, x.ts))) for x in found)
+        findings.sort(key=lambda f: (f.ts, f.site, f.device, f.detector))
+        return findings
+
+    def _with_snapshot(self, finding: Finding, frame: Frame | None) -> Finding:
+        if frame is None or self.snapshot_dir is None:
+            return finding
+        import cv2
+        import numpy as np
+
+        img = frame.image
+        if img.ndim == 2:  # thermal: scaled to 8 bits and coloured, for people to look at
+            lo, hi = float(img.min()), float(img.max())
+            grey = ((img - lo) / max(hi - lo, 1e-6) * 255.0).astype(np.uint8)
+            img = cv2.applyColorMap(grey, cv2.COLORMAP_INFERNO)
+        name = f"{round(frame.ts * 1000)}.jpg"
+        path = self.snapshot_dir / frame.site / frame.camera / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if not path.exists():
+            path.write_bytes(cv2.imencode(".jpg", img, [cv2.IMWRITE_JPEG_QUALITY, 80])[1].tobytes())
+        snapshot = f"/api/snapshots/{frame.site}/{frame.camera}/{name}"
+        return dataclasses.replace(finding, evidence={**finding.evidence, "snapshot": snapshot})

@@ -1,0 +1,124 @@
+"""Camera frames in: decoded, throttled per camera, masked, queued with a bound (oldest dropped).
+
+Frames are not kept in the pipeline's state: the camera stage writes the frame behind each finding as
+the incident's snapshot. The capture time comes from the MQTT v5 user property ``ts`` (epoch seconds
+or ISO-8601 with offset) when present, else the arrival time.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import deque
+from collections.abc import Callable
+
+import numpy as np
+
+from detectors.vision.base import Frame
+from engine import metrics
+from engine.config.models import CameraConfig, EngineConfig
+from engine.ingest.decode import Rejection
+from engine.ingest.frames import FrameError, decode
+from engine.ingest.timestamps import TimestampError, parse_ts
+from engine.ingest.topics import Topic
+
+Reject = Callable[[list[Rejection], str, bytes, float], None]
+
+
+def capture_time(raw: str | None, now: float) -> float:
+    """The ``ts`` user property (epoch seconds or ISO-8601 with offset), else the arrival time.
+
+    >>> capture_time("1732345678.5", 0.0), capture_time(None, 5.0)
+    (1732345678.5, 5.0)
+    """
+    if raw is None:
+        return now
+    try:
+        return parse_ts(float(raw))
+    except ValueError:
+        return parse_ts(raw)
+
+
+class CameraIntake:
+    """Thread-safe: ``handle`` is called on the MQTT thread, ``take`` by the camera stage."""
+
+    def __init__(self, cfg: EngineConfig, reject: Reject) -> None:
+        self.cameras = {(c.site, c.id): c for c in cfg.cameras.devices}
+        self.known_sites = {s.id for s in cfg.sites}
+        self.reject_unknown = cfg.ingest.reject_unknown_sites
+        self.max_bytes = cfg.ingest.max_payload_bytes * 16  # frames are larger than readings
+        self._reject = reject
+        self._lock = threading.Lock()
+        self._queues: dict[tuple[str, str], deque[Frame]] = {}
+        self._last: dict[tuple[str, str], float] = {}
+        self.thermal: set[tuple[str, str]] = {(c.site, c.id) for c in cfg.cameras.devices if c.kind == "thermal"}
+        self.queue_frames = cfg.cameras.queue_frames
+        self.max_future_s = cfg.ingest.max_future_s
+        self.arrived = threading.Event()
+
+    def camera(self, t: Topic) -> CameraConfig:
+        cam = self.cameras.get((t.site, t.device))
+        if cam is None:
+            cam = CameraConfig(site=t.site, id=t.device, kind="thermal" if t.kind == "thermal" else "visible")
+        return cam
+
+    def handle(self, t: Topic, topic: str, payload: bytes, props: dict[str, str], now: float) -> None:
+        if self.reject_unknown and t.site not in self.known_sites:
+            self._reject([Rejection("unknown_site", f"site {t.site!r} is not in the config")], topic, payload, now)
+            return
+        if len(payload) > self.max_bytes:
+            self._reject([Rejection("too_large", f"{len(payload)} bytes")], topic, payload[:64], now)
+            return
+        try:
+            ts = capture_time(props.get("ts"), now)
+        except TimestampError as exc:
+            self._reject([Rejection(exc.reason, str(exc))], topic, payload[:64], now)
+            return
+        if ts > now + self.max_future_s:
+            self._reject([Rejection("future_ts", f"frame stamped {ts - now:.0f} s ahead")], topic, payload[:64], now)
+            return
+        cam = self.camera(t)
+        key = (t.site, t.device)
+        with self._lock:
+            last = self._last.get(key)
+            if last is not None and 0 <= ts - last < cam.min_interval_s:
+                metrics.FRAMES.labels("skipped_interval").inc()
+                return
+        try:
+            image = decode(payload, thermal=cam.kind == "thermal", gain=cam.gain, offset=cam.offset)
+        except FrameError as exc:
+            self._reject([Rejection(exc.reason, str(exc))], topic, payload[:64], now)
+            return
+        image = self.mask(image, cam)
+        frame = Frame(t.site, t.device, ts, image, source=topic)
+        with self._lock:
+            if cam.kind == "thermal":
+                self.thermal.add(key)
+            self._last[key] = ts
+            q = self._queues.setdefault(key, deque())
+            if len(q) >= self.queue_frames:
+                q.popleft()  # a slow detector must not hold up the others: the oldest frame goes
+                metrics.FRAMES.labels("dropped").inc()
+            q.append(frame)
+        self.arrived.set()
+
+    @staticmethod
+    def mask(image: np.ndarray, cam: CameraConfig) -> np.ndarray:
+        if not cam.masks:
+            return image
+        out = image.copy()
+        h, w = out.shape[:2]
+        fill = float(np.median(out)) if out.ndim == 2 else 0
+        for x, y, bw, bh in cam.masks:
+            out[int(y * h) : int((y + bh) * h), int(x * w) : int((x + bw) * w)] = fill
+        return out
+
+    def take(self) -> list[Frame]:
+        """Every queued frame, oldest first per camera; the latest of each camera is kept for snapshots."""
+        with self._lock:
+            frames = [f for q in self._queues.values() for f in q]
+            for q in self._queues.values():
+                q.clear()
+            self.arrived.clear()
+        frames.sort(key=lambda f: (f.ts, f.site, f.camera))
+        metrics.FRAMES.labels("analysed").inc(len(frames))
+        return frames
