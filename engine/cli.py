@@ -145,9 +145,15 @@ def check_config(
     cfg = _load(file)
     from engine.runners.assembly import build_pipeline, describe
 
-    build_pipeline(cfg)  # detectors construct: catches what only their constructors check
+    from engine.core.cameras import CameraStage
+
+    build_pipeline(cfg)  # detectors construct: catches what only their constructors check (a model file, …)
+    CameraStage(cfg)
     d = describe(cfg)
-    print(f"ok: {file}: {d['sites']} sites, {d['devices']} devices, detectors: {', '.join(d['detectors']) or 'none'}")
+    print(
+        f"ok: {file}: {d['sites']} sites, {d['devices']} devices, detectors: {', '.join(d['detectors']) or 'none'}; "
+        f"{d['cameras']} cameras, camera detectors: {', '.join(d['camera_detectors']) or 'none'}"
+    )
 
 
 @app.command()

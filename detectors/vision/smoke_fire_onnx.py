@@ -22,7 +22,7 @@ import cv2
 import numpy as np
 import numpy.typing as npt
 import onnxruntime as ort
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from detectors.vision.base import (
     Box,
@@ -52,6 +52,14 @@ class SmokeFireOnnxConfig(CameraDetectorConfig):
     providers: list[str] = Field(
         ["CPUExecutionProvider"], description="onnxruntime execution providers in order of preference."
     )
+
+    @field_validator("model")
+    @classmethod
+    def _model_exists(cls, v: str) -> str:
+        path = Path(v) if Path(v).is_absolute() else ROOT / v
+        if not path.is_file():
+            raise ValueError(f"no model file {path}; give a model card (.json) or an .onnx file")
+        return v
 
 
 def load_card(path: Path) -> dict[str, Any]:

@@ -57,4 +57,6 @@ def describe(cfg: EngineConfig) -> dict[str, Any]:
         "sites": len(cfg.sites),
         "devices": sum(len(s.devices) for s in cfg.sites),
         "detectors": [d.name for d in cfg.detectors if d.enabled],
+        "cameras": len(cfg.cameras.devices),
+        "camera_detectors": [d.name for d in cfg.cameras.detectors if d.enabled],
     }
