@@ -143,9 +143,8 @@ def check_config(
         sys.stdout.write(ref.markdown_reference())
         return
     cfg = _load(file)
-    from engine.runners.assembly import build_pipeline, describe
-
     from engine.core.cameras import CameraStage
+    from engine.runners.assembly import build_pipeline, describe
 
     build_pipeline(cfg)  # detectors construct: catches what only their constructors check (a model file, …)
     CameraStage(cfg)
