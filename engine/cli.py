@@ -324,10 +324,16 @@ def _print_score(result: dict[str, Any]) -> None:
 
 @app.command()
 def tune(
-    data: Annotated[list[Path], typer.Option(help="Replay file (.csv or .jsonl) to score on; repeatable.")],
+    data: Annotated[
+        list[Path],
+        typer.Option(help="Replay file (.csv or .jsonl), or an image folder for a camera detector; repeatable."),
+    ],
     truth: Annotated[
         list[Path],
-        typer.Option(help="Ground truth CSV (site, hazard, start, end, as `simulate` writes); one per --data."),
+        typer.Option(
+            help="Ground truth CSV, one per --data: events (site, hazard, start, end, as `simulate` writes), or "
+            "per-frame labels (frame, fire, smoke) for a camera detector."
+        ),
     ],
     detector: Annotated[str, typer.Option(help="Id of the detector to tune (its `id`, or its type).")],
     sweep: Annotated[
@@ -335,7 +341,10 @@ def tune(
     ],
     config: ConfigOpt = DEFAULT_CONFIG,
     out: Annotated[Path, typer.Option(help="Folder for tune.csv, tune.png and suggested.yaml.")] = Path("var/tune"),
-    level: Annotated[str, typer.Option(help="Warning level the scores and the suggestion are judged at.")] = "yellow",
+    level: Annotated[
+        str | None,
+        typer.Option(help="Level the scores are judged at (default yellow); for a camera detector the class (fire)."),
+    ] = None,
     max_false_alarms: Annotated[
         str | None, typer.Option(help="Constraint for the suggestion, e.g. 2/site-year.")
     ] = None,
@@ -345,29 +354,55 @@ def tune(
     """What would other thresholds have done? Sweep a detector's config against data with known events."""
     from engine.core.levels import LEVEL_NAMES
     from engine.plots import sweep_plot
-    from engine.tuning import Constraint, Sweep, TuneError, best_point, find_detector, yaml_patch
+    from engine.tuning import (
+        Constraint,
+        Sweep,
+        TuneError,
+        best_point,
+        find_camera_detector,
+        find_detector,
+        tune_frames,
+        yaml_patch,
+    )
     from engine.tuning import tune as run_tune
 
     cfg = _load(config)
-    if level not in LEVEL_NAMES:
-        console.print(f"[red]--level {level!r}: use one of {', '.join(LEVEL_NAMES)}[/]")
-        raise typer.Exit(2)
+    camera_cfg = find_camera_detector(cfg, detector)
+    if camera_cfg is not None:
+        from detectors.vision.base import frame_registry
+
+        classes = frame_registry.get(camera_cfg.type).classes
+        level = level or classes[0]
+        if level not in classes:
+            console.print(f"[red]--level {level!r}: {detector} scores the classes {', '.join(classes)}[/]")
+            raise typer.Exit(2)
+        if max_false_alarms:
+            console.print("[red]--max-false-alarms is per site-year of sensor data; use --min-recall for frames[/]")
+            raise typer.Exit(2)
+    else:
+        level = level or "yellow"
+        if level not in LEVEL_NAMES:
+            console.print(f"[red]--level {level!r}: use one of {', '.join(LEVEL_NAMES)}[/]")
+            raise typer.Exit(2)
     try:
         sweeps = [Sweep.parse(s) for s in sweep]
         constraint = Constraint(Constraint.parse_rate(max_false_alarms) if max_false_alarms else None, min_recall)
-        det_cfg = find_detector(cfg, detector)
+        det_cfg = camera_cfg or find_detector(cfg, detector)
         n_points = 1
         for s in sweeps:
             n_points *= len(s.values)
+        runner = tune_frames if camera_cfg is not None else run_tune
         with Progress(console=console, transient=True) as progress:
-            task = progress.add_task(f"replaying {n_points + 1} configs", total=n_points + 1)
-            current, points = run_tune(cfg, data, truth, detector, sweeps, workers, lambda: progress.advance(task))
+            task = progress.add_task(f"scoring {n_points + 1} configs", total=n_points + 1)
+            current, points = runner(cfg, data, truth, detector, sweeps, workers, lambda: progress.advance(task))
     except (TuneError, OSError) as exc:
         console.print(f"[red]{exc}[/]")
         raise typer.Exit(2) from None
     best = best_point(points, level, constraint)
     out.mkdir(parents=True, exist_ok=True)
     cols = ["precision", "recall", "f1", "false_alarms_per_site_month", "lead_h_median", "lead_h_p10"]
+    if camera_cfg is not None:
+        cols = ["precision", "recall", "f1", "false_alarm_rate"]
     names = " + ".join(d.name for d in data)
     table = Table(title=f"{detector} at level {level} on {names}")
     for name in [*(s.path for s in sweeps), "hits", "misses", "false_alarms", *cols]:
@@ -391,17 +426,19 @@ def tune(
     console.print(table)
     import csv
 
-    fields = [s.path for s in sweeps] + ["point", "level", "error", "alarms", "hits", "misses", "false_alarms", *cols]
+    fields = [s.path for s in sweeps] + ["point", "level", "error", "alarms", "hits", "misses", "false_alarms"]
+    fields += [c for c in ("precision", "recall", "f1", "false_alarms_per_site_month", "lead_h_median", "lead_h_p10",
+                           "false_alarm_rate") if c in cols or camera_cfg is None]  # fmt: skip
     with (out / "tune.csv").open("w", newline="", encoding="utf-8") as fh:
-        w = csv.DictWriter(fh, fieldnames=fields, restval="")
+        w = csv.DictWriter(fh, fieldnames=fields, restval="", extrasaction="ignore")
         w.writeheader()
         w.writerows(rows_csv)
-    png = sweep_plot(out / "tune.png", points, current, best, level, f"{detector} on {names}")
+    png = sweep_plot(out / "tune.png", points, current, best, level, f"{detector} on {names}", frames=bool(camera_cfg))
     console.print(f"wrote {out / 'tune.csv'} and {png}")
     if best is None:
         console.print("[yellow]no sweep point meets the constraint; loosen it or widen the sweep[/]")
         return
-    patch = yaml_patch(det_cfg, best)
+    patch = yaml_patch(det_cfg, best, camera=camera_cfg is not None)
     (out / "suggested.yaml").write_text(patch, encoding="utf-8")
     console.print(f"suggested (best F1 at {level} within the constraint) -> {out / 'suggested.yaml'}:\n{patch}")
 

@@ -14,15 +14,26 @@ if TYPE_CHECKING:
     from engine.tuning import Point
 
 
-def sweep_plot(path: Path, points: list[Point], current: Point, best: Point | None, level: str, title: str) -> Path:
-    """Precision against recall, and median lead time against false alarms, one dot per sweep point."""
+def sweep_plot(
+    path: Path, points: list[Point], current: Point, best: Point | None, level: str, title: str, frames: bool = False
+) -> Path:
+    """Precision against recall, and median lead time against false alarms, one dot per sweep point; for a
+    camera detector (``frames``) the second panel is the ROC: recall against the per-frame false-alarm rate."""
     scored = [p for p in points if p.scores]
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4.5))
     label = ", ".join(sorted(scored[0].values)) if scored else ""
-    for ax, x, y, xl, yl in (
-        (ax1, "recall", "precision", "recall", "precision"),
-        (ax2, "false_alarms_per_site_month", "lead_h_median", "false alarms per site-month", "median lead time (h)"),
-    ):
+    second = (
+        (ax2, "false_alarm_rate", "recall", "false-alarm rate (share of frames without it)", "recall")
+        if frames
+        else (
+            ax2,
+            "false_alarms_per_site_month",
+            "lead_h_median",
+            "false alarms per site-month",
+            "median lead time (h)",
+        )
+    )
+    for ax, x, y, xl, yl in ((ax1, "recall", "precision", "recall", "precision"), second):
         xs = [p.scores[level][x] for p in scored]
         ys = [p.scores[level][y] for p in scored]
         ax.plot(xs, ys, "o", color="tab:blue", alpha=0.7, label=f"sweep of {label}")
@@ -36,7 +47,7 @@ def sweep_plot(path: Path, points: list[Point], current: Point, best: Point | No
     ax1.set_xlim(-0.05, 1.05)
     ax1.set_ylim(-0.05, 1.05)
     ax1.legend(loc="lower left", fontsize=8)
-    fig.suptitle(f"{title} at level {level}")
+    fig.suptitle(f"{title}: {'class' if frames else 'level'} {level}")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)

@@ -229,8 +229,8 @@ def best_point(points: list[Point], level: str, constraint: Constraint) -> Point
     return max(ok, key=key)
 
 
-def yaml_patch(detector: DetectorConfig, point: Point) -> str:
-    """The suggested change as the YAML of the detector's entry in ``detectors:``."""
+def yaml_patch(detector: DetectorConfig, point: Point, camera: bool = False) -> str:
+    """The suggested change as the YAML of the detector's entry in ``detectors:`` (``cameras.detectors``)."""
     import yaml
 
     assert point.config is not None
@@ -238,5 +238,107 @@ def yaml_patch(detector: DetectorConfig, point: Point) -> str:
     old = detector.model_dump(mode="json", exclude_defaults=True)
     changed = {k: v for k, v in new.items() if old.get(k) != v}
     entry = {"id": detector.name, **changed}
-    text: str = yaml.safe_dump({"detectors": [entry]}, sort_keys=False)
+    doc: dict[str, Any] = {"cameras": {"detectors": [entry]}} if camera else {"detectors": [entry]}
+    text: str = yaml.safe_dump(doc, sort_keys=False)
     return "# merge into the detector with this id\n" + text
+
+
+# Camera detectors: image folders with per-frame labels
+
+
+def read_frame_truth(path: Path) -> dict[str, set[str]]:
+    """Per-frame labels: a CSV with a ``frame`` column (the file's path relative to its folder) and one
+    0/1 column per class (``fire``, ``smoke``); returns each frame's set of present classes.
+
+    >>> import tempfile, pathlib
+    >>> p = pathlib.Path(tempfile.mkdtemp()) / "t.csv"
+    >>> _ = p.write_text("frame,fire,smoke\\na.jpg,1,0\\nb.jpg,0,0\\n")
+    >>> read_frame_truth(p)
+    {'a.jpg': {'fire'}, 'b.jpg': set()}
+    """
+    import csv
+
+    with path.open(newline="", encoding="utf-8") as fh:
+        reader = csv.DictReader(fh)
+        if not reader.fieldnames or "frame" not in reader.fieldnames:
+            raise TuneError(f"{path}: a frame truth CSV needs a `frame` column and one 0/1 column per class")
+        classes = [c for c in reader.fieldnames if c != "frame"]
+        return {row["frame"]: {c for c in classes if row[c].strip() in ("1", "true", "yes")} for row in reader}
+
+
+def find_camera_detector(cfg: EngineConfig, detector_id: str) -> DetectorConfig | None:
+    return next((d for d in cfg.cameras.detectors if d.name == detector_id), None)
+
+
+def _score_frames(args: tuple[list[str], list[dict[str, set[str]]], DetectorConfig]) -> dict[str, dict[str, float]]:
+    """Frame-level scores per class of one camera detector config over image folders (no confirmation)."""
+    from detectors.vision.base import Frame, FrameBatch, frame_registry
+    from engine.ingest.frames import decode
+
+    folders, truths, config = args
+    det = frame_registry.build(config)
+    counts: dict[str, list[int]] = {c: [0, 0, 0, 0] for c in det.classes}  # tp, fp, fn, tn
+    for folder, truth in zip(folders, truths, strict=True):
+        for name, present in sorted(truth.items()):
+            image = decode((Path(folder) / name).read_bytes(), thermal=det.modality == "thermal")
+            (obs,) = det.observe(FrameBatch([Frame("tune", name, 0.0, image, name)]), det.new_state())
+            for c in det.classes:
+                pred = obs.scores.get(c, 0.0) >= det.frame_threshold(c)
+                k = (0 if c in present else 1) if pred else (2 if c in present else 3)
+                counts[c][k] += 1
+    out: dict[str, dict[str, float]] = {}
+    for c, (tp, fp, fn, tn) in counts.items():
+        p = tp / (tp + fp) if tp + fp else 0.0
+        r = tp / (tp + fn) if tp + fn else 0.0
+        out[c] = {
+            "alarms": tp + fp, "hits": tp, "misses": fn, "false_alarms": fp,
+            "precision": round(p, 4), "recall": round(r, 4), "f1": round(2 * p * r / (p + r), 4) if p + r else 0.0,
+            "false_alarm_rate": round(fp / (fp + tn), 4) if fp + tn else 0.0,
+            "false_alarms_per_site_month": float("nan"), "lead_h_median": float("nan"), "lead_h_p10": float("nan"),
+        }  # fmt: skip
+    return out
+
+
+def tune_frames(
+    cfg: EngineConfig,
+    folders: list[Path],
+    truth_paths: list[Path],
+    detector_id: str,
+    sweeps: list[Sweep],
+    workers: int = 0,
+    on_point_done: Any = None,
+) -> tuple[Point, list[Point]]:
+    """``tune`` for a camera detector: image folders with per-frame labels instead of replays and events."""
+    detector = find_camera_detector(cfg, detector_id)
+    if detector is None:
+        raise TuneError(f"no camera detector {detector_id!r} in the config")
+    if len(folders) != len(truth_paths):
+        raise TuneError(f"give one --truth per --data ({len(folders)} folders, {len(truth_paths)} truth files)")
+    for f in folders:
+        if not f.is_dir():
+            raise TuneError(f"--data {f}: a camera detector is tuned on an image folder")
+    truths = [read_frame_truth(p) for p in truth_paths]
+    for folder, truth in zip(folders, truths, strict=True):
+        missing = [n for n in truth if not (folder / n).is_file()]
+        if missing:
+            raise TuneError(f"{folder}: the truth names frames that are not there, e.g. {missing[0]}")
+    current = Point({s.path: float("nan") for s in sweeps}, detector)
+    points = sweep_points(detector, sweeps)
+    todo = [current, *[p for p in points if p.config is not None]]
+    jobs = [([str(f) for f in folders], truths, p.config) for p in todo if p.config is not None]
+    n = workers or min(len(jobs), os.cpu_count() or 1)
+    results: list[dict[str, dict[str, float]]] = []
+    if n <= 1:
+        for job in jobs:
+            results.append(_score_frames(job))
+            if on_point_done:
+                on_point_done()
+    else:
+        with ProcessPoolExecutor(max_workers=n) as pool:
+            for r in pool.map(_score_frames, jobs):
+                results.append(r)
+                if on_point_done:
+                    on_point_done()
+    for p, r in zip(todo, results, strict=True):
+        p.scores = r
+    return current, points

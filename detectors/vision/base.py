@@ -164,6 +164,10 @@ class CameraDetector(Generic[C]):
         """Per-frame scores and regions, no temporal confirmation (what `gridwatch score` prints)."""
         raise NotImplementedError
 
+    def frame_threshold(self, label: str) -> float:
+        """The score at which one frame counts as showing ``label`` (frame-level scoring, tuning)."""
+        return min(self.config.levels.values())
+
     def process(self, batch: FrameBatch, state: CameraState) -> list[Finding]:
         findings: list[Finding] = []
         for obs in self.observe(batch, state):

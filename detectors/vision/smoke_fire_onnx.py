@@ -100,6 +100,9 @@ class SmokeFireOnnx(CameraDetector[SmokeFireOnnxConfig]):
     def example_config(cls) -> SmokeFireOnnxConfig:
         return SmokeFireOnnxConfig(type="smoke_fire_onnx", confirm_k=2, confirm_n=3)
 
+    def frame_threshold(self, label: str) -> float:
+        return float(self.thresholds[label])
+
     def preprocess(self, image: npt.NDArray[np.uint8]) -> npt.NDArray[np.float32]:
         rgb = cv2.cvtColor(cv2.resize(image, (self.size, self.size), interpolation=cv2.INTER_AREA), cv2.COLOR_BGR2RGB)
         return (rgb.transpose(2, 0, 1).astype(np.float32) / 255.0).astype(np.float32)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import subprocess
 import sys
 from pathlib import Path
@@ -89,3 +90,25 @@ def test_gridwatch_tune_sweeps_scores_plots_and_suggests(tmp_path):
     (entry,) = patch["detectors"]
     assert entry["id"] == "crack-velocity"
     assert "crack-velocity at level yellow" in " ".join(said.split())
+
+
+def test_tune_a_camera_detector_on_an_image_folder_with_frame_labels(tmp_path):
+    """`gridwatch tune` on a camera detector: per-frame labels, a sweep of its threshold, the ROC plot."""
+    frames = ROOT / "tests" / "data" / "frames"
+    out = tmp_path / "tune"
+    res = subprocess.run(
+        [sys.executable, "-m", "engine.cli", "tune", "--detector", "smoke-fire-model", "--data", str(frames),
+         "--truth", str(frames / "truth.csv"), "--sweep", "thresholds.smoke=0.0:1.0:0.25", "--level", "smoke",
+         "--min-recall", "1", "--out", str(out), "-c", str(ROOT / "config" / "gridwatch.yaml")],
+        capture_output=True, text=True, timeout=300, check=False, cwd=ROOT,
+    )  # fmt: skip
+    assert res.returncode == 0, res.stdout + res.stderr
+    rows = list(csv.DictReader((out / "tune.csv").open()))
+    smoke = {r["thresholds.smoke"]: r for r in rows if r["level"] == "smoke" and r["point"] != "current"}
+    # threshold 0 calls every frame smoke (2 false alarms); 1.0 calls none (the smoke frame missed)
+    assert smoke["0.0"]["false_alarms"] == "2" and smoke["0.0"]["recall"] == "1.0"
+    assert smoke["1.0"]["hits"] == "0" and smoke["1.0"]["misses"] == "1"
+    assert (out / "tune.png").stat().st_size > 10_000
+    suggested = yaml.safe_load((out / "suggested.yaml").read_text())
+    (entry,) = suggested["cameras"]["detectors"]
+    assert entry["id"] == "smoke-fire-model" and 0.25 <= entry["thresholds"]["smoke"] <= 0.75
