@@ -1,8 +1,9 @@
 """Frames per second per core for each camera detector at 640x360, JPEG decode included.
 
-Every detector sees the same JPEG frames (a held-out sample photo, scaled to 640x360, 60 slightly
-different frames so the flicker model works), decoded per frame as the engine does, in batches of 8, on
-one core (onnxruntime intra-op threads 1, OpenCV threads 1). Baseline in the same run: JPEG decode alone.
+Every detector sees the same JPEG frames (a held-out sample photo, scaled to 640x360, 60 frames with
+different noise), decoded per frame as the engine does, in batches of 8, on one core (onnxruntime
+intra-op threads 1, OpenCV threads 1), the model with its motion gate off; one more row feeds it one
+unchanging frame with the gate on (a static camera). Baseline in the same run: JPEG decode alone.
 Thermal: a 320x256 16-bit frame (FLAME-T's largest camera) through TIFF decode and ``thermal_hotspot``.
 
 Prints a table, writes benchmarks/results/detect_frames.json and detect_frames.png.
@@ -77,7 +78,18 @@ def main() -> None:
     plan: list[tuple[str, Any, list[bytes], bool]] = [
         ("JPEG decode only (baseline)", None, jpegs, False),
         ("flame_color_motion", FlameColorMotion(FlameColorMotionConfig()), jpegs, False),
-        ("smoke_fire_onnx (CPU, 1 thread)", SmokeFireOnnx(SmokeFireOnnxConfig(threads=1, batch_size=8)), jpegs, False),
+        (
+            "smoke_fire_onnx (CPU, 1 thread)",
+            SmokeFireOnnx(SmokeFireOnnxConfig(threads=1, batch_size=8, motion_gate=0)),
+            jpegs,
+            False,
+        ),
+        (
+            "smoke_fire_onnx, static scene (motion gate)",
+            SmokeFireOnnx(SmokeFireOnnxConfig(threads=1, batch_size=8)),
+            [jpegs[0]] * 16,
+            False,
+        ),
         (
             "thermal_hotspot (320x256 TIFF)",
             ThermalHotspot(ThermalHotspotConfig(units="counts", alarm=40, pre_alarm=24, clear=36)),

@@ -116,6 +116,21 @@ class CameraState:
         self.tracks = copy.deepcopy(snap["tracks"])
 
 
+def changed_share(track: CameraTrack, image: npt.NDArray[Any], width: int = 64, pixel_delta: int = 10) -> float:
+    """The share of a small grey copy of the frame that changed since the camera's previous frame (1.0 for
+    the first): a cheap background model that tells a static scene from one worth a model's time."""
+    import cv2
+
+    grey = image if image.ndim == 2 else cv2.cvtColor(image, cv2.COLOR_BGR2GRAY)
+    h, w = grey.shape[:2]
+    small = cv2.resize(grey.astype(np.float32), (width, max(1, round(h * width / w))), interpolation=cv2.INTER_AREA)
+    prev = track.model.get("gate_grey")
+    track.model["gate_grey"] = small
+    if prev is None or prev.shape != small.shape:
+        return 1.0
+    return float(np.mean(np.abs(small - prev) > pixel_delta))
+
+
 def iou(a: Box, b: Box) -> float:
     """Intersection over union of two boxes.
 

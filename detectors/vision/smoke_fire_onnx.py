@@ -8,6 +8,10 @@ file, the input size, the labels, the per-class thresholds and the head:
   as YOLOv5/v8 exports give; boxes are filtered by the class threshold and non-maximum suppression.
 Config fields override the card, so a stronger model drops in with its own card or a few lines of YAML.
 
+Motion gating: a cheap per-camera background model (a 64-pixel-wide grey copy of the last frame) tells
+whether the scene changed; a frame in which less than ``motion_gate`` of it did reuses the camera's last
+result, so static cameras cost almost nothing.
+
 onnxruntime's threads are sized from config and do not busy-wait (``session.intra_op.allow_spinning``
 0): on a loaded 2-core box a spinning pool starves the ingest path.
 """
@@ -31,6 +35,7 @@ from detectors.vision.base import (
     CameraState,
     FrameBatch,
     Observation,
+    changed_share,
     register_camera,
 )
 
@@ -48,6 +53,13 @@ class SmokeFireOnnxConfig(CameraDetectorConfig):
     thresholds: dict[str, float] | None = Field(None, description="Per-class score thresholds; default from the card.")
     nms_iou: float = Field(0.45, gt=0, le=1, description="YOLO head: IoU above which overlapping boxes merge.")
     batch_size: int = Field(8, ge=1, description="Frames per inference call.")
+    motion_gate: float = Field(
+        0.002,
+        ge=0,
+        le=1,
+        description="Frames in which less than this share of the scene changed since the camera's previous one "
+        "reuse its last result instead of running the model (0: run on every frame).",
+    )
     threads: int = Field(1, ge=1, description="onnxruntime intra-op threads.")
     providers: list[str] = Field(
         ["CPUExecutionProvider"], description="onnxruntime execution providers in order of preference."
@@ -108,19 +120,33 @@ class SmokeFireOnnx(CameraDetector[SmokeFireOnnxConfig]):
         return (rgb.transpose(2, 0, 1).astype(np.float32) / 255.0).astype(np.float32)
 
     def observe(self, batch: FrameBatch, state: CameraState) -> list[Observation]:
-        out: list[Observation] = []
         frames = batch.frames
-        for i in range(0, len(frames), self.config.batch_size):
-            chunk = frames[i : i + self.config.batch_size]
+        # Motion gate: a static scene reuses the camera's last result; only changed frames go to the model.
+        gated: list[bool] = []
+        seen: set[str] = set()  # cameras with an earlier frame in this batch (its result will be there)
+        for f in frames:
+            still = changed_share(state.track(f.key), f.image) < self.config.motion_gate
+            gated.append(still and (f.key in seen or "last_result" in state.track(f.key).model))
+            seen.add(f.key)
+        todo = [f for f, g in zip(frames, gated, strict=True) if not g]
+        results: list[tuple[dict[str, float], dict[str, list[Box]]]] = []
+        for i in range(0, len(todo), self.config.batch_size):
+            chunk = todo[i : i + self.config.batch_size]
             x = np.stack([self.preprocess(f.image) for f in chunk])
             outputs = self.session.run(None, {self.input_name: x})
-            for j, frame in enumerate(chunk):
-                scores, regions = (
-                    self._grid(outputs[0][j], outputs[1][j])
-                    if self.head == "classifier_grid"
-                    else self._yolo(outputs[0][j])
-                )
-                out.append(Observation(frame, scores, regions))
+            for j in range(len(chunk)):
+                if self.head == "classifier_grid":
+                    results.append(self._grid(outputs[0][j], outputs[1][j]))
+                else:
+                    results.append(self._yolo(outputs[0][j]))
+        out: list[Observation] = []
+        fresh = iter(results)
+        for frame, g in zip(frames, gated, strict=True):
+            model = state.track(frame.key).model
+            if not g:
+                model["last_result"] = next(fresh)
+            scores, regions = model["last_result"]
+            out.append(Observation(frame, dict(scores), {k: list(v) for k, v in regions.items()}))
         return out
 
     def _grid(self, scores: npt.NDArray[Any], grid: npt.NDArray[Any]) -> tuple[dict[str, float], dict[str, list[Box]]]:
@@ -135,7 +161,7 @@ class SmokeFireOnnx(CameraDetector[SmokeFireOnnxConfig]):
         return result, regions
 
     def _yolo(self, raw: npt.NDArray[Any]) -> tuple[dict[str, float], dict[str, list[Box]]]:
-        pred = raw.T if raw.shape[0] < raw.shape[1] else raw  # (anchors, 4 + C)
+        pred = raw.T if raw.shape[0] == 4 + len(self.labels) else raw  # to (anchors, 4 + C)
         boxes_px = pred[:, :4]
         result: dict[str, float] = {}
         regions: dict[str, list[Box]] = {}

@@ -7,6 +7,7 @@ import struct
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
@@ -183,3 +184,59 @@ def test_gridwatch_score_prints_one_row_per_frame_and_class():
     bad = subprocess.run([sys.executable, "-m", "engine.cli", "score", "--detector", "smoke_fire_onx", str(FRAMES)],
                          capture_output=True, text=True, timeout=120, check=False, cwd=ROOT)  # fmt: skip
     assert bad.returncode == 2 and "did you mean 'smoke_fire_onnx'" in bad.stderr
+
+
+def test_motion_gate_reuses_the_result_of_a_static_scene():
+    det = SmokeFireOnnx(SmokeFireOnnxConfig(motion_gate=0.01))
+    calls: list[int] = []
+    run = det.session.run
+
+    def counting_run(*args: Any, **kwargs: Any) -> Any:
+        calls.append(len(args[1]["image"]))
+        return run(*args, **kwargs)
+
+    det.session.run = counting_run
+    state = det.new_state()
+    still = [Frame("S", "c", float(k), image("fire")) for k in range(6)]
+    obs = det.observe(FrameBatch(still[:3]), state) + det.observe(FrameBatch(still[3:]), state)
+    assert sum(calls) == 1, "a static scene runs the model once"
+    assert len({round(o.scores["fire"], 6) for o in obs}) == 1
+    det.observe(FrameBatch([Frame("S", "c", 6.0, image("smoke"))]), state)
+    assert sum(calls) == 2, "a changed scene runs it again"
+
+
+def test_yolo_head_filters_by_threshold_and_suppresses_overlaps(tmp_path):
+    onnx = pytest.importorskip("onnx", reason="onnx builds the test model (a dev dependency)")
+    from onnx import TensorProto, helper
+
+    anchors = np.array(  # (4 + 2 classes, 3 anchors): cx, cy, w, h in input pixels, then fire, smoke scores
+        [[32, 33, 10], [20, 21, 50], [20, 20, 8], [16, 16, 8], [0.9, 0.8, 0.05], [0.1, 0.1, 0.7]], np.float32
+    )[None]
+    graph = helper.make_graph(
+        [
+            helper.make_node("Shape", ["image"], ["shape"]),
+            helper.make_node("Slice", ["shape", "zero", "one"], ["n"]),
+            helper.make_node("Concat", ["n", "rest"], ["out_shape"], axis=0),
+            helper.make_node("Expand", ["anchors", "out_shape"], ["output0"]),
+        ],
+        "yolo-stub",
+        [helper.make_tensor_value_info("image", TensorProto.FLOAT, ["n", 3, 64, 64])],
+        [helper.make_tensor_value_info("output0", TensorProto.FLOAT, ["n", 6, 3])],
+        [
+            helper.make_tensor("anchors", TensorProto.FLOAT, anchors.shape, anchors.flatten()),
+            helper.make_tensor("zero", TensorProto.INT64, [1], [0]),
+            helper.make_tensor("one", TensorProto.INT64, [1], [1]),
+            helper.make_tensor("rest", TensorProto.INT64, [2], [6, 3]),
+        ],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    onnx.save(model, str(tmp_path / "yolo.onnx"))
+    (tmp_path / "yolo.json").write_text(
+        '{"file": "yolo.onnx", "head": "yolo", "labels": ["fire", "smoke"], "thresholds": {"fire": 0.5, "smoke": 0.5},'
+        ' "input": {"shape": [null, 3, 64, 64]}}'
+    )
+    det = SmokeFireOnnx(SmokeFireOnnxConfig(model=str(tmp_path / "yolo.json"), motion_gate=0))
+    (obs,) = det.observe(FrameBatch([Frame("S", "c", 0.0, image("none"))]), det.new_state())
+    assert obs.scores == {"fire": 0.9, "smoke": 0.7}
+    assert obs.regions["fire"] == [(22 / 64, 12 / 64, 20 / 64, 16 / 64)]  # the overlapping 0.8 box suppressed
+    assert obs.regions["smoke"] == [(6 / 64, 46 / 64, 8 / 64, 8 / 64)]
