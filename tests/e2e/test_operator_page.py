@@ -3,8 +3,8 @@
 The engine runs with the storm-over-slope scenario over Mosquitto. The page is opened before the storm,
 so the landslide incident must arrive over the live stream; the test acknowledges it by clicking, checks
 the store, opens the site on the map and the crack meter's chart with its thresholds, creates and
-expires a silence, and leaves screenshots in the test artefacts (``test-artifacts/``, or
-``$GRIDWATCH_ARTIFACTS``).
+expires a silence, opens a camera incident's snapshot with its region, and leaves screenshots in the
+test artefacts (``test-artifacts/``, or ``$GRIDWATCH_ARTIFACTS``).
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import time
 from pathlib import Path
 
 import pytest
@@ -19,6 +20,7 @@ import pytest
 from engine.config.models import ApiConfig, MqttConfig, StoreConfig
 from engine.ingest.embedded_broker import free_port
 from engine.store.store import Store
+from simulators.camera import synthetic
 from simulators.publish import messages
 from tests.conftest import ROOT, RunnerThread, default_config, publisher, wait_for
 
@@ -113,6 +115,20 @@ def test_live_board_acknowledge_map_chart_and_silences(browser, mosquitto, tmp_p
         page.click("#silences tbody button[data-expire]")
         page.wait_for_function("document.querySelectorAll('#silences tbody tr').length === 0", timeout=10_000)
         assert Store(store_url).silences() == []
+        # A camera incident: the snapshot frame with the detected region outlined.
+        start = time.time() - 60
+        for t, jpeg in synthetic("fire", 0.5, 30, seed=4, start_s=4.0):
+            pub.publish("gw/cameras/S05/cam-1", jpeg, qos=1, user_properties={"ts": f"{start + t:.3f}"})
+        assert pub.flush()
+        fire_row = page.locator("#board tbody tr", has_text="fire")
+        fire_row.wait_for(timeout=30_000)
+        fire_row.locator("td").nth(1).click()
+        page.wait_for_selector("#detail svg.snapshot rect", state="attached", timeout=10_000)
+        href = page.get_attribute("#detail svg.snapshot image", "href")
+        assert href and href.startswith("/api/snapshots/S05/cam-1/")
+        assert page.evaluate("h => fetch(h).then(r => r.status)", href) == 200  # served with the page's token
+        assert float(page.get_attribute("#detail svg.snapshot rect", "width") or 0) > 0
+        page.screenshot(path=str(ARTIFACTS / "operator-page-camera.png"), full_page=True)
         (ARTIFACTS / "operator-page.json").write_text(json.dumps({"load_ms": load_ms}))
         print(f"operator page loaded in {load_ms:.0f} ms")
     finally:
