@@ -59,6 +59,7 @@ class Observation:
     frame: Frame
     scores: dict[str, float]  # per class
     regions: dict[str, list[Box]] = field(default_factory=dict)  # per class
+    detail: dict[str, Any] = field(default_factory=dict)  # detector-specific evidence (heat, area, rise)
 
     def best(self) -> tuple[str, float]:
         label = max(self.scores, key=lambda k: self.scores[k]) if self.scores else ""
@@ -209,7 +210,7 @@ class CameraDetector(Generic[C]):
             hits = [(s, r) for s, r in hits if r is None or iou(r, region) >= cfg.min_overlap]
         held = Level(track.level)
         holding = held > Level.NONE and score >= cfg.clear_score
-        if len(hits) < cfg.confirm_k and not holding:
+        if (score < low or len(hits) < cfg.confirm_k) and not holding:  # confirm a frame that shows it
             if held:
                 track.quiet += 1
                 if track.quiet >= cfg.confirm_n:
@@ -230,6 +231,7 @@ class CameraDetector(Generic[C]):
         evidence: dict[str, Any] = {
             "class": label, "score": round(score, 4), "confirmed_score": round(confirmed, 4),
             "frames": f"{len(hits)}/{len(track.recent)}", "region": [round(v, 4) for v in region] if region else None,
+            **obs.detail,
         }  # fmt: skip
         return Finding(self.name, cfg.hazard, f.site, f.camera, f.ts, level, confirmed, evidence)
 

@@ -124,15 +124,16 @@ def test_flame_colour_and_flicker_versus_a_steady_sunset():
 
 
 def test_thermal_alarm_levels_hysteresis_and_static_hot_rock():
-    det = ThermalHotspot(ThermalHotspotConfig(static_frames=3, confirm_k=1, confirm_n=2))
+    det = ThermalHotspot(ThermalHotspotConfig(static_frames=3))  # confirmation: 2 of the last 3 frames
     state = det.new_state()
     levels = []
     for k in range(10):
         img = thermal_scene(k, fire_from=5)
         found = det.process(FrameBatch([Frame("S", "ir", float(k), img)]), state)
         levels.append(found[0].level.label if found else None)
-    # the 58 °C rock is there, steady, from the first frame: static, never an alarm; the fire from frame 5 is
-    assert levels == [None] * 5 + ["red"] * 5
+    # the 58 °C rock is there, steady, from the first frame: the first frame alone confirms nothing and from
+    # the second the rock is static; the fire from frame 5 is red once a second frame confirms it
+    assert levels == [None] * 6 + ["red"] * 4
     det2 = ThermalHotspot(ThermalHotspotConfig(confirm_k=1, confirm_n=2))
     st = det2.new_state()
     temps = [20.0, 56.0, 53.0, 53.0, 51.0, 51.0, 51.0]  # cold, alarm, between clear and alarm, below clear
@@ -240,3 +241,16 @@ def test_yolo_head_filters_by_threshold_and_suppresses_overlaps(tmp_path):
     assert obs.scores == {"fire": 0.9, "smoke": 0.7}
     assert obs.regions["fire"] == [(22 / 64, 12 / 64, 20 / 64, 16 / 64)]  # the overlapping 0.8 box suppressed
     assert obs.regions["smoke"] == [(6 / 64, 46 / 64, 8 / 64, 8 / 64)]
+
+
+def test_thermal_rate_of_rise_is_a_pre_alarm_below_the_pre_alarm_heat():
+    det = ThermalHotspot(ThermalHotspotConfig(confirm_k=1, confirm_n=2, rise_per_min=10, rise_floor=35))
+    state = det.new_state()
+    out = []
+    for k, t in enumerate([20.0, 25.0, 38.0, 46.0]):  # a spot heating by ~8-13 °C a minute, still below 50 °C
+        img = np.full((40, 40), 20.0, np.float32)
+        img[20:24, 20:24] = t
+        found = det.process(FrameBatch([Frame("S", "ir", 60.0 * k, img)]), state)
+        out.append((found[0].level.label, found[0].evidence["rise_per_min"]) if found else None)
+    assert out[:2] == [None, None]
+    assert out[2] == ("orange", 13.0) and out[3] is None  # 8 °C a minute is below the rate
