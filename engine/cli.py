@@ -75,6 +75,9 @@ def run(config: ConfigOpt = DEFAULT_CONFIG, log_level: str = "info") -> None:
 def reload(
     config: ConfigOpt = DEFAULT_CONFIG,
     url: Annotated[str | None, typer.Option(help="The engine's API (default: from the config's api section).")] = None,
+    token: Annotated[
+        str | None, typer.Option(envvar="GRIDWATCH_TOKEN", help="An operator token (api.tokens); or GRIDWATCH_TOKEN.")
+    ] = None,
 ) -> None:
     """Make a running engine re-read its config file (as SIGHUP does) and print what changed."""
     import urllib.error
@@ -86,12 +89,17 @@ def reload(
     if not url.startswith(("http://", "https://")):
         console.print(f"[red]--url {url!r}: give http://host:port[/]")
         raise typer.Exit(2)
-    request = urllib.request.Request(f"{url}/-/reload", method="POST")  # noqa: S310 (scheme checked above)
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    request = urllib.request.Request(f"{url}/-/reload", method="POST", headers=headers)  # noqa: S310 (scheme checked)
     try:
         with urllib.request.urlopen(request, timeout=30) as res:  # noqa: S310 (the operator's own engine)
             body = orjson.loads(res.read())
     except urllib.error.HTTPError as exc:  # 422: refused, with the reason in the body
         body = orjson.loads(exc.read())
+        if exc.code in (401, 403, 429):
+            hint = "give an operator token: --token or GRIDWATCH_TOKEN"
+            console.print(f"[red]{exc.code}: {body.get('detail')}[/] ({hint})")
+            raise typer.Exit(2) from None
     except OSError as exc:
         console.print(f"[red]no engine answering at {url}: {exc}[/]")
         raise typer.Exit(1) from None

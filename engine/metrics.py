@@ -106,3 +106,6 @@ FRAME_SECONDS = Histogram(
     buckets=(0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5),
     registry=REGISTRY,
 )
+AUTH_FAILURES = Counter(
+    "gridwatch_api_auth_failures", "API requests with a wrong token (guessing is slowed down).", registry=REGISTRY
+)

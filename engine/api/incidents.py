@@ -8,14 +8,13 @@ reads, ``operator`` also acts.
 
 from __future__ import annotations
 
-import hmac
 from collections.abc import Awaitable, Callable
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, HTTPException, Query
-from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from fastapi import APIRouter, HTTPException, Query
 from pydantic import BaseModel, ConfigDict, Field
 
+from engine.api.auth import TokenAuth
 from engine.config.models import ApiToken
 from engine.dispatch.dispatcher import Dispatcher
 from engine.incidents.silences import Silence
@@ -23,8 +22,6 @@ from engine.incidents.tracker import IncidentError
 from engine.store.store import Notification, Store
 
 Act = Callable[[Callable[[Dispatcher, float], list[Notification]]], Awaitable[list[Notification]]]
-
-ROLE_RANK = {"viewer": 0, "operator": 1}
 
 
 class Incident(BaseModel):
@@ -105,34 +102,8 @@ class SilenceIn(BaseModel):
     comment: str = ""
 
 
-bearer = HTTPBearer(auto_error=False, description="A token from the config's `api.tokens`.")
-
-
-def find_token(tokens: list[ApiToken], presented: str | None, role: str) -> ApiToken:
-    """The configured token ``presented`` is, if it grants ``role``; else 401 or 403."""
-    if not presented:
-        raise HTTPException(401, "send Authorization: Bearer <token> (tokens are set in api.tokens)")
-    for t in tokens:
-        if hmac.compare_digest(t.token.encode(), presented.encode()):
-            if ROLE_RANK[t.role] < ROLE_RANK[role]:
-                raise HTTPException(403, f"token {t.name!r} is a {t.role}; this needs an {role}")
-            return t
-    raise HTTPException(401, "unknown token")
-
-
-def token_auth(tokens: list[ApiToken]) -> Callable[[str], Any]:
-    def require(role: str) -> Any:
-        def check(creds: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]) -> ApiToken:
-            return find_token(tokens, creds.credentials if creds else None, role)
-
-        return Depends(check)
-
-    return require
-
-
-def incidents_router(store: Store, act: Act, tokens: list[ApiToken], now: Callable[[], float]) -> APIRouter:
-    require = token_auth(tokens)
-    viewer, operator = require("viewer"), require("operator")
+def incidents_router(store: Store, act: Act, auth: TokenAuth, now: Callable[[], float]) -> APIRouter:
+    viewer, operator = auth.require("viewer"), auth.require("operator")
     api = APIRouter(prefix="/api", tags=["incidents"])
 
     async def run(incident_id: str, fn: Callable[[Dispatcher, float], list[Notification]]) -> ActionOut:

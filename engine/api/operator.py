@@ -7,12 +7,12 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from fastapi import APIRouter, HTTPException, Query, Request
+from fastapi import APIRouter, HTTPException
 from fastapi.responses import FileResponse, RedirectResponse, StreamingResponse
 from fastapi.staticfiles import StaticFiles
 
+from engine.api.auth import TokenAuth
 from engine.api.charts import device_chart
-from engine.api.incidents import find_token, token_auth
 from engine.api.live import EventHub
 from engine.config.models import ApiToken, EngineConfig
 from engine.core.devices import DeviceIndex
@@ -30,10 +30,11 @@ def operator_router(
     devices: DeviceIndex,
     history: ReadingHistory,
     hub: EventHub,
-    tokens: list[ApiToken],
+    auth: TokenAuth,
     snapshot_dir: Path | None = None,
 ) -> APIRouter:
-    viewer = token_auth(tokens)("viewer")
+    viewer = auth.require("viewer")
+    viewer_or_query = auth.require("viewer", allow_query=True)
     api = APIRouter(tags=["operator page"])
 
     @api.get("/", include_in_schema=False)
@@ -76,10 +77,8 @@ def operator_router(
                                                                                     config().detectors)}  # fmt: skip
 
     @api.get("/api/snapshots/{site}/{camera}/{name}", response_class=FileResponse)
-    def snapshot(site: str, camera: str, name: str, request: Request, token: str | None = Query(None)) -> FileResponse:
+    def snapshot(site: str, camera: str, name: str, user: ApiToken = viewer_or_query) -> FileResponse:
         """The frame behind a camera finding (JPEG). The token may come as ``?token=`` for <img> tags."""
-        header = request.headers.get("authorization", "")
-        find_token(tokens, token or header.removeprefix("Bearer ").strip() or None, "viewer")
         if snapshot_dir is None or not SNAPSHOT_NAME.match(name) or {site, camera} & {"", ".", ".."}:
             raise HTTPException(404, "no such snapshot")
         path = snapshot_dir / site / camera / name
@@ -88,13 +87,11 @@ def operator_router(
         return FileResponse(path, media_type="image/jpeg")
 
     @api.get("/api/stream")
-    async def stream(request: Request, token: str | None = Query(None)) -> StreamingResponse:
+    async def stream(user: ApiToken = viewer_or_query) -> StreamingResponse:
         """Server-sent events: every incident notification as it is recorded (``event: incident``).
 
         Browsers' EventSource cannot send headers: the token may come as ``?token=``.
         """
-        header = request.headers.get("authorization", "")
-        find_token(tokens, token or header.removeprefix("Bearer ").strip() or None, "viewer")
         return StreamingResponse(
             hub.stream(),
             media_type="text/event-stream",

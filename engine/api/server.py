@@ -13,6 +13,7 @@ from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from engine import metrics
+from engine.api.auth import TokenAuth
 from engine.ingest.embedded_broker import free_port
 
 logger = logging.getLogger(__name__)
@@ -22,15 +23,23 @@ def create_app(
     health: Callable[[], dict[str, Any]],
     reload: Callable[[], Awaitable[Any]] | None = None,
     routers: tuple[APIRouter, ...] = (),
+    auth: TokenAuth | None = None,
+    metrics_public: bool = True,
 ) -> FastAPI:
-    """The HTTP app; ``health`` returns the runner's view of itself (``ok`` true or false)."""
+    """The HTTP app; ``health`` returns the runner's view of itself (``ok`` true or false).
+
+    Everything but ``/healthz`` (and ``/metrics`` while ``metrics_public``) needs a token from ``auth``;
+    reloading the config needs an operator's.
+    """
     app = FastAPI(title="gridwatch", version="0.1.0")
+    auth = auth or TokenAuth([])
     for router in routers:
         app.include_router(router)
+    operator, viewer = auth.require("operator"), auth.require("viewer")
 
     if reload is not None:
 
-        @app.post("/-/reload")
+        @app.post("/-/reload", dependencies=[operator])
         async def reload_config() -> JSONResponse:
             """Re-read the config file; 200 with what changed, 422 with why it was refused."""
             result = await reload()
@@ -41,7 +50,7 @@ def create_app(
         body = health()
         return JSONResponse(body, status_code=200 if body.get("ok") else 503)
 
-    @app.get("/metrics")
+    @app.get("/metrics", dependencies=[] if metrics_public else [viewer])
     def prometheus() -> Response:
         return Response(generate_latest(metrics.REGISTRY), media_type=CONTENT_TYPE_LATEST)
 

@@ -225,6 +225,9 @@ class ApiConfig(Strict):
     tokens: list[ApiToken] = Field(
         default_factory=list, description="Bearer tokens; without any, the incidents API answers 401 to everyone."
     )
+    metrics_public: bool = Field(
+        True, description="Serve /metrics without a token (for Prometheus on a trusted network); false: a viewer's."
+    )
     history_points: int = Field(
         432,
         ge=0,

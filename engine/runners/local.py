@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from engine import metrics
+from engine.api.auth import TokenAuth
 from engine.api.incidents import incidents_router
 from engine.api.live import EventHub
 from engine.api.operator import mount_static, operator_router
@@ -152,17 +153,12 @@ class LocalRunner:
             logger.info("took up %d open incidents from the store", len(self.pipeline.tracker.open))
         api: ApiServer | None = None
         if cfg.api.enabled:
-            incidents = incidents_router(self.store, self.act, cfg.api.tokens, self.clock.now)
+            auth = TokenAuth(cfg.api.tokens)
+            incidents = incidents_router(self.store, self.act, auth, self.clock.now)
             page = operator_router(
-                self.store,
-                lambda: self.cfg,
-                self.pipeline.devices,
-                self.history,
-                self.hub,
-                cfg.api.tokens,
-                self.snapshot_dir,
+                self.store, lambda: self.cfg, self.pipeline.devices, self.history, self.hub, auth, self.snapshot_dir
             )
-            app = create_app(self.health, self.reload, (incidents, page))
+            app = create_app(self.health, self.reload, (incidents, page), auth, cfg.api.metrics_public)
             mount_static(app)
             api = ApiServer(app, cfg.api.host, cfg.api.port)
             await api.start()

@@ -90,17 +90,19 @@ def test_sighup_and_gridwatch_reload_apply_a_new_config_and_refuse_a_bad_one(tmp
         (ROOT / "config" / "gridwatch.yaml").read_text().replace("${GRIDWATCH_MQTT_URL:-embedded}", "embedded")
     )
     cfg["mqtt"]["embedded_port"] = 0
-    cfg["api"] = {"enabled": True, "host": "127.0.0.1", "port": api_port}
+    tokens = [{"name": "ops", "token": "${OPS_TOKEN}", "role": "operator"}]
+    cfg["api"] = {"enabled": True, "host": "127.0.0.1", "port": api_port, "tokens": tokens}
     cfg["sinks"] = [{"type": "log", "path": str(tmp_path / "incidents.jsonl")}]
     cfg["sites_file"] = str(ROOT / "config" / "sites" / "demo-sites.csv")
     cfg["devices_file"] = str(ROOT / "config" / "sites" / "demo-devices.csv")
     config = tmp_path / "gridwatch.yaml"
     config.write_text(yaml.safe_dump(cfg))
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "OPS_TOKEN": "ops-token-from-the-environment"}
     engine = subprocess.Popen(
         [*GRIDWATCH, "run", "-c", str(config)], cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
     )
-    reload_cli = [*GRIDWATCH, "reload", "--url", f"http://127.0.0.1:{api_port}"]
+    reload_cli = [*GRIDWATCH, "reload", "--url", f"http://127.0.0.1:{api_port}"]  # the token: GRIDWATCH_TOKEN
+    env["GRIDWATCH_TOKEN"] = "ops-token-from-the-environment"
     try:
         assert wait_for(lambda: healthy(f"http://127.0.0.1:{api_port}/healthz"), 30), "engine did not become healthy"
         # 1. SIGHUP after moving a threshold: applied, the detector keeps its state.
@@ -129,6 +131,11 @@ def test_sighup_and_gridwatch_reload_apply_a_new_config_and_refuse_a_bad_one(tmp
         assert "gridwatch.yaml" in said and "levels" in said
         assert reloads("refused") == 1.0
         assert healthy(f"http://127.0.0.1:{api_port}/healthz")
+        # 4. Nobody reloads without an operator's token.
+        anonymous = {k: v for k, v in env.items() if k != "GRIDWATCH_TOKEN"}
+        res = subprocess.run(reload_cli, capture_output=True, text=True, timeout=60, check=False, env=anonymous)
+        assert res.returncode == 2 and "401" in res.stdout + res.stderr
+        assert reloads("ok") + reloads("refused") == 3.0
     finally:
         engine.send_signal(signal.SIGTERM)
         out, _ = engine.communicate(timeout=30)

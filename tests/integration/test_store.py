@@ -12,6 +12,7 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from openapi_spec_validator import validate
 
+from engine.api.auth import TokenAuth
 from engine.api.incidents import incidents_router
 from engine.config.models import ApiToken, EngineConfig
 from engine.core.findings import Finding
@@ -128,7 +129,7 @@ def test_api_tokens_roles_errors_and_openapi(store):
 
     tokens = [ApiToken(name="ops", token="o" * 20, role="operator"), ApiToken(name="tv", token="v" * 20)]
     app = FastAPI()
-    app.include_router(incidents_router(store, act, tokens, lambda: 50.0))
+    app.include_router(incidents_router(store, act, TokenAuth(tokens, max_failures=3), lambda: 50.0))
     client = TestClient(app)
     op, tv = {"Authorization": "Bearer " + "o" * 20}, {"Authorization": "Bearer " + "v" * 20}
     assert client.get("/api/incidents").status_code == 401
@@ -161,3 +162,8 @@ def test_api_tokens_roles_errors_and_openapi(store):
         ("DELETE", "/api/silences/{silence_id}"),
     }  # fmt: skip
     assert all(op_["security"] == [{"HTTPBearer": []}] for ops in spec["paths"].values() for op_ in ops.values())
+    # Guessing is slowed down: the third wrong token from one address locks it out, the right token too.
+    for _ in range(2):
+        assert client.get("/api/incidents", headers={"Authorization": "Bearer guess"}).status_code == 401
+    locked = client.get("/api/incidents", headers=tv)
+    assert locked.status_code == 429 and locked.headers["Retry-After"] == "60"
