@@ -115,6 +115,15 @@ def test_live_board_acknowledge_map_chart_and_silences(browser, mosquitto, tmp_p
         page.click("#silences tbody button[data-expire]")
         page.wait_for_function("document.querySelectorAll('#silences tbody tr').length === 0", timeout=10_000)
         assert Store(store_url).silences() == []
+        # Names come from the field: a site id that is HTML is shown as text, never run.
+        evil = '<img src=x onerror="window.__xss=1">'
+        reading = {"ts": time.time(), "values": {"rain_mm": 150.0}}  # beyond a gauge's range: a device fault
+        pub.publish(f"gw/sensors/{evil}/rain-1", json.dumps(reading).encode(), qos=1)
+        assert pub.flush()
+        page.locator("#board tbody tr", has_text="onerror").wait_for(timeout=20_000)
+        assert evil in page.locator("#board tbody").inner_text()
+        assert page.evaluate("window.__xss") is None and page.locator("#board img").count() == 0
+
         # A camera incident: the snapshot frame with the detected region outlined.
         start = time.time() - 60
         for t, jpeg in synthetic("fire", 0.5, 30, seed=4, start_s=4.0):
