@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed-stamp
 PYTEST_ARGS ?=
 DEMO_ARGS ?=
 
-.PHONY: demo test lint typecheck bench schema mosquitto chromium clean
+.PHONY: demo test lint audit typecheck bench schema mosquitto chromium clean
 
 $(STAMP): pyproject.toml constraints.txt
 	@test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -27,6 +27,17 @@ mosquitto:
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/mypy
+	$(BIN)/bandit -q -r engine detectors simulators models -ll
+	@$(MAKE) --no-print-directory audit
+
+# Known vulnerabilities in the pinned dependencies, where pip-audit can reach its data (skipped otherwise).
+audit: $(STAMP)
+	@$(BIN)/pip freeze --exclude-editable > $(VENV)/audit-requirements.txt
+	@out=$$($(BIN)/pip-audit -r $(VENV)/audit-requirements.txt --progress-spinner off 2>&1); rc=$$?; \
+	if [ $$rc -ne 0 ] && echo "$$out" | grep -q "known vulnerabilit"; then echo "$$out"; exit 1; fi; \
+	if [ $$rc -ne 0 ]; then echo "pip-audit could not reach its vulnerability data from here: skipped"; exit 0; fi; \
+	n=$$(echo "$$out" | grep -c "could not be audited"); \
+	echo "pip-audit: $$(echo "$$out" | head -1); $$n packages not in the vulnerability source reachable from here"
 
 # The operator page's browser tests drive Debian's chromium; install it when missing and we can.
 chromium:

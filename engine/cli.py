@@ -80,8 +80,7 @@ def reload(
     ] = None,
 ) -> None:
     """Make a running engine re-read its config file (as SIGHUP does) and print what changed."""
-    import urllib.error
-    import urllib.request
+    import httpx
 
     if url is None:
         api = _load(config).api
@@ -90,19 +89,16 @@ def reload(
         console.print(f"[red]--url {url!r}: give http://host:port[/]")
         raise typer.Exit(2)
     headers = {"Authorization": f"Bearer {token}"} if token else {}
-    request = urllib.request.Request(f"{url}/-/reload", method="POST", headers=headers)  # noqa: S310 (scheme checked)
     try:
-        with urllib.request.urlopen(request, timeout=30) as res:  # noqa: S310 (the operator's own engine)
-            body = orjson.loads(res.read())
-    except urllib.error.HTTPError as exc:  # 422: refused, with the reason in the body
-        body = orjson.loads(exc.read())
-        if exc.code in (401, 403, 429):
-            hint = "give an operator token: --token or GRIDWATCH_TOKEN"
-            console.print(f"[red]{exc.code}: {body.get('detail')}[/] ({hint})")
-            raise typer.Exit(2) from None
-    except OSError as exc:
+        res = httpx.post(f"{url}/-/reload", headers=headers, timeout=30)
+    except httpx.HTTPError as exc:
         console.print(f"[red]no engine answering at {url}: {exc}[/]")
         raise typer.Exit(1) from None
+    body = res.json()
+    if res.status_code in (401, 403, 429):
+        hint = "give an operator token: --token or GRIDWATCH_TOKEN"
+        console.print(f"[red]{res.status_code}: {body.get('detail')}[/] ({hint})")
+        raise typer.Exit(2)
     if not body.get("ok"):
         console.print(f"[red]refused, the engine keeps its running config:[/]\n{body.get('error')}")
         raise typer.Exit(2)
