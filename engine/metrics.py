@@ -109,3 +109,14 @@ FRAME_SECONDS = Histogram(
 AUTH_FAILURES = Counter(
     "gridwatch_api_auth_failures", "API requests with a wrong token (guessing is slowed down).", registry=REGISTRY
 )
+STORE_ERRORS = Counter(
+    "gridwatch_store_errors", "Failed writes to the incident store (the engine keeps detecting).", registry=REGISTRY
+)
+STORE_PENDING = Gauge(
+    "gridwatch_store_pending_notifications", "Notifications kept in memory while the store is out.", registry=REGISTRY
+)
+STORE_DROPPED = Counter(
+    "gridwatch_store_dropped_notifications",
+    "Notifications dropped from memory because the store stayed out too long (oldest first).",
+    registry=REGISTRY,
+)

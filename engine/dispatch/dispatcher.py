@@ -71,6 +71,9 @@ class Dispatcher:
         self._deadlines: dict[str, list[int]] = {"ack": [0, 0], "resolve": [0, 0]}  # met, total
         self.api_silences: list[Silence] = store.silences() if store is not None else []
         self.on_notes: Callable[[list[dict[str, Any]]], None] | None = None  # e.g. the operator page's stream
+        self.store_ok = True
+        self.unstored: list[Notification] = []  # written when the store is back
+        self.max_unstored = 100_000
         self.set_config(cfg)
 
     def set_config(self, cfg: EngineConfig) -> None:
@@ -95,10 +98,15 @@ class Dispatcher:
         notes = [self._decide(e, min(now, e["updated_at"])) for e in events]
         self._record(notes)
         touched = self.tracker.take_touched()
-        if touched and self.store is not None:
-            self.store.touch(
-                [(inc.incident_id, inc.last_finding_at, [f.to_event() for f in found]) for inc, found in touched]
-            )
+        if touched and self.store is not None and self.store_ok:
+            try:
+                self.store.touch(
+                    [(inc.incident_id, inc.last_finding_at, [f.to_event() for f in found]) for inc, found in touched]
+                )
+            except Exception as exc:  # the next event rewrites these findings; detection goes on
+                logger.error("the incident store is failing (%s)", exc)
+                self.store_ok = False
+                metrics.STORE_ERRORS.inc()
         return notes
 
     def _decide(self, e: dict[str, Any], now: float) -> Notification:
@@ -231,6 +239,31 @@ class Dispatcher:
         self._record(notes)
         return notes
 
+    def _store(self, notes: list[Notification]) -> None:
+        """Write to the store; while it is out, keep notifications in memory (up to a bound, oldest first
+        out, counted) and write them, in order, once it is back. Detection never waits for the store."""
+        assert self.store is not None
+        self.unstored.extend(notes)
+        try:
+            self.store.record(self.unstored, self.sinks)
+        except Exception as exc:  # any driver's error: a full disk, a lost connection, a locked file
+            if self.store_ok:
+                logger.error("the incident store is failing (%s); keeping notifications in memory", exc)
+            self.store_ok = False
+            metrics.STORE_ERRORS.inc()
+            overflow = len(self.unstored) - self.max_unstored
+            if overflow > 0:
+                del self.unstored[:overflow]
+                metrics.STORE_DROPPED.inc(overflow)
+                logger.error("store still out: %d oldest notifications dropped from memory", overflow)
+            metrics.STORE_PENDING.set(len(self.unstored))
+            return
+        if not self.store_ok:
+            logger.warning("the incident store is back; %d notifications written", len(self.unstored))
+        self.store_ok = True
+        self.unstored = []
+        metrics.STORE_PENDING.set(0)
+
     def restore(self, stored: list[dict[str, Any]]) -> None:
         """Escalation timers of the open incidents a previous engine left in the store."""
         for s in stored:
@@ -244,7 +277,7 @@ class Dispatcher:
                 esc = self._esc.get(n.event["incident_id"])
                 n.resume = {**resume, "escalation": dataclasses.asdict(esc) if esc else None}
             metrics.NOTIFICATIONS.labels(n.event["action"], "sent" if n.notify else "muted").inc()
-        if notes and self.store is not None:
-            self.store.record(notes, self.sinks)
+        if self.store is not None and (notes or self.unstored):
+            self._store(notes)
         if notes and self.on_notes is not None:
             self.on_notes([{**n.event, **n.detail, "notified": n.notify} for n in notes])

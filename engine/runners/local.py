@@ -88,9 +88,12 @@ class LocalRunner:
 
     def health(self) -> dict[str, Any]:
         connected = bool(self.client and self.client.connected.is_set())
+        store_ok = self.dispatcher.store_ok if self.dispatcher is not None else True
         return {
-            "ok": connected,
+            "ok": connected and store_ok,
             "mqtt_connected": connected,
+            "store_ok": store_ok,
+            "store_pending": len(self.dispatcher.unstored) if self.dispatcher is not None else 0,
             "readings": self.pipeline.readings,
             "open_incidents": len(self.pipeline.tracker.open),
         }

@@ -10,6 +10,7 @@ import pytest
 from engine.config.models import ApiConfig, EngineConfig, LogSinkConfig, MqttConfig, MqttSinkConfig
 from engine.dispatch.dispatcher import DISPATCH_ACTIONS
 from engine.ingest.mqtt_client import MqttClient, broker_address
+from engine.store.store import Store
 from simulators.publish import messages
 from tests.conftest import RunnerThread, default_config, direct_events, publisher, wait_for
 
@@ -135,3 +136,49 @@ def test_embedded_broker_needs_nothing_installed(tmp_path):
     (event,) = read_log(tmp_path / "incidents.jsonl")
     assert (event["site"], event["hazard"], event["level"]) == ("S01", "device_fault", "yellow")
     assert event["state"] == "firing"
+
+
+def test_store_outage_keeps_detecting_reports_it_and_loses_no_notification(mosquitto, tmp_path, storm_rows):
+    """The store fails for the first half of the storm: the engine keeps going, says so, and catches up."""
+    from sqlalchemy.exc import OperationalError
+
+    cfg = engine_config(mosquitto.url, tmp_path, "engine-it-store-out")
+    engine = RunnerThread(cfg)
+    store = engine.runner.store
+    real_record = store.record
+    failing = {"on": True}
+
+    def record(notes, sinks):
+        if failing["on"]:
+            raise OperationalError("INSERT", {}, Exception("disk I/O error"))
+        return real_record(notes, sinks)
+
+    store.record = record  # type: ignore[method-assign]
+    pub = publisher(mosquitto.url)
+    half = len(storm_rows) // 2
+    try:
+        for _ts, topic, payload in messages(storm_rows[:half], "gw"):
+            pub.publish(topic, payload, qos=1)
+        assert pub.flush()
+        assert wait_for(lambda: engine.runner.pipeline.readings >= half, 60), "detection goes on without a store"
+        health = engine.runner.health()
+        assert health["ok"] is False and health["store_ok"] is False and health["store_pending"] > 0
+        failing["on"] = False
+        for _ts, topic, payload in messages(storm_rows[half:], "gw"):
+            pub.publish(topic, payload, qos=1)
+        assert pub.flush()
+        assert wait_for(lambda: engine.runner.pipeline.readings >= len(storm_rows), 60)
+        assert wait_for(lambda: engine.runner.health()["store_ok"], 10)
+    finally:
+        pub.stop()
+        engine.stop()
+    expected = [e for e in direct_events(storm_rows) if e["action"] not in DISPATCH_ACTIONS]
+    stored = Store(f"sqlite:///{tmp_path / 'gridwatch.db'}")
+    audits = {i["incident_id"]: stored.incident(i["incident_id"])["audit"] for i in stored.list_incidents(limit=1000)}
+    kept = sorted(
+        (iid, a["action"], a["detail"]["level"]) for iid, trail in audits.items() for a in trail
+        if a["action"] not in DISPATCH_ACTIONS
+    )  # fmt: skip
+    assert kept == sorted((e["incident_id"], e["action"], e["level"]) for e in expected), "every event, once"
+    for trail in audits.values():  # and each incident's events numbered 1, 2, 3, … with none twice
+        assert [a["detail"]["seq"] for a in trail] == list(range(1, len(trail) + 1))
