@@ -36,9 +36,11 @@ class Mosquitto:
         self.port = free_port()
         self.workdir = workdir
         self.conf = workdir / "mosquitto.conf"
+        # As root, mosquitto would drop to the `mosquitto` user and could not save its persistence file here.
+        user = "user root\n" if os.geteuid() == 0 else ""
         self.conf.write_text(
             f"listener {self.port} 127.0.0.1\nallow_anonymous true\npersistence true\n"
-            f"persistence_location {workdir}/\nmax_queued_messages 100000\nmax_inflight_messages 1000\n"
+            f"persistence_location {workdir}/\nmax_queued_messages 100000\nmax_inflight_messages 1000\n{user}"
         )
         self.proc: subprocess.Popen[bytes] | None = None
 
