@@ -174,7 +174,8 @@ def test_store_outage_keeps_detecting_reports_it_and_loses_no_notification(mosqu
         engine.stop()
     expected = [e for e in direct_events(storm_rows) if e["action"] not in DISPATCH_ACTIONS]
     stored = Store(f"sqlite:///{tmp_path / 'gridwatch.db'}")
-    audits = {i["incident_id"]: stored.incident(i["incident_id"])["audit"] for i in stored.list_incidents(limit=1000)}
+    details = [stored.incident(i["incident_id"]) for i in stored.list_incidents(limit=1000)]
+    audits = {d["incident_id"]: d["audit"] for d in details if d is not None}
     kept = sorted(
         (iid, a["action"], a["detail"]["level"]) for iid, trail in audits.items() for a in trail
         if a["action"] not in DISPATCH_ACTIONS
@@ -196,6 +197,8 @@ def test_broker_restart_mid_stream_loses_nothing_and_counts_nothing_twice(tmp_pa
     broker.start()
     cfg = engine_config(broker.url, tmp_path, "engine-it-broker-restart")
     engine = RunnerThread(cfg)
+    client = engine.runner.client
+    assert client is not None
     half = len(storm_rows) // 2
     try:
         pub = publisher(broker.url)
@@ -205,7 +208,7 @@ def test_broker_restart_mid_stream_loses_nothing_and_counts_nothing_twice(tmp_pa
         pub.stop()
         assert wait_for(lambda: engine.runner.pipeline.readings >= half, 30)
         broker.stop()  # SIGTERM: mosquitto saves the engine's session and subscriptions
-        assert wait_for(lambda: not engine.runner.client.connected.is_set(), 10)
+        assert wait_for(lambda: not client.connected.is_set(), 10)
         broker.start()
         pub = publisher(broker.url)  # faster than the engine's reconnect backoff: these wait in its session
         rest = list(messages(storm_rows[half:], "gw"))
@@ -213,7 +216,7 @@ def test_broker_restart_mid_stream_loses_nothing_and_counts_nothing_twice(tmp_pa
             pub.publish(topic, payload, qos=1)
         assert pub.flush()
         pub.stop()
-        assert wait_for(engine.runner.client.connected.is_set, 40), "the engine reconnects"
+        assert wait_for(client.connected.is_set, 40), "the engine reconnects"
         assert wait_for(lambda: engine.runner.pipeline.readings >= len(storm_rows), 60), (
             engine.runner.pipeline.readings,
             len(storm_rows),
