@@ -229,3 +229,44 @@ def test_broker_restart_mid_stream_loses_nothing_and_counts_nothing_twice(tmp_pa
         broker.stop()
     assert engine.runner.pipeline.readings == len(storm_rows), "every reading once: none lost, none twice"
     assert key(read_log(tmp_path / "incidents.jsonl")) == key(direct_events(storm_rows))
+
+
+def test_a_slow_camera_detector_drops_its_own_frames_and_never_holds_up_the_sensors(mosquitto, tmp_path, storm_rows):
+    """A camera detector that takes a second a frame: its camera's queue drops the oldest frames (counted),
+    and the sensor readings published meanwhile are processed at once."""
+    from engine import metrics
+    from engine.config.models import CamerasConfig
+    from simulators.camera import synthetic
+
+    cameras = CamerasConfig.model_validate(
+        {"devices": [{"site": "S01", "id": "cam-1", "min_interval_s": 0}], "queue_frames": 2,
+         "detectors": [{"type": "flame_color_motion", "id": "slow-flames"}]}
+    )  # fmt: skip
+    cfg = engine_config(mosquitto.url, tmp_path, "engine-it-slow-camera").model_copy(update={"cameras": cameras})
+    engine = RunnerThread(cfg)
+    stage = engine.runner.cameras
+    real_step = stage.step
+
+    def slow_step(frames, thermal=None):
+        time.sleep(1.0 * len(frames))  # an overloaded model
+        return real_step(frames, thermal)
+
+    stage.step = slow_step  # type: ignore[method-assign]
+    dropped_before = metrics.FRAMES.labels("dropped")._value.get()
+    pub = publisher(mosquitto.url)
+    try:
+        start = time.time() - 60
+        for t, jpeg in synthetic("fire", 1.0, 20, seed=2):
+            pub.publish("gw/cameras/S01/cam-1", jpeg, qos=1, user_properties={"ts": f"{start + t:.3f}"})
+        assert pub.flush()
+        t0 = time.monotonic()
+        for _ts, topic, payload in messages(storm_rows[:2000], "gw"):
+            pub.publish(topic, payload, qos=1)
+        assert pub.flush()
+        assert wait_for(lambda: engine.runner.pipeline.readings >= 2000, 10)
+        sensor_s = time.monotonic() - t0
+    finally:
+        pub.stop()
+        engine.stop()
+    assert sensor_s < 5.0, f"the sensor path waited for the camera stage ({sensor_s:.1f} s)"
+    assert metrics.FRAMES.labels("dropped")._value.get() - dropped_before >= 10
