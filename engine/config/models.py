@@ -48,13 +48,46 @@ class MqttConfig(Strict):
     keepalive_s: int = Field(30, ge=5, description="MQTT keep-alive interval.")
     username: str | None = Field(None, description="Broker user name; use ${ENV_VAR} rather than a literal secret.")
     password: str | None = Field(None, description="Broker password; use ${ENV_VAR}, never a literal.", repr=False)
+    password_file: str | None = Field(
+        None, description="Read the broker password from this file (a Docker or systemd secret) instead."
+    )
+    tls_ca_file: str | None = Field(
+        None, description="CA certificate(s) to verify the broker with (mqtts://); unset: the system's CAs."
+    )
+    tls_cert_file: str | None = Field(None, description="Client certificate, when the broker asks for one.")
+    tls_key_file: str | None = Field(None, description="The client certificate's key.", repr=False)
+    tls_insecure: bool = Field(
+        False, description="Skip the check that the broker's certificate names its host (never in production)."
+    )
 
     @field_validator("url")
     @classmethod
     def _url(cls, v: str) -> str:
-        if v != "embedded" and not v.startswith(("mqtt://", "tcp://")):
-            raise ValueError("use `embedded` or mqtt://host:port")
+        if v != "embedded" and not v.startswith(("mqtt://", "tcp://", "mqtts://")):
+            raise ValueError("use `embedded`, mqtt://host:port, or mqtts://host:port for TLS")
         return v
+
+    @model_validator(mode="after")
+    def _secrets(self) -> MqttConfig:
+        if self.password is not None and self.password_file is not None:
+            raise ValueError("give `password` or `password_file`, not both")
+        if (self.tls_cert_file is None) != (self.tls_key_file is None):
+            raise ValueError("a client certificate needs both `tls_cert_file` and `tls_key_file`")
+        for name in ("password_file", "tls_ca_file", "tls_cert_file", "tls_key_file"):
+            path = getattr(self, name)
+            if path is not None and not Path(path).is_file():
+                raise ValueError(f"{name}: no file {path}")
+        return self
+
+    @property
+    def tls(self) -> bool:
+        return self.url.startswith("mqtts://")
+
+    def secret(self) -> str | None:
+        """The broker password, from the config (its environment) or from ``password_file``."""
+        if self.password_file is not None:
+            return Path(self.password_file).read_text(encoding="utf-8").strip()
+        return self.password
 
 
 class IngestConfig(Strict):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import ssl
 import threading
 import time
 from collections.abc import Callable
@@ -29,7 +30,7 @@ def broker_address(url: str) -> tuple[str, int]:
     (('10.0.0.5', 1884), ('broker', 1883))
     """
     parsed = urlparse(url)
-    return parsed.hostname or "127.0.0.1", parsed.port or 1883
+    return parsed.hostname or "127.0.0.1", parsed.port or (8883 if parsed.scheme == "mqtts" else 1883)
 
 
 class MqttClient:
@@ -66,7 +67,13 @@ class MqttClient:
             )
         self._clean = clean
         if cfg.username:
-            self.client.username_pw_set(cfg.username, cfg.password)
+            self.client.username_pw_set(cfg.username, cfg.secret())
+        if cfg.tls:
+            self.client.tls_set(
+                ca_certs=cfg.tls_ca_file, certfile=cfg.tls_cert_file, keyfile=cfg.tls_key_file,
+                cert_reqs=ssl.CERT_REQUIRED,
+            )  # fmt: skip
+            self.client.tls_insecure_set(cfg.tls_insecure)
         if will:
             self.client.will_set(will[0], will[1], qos=1, retain=True)
         self.client.max_inflight_messages_set(1000)
