@@ -356,11 +356,16 @@ class EngineConfig(Strict):
         if not isinstance(data, dict):
             return data
         base = Path((info.context or {}).get("base_dir", "."))
-        sites = list(data.get("sites") or [])
+        given = data.get("sites") or []
+        if not isinstance(given, list) or not all(
+            isinstance(x, str | None) for x in (data.get("sites_file"), data.get("devices_file"))
+        ):
+            return data  # the field validation says what is wrong with it
+        sites = list(given)
         if data.get("sites_file"):
             sites += _read_csv(base / data["sites_file"])
         if data.get("devices_file"):
-            by_id = {s["id"] if isinstance(s, dict) else s.id: s for s in sites}
+            by_id = {s.get("id") if isinstance(s, dict) else getattr(s, "id", None): s for s in sites}
             for row in _read_csv(base / data["devices_file"]):
                 site_id = row.pop("site", "")
                 if site_id not in by_id:
