@@ -14,7 +14,10 @@ spiking GNSS antenna raises a ``device_fault`` and not a landslide. Faults, per 
   good value; after ``accept_after`` such readings in a row the new level is accepted (a re-installed
   sensor);
 * ``clock_skew``: a timestamp more than ``max_lag_s`` behind the fleet's clock;
-* ``duplicate`` and ``out_of_order``: a reading repeated with the same time, or older than the last one.
+* ``duplicate`` and ``out_of_order``: a reading repeated with the same time, or older than the last one;
+* ``flood``: readings ``flood_factor`` times faster than the sensor's interval (a runaway firmware, a
+  replay loop); they are kept from the alarms and do not teach the sensor a new interval, so the other
+  devices and this one's real readings are unaffected.
 
 A finding is raised when a fault starts, not for every faulty reading; its level is set per fault kind.
 """
@@ -35,8 +38,10 @@ from engine.core.levels import Level, LevelName
 from engine.core.quantities import METRIC_INDEX, METRIC_NAMES
 
 F64 = npt.NDArray[np.float64]
-FaultKind = Literal["silent", "stuck", "out_of_range", "jump", "clock_skew", "duplicate", "out_of_order"]
-KINDS: tuple[str, ...] = ("silent", "stuck", "out_of_range", "jump", "clock_skew", "duplicate", "out_of_order")
+FaultKind = Literal["silent", "stuck", "out_of_range", "jump", "clock_skew", "duplicate", "out_of_order", "flood"]
+KINDS: tuple[str, ...] = (
+    "silent", "stuck", "out_of_range", "jump", "clock_skew", "duplicate", "out_of_order", "flood",
+)  # fmt: skip
 BIT = {kind: np.uint8(1 << i) for i, kind in enumerate(KINDS)}
 # Metrics whose value is an increment since the previous report: their rate is value / interval.
 INCREMENT_METRICS = frozenset({"rain_mm"})
@@ -86,6 +91,9 @@ class DeviceHealthConfig(DetectorConfig):
     )
     accept_after: int = Field(3, ge=1, description="Accept a new level after this many jumps in a row.")
     max_lag_s: float = Field(1800.0, gt=0, description="Clock skew: a timestamp this far behind the fleet's clock.")
+    flood_factor: float = Field(
+        10.0, gt=1, description="Flood: a reading this many times sooner after the last than the sensor's interval."
+    )
     levels: dict[FaultKind, LevelName] = Field(
         {
             "silent": "yellow",
@@ -95,6 +103,7 @@ class DeviceHealthConfig(DetectorConfig):
             "clock_skew": "yellow",
             "duplicate": "blue",
             "out_of_order": "blue",
+            "flood": "yellow",
         },
         description="Level of the finding per fault kind; a kind left out is flagged but not reported.",
     )
@@ -177,7 +186,9 @@ class DeviceHealth(Detector[DeviceHealthConfig]):
                 out_of_order = ts < last_ts
                 out_of_range = (v < self.low[k]) | (v > self.high[k])
                 skew = ts < clock_before[r] - cfg.max_lag_s
-                timing = duplicate | out_of_order | skew
+                known = state["interval"][dev, k] if cfg.expected_interval_s is None else cfg.expected_interval_s
+                flood = ~duplicate & ~out_of_order & (ts - last_ts < known / cfg.flood_factor)
+                timing = duplicate | out_of_order | skew | flood
                 dt_h = np.maximum(ts - good_ts, cfg.min_dt_s) / 3600.0
                 change = np.where(self.increment[k], np.abs(v), np.abs(v - good_v))
                 jump = ~timing & ~out_of_range & (change / dt_h > self.max_rate[k]) & np.isfinite(good_v)
@@ -188,6 +199,7 @@ class DeviceHealth(Detector[DeviceHealthConfig]):
                 ("duplicate", duplicate),
                 ("out_of_order", out_of_order),
                 ("clock_skew", skew),
+                ("flood", flood),
                 ("out_of_range", out_of_range),
                 ("jump", jump),
                 ("stuck", stuck),
@@ -207,7 +219,7 @@ class DeviceHealth(Detector[DeviceHealthConfig]):
             if cfg.expected_interval_s is None:
                 interval = state["interval"][dev, k]
                 dt = ts - last_ts
-                learn = in_time & (dt > 0)
+                learn = in_time & (dt > 0) & ~flood
                 step = np.where(np.isnan(interval), dt, interval + 0.1 * (np.minimum(dt, 2 * interval) - interval))
                 interval = np.where(learn, step, interval)
                 state["interval"][dev, k] = interval

@@ -277,3 +277,21 @@ def test_health_findings_and_flags_do_not_depend_on_batching(size):
         (f.site, f.evidence["fault"], f.ts, f.row if size == len(feed) else 0) for f in whole[0]
     ]
     assert flags == whole[1]
+
+
+@pytest.mark.parametrize("size", [1, 13, 400])
+def test_a_flooding_device_is_flagged_once_and_others_are_unaffected(size):
+    # Both gauges report every 10 minutes; from 2 h on, S1's firmware runs away: a reading every 6 s for
+    # 10 minutes (100 times its rate), then back to normal.
+    feed = []
+    for i in range(1, 31):
+        feed.append(("S1", "rain-1", 600.0 * i, "rain_mm", 0.2))
+        feed.append(("S2", "rain-1", 600.0 * i + 1, "rain_mm", 0.2))
+    feed += [("S1", "rain-1", 7200.0 + 6.0 * j, "rain_mm", 0.2) for j in range(1, 100)]
+    feed.sort(key=lambda r: r[2])
+    found, flags = run(DeviceHealth(DeviceHealthConfig()), feed, size)
+    assert [(f.site, f.evidence["fault"], f.level.label) for f in found] == [("S1", "flood", "yellow")]
+    assert found[0].ts == 7206.0
+    flagged = [r for r, flag in zip(feed, flags, strict=True) if flag]
+    # kept from the alarms (the first regular report, 6 s after the last of the flood, with them); S2 untouched
+    assert [r[2] for r in flagged] == [7200.0 + 6.0 * j for j in range(1, 101)] and {r[0] for r in flagged} == {"S1"}
