@@ -462,11 +462,14 @@ def demo(
 
     cfg = _load(config)
     sc = load_scenario(scenario)
+    import secrets
+
     mqtt = cfg.mqtt.model_copy(update={"embedded_port": 0, "client_id": f"gridwatch-demo-{time.time_ns()}"})
+    demo_token = {"name": "demo-operator", "token": secrets.token_urlsafe(24), "role": "operator"}
     cfg = cfg.model_copy(
         update={
             "mqtt": mqtt,
-            "api": ApiConfig(enabled=True, port=0),
+            "api": ApiConfig(enabled=True, port=0, tokens=[demo_token]),
             "sites": [
                 *cfg.sites,
                 *[s for s in EngineConfig.model_validate({"sites": sc.sites_config()}).sites if cfg.site(s.id) is None],

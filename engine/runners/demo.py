@@ -72,6 +72,10 @@ async def run_demo(
     if task.done():
         task.result()  # start-up failed: raise its error
     assert runner.broker_port is not None
+    if runner.api_url and cfg.api.tokens:
+        console.print(
+            f"Operator page while the demo runs: {runner.api_url}/ui/#token={cfg.api.tokens[0].token}", soft_wrap=True
+        )
     span_s = scenario.duration_h * 3600
     base_ts = time.time() - span_s
     rows = scenario.readings(base_ts)
