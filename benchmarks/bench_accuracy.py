@@ -3,7 +3,10 @@
 Simulates each geohazard scenario, replays it through the shipped config (as `gridwatch replay --direct`
 does) and scores it against its ground truth: lead time of each warning level before a simulated
 failure, the failure-time forecast error, landslide incidents at sites that do not fail, and injected
-sensor faults reported as device_fault. The baseline in the same run is the previous results file, when
+sensor faults reported as device_fault. Where the real recordings are beside the checkout
+(``../shared/data``), also the camera detectors' figures of ``models/README.md``: the model's and the
+classical detector's F1 on the held-out clips, the time to the first finding on ``house6.mp4``, and the
+thermal detector's recall and false alarms on FLAME-T. The baseline in the same run is the previous results file, when
 there is one: each figure is shown with its change.
 
 Prints a table, writes benchmarks/results/accuracy.json and accuracy.png.
@@ -48,6 +51,34 @@ def evaluate(name: str) -> dict[str, Any]:
     return score(sc.truth(base), events, found)
 
 
+def camera_figures() -> dict[str, float | str]:
+    """The camera detectors' figures from the real recordings (models/evaluate.py), where they are beside
+    the checkout (../shared/data); skipped with a message otherwise."""
+    data = ROOT.parent / "shared" / "data"
+    if not (data / "fire-smoke-roboflow").is_dir():
+        console.print(f"[yellow]no recordings at {data}: camera figures skipped[/]")
+        return {}
+    sys.path.insert(0, str(ROOT / "models"))
+    import evaluate as vision
+
+    card = json.loads((ROOT / "models" / "smoke_fire.json").read_text())
+    out: dict[str, float | str] = {}
+    with console.status("camera detectors on the held-out clips, house6.mp4 and FLAME-T"):
+        rf = vision.roboflow(card)
+        for cls in ("fire", "smoke"):
+            out[f"smoke_fire_onnx/{cls}_f1"] = rf["smoke_fire_onnx"][cls]["f1"]
+        out["flame_color_motion/fire_f1"] = rf["flame_color_motion"]["fire"]["f1"]
+        h6 = vision.house6()
+        for det in ("smoke_fire_onnx", "flame_color_motion"):
+            out[f"house6/{det}_first_finding_s"] = h6[det]["after_first_flame_s"] if h6[det] else "none"
+        points = {p: vision.flame_t_frames(p) for p in "ABC"}
+        for p, frames in points.items():
+            r = vision.thermal_eval(frames, 40.0)
+            out[f"flame_t/point_{p}_fire_recall"] = r["fire_recall"]
+            out[f"flame_t/point_{p}_false_alarm_rate"] = r["false_alarm_rate"]
+    return out
+
+
 def main() -> None:
     previous = {}
     path = RESULTS / "accuracy.json"
@@ -65,6 +96,7 @@ def main() -> None:
         if r["faults"]:
             figures[f"{name}/faults_found"] = f"{sum(f['found'] for f in r['faults'])}/{len(r['faults'])}"
         figures[f"{name}/unexpected_device_faults"] = r["unexpected_faults"]
+    figures.update(camera_figures())
     RESULTS.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps({"benchmark": "accuracy", "date": datetime.now(UTC).isoformat(timespec="seconds"),
                                 "figures": figures}, indent=2))  # fmt: skip
