@@ -25,6 +25,12 @@ META = "__meta__"
 
 def save_checkpoint(pipeline: Pipeline, path: Path) -> None:
     """Write the pipeline's state to ``path`` (atomically)."""
+    write_checkpoint(checkpoint_arrays(pipeline), path)
+
+
+def checkpoint_arrays(pipeline: Pipeline) -> dict[str, Any]:
+    """A copy of the pipeline's state, cheap enough to take between batches; ``write_checkpoint`` does the
+    slow part (compressing nothing, but writing hundreds of MB for a city) outside the step."""
     devices = pipeline.devices
     meta = {
         "slots": [[devices.site_of_slot(k), devices.device_of_slot(k)] for k in range(len(devices))],
@@ -36,6 +42,10 @@ def save_checkpoint(pipeline: Pipeline, path: Path) -> None:
     for det, snap in zip(pipeline.detectors, pipeline.snapshot(), strict=True):
         for name, arr in snap.items():
             arrays[f"{det.name}/{name}"] = arr
+    return arrays
+
+
+def write_checkpoint(arrays: dict[str, Any], path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
     with tmp.open("wb") as fh:

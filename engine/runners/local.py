@@ -19,7 +19,7 @@ from engine.api.operator import mount_static, operator_router
 from engine.api.server import ApiServer, create_app
 from engine.config.models import EngineConfig, WebhookSinkConfig
 from engine.core.cameras import CameraStage
-from engine.core.checkpoint import load_checkpoint, save_checkpoint
+from engine.core.checkpoint import checkpoint_arrays, load_checkpoint, write_checkpoint
 from engine.core.clock import EngineClock
 from engine.core.history import ReadingHistory
 from engine.dispatch.dispatcher import Dispatcher
@@ -64,6 +64,7 @@ class LocalRunner:
         self.cfg = cfg
         self.config_path = config_path
         self._step_lock = asyncio.Lock()
+        self._checkpoint_lock = asyncio.Lock()
         self.pipeline = build_pipeline(cfg)
         self.clock = EngineClock()
         self.store = Store(cfg.store_url())
@@ -125,10 +126,12 @@ class LocalRunner:
                 await self.checkpoint()
 
     async def checkpoint(self) -> None:
-        """Write the detectors' state between batches."""
-        async with self._step_lock:
-            await asyncio.to_thread(save_checkpoint, self.pipeline, self.checkpoint_path)
-        self._checkpointed = time.monotonic()
+        """Copy the detectors' state between batches, then write it while the next batches run."""
+        async with self._checkpoint_lock:  # one writer at a time (the periodic one and the one on stop)
+            async with self._step_lock:
+                arrays = await asyncio.to_thread(checkpoint_arrays, self.pipeline)
+            await asyncio.to_thread(write_checkpoint, arrays, self.checkpoint_path)
+            self._checkpointed = time.monotonic()
 
     async def run(self, stop: asyncio.Event) -> RunSummary:
         cfg = self.cfg
