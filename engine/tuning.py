@@ -96,6 +96,23 @@ def set_path(data: dict[str, Any], path: str, value: float) -> None:
         node[last] = value
 
 
+def get_path(data: Any, path: str) -> float:
+    """The number at a dotted path of a config dict, NaN where it is unset (a default from elsewhere).
+
+    >>> get_path({"levels": {"red": 2.0}, "rules": [{"x": 1}]}, "levels.red"), get_path({"a": None}, "a.b")
+    (2.0, nan)
+    """
+    node = data
+    for part in path.split("."):
+        if isinstance(node, list) and part.isdigit() and int(part) < len(node):
+            node = node[int(part)]
+        elif isinstance(node, dict) and node.get(part) is not None:
+            node = node[part]
+        else:
+            return float("nan")
+    return float(node) if isinstance(node, int | float) else float("nan")
+
+
 @dataclass
 class Point:
     values: dict[str, float]
@@ -191,7 +208,7 @@ def tune(
         hazards = sorted({t["hazard"] for t in truth})
         raise TuneError(f"the truth has no {detector.hazard!r} events to score {detector_id!r} on (it has {hazards})")
     exposure = sum(site_months(p) for p in data)
-    current = Point({s.path: float("nan") for s in sweeps}, detector)
+    current = Point({s.path: get_path(detector.model_dump(mode="json"), s.path) for s in sweeps}, detector)
     points = sweep_points(detector, sweeps)
     todo = [current, *[p for p in points if p.config is not None]]
     files = [str(p) for p in data]
@@ -322,7 +339,7 @@ def tune_frames(
         missing = [n for n in truth if not (folder / n).is_file()]
         if missing:
             raise TuneError(f"{folder}: the truth names frames that are not there, e.g. {missing[0]}")
-    current = Point({s.path: float("nan") for s in sweeps}, detector)
+    current = Point({s.path: get_path(detector.model_dump(mode="json"), s.path) for s in sweeps}, detector)
     points = sweep_points(detector, sweeps)
     todo = [current, *[p for p in points if p.config is not None]]
     jobs = [([str(f) for f in folders], truths, p.config) for p in todo if p.config is not None]
