@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import itertools
 import os
+from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -208,22 +209,41 @@ def tune(
         hazards = sorted({t["hazard"] for t in truth})
         raise TuneError(f"the truth has no {detector.hazard!r} events to score {detector_id!r} on (it has {hazards})")
     exposure = sum(site_months(p) for p in data)
+    files = [str(p) for p in data]
+    return score_sweep(
+        detector,
+        sweeps,
+        lambda c: (files, screens, c, cfg.ingest.batch_max, truth, float(exposure)),
+        _score_point,
+        workers,
+        on_point_done,
+    )
+
+
+def score_sweep(
+    detector: DetectorConfig,
+    sweeps: list[Sweep],
+    job_of: Callable[[DetectorConfig], Any],
+    score: Callable[[Any], dict[str, dict[str, float]]],
+    workers: int = 0,
+    on_point_done: Any = None,
+) -> tuple[Point, list[Point]]:
+    """Score the current config and every valid sweep point with ``score(job_of(config))``, in parallel
+    processes (``workers``, default one per core); returns (current, points)."""
     current = Point({s.path: get_path(detector.model_dump(mode="json"), s.path) for s in sweeps}, detector)
     points = sweep_points(detector, sweeps)
     todo = [current, *[p for p in points if p.config is not None]]
-    files = [str(p) for p in data]
-    jobs = [(files, screens, p.config, cfg.ingest.batch_max, truth, float(exposure)) for p in todo if p.config]
+    jobs = [job_of(p.config) for p in todo if p.config is not None]
     n = workers or min(len(jobs), os.cpu_count() or 1)
+    results: list[dict[str, dict[str, float]]] = []
     if n <= 1:
-        results = []
         for job in jobs:
-            results.append(_score_point(job))
+            results.append(score(job))
             if on_point_done:
                 on_point_done()
     else:
         with ProcessPoolExecutor(max_workers=n) as pool:
-            results = []
-            for r in pool.map(_score_point, jobs):
+            for r in pool.map(score, jobs):
                 results.append(r)
                 if on_point_done:
                     on_point_done()
@@ -339,23 +359,5 @@ def tune_frames(
         missing = [n for n in truth if not (folder / n).is_file()]
         if missing:
             raise TuneError(f"{folder}: the truth names frames that are not there, e.g. {missing[0]}")
-    current = Point({s.path: get_path(detector.model_dump(mode="json"), s.path) for s in sweeps}, detector)
-    points = sweep_points(detector, sweeps)
-    todo = [current, *[p for p in points if p.config is not None]]
-    jobs = [([str(f) for f in folders], truths, p.config) for p in todo if p.config is not None]
-    n = workers or min(len(jobs), os.cpu_count() or 1)
-    results: list[dict[str, dict[str, float]]] = []
-    if n <= 1:
-        for job in jobs:
-            results.append(_score_frames(job))
-            if on_point_done:
-                on_point_done()
-    else:
-        with ProcessPoolExecutor(max_workers=n) as pool:
-            for r in pool.map(_score_frames, jobs):
-                results.append(r)
-                if on_point_done:
-                    on_point_done()
-    for p, r in zip(todo, results, strict=True):
-        p.scores = r
-    return current, points
+    names = [str(f) for f in folders]
+    return score_sweep(detector, sweeps, lambda c: (names, truths, c), _score_frames, workers, on_point_done)
