@@ -140,17 +140,10 @@ class DeviceState:
 C = TypeVar("C", bound=DetectorConfig)
 
 
-class Detector(Generic[C]):
-    """Base class of every detector.
-
-    Subclasses set ``config_class`` and ``metrics``, declare their state in ``state_spec`` and implement
-    ``process``: a pure function of the batch and the state (no I/O, no clock), vectorized over rows.
-    """
+class DetectorPlugin(Generic[C]):
+    """What sensor and camera detectors share: a config class, the config, its name, an example config."""
 
     config_class: ClassVar[type[DetectorConfig]]
-    metrics: ClassVar[tuple[str, ...]] = ()
-    screens: ClassVar[bool] = False
-    """A quality screen runs before the other detectors and may flag rows as suspect for them."""
 
     def __init__(self, config: C) -> None:
         self.config = config
@@ -163,6 +156,18 @@ class Detector(Generic[C]):
     def example_config(cls) -> DetectorConfig:
         """A working config, used by the contract tests that every detector must pass."""
         raise NotImplementedError(f"{cls.__name__} must provide example_config() for the contract tests")
+
+
+class Detector(DetectorPlugin[C]):
+    """Base class of every sensor detector.
+
+    Subclasses set ``config_class`` and ``metrics``, declare their state in ``state_spec`` and implement
+    ``process``: a pure function of the batch and the state (no I/O, no clock), vectorized over rows.
+    """
+
+    metrics: ClassVar[tuple[str, ...]] = ()
+    screens: ClassVar[bool] = False
+    """A quality screen runs before the other detectors and may flag rows as suspect for them."""
 
     def state_spec(self) -> dict[str, StateArray]:
         return {}

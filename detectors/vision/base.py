@@ -16,13 +16,13 @@ from __future__ import annotations
 import copy
 from collections import deque
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Generic, Literal, TypeVar
+from typing import Any, ClassVar, Literal, TypeVar
 
 import numpy as np
 import numpy.typing as npt
 from pydantic import Field
 
-from detectors.base import DetectorConfig, DetectorRegistry
+from detectors.base import DetectorConfig, DetectorPlugin, DetectorRegistry
 from engine.core.findings import Finding
 from engine.core.levels import Level, LevelName
 
@@ -155,23 +155,11 @@ def union_box(boxes: list[Box]) -> Box | None:
     return (x0, y0, x1 - x0, y1 - y0)
 
 
-class CameraDetector(Generic[C]):
+class CameraDetector(DetectorPlugin[C]):
     """Base of camera detectors: ``observe`` a batch of frames; ``process`` confirms and files findings."""
 
-    config_class: ClassVar[type[DetectorConfig]]
     modality: ClassVar[Literal["visible", "thermal"]] = "visible"
     classes: ClassVar[tuple[str, ...]] = ("fire", "smoke")
-
-    def __init__(self, config: C) -> None:
-        self.config = config
-
-    @property
-    def name(self) -> str:
-        return self.config.name
-
-    @classmethod
-    def example_config(cls) -> CameraDetectorConfig:
-        raise NotImplementedError(f"{cls.__name__} must provide example_config() for the contract tests")
 
     def new_state(self) -> CameraState:
         return CameraState()
