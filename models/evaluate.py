@@ -32,6 +32,8 @@ from rich.progress import Progress
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from scoring import clip_of, prf  # noqa: E402 (models/scoring.py)
+
 from detectors.thermal.thermal_hotspot import ThermalHotspot, ThermalHotspotConfig  # noqa: E402
 from detectors.vision.base import Frame, FrameBatch, iou  # noqa: E402 (after sys.path)
 from detectors.vision.flame_color_motion import FlameColorMotion, FlameColorMotionConfig  # noqa: E402
@@ -39,22 +41,6 @@ from detectors.vision.smoke_fire_onnx import SmokeFireOnnx, SmokeFireOnnxConfig 
 
 DATA = ROOT.parent / "shared" / "data"
 console = Console()
-
-
-def prf(pred: list[bool], truth: list[bool]) -> dict[str, float]:
-    tp = sum(p and t for p, t in zip(pred, truth, strict=True))
-    fp = sum(p and not t for p, t in zip(pred, truth, strict=True))
-    fn = sum(t and not p for p, t in zip(pred, truth, strict=True))
-    p = tp / (tp + fp) if tp + fp else 0.0
-    r = tp / (tp + fn) if tp + fn else 0.0
-    return {"precision": round(p, 3), "recall": round(r, 3), "f1": round(2 * p * r / (p + r), 3) if p + r else 0.0,
-            "tp": tp, "fp": fp, "fn": fn}  # fmt: skip
-
-
-def clip_of(name: str) -> str:
-    stem = name.split(".rf.", maxsplit=1)[0]
-    m = re.match(r"img_(\d+)_", stem)
-    return f"img_block{int(m.group(1)) // 20}" if m else re.sub(r"-\d+_(jpg|jpeg|png)$", "", stem)
 
 
 def roboflow(card: dict[str, Any]) -> dict[str, Any]:

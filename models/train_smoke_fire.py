@@ -22,7 +22,6 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
-import re
 import time
 from pathlib import Path
 
@@ -31,6 +30,7 @@ import numpy as np
 import torch
 from rich.console import Console
 from rich.progress import Progress
+from scoring import clip_of, prf  # models/scoring.py
 from torch import nn
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -40,15 +40,6 @@ GRID = 5
 LABELS = ("fire", "smoke")
 YOLO_CLASS = {0: 0, 2: 1}  # YOLO class -> our label; class 1 ("default") is a scene without fire or smoke
 console = Console()
-
-
-def clip_of(name: str) -> str:
-    """The clip an image comes from: `fire1_mp4-24_jpg.rf…` → fire1_mp4; `img_1002_jpg.rf…` → img_block50."""
-    stem = name.split(".rf.", maxsplit=1)[0]
-    m = re.match(r"img_(\d+)_", stem)
-    if m:
-        return f"img_block{int(m.group(1)) // 20}"
-    return re.sub(r"-\d+_(jpg|jpeg|png)$", "", stem)
 
 
 def load(data: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[str]]:
@@ -169,17 +160,6 @@ def evaluate(model: SmokeFireNet, x: np.ndarray, batch: int = 64) -> np.ndarray:
     return np.concatenate(out)
 
 
-def prf(scores: np.ndarray, truth: np.ndarray, threshold: float) -> dict[str, float]:
-    pred = scores >= threshold
-    tp = int((pred & (truth > 0.5)).sum())
-    fp = int((pred & (truth < 0.5)).sum())
-    fn = int((~pred & (truth > 0.5)).sum())
-    p = tp / (tp + fp) if tp + fp else 0.0
-    r = tp / (tp + fn) if tp + fn else 0.0
-    f1 = 2 * p * r / (p + r) if p + r else 0.0
-    return {"precision": round(p, 3), "recall": round(r, 3), "f1": round(f1, 3), "tp": tp, "fp": fp, "fn": fn}
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data", type=Path, default=DEFAULT_DATA)
@@ -235,7 +215,7 @@ def main() -> None:
                 opt.step()
                 sched.step()
             val = evaluate(model, images[parts["val"]])
-            f1 = np.mean([prf(val[:, k], labels[parts["val"], k], 0.5)["f1"] for k in range(2)])
+            f1 = np.mean([prf(val[:, k] >= 0.5, labels[parts["val"], k] > 0.5)["f1"] for k in range(2)])
             if f1 >= best:
                 best, best_state = f1, {k: v.clone() for k, v in model.state_dict().items()}
             progress.update(task, advance=1, description=f"epoch {epoch + 1}: loss {loss.item():.3f}, val F1 {f1:.3f}")
@@ -248,10 +228,10 @@ def main() -> None:
     thresholds = []
     for k in range(2):
         grid = np.linspace(0.2, 0.8, 13)
-        f1s = [prf(val[:, k], labels[parts["val"], k], t)["f1"] for t in grid]
+        f1s = [prf(val[:, k] >= t, labels[parts["val"], k] > 0.5)["f1"] for t in grid]
         thresholds.append(round(float(grid[int(np.argmax(f1s))]), 2))
     test = evaluate(model, images[parts["test"]])
-    metrics = {LABELS[k]: prf(test[:, k], labels[parts["test"], k], thresholds[k]) for k in range(2)}
+    metrics = {LABELS[k]: prf(test[:, k] >= thresholds[k], labels[parts["test"], k] > 0.5) for k in range(2)}
     console.print(f"held-out test clips ({len(parts['test'])} images): {metrics}")
 
     args.out.mkdir(parents=True, exist_ok=True)

@@ -81,7 +81,7 @@ class ThermalHotspotConfig(CameraDetectorConfig):
 
 @register_camera
 class ThermalHotspot(CameraDetector[ThermalHotspotConfig]):
-    """Per camera: how long each pixel has been hot, and the hot area when it was first seen."""
+    """Per camera: how long each pixel has been hot, how much it flickers, and the last peak and its time."""
 
     config_class = ThermalHotspotConfig
     modality: ClassVar[Literal["visible", "thermal"]] = "thermal"
