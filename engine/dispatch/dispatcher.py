@@ -68,6 +68,8 @@ class Dispatcher:
         self.tracker = tracker
         self.store = store
         self._esc: dict[str, Escalation] = {}
+        self._next_due = float("inf")  # the earliest escalation or reminder (tick is a no-op before it)
+        self._gauged: set[tuple[str, str]] = set()  # open-incident gauge labels set so far
         self._deadlines: dict[str, list[int]] = {"ack": [0, 0], "resolve": [0, 0]}  # met, total
         self.api_silences: list[Silence] = store.silences() if store is not None else []
         self.on_notes: Callable[[list[dict[str, Any]]], None] | None = None  # e.g. the operator page's stream
@@ -118,6 +120,7 @@ class Dispatcher:
         if action in ("fired", "reopened") or (esc is None and e["state"] in ("firing", "acknowledged")):
             first = self.router.first_tier(e["hazard"], level)
             esc = self._esc[iid] = Escalation(first, first, now, now + rule.ack_within_s, now + rule.repeat_s)
+            self._next_due = min(self._next_due, self._due_at(esc))
             receivers = [route[first]]
         elif esc is None:  # pending (emit_pending), or resolved before it ever fired
             receivers = []
@@ -125,6 +128,7 @@ class Dispatcher:
             esc.tier = max(esc.tier, self.router.first_tier(e["hazard"], level))
             esc.level_since, esc.acknowledged = now, False
             esc.ack_due, esc.remind_at = now + rule.ack_within_s, now + rule.repeat_s
+            self._next_due = min(self._next_due, self._due_at(esc))
             receivers = route[esc.first : esc.tier + 1]
         else:
             receivers = route[esc.first : esc.tier + 1]
@@ -167,7 +171,15 @@ class Dispatcher:
     # The clock: escalations and reminders
 
     def tick(self, now: float) -> list[Notification]:
+        """Escalations and reminders due by ``now``. Called after every batch, so it returns at once while
+        no deadline is due (the earliest one is kept)."""
+        notes = self._due(now) if now >= self._next_due else []
+        self._record(notes)
+        return notes
+
+    def _due(self, now: float) -> list[Notification]:
         notes: list[Notification] = []
+        next_due = float("inf")
         for iid, esc in list(self._esc.items()):
             inc = self.tracker.get(iid)
             if inc is None or not inc.is_open:
@@ -194,17 +206,23 @@ class Dispatcher:
                 event = self.tracker.event_of(iid, action)
                 detail = {"receivers": [route[esc.tier]], "tier": TIERS[esc.tier]}
                 notes.append(self._mute(Notification(event, at, True, detail)))
-        self._record(notes)
-        self._gauge_open()
+            next_due = min(next_due, self._due_at(esc))
+        self._next_due = next_due
         return notes
 
-    def _gauge_open(self) -> None:
+    @staticmethod
+    def _due_at(esc: Escalation) -> float:
+        return min(esc.ack_due if esc.tier < len(TIERS) - 1 else float("inf"), esc.remind_at)
+
+    def gauge_open(self) -> None:
+        """``gridwatch_open_incidents`` by hazard and level (a scan of the open incidents: call it now and
+        then, not per batch)."""
         counts: dict[tuple[str, str], int] = {}
         for inc in self.tracker.open.values():
             if inc.state != "pending":
                 k = (inc.hazard, inc.level.label)
                 counts[k] = counts.get(k, 0) + 1
-        for hazard, level in list(getattr(self, "_gauged", set())):
+        for hazard, level in self._gauged:
             if (hazard, level) not in counts:
                 metrics.OPEN_INCIDENTS.labels(hazard, level).set(0)
         for (hazard, level), n in counts.items():
@@ -268,7 +286,8 @@ class Dispatcher:
         """Escalation timers of the open incidents a previous engine left in the store."""
         for s in stored:
             if s.get("escalation"):
-                self._esc[s["incident_id"]] = Escalation(**s["escalation"])
+                esc = self._esc[s["incident_id"]] = Escalation(**s["escalation"])
+                self._next_due = min(self._next_due, self._due_at(esc))
 
     def _record(self, notes: list[Notification]) -> None:
         for n in notes:

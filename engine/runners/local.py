@@ -119,6 +119,7 @@ class LocalRunner:
                 dispatcher = self.dispatcher
                 async with self._step_lock:
                     notes = await asyncio.to_thread(dispatcher.tick, self.clock.now())
+                    dispatcher.gauge_open()
                 if notes and self.delivery is not None:
                     self.delivery.kick()
             every = self.cfg.checkpoint_interval_s
