@@ -125,7 +125,8 @@ class SmokeFireOnnx(CameraDetector[SmokeFireOnnxConfig]):
         gated: list[bool] = []
         seen: set[str] = set()  # cameras with an earlier frame in this batch (its result will be there)
         for f in frames:
-            still = changed_share(state.track(f.key), f.image) < self.config.motion_gate
+            gate = self.config.motion_gate
+            still = gate > 0 and changed_share(state.track(f.key), f.image) < gate
             gated.append(still and (f.key in seen or "last_result" in state.track(f.key).model))
             seen.add(f.key)
         todo = [f for f, g in zip(frames, gated, strict=True) if not g]
