@@ -117,7 +117,7 @@ class Store:
         if not notes:
             return 0
         now = time.time()
-        findings: dict[tuple[str, str, str], dict[str, Any]] = {}
+        findings: list[tuple[str, dict[str, Any]]] = []
         audit: list[dict[str, Any]] = []
         outbox: list[dict[str, Any]] = []
         with self.session() as s, s.no_autoflush:
@@ -131,11 +131,7 @@ class Store:
                     row = rows[iid] = IncidentRow(id=iid, escalations=0)
                     s.add(row)
                 self._apply(row, n)
-                for f in e.get("findings", []):
-                    findings[(iid, f["detector"], f["device"])] = {
-                        "incident_id": iid, "detector": f["detector"], "device": f["device"], "ts": f["ts"],
-                        "level": f["level"], "score": f["score"], "evidence": f.get("evidence", {}),
-                    }  # fmt: skip
+                findings.extend((iid, f) for f in e.get("findings", []))
                 audit.append(
                     {"incident_id": iid, "at": n.at, "actor": e.get("actor") or "engine", "action": e.get("action", ""),
                      "detail": {"level": e["level"], "state": e["state"], "seq": e.get("seq"), **n.detail}}
@@ -148,25 +144,32 @@ class Store:
                         for sink in sinks
                     )  # fmt: skip
             s.flush()  # incidents first: findings refer to them
-            if findings:
-                table = FindingRow.__table__
-                stmt = self._upsert(table)
-                s.execute(
-                    stmt.on_conflict_do_update(
-                        index_elements=["incident_id", "detector", "device"],
-                        set_={c: stmt.excluded[c] for c in ("ts", "level", "score", "evidence")},
-                    ),
-                    list(findings.values()),
-                )
+            self._upsert_findings(s, findings)
             s.execute(insert(AuditRow), audit)
             if outbox:
                 s.execute(insert(OutboxRow), outbox)
         return len(outbox)
 
-    def _upsert(self, table: Any) -> Any:
-        if self.engine.dialect.name == "postgresql":
-            return postgresql.insert(table)
-        return sqlite.insert(table)
+    def _upsert_findings(self, s: Session, findings: Iterable[tuple[str, dict[str, Any]]]) -> None:
+        """Insert or update (incident, finding event) pairs in one executemany; the last per key wins."""
+        rows = {
+            (iid, f["detector"], f["device"]): {
+                "incident_id": iid, "detector": f["detector"], "device": f["device"], "ts": f["ts"],
+                "level": f["level"], "score": f["score"], "evidence": f.get("evidence", {}),
+            }
+            for iid, f in findings
+        }  # fmt: skip
+        if not rows:
+            return
+        dialect = postgresql if self.engine.dialect.name == "postgresql" else sqlite
+        stmt = dialect.insert(FindingRow)
+        s.execute(
+            stmt.on_conflict_do_update(
+                index_elements=["incident_id", "detector", "device"],
+                set_={c: stmt.excluded[c] for c in ("ts", "level", "score", "evidence")},
+            ),
+            list(rows.values()),
+        )
 
     @staticmethod
     def _apply(row: IncidentRow, n: Notification) -> None:
@@ -210,23 +213,7 @@ class Store:
                 .values(last_finding_at=bindparam("last")),
                 [{"iid": i, "last": t} for i, t, _ in rows],
             )
-            findings = {
-                (i, f["detector"], f["device"]): {
-                    "incident_id": i, "detector": f["detector"], "device": f["device"], "ts": f["ts"],
-                    "level": f["level"], "score": f["score"], "evidence": f.get("evidence", {}),
-                }
-                for i, _, found in rows
-                for f in found
-            }  # fmt: skip
-            if findings:
-                stmt = self._upsert(FindingRow.__table__)
-                s.execute(
-                    stmt.on_conflict_do_update(
-                        index_elements=["incident_id", "detector", "device"],
-                        set_={c: stmt.excluded[c] for c in ("ts", "level", "score", "evidence")},
-                    ),
-                    list(findings.values()),
-                )
+            self._upsert_findings(s, [(i, f) for i, _, found in rows for f in found])
 
     # The outbox
 
@@ -305,11 +292,7 @@ class Store:
             findings = s.scalars(
                 select(FindingRow).where(FindingRow.incident_id == incident_id).order_by(FindingRow.ts)
             ).all()
-            out["findings"] = [
-                {"detector": f.detector, "device": f.device, "ts": f.ts, "level": f.level, "score": f.score,
-                 "evidence": f.evidence}
-                for f in findings
-            ]  # fmt: skip
+            out["findings"] = [finding_json(f) for f in findings]
             audit = s.scalars(select(AuditRow).where(AuditRow.incident_id == incident_id).order_by(AuditRow.id)).all()
             out["audit"] = [{"at": a.at, "actor": a.actor, "action": a.action, "detail": a.detail} for a in audit]
             return out
@@ -323,11 +306,7 @@ class Store:
                 inc = incident_json(r)
                 inc.update(group_key=r.group_key, last_finding_at=r.last_finding_at, escalation=r.escalation)
                 found = s.scalars(select(FindingRow).where(FindingRow.incident_id == r.id)).all()
-                inc["findings"] = [
-                    {"detector": f.detector, "device": f.device, "ts": f.ts, "level": f.level, "score": f.score,
-                     "evidence": f.evidence}
-                    for f in found
-                ]  # fmt: skip
+                inc["findings"] = [finding_json(f) for f in found]
                 out.append(inc)
             return out
 
@@ -357,6 +336,12 @@ class Store:
             if not include_expired:
                 q = q.where(SilenceRow.expired_at.is_(None))
             return [Silence.model_validate(r.spec) for r in s.scalars(q).all()]
+
+
+def finding_json(f: FindingRow) -> dict[str, Any]:
+    """A stored finding as in an incident event (DESIGN: "Incident event")."""
+    return {"detector": f.detector, "device": f.device, "ts": f.ts, "level": f.level, "score": f.score,
+            "evidence": f.evidence}  # fmt: skip
 
 
 def incident_json(r: IncidentRow) -> dict[str, Any]:
