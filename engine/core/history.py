@@ -30,30 +30,36 @@ class ReadingHistory:
 
     def __init__(self, points: int) -> None:
         self.points = points
-        self._channel: dict[tuple[int, int], int] = {}
+        self._lookup = np.full(0, -1, np.int64)  # slot * len(METRIC_NAMES) + metric → channel, -1: none yet
+        self._n = 0  # channels handed out
         self.ts = np.full((0, points), np.nan)
         self.value = np.full((0, points), np.nan, dtype=np.float32)
         self.count = np.zeros(0, np.int64)
 
     def _channels(self, slot: npt.NDArray[np.int64], metric: npt.NDArray[np.int16]) -> npt.NDArray[np.int64]:
         keys = slot.astype(np.int64) * len(METRIC_NAMES) + metric.astype(np.int64)
-        uniq, inverse = np.unique(keys, return_inverse=True)
-        ids = np.empty(uniq.shape[0], np.int64)
-        for i, key in enumerate(uniq.tolist()):
-            pair = divmod(key, len(METRIC_NAMES))
-            ch = self._channel.get(pair)
-            if ch is None:
-                ch = self._channel[pair] = len(self._channel)
-            ids[i] = ch
-        n = len(self._channel)
-        if n > self.count.shape[0]:
-            grow = max(n, 2 * self.count.shape[0], 64)
+        top = int(keys.max()) + 1
+        if top > self._lookup.shape[0]:
+            grow = max(top, 2 * self._lookup.shape[0])
+            self._lookup = np.concatenate([self._lookup, np.full(grow - self._lookup.shape[0], -1, np.int64)])
+        new = np.unique(keys[self._lookup[keys] < 0])  # channels first seen in this batch, in key order
+        if new.size:
+            self._lookup[new] = np.arange(self._n, self._n + new.size)
+            self._n += new.size
+        if self._n > self.count.shape[0]:
+            grow = max(self._n, 2 * self.count.shape[0], 64)
             self.ts = np.vstack([self.ts, np.full((grow - self.ts.shape[0], self.points), np.nan)])
             self.value = np.vstack(
                 [self.value, np.full((grow - self.value.shape[0], self.points), np.nan, dtype=np.float32)]
             )
             self.count = np.concatenate([self.count, np.zeros(grow - self.count.shape[0], np.int64)])
-        return ids[inverse]
+        ids: npt.NDArray[np.int64] = self._lookup[keys]
+        return ids
+
+    def _channel_of(self, slot: int, metric: int) -> int | None:
+        key = slot * len(METRIC_NAMES) + metric
+        ch = int(self._lookup[key]) if key < self._lookup.shape[0] else -1
+        return ch if ch >= 0 else None
 
     def add(self, batch: ReadingBatch) -> None:
         if self.points <= 0 or not len(batch):
@@ -70,7 +76,7 @@ class ReadingHistory:
 
     def series(self, slot: int, metric: str) -> tuple[list[float], list[float]]:
         """(times, values) of one channel, oldest first; empty when it never reported."""
-        ch = self._channel.get((slot, METRIC_NAMES.index(metric)))
+        ch = self._channel_of(slot, METRIC_NAMES.index(metric))
         if ch is None:
             return [], []
         n = int(self.count[ch])
@@ -78,4 +84,6 @@ class ReadingHistory:
         return self.ts[ch, idx].tolist(), self.value[ch, idx].astype(np.float64).round(6).tolist()
 
     def metrics_of(self, slot: int) -> list[str]:
-        return [METRIC_NAMES[m] for (s, m) in self._channel if s == slot]
+        """The metrics a device has reported, in the order it first reported them."""
+        seen = [(ch, m) for k, m in enumerate(METRIC_NAMES) if (ch := self._channel_of(slot, k)) is not None]
+        return [m for _, m in sorted(seen)]
