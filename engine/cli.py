@@ -72,6 +72,34 @@ def run(config: ConfigOpt = DEFAULT_CONFIG, log_level: str = "info") -> None:
 
 
 @app.command()
+def bridge(config: ConfigOpt = DEFAULT_CONFIG, log_level: str = "info") -> None:
+    """Scale-out: forward MQTT (a shared subscription) to Kafka, keyed by site, until SIGINT/SIGTERM."""
+    _logging(log_level)
+    cfg = _load(config)
+    from engine.runners.bridge import run_bridge
+
+    done = run_bridge(cfg)
+    logger.info("bridge stopped: %d messages forwarded, %d rejected", done.forwarded, done.rejected)
+
+
+@app.command()
+def worker(config: ConfigOpt = DEFAULT_CONFIG, log_level: str = "info") -> None:
+    """Scale-out: a Faust worker on Kafka (detectors, incidents, dispatch) until SIGINT/SIGTERM."""
+    _logging(log_level)
+    cfg = _load(config)
+    import faust
+
+    from engine.runners.faust_app import GridwatchWorker
+    from engine.runners.records import ensure_topics
+
+    asyncio.run(ensure_topics(cfg.kafka))
+    gw = GridwatchWorker(cfg)
+    faust.Worker(
+        gw.app, loglevel=log_level.upper(), redirect_stdouts=False, override_logging=False
+    ).execute_from_commandline()
+
+
+@app.command()
 def reload(
     config: ConfigOpt = DEFAULT_CONFIG,
     url: Annotated[str | None, typer.Option(help="The engine's API (default: from the config's api section).")] = None,

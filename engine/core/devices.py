@@ -24,6 +24,7 @@ class DeviceIndex:
         self.sites: list[str] = []
         self.devices: list[str] = []
         self._slot_site: list[int] = []
+        self._site_slots: dict[str, list[int]] = {}
 
     def __len__(self) -> int:
         return len(self.devices)
@@ -42,7 +43,12 @@ class DeviceIndex:
             slot = self._slots[key] = len(self.devices)
             self.devices.append(device)
             self._slot_site.append(self.site_id(site))
+            self._site_slots.setdefault(site, []).append(slot)
         return slot
+
+    def slots_of_site(self, site: str) -> list[int]:
+        """The slots of a site's devices, in the order they were first seen."""
+        return self._site_slots.get(site, [])
 
     def find(self, site: str, device: str) -> int | None:
         return self._slots.get((site, device))

@@ -76,6 +76,8 @@ class Dispatcher:
         self.store_ok = True
         self.unstored: list[Notification] = []  # written when the store is back
         self.max_unstored = 100_000
+        self.shard_of: Callable[[str], int] | None = None  # a Faust worker: a site's partition
+        self.progress: dict[str, int] = {}  # stream offsets to store with the next notifications
         self.set_config(cfg)
 
     def set_config(self, cfg: EngineConfig) -> None:
@@ -263,7 +265,7 @@ class Dispatcher:
         assert self.store is not None
         self.unstored.extend(notes)
         try:
-            self.store.record(self.unstored, self.sinks)
+            self.store.record(self.unstored, self.sinks, self.shard_of, self.progress)
         except Exception as exc:  # any driver's error: a full disk, a lost connection, a locked file
             if self.store_ok:
                 logger.error("the incident store is failing (%s); keeping notifications in memory", exc)
@@ -280,6 +282,7 @@ class Dispatcher:
             logger.warning("the incident store is back; %d notifications written", len(self.unstored))
         self.store_ok = True
         self.unstored = []
+        self.progress = {}
         metrics.STORE_PENDING.set(0)
 
     def restore(self, stored: list[dict[str, Any]]) -> None:

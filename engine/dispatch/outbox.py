@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from engine import metrics
@@ -40,9 +41,16 @@ class OutboxDelivery:
     """Drains the store's outbox into the sinks until ``stop`` is set (then one last try)."""
 
     def __init__(
-        self, store: Store, sinks: list[Sink], policies: dict[str, RetryPolicy] | None = None, poll_s: float = 0.25
+        self,
+        store: Store,
+        sinks: list[Sink],
+        policies: dict[str, RetryPolicy] | None = None,
+        poll_s: float = 0.25,
+        shards: Callable[[], set[int]] | None = None,
     ) -> None:
+        """``shards``: the outbox shards this process delivers (a Faust worker: its partitions); all if unset."""
         self.store = store
+        self.shards = shards
         self.sinks = sinks
         self.policies = policies or {}
         self.poll_s = poll_s
@@ -82,7 +90,10 @@ class OutboxDelivery:
         sent = 0
         policy = self.policies.get(sink.name, RetryPolicy())
         while True:
-            items = await asyncio.to_thread(self.store.outbox_due, sink.name, 200)
+            shards = self.shards() if self.shards is not None else None
+            if shards is not None and not shards:
+                break
+            items = await asyncio.to_thread(self.store.outbox_due, sink.name, 200, shards)
             if not items:
                 break
             delivered: list[int] = []

@@ -21,6 +21,8 @@ from engine.config.models import MqttConfig
 logger = logging.getLogger(__name__)
 
 MessageHandler = Callable[[str, bytes, dict[str, str]], None]
+AckingHandler = Callable[[str, bytes, dict[str, str], Callable[[], None]], None]
+"""A handler that acknowledges the message itself, by calling the last argument once it is safe."""
 
 
 def broker_address(url: str) -> tuple[str, int]:
@@ -50,8 +52,15 @@ class MqttClient:
         clean: bool = False,
         will: tuple[str, bytes] | None = None,
         track: bool = False,
+        on_message_ack: AckingHandler | None = None,
+        receive_maximum: int = 0,
     ) -> None:
+        """``on_message_ack`` instead of ``on_message``: QoS 1 messages are acknowledged to the broker only
+        when the handler says so, so that a message is not lost if this process dies holding it; the
+        broker sends at most ``receive_maximum`` (MQTT v5) unacknowledged messages at a time."""
         self.cfg = cfg
+        self._on_message_ack = on_message_ack
+        self._receive_maximum = receive_maximum
         self.v5 = (protocol or cfg.protocol) == "5"
         self._subs = subscriptions or []
         self._on_message = on_message
@@ -59,12 +68,16 @@ class MqttClient:
         self._unacked: list[paho.MQTTMessageInfo] = []
         self.connected = threading.Event()
         cid = client_id if client_id is not None else cfg.client_id
+        manual = on_message_ack is not None
         if self.v5:
-            self.client = paho.Client(CallbackAPIVersion.VERSION2, client_id=cid, protocol=paho.MQTTv5)
+            self.client = paho.Client(
+                CallbackAPIVersion.VERSION2, client_id=cid, protocol=paho.MQTTv5, manual_ack=manual
+            )
         else:
             self.client = paho.Client(
-                CallbackAPIVersion.VERSION2, client_id=cid, protocol=paho.MQTTv311, clean_session=clean
-            )
+                CallbackAPIVersion.VERSION2, client_id=cid, protocol=paho.MQTTv311, clean_session=clean,
+                manual_ack=manual,
+            )  # fmt: skip
         self._clean = clean
         if cfg.username:
             self.client.username_pw_set(cfg.username, cfg.secret())
@@ -99,22 +112,31 @@ class MqttClient:
         if rc.is_failure:
             logger.warning("MQTT connection lost (%s); reconnecting with backoff", rc)
 
-    def _message(self, _c: paho.Client, _u: object, msg: paho.MQTTMessage) -> None:
-        if self._on_message is None:
-            return
+    def _message(self, client: paho.Client, _u: object, msg: paho.MQTTMessage) -> None:
         props: dict[str, str] = {}
         if self.v5 and msg.properties is not None:
             props = dict(getattr(msg.properties, "UserProperty", []) or [])
         try:
-            self._on_message(msg.topic, bytes(msg.payload), props)
+            if self._on_message_ack is not None:
+                mid, qos = msg.mid, msg.qos
+                self._on_message_ack(msg.topic, bytes(msg.payload), props, lambda: self._ack(client, mid, qos))
+            elif self._on_message is not None:
+                self._on_message(msg.topic, bytes(msg.payload), props)
         except Exception:
             # A handler bug must not kill paho's network thread: log it and keep receiving.
             logger.exception("handling a message on %s failed", msg.topic)
+
+    @staticmethod
+    def _ack(client: paho.Client, mid: int, qos: int) -> None:
+        if qos > 0:
+            client.ack(mid, qos)
 
     def start(self, host: str, port: int, wait_s: float = 10.0) -> None:
         if self.v5:
             props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
             props.SessionExpiryInterval = 0 if self._clean else self.cfg.session_expiry_s
+            if self._receive_maximum:
+                props.ReceiveMaximum = min(self._receive_maximum, 65535)
             self.client.connect_async(
                 host, port, keepalive=self.cfg.keepalive_s, clean_start=self._clean, properties=props
             )

@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import time
 import uuid
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,7 +25,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
 from engine.incidents.silences import Silence
-from engine.store.tables import AuditRow, FindingRow, IncidentRow, OutboxRow, SilenceRow
+from engine.store.tables import AuditRow, FindingRow, IncidentRow, OutboxRow, SilenceRow, StreamProgressRow
 
 logger = logging.getLogger(__name__)
 
@@ -110,9 +110,19 @@ class Store:
 
     # Writes by the dispatcher
 
-    def record(self, notes: Iterable[Notification], sinks: list[str]) -> int:
+    def record(
+        self,
+        notes: Iterable[Notification],
+        sinks: list[str],
+        shard_of: Callable[[str], int] | None = None,
+        progress: dict[str, int] | None = None,
+    ) -> int:
         """Write incident states, findings, audit lines and outbox rows in one transaction; returns the
-        outbox rows added. Rows are loaded in one query and written in bulk (executemany, upserts)."""
+        outbox rows added. Rows are loaded in one query and written in bulk (executemany, upserts).
+
+        ``shard_of`` gives an incident's outbox rows their owner's shard (its site's partition);
+        ``progress`` (stream → offset) is written in the same transaction (see ``StreamProgressRow``).
+        """
         notes = list(notes)
         if not notes:
             return 0
@@ -140,7 +150,8 @@ class Store:
                     payload = orjson.dumps({**e, **{k: v for k, v in n.detail.items() if k in ("receivers", "tier")}})
                     outbox.extend(
                         {"sink": sink, "incident_id": iid, "seq": e.get("seq", 0), "event": payload.decode(),
-                         "created_at": now, "attempts": 0, "next_attempt_at": 0.0, "gave_up": False}
+                         "created_at": now, "attempts": 0, "next_attempt_at": 0.0, "gave_up": False,
+                         "shard": shard_of(e["site"]) if shard_of else 0}
                         for sink in sinks
                     )  # fmt: skip
             s.flush()  # incidents first: findings refer to them
@@ -148,7 +159,25 @@ class Store:
             s.execute(insert(AuditRow), audit)
             if outbox:
                 s.execute(insert(OutboxRow), outbox)
+            if progress:
+                self._save_progress(s, progress)
         return len(outbox)
+
+    def _save_progress(self, s: Session, progress: dict[str, int]) -> None:
+        query = select(StreamProgressRow).where(StreamProgressRow.stream.in_(progress))
+        known = {r.stream: r for r in s.scalars(query)}
+        for stream, offset in progress.items():
+            row = known.get(stream)
+            if row is None:
+                s.add(StreamProgressRow(stream=stream, applied=offset))
+            elif offset > row.applied:
+                row.applied = offset
+
+    def progress(self, prefix: str = "") -> dict[str, int]:
+        """Applied offsets by stream (``topic/partition``) whose name starts with ``prefix``."""
+        with self.session() as s:
+            rows = s.scalars(select(StreamProgressRow).where(StreamProgressRow.stream.startswith(prefix))).all()
+            return {r.stream: r.applied for r in rows}
 
     def _upsert_findings(self, s: Session, findings: Iterable[tuple[str, dict[str, Any]]]) -> None:
         """Insert or update (incident, finding event) pairs in one executemany; the last per key wins."""
@@ -217,15 +246,15 @@ class Store:
 
     # The outbox
 
-    def outbox_due(self, sink: str, limit: int = 100) -> list[OutboxItem]:
-        """The oldest undelivered events of one sink, in order."""
+    def outbox_due(self, sink: str, limit: int = 100, shards: Iterable[int] | None = None) -> list[OutboxItem]:
+        """The oldest undelivered events of one sink, in order; only those of ``shards`` when given."""
         with self.session() as s:
-            rows = s.scalars(
-                select(OutboxRow)
-                .where(OutboxRow.sink == sink, OutboxRow.delivered_at.is_(None), OutboxRow.gave_up.is_(False))
-                .order_by(OutboxRow.id)
-                .limit(limit)
-            ).all()
+            query = select(OutboxRow).where(
+                OutboxRow.sink == sink, OutboxRow.delivered_at.is_(None), OutboxRow.gave_up.is_(False)
+            )
+            if shards is not None:
+                query = query.where(OutboxRow.shard.in_(list(shards)))
+            rows = s.scalars(query.order_by(OutboxRow.id).limit(limit)).all()
             return [
                 OutboxItem(r.id, r.sink, r.incident_id, r.seq, orjson.loads(r.event), r.attempts, r.next_attempt_at)
                 for r in rows

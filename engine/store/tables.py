@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import JSON, Boolean, Float, ForeignKey, Index, Integer, String, Text
+from sqlalchemy import JSON, BigInteger, Boolean, Float, ForeignKey, Index, Integer, String, Text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 
@@ -99,3 +99,19 @@ class OutboxRow(Base):
     delivered_at: Mapped[float | None] = mapped_column(Float, nullable=True)
     gave_up: Mapped[bool] = mapped_column(Boolean, default=False)
     last_error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    shard: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    """The Kafka partition of the incident's site (0 under the local runner): its owner delivers it."""
+
+
+class StreamProgressRow(Base):
+    """The last stream record (topic/partition → offset) whose effects are in the store.
+
+    Written in the same transaction as the incidents and outbox rows it caused, so a Faust worker that
+    replays records after a crash skips those already applied: exactly once from the findings topic to
+    the store and the outbox.
+    """
+
+    __tablename__ = "stream_progress"
+
+    stream: Mapped[str] = mapped_column(String(200), primary_key=True)
+    applied: Mapped[int] = mapped_column(BigInteger)

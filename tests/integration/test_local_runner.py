@@ -148,10 +148,10 @@ def test_store_outage_keeps_detecting_reports_it_and_loses_no_notification(mosqu
     real_record = store.record
     failing = {"on": True}
 
-    def record(notes, sinks):
+    def record(notes, sinks, *args):
         if failing["on"]:
             raise OperationalError("INSERT", {}, Exception("disk I/O error"))
-        return real_record(notes, sinks)
+        return real_record(notes, sinks, *args)
 
     store.record = record  # type: ignore[method-assign]
     pub = publisher(mosquitto.url)

@@ -1,0 +1,140 @@
+"""One site's share of the detectors' state, as bytes: what a Faust worker keeps in its table per site.
+
+The detectors hold state in arrays indexed by an engine-wide device slot, and slots differ from one
+process to the next; so a site's state is packed by device name. A worker packs the sites a batch
+touched and unpacks a site the first time it sees it after a rebalance, so that the state follows the
+site's partition from worker to worker through the table's changelog.
+
+Replays: at-least-once delivery hands a worker readings it has already applied (its changelog was
+written, the offsets were not committed when it died). Each site's pack carries the newest reading time
+applied per device and metric, and ``fresh`` drops readings no newer than that, so a replay does not
+count the same rain twice.
+"""
+
+from __future__ import annotations
+
+import io
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+import orjson
+
+from detectors.base import ROW_OF_SLOT
+from engine.core.batch import ReadingBatch
+from engine.core.pipeline import Pipeline
+from engine.core.quantities import METRIC_NAMES
+
+DEVICES = "__devices__"
+APPLIED = "__applied_ts__"
+
+
+class SiteState:
+    """Packs and unpacks per-site detector state of a pipeline; drops replayed readings.
+
+    >>> from engine.config.models import EngineConfig
+    >>> from engine.runners.assembly import build_pipeline
+    >>> from engine.core.batch import BatchBuilder
+    >>> rule = {"metric": "water_level_m", "levels": {"yellow": 2.0}}
+    >>> cfg = EngineConfig.model_validate({"detectors": [{"type": "level_threshold", "rules": [rule]}]})
+    >>> a, b = SiteState(build_pipeline(cfg)), SiteState(build_pipeline(cfg))
+    >>> bb = BatchBuilder(a.pipeline.devices); bb.add("S1", "wl-1", 100.0, "water_level_m", 2.5)
+    >>> batch = a.fresh(bb.take()); _ = a.pipeline.detect(batch)
+    >>> b.unpack("S1", a.pack("S1"))
+    >>> bb = BatchBuilder(b.pipeline.devices); bb.add("S1", "wl-1", 100.0, "water_level_m", 2.5)
+    >>> len(b.fresh(bb.take()))  # the same reading again: a replay
+    0
+    """
+
+    def __init__(self, pipeline: Pipeline) -> None:
+        self.pipeline = pipeline
+        self.applied = np.full((0, len(METRIC_NAMES)), -np.inf)
+
+    def _grow(self, n_slots: int) -> None:
+        if n_slots > self.applied.shape[0]:
+            grown = np.full((max(n_slots, 2 * self.applied.shape[0], 64), len(METRIC_NAMES)), -np.inf)
+            grown[: self.applied.shape[0]] = self.applied
+            self.applied = grown
+
+    def fresh(self, batch: ReadingBatch) -> ReadingBatch:
+        """The batch without readings already applied (per device and metric), and marks the rest applied."""
+        keep = batch.ts > self.applied_of(batch)
+        if not keep.all():
+            batch = batch.take_rows(np.flatnonzero(keep))
+        self.mark_applied(batch)
+        return batch
+
+    def applied_of(self, batch: ReadingBatch) -> npt.NDArray[np.float64]:
+        """The newest reading time already applied for each row's device and metric (-inf: none)."""
+        self._grow(len(batch.devices))
+        return self.applied[batch.slot, batch.metric]
+
+    def mark_applied(self, batch: ReadingBatch) -> None:
+        self._grow(len(batch.devices))
+        np.maximum.at(self.applied, (batch.slot, batch.metric), batch.ts)
+
+    def sites_of(self, batch: ReadingBatch) -> list[str]:
+        devices = batch.devices
+        return [devices.sites[i] for i in np.unique(devices.site_ids_of(np.unique(batch.slot)))]
+
+    def pack(self, site: str) -> bytes:
+        """The site's rows of every detector's state (and detector-wide arrays) as ``.npz`` bytes."""
+        devices = self.pipeline.devices
+        slots = np.asarray(devices.slots_of_site(site), dtype=np.int64)
+        self._grow(len(devices))
+        names = [devices.device_of_slot(int(k)) for k in slots]
+        arrays: dict[str, Any] = {
+            DEVICES: np.frombuffer(orjson.dumps(names), dtype=np.uint8),
+            APPLIED: self.applied[slots],
+        }
+        for det, state in zip(self.pipeline.detectors, self.pipeline.states, strict=True):
+            index = state.arrays[ROW_OF_SLOT]
+            rows = np.full(slots.shape[0], -1, dtype=np.int64)
+            inside = slots < index.shape[0]
+            rows[inside] = index[slots[inside]]
+            held = rows >= 0
+            arrays[f"{det.name}/{ROW_OF_SLOT}"] = held
+            for name, spec in state.spec.items():
+                arr = state.arrays[name]
+                arrays[f"{det.name}/{name}"] = arr[rows[held]] if spec.per_device else arr
+        buf = io.BytesIO()
+        np.savez(buf, **arrays)
+        return buf.getvalue()
+
+    def unpack(self, site: str, data: bytes | None) -> None:
+        """Put a packed site's state into the pipeline (``None``: the site starts afresh)."""
+        devices = self.pipeline.devices
+        for k in devices.slots_of_site(site):  # what this worker may still hold from before is stale
+            self._forget(k)
+        if data is None:
+            return
+        with np.load(io.BytesIO(data), allow_pickle=False) as npz:
+            packed = {k: npz[k] for k in npz.files}
+        names = orjson.loads(packed[DEVICES].tobytes())
+        slots = np.asarray([devices.slot(site, n) for n in names], dtype=np.int64)
+        self._grow(len(devices))
+        self.applied[slots] = packed[APPLIED]
+        for det, state in zip(self.pipeline.detectors, self.pipeline.states, strict=True):
+            held = packed.get(f"{det.name}/{ROW_OF_SLOT}")
+            if held is None:  # a detector this pack does not know (config changed): it starts afresh
+                continue
+            rows = state.rows_for(slots[held])
+            for name, spec in state.spec.items():
+                value = packed.get(f"{det.name}/{name}")
+                if value is None:
+                    continue
+                if spec.per_device:
+                    state.arrays[name][rows] = value
+                elif np.issubdtype(value.dtype, np.number):  # a fleet-wide watermark: keep the later
+                    state.arrays[name] = np.maximum(state.arrays[name], value)
+
+    def _forget(self, slot: int) -> None:
+        if slot < self.applied.shape[0]:
+            self.applied[slot] = -np.inf
+        for state in self.pipeline.states:
+            index = state.arrays[ROW_OF_SLOT]
+            if slot < index.shape[0] and index[slot] >= 0:
+                row = index[slot]
+                for name, spec in state.spec.items():
+                    if spec.per_device:
+                        state.arrays[name][row] = spec.fill

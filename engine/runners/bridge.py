@@ -1,0 +1,233 @@
+"""`gridwatch bridge`: MQTT in, Kafka out, for the scale-out runner.
+
+The bridge subscribes through an MQTT v5 shared subscription (``$share/<group>/gw/sensors/+/+``…), so
+several bridges of one group split the load, and validates sensor messages exactly as the local runner
+does (rejections go to ``gw/deadletter/<reason>`` with the reason). Accepted readings are produced to
+``gridwatch.readings`` keyed by site; camera and thermal frames go as they came to ``gridwatch.frames``
+and ``gridwatch.thermal``.
+
+Nothing is lost when either side restarts: the bridge holds each QoS 1 message unacknowledged until
+Kafka has acknowledged the record (``acks=all``), retrying a failed send for as long as it takes; a
+bridge that dies holding messages gets them again from its persistent MQTT session.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from aiokafka import AIOKafkaProducer
+from aiokafka.errors import KafkaError
+
+from engine import metrics
+from engine.config.models import EngineConfig
+from engine.core.batch import BatchBuilder
+from engine.core.devices import DeviceIndex
+from engine.core.quantities import METRIC_NAMES
+from engine.ingest.decode import Rejection, SensorDecoder
+from engine.ingest.intake import deadletter_message
+from engine.ingest.mqtt_client import MqttClient, broker_address
+from engine.ingest.topics import TopicError, deadletter_topic, parse_topic
+from engine.runners.records import encode_readings, ensure_topics
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class Outgoing:
+    """One MQTT message's worth of Kafka record, and how to acknowledge the MQTT message once sent."""
+
+    topic: str
+    key: bytes
+    value: bytes
+    headers: list[tuple[str, bytes]]
+    kind: str
+    ack: Callable[[], None]
+
+
+class Bridge:
+    """Validates MQTT messages and produces them to Kafka; ``run`` until ``stop`` is set.
+
+    ``ready`` is set once both the Kafka producer and the MQTT client are connected.
+    """
+
+    def __init__(self, cfg: EngineConfig) -> None:
+        self.cfg = cfg
+        self.prefix = cfg.mqtt.topic_prefix
+        self.devices = DeviceIndex()
+        self.builder = BatchBuilder(self.devices)
+        self.decoder = SensorDecoder(cfg.ingest, self.builder, {s.id for s in cfg.sites})
+        self.ready = threading.Event()
+        self.forwarded = 0
+        self.rejected = 0
+        self._queue: asyncio.Queue[Outgoing] | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._in_flight = 0
+        self._lock = threading.Lock()
+        self.client: MqttClient | None = None
+
+    def subscriptions(self) -> list[str]:
+        group = self.cfg.kafka.bridge_group
+        return [f"$share/{group}/{self.prefix}/{kind}/+/+" for kind in ("sensors", "cameras", "thermal")]
+
+    def handle(self, topic: str, payload: bytes, props: dict[str, str], ack: Callable[[], None]) -> None:
+        """On paho's thread: validate, then queue the record (or dead-letter it and acknowledge at once)."""
+        now = time.time()
+        try:
+            t = parse_topic(topic, self.prefix)
+        except TopicError as exc:
+            self._reject([Rejection("bad_topic", str(exc))], topic, payload, now)
+            ack()
+            return
+        metrics.MESSAGES.labels(t.kind).inc()
+        kafka = self.cfg.kafka
+        if t.kind in ("cameras", "thermal"):
+            headers = [("topic", topic.encode()), ("ts", props.get("ts", repr(now)).encode())]
+            out_topic = kafka.topic_frames if t.kind == "cameras" else kafka.topic_thermal
+            self._send(Outgoing(out_topic, t.site.encode(), payload, headers, t.kind, ack))
+            return
+        if t.kind != "sensors":
+            ack()  # device status: the scale-out runner does not use it
+            return
+        rejected = self.decoder.decode(t, payload, now)
+        batch = self.builder.take()
+        if rejected:
+            self._reject(rejected, topic, payload, now)
+        if not len(batch):
+            ack()
+            return
+        metrics.READINGS.inc(len(batch))
+        names = self.devices.devices
+        rows = [
+            (names[s], ts, METRIC_NAMES[m], v)
+            for s, ts, m, v in zip(
+                batch.slot.tolist(), batch.ts.tolist(), batch.metric.tolist(), batch.value.tolist(), strict=True
+            )
+        ]
+        record = encode_readings(t.site, rows)
+        self._send(Outgoing(kafka.topic_readings, t.site.encode(), record, [("topic", topic.encode())], "sensors", ack))
+
+    def _reject(self, rejected: list[Rejection], topic: str, payload: bytes, now: float) -> None:
+        for rej in rejected:
+            self.rejected += 1
+            metrics.DEADLETTERS.labels(rej.reason).inc()
+            if self.client is not None:
+                self.client.publish(
+                    deadletter_topic(self.prefix, rej.reason), deadletter_message(rej, topic, payload, now)
+                )
+
+    def _send(self, out: Outgoing) -> None:
+        assert self._loop is not None and self._queue is not None
+        queue = self._queue
+        with self._lock:
+            self._in_flight += 1
+        metrics.BRIDGE_IN_FLIGHT.inc()
+        self._loop.call_soon_threadsafe(queue.put_nowait, out)
+
+    async def _produce(self, producer: AIOKafkaProducer, stop: asyncio.Event) -> None:
+        """Send records in arrival order; acknowledge each MQTT message when Kafka has its record."""
+        assert self._queue is not None
+        pending: set[asyncio.Task[None]] = set()
+        while not (stop.is_set() and self._queue.empty()):
+            try:
+                out = await asyncio.wait_for(self._queue.get(), timeout=0.2)
+            except TimeoutError:
+                continue
+            task = asyncio.create_task(self._deliver(producer, out))
+            pending.add(task)
+            task.add_done_callback(pending.discard)
+        if pending:
+            await asyncio.gather(*pending)
+
+    async def _deliver(self, producer: AIOKafkaProducer, out: Outgoing) -> None:
+        delay = 0.2
+        while True:
+            try:
+                fut = await producer.send(out.topic, out.value, key=out.key, headers=out.headers)
+                await fut
+                break
+            except KafkaError as exc:  # the broker is away: hold the message (unacknowledged) and retry
+                metrics.BRIDGE_SEND_ERRORS.inc()
+                logger.warning("Kafka send to %s failed (%s); retrying in %.1f s", out.topic, exc, delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 10.0)
+        out.ack()
+        with self._lock:
+            self._in_flight -= 1
+        self.forwarded += 1
+        metrics.BRIDGE_IN_FLIGHT.dec()
+        metrics.BRIDGE_FORWARDED.labels(out.kind).inc()
+
+    @property
+    def in_flight(self) -> int:
+        with self._lock:
+            return self._in_flight
+
+    async def run(self, stop: asyncio.Event) -> None:
+        cfg = self.cfg
+        self._loop = asyncio.get_running_loop()
+        self._queue = asyncio.Queue()
+        producer = AIOKafkaProducer(
+            bootstrap_servers=cfg.kafka.bootstrap_servers(), acks="all", linger_ms=5, max_request_size=4 << 20
+        )
+        while True:
+            try:
+                await ensure_topics(cfg.kafka)
+                await producer.start()
+                break
+            except KafkaError as exc:
+                logger.warning("no Kafka at %s yet (%s); retrying", cfg.kafka.url, exc)
+                await producer.stop()
+                if stop.is_set():
+                    return
+                await asyncio.sleep(1.0)
+                producer = AIOKafkaProducer(
+                    bootstrap_servers=cfg.kafka.bootstrap_servers(), acks="all", linger_ms=5,
+                    max_request_size=4 << 20,
+                )  # fmt: skip
+        host, port = broker_address(cfg.mqtt.url)
+        client = MqttClient(
+            cfg.mqtt,
+            subscriptions=self.subscriptions(),
+            client_id=cfg.kafka.bridge_client_id,
+            protocol="5",
+            on_message_ack=self.handle,
+            receive_maximum=cfg.kafka.bridge_max_in_flight,
+        )
+        self.client = client
+        producing = asyncio.create_task(self._produce(producer, stop))
+        await asyncio.to_thread(client.start, host, port)
+        self.ready.set()
+        logger.info("bridge running: MQTT %s:%s → Kafka %s", host, port, cfg.kafka.url)
+        try:
+            await stop.wait()
+            await asyncio.to_thread(client.stop)  # no new messages; what we hold goes out, then we leave
+            await producing
+        finally:
+            producing.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await producing
+            await producer.stop()
+
+
+def run_bridge(cfg: EngineConfig, stop: asyncio.Event | None = None) -> Bridge:
+    """Run a bridge until SIGINT/SIGTERM (or ``stop``)."""
+    import signal
+
+    bridge = Bridge(cfg)
+
+    async def main() -> None:
+        done = stop or asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            with contextlib.suppress(NotImplementedError, RuntimeError):
+                loop.add_signal_handler(sig, done.set)
+        await bridge.run(done)
+
+    asyncio.run(main())
+    return bridge

@@ -1,0 +1,421 @@
+"""`gridwatch worker`: the scale-out runner, a Faust app on Kafka that calls the same core as the local runner.
+
+Two stages, both partitioned by site (every gridwatch topic has ``kafka.partitions`` partitions, and Faust
+gives partition N of every topic to the same worker):
+
+- **detect** takes ``gridwatch.readings`` in batches (``stream.take_events``), runs the detectors and
+  produces findings, and a watermark per partition, to ``gridwatch.findings``. Each site's detector state
+  is kept in the Faust table ``site-state`` (changelogged; RocksDB or memory by config), written for the
+  sites a batch touched before the batch's offsets are committed, and read back when a site first shows
+  up in a worker (after a rebalance moved its partition here). Replayed readings (at-least-once) are
+  dropped by reading time per device and metric (``SiteState.fresh``). Camera and thermal frames go
+  through the camera detectors the same way (their short-lived background models are not in the table).
+- **incidents** takes ``gridwatch.findings``, runs the incident tracker and dispatch against the shared
+  store (PostgreSQL when there are several workers). Each partition's applied offset is written in the
+  same transaction as the incidents and outbox rows it caused, and records at or below it are skipped:
+  a replayed finding does not make a second incident or a second notification.
+
+A record that cannot be decoded and a batch that makes a detector raise are dead-lettered to
+``gridwatch.deadletter`` with the reason and counted; the agent goes on (Faust's default is to crash).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import logging
+import time
+import weakref
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import faust
+import numpy as np
+import orjson
+from faust.streams import _current_event
+from faust.types import EventT
+
+from engine import metrics
+from engine.config.models import EngineConfig, WebhookSinkConfig
+from engine.core.batch import BatchBuilder
+from engine.core.cameras import CameraStage
+from engine.core.clock import EngineClock
+from engine.core.findings import Finding
+from engine.core.pipeline import Pipeline
+from engine.core.site_state import SiteState
+from engine.dispatch.dispatcher import Dispatcher
+from engine.dispatch.outbox import OutboxDelivery, RetryPolicy
+from engine.incidents.tracker import IncidentTracker
+from engine.ingest.camera_intake import CameraIntake
+from engine.ingest.decode import Rejection
+from engine.ingest.intake import deadletter_message
+from engine.ingest.mqtt_client import MqttClient, broker_address
+from engine.ingest.topics import TopicError, parse_topic
+from engine.runners.assembly import build_pipeline, build_sinks
+from engine.runners.records import (
+    RecordError,
+    decode_finding_record,
+    decode_readings,
+    finding_record,
+    partition_of,
+    watermark_record,
+)
+from engine.store.store import Store
+
+logger = logging.getLogger(__name__)
+
+Record = EventT[Any]
+
+
+@dataclass
+class PartitionDetect:
+    """The detect stage of one partition: its pipeline, the state of its sites, the sites read so far."""
+
+    pipeline: Pipeline
+    site_state: SiteState
+    loaded: set[str]
+
+
+@dataclass
+class PartitionIncidents:
+    """The incident stage of one partition, and the last findings offset whose effects are in the store."""
+
+    tracker: IncidentTracker
+    dispatcher: Dispatcher
+    clock: EngineClock
+    applied: int
+
+
+class GridwatchWorker:
+    """Builds the Faust app (topics, table, agents, timers) around the core for one config.
+
+    ``app`` is a plain ``faust.App``: run it with ``faust.Worker(worker.app).execute_from_commandline()``
+    (what ``gridwatch worker`` does).
+    """
+
+    def __init__(self, cfg: EngineConfig, log_path: Path | None = None) -> None:
+        self.cfg = cfg
+        k = cfg.kafka
+        self.partitions = k.partitions
+        data_dir = Path(cfg.data_dir)
+        self.app = faust.App(
+            k.app_id,
+            broker=k.url,
+            store=k.table_store,
+            datadir=str(data_dir / "faust"),
+            topic_partitions=k.partitions,
+            topic_replication_factor=k.replication,
+            key_serializer="raw",
+            value_serializer="raw",
+            web_enabled=False,
+            producer_acks=-1,
+            consumer_auto_offset_reset="earliest",
+            stream_wait_empty=False,
+            broker_session_timeout=k.session_timeout_s,
+            broker_rebalance_timeout=k.session_timeout_s,
+            broker_heartbeat_interval=max(0.5, k.session_timeout_s / 10),
+        )
+        app = self.app
+        self.readings_topic = app.topic(k.topic_readings, partitions=k.partitions)
+        self.frames_topic = app.topic(k.topic_frames, k.topic_thermal, partitions=k.partitions)
+        self.findings_topic = app.topic(k.topic_findings, partitions=k.partitions)
+        self.deadletter_topic = app.topic(k.topic_deadletter, partitions=k.partitions)
+        self.state_table = app.Table("site-state", partitions=k.partitions)
+
+        # detect stage: a pipeline per partition, so that each keeps its own data time (partitions are
+        # consumed at their own pace) and a revoked partition's state is simply dropped
+        self.detecting: dict[int, PartitionDetect] = {}
+        self.cameras = CameraStage(cfg, data_dir / "snapshots")
+        self.camera_intake = CameraIntake(cfg, self._camera_reject) if self.cameras else None
+        self._camera_dead: list[tuple[Rejection, str, bytes, float]] = []
+
+        # incidents stage: a tracker and dispatcher per partition, taken up from the store
+        self.store = Store(cfg.store_url())
+        self.store.migrate()
+        self.handling: dict[int, PartitionIncidents] = {}
+        self._incidents_lock = asyncio.Lock()
+        self._log_path = log_path
+        self.delivery: OutboxDelivery | None = None
+        self._sink_names: list[str] = [s.name or s.type for s in cfg.sinks]
+        self._mqtt: MqttClient | None = None
+        self.readings = 0
+        self.events = 0
+
+        app.agent(self.readings_topic, name="detect")(self._detect_agent)
+        app.agent(self.frames_topic, name="cameras")(self._camera_agent)
+        app.agent(self.findings_topic, name="incidents")(self._incidents_agent)
+        app.timer(1.0)(self._tick)
+        app.task(self._deliver)
+        app.on_partitions_revoked.connect(self._on_revoked)  # type: ignore[arg-type]
+
+    # ----- detect stage
+
+    async def _detect_agent(self, stream: Any) -> None:
+        k = self.cfg.kafka
+        async for events in stream.take_events(k.take_max, within=k.take_within_s):
+            try:
+                await self.detect(events)
+            except Exception as exc:  # never let one batch stop the agent
+                logger.exception("a batch of %d records failed", len(events))
+                for ev in events:
+                    await self.dead_letter("detect_error", repr(exc), ev)
+
+    def _detecting(self, partition: int) -> PartitionDetect:
+        core = self.detecting.get(partition)
+        if core is None:
+            pipeline = build_pipeline(self.cfg)
+            core = self.detecting[partition] = PartitionDetect(pipeline, SiteState(pipeline), set())
+        return core
+
+    async def detect(self, events: list[Record]) -> None:
+        """A batch of readings records through the detectors, partition by partition."""
+        by_partition: dict[int, list[Record]] = {}
+        for ev in events:
+            by_partition.setdefault(ev.message.partition, []).append(ev)
+        for partition, evs in sorted(by_partition.items()):
+            await self._detect_partition(self._detecting(partition), partition, evs)
+
+    async def _detect_partition(self, core: PartitionDetect, partition: int, events: list[Record]) -> None:
+        pipeline, state = core.pipeline, core.site_state
+        builder = BatchBuilder(pipeline.devices)
+        good: list[Record] = []
+        event_of_site: dict[str, Record] = {}
+        for ev in events:
+            try:
+                site, _n = decode_readings(ev.value, builder)
+            except RecordError as exc:
+                await self.dead_letter(exc.reason, str(exc), ev)
+                continue
+            good.append(ev)
+            event_of_site[site] = ev
+        batch = builder.take()
+        if not len(batch):
+            return
+        sites = state.sites_of(batch)
+        for site in sites:
+            if site not in core.loaded:
+                state.unpack(site, self.state_table.get(site.encode()))
+                core.loaded.add(site)
+        n_in = len(batch)
+        batch = state.fresh(batch)
+        if len(batch) < n_in:
+            metrics.REPLAYED.labels("detect").inc(n_in - len(batch))
+        if not len(batch):
+            return
+        try:
+            findings = pipeline.detect(batch)
+            wm = np.maximum.accumulate(np.maximum(batch.ts, pipeline.watermark))
+            at = [float(wm[f.row]) for f in findings]
+            pipeline.watermark = float(wm[-1])
+        except Exception as exc:
+            # A detector raised: find the records that make it raise, dead-letter them, keep the rest.
+            logger.exception("a detector raised on a batch of %d readings; isolating the bad records", len(batch))
+            findings = await self._detect_one_by_one(pipeline, good, repr(exc))
+            at = [f.ts for f in findings]
+            pipeline.watermark = max(pipeline.watermark, float(batch.ts.max()))
+        self.readings += len(batch)
+        metrics.READINGS.inc(len(batch))
+        for f, wm_at in zip(findings, at, strict=True):
+            await self.findings_topic.send(key=f.site.encode(), value=finding_record(f, wm_at))
+        await self.findings_topic.send(value=watermark_record(pipeline.watermark), partition=partition)
+        for site in sites:
+            packed = state.pack(site)
+            metrics.SITE_STATE_BYTES.observe(len(packed))
+            # Faust writes a table key to the changelog partition of the event being processed (in a batch,
+            # the last one taken): name the site's own record, whose partition is the site's.
+            token = _current_event.set(weakref.ref(event_of_site[site]))
+            try:
+                self.state_table[site.encode()] = packed
+            finally:
+                _current_event.reset(token)
+
+    async def _detect_one_by_one(self, pipeline: Pipeline, events: list[Record], error: str) -> list[Finding]:
+        found: list[Finding] = []
+        for ev in events:
+            builder = BatchBuilder(pipeline.devices)
+            decode_readings(ev.value, builder)
+            try:
+                found.extend(pipeline.detect(builder.take()))
+            except Exception as exc:
+                await self.dead_letter("detector_error", f"{error}; this record: {exc!r}", ev)
+        return found
+
+    async def _camera_agent(self, stream: Any) -> None:
+        async for events in stream.take_events(64, within=self.cfg.kafka.take_within_s):
+            try:
+                await self.camera_batch(events)
+            except Exception as exc:
+                logger.exception("a batch of %d frames failed", len(events))
+                for ev in events:
+                    await self.dead_letter("detect_error", repr(exc), ev)
+
+    async def camera_batch(self, events: list[Record]) -> None:
+        """Frames through the camera detectors (as the local runner's camera stage does)."""
+        cams = self.camera_intake
+        if cams is None:
+            return
+        for ev in events:
+            headers = dict(ev.message.headers or [])
+            topic = bytes(headers.get("topic", b"")).decode("utf-8", "replace")
+            try:
+                t = parse_topic(topic, self.cfg.mqtt.topic_prefix)
+            except TopicError as exc:
+                await self.dead_letter("bad_record", str(exc), ev)
+                continue
+            ts = bytes(headers.get("ts", b"")).decode() or repr(time.time())
+            cams.handle(t, topic, ev.value, {"ts": ts}, time.time())
+        for rej, topic, payload, at in self._camera_dead:
+            await self.deadletter_topic.send(value=deadletter_message(rej, topic, payload, at))
+        self._camera_dead.clear()
+        findings = await asyncio.to_thread(self.cameras.step, cams.take(), set(cams.thermal))
+        for f in findings:
+            await self.findings_topic.send(key=f.site.encode(), value=finding_record(f, f.ts))
+
+    def _camera_reject(self, rejected: list[Rejection], topic: str, payload: bytes, now: float) -> None:
+        for rej in rejected:
+            metrics.DEADLETTERS.labels(rej.reason).inc()
+            self._camera_dead.append((rej, topic, payload, now))
+
+    async def dead_letter(self, reason: str, detail: str, ev: Record) -> None:
+        """Send a record the worker could not use to the dead-letter topic, with the reason; count it."""
+        metrics.DEADLETTERS.labels(reason).inc()
+        logger.warning("dead-letter %s from %s[%s]@%s: %s", reason, ev.message.topic, ev.message.partition,
+                       ev.message.offset, detail)  # fmt: skip
+        doc = {
+            "reason": reason, "detail": detail, "topic": ev.message.topic, "partition": ev.message.partition,
+            "offset": ev.message.offset, "received_at": time.time(),
+            "value_b64": base64.b64encode(ev.value or b"").decode(),
+        }  # fmt: skip
+        await self.deadletter_topic.send(key=ev.message.key, value=orjson.dumps(doc))
+
+    # ----- incidents stage
+
+    def shard_of(self, site: str) -> int:
+        return partition_of(site, self.partitions)
+
+    def _stream(self, partition: int) -> str:
+        return f"{self.cfg.kafka.topic_findings}/{partition}"
+
+    def _handling(self, partition: int) -> PartitionIncidents:
+        """A partition's incident stage; the first time, its open incidents and applied offset from the store."""
+        stage = self.handling.get(partition)
+        if stage is not None:
+            return stage
+        tracker = build_pipeline(self.cfg).tracker
+        dispatcher = Dispatcher(self.cfg, tracker, self.store)
+        dispatcher.shard_of = self.shard_of
+        dispatcher.sinks = self._sink_names
+        stored = [s for s in self.store.open_incidents() if self.shard_of(s["site"]) == partition]
+        if tracker.restore(stored):
+            dispatcher.restore(stored)
+        applied = self.store.progress(self._stream(partition)).get(self._stream(partition), -1)
+        stage = self.handling[partition] = PartitionIncidents(tracker, dispatcher, EngineClock(), applied)
+        logger.info("partition %d: took up %d open incidents; findings applied up to offset %d", partition,
+                    len(stored), applied)  # fmt: skip
+        return stage
+
+    async def _incidents_agent(self, stream: Any) -> None:
+        k = self.cfg.kafka
+        async for events in stream.take_events(k.take_max, within=k.take_within_s):
+            try:
+                async with self._incidents_lock:
+                    bad = await asyncio.to_thread(self.incidents, events)
+                for ev, detail in bad:
+                    await self.dead_letter("bad_record", detail, ev)
+            except Exception:
+                logger.exception("a batch of %d findings failed", len(events))
+            if self.delivery is not None:
+                self.delivery.kick()
+
+    def incidents(self, events: list[Record]) -> list[tuple[Record, str]]:
+        """Findings and watermarks into each partition's tracker and dispatch, skipping what the store has.
+
+        Returns the records that are not findings records, with the reason, for the dead-letter topic.
+        """
+        by_partition: dict[int, list[Record]] = {}
+        for ev in events:
+            by_partition.setdefault(ev.message.partition, []).append(ev)
+        bad: list[tuple[Record, str]] = []
+        for partition, evs in sorted(by_partition.items()):
+            bad.extend(self._incidents_partition(self._handling(partition), partition, evs))
+        return bad
+
+    def _incidents_partition(
+        self, stage: PartitionIncidents, partition: int, events: list[Record]
+    ) -> list[tuple[Record, str]]:
+        out: list[dict[str, Any]] = []
+        bad: list[tuple[Record, str]] = []
+        replayed = 0
+        last = stage.applied
+        for ev in events:
+            if ev.message.offset <= stage.applied:
+                replayed += 1
+                continue
+            last = max(last, ev.message.offset)
+            try:
+                wm, finding = decode_finding_record(ev.value)
+            except RecordError as exc:
+                bad.append((ev, str(exc)))
+                continue
+            out.extend(stage.tracker.advance(wm))
+            if finding is not None:
+                out.extend(stage.tracker.observe(finding))
+            stage.clock.observe(wm)
+        if replayed:
+            metrics.REPLAYED.labels("incidents").inc(replayed)
+        stage.applied = last
+        now = stage.clock.now()
+        stage.dispatcher.progress[self._stream(partition)] = last
+        stage.dispatcher.handle(out, now)
+        stage.dispatcher.tick(now)
+        self.events += len(out)
+        return bad
+
+    async def _tick(self) -> None:
+        """Escalations and reminders fall due on the engine clock even when no data arrives."""
+        notes = 0
+        async with self._incidents_lock:
+            for stage in list(self.handling.values()):
+                notes += len(await asyncio.to_thread(stage.dispatcher.tick, stage.clock.now()))
+        if notes and self.delivery is not None:
+            self.delivery.kick()
+
+    async def _on_revoked(self, sender: Any, *args: Any, **kwargs: Any) -> None:
+        """Partitions leave: what this worker holds of them may change elsewhere; drop it (read afresh later)."""
+        revoked = args[0] if args else kwargs.get("revoked") or set()
+        async with self._incidents_lock:
+            for tp in revoked:
+                self.detecting.pop(tp.partition, None)
+                self.handling.pop(tp.partition, None)
+
+    def owned_shards(self) -> set[int]:
+        topic = self.cfg.kafka.topic_findings
+        return {tp.partition for tp in self.app.assignor.assigned_actives() if tp.topic == topic}
+
+    async def _deliver(self) -> None:
+        """The outbox rows of this worker's partitions, to the sinks (until the app stops)."""
+        cfg = self.cfg
+        publish = None
+        if any(s.type == "mqtt" for s in cfg.sinks):
+            host, port = broker_address(cfg.mqtt.url) if cfg.mqtt.url != "embedded" else ("127.0.0.1", 1883)
+            self._mqtt = MqttClient(cfg.mqtt, client_id=f"{cfg.kafka.app_id}-worker-{id(self)}", clean=True)
+            await asyncio.to_thread(self._mqtt.start, host, port)
+            publish = self._mqtt.publish
+        sinks = build_sinks(cfg, publish, self._log_path)
+        policies = {
+            s.name or s.type: RetryPolicy(s.backoff_s, s.backoff_max_s, s.max_attempts)
+            for s in cfg.sinks
+            if isinstance(s, WebhookSinkConfig)
+        }
+        self._sink_names = [s.name for s in sinks.sinks]
+        for stage in self.handling.values():
+            stage.dispatcher.sinks = self._sink_names
+        self.delivery = OutboxDelivery(self.store, sinks.sinks, policies, shards=self.owned_shards)
+        stop = asyncio.Event()
+        try:
+            await self.delivery.run(stop)
+        finally:
+            sinks.close()
+            if self._mqtt is not None:
+                self._mqtt.stop()

@@ -1,0 +1,148 @@
+"""What the scale-out runner puts on Kafka: validated readings from the bridge, findings and watermarks.
+
+Every record is keyed by site, so a site's readings, its findings and its detector state share one
+partition number (Kafka's default partitioner, murmur2 of the key, in the bridge and the worker alike).
+
+- ``gridwatch.readings``: one record per accepted MQTT message, the readings the bridge validated,
+  ``{"site": "S1", "readings": [["rain-1", 1732345678.5, "rain_mm", 0.4], …]}``.
+- ``gridwatch.frames`` / ``gridwatch.thermal``: the frame bytes as they came, with the MQTT topic and the
+  capture time in the headers ``topic`` and ``ts``.
+- ``gridwatch.findings``: ``{"kind": "finding", "wm": …, "finding": {…}}`` and, once a batch per partition,
+  ``{"kind": "watermark", "wm": …}`` so that incidents resolve on data time when no finding comes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Any
+
+import orjson
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import TopicAlreadyExistsError
+from aiokafka.partitioner import DefaultPartitioner
+
+from engine.config.models import KafkaConfig
+from engine.core.batch import BatchBuilder
+from engine.core.findings import Finding
+from engine.core.levels import Level
+from engine.core.quantities import METRIC_INDEX
+
+_partitioner = DefaultPartitioner()
+
+
+class RecordError(ValueError):
+    """A Kafka record that is not what gridwatch writes: it goes to the dead-letter topic."""
+
+    def __init__(self, reason: str, detail: str) -> None:
+        super().__init__(detail)
+        self.reason = reason
+
+
+def partition_of(site: str, partitions: int) -> int:
+    """The partition Kafka's default partitioner gives a site's records (murmur2 of the key).
+
+    >>> partition_of("S01", 2), partition_of("S01", 2) == partition_of("S01", 2)
+    (0, True)
+    """
+    every = list(range(partitions))
+    return int(_partitioner(site.encode(), every, every))
+
+
+def encode_readings(site: str, builder_rows: list[tuple[str, float, str, float]]) -> bytes:
+    """A readings record.
+
+    >>> from engine.core.devices import DeviceIndex
+    >>> b = BatchBuilder(DeviceIndex())
+    >>> decode_readings(encode_readings("S1", [("rain-1", 1.0, "rain_mm", 0.4)]), b), b.take().value.tolist()
+    (('S1', 1), [0.4])
+    """
+    return orjson.dumps({"site": site, "readings": builder_rows})
+
+
+def decode_readings(value: bytes, builder: BatchBuilder) -> tuple[str, int]:
+    """Add a readings record to ``builder``; returns its site and how many readings. Raises ``RecordError``."""
+    try:
+        doc = orjson.loads(value)
+        site = doc["site"]
+        rows = doc["readings"]
+        if not isinstance(site, str) or not isinstance(rows, list):
+            raise TypeError("site must be a string and readings a list")
+        parsed = [(str(d), float(ts), METRIC_INDEX[m], float(v)) for d, ts, m, v in rows]
+    except orjson.JSONDecodeError as exc:
+        raise RecordError("bad_record", f"not JSON: {exc}") from exc
+    except (KeyError, TypeError, ValueError) as exc:
+        raise RecordError("bad_record", f"not a gridwatch readings record: {exc!r}") from exc
+    devices = builder.devices
+    for device, ts, metric, value_ in parsed:
+        builder.add_slot(devices.slot(site, device), ts, metric, value_)
+    return site, len(parsed)
+
+
+def finding_record(f: Finding, watermark: float) -> bytes:
+    doc = {
+        "kind": "finding",
+        "wm": watermark,
+        "finding": {
+            "detector": f.detector, "hazard": f.hazard, "site": f.site, "device": f.device, "ts": f.ts,
+            "level": int(f.level), "score": float(f.score), "evidence": f.evidence,
+        },
+    }  # fmt: skip
+    return orjson.dumps(doc, option=orjson.OPT_SERIALIZE_NUMPY)
+
+
+def watermark_record(watermark: float) -> bytes:
+    return orjson.dumps({"kind": "watermark", "wm": watermark})
+
+
+def decode_finding_record(value: bytes) -> tuple[float, Finding | None]:
+    """``(watermark, finding)`` of a findings-topic record (``finding`` is None for a watermark).
+
+    >>> f = Finding("d", "flood", "S1", "wl-1", 10.0, Level.ORANGE, 2.0, {"m": 1})
+    >>> decode_finding_record(finding_record(f, 12.0)) == (12.0, f)
+    True
+    """
+    try:
+        doc: dict[str, Any] = orjson.loads(value)
+        wm = float(doc["wm"])
+        if doc["kind"] == "watermark":
+            return wm, None
+        g = doc["finding"]
+        finding = Finding(
+            str(g["detector"]), str(g["hazard"]), str(g["site"]), str(g["device"]), float(g["ts"]),
+            Level(int(g["level"])), float(g["score"]), dict(g.get("evidence") or {}),
+        )  # fmt: skip
+    except orjson.JSONDecodeError as exc:
+        raise RecordError("bad_record", f"not JSON: {exc}") from exc
+    except (KeyError, TypeError, ValueError) as exc:
+        raise RecordError("bad_record", f"not a gridwatch findings record: {exc!r}") from exc
+    return wm, finding
+
+
+def topic_names(cfg: KafkaConfig) -> list[str]:
+    return [cfg.topic_readings, cfg.topic_frames, cfg.topic_thermal, cfg.topic_findings, cfg.topic_deadletter]
+
+
+async def ensure_topics(cfg: KafkaConfig) -> None:
+    """Create gridwatch's topics with ``partitions`` partitions; refuse to go on if one has another count.
+
+    The bridge and the worker both call it at start: a topic that a producer let the broker create with
+    its default partition count would put a site's readings and its state on different partitions.
+    """
+    admin = AIOKafkaAdminClient(bootstrap_servers=cfg.bootstrap_servers())
+    await admin.start()
+    try:
+        wanted = topic_names(cfg)
+        existing = set(await admin.list_topics())
+        missing = [NewTopic(t, cfg.partitions, cfg.replication) for t in wanted if t not in existing]
+        if missing:
+            with contextlib.suppress(TopicAlreadyExistsError):  # another process was quicker
+                await admin.create_topics(missing)
+        for desc in await admin.describe_topics(wanted):
+            n = len(desc.get("partitions") or [])
+            if n and n != cfg.partitions:
+                raise SystemExit(
+                    f"Kafka topic {desc['topic']!r} has {n} partitions but kafka.partitions is {cfg.partitions}: "
+                    "set kafka.partitions to match, or recreate the topic (every gridwatch topic needs the same count)"
+                )
+    finally:
+        await admin.close()
