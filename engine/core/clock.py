@@ -30,6 +30,11 @@ class EngineClock:
             self._watermark = watermark
             self._since = self._wall()
 
+    @property
+    def started(self) -> bool:
+        """Whether any data time has been observed (before that, ``now`` is the wall clock)."""
+        return self._watermark != float("-inf")
+
     def now(self) -> float:
         if self._watermark == float("-inf"):
             return time.time()  # no data yet: the wall clock is all there is

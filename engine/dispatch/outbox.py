@@ -99,6 +99,9 @@ class OutboxDelivery:
             delivered: list[int] = []
             failed = False
             for item in items:
+                if shards is not None and item.shard not in self.shards():  # type: ignore[misc]
+                    failed = True  # the shard moved to another worker (a rebalance): it delivers from here
+                    break
                 if item.next_attempt_at > time.time() and not final:
                     failed = True  # backing off: later events wait behind this one
                     break

@@ -99,6 +99,7 @@ class GridwatchWorker:
         k = cfg.kafka
         self.partitions = k.partitions
         data_dir = Path(cfg.data_dir)
+        (data_dir / "faust").mkdir(parents=True, exist_ok=True)
         self.app = faust.App(
             k.app_id,
             broker=k.url,
@@ -121,7 +122,7 @@ class GridwatchWorker:
         self.frames_topic = app.topic(k.topic_frames, k.topic_thermal, partitions=k.partitions)
         self.findings_topic = app.topic(k.topic_findings, partitions=k.partitions)
         self.deadletter_topic = app.topic(k.topic_deadletter, partitions=k.partitions)
-        self.state_table = app.Table("site-state", partitions=k.partitions)
+        self.state_table = app.Table("site-state", partitions=k.partitions, key_type=bytes, value_type=bytes)
 
         # detect stage: a pipeline per partition, so that each keeps its own data time (partitions are
         # consumed at their own pace) and a revoked partition's state is simply dropped
@@ -310,7 +311,10 @@ class GridwatchWorker:
         if tracker.restore(stored):
             dispatcher.restore(stored)
         applied = self.store.progress(self._stream(partition)).get(self._stream(partition), -1)
-        stage = self.handling[partition] = PartitionIncidents(tracker, dispatcher, EngineClock(), applied)
+        clock = EngineClock()
+        for s in stored:  # data time where the previous owner left off, not the wall clock
+            clock.observe(max(s["updated_at"], s.get("last_finding_at") or 0.0))
+        stage = self.handling[partition] = PartitionIncidents(tracker, dispatcher, clock, applied)
         logger.info("partition %d: took up %d open incidents; findings applied up to offset %d", partition,
                     len(stored), applied)  # fmt: skip
         return stage
@@ -377,7 +381,8 @@ class GridwatchWorker:
         notes = 0
         async with self._incidents_lock:
             for stage in list(self.handling.values()):
-                notes += len(await asyncio.to_thread(stage.dispatcher.tick, stage.clock.now()))
+                if stage.clock.started:  # no data time yet: nothing can fall due
+                    notes += len(await asyncio.to_thread(stage.dispatcher.tick, stage.clock.now()))
         if notes and self.delivery is not None:
             self.delivery.kick()
 
@@ -390,8 +395,9 @@ class GridwatchWorker:
                 self.handling.pop(tp.partition, None)
 
     def owned_shards(self) -> set[int]:
-        topic = self.cfg.kafka.topic_findings
-        return {tp.partition for tp in self.app.assignor.assigned_actives() if tp.topic == topic}
+        """The partitions whose incidents this worker handles now: a revoked one leaves at once, so two
+        workers do not deliver the same outbox rows during a rebalance."""
+        return set(self.handling)
 
     async def _deliver(self) -> None:
         """The outbox rows of this worker's partitions, to the sinks (until the app stops)."""

