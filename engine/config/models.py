@@ -287,6 +287,13 @@ class KafkaConfig(Strict):
             raise ValueError("use kafka://host:port (several brokers: kafka://h1:9092;h2:9092)")
         return v
 
+    @field_validator("table_store")
+    @classmethod
+    def _table_store(cls, v: str) -> str:
+        if not v.startswith(("memory://", "rocksdb://")):
+            raise ValueError("use memory:// (tests) or rocksdb:// (production)")
+        return v
+
     def bootstrap_servers(self) -> list[str]:
         """``host:port`` of each broker in ``url``.
 

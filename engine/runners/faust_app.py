@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import importlib.util
 import logging
 import time
 import weakref
@@ -100,6 +101,11 @@ class GridwatchWorker:
         self.partitions = k.partitions
         data_dir = Path(cfg.data_dir)
         (data_dir / "faust").mkdir(parents=True, exist_ok=True)
+        if k.table_store.startswith("rocksdb://") and importlib.util.find_spec("rocksdict") is None:
+            raise SystemExit(
+                "kafka.table_store is rocksdb:// but the rocksdict package is not installed: "
+                "pip install 'gridwatch[rocksdb]', or set kafka.table_store: memory://"
+            )
         self.app = faust.App(
             k.app_id,
             broker=k.url,

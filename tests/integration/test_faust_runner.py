@@ -66,7 +66,15 @@ class Process:
             self.kill(signal.SIGTERM)
 
 
-def kafka_config(tansu, mosquitto, tmp_path: Path, store_url: str, receiver: Receiver, partitions: int) -> Path:
+def kafka_config(
+    tansu,
+    mosquitto,
+    tmp_path: Path,
+    store_url: str,
+    receiver: Receiver,
+    partitions: int,
+    table_store: str = "memory://",
+) -> Path:
     cfg: EngineConfig = default_config(
         mqtt=MqttConfig(url=mosquitto.url, client_id=f"unused-{tmp_path.name}"),
         data_dir=str(tmp_path / "data"),
@@ -77,7 +85,7 @@ def kafka_config(tansu, mosquitto, tmp_path: Path, store_url: str, receiver: Rec
             WebhookSinkConfig(url=f"http://127.0.0.1:{receiver.port}/hook", secret=SECRET, timeout_s=2, backoff_s=0.2)
         ],
         kafka=KafkaConfig(
-            url=tansu.url, partitions=partitions, session_timeout_s=6, take_within_s=0.1,
+            url=tansu.url, partitions=partitions, session_timeout_s=6, take_within_s=0.1, table_store=table_store,
             bridge_client_id=f"bridge-{tmp_path.name}", bridge_group=f"g-{tmp_path.name}",
         ),
         sites_file=None,
@@ -140,7 +148,8 @@ def test_bridge_and_worker_give_the_local_runners_incidents_and_dead_letter_bad_
     rows = run_scenario_rows("storm-surge")
     receiver = Receiver()
     receiver.start()
-    config = kafka_config(tansu, mosquitto, tmp_path, store_url, receiver, partitions=2)
+    # RocksDB here (the production table store), memory in the other tests
+    config = kafka_config(tansu, mosquitto, tmp_path, store_url, receiver, partitions=2, table_store="rocksdb://")
     cfg = default_config(inhibit=[])
     expected = tracker_events(direct_events(rows, cfg))
     listener = Listener(mosquitto.url, ["gw/deadletter/#"])

@@ -1,0 +1,164 @@
+"""The Faust worker's stages without a broker: records in, findings and store rows out.
+
+The topics and the table are replaced by recorders; the detectors, the incident tracker, dispatch and
+the store (SQLite) are the real ones. The scale-out runner on a real broker is in
+tests/integration/test_faust_runner.py.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import orjson
+import pytest
+
+from engine.config.models import ApiConfig, KafkaConfig, StoreConfig
+from engine.runners.faust_app import GridwatchWorker
+from engine.runners.records import decode_finding_record, encode_readings, partition_of
+from engine.store.store import Store
+from tests.conftest import default_config
+
+BASE = 1_700_000_000.0
+
+
+@dataclass
+class Message:
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    headers: list[tuple[str, bytes]] = field(default_factory=list)
+
+
+@dataclass
+class Event:
+    """What a Faust stream hands an agent: the value and the message it came in."""
+
+    value: bytes
+    message: Message
+    key: bytes | None = None
+
+
+class Recorder:
+    def __init__(self) -> None:
+        self.sent: list[dict[str, Any]] = []
+
+    async def send(self, key: bytes | None = None, value: bytes = b"", partition: int | None = None) -> None:
+        self.sent.append({"key": key, "value": value, "partition": partition})
+
+
+def make_worker(tmp_path) -> GridwatchWorker:
+    cfg = default_config(
+        data_dir=str(tmp_path / "data"),
+        store=StoreConfig(url=f"sqlite:///{tmp_path / 'gw.db'}"),
+        api=ApiConfig(enabled=False),
+        inhibit=[],
+        kafka=KafkaConfig(partitions=2),
+    )
+    worker = GridwatchWorker(cfg)
+    worker.findings_topic = Recorder()  # type: ignore[assignment]
+    worker.deadletter_topic = Recorder()  # type: ignore[assignment]
+    worker.state_table = {}  # type: ignore[assignment]
+    worker._sink_names = ["log"]
+    return worker
+
+
+def readings_events(rows: list[tuple[float, str, str, str, float]], partitions: int, start: int = 0) -> list[Event]:
+    events = []
+    for offset, (ts, site, device, metric, value) in enumerate(rows, start):
+        p = partition_of(site, partitions)
+        value_ = encode_readings(site, [(device, ts, metric, value)])
+        events.append(Event(value_, Message("gridwatch.readings", p, offset, site.encode()), site.encode()))
+    return events
+
+
+def storm(hours: int = 40) -> list[tuple[float, str, str, str, float]]:
+    from simulators.scenario import load_scenario
+
+    rows = load_scenario("storm-over-slope").readings(base_ts=BASE)
+    return [r for r in rows if r[0] < BASE + hours * 3600]
+
+
+def test_a_record_that_is_not_a_readings_record_is_dead_lettered_and_the_rest_goes_on(tmp_path):
+    worker = make_worker(tmp_path)
+    good = readings_events(storm(2), 2)
+    poison = Event(b"\xff not json", Message("gridwatch.readings", 0, 999, b"S01"), b"S01")
+    asyncio.run(worker.detect([*good[:5], poison, *good[5:]]))
+    dead = [orjson.loads(d["value"]) for d in worker.deadletter_topic.sent]  # type: ignore[attr-defined]
+    assert [(d["reason"], d["offset"]) for d in dead] == [("bad_record", 999)]
+    assert worker.readings == len(good)
+
+
+def test_a_detector_that_raises_costs_only_the_records_that_make_it_raise(tmp_path, monkeypatch):
+    worker = make_worker(tmp_path)
+    events = readings_events(storm(2), 2)
+    real = {}
+
+    def fail_on_s03(pipeline):
+        det = pipeline.detectors[-1]
+        original = det.process
+
+        def process(batch, state):
+            sites = {batch.devices.site_of_slot(int(s)) for s in np.unique(batch.slot)}
+            if "S03" in sites:
+                raise RuntimeError("detector bug")
+            return original(batch, state)
+
+        monkeypatch.setattr(det, "process", process)
+        real[id(pipeline)] = det
+
+    for p in (0, 1):
+        fail_on_s03(worker._detecting(p).pipeline)
+    asyncio.run(worker.detect(events))
+    dead = [orjson.loads(d["value"]) for d in worker.deadletter_topic.sent]  # type: ignore[attr-defined]
+    s03 = [e for e in events if e.key == b"S03"]
+    assert sorted(d["offset"] for d in dead) == sorted(e.message.offset for e in s03)
+    assert {d["reason"] for d in dead} == {"detector_error"}
+    watermarks = [orjson.loads(s["value"]) for s in worker.findings_topic.sent if s["partition"] is not None]  # type: ignore[attr-defined]
+    assert watermarks, "the other records went on to the findings topic"
+
+
+def test_replayed_readings_are_not_applied_twice(tmp_path):
+    """A worker restarted from the table's state gets readings it already applied: they are dropped."""
+    first = make_worker(tmp_path)
+    events = readings_events(storm(), 2)
+    asyncio.run(first.detect(events))
+    found_once = [s for s in first.findings_topic.sent if s["partition"] is None]  # type: ignore[attr-defined]
+    second = make_worker(tmp_path / "b")
+    second.state_table = first.state_table
+    asyncio.run(second.detect(events))  # the whole partition again, as after a crash before the commit
+    again = [s for s in second.findings_topic.sent if s["partition"] is None]  # type: ignore[attr-defined]
+    assert found_once and again == []
+
+
+def findings_events(worker: GridwatchWorker, start: int = 0) -> list[Event]:
+    """The findings the detect stage produced, as the incident stage receives them (offsets per partition)."""
+    events, offsets = [], {0: start, 1: start}
+    for s in worker.findings_topic.sent:  # type: ignore[attr-defined]
+        _wm, finding = decode_finding_record(s["value"])
+        p = s["partition"] if finding is None else partition_of(finding.site, 2)
+        events.append(Event(s["value"], Message("gridwatch.findings", p, offsets[p], s["key"]), s["key"]))
+        offsets[p] += 1
+    return events
+
+
+@pytest.mark.parametrize("restart", [False, True])
+def test_replayed_findings_make_no_second_incident_or_notification(tmp_path, restart):
+    worker = make_worker(tmp_path)
+    asyncio.run(worker.detect(readings_events(storm(hours=100), 2)))  # incidents open, rise and resolve
+    events = findings_events(worker)
+    worker.incidents(events)
+    store = Store(f"sqlite:///{tmp_path / 'gw.db'}")
+    outbox = store.outbox_backlog()
+    incidents = store.list_incidents()
+    assert incidents, "the storm opened incidents"
+    if restart:  # a new worker takes the partitions over from the store
+        worker = make_worker(tmp_path)
+        worker.findings_topic.sent = []  # type: ignore[attr-defined]
+    worker.incidents(events)  # the same records again: at-least-once delivery
+    assert store.outbox_backlog() == outbox
+    assert [i["incident_id"] for i in store.list_incidents()] == [i["incident_id"] for i in incidents]
+    assert sum(store.progress("gridwatch.findings/").values()) > 0
