@@ -66,8 +66,8 @@ def make_worker(tmp_path) -> GridwatchWorker:
     return worker
 
 
-def readings_events(rows: list[tuple[float, str, str, str, float]], partitions: int, start: int = 0) -> list[Event]:
-    events = []
+def readings_events(rows: list[tuple[float, str, str, str, float]], partitions: int, start: int = 0) -> list[Any]:
+    events: list[Any] = []
     for offset, (ts, site, device, metric, value) in enumerate(rows, start):
         p = partition_of(site, partitions)
         value_ = encode_readings(site, [(device, ts, metric, value)])
@@ -85,7 +85,7 @@ def storm(hours: int = 40) -> list[tuple[float, str, str, str, float]]:
 def test_a_record_that_is_not_a_readings_record_is_dead_lettered_and_the_rest_goes_on(tmp_path):
     worker = make_worker(tmp_path)
     good = readings_events(storm(2), 2)
-    poison = Event(b"\xff not json", Message("gridwatch.readings", 0, 999, b"S01"), b"S01")
+    poison: Any = Event(b"\xff not json", Message("gridwatch.readings", 0, 999, b"S01"), b"S01")
     asyncio.run(worker.detect([*good[:5], poison, *good[5:]]))
     dead = [orjson.loads(d["value"]) for d in worker.deadletter_topic.sent]  # type: ignore[attr-defined]
     assert [(d["reason"], d["offset"]) for d in dead] == [("bad_record", 999)]
@@ -134,9 +134,10 @@ def test_replayed_readings_are_not_applied_twice(tmp_path):
     assert found_once and again == []
 
 
-def findings_events(worker: GridwatchWorker, start: int = 0) -> list[Event]:
+def findings_events(worker: GridwatchWorker, start: int = 0) -> list[Any]:
     """The findings the detect stage produced, as the incident stage receives them (offsets per partition)."""
-    events, offsets = [], {0: start, 1: start}
+    events: list[Any] = []
+    offsets = {0: start, 1: start}
     for s in worker.findings_topic.sent:  # type: ignore[attr-defined]
         _wm, finding = decode_finding_record(s["value"])
         p = s["partition"] if finding is None else partition_of(finding.site, 2)
