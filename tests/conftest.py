@@ -7,8 +7,10 @@ import hashlib
 import hmac
 import os
 import shutil
+import signal
 import socket
 import subprocess
+import sys
 import threading
 import time
 import uuid
@@ -122,6 +124,39 @@ class Receiver:
 
     def landslide(self) -> list[dict[str, Any]]:
         return [e for _, e in self.got if e["hazard"] == "landslide"]
+
+
+class Process:
+    """A gridwatch command in its own process, its output in a log file."""
+
+    def __init__(self, name: str, args: list[str], workdir: Path) -> None:
+        self.name = name
+        self.log = workdir / f"{name}.log"
+        self.args = args
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.start()
+
+    def start(self) -> None:
+        env = {**os.environ, "PYTHONUNBUFFERED": "1", "COLUMNS": "200"}
+        with self.log.open("ab") as out:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "engine.cli", *self.args], stdout=out, stderr=subprocess.STDOUT, env=env
+            )
+
+    def text(self) -> str:
+        return self.log.read_text(errors="replace") if self.log.exists() else ""
+
+    def count(self, needle: str) -> int:
+        return self.text().count(needle)
+
+    def kill(self, sig: int = signal.SIGKILL) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(sig)
+        self.proc.wait(30)
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.kill(signal.SIGTERM)
 
 
 def _tansu_binary() -> str | None:

@@ -223,9 +223,14 @@ class GridwatchWorker:
             pipeline.watermark = max(pipeline.watermark, float(batch.ts.max()))
         self.readings += len(batch)
         metrics.READINGS.inc(len(batch))
-        for f, wm_at in zip(findings, at, strict=True):
+        sent = [
             await self.findings_topic.send(key=f.site.encode(), value=finding_record(f, wm_at))
-        await self.findings_topic.send(value=watermark_record(pipeline.watermark), partition=partition)
+            for f, wm_at in zip(findings, at, strict=True)
+        ]
+        sent.append(await self.findings_topic.send(value=watermark_record(pipeline.watermark), partition=partition))
+        # The state goes to the changelog only once Kafka has the findings: a crash in between replays the
+        # readings against the old state and makes the same findings again, never none.
+        await asyncio.gather(*sent)
         for site in sites:
             packed = state.pack(site)
             metrics.SITE_STATE_BYTES.observe(len(packed))

@@ -7,10 +7,7 @@ loopback ports; the bridge and the workers run as the commands a deployment runs
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -25,45 +22,12 @@ from engine.dispatch.dispatcher import DISPATCH_ACTIONS
 from engine.store.store import Store
 from simulators.publish import messages
 from simulators.scenario import load_scenario
-from tests.conftest import SECRET, Receiver, default_config, direct_events, publisher, wait_for
+from tests.conftest import SECRET, Process, Receiver, default_config, direct_events, publisher, wait_for
 from tests.integration.test_local_runner import Listener
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]
 
 BASE = 1_700_000_000.0
-
-
-class Process:
-    """A gridwatch command in its own process, its output in a log file."""
-
-    def __init__(self, name: str, args: list[str], workdir: Path) -> None:
-        self.name = name
-        self.log = workdir / f"{name}.log"
-        self.args = args
-        self.proc: subprocess.Popen[bytes] | None = None
-        self.start()
-
-    def start(self) -> None:
-        env = {**os.environ, "PYTHONUNBUFFERED": "1", "COLUMNS": "200"}
-        with self.log.open("ab") as out:
-            self.proc = subprocess.Popen(
-                [sys.executable, "-m", "engine.cli", *self.args], stdout=out, stderr=subprocess.STDOUT, env=env
-            )
-
-    def text(self) -> str:
-        return self.log.read_text(errors="replace") if self.log.exists() else ""
-
-    def count(self, needle: str) -> int:
-        return self.text().count(needle)
-
-    def kill(self, sig: int = signal.SIGKILL) -> None:
-        assert self.proc is not None
-        self.proc.send_signal(sig)
-        self.proc.wait(30)
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.kill(signal.SIGTERM)
 
 
 def kafka_config(

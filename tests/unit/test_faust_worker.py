@@ -46,8 +46,14 @@ class Recorder:
     def __init__(self) -> None:
         self.sent: list[dict[str, Any]] = []
 
-    async def send(self, key: bytes | None = None, value: bytes = b"", partition: int | None = None) -> None:
+    async def send(
+        self, key: bytes | None = None, value: bytes = b"", partition: int | None = None
+    ) -> asyncio.Future[None]:
+        """Like ``faust.Topic.send``: the record is queued; the returned future is its acknowledgement."""
         self.sent.append({"key": key, "value": value, "partition": partition})
+        acked: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        acked.set_result(None)
+        return acked
 
 
 def make_worker(tmp_path) -> GridwatchWorker:
