@@ -46,6 +46,19 @@ class MqttConfig(Strict):
         description="How long the broker keeps the engine's session (and queued QoS 1 messages) while it is away.",
     )
     keepalive_s: int = Field(30, ge=5, description="MQTT keep-alive interval.")
+    ack_after: Literal["receipt", "processed", "checkpoint"] = Field(
+        "processed",
+        description="MQTT v5, when a sensor message is acknowledged to the broker: on `receipt` (paho's "
+        "default); once its batch is `processed` and its incidents stored (an engine killed mid-stream gets "
+        "the messages it held again); or once the detector state holding it is in a `checkpoint` (nothing "
+        "is lost even from detector state, but up to `checkpoint_interval_s` of messages are held).",
+    )
+    receive_maximum: int = Field(
+        65535,
+        ge=1,
+        le=65535,
+        description="MQTT v5: the most unacknowledged QoS 1 messages the broker may send the engine at once.",
+    )
     username: str | None = Field(None, description="Broker user name; use ${ENV_VAR} rather than a literal secret.")
     password: str | None = Field(None, description="Broker password; use ${ENV_VAR}, never a literal.", repr=False)
     password_file: str | None = Field(

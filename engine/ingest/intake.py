@@ -60,22 +60,36 @@ class Intake:
         self.first_at: float | None = None
         self.status: dict[tuple[str, str], str] = {}
         self.rejected = 0
+        self._acks: list[Callable[[], None]] = []  # of the messages in the open batch
+        self.taken_acks: list[Callable[[], None]] = []  # of the batch last taken, until it is processed
         self.cameras = cameras  # camera and thermal frames go there; without it they are ignored
 
-    def handle(self, topic: str, payload: bytes, props: dict[str, str] | None = None, now: float | None = None) -> None:
+    def handle(
+        self,
+        topic: str,
+        payload: bytes,
+        props: dict[str, str] | None = None,
+        now: float | None = None,
+        ack: Callable[[], None] | None = None,
+    ) -> None:
+        """Decode one message into the batch. ``ack`` (manual MQTT acknowledgement) is called once the batch
+        holding the message has been processed (``ack_taken``); at once for what adds nothing to a batch."""
         now = time.time() if now is None else now
         try:
             t = parse_topic(topic, self.prefix)
         except TopicError as exc:
             self.reject([Rejection("bad_topic", str(exc))], topic, payload, now)
+            if ack is not None:
+                ack()
             return
         metrics.MESSAGES.labels(t.kind).inc()
-        if t.kind == "status":
-            self.status[(t.site, t.device)] = payload.decode("utf-8", "replace")[:32]
-            return
-        if t.kind in ("cameras", "thermal"):
-            if self.cameras is not None:
+        if t.kind != "sensors":
+            if t.kind == "status":
+                self.status[(t.site, t.device)] = payload.decode("utf-8", "replace")[:32]
+            elif self.cameras is not None:  # frames may be dropped under load anyway: no holding them
                 self.cameras.handle(t, topic, payload, props or {}, now)
+            if ack is not None:
+                ack()
             return
         with self._lock:
             before = len(self.builder)
@@ -84,6 +98,11 @@ class Intake:
             if added and self.first_at is None:
                 self.first_at = time.monotonic()
             full = len(self.builder) >= self.cfg.ingest.batch_max
+            if ack is not None:
+                if added:
+                    self._acks.append(ack)
+                else:
+                    ack()
         if added:
             metrics.READINGS.inc(added)
         if rejected:
@@ -103,6 +122,19 @@ class Intake:
         return len(self.builder)
 
     def take(self) -> ReadingBatch:
+        """The open batch; its messages' acknowledgements move to ``taken_acks`` (see ``ack_taken``)."""
         with self._lock:
             self.first_at = None
+            self.taken_acks.extend(self._acks)
+            self._acks = []
             return self.builder.take()
+
+    def ack_taken(self) -> None:
+        """The batch last taken has been processed and stored: acknowledge its messages to the broker."""
+        for ack in self.take_acks():
+            ack()
+
+    def take_acks(self) -> list[Callable[[], None]]:
+        """The acknowledgements of the batch last taken, to call later (after a checkpoint, say)."""
+        acks, self.taken_acks = self.taken_acks, []
+        return acks

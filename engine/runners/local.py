@@ -86,6 +86,7 @@ class LocalRunner:
         self._full = asyncio.Event()
         self._checkpointed = time.monotonic()
         self.client: MqttClient | None = None
+        self._acks_for_checkpoint: list[Callable[[], None]] = []  # ack_after: checkpoint
 
     def health(self) -> dict[str, Any]:
         connected = bool(self.client and self.client.connected.is_set())
@@ -131,8 +132,11 @@ class LocalRunner:
         async with self._checkpoint_lock:  # one writer at a time (the periodic one and the one on stop)
             async with self._step_lock:
                 arrays = await asyncio.to_thread(checkpoint_arrays, self.pipeline)
+                acks, self._acks_for_checkpoint = self._acks_for_checkpoint, []
             await asyncio.to_thread(write_checkpoint, arrays, self.checkpoint_path)
             self._checkpointed = time.monotonic()
+            for ack in acks:  # ack_after: checkpoint: these messages' effects are all on disk now
+                ack()
 
     async def run(self, stop: asyncio.Event) -> RunSummary:
         cfg = self.cfg
@@ -179,9 +183,16 @@ class LocalRunner:
         intake = Intake(cfg, self.pipeline.devices, on_full=batch_full)
         if self.cameras:
             intake.cameras = CameraIntake(cfg, intake.reject)
+        manual_ack = cfg.mqtt.ack_after != "receipt" and protocol == "5"
+
+        def handle_acking(topic: str, payload: bytes, props: dict[str, str], ack: Callable[[], None]) -> None:
+            intake.handle(topic, payload, props, ack=ack)
+
         client = MqttClient(
             cfg.mqtt,
-            on_message=intake.handle,
+            on_message=None if manual_ack else intake.handle,
+            on_message_ack=handle_acking if manual_ack else None,
+            receive_maximum=cfg.mqtt.receive_maximum if manual_ack else 0,
             subscriptions=subscriptions(prefix),
             protocol=protocol,
             will=(status_topic, b"offline"),
@@ -292,9 +303,14 @@ class LocalRunner:
     async def _process(self, intake: Intake, sinks: Any) -> None:
         batch = intake.take()
         if not len(batch):
+            intake.ack_taken()
             return
         async with self._step_lock:
             events = await asyncio.to_thread(self._step, batch)
+        if self.cfg.mqtt.ack_after == "checkpoint" and self.cfg.checkpoint_interval_s > 0:
+            self._acks_for_checkpoint.extend(intake.take_acks())
+        else:
+            intake.ack_taken()  # processed, incidents stored: the broker may forget these messages
         self.summary.readings += len(batch)
         self._after(events)
 
