@@ -54,7 +54,7 @@ def test_engine_killed_mid_stream_takes_up_where_it_was(mosquitto, tmp_path, sto
             pub.publish(topic, payload, qos=1)
         assert pub.flush()
         assert wait_for(lambda: len(receiver.got) >= 2, 60), engine.text()[-3000:]
-        assert wait_for(lambda: (tmp_path / "data" / "checkpoint.npz").exists(), 10)
+        assert wait_for((tmp_path / "data" / "checkpoint.npz").exists, 10)
         engine.kill(signal.SIGKILL)
         for _ts, topic, payload in msgs[third : 2 * third]:  # queued by Mosquitto for the engine's session
             pub.publish(topic, payload, qos=1)
