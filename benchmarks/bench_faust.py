@@ -137,11 +137,12 @@ def publish_all(url: str, msgs: list[tuple[str, bytes]]) -> float:
 
 def run_phase(tmp: Path, mosquitto: Mosquitto, tansu: Tansu, name: str, workers: int, msgs: list[Any]) -> dict:
     config = write_config(tmp, mosquitto, tansu, name)
-    running = [Process(f"{name}-worker-{i}", ["worker", "-c", str(config)], tmp / name) for i in range(workers)]
-    for i, w in enumerate(running):
+    running: list[Process] = []
+    for i in range(workers):  # one after the other: the first rebalances when the next joins
+        w = Process(f"{name}-worker-{i}", ["worker", "-c", str(config)], tmp / name)
+        running.append(w)
         assert wait_for(lambda w=w: w.count("Worker ready") >= 1, 120), w.text()[-2000:]
-        if i:  # the first worker rebalances when the second joins
-            assert wait_for(lambda i=i: running[0].count("Worker ready") >= i + 1, 120)
+        assert wait_for(lambda i=i: running[0].count("Worker ready") >= i + 1, 120), running[0].text()[-2000:]
     bridge = Process(f"{name}-bridge", ["bridge", "-c", str(config)], tmp / name)
     assert wait_for(lambda: "bridge running" in bridge.text(), 60), bridge.text()[-2000:]
     readings = len(msgs) * DEVICES_PER_SITE * STEPS_PER_MESSAGE

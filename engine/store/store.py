@@ -19,9 +19,10 @@ from typing import Any
 import orjson
 from alembic import command
 from alembic.config import Config as AlembicConfig
-from sqlalchemy import Engine, bindparam, create_engine, event, func, insert, select, update
+from sqlalchemy import Engine, bindparam, create_engine, event, func, insert, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
 
 from engine.incidents.silences import Silence
@@ -95,11 +96,24 @@ class Store:
         self.engine = make_engine(url)
         self._session = sessionmaker(self.engine, expire_on_commit=False)
 
-    def migrate(self) -> None:
-        with self.engine.begin() as conn:
-            cfg = alembic_config(self.url)
-            cfg.attributes["connection"] = conn
-            command.upgrade(cfg, "head")
+    def migrate(self, attempts: int = 5) -> None:
+        """Bring the schema to the latest revision. Several processes starting at once (Faust workers)
+        race for it: PostgreSQL serialises them on an advisory lock; elsewhere the loser retries, and
+        finds the schema current."""
+        for attempt in range(1, attempts + 1):
+            try:
+                with self.engine.begin() as conn:
+                    if conn.dialect.name == "postgresql":
+                        conn.execute(text("SELECT pg_advisory_xact_lock(7160042)"))
+                    cfg = alembic_config(self.url)
+                    cfg.attributes["connection"] = conn
+                    command.upgrade(cfg, "head")
+                return
+            except DBAPIError as exc:
+                if attempt == attempts:
+                    raise
+                logger.info("schema migration raced another process (%s); retrying", exc.orig)
+                time.sleep(0.5 * attempt)
 
     def close(self) -> None:
         self.engine.dispose()

@@ -69,7 +69,8 @@ def test_engine_killed_mid_stream_takes_up_where_it_was(mosquitto, tmp_path, sto
         assert wait_for(lambda: Store(store_url).outbox_backlog().get("webhook", 0) == 0, 30)
         got = tracker_events(delivered_once(receiver))
         assert {"missing": sorted(set(expected) - set(got)), "extra": sorted(set(got) - set(expected))} == {
-            "missing": [], "extra": []
+            "missing": [],
+            "extra": [],
         }
         assert got == expected
         stored = Store(store_url).list_incidents()
@@ -78,4 +79,3 @@ def test_engine_killed_mid_stream_takes_up_where_it_was(mosquitto, tmp_path, sto
         pub.stop()
         engine.stop()
         receiver.stop()
-

@@ -40,6 +40,23 @@ def test_migrations_build_exactly_the_models_and_run_twice(store):
         assert compare_metadata(MigrationContext.configure(conn), Base.metadata) == []
 
 
+def test_processes_migrating_a_fresh_store_at_once_all_succeed(store_url):
+    """Faust workers started together each migrate the shared store; none may crash on the race."""
+    import subprocess
+    import sys
+
+    code = "import sys; from engine.store.store import Store; Store(sys.argv[1]).migrate()"
+    procs = [
+        subprocess.Popen([sys.executable, "-c", code, store_url], stderr=subprocess.PIPE, text=True) for _ in range(4)
+    ]
+    failures = [p.stderr.read() if p.stderr else "" for p in procs if p.wait(120) != 0]
+    assert failures == []
+    st = Store(store_url)
+    with st.engine.connect() as conn:
+        assert compare_metadata(MigrationContext.configure(conn), Base.metadata) == []
+    st.close()
+
+
 class FlakySink:
     def __init__(self, name: str, fail_first: int) -> None:
         self.name = name
