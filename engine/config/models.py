@@ -119,6 +119,14 @@ class IngestConfig(Strict):
     reject_unknown_sites: bool = Field(
         False, description="Dead-letter readings of sites not in the config (`unknown_site`) instead of accepting them."
     )
+    device_max_msgs_per_s: float = Field(
+        0.0,
+        ge=0,
+        description="Refuse a device's messages beyond this rate (wall clock) before decoding them, as "
+        "`rate_limited` (counted; one dead letter a minute per device). 0: no limit (replays of recorded "
+        "feeds publish far faster than real time). Devices report every 1-10 min; a few per second is ample.",
+    )
+    device_burst: int = Field(20, ge=1, description="Messages a device may send at once above its rate limit.")
 
     @field_validator("metric_aliases")
     @classmethod

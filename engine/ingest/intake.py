@@ -16,6 +16,7 @@ from engine.core.batch import BatchBuilder, ReadingBatch
 from engine.core.devices import DeviceIndex
 from engine.ingest.camera_intake import CameraIntake
 from engine.ingest.decode import Rejection, SensorDecoder
+from engine.ingest.rate_limit import DeviceRateLimiter
 from engine.ingest.topics import TopicError, deadletter_topic, parse_topic
 
 logger = logging.getLogger(__name__)
@@ -63,6 +64,11 @@ class Intake:
         self._acks: list[Callable[[], None]] = []  # of the messages in the open batch
         self.taken_acks: list[Callable[[], None]] = []  # of the batch last taken, until it is processed
         self.cameras = cameras  # camera and thermal frames go there; without it they are ignored
+        ing = cfg.ingest
+        self.limiter = (
+            DeviceRateLimiter(ing.device_max_msgs_per_s, ing.device_burst) if ing.device_max_msgs_per_s else None
+        )
+        self._flood_reported: dict[str, float] = {}  # device topic → when its last rate_limited dead letter went
 
     def handle(
         self,
@@ -83,6 +89,10 @@ class Intake:
                 ack()
             return
         metrics.MESSAGES.labels(t.kind).inc()
+        if t.kind == "sensors" and self.limiter is not None and not self._allowed(topic, payload, now):
+            if ack is not None:
+                ack()
+            return
         if t.kind != "sensors":
             if t.kind == "status":
                 self.status[(t.site, t.device)] = payload.decode("utf-8", "replace")[:32]
@@ -109,6 +119,26 @@ class Intake:
             self.reject(rejected, topic, payload, now)
         if full and self._on_full is not None:
             self._on_full()
+
+    def _allowed(self, topic: str, payload: bytes, now: float) -> bool:
+        """The device's rate limit; a refused message is counted, and dead-lettered once a minute per device
+        (so that a flood is not echoed message for message onto the dead-letter topic)."""
+        assert self.limiter is not None
+        with self._lock:
+            if self.limiter.allow(topic, time.monotonic()):
+                return True
+            last = self._flood_reported.get(topic, -1e18)
+            report = now - last >= 60.0
+            if report:
+                self._flood_reported[topic] = now
+        if report:
+            rate = self.cfg.ingest.device_max_msgs_per_s
+            detail = f"more than {rate:g} messages/s from this device; refused until it slows down"
+            self.reject([Rejection("rate_limited", detail)], topic, payload, now)
+        else:
+            metrics.DEADLETTERS.labels("rate_limited").inc()
+            self.rejected += 1
+        return False
 
     def reject(self, rejected: list[Rejection], topic: str, payload: bytes, now: float) -> None:
         for rej in rejected:

@@ -195,3 +195,26 @@ def test_decoder_never_raises_and_accounts_for_every_message(payload):
             assert (len(rejected) == 1) != (len(builder) > 0)
         record = orjson.loads(deadletter_message(rejected[0], "gw/x", payload, NOW)) if rejected else None
         assert record is None or record["topic"] == "gw/x"
+
+
+def test_a_flooding_device_is_refused_before_decoding_and_others_are_unaffected():
+    from engine.config.models import EngineConfig
+    from engine.ingest.intake import Intake
+
+    cfg = EngineConfig(ingest=IngestConfig(device_max_msgs_per_s=1.0, device_burst=5))
+    published: list[tuple[str, bytes]] = []
+    intake = Intake(cfg, DeviceIndex(), publish=lambda t, p: published.append((t, p)))
+    acked: list[str] = []
+    now = 1_700_000_000.0
+    for k in range(50):  # 50 messages at once from one device: a flood
+        body = orjson.dumps({"ts": now + k, "seq": k, "values": {"rain_mm": 0.1}})
+        intake.handle("gw/sensors/S1/rain-1", body, now=now, ack=lambda k=k: acked.append(f"flood-{k}"))
+    intake.handle("gw/sensors/S2/rain-1", orjson.dumps({"ts": now, "values": {"rain_mm": 0.1}}), now=now)
+    batch = intake.take()
+    intake.ack_taken()
+    devices = [batch.devices.site_of_slot(int(s)) for s in batch.slot]
+    assert devices.count("S1") == 5 and devices.count("S2") == 1  # the burst, then nothing; S2 untouched
+    assert intake.rejected == 45
+    reasons = [orjson.loads(p)["reason"] for t, p in published]
+    assert reasons == ["rate_limited"]  # one dead letter a minute per device, not one per message
+    assert len(acked) == 50  # refused messages are acknowledged: the broker must not redeliver a flood
