@@ -138,12 +138,24 @@ def publish_all(url: str, msgs: list[tuple[str, bytes]]) -> float:
 def run_phase(tmp: Path, mosquitto: Mosquitto, tansu: Tansu, name: str, workers: int, msgs: list[Any]) -> dict:
     config = write_config(tmp, mosquitto, tansu, name)
     running: list[Process] = []
+    try:
+        return measure(tmp, mosquitto, tansu, name, workers, msgs, config, running)
+    finally:
+        for p in running:
+            p.stop()
+
+
+def measure(
+    tmp: Path, mosquitto: Mosquitto, tansu: Tansu, name: str, workers: int, msgs: list[Any], config: Path,
+    running: list[Process],
+) -> dict[str, Any]:  # fmt: skip
     for i in range(workers):  # one after the other: the first rebalances when the next joins
         w = Process(f"{name}-worker-{i}", ["worker", "-c", str(config)], tmp / name)
         running.append(w)
         assert wait_for(lambda w=w: w.count("Worker ready") >= 1, 120), w.text()[-2000:]
         assert wait_for(lambda i=i: running[0].count("Worker ready") >= i + 1, 120), running[0].text()[-2000:]
     bridge = Process(f"{name}-bridge", ["bridge", "-c", str(config)], tmp / name)
+    running.append(bridge)
     assert wait_for(lambda: "bridge running" in bridge.text(), 60), bridge.text()[-2000:]
     readings = len(msgs) * DEVICES_PER_SITE * STEPS_PER_MESSAGE
     t0 = time.perf_counter()
@@ -166,10 +178,7 @@ def run_phase(tmp: Path, mosquitto: Mosquitto, tansu: Tansu, name: str, workers:
         "readings_per_s": round(readings / done_s) if done_s else None,
     }
     if workers == 2:
-        result.update(recover(tmp, mosquitto, running, msgs))
-    bridge.stop()
-    for w in running:
-        w.stop()
+        result.update(recover(tmp, mosquitto, running[:2], msgs))
     return result
 
 
