@@ -13,7 +13,6 @@ count the same rain twice.
 
 from __future__ import annotations
 
-import io
 from typing import Any
 
 import numpy as np
@@ -78,7 +77,7 @@ class SiteState:
         return [devices.sites[i] for i in np.unique(devices.site_ids_of(np.unique(batch.slot)))]
 
     def pack(self, site: str) -> bytes:
-        """The site's rows of every detector's state (and detector-wide arrays) as ``.npz`` bytes."""
+        """The site's rows of every detector's state (and detector-wide arrays) as bytes (``pack_arrays``)."""
         devices = self.pipeline.devices
         slots = np.asarray(devices.slots_of_site(site), dtype=np.int64)
         self._grow(len(devices))
@@ -97,9 +96,7 @@ class SiteState:
             for name, spec in state.spec.items():
                 arr = state.arrays[name]
                 arrays[f"{det.name}/{name}"] = arr[rows[held]] if spec.per_device else arr
-        buf = io.BytesIO()
-        np.savez(buf, **arrays)
-        return buf.getvalue()
+        return pack_arrays(arrays)
 
     def unpack(self, site: str, data: bytes | None) -> None:
         """Put a packed site's state into the pipeline (``None``: the site starts afresh)."""
@@ -108,8 +105,7 @@ class SiteState:
             self._forget(k)
         if data is None:
             return
-        with np.load(io.BytesIO(data), allow_pickle=False) as npz:
-            packed = {k: npz[k] for k in npz.files}
+        packed = unpack_arrays(data)
         names = orjson.loads(packed[DEVICES].tobytes())
         slots = np.asarray([devices.slot(site, n) for n in names], dtype=np.int64)
         self._grow(len(devices))
@@ -138,3 +134,31 @@ class SiteState:
                 for name, spec in state.spec.items():
                     if spec.per_device:
                         state.arrays[name][row] = spec.fill
+
+
+def pack_arrays(arrays: dict[str, npt.NDArray[Any]]) -> bytes:
+    """Named arrays as bytes: a JSON header (name, dtype, shape of each) and their raw data, in order.
+
+    A tenth of ``np.savez``'s cost for the small arrays of one site (no zip, no per-array header).
+
+    >>> out = unpack_arrays(pack_arrays({"a": np.arange(3.0), "b": np.zeros((2, 2), np.int16)}))
+    >>> out["a"].tolist(), out["b"].shape, out["b"].dtype.name
+    ([0.0, 1.0, 2.0], (2, 2), 'int16')
+    """
+    parts = [np.ascontiguousarray(a) for a in arrays.values()]
+    header = orjson.dumps([[k, a.dtype.str, list(a.shape)] for k, a in zip(arrays, parts, strict=True)])
+    return b"".join([len(header).to_bytes(4, "little"), header, *(a.tobytes() for a in parts)])
+
+
+def unpack_arrays(data: bytes) -> dict[str, npt.NDArray[Any]]:
+    """The arrays ``pack_arrays`` packed (copies, writable)."""
+    size = int.from_bytes(data[:4], "little")
+    header = orjson.loads(data[4 : 4 + size])
+    out: dict[str, npt.NDArray[Any]] = {}
+    at = 4 + size
+    for name, dtype_str, shape in header:
+        dtype = np.dtype(dtype_str)
+        count = int(np.prod(shape)) if shape else 1
+        out[name] = np.frombuffer(data, dtype=dtype, count=count, offset=at).reshape(shape).copy()
+        at += count * dtype.itemsize
+    return out
