@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 
 import orjson
@@ -208,7 +209,7 @@ def test_a_flooding_device_is_refused_before_decoding_and_others_are_unaffected(
     now = 1_700_000_000.0
     for k in range(50):  # 50 messages at once from one device: a flood
         body = orjson.dumps({"ts": now + k, "seq": k, "values": {"rain_mm": 0.1}})
-        intake.handle("gw/sensors/S1/rain-1", body, now=now, ack=lambda k=k: acked.append(f"flood-{k}"))
+        intake.handle("gw/sensors/S1/rain-1", body, now=now, ack=functools.partial(acked.append, f"flood-{k}"))
     intake.handle("gw/sensors/S2/rain-1", orjson.dumps({"ts": now, "values": {"rain_mm": 0.1}}), now=now)
     batch = intake.take()
     intake.ack_taken()
