@@ -180,10 +180,34 @@ class GridwatchWorker:
         by_partition: dict[int, list[Record]] = {}
         for ev in events:
             by_partition.setdefault(ev.message.partition, []).append(ev)
+        sent: list[Any] = []
+        states: list[tuple[SiteState, dict[str, Record]]] = []
         for partition, evs in sorted(by_partition.items()):
-            await self._detect_partition(self._detecting(partition), partition, evs)
+            done = await self._detect_partition(self._detecting(partition), partition, evs, sent)
+            if done is not None:
+                states.append(done)
+        # The state goes to the changelog only once Kafka has the findings: a crash in between replays the
+        # readings against the old state and makes the same findings again, never none.
+        await asyncio.gather(*sent)
+        for state, event_of_site in states:
+            for site, ev in event_of_site.items():
+                packed = state.pack(site)
+                metrics.SITE_STATE_BYTES.observe(len(packed))
+                # Faust writes a table key to the changelog partition of the event being processed (in a
+                # batch, the last one taken): name the site's own record, whose partition is the site's.
+                token = _current_event.set(weakref.ref(ev))
+                try:
+                    self.state_table[site.encode()] = packed
+                finally:
+                    _current_event.reset(token)
 
-    async def _detect_partition(self, core: PartitionDetect, partition: int, events: list[Record]) -> None:
+    async def _detect_partition(
+        self, core: PartitionDetect, partition: int, events: list[Record], sent: list[Any]
+    ) -> tuple[SiteState, dict[str, Record]] | None:
+        """One partition's records through its pipeline; the sends' acknowledgements go to ``sent``.
+
+        Returns the state and the sites (with one record of each) whose state is to be written.
+        """
         pipeline, state = core.pipeline, core.site_state
         builder = BatchBuilder(pipeline.devices)
         good: list[Record] = []
@@ -198,7 +222,7 @@ class GridwatchWorker:
             event_of_site[site] = ev
         batch = builder.take()
         if not len(batch):
-            return
+            return None
         sites = state.sites_of(batch)
         for site in sites:
             if site not in core.loaded:
@@ -209,7 +233,7 @@ class GridwatchWorker:
         if len(batch) < n_in:
             metrics.REPLAYED.labels("detect").inc(n_in - len(batch))
         if not len(batch):
-            return
+            return None
         try:
             findings = pipeline.detect(batch)
             wm = np.maximum.accumulate(np.maximum(batch.ts, pipeline.watermark))
@@ -223,24 +247,10 @@ class GridwatchWorker:
             pipeline.watermark = max(pipeline.watermark, float(batch.ts.max()))
         self.readings += len(batch)
         metrics.READINGS.inc(len(batch))
-        sent = [
-            await self.findings_topic.send(key=f.site.encode(), value=finding_record(f, wm_at))
-            for f, wm_at in zip(findings, at, strict=True)
-        ]
+        for f, wm_at in zip(findings, at, strict=True):
+            sent.append(await self.findings_topic.send(key=f.site.encode(), value=finding_record(f, wm_at)))
         sent.append(await self.findings_topic.send(value=watermark_record(pipeline.watermark), partition=partition))
-        # The state goes to the changelog only once Kafka has the findings: a crash in between replays the
-        # readings against the old state and makes the same findings again, never none.
-        await asyncio.gather(*sent)
-        for site in sites:
-            packed = state.pack(site)
-            metrics.SITE_STATE_BYTES.observe(len(packed))
-            # Faust writes a table key to the changelog partition of the event being processed (in a batch,
-            # the last one taken): name the site's own record, whose partition is the site's.
-            token = _current_event.set(weakref.ref(event_of_site[site]))
-            try:
-                self.state_table[site.encode()] = packed
-            finally:
-                _current_event.reset(token)
+        return state, {site: event_of_site[site] for site in sites}
 
     async def _detect_one_by_one(self, pipeline: Pipeline, events: list[Record], error: str) -> list[Finding]:
         found: list[Finding] = []
