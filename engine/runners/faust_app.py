@@ -56,11 +56,10 @@ from engine.ingest.topics import TopicError, parse_topic
 from engine.runners.assembly import build_pipeline, build_sinks
 from engine.runners.records import (
     RecordError,
-    decode_finding_record,
+    decode_findings_record,
     decode_readings,
-    finding_record,
+    findings_record,
     partition_of,
-    watermark_record,
 )
 from engine.store.store import Store
 
@@ -161,8 +160,10 @@ class GridwatchWorker:
     async def _detect_agent(self, stream: Any) -> None:
         k = self.cfg.kafka
         async for events in stream.take_events(k.take_max, within=k.take_within_s):
+            t0 = time.perf_counter()
             try:
                 await self.detect(events)
+                logger.debug("detect: %d records in %.1f ms", len(events), 1000 * (time.perf_counter() - t0))
             except Exception as exc:  # never let one batch stop the agent
                 logger.exception("a batch of %d records failed", len(events))
                 for ev in events:
@@ -247,9 +248,8 @@ class GridwatchWorker:
             pipeline.watermark = max(pipeline.watermark, float(batch.ts.max()))
         self.readings += len(batch)
         metrics.READINGS.inc(len(batch))
-        for f, wm_at in zip(findings, at, strict=True):
-            sent.append(await self.findings_topic.send(key=f.site.encode(), value=finding_record(f, wm_at)))
-        sent.append(await self.findings_topic.send(value=watermark_record(pipeline.watermark), partition=partition))
+        record = findings_record(list(zip(findings, at, strict=True)), pipeline.watermark)
+        sent.append(await self.findings_topic.send(value=record, partition=partition))
         return state, {site: event_of_site[site] for site in sites}
 
     async def _detect_one_by_one(self, pipeline: Pipeline, events: list[Record], error: str) -> list[Finding]:
@@ -291,8 +291,12 @@ class GridwatchWorker:
             await self.deadletter_topic.send(value=deadletter_message(rej, topic, payload, at))
         self._camera_dead.clear()
         findings = await asyncio.to_thread(self.cameras.step, cams.take(), set(cams.thermal))
+        by_partition: dict[int, list[tuple[Finding, float]]] = {}
         for f in findings:
-            await self.findings_topic.send(key=f.site.encode(), value=finding_record(f, f.ts))
+            by_partition.setdefault(self.shard_of(f.site), []).append((f, f.ts))
+        for partition, found in by_partition.items():
+            wm = max(at for _f, at in found)
+            await self.findings_topic.send(value=findings_record(found, wm), partition=partition)
 
     def _camera_reject(self, rejected: list[Rejection], topic: str, payload: bytes, now: float) -> None:
         for rej in rejected:
@@ -379,13 +383,14 @@ class GridwatchWorker:
                 continue
             last = max(last, ev.message.offset)
             try:
-                wm, finding = decode_finding_record(ev.value)
+                wm, found = decode_findings_record(ev.value)
             except RecordError as exc:
                 bad.append((ev, str(exc)))
                 continue
-            out.extend(stage.tracker.advance(wm))
-            if finding is not None:
+            for finding, at in found:
+                out.extend(stage.tracker.advance(at))
                 out.extend(stage.tracker.observe(finding))
+            out.extend(stage.tracker.advance(wm))
             stage.clock.observe(wm)
         if replayed:
             metrics.REPLAYED.labels("incidents").inc(replayed)
