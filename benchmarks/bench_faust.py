@@ -107,8 +107,8 @@ async def committed(url: str, group: str) -> int:
 async def count_records(url: str, want: int, timeout_s: float) -> int:
     """Read gridwatch.readings from the start until ``want`` records are there (or time runs out).
 
-    Counting records rather than asking for end offsets: Tansu's ListOffsets(latest) answers the last
-    offset, not the next one as Kafka does (see the README's notes on the test broker).
+    Counting records rather than asking for end offsets: Tansu's ListOffsets(latest) is wrong after a
+    batched produce (see the README's notes on the test broker).
     """
     consumer = AIOKafkaConsumer(
         "gridwatch.readings", bootstrap_servers=url.removeprefix("kafka://"), auto_offset_reset="earliest"
