@@ -102,3 +102,39 @@ def test_config_loader_accepts_or_explains(text):
         parse_config(text, "fuzz.yaml")
     except ConfigError as exc:
         assert exc.issues and all(i.message for i in exc.issues)
+
+
+JSONISH = st.recursive(
+    st.none() | st.booleans() | st.floats(allow_nan=True) | st.integers(-(2**63), 2**63 - 1) | st.text(max_size=8),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4),
+    max_leaves=20,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.one_of(
+        st.binary(max_size=200),
+        JSONISH.map(orjson.dumps),
+        st.builds(
+            lambda site, rows: orjson.dumps({"site": site, "readings": rows}),
+            JSONISH,
+            st.lists(st.lists(JSONISH, min_size=0, max_size=5), max_size=4),
+        ),
+    )
+)
+def test_kafka_record_decoders_accept_or_refuse_with_a_reason(value):
+    """A worker's decoders take any bytes: a record is decoded whole or refused with ``RecordError``."""
+    from engine.runners.records import RecordError, decode_findings_record, decode_readings
+
+    builder = BatchBuilder(DeviceIndex())
+    try:
+        site, n = decode_readings(value, builder)
+        assert isinstance(site, str) and n == len(builder)
+    except RecordError as exc:
+        assert exc.reason == "bad_record" and len(builder) == 0  # nothing of a refused record is kept
+    try:
+        wm, found = decode_findings_record(value)
+        assert isinstance(wm, float) and isinstance(found, list)
+    except RecordError as exc:
+        assert exc.reason == "bad_record"
