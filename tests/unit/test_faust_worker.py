@@ -169,3 +169,25 @@ def test_replayed_findings_make_no_second_incident_or_notification(tmp_path, res
     assert store.outbox_backlog() == outbox
     assert [i["incident_id"] for i in store.list_incidents()] == [i["incident_id"] for i in incidents]
     assert store.progress("gridwatch.findings/"), "the applied offsets are in the store"
+
+
+def test_camera_frames_through_the_worker_dead_letter_what_is_not_an_image(tmp_path):
+    """Frames come with their MQTT topic and capture time in headers; a non-image and a record without a
+    gridwatch topic are dead-lettered, the camera agent goes on."""
+    import cv2
+
+    worker = make_worker(tmp_path)
+    ok, jpeg = cv2.imencode(".jpg", np.full((360, 640, 3), 90, np.uint8))
+    assert ok
+
+    def headers(ts: float) -> list[tuple[str, bytes]]:
+        return [("topic", b"gw/cameras/S05/cam-1"), ("ts", str(ts).encode())]
+
+    frames: list[Any] = [
+        Event(b"not an image", Message("gridwatch.frames", 0, 0, b"S05", headers(BASE)), b"S05"),
+        Event(jpeg.tobytes(), Message("gridwatch.frames", 0, 1, b"S05", headers(BASE + 60)), b"S05"),
+        Event(b"\x00", Message("gridwatch.frames", 0, 2, b"S05", [("topic", b"elsewhere")]), b"S05"),
+    ]
+    asyncio.run(worker.camera_batch(frames))
+    dead = [orjson.loads(d["value"]) for d in worker.deadletter_topic.sent]  # type: ignore[attr-defined]
+    assert sorted(d["reason"] for d in dead) == ["bad_record", "not_an_image"]
