@@ -26,6 +26,7 @@ pytestmark = [pytest.mark.integration, pytest.mark.timeout(240)]
 BASE = 1_700_000_000.0
 
 
+@pytest.mark.parametrize("store_url", ["sqlite"], indirect=True)  # PostgreSQL: the lifecycle e2e test's restart
 def test_engine_killed_mid_stream_takes_up_where_it_was(mosquitto, tmp_path, store_url):
     rows = load_scenario("storm-surge").readings(base_ts=BASE)
     receiver = Receiver()

@@ -106,6 +106,9 @@ def publish(url: str, rows: list[Any]) -> int:
     return n
 
 
+# One store each, to keep the suite short: SQLite here (a single worker), PostgreSQL for the shared-store
+# takeover below (what a deployment runs); the store layer itself is tested on both.
+@pytest.mark.parametrize("store_url", ["sqlite"], indirect=True)
 def test_bridge_and_worker_give_the_local_runners_incidents_and_dead_letter_bad_input(
     tansu, mosquitto, tmp_path, store_url
 ):
@@ -146,6 +149,7 @@ def test_bridge_and_worker_give_the_local_runners_incidents_and_dead_letter_bad_
         receiver.stop()
 
 
+@pytest.mark.parametrize("store_url", ["postgresql"], indirect=True)
 def test_two_workers_share_partitions_and_a_killed_one_is_taken_over_without_duplicates(
     tansu, mosquitto, tmp_path, store_url
 ):
