@@ -105,7 +105,10 @@ class Dispatcher:
         if touched and self.store is not None and self.store_ok:
             try:
                 self.store.touch(
-                    [(inc.incident_id, inc.last_finding_at, [f.to_event() for f in found]) for inc, found in touched]
+                    [
+                        (inc.incident_id, inc.last_finding_at, [f.to_event() for f in found], inc.seen_by_label())
+                        for inc, found in touched
+                    ]
                 )
             except Exception as exc:  # the next event rewrites these findings; detection goes on
                 logger.error("the incident store is failing (%s)", exc)

@@ -98,6 +98,10 @@ class Incident:
     def is_open(self) -> bool:
         return self.state in OPEN_STATES
 
+    def seen_by_label(self) -> dict[str, float]:
+        """``level_seen`` as JSON: the last finding time at each level, by level name."""
+        return {lv.label: ts for lv, ts in self.level_seen.items()}
+
     @property
     def confidence(self) -> str:
         """``confirmed`` when a fusion rule confirmed it; ``low`` when every finding came from a suspect device."""
@@ -352,6 +356,9 @@ class IncidentTracker:
             level_seen: dict[Level, float] = {}
             for f in findings.values():
                 level_seen[f.level] = max(level_seen.get(f.level, f.ts), f.ts)
+            for label, ts in (s.get("level_seen") or {}).items():  # kept by the store: more than the findings
+                lv = Level.from_name(label)
+                level_seen[lv] = max(level_seen.get(lv, ts), ts)
             inc = Incident(
                 incident_id=s["incident_id"], key=key, site=s["site"], hazard=s["hazard"], opened_at=s["opened_at"],
                 updated_at=s["updated_at"], last_finding_at=s.get("last_finding_at") or s["updated_at"],
@@ -380,7 +387,7 @@ class IncidentTracker:
         inc = self.by_id.get(incident_id)
         if inc is None:
             return None
-        return {"group_key": list(inc.key), "last_finding_at": inc.last_finding_at}
+        return {"group_key": list(inc.key), "last_finding_at": inc.last_finding_at, "level_seen": inc.seen_by_label()}
 
     # Operator actions: ``at`` is the engine clock; they raise IncidentError when not allowed.
 

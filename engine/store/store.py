@@ -230,6 +230,7 @@ class Store:
             row.group_key = n.resume["group_key"]
             row.last_finding_at = n.resume["last_finding_at"]
             row.escalation = n.resume["escalation"]
+            row.level_seen = n.resume.get("level_seen")
         action = e.get("action", "")
         if action == "acknowledged":
             row.acknowledged_by, row.acknowledged_at = e.get("actor"), n.at
@@ -240,7 +241,7 @@ class Store:
         elif action in ("raised", "reopened"):
             row.acknowledged_by = e.get("acknowledged_by")
 
-    def touch(self, updates: list[tuple[str, float, list[dict[str, Any]]]]) -> None:
+    def touch(self, updates: list[tuple[str, float, list[dict[str, Any]], dict[str, float]]]) -> None:
         """Findings on open incidents that caused no event: the last finding time and the findings
         themselves, in bulk, so that the API shows every contributing finding and a restarted engine
         does not resolve an incident early."""
@@ -254,10 +255,10 @@ class Store:
             s.execute(
                 update(IncidentRow.__table__)  # type: ignore[arg-type]
                 .where(IncidentRow.__table__.c.id == bindparam("iid"))
-                .values(last_finding_at=bindparam("last")),
-                [{"iid": i, "last": t} for i, t, _ in rows],
+                .values(last_finding_at=bindparam("last"), level_seen=bindparam("seen")),
+                [{"iid": i, "last": t, "seen": seen} for i, t, _, seen in rows],
             )
-            self._upsert_findings(s, [(i, f) for i, _, found in rows for f in found])
+            self._upsert_findings(s, [(i, f) for i, _, found, _ in rows for f in found])
 
     # The outbox
 
@@ -350,7 +351,10 @@ class Store:
             out = []
             for r in rows:
                 inc = incident_json(r)
-                inc.update(group_key=r.group_key, last_finding_at=r.last_finding_at, escalation=r.escalation)
+                inc.update(
+                    group_key=r.group_key, last_finding_at=r.last_finding_at, escalation=r.escalation,
+                    level_seen=r.level_seen,
+                )  # fmt: skip
                 found = s.scalars(select(FindingRow).where(FindingRow.incident_id == r.id)).all()
                 inc["findings"] = [finding_json(f) for f in found]
                 out.append(inc)

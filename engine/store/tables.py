@@ -41,6 +41,8 @@ class IncidentRow(Base):
     group_key: Mapped[list[str] | None] = mapped_column(JSON, nullable=True)
     last_finding_at: Mapped[float | None] = mapped_column(Float, nullable=True)
     escalation: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+    level_seen: Mapped[dict[str, float] | None] = mapped_column(JSON, nullable=True)
+    """The last finding time at each level: when the level may fall, for an engine taking the incident up."""
 
 
 class FindingRow(Base):

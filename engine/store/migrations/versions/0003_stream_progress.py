@@ -1,4 +1,4 @@
-"""scale-out: outbox shard, stream progress
+"""scale-out: outbox shard, stream progress; incidents' level_seen
 
 Revision ID: 0003
 Revises: 0002
@@ -25,9 +25,13 @@ def upgrade() -> None:
     )
     with op.batch_alter_table("outbox", schema=None) as batch_op:
         batch_op.add_column(sa.Column("shard", sa.Integer(), server_default="0", nullable=False))
+    with op.batch_alter_table("incidents", schema=None) as batch_op:
+        batch_op.add_column(sa.Column("level_seen", sa.JSON(), nullable=True))
 
 
 def downgrade() -> None:
+    with op.batch_alter_table("incidents", schema=None) as batch_op:
+        batch_op.drop_column("level_seen")
     with op.batch_alter_table("outbox", schema=None) as batch_op:
         batch_op.drop_column("shard")
     op.drop_table("stream_progress")
