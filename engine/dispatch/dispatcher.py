@@ -291,7 +291,7 @@ class Dispatcher:
     def restore(self, stored: list[dict[str, Any]]) -> None:
         """Escalation timers of the open incidents a previous engine left in the store."""
         for s in stored:
-            if s.get("escalation"):
+            if s.get("escalation") and s["state"] != "resolved":
                 esc = self._esc[s["incident_id"]] = Escalation(**s["escalation"])
                 self._next_due = min(self._next_due, self._due_at(esc))
 

@@ -340,10 +340,11 @@ class IncidentTracker:
         return [self._event(inc, action)]
 
     def restore(self, stored: list[dict[str, Any]]) -> int:
-        """Take up open incidents a previous engine left in the store (``Store.open_incidents``)."""
+        """Take up open incidents a previous engine left in the store (``Store.open_incidents``), and
+        recently resolved ones into the re-open window; returns how many open ones."""
         restored = 0
         for s in stored:
-            if not s.get("group_key") or s["state"] == "resolved":
+            if not s.get("group_key"):
                 continue
             key = tuple(s["group_key"])
             findings = {
@@ -366,8 +367,12 @@ class IncidentTracker:
                 level_seen=level_seen, seq=s["seq"], acknowledged_by=s.get("acknowledged_by"),
                 assigned_to=s.get("assigned_to"),
             )  # fmt: skip
-            self.open[key] = inc
             self.by_id[inc.incident_id] = inc
+            if inc.state == "resolved":  # within the re-open window: a new finding re-opens it, same id
+                inc.updated_at = s.get("resolved_at") or inc.updated_at
+                self._recent[key] = inc
+                continue
+            self.open[key] = inc
             self._schedule(inc, "resolve")
             self._schedule(inc, "clear")
             restored += 1

@@ -323,6 +323,17 @@ class GridwatchWorker:
     def _stream(self, partition: int) -> str:
         return f"{self.cfg.kafka.topic_findings}/{partition}"
 
+    def _recent_since(self, reopen_s: float) -> float | None:
+        """From when resolved incidents may still re-open (None: no window, or no data time yet)."""
+        at = self._data_time()
+        return at - reopen_s if reopen_s > 0 and np.isfinite(at) else None
+
+    def _data_time(self) -> float:
+        """The latest data time this worker has seen in any partition (-inf: none yet)."""
+        times = [st.clock.now() for st in self.handling.values() if st.clock.started]
+        times += [core.pipeline.watermark for core in self.detecting.values()]
+        return max(times, default=-np.inf)
+
     def _handling(self, partition: int) -> PartitionIncidents:
         """A partition's incident stage; the first time, its open incidents and applied offset from the store."""
         stage = self.handling.get(partition)
@@ -332,13 +343,19 @@ class GridwatchWorker:
         dispatcher = Dispatcher(self.cfg, tracker, self.store)
         dispatcher.shard_of = self.shard_of
         dispatcher.sinks = self._sink_names
-        stored = [s for s in self.store.open_incidents() if self.shard_of(s["site"]) == partition]
+        reopen = self.cfg.incidents.reopen_within_s
+        stored = [
+            s
+            for s in self.store.open_incidents(resolved_since=self._recent_since(reopen))
+            if self.shard_of(s["site"]) == partition
+        ]
         if tracker.restore(stored):
             dispatcher.restore(stored)
         applied = self.store.progress(self._stream(partition)).get(self._stream(partition), -1)
         clock = EngineClock()
         for s in stored:  # data time where the previous owner left off, not the wall clock
-            clock.observe(max(s["updated_at"], s.get("last_finding_at") or 0.0))
+            if s["state"] != "resolved":
+                clock.observe(max(s["updated_at"], s.get("last_finding_at") or 0.0))
         stage = self.handling[partition] = PartitionIncidents(tracker, dispatcher, clock, applied)
         logger.info("partition %d: took up %d open incidents; findings applied up to offset %d", partition,
                     len(stored), applied)  # fmt: skip

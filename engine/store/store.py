@@ -344,10 +344,14 @@ class Store:
             out["audit"] = [{"at": a.at, "actor": a.actor, "action": a.action, "detail": a.detail} for a in audit]
             return out
 
-    def open_incidents(self) -> list[dict[str, Any]]:
-        """Open incidents with their findings and restart state, for an engine taking up where one stopped."""
+    def open_incidents(self, resolved_since: float | None = None) -> list[dict[str, Any]]:
+        """Open incidents with their findings and restart state, for an engine taking up where one stopped;
+        with ``resolved_since``, also those resolved since then (a new finding may still re-open them)."""
         with self.session() as s:
-            rows = s.scalars(select(IncidentRow).where(IncidentRow.state != "resolved").order_by(IncidentRow.id)).all()
+            wanted = IncidentRow.state != "resolved"
+            if resolved_since is not None:
+                wanted = wanted | (IncidentRow.resolved_at >= resolved_since)
+            rows = s.scalars(select(IncidentRow).where(wanted).order_by(IncidentRow.id)).all()
             out = []
             for r in rows:
                 inc = incident_json(r)
