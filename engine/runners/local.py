@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -158,7 +159,9 @@ class LocalRunner:
         if restored:
             self.clock.observe(self.pipeline.watermark)
             logger.info("detector state taken up from %s: %s", self.checkpoint_path, ", ".join(restored))
-        stored = await asyncio.to_thread(self.store.open_incidents)
+        reopen, wm = cfg.incidents.reopen_within_s, self.pipeline.watermark
+        since = wm - reopen if reopen > 0 and math.isfinite(wm) else None  # resolved ones that may re-open
+        stored = await asyncio.to_thread(self.store.open_incidents, since)
         if self.pipeline.tracker.restore(stored):
             self.dispatcher.restore(stored)
             logger.info("took up %d open incidents from the store", len(self.pipeline.tracker.open))
