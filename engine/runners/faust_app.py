@@ -68,6 +68,14 @@ logger = logging.getLogger(__name__)
 Record = EventT[Any]
 
 
+def by_partition_of(events: list[Record]) -> dict[int, list[Record]]:
+    """A batch's records by source partition, each in arrival order."""
+    out: dict[int, list[Record]] = {}
+    for ev in events:
+        out.setdefault(ev.message.partition, []).append(ev)
+    return out
+
+
 @dataclass
 class PartitionDetect:
     """The detect stage of one partition: its pipeline, the state of its sites, the sites read so far."""
@@ -178,9 +186,7 @@ class GridwatchWorker:
 
     async def detect(self, events: list[Record]) -> None:
         """A batch of readings records through the detectors, partition by partition."""
-        by_partition: dict[int, list[Record]] = {}
-        for ev in events:
-            by_partition.setdefault(ev.message.partition, []).append(ev)
+        by_partition = by_partition_of(events)
         sent: list[Any] = []
         states: list[tuple[SiteState, dict[str, Record]]] = []
         for partition, evs in sorted(by_partition.items()):
@@ -379,9 +385,7 @@ class GridwatchWorker:
 
         Returns the records that are not findings records, with the reason, for the dead-letter topic.
         """
-        by_partition: dict[int, list[Record]] = {}
-        for ev in events:
-            by_partition.setdefault(ev.message.partition, []).append(ev)
+        by_partition = by_partition_of(events)
         bad: list[tuple[Record, str]] = []
         for partition, evs in sorted(by_partition.items()):
             bad.extend(self._incidents_partition(self._handling(partition), partition, evs))
