@@ -178,11 +178,11 @@ def measure(
         "readings_per_s": round(readings / done_s) if done_s else None,
     }
     if workers == 2:
-        result.update(recover(tmp, mosquitto, running[:2], msgs))
+        result.update(recover(mosquitto, running[:2], msgs))
     return result
 
 
-def recover(tmp: Path, mosquitto: Mosquitto, running: list[Process], msgs: list[Any]) -> dict[str, Any]:
+def recover(mosquitto: Mosquitto, running: list[Process], msgs: list[Any]) -> dict[str, Any]:
     """Kill the second worker while both are busy; time until the first has its partitions."""
     first, second = running
     ready_before = first.count("Worker ready")
