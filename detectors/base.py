@@ -124,14 +124,17 @@ class DeviceState:
         return {name: arr.copy() for name, arr in self.arrays.items()}
 
     def restore(self, snap: dict[str, npt.NDArray[Any]]) -> None:
-        missing = set(self.spec) - set(snap)
-        if missing:
-            raise ValueError(f"state snapshot lacks arrays {sorted(missing)}")
-        self.arrays = {name: snap[name].copy() for name in self.spec}
+        """Take up a snapshot; an array it lacks (added by a later version) starts at its initial value."""
+        per_device = [snap[n] for n, s in self.spec.items() if s.per_device and n in snap]
+        self.capacity = int(per_device[0].shape[0]) if per_device else 0
+        self.arrays = {
+            name: snap[name].copy()
+            if name in snap
+            else np.full((self.capacity, *s.shape) if s.per_device else s.shape, s.fill, dtype=s.dtype)
+            for name, s in self.spec.items()
+        }
         self.arrays[ROW_OF_SLOT] = snap.get(ROW_OF_SLOT, np.full(0, -1, dtype=np.int64)).copy()
         self.arrays[SLOT_OF_ROW] = snap.get(SLOT_OF_ROW, np.empty(0, dtype=np.int64)).copy()
-        per_device = [self.arrays[n] for n, s in self.spec.items() if s.per_device]
-        self.capacity = int(per_device[0].shape[0]) if per_device else 0
 
     def nbytes(self) -> int:
         return sum(int(a.nbytes) for a in self.arrays.values())

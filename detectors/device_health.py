@@ -164,6 +164,9 @@ class DeviceHealth(Detector[DeviceHealthConfig]):
             "deadline": StateArray(np.float64, np.inf, k),
             "faults": StateArray(np.uint8, 0, k),
             "fleet_clock": StateArray(np.float64, -np.inf, (1,), per_device=False),
+            # No pending deadline is earlier than this: until the fleet clock reaches it, no sensor that is
+            # absent from a batch can have gone silent, and the batch need not look at the whole fleet.
+            "silence_floor": StateArray(np.float64, -np.inf, (1,), per_device=False),
         }
 
     def process(self, batch: ReadingBatch, state: DeviceState) -> list[Finding]:
@@ -264,24 +267,28 @@ class DeviceHealth(Detector[DeviceHealthConfig]):
         if n == 0:
             return out
         n_k = len(self.metrics)
-        lookup = {mid: j for j, mid in enumerate(self.metric_ids)}
-        kk = np.array([lookup[int(m)] for m in batch.metric[rows]], dtype=np.int64)
+        lookup = np.full(int(max(self.metric_ids)) + 1, -1, dtype=np.int64)
+        lookup[list(self.metric_ids)] = np.arange(n_k)
+        kk = lookup[batch.metric[rows].astype(np.int64)]
         channel = state.rows_for(batch.slot[rows]) * n_k + kk
         order = np.argsort(channel, kind="stable")
         ch, rr = channel[order], rows[order]
         nxt = np.full(rr.shape[0], n, dtype=np.int64)
         same_next = ch[1:] == ch[:-1]
         nxt[:-1] = np.where(same_next, rr[1:], n)
-        # Sensors seen before this batch: their pending deadline, until their first reading here.
+        # Sensors seen before this batch whose pending deadline the batch's clock passes, until their first
+        # reading here. Only when the clock reaches the floor of all deadlines is the fleet looked at.
         deadline = state["deadline"].reshape(-1)
-        pending = np.flatnonzero(np.isfinite(deadline))
-        first_here = np.full(deadline.shape[0], n, dtype=np.int64)
-        starts = np.ones(ch.shape[0], dtype=bool)
-        starts[1:] = ~same_next
-        first_here[ch[starts]] = rr[starts]
+        floor = state["silence_floor"]
+        scan = bool(clock[-1] >= floor[0])
+        pending = np.flatnonzero(deadline < clock[-1]) if scan else np.empty(0, dtype=np.int64)
+        first_here = np.full(pending.shape[0], n, dtype=np.int64)
+        if ch.shape[0]:
+            at = np.minimum(np.searchsorted(ch, pending), ch.shape[0] - 1)  # ch is sorted: a channel's first row
+            first_here = np.where(ch[at] == pending, rr[at], n)
         cand_ch = np.concatenate([pending, ch])
         cand_deadline = np.concatenate([deadline[pending], deadline_of_row[rr]])
-        cand_next = np.concatenate([first_here[pending], nxt])
+        cand_next = np.concatenate([first_here, nxt])
         fire = np.searchsorted(clock, cand_deadline, side="right")
         hit = fire < cand_next
         for i in np.flatnonzero(hit):
@@ -294,5 +301,8 @@ class DeviceHealth(Detector[DeviceHealthConfig]):
         last[:-1] = ~same_next
         ends = np.flatnonzero(last)
         ended = hit[pending.shape[0] :][ends]
-        deadline[ch[ends]] = np.where(ended, np.inf, deadline_of_row[rr[ends]])
+        kept = np.where(ended, np.inf, deadline_of_row[rr[ends]])
+        deadline[ch[ends]] = kept
+        # The old floor still bounds every deadline this batch left alone; the ones it set are in ``kept``.
+        floor[0] = deadline.min(initial=np.inf) if scan else min(float(floor[0]), float(kept.min(initial=np.inf)))
         return out

@@ -19,9 +19,18 @@ from rich.table import Table
 
 from engine.config.loader import ConfigError, load_config
 from engine.config.models import EngineConfig
+from engine.core.allocator import tune_allocator
 from engine.core.findings import Finding
 
 app = typer.Typer(help="gridwatch: hazard monitoring alert engine.", no_args_is_help=True, add_completion=False)
+
+
+@app.callback()
+def _startup() -> None:
+    """gridwatch: hazard monitoring alert engine."""
+    tune_allocator()
+
+
 console = Console(stderr=True)
 logger = logging.getLogger("gridwatch")
 

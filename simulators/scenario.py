@@ -125,8 +125,8 @@ class Scenario(BaseModel):
             return stable_creep(t_h, self.creep_mm_h)
         return rain_driven_creep(t_h, slope.v0_mm_h, rain, slope.rain_gain, slope.rain_memory_h)
 
-    def readings(self, base_ts: float) -> list[Row]:
-        """Every reading in arrival order (time, then site and device), faults applied."""
+    def columns(self, base_ts: float) -> tuple[F64, list[tuple[str, str, str]], F64]:
+        """Every reading without faults, as columns: times (T,), channels (site, device, metric), values (T, C)."""
         rng = np.random.default_rng(self.seed)
         t_h = self.times_h()
         step_h = self.step_min / 60.0
@@ -147,9 +147,13 @@ class Scenario(BaseModel):
                     values = np.round(disp + rng.normal(0, self.gnss_noise_mm, t_h.shape), 2)
                 names.append((site, device, metric))
                 columns.append(values)
-        table = np.stack(columns, axis=1)
+        return ts, names, np.stack(columns, axis=1)
+
+    def readings(self, base_ts: float) -> list[Row]:
+        """Every reading in arrival order (time, then site and device), faults applied."""
+        ts, names, table = self.columns(base_ts)
         rows: list[Row] = []
-        for k in range(t_h.shape[0]):
+        for k in range(ts.shape[0]):
             t = float(ts[k])
             rows.extend(
                 (t, site, dev, metric, v) for (site, dev, metric), v in zip(names, table[k].tolist(), strict=True)

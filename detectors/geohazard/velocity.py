@@ -79,51 +79,40 @@ class TimeRing:
         v = st[f"{self.name}_v"][dev, k][rows, idx]
         return t, v
 
-    def _at(self, st: DeviceState, suffix: str, base: I64, n: I64, j: npt.NDArray[np.int64]) -> F64:
-        """Values at chronological index ``j`` (0 = oldest slot) of each channel's ring, by flat index."""
-        flat = st[f"{self.name}_{suffix}"].reshape(-1)
-        if j.ndim == 2:
-            return flat.take(base[:, None] + (n[:, None] - self.points + j) % self.points)
-        return flat.take(base + (n - self.points + j) % self.points)
-
     def rate_per_h(self, st: DeviceState, dev: I64, k: I64, now: F64, window_h: float, min_points: int) -> F64:
         """Theil's slope (units per hour) over readings of the last ``window_h``; NaN with too few.
 
-        Only the readings in the window are touched: a binary search over the ring (times rise within a
-        channel) finds the oldest one, then the pairs half the window apart are gathered directly.
+        Each channel's ring is gathered once, as one contiguous row; times rise within a channel, so the
+        readings inside the window are the newest ``count`` of them, and the pairs half the window apart
+        are picked out of those rows by position (ring slot of the ``j``-th oldest: ``(n + j) % points``).
         """
-        m = dev.shape[0]
+        p = self.points
         n = st[f"{self.name}_n"][dev, k]
-        base = (dev * self.channels + k) * self.points  # flat offset of each channel's ring
-        filled = np.minimum(n, self.points)
-        since = now - window_h * 3600.0
-        lo = self.points - filled  # oldest filled slot, chronologically
-        hi = np.full(m, self.points, dtype=np.int64)
-        while True:
-            active = lo < hi
-            if not active.any():
-                break
-            mid = (lo + hi) // 2
-            t_mid = self._at(st, "t", base, n, np.minimum(mid, self.points - 1))
-            inside = active & (t_mid >= since)
-            hi = np.where(inside, mid, hi)
-            lo = np.where(active & ~inside, mid + 1, lo)
-        count = self.points - lo
+        channel = dev * self.channels + k
+        t = st[f"{self.name}_t"].reshape(-1, p).take(channel, axis=0)
+        v = st[f"{self.name}_v"].reshape(-1, p).take(channel, axis=0)
+        with np.errstate(invalid="ignore"):
+            count = np.count_nonzero(t >= (now - window_h * 3600.0)[:, None], axis=1)  # NaN (empty) is never inside
         half = count // 2
-        i = np.arange(max(self.points // 2, 1))[None, :]
-        ok = i < half[:, None]
-        a = np.minimum(lo[:, None] + i, self.points - 1)
-        b = np.minimum(a + half[:, None], self.points - 1)
-        t_a, t_b = self._at(st, "t", base, n, a), self._at(st, "t", base, n, b)
-        v_a, v_b = self._at(st, "v", base, n, a), self._at(st, "v", base, n, b)
-        dt = (t_b - t_a) / 3600.0
+        oldest = (n - count) % p  # ring slot of the oldest reading in the window
+        i = np.arange(max(int(half.max(initial=0)), 1))  # as many pairs as the fullest window needs
+        a = oldest[:, None] + i[None, :]
+        a -= p * (a >= p)
+        b = ((oldest + half) % p)[:, None] + i[None, :]
+        b -= p * (b >= p)
+        ok = i[None, :] < half[:, None]
+        rows = np.arange(dev.shape[0])[:, None] * p
+        a += rows
+        b += rows
+        t_flat, v_flat = t.reshape(-1), v.reshape(-1)
+        dt = (t_flat.take(b) - t_flat.take(a)) / 3600.0
         ok &= dt > 0
         with np.errstate(invalid="ignore", divide="ignore"):
-            slopes = np.where(ok, (v_b - v_a) / np.where(ok, dt, 1.0), np.nan)
+            slopes = np.where(ok, (v_flat.take(b) - v_flat.take(a)) / dt, np.nan)
         # The readings must span at least half the window: a few early points are no velocity.
-        oldest = self._at(st, "t", base, n, np.minimum(lo, self.points - 1))
-        newest = self._at(st, "t", base, n, np.full(m, self.points - 1, dtype=np.int64))
-        covered = (count > 0) & ((newest - oldest) >= window_h * 1800.0)
+        r = rows[:, 0]
+        span = t_flat.take(r + (n - 1) % p) - t_flat.take(r + oldest)
+        covered = (count > 0) & (span >= window_h * 1800.0)
         return row_median(slopes, (count >= min_points) & covered)
 
 

@@ -245,6 +245,60 @@ def test_each_fault_kind_is_reported_once_and_its_readings_flagged():
     assert sum(flags) == 3
 
 
+@settings(max_examples=60, deadline=None)
+@given(
+    gaps=st.lists(st.lists(st.integers(0, 9), min_size=1, max_size=4), min_size=2, max_size=5),
+    cuts=st.lists(st.integers(1, 40), min_size=1, max_size=8),
+)
+def test_silence_floor_misses_no_silence(gaps, cuts):
+    """Skipping the fleet-wide deadline scan below the floor finds exactly what scanning every batch finds."""
+    feed = []
+    for d, pauses in enumerate(gaps):  # each sensor reports every 10 minutes, with pauses of 0-9 reports
+        t = 600.0 + d
+        for pause in pauses * 3:
+            for _ in range(6):
+                feed.append(("S1", f"crack-{d}", t, "crack_mm", 1.0 + 0.001 * t / 600.0))
+                t += 600.0
+            t += pause * 600.0
+    feed.sort(key=lambda r: r[2])
+
+    def silences(force_scan: bool) -> list[tuple[str, float]]:
+        det = DeviceHealth(DeviceHealthConfig())
+        state, devices, out, i = det.new_state(), DeviceIndex(), [], 0
+        for size in cuts * len(feed):
+            if i >= len(feed):
+                break
+            b = BatchBuilder(devices)
+            for site, device, ts, metric, value in feed[i : i + size]:
+                b.add(site, device, ts, metric, value)
+            i += size
+            if force_scan:
+                state["silence_floor"][0] = -np.inf
+            out += [(f.device, f.ts) for f in det.process(b.take(), state) if f.evidence["fault"] == "silent"]
+        return out
+
+    expected = silences(force_scan=True)
+    assert silences(force_scan=False) == expected
+    if any(p >= 4 for pauses in gaps for p in pauses):  # a pause of 4+ reports outlasts 3 learned intervals
+        assert expected
+
+
+def test_state_from_an_older_version_takes_up_arrays_it_lacks_at_their_initial_value():
+    det = DeviceHealth(DeviceHealthConfig())
+    state = det.new_state()
+    run_rows = [("S1", "crack-1", 600.0 * i, "crack_mm", 1.0) for i in range(1, 4)]
+    b = BatchBuilder(DeviceIndex())
+    for site, device, ts, metric, value in run_rows:
+        b.add(site, device, ts, metric, value)
+    det.process(b.take(), state)
+    old = {k: v for k, v in state.snapshot().items() if k != "silence_floor"}
+    restored = det.new_state()
+    restored.restore(old)
+    assert restored["silence_floor"].tolist() == [-np.inf]
+    np.testing.assert_array_equal(restored["last_ts"], state["last_ts"])
+    assert np.nanmax(restored["last_ts"]) == 1800.0
+
+
 def test_stuck_sensor_and_its_readings_are_kept_from_detectors():
     feed = [("S1", "crack-1", 600.0 * i, "crack_mm", 1.0 + 0.01 * min(i, 5)) for i in range(1, 30)]
     found, flags = run(DeviceHealth(DeviceHealthConfig(stuck_count=12)), feed)
