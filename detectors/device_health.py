@@ -45,6 +45,7 @@ KINDS: tuple[str, ...] = (
 BIT = {kind: np.uint8(1 << i) for i, kind in enumerate(KINDS)}
 # Metrics whose value is an increment since the previous report: their rate is value / interval.
 INCREMENT_METRICS = frozenset({"rain_mm"})
+CHANNEL_ARRAYS = ("last_ts", "last_value", "good_value", "good_ts", "jump_run", "same_run", "interval", "faults")
 
 
 class DeviceHealthConfig(DetectorConfig):
@@ -179,24 +180,27 @@ class DeviceHealth(Detector[DeviceHealthConfig]):
         raised: list[tuple[int, int, str, int, float]] = []  # (row, slot, kind, k, ts)
         deadline_of_row = np.full(n, np.inf)
         flagged: list[np.ndarray] = []
-        for r, dev, k in channel_steps(batch.slot, batch.metric, rows, self.metric_ids, state):
+        steps = channel_steps(batch.slot, batch.metric, rows, self.metric_ids, state)  # may grow the state
+        flat = {name: state[name].reshape(-1) for name in CHANNEL_ARRAYS}  # by channel: one take each
+        for r, dev, k in steps:
+            ch = dev * len(self.metrics) + k
             ts, v = batch.ts[r], batch.value[r]
-            last_ts, last_v = state["last_ts"][dev, k], state["last_value"][dev, k]
-            good_v, good_ts = state["good_value"][dev, k], state["good_ts"][dev, k]
+            last_ts, last_v = flat["last_ts"].take(ch), flat["last_value"].take(ch)
+            good_v, good_ts = flat["good_value"].take(ch), flat["good_ts"].take(ch)
             bits = np.zeros(r.shape[0], dtype=np.uint8)
             with np.errstate(invalid="ignore"):
                 duplicate = (ts == last_ts) & (v == last_v)
                 out_of_order = ts < last_ts
                 out_of_range = (v < self.low[k]) | (v > self.high[k])
                 skew = ts < clock_before[r] - cfg.max_lag_s
-                known = state["interval"][dev, k] if cfg.expected_interval_s is None else cfg.expected_interval_s
+                known = flat["interval"].take(ch) if cfg.expected_interval_s is None else cfg.expected_interval_s
                 flood = ~duplicate & ~out_of_order & (ts - last_ts < known / cfg.flood_factor)
                 timing = duplicate | out_of_order | skew | flood
                 dt_h = np.maximum(ts - good_ts, cfg.min_dt_s) / 3600.0
                 change = np.where(self.increment[k], np.abs(v), np.abs(v - good_v))
                 jump = ~timing & ~out_of_range & (change / dt_h > self.max_rate[k]) & np.isfinite(good_v)
                 same = (v == last_v) & ~duplicate & ~self.exempt[k]
-            same_run = np.where(same, state["same_run"][dev, k] + 1, 0)
+            same_run = np.where(same, flat["same_run"].take(ch) + 1, 0)
             stuck = same_run + 1 >= cfg.stuck_count
             for kind, mask in (
                 ("duplicate", duplicate),
@@ -208,31 +212,31 @@ class DeviceHealth(Detector[DeviceHealthConfig]):
                 ("stuck", stuck),
             ):
                 bits |= np.where(mask, BIT[kind], 0).astype(np.uint8)
-            new_bits = bits & ~state["faults"][dev, k]
+            new_bits = bits & ~flat["faults"].take(ch)
             for kind in KINDS[1:]:
                 for i in np.flatnonzero(new_bits & BIT[kind]):
                     raised.append((int(r[i]), int(batch.slot[r[i]]), kind, int(k[i]), float(ts[i])))
-            jump_run = np.where(jump, state["jump_run"][dev, k] + 1, 0)
+            jump_run = np.where(jump, flat["jump_run"].take(ch) + 1, 0)
             accept = (bits == 0) | (jump & (jump_run >= cfg.accept_after) & ~stuck)
-            state["good_value"][dev, k] = np.where(accept, v, good_v)
-            state["good_ts"][dev, k] = np.where(accept, ts, good_ts)
-            state["jump_run"][dev, k] = np.where(accept, 0, jump_run)
-            state["same_run"][dev, k] = same_run
+            flat["good_value"][ch] = np.where(accept, v, good_v)
+            flat["good_ts"][ch] = np.where(accept, ts, good_ts)
+            flat["jump_run"][ch] = np.where(accept, 0, jump_run)
+            flat["same_run"][ch] = same_run
             in_time = ~out_of_order & ~duplicate
             if cfg.expected_interval_s is None:
-                interval = state["interval"][dev, k]
+                interval = flat["interval"].take(ch)
                 dt = ts - last_ts
                 learn = in_time & (dt > 0) & ~flood
                 step = np.where(np.isnan(interval), dt, interval + 0.1 * (np.minimum(dt, 2 * interval) - interval))
                 interval = np.where(learn, step, interval)
-                state["interval"][dev, k] = interval
+                flat["interval"][ch] = interval
             else:
                 interval = np.full(r.shape[0], cfg.expected_interval_s)
             deadline = clock[r] + cfg.silence_factor * interval
             deadline_of_row[r] = np.where(np.isnan(deadline), np.inf, deadline)
-            state["last_ts"][dev, k] = np.where(in_time, ts, last_ts)
-            state["last_value"][dev, k] = np.where(in_time, v, last_v)
-            state["faults"][dev, k] = bits
+            flat["last_ts"][ch] = np.where(in_time, ts, last_ts)
+            flat["last_value"][ch] = np.where(in_time, v, last_v)
+            flat["faults"][ch] = bits
             flagged.append(r[bits != 0])
         if flagged:
             batch.flag_suspect(np.concatenate(flagged))

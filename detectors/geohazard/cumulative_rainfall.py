@@ -118,16 +118,20 @@ class RainfallCumulative(Detector[RainfallCumulativeConfig]):
         ct = self.config.cumulative
         if ct is not None:
             total = state["rain_total"][dev]
-            c_recent, _ = self.window.window_start(state, dev, ct.recent_days * 24.0)
-            c_ante, _ = self.window.window_start(state, dev, (ct.recent_days + ct.antecedent_days) * 24.0)
+            c0, _ = self.window.window_starts(
+                state, dev, (ct.recent_days * 24.0, (ct.recent_days + ct.antecedent_days) * 24.0)
+            )
+            c_recent, c_ante = c0[:, 0], c0[:, 1]
             p_recent, p_ante = total - c_recent, c_recent - c_ante
             need = np.maximum(self.a_mm - ct.b * p_ante, 1e-9)
             cols.append(p_recent / need)
             totals["p_recent_mm"], totals["p_antecedent_mm"] = p_recent, p_ante
-        for acc in self.config.accumulations:
-            depth, _ = self.window.total_since(state, dev, ts, acc.hours)
-            cols.append(depth)
-            totals[f"rain_{acc.hours:g}h_mm"] = depth
+        accs = self.config.accumulations
+        if accs:
+            depths, _ = self.window.totals_since(state, dev, ts, tuple(acc.hours for acc in accs))
+            for j, acc in enumerate(accs):
+                cols.append(depths[:, j])
+                totals[f"rain_{acc.hours:g}h_mm"] = depths[:, j]
         return np.stack(cols, axis=1), totals
 
     def process(self, batch: ReadingBatch, state: DeviceState) -> list[Finding]:

@@ -93,15 +93,18 @@ class DisplacementRate(SlopeSensorDetector[DisplacementRateConfig]):
         cfg = self.config
         if cfg.baseline_per_day is not None:
             return np.full(dev.shape[0], cfg.baseline_per_day)
-        start = state["base_start"][dev, k]
+        channel = dev * len(self.metrics) + k  # rows are unique channels: flat takes and puts
+        base_start, base_sum, base_n = (state[a].reshape(-1) for a in ("base_start", "base_sum", "base_n"))
+        start = base_start.take(channel)
         has_v = np.isfinite(v)
         start = np.where(np.isnan(start) & has_v, ts, start)
-        state["base_start"][dev, k] = start
+        base_start[channel] = start
         learning = has_v & (ts - start <= cfg.baseline_h * 3600.0)
-        state["base_sum"][dev, k] += np.where(learning, v, 0.0)
-        state["base_n"][dev, k] += learning
-        n = state["base_n"][dev, k]
-        learned = np.maximum(state["base_sum"][dev, k] / np.maximum(n, 1), cfg.min_baseline_per_day)
+        total = base_sum.take(channel) + np.where(learning, v, 0.0)
+        n = base_n.take(channel) + learning
+        base_sum[channel] = total
+        base_n[channel] = n
+        learned = np.maximum(total / np.maximum(n, 1), cfg.min_baseline_per_day)
         return np.where((n > 0) & ~learning, learned, np.nan)
 
     def process(self, batch: ReadingBatch, state: DeviceState) -> list[Finding]:

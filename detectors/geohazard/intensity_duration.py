@@ -112,12 +112,9 @@ class RainfallIntensityDuration(Detector[RainfallIntensityDurationConfig]):
         for r, dev, _ in channel_steps(batch.slot, batch.metric, rows, (METRIC_INDEX["rain_mm"],), state):
             ts, mm = batch.ts[r], batch.value[r]
             self.window.add(state, dev, ts, mm)
-            ratio = np.empty((r.shape[0], len(self.durations)))
-            intensity = np.empty_like(ratio)
-            for j, d in enumerate(self.durations):
-                total, span_h = self.window.total_since(state, dev, ts, d)
-                intensity[:, j] = total / span_h
-                ratio[:, j] = intensity[:, j] / self.threshold[j]
+            total, span_h = self.window.totals_since(state, dev, ts, tuple(self.durations))
+            intensity = total / span_h
+            ratio = intensity / self.threshold[None, :]
             worst = np.argmax(ratio, axis=1)
             score = ratio[np.arange(r.shape[0]), worst]
             if gate is not None:

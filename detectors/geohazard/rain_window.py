@@ -74,16 +74,26 @@ class RainWindow:
 
     def window_start(self, st: DeviceState, dev: I64, hours: float) -> tuple[F64, F64]:
         """Cumulative total at the start of the ``hours`` window, and the start time of the window."""
-        nb = math.ceil(hours * 3600.0 / self.bin_s)
-        if nb + 2 > self.bins:
-            raise ValueError(f"window of {hours} h is longer than the ring ({self.bins - 2} bins)")
-        cur = st["rain_bin"][dev]
-        start_bin = cur - nb - 1
-        before_data = start_bin < st["rain_first_bin"][dev]
-        c0 = np.where(before_data, 0.0, st["rain_ring"][dev, start_bin % self.bins])
+        c0, start = self.window_starts(st, dev, (hours,))
+        return c0[:, 0], start[:, 0]
+
+    def window_starts(self, st: DeviceState, dev: I64, hours: tuple[float, ...]) -> tuple[F64, F64]:
+        """``window_start`` for several windows at once: columns in the order of ``hours``."""
+        nb = np.array([math.ceil(h * 3600.0 / self.bin_s) for h in hours], dtype=np.int64)
+        if int(nb.max()) + 2 > self.bins:
+            raise ValueError(f"window of {max(hours)} h is longer than the ring ({self.bins - 2} bins)")
+        start_bin = st["rain_bin"][dev][:, None] - nb[None, :] - 1
+        flat = (dev * self.bins)[:, None] + start_bin % self.bins
+        c0 = st["rain_ring"].reshape(-1).take(flat)
+        c0[start_bin < st["rain_first_bin"][dev][:, None]] = 0.0
         return c0, (start_bin + 1).astype(np.float64) * self.bin_s
 
     def total_since(self, st: DeviceState, dev: I64, ts: F64, hours: float) -> tuple[F64, F64]:
         """Rain over the last ``hours`` (whole bins) plus the current bin, and that span in hours."""
-        c0, start = self.window_start(st, dev, hours)
-        return st["rain_total"][dev] - c0, np.maximum(ts - start, self.bin_s) / 3600.0
+        total, span = self.totals_since(st, dev, ts, (hours,))
+        return total[:, 0], span[:, 0]
+
+    def totals_since(self, st: DeviceState, dev: I64, ts: F64, hours: tuple[float, ...]) -> tuple[F64, F64]:
+        """``total_since`` for several windows at once: columns in the order of ``hours``."""
+        c0, start = self.window_starts(st, dev, hours)
+        return st["rain_total"][dev][:, None] - c0, np.maximum(ts[:, None] - start, self.bin_s) / 3600.0

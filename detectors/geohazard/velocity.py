@@ -64,11 +64,13 @@ class TimeRing:
         }
 
     def push(self, st: DeviceState, dev: I64, k: I64, ts: F64, values: F64) -> None:
-        n = st[f"{self.name}_n"][dev, k]
-        pos = n % self.points
-        st[f"{self.name}_t"][dev, k, pos] = ts
-        st[f"{self.name}_v"][dev, k, pos] = values
-        st[f"{self.name}_n"][dev, k] = n + 1
+        channel = dev * self.channels + k
+        counts = st[f"{self.name}_n"].reshape(-1)
+        n = counts.take(channel)
+        at = channel * self.points + n % self.points
+        st[f"{self.name}_t"].reshape(-1)[at] = ts
+        st[f"{self.name}_v"].reshape(-1)[at] = values
+        counts[channel] = n + 1
 
     def recent(self, st: DeviceState, dev: I64, k: I64) -> tuple[F64, F64]:
         """Each channel's ring, oldest first (NaN where not yet filled)."""
@@ -87,8 +89,8 @@ class TimeRing:
         are picked out of those rows by position (ring slot of the ``j``-th oldest: ``(n + j) % points``).
         """
         p = self.points
-        n = st[f"{self.name}_n"][dev, k]
         channel = dev * self.channels + k
+        n = st[f"{self.name}_n"].reshape(-1).take(channel)
         t = st[f"{self.name}_t"].reshape(-1, p).take(channel, axis=0)
         v = st[f"{self.name}_v"].reshape(-1, p).take(channel, axis=0)
         with np.errstate(invalid="ignore"):
