@@ -147,10 +147,14 @@ def channel_steps(
     k = lookup[batch_metric[rows].astype(np.int64)]
     dev = state.rows_for(batch_slots[rows]) if state is not None else batch_slots[rows]
     channel = dev * len(metric_ids) + k
+    n = channel.shape[0]
+    idx = np.arange(n)
+    probe = np.empty(int(channel.max()) + 1, dtype=np.int64)
+    probe[channel] = idx
+    if (probe[channel] == idx).all():  # every channel once (the usual batch): one step, no sort
+        return [(rows, dev, k)]
     order = np.argsort(channel, kind="stable")
     ch = channel[order]
-    n = ch.shape[0]
-    idx = np.arange(n)
     first = np.ones(n, dtype=bool)
     first[1:] = ch[1:] != ch[:-1]
     rank = idx - np.maximum.accumulate(np.where(first, idx, 0))
