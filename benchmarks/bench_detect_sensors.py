@@ -23,6 +23,7 @@ import os
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
+import copy
 import json
 import platform
 import sys
@@ -60,6 +61,7 @@ console = Console()
 
 Found = tuple[str, str, str, float, int, float]  # detector, site, device, ts, level, rounded score
 BATCH = 10_000
+REPEATS = 5
 
 
 def detect_seconds(name: str) -> float:
@@ -166,14 +168,25 @@ def main() -> None:
     pipeline = build_pipeline(cfg)
     warm_up(pipeline.detect, pipeline.devices, fleet, timed_from, f"warming {FULL_HISTORY_H - 1} h of detector state")
     timed = list(fleet.batches(pipeline.devices, BATCH, timed_from))
-    before = {d.name: detect_seconds(d.name) for d in pipeline.detectors}
-    found = 0
-    t0 = time.perf_counter()
-    for b in timed:
-        found += len(pipeline.detect(b))
-    batched_s = time.perf_counter() - t0
-    per_detector = {d.name: detect_seconds(d.name) - before[d.name] for d in pipeline.detectors}
     n_timed = fleet.readings(timed_from)
+    # The measured hour, REPEATS times from copies of the same warm state: the box is shared and one run
+    # can be slowed by a neighbour, so the median is reported (and the best, as timeit would).
+    runs: list[tuple[float, dict[str, float], int]] = []
+    with Progress(console=console, transient=True) as progress:
+        task = progress.add_task(f"the measured hour, {REPEATS} times", total=REPEATS)
+        for _ in range(REPEATS):
+            p = copy.deepcopy(pipeline)
+            before = {d.name: detect_seconds(d.name) for d in p.detectors}
+            found = 0
+            t0 = time.perf_counter()
+            for b in timed:
+                found += len(p.detect(b))
+            seconds = time.perf_counter() - t0
+            runs.append((seconds, {d.name: detect_seconds(d.name) - before[d.name] for d in p.detectors}, found))
+            del p
+            progress.advance(task)
+    runs.sort(key=lambda run: run[0])
+    batched_s, per_detector, found = runs[len(runs) // 2]
     batched_rate = n_timed / batched_s
 
     one_rate, one_same = one_at_a_time(cfg, fleet.of_sites(50 if quick else 200), timed_from)
@@ -197,6 +210,8 @@ def main() -> None:
         "readings_timed": n_timed,
         "batch": BATCH,
         "readings_per_s": round(batched_rate),
+        "readings_per_s_best": round(n_timed / runs[0][0]),
+        "readings_per_s_runs": [round(n_timed / run[0]) for run in runs],
         "findings": found,
         "per_detector_s": {k: round(v, 4) for k, v in per_detector.items()},
         "baseline_one_at_a_time_readings_per_s": round(one_rate),
@@ -215,6 +230,7 @@ def main() -> None:
     table.add_column("value", justify="right")
     for key in (
         "readings_per_s",
+        "readings_per_s_best",
         "baseline_one_at_a_time_readings_per_s",
         "speedup_vs_one_at_a_time",
         "one_at_a_time_findings_identical",
