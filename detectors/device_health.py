@@ -5,8 +5,10 @@ faulty, which the other detectors then skip (``ReadingBatch.rows_of``), so that 
 spiking GNSS antenna raises a ``device_fault`` and not a landslide. Faults, per (device, metric):
 
 * ``silent``: no reading for ``silence_factor`` times the expected interval (learned from the device's
-  own reporting, or set), measured on the fleet's clock (the latest timestamp seen from any device), so
-  no reading is needed from the silent device itself. Silence is no data, never a zero;
+  own reporting, or set), and for at least ``min_silence_s``, measured on the fleet's clock (the latest
+  timestamp seen from any device), so no reading is needed from the silent device itself. Silence is no
+  data, never a zero. The floor keeps a gateway that forwards a 1 Hz sensor's readings in 20-second
+  batches from reading as a silent sensor between its batches;
 * ``stuck``: ``stuck_count`` identical values in a row (not for ``stuck_exempt`` metrics: a rain gauge
   reports zero all through dry weather and the same tip count all through a steady drizzle);
 * ``out_of_range``: a value outside the instrument's measuring range (``ranges``), e.g. a -9999 sentinel;
@@ -58,6 +60,11 @@ class DeviceHealthConfig(DetectorConfig):
         None, gt=0, description="Reporting interval of every sensor; default: learned per sensor from its data."
     )
     silence_factor: float = Field(3.0, gt=1, description="Silent after this many expected intervals without data.")
+    min_silence_s: float = Field(
+        300.0,
+        ge=0,
+        description="Never silent after less than this (s): fast sensors whose readings a gateway forwards in batches.",
+    )
     stuck_count: int = Field(12, ge=2, description="This many identical values in a row make a sensor stuck.")
     stuck_exempt: list[str] = Field(
         ["rain_mm"],
@@ -232,7 +239,7 @@ class DeviceHealth(Detector[DeviceHealthConfig]):
                 flat["interval"][ch] = interval
             else:
                 interval = np.full(r.shape[0], cfg.expected_interval_s)
-            deadline = clock[r] + cfg.silence_factor * interval
+            deadline = clock[r] + np.maximum(cfg.silence_factor * interval, cfg.min_silence_s)
             deadline_of_row[r] = np.where(np.isnan(deadline), np.inf, deadline)
             flat["last_ts"][ch] = np.where(in_time, ts, last_ts)
             flat["last_value"][ch] = np.where(in_time, v, last_v)

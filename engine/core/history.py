@@ -1,9 +1,11 @@
 """Recent readings per device and metric, for the operator page's charts (not used by any detector).
 
-A ring of the last ``points`` readings per (device slot, metric) channel, in numpy arrays that grow with
-the fleet; a batch is written in one vectorized pass. Memory: 12 bytes a point, so the default 432
-points (72 h at 10-minute reporting) cost 5 KB per channel, 330 MB for 65,000 single-metric devices;
-set ``api.history_points`` lower (or 0 to keep none) on a box that is short of memory.
+A ring of the last ``points`` readings per (device slot, metric) channel, in blocks of 4,096 channels
+added as the fleet grows: a new block is zero pages until written, and growing never copies what is
+held, so a fleet coming online does not stall the step. A batch is written in one vectorized pass per
+block. Memory: 12 bytes a point, so the default 432 points (72 h at 10-minute reporting) cost 5 KB per
+channel, 330 MB for 65,000 single-metric devices; set ``api.history_points`` lower (or 0 to keep none)
+on a box that is short of memory.
 """
 
 from __future__ import annotations
@@ -13,6 +15,8 @@ import numpy.typing as npt
 
 from engine.core.batch import ReadingBatch
 from engine.core.quantities import METRIC_NAMES
+
+BLOCK = 4096  # channels a block
 
 
 class ReadingHistory:
@@ -32,8 +36,8 @@ class ReadingHistory:
         self.points = points
         self._lookup = np.full(0, -1, np.int64)  # slot * len(METRIC_NAMES) + metric → channel, -1: none yet
         self._n = 0  # channels handed out
-        self.ts = np.full((0, points), np.nan)
-        self.value = np.full((0, points), np.nan, dtype=np.float32)
+        self._ts: list[npt.NDArray[np.float64]] = []  # block b holds channels b * BLOCK ...
+        self._value: list[npt.NDArray[np.float32]] = []
         self.count = np.zeros(0, np.int64)
 
     def _channels(self, slot: npt.NDArray[np.int64], metric: npt.NDArray[np.int16]) -> npt.NDArray[np.int64]:
@@ -46,13 +50,11 @@ class ReadingHistory:
         if new.size:
             self._lookup[new] = np.arange(self._n, self._n + new.size)
             self._n += new.size
+        while len(self._ts) * BLOCK < self._n:  # slots are only read below a channel's count: no fill needed
+            self._ts.append(np.zeros((BLOCK, self.points)))
+            self._value.append(np.zeros((BLOCK, self.points), dtype=np.float32))
         if self._n > self.count.shape[0]:
-            grow = max(self._n, 2 * self.count.shape[0], 64)
-            self.ts = np.vstack([self.ts, np.full((grow - self.ts.shape[0], self.points), np.nan)])
-            self.value = np.vstack(
-                [self.value, np.full((grow - self.value.shape[0], self.points), np.nan, dtype=np.float32)]
-            )
-            self.count = np.concatenate([self.count, np.zeros(grow - self.count.shape[0], np.int64)])
+            self.count = np.concatenate([self.count, np.zeros(len(self._ts) * BLOCK - self.count.shape[0], np.int64)])
         ids: npt.NDArray[np.int64] = self._lookup[keys]
         return ids
 
@@ -70,9 +72,15 @@ class ReadingHistory:
         starts = np.r_[0, np.flatnonzero(np.diff(sorted_ch)) + 1]
         rank = np.arange(sorted_ch.shape[0]) - np.repeat(starts, np.diff(np.r_[starts, sorted_ch.shape[0]]))
         pos = (self.count[sorted_ch] + rank) % self.points
-        self.ts[sorted_ch, pos] = batch.ts[order]
-        self.value[sorted_ch, pos] = batch.value[order]
-        np.add.at(self.count, sorted_ch, 1)
+        ts, value = batch.ts[order], batch.value[order]
+        block = sorted_ch // BLOCK
+        cuts = np.searchsorted(block, np.arange(block[0], block[-1] + 2))  # channels are sorted: one slice a block
+        for b, lo, hi in zip(range(int(block[0]), int(block[-1]) + 1), cuts[:-1], cuts[1:], strict=True):
+            if hi > lo:
+                row = sorted_ch[lo:hi] - b * BLOCK
+                self._ts[b][row, pos[lo:hi]] = ts[lo:hi]
+                self._value[b][row, pos[lo:hi]] = value[lo:hi]
+        self.count += np.bincount(sorted_ch, minlength=self.count.shape[0])
 
     def series(self, slot: int, metric: str) -> tuple[list[float], list[float]]:
         """(times, values) of one channel, oldest first; empty when it never reported."""
@@ -81,7 +89,8 @@ class ReadingHistory:
             return [], []
         n = int(self.count[ch])
         idx = np.arange(max(0, n - self.points), n) % self.points
-        return self.ts[ch, idx].tolist(), self.value[ch, idx].astype(np.float64).round(6).tolist()
+        b, row = divmod(ch, BLOCK)
+        return self._ts[b][row, idx].tolist(), self._value[b][row, idx].astype(np.float64).round(6).tolist()
 
     def metrics_of(self, slot: int) -> list[str]:
         """The metrics a device has reported, in the order it first reported them."""

@@ -283,6 +283,26 @@ def test_silence_floor_misses_no_silence(gaps, cuts):
         assert expected
 
 
+def test_a_fast_sensor_forwarded_in_gateway_batches_is_not_silent_between_batches():
+    # A 1 Hz crack meter whose gateway forwards 20 s of readings at a time, beside a sensor that reports
+    # each second: between its batches the fleet clock runs 20 s past its last reading.
+    feed = []
+    for burst in range(30):  # 10 minutes
+        for j in range(20):
+            t = burst * 20.0 + j
+            feed.append(("S2", "crack-1", t, "crack_mm", 2.0))
+        feed += [("S1", "crack-1", burst * 20.0 + 20 + j + 0.5, "crack_mm", 1.0 + 0.001 * j) for j in range(20)]
+    cfg = DeviceHealthConfig(stuck_count=10_000)
+    found, _ = run(DeviceHealth(cfg), feed)
+    assert [f.evidence["fault"] for f in found] == []
+    # It stops: silent once the fleet clock is min_silence_s past its last reading, not 3 s.
+    tail = [("S1", "crack-1", 620.5 + j, "crack_mm", 1.0) for j in range(400)]
+    found, _ = run(DeviceHealth(cfg), feed + tail)
+    silent = [f for f in found if f.evidence["fault"] == "silent"]
+    assert [f.device for f in silent] == ["crack-1"] and silent[0].site == "S2"
+    assert silent[0].ts == pytest.approx(599.5 + cfg.min_silence_s, abs=1.0)  # fleet clock at its last reading
+
+
 def test_state_from_an_older_version_takes_up_arrays_it_lacks_at_their_initial_value():
     det = DeviceHealth(DeviceHealthConfig())
     state = det.new_state()
