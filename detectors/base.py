@@ -58,6 +58,9 @@ class StateArray:
     per_device: bool = True
 
 
+GROW_MAX = 8192  # rows added to a detector's state at a time, at most
+
+
 class DeviceState:
     """Named numpy arrays with a row per device, grown on demand; snapshot/restore copies them.
 
@@ -111,13 +114,22 @@ class DeviceState:
     def ensure(self, n_slots: int) -> None:
         if n_slots <= self.capacity:
             return
-        new_cap = max(n_slots, self.capacity * 2, 64)
+        # Doubling, but by at most GROW_MAX rows a time: growth is in place (below), so small steps cost no
+        # copying, and a fleet coming online pays for its new rows in small pieces, not one long pause.
+        new_cap = max(n_slots, self.capacity + min(max(self.capacity, 64), GROW_MAX))
         for name, s in self.spec.items():
             if not s.per_device:
                 continue
-            grown = np.full((new_cap, *s.shape), s.fill, dtype=s.dtype)
-            grown[: self.capacity] = self.arrays[name]
-            self.arrays[name] = grown
+            try:
+                # In place where nothing else refers to the array: glibc grows a large block by remapping
+                # its pages, so a fleet coming online does not copy every detector's state at each doubling.
+                self.arrays[name].resize((new_cap, *s.shape))
+                if s.fill != 0:
+                    self.arrays[name][self.capacity :] = s.fill
+            except ValueError:  # a view or another reference holds it: copy
+                grown = np.full((new_cap, *s.shape), s.fill, dtype=s.dtype)
+                grown[: self.capacity] = self.arrays[name]
+                self.arrays[name] = grown
         self.capacity = new_cap
 
     def snapshot(self) -> dict[str, npt.NDArray[Any]]:
