@@ -7,6 +7,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
+from typing import Any
 
 import orjson
 
@@ -69,6 +70,7 @@ class Intake:
             DeviceRateLimiter(ing.device_max_msgs_per_s, ing.device_burst) if ing.device_max_msgs_per_s else None
         )
         self._flood_reported: dict[str, float] = {}  # device topic → when its last rate_limited dead letter went
+        self._messages: dict[str, Any] = {}  # gridwatch_messages children by topic kind
 
     def handle(
         self,
@@ -88,7 +90,10 @@ class Intake:
             if ack is not None:
                 ack()
             return
-        metrics.MESSAGES.labels(t.kind).inc()
+        counter = self._messages.get(t.kind)
+        if counter is None:  # one labelled child a topic kind: labels() per message cost 8 us of its 60
+            counter = self._messages[t.kind] = metrics.MESSAGES.labels(t.kind)
+        counter.inc()
         if t.kind == "sensors" and self.limiter is not None and not self._allowed(topic, payload, now):
             if ack is not None:
                 ack()
