@@ -16,6 +16,9 @@ I64 = npt.NDArray[np.int64]
 
 SUSPECT = np.uint8(1)
 """Flag bit of a reading that a quality screen found faulty (stuck, out of range, impossible jump…)."""
+REDELIVERED = np.uint8(2)
+"""Flag bit of a reading from a message the broker delivered again (MQTT DUP): maybe applied already.
+Cleared by ``AppliedTimes.fresh`` before the detectors see the batch."""
 
 
 @dataclass
@@ -89,6 +92,7 @@ class BatchBuilder:
         self._slot = array("q")
         self._metric = array("h")
         self._value = array("d")
+        self._redelivered: list[tuple[int, int]] = []  # row ranges of redelivered messages
 
     def __len__(self) -> int:
         return len(self._ts)
@@ -102,6 +106,11 @@ class BatchBuilder:
         self._metric.append(metric_id)
         self._value.append(value)
 
+    def mark_redelivered(self, start: int) -> None:
+        """Rows from ``start`` on came in a message the broker delivered again."""
+        if start < len(self._ts):
+            self._redelivered.append((start, len(self._ts)))
+
     def take(self) -> ReadingBatch:
         batch = ReadingBatch(
             self.devices,
@@ -110,5 +119,7 @@ class BatchBuilder:
             np.frombuffer(self._metric, dtype=np.int16).copy(),
             np.frombuffer(self._value, dtype=np.float64).copy(),
         )
+        for start, end in self._redelivered:
+            batch.flags[start:end] |= REDELIVERED
         self._reset()
         return batch

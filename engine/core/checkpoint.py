@@ -21,6 +21,7 @@ from engine.core.pipeline import Pipeline
 logger = logging.getLogger(__name__)
 
 META = "__meta__"
+APPLIED = "__applied_ts__"  # newest reading time applied per device slot and metric (engine/core/replays.py)
 
 
 def save_checkpoint(pipeline: Pipeline, path: Path) -> None:
@@ -42,6 +43,7 @@ def checkpoint_arrays(pipeline: Pipeline) -> dict[str, Any]:
     for det, snap in zip(pipeline.detectors, pipeline.snapshot(), strict=True):
         for name, arr in snap.items():
             arrays[f"{det.name}/{name}"] = arr
+    arrays[APPLIED] = pipeline.applied.times[: len(devices)].copy()
     return arrays
 
 
@@ -79,6 +81,10 @@ def load_checkpoint(pipeline: Pipeline, path: Path) -> list[str]:
         prefix = f"{det.name}/"
         state.restore({k[len(prefix) :]: v for k, v in arrays.items() if k.startswith(prefix)})
         restored.append(det.name)
+    applied = arrays.get(APPLIED)
+    if applied is not None and applied.shape[1:] == pipeline.applied.times.shape[1:]:  # older: none
+        pipeline.applied.grow(applied.shape[0])
+        pipeline.applied.times[: applied.shape[0]] = applied
     if meta.get("watermark") is not None:
         pipeline.watermark = float(meta["watermark"])
     pipeline.readings = int(meta.get("readings", 0))

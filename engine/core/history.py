@@ -58,6 +58,10 @@ class ReadingHistory:
         ids: npt.NDArray[np.int64] = self._lookup[keys]
         return ids
 
+    def nbytes(self) -> int:
+        """Bytes held, blocks whole (a block's untouched pages are not resident until written)."""
+        return sum(a.nbytes for a in self._ts) + sum(a.nbytes for a in self._value) + self.count.nbytes
+
     def _channel_of(self, slot: int, metric: int) -> int | None:
         key = slot * len(METRIC_NAMES) + metric
         ch = int(self._lookup[key]) if key < self._lookup.shape[0] else -1

@@ -14,6 +14,7 @@ from engine import metrics
 from engine.core.batch import ReadingBatch
 from engine.core.devices import DeviceIndex
 from engine.core.findings import Finding
+from engine.core.replays import AppliedTimes
 from engine.incidents.tracker import IncidentTracker
 
 logger = logging.getLogger(__name__)
@@ -42,6 +43,7 @@ class Pipeline:
         self.fusion = fusion or SiteFusion([])
         self.watermark = -np.inf
         self.readings = 0
+        self.applied = AppliedTimes()  # newest reading applied per device and metric: replays are dropped
 
     def detect(self, batch: ReadingBatch) -> list[Finding]:
         findings: list[Finding] = []

@@ -22,7 +22,7 @@ import orjson
 from detectors.base import ROW_OF_SLOT
 from engine.core.batch import ReadingBatch
 from engine.core.pipeline import Pipeline
-from engine.core.quantities import METRIC_NAMES
+from engine.core.replays import AppliedTimes
 
 DEVICES = "__devices__"
 APPLIED = "__applied_ts__"
@@ -47,30 +47,25 @@ class SiteState:
 
     def __init__(self, pipeline: Pipeline) -> None:
         self.pipeline = pipeline
-        self.applied = np.full((0, len(METRIC_NAMES)), -np.inf)
+        self.applied_times = AppliedTimes()
+
+    @property
+    def applied(self) -> npt.NDArray[np.float64]:
+        return self.applied_times.times
 
     def _grow(self, n_slots: int) -> None:
-        if n_slots > self.applied.shape[0]:
-            grown = np.full((max(n_slots, 2 * self.applied.shape[0], 64), len(METRIC_NAMES)), -np.inf)
-            grown[: self.applied.shape[0]] = self.applied
-            self.applied = grown
+        self.applied_times.grow(n_slots)
 
     def fresh(self, batch: ReadingBatch) -> ReadingBatch:
         """The batch without readings already applied (per device and metric), and marks the rest applied."""
-        keep = batch.ts > self.applied_of(batch)
-        if not keep.all():
-            batch = batch.take_rows(np.flatnonzero(keep))
-        self.mark_applied(batch)
-        return batch
+        return self.applied_times.fresh(batch)[0]
 
     def applied_of(self, batch: ReadingBatch) -> npt.NDArray[np.float64]:
         """The newest reading time already applied for each row's device and metric (-inf: none)."""
-        self._grow(len(batch.devices))
-        return self.applied[batch.slot, batch.metric]
+        return self.applied_times.of(batch)
 
     def mark_applied(self, batch: ReadingBatch) -> None:
-        self._grow(len(batch.devices))
-        np.maximum.at(self.applied, (batch.slot, batch.metric), batch.ts)
+        self.applied_times.mark(batch)
 
     def sites_of(self, batch: ReadingBatch) -> list[str]:
         devices = batch.devices

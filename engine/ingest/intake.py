@@ -79,6 +79,7 @@ class Intake:
         props: dict[str, str] | None = None,
         now: float | None = None,
         ack: Callable[[], None] | None = None,
+        redelivered: bool = False,
     ) -> None:
         """Decode one message into the batch. ``ack`` (manual MQTT acknowledgement) is called once the batch
         holding the message has been processed (``ack_taken``); at once for what adds nothing to a batch."""
@@ -110,6 +111,8 @@ class Intake:
             before = len(self.builder)
             rejected = self.decoder.decode(t, payload, now)
             added = len(self.builder) - before
+            if redelivered:
+                self.builder.mark_redelivered(before)
             if added and self.first_at is None:
                 self.first_at = time.monotonic()
             full = len(self.builder) >= self.cfg.ingest.batch_max

@@ -21,8 +21,9 @@ from engine.config.models import MqttConfig
 logger = logging.getLogger(__name__)
 
 MessageHandler = Callable[[str, bytes, dict[str, str]], None]
-AckingHandler = Callable[[str, bytes, dict[str, str], Callable[[], None]], None]
-"""A handler that acknowledges the message itself, by calling the last argument once it is safe."""
+AckingHandler = Callable[[str, bytes, dict[str, str], Callable[[], None], bool], None]
+"""A handler that acknowledges the message itself, by calling the ack argument once it is safe; the last
+argument says the broker delivered the message before (MQTT DUP: it may have been processed already)."""
 
 
 def broker_address(url: str) -> tuple[str, int]:
@@ -119,7 +120,9 @@ class MqttClient:
         try:
             if self._on_message_ack is not None:
                 mid, qos = msg.mid, msg.qos
-                self._on_message_ack(msg.topic, bytes(msg.payload), props, lambda: self._ack(client, mid, qos))
+                self._on_message_ack(
+                    msg.topic, bytes(msg.payload), props, lambda: self._ack(client, mid, qos), bool(msg.dup)
+                )
             elif self._on_message is not None:
                 self._on_message(msg.topic, bytes(msg.payload), props)
         except Exception:

@@ -75,8 +75,12 @@ class Bridge:
         group = self.cfg.kafka.bridge_group
         return [f"$share/{group}/{self.prefix}/{kind}/+/+" for kind in ("sensors", "cameras", "thermal")]
 
-    def handle(self, topic: str, payload: bytes, props: dict[str, str], ack: Callable[[], None]) -> None:
-        """On paho's thread: validate, then queue the record (or dead-letter it and acknowledge at once)."""
+    def handle(
+        self, topic: str, payload: bytes, props: dict[str, str], ack: Callable[[], None], redelivered: bool = False
+    ) -> None:
+        """On paho's thread: validate, then queue the record (or dead-letter it and acknowledge at once).
+
+        A redelivered message is forwarded like any other: the workers drop readings they applied."""
         now = time.time()
         try:
             t = parse_topic(topic, self.prefix)

@@ -188,8 +188,10 @@ class LocalRunner:
             intake.cameras = CameraIntake(cfg, intake.reject)
         manual_ack = cfg.mqtt.ack_after != "receipt" and protocol == "5"
 
-        def handle_acking(topic: str, payload: bytes, props: dict[str, str], ack: Callable[[], None]) -> None:
-            intake.handle(topic, payload, props, ack=ack)
+        def handle_acking(
+            topic: str, payload: bytes, props: dict[str, str], ack: Callable[[], None], redelivered: bool
+        ) -> None:
+            intake.handle(topic, payload, props, ack=ack, redelivered=redelivered)
 
         client = MqttClient(
             cfg.mqtt,
@@ -294,6 +296,12 @@ class LocalRunner:
 
     def _step(self, batch: Any) -> list[dict[str, Any]]:
         """One batch through the core, then dispatch of the events it caused (one thread, under the lock)."""
+        # Readings of redelivered messages that the restored state already holds (killed between a
+        # checkpoint and the broker getting its acks): dropped, not taken for a device's out-of-order data.
+        batch, replayed = self.pipeline.applied.fresh(batch, redelivered_only=True)
+        if replayed:
+            metrics.REPLAYED.labels("readings").inc(replayed)
+            logger.info("dropped %d redelivered readings that the restored state already holds", replayed)
         self.history.add(batch)
         events = self.pipeline.step(batch)
         self.clock.observe(self.pipeline.watermark)
