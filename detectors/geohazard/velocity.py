@@ -32,7 +32,7 @@ def row_median(x: npt.NDArray[np.float64], use: npt.NDArray[np.bool_]) -> F64:
     use = use & (valid > 0)
     if not use.any():
         return out
-    ordered = np.sort(x[use], axis=1)  # NaN sorts last
+    ordered = np.sort(x if use.all() else x[use], axis=1)  # NaN sorts last
     m = valid[use]
     rows = np.arange(ordered.shape[0])
     out[use] = 0.5 * (ordered[rows, (m - 1) // 2] + ordered[rows, m // 2])
@@ -102,15 +102,17 @@ class TimeRing:
         a -= p * (a >= p)
         b = ((oldest + half) % p)[:, None] + i[None, :]
         b -= p * (b >= p)
-        ok = i[None, :] < half[:, None]
         rows = np.arange(dev.shape[0])[:, None] * p
         a += rows
         b += rows
         t_flat, v_flat = t.reshape(-1), v.reshape(-1)
         dt = (t_flat.take(b) - t_flat.take(a)) / 3600.0
-        ok &= dt > 0
+        dv = v_flat.take(b) - v_flat.take(a)
         with np.errstate(invalid="ignore", divide="ignore"):
-            slopes = np.where(ok, (v_flat.take(b) - v_flat.take(a)) / dt, np.nan)
+            if bool((half == i.shape[0]).all()) and bool((dt > 0).all()):  # every window full and in order
+                slopes = dv / dt
+            else:
+                slopes = np.where((i[None, :] < half[:, None]) & (dt > 0), dv / dt, np.nan)
         # The readings must span at least half the window: a few early points are no velocity.
         r = rows[:, 0]
         span = t_flat.take(r + (n - 1) % p) - t_flat.take(r + oldest)
