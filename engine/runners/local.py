@@ -20,7 +20,7 @@ from engine.api.operator import mount_static, operator_router
 from engine.api.server import ApiServer, create_app
 from engine.config.models import EngineConfig, WebhookSinkConfig
 from engine.core.cameras import CameraStage
-from engine.core.checkpoint import checkpoint_arrays, load_checkpoint, write_checkpoint
+from engine.core.checkpoint import checkpoint_arrays, checkpoint_buffers, load_checkpoint, write_checkpoint
 from engine.core.clock import EngineClock
 from engine.core.history import ReadingHistory
 from engine.dispatch.dispatcher import Dispatcher
@@ -131,8 +131,9 @@ class LocalRunner:
     async def checkpoint(self) -> None:
         """Copy the detectors' state between batches, then write it while the next batches run."""
         async with self._checkpoint_lock:  # one writer at a time (the periodic one and the one on stop)
+            buffers = await asyncio.to_thread(checkpoint_buffers, self.pipeline)  # while batches go on
             async with self._step_lock:
-                arrays = await asyncio.to_thread(checkpoint_arrays, self.pipeline)
+                arrays = await asyncio.to_thread(checkpoint_arrays, self.pipeline, buffers)
                 acks, self._acks_for_checkpoint = self._acks_for_checkpoint, []
             await asyncio.to_thread(write_checkpoint, arrays, self.checkpoint_path)
             self._checkpointed = time.monotonic()
