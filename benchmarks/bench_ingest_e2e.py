@@ -16,6 +16,7 @@ Run: .venv/bin/python benchmarks/bench_ingest_e2e.py [--quick]   (needs `mosquit
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
 import multiprocessing as mp
 import os
@@ -216,6 +217,7 @@ def main() -> None:
                 ("batch100", 500_000 if quick else 2_000_000, 0.0),
                 ("batch100", 65_000 * seconds, 65_000.0),
             ):
+                gc.collect()  # the engine of the run before is gone: each run starts as a fresh process would
                 with console.status(f"{mode} {'at ' + format(rate, ',.0f') + '/s' if rate else 'flat out'}"):
                     phases.append(run_phase(broker, mode, total, rate, f"bench-{len(phases)}"))
         finally:
