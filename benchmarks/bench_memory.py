@@ -59,7 +59,7 @@ def main() -> None:
     baseline = rss_bytes()
     with console.status(f"simulating {sites:,} sites over {FULL_HISTORY_H} h"):
         fleet = city_fleet(sites)
-    table_bytes = rss_bytes() - baseline  # the generator's (time x channel) table, not the engine's
+    table_bytes = fleet.table.nbytes  # the generator's (time x channel) table, not the engine's
     pipeline = build_pipeline(cfg)
     history = ReadingHistory(cfg.api.history_points)  # the operator page's charts, as `gridwatch run` keeps
     samples: list[tuple[int, int]] = []

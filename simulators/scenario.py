@@ -126,28 +126,31 @@ class Scenario(BaseModel):
         return rain_driven_creep(t_h, slope.v0_mm_h, rain, slope.rain_gain, slope.rain_memory_h)
 
     def columns(self, base_ts: float) -> tuple[F64, list[tuple[str, str, str]], F64]:
-        """Every reading without faults, as columns: times (T,), channels (site, device, metric), values (T, C)."""
+        """Every reading without faults, as columns: times (T,), channels (site, device, metric), values (T, C).
+
+        The table is filled in place, column by column: a city's days of readings leave no garbage behind."""
         rng = np.random.default_rng(self.seed)
         t_h = self.times_h()
         step_h = self.step_min / 60.0
         ts = np.round(base_ts + t_h * 3600.0, 3)
+        devices = self.devices()
         names: list[tuple[str, str, str]] = []
-        columns: list[F64] = []
+        table = np.empty((t_h.shape[0], self.sites * len(devices)))
         for site in self.site_ids:
             rain = np.zeros_like(t_h)
             for storm in self.all_storms:
                 rain = rain + storm.intensity(t_h, site)
             disp = self._displacement(site, t_h, rain)
-            for device, _, metric in self.devices():
+            for device, _, metric in devices:
+                col = table[:, len(names)]
                 if metric == "rain_mm":
-                    values = gauge_increments(rain, step_h, rng)
+                    col[:] = gauge_increments(rain, step_h, rng)
                 elif metric == "crack_mm":
-                    values = np.round(disp + rng.normal(0, self.crack_noise_mm, t_h.shape), 4)
+                    col[:] = np.round(disp + rng.normal(0, self.crack_noise_mm, t_h.shape), 4)
                 else:
-                    values = np.round(disp + rng.normal(0, self.gnss_noise_mm, t_h.shape), 2)
+                    col[:] = np.round(disp + rng.normal(0, self.gnss_noise_mm, t_h.shape), 2)
                 names.append((site, device, metric))
-                columns.append(values)
-        return ts, names, np.stack(columns, axis=1)
+        return ts, names, table
 
     def readings(self, base_ts: float) -> list[Row]:
         """Every reading in arrival order (time, then site and device), faults applied."""
