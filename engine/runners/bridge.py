@@ -20,6 +20,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
@@ -134,7 +135,13 @@ class Bridge:
         self._loop.call_soon_threadsafe(queue.put_nowait, out)
 
     async def _produce(self, producer: AIOKafkaProducer, stop: asyncio.Event) -> None:
-        """Send records in arrival order; acknowledge each MQTT message when Kafka has its record."""
+        """Send records in arrival order; acknowledge each MQTT message when Kafka has its record.
+
+        Records are handed to the producer one after the other, here, so that a site's readings keep their
+        order in its partition; only the waits for Kafka's acknowledgements run side by side. (A task per
+        record that called ``send`` itself let a later record overtake one waiting for metadata or buffer
+        space: a device's readings out of order, taken for a faulty device by the workers.)
+        """
         assert self._queue is not None
         pending: set[asyncio.Task[None]] = set()
         while not (stop.is_set() and self._queue.empty()):
@@ -142,24 +149,35 @@ class Bridge:
                 out = await asyncio.wait_for(self._queue.get(), timeout=0.2)
             except TimeoutError:
                 continue
-            task = asyncio.create_task(self._deliver(producer, out))
+            fut = await self._enqueue(producer, out)
+            task = asyncio.create_task(self._confirm(producer, out, fut))
             pending.add(task)
             task.add_done_callback(pending.discard)
         if pending:
             await asyncio.gather(*pending)
 
-    async def _deliver(self, producer: AIOKafkaProducer, out: Outgoing) -> None:
+    async def _enqueue(self, producer: AIOKafkaProducer, out: Outgoing) -> asyncio.Future[Any]:
+        """The record in the producer's buffer (retried while Kafka is away); the future of its acknowledgement."""
         delay = 0.2
         while True:
             try:
-                fut = await producer.send(out.topic, out.value, key=out.key, headers=out.headers)
-                await fut
-                break
+                fut: asyncio.Future[Any] = await producer.send(out.topic, out.value, key=out.key, headers=out.headers)
+                return fut
             except KafkaError as exc:  # the broker is away: hold the message (unacknowledged) and retry
                 metrics.BRIDGE_SEND_ERRORS.inc()
                 logger.warning("Kafka send to %s failed (%s); retrying in %.1f s", out.topic, exc, delay)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 10.0)
+
+    async def _confirm(self, producer: AIOKafkaProducer, out: Outgoing, fut: asyncio.Future[Any]) -> None:
+        while True:
+            try:
+                await fut
+                break
+            except KafkaError as exc:  # not written: send it again (at least once)
+                metrics.BRIDGE_SEND_ERRORS.inc()
+                logger.warning("Kafka did not take a record for %s (%s); sending it again", out.topic, exc)
+                fut = await self._enqueue(producer, out)
         out.ack()
         with self._lock:
             self._in_flight -= 1

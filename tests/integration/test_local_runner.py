@@ -161,8 +161,10 @@ def test_store_outage_keeps_detecting_reports_it_and_loses_no_notification(mosqu
             pub.publish(topic, payload, qos=1)
         assert pub.flush()
         assert wait_for(lambda: engine.runner.pipeline.readings >= half, 60), "detection goes on without a store"
+        # The step that counted the last readings stores its incidents after counting them: wait for it.
+        assert wait_for(lambda: engine.runner.summary.readings >= half, 30)
         health = engine.runner.health()
-        assert health["ok"] is False and health["store_ok"] is False and health["store_pending"] > 0
+        assert health["ok"] is False and health["store_ok"] is False and health["store_pending"] > 0, health
         failing["on"] = False
         for _ts, topic, payload in messages(storm_rows[half:], "gw"):
             pub.publish(topic, payload, qos=1)
