@@ -7,10 +7,11 @@ import ssl
 import threading
 import time
 from collections.abc import Callable
+from typing import Any
 from urllib.parse import urlparse
 
 import paho.mqtt.client as paho
-from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
@@ -34,6 +35,43 @@ def broker_address(url: str) -> tuple[str, int]:
     """
     parsed = urlparse(url)
     return parsed.hostname or "127.0.0.1", parsed.port or (8883 if parsed.scheme == "mqtts" else 1883)
+
+
+class BufferedClient(paho.Client):
+    """paho's client reading the socket 64 KB at a time and handling every packet that read brought.
+
+    paho reads a packet's fixed header one byte per ``recv`` and handles one packet per ``select``: three
+    system calls and a wake-up per message, a fifth of the engine's CPU on a stream of single-reading
+    messages. Here ``recv`` is served from a buffer filled 64 KB at a time, and a read goes on while the
+    buffer holds data (which would not wake ``select``); at most one buffer's packets per read, so
+    keep-alives still go out. A reconnect drops what is left of the old connection's bytes.
+    """
+
+    _CHUNK = 65536
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._rbuf = memoryview(b"")
+
+    def _sock_recv(self, bufsize: int) -> bytes:
+        if not self._rbuf:
+            data = super()._sock_recv(self._CHUNK)
+            if not data:  # the broker closed the connection
+                return data
+            self._rbuf = memoryview(data)
+        out = self._rbuf[:bufsize].tobytes()
+        self._rbuf = self._rbuf[bufsize:]
+        return out
+
+    def loop_read(self, max_packets: int = 1) -> MQTTErrorCode:
+        rc = super().loop_read(max_packets)
+        while rc == MQTTErrorCode.MQTT_ERR_SUCCESS and self._rbuf and self._sock is not None:
+            rc = super().loop_read(max_packets)
+        return rc
+
+    def reconnect(self) -> MQTTErrorCode:
+        self._rbuf = memoryview(b"")
+        return super().reconnect()
 
 
 class MqttClient:
@@ -71,11 +109,11 @@ class MqttClient:
         cid = client_id if client_id is not None else cfg.client_id
         manual = on_message_ack is not None
         if self.v5:
-            self.client = paho.Client(
+            self.client = BufferedClient(
                 CallbackAPIVersion.VERSION2, client_id=cid, protocol=paho.MQTTv5, manual_ack=manual
             )
         else:
-            self.client = paho.Client(
+            self.client = BufferedClient(
                 CallbackAPIVersion.VERSION2, client_id=cid, protocol=paho.MQTTv311, clean_session=clean,
                 manual_ack=manual,
             )  # fmt: skip
