@@ -76,7 +76,7 @@ def generate(
     client.max_queued_messages_set(0)
     client.connect("127.0.0.1", url_port)
     client.loop_start()
-    per_msg = 1 if mode == "single" else 100
+    per_msg = 100  # gateway batches (single-reading messages go through blast, above)
     n_msgs = total // per_msg
     t0 = time.perf_counter()
     trigger_every = 0.01
@@ -85,30 +85,25 @@ def generate(
     infos = []
     for i in range(n_msgs):
         now = time.time()
-        if mode == "single":
-            dev = (i * GENERATORS + part) % (SITES * 5)
-            topic = f"gw/sensors/S{dev // 5 + 1:05d}/crack-{dev % 5 + 1}"
-            payload = orjson.dumps({"ts": now, "values": {"crack_mm": 1.0 + (i % 7) * 0.001}})
-        else:
-            site = i % SITES
-            # A site gateway's batch: its 5 devices, 20 one-second readings each, oldest first.
-            readings = [
-                {"device": f"crack-{d + 1}", "ts": now - (19 - j), "values": {"crack_mm": 1.0 + 0.001 * ((i + j) % 9)}}
-                for d in range(5)
-                for j in range(20)
-            ]
-            elapsed = time.perf_counter() - t0
-            if rate and elapsed >= next_trigger:  # one out-of-range reading at a new site: an incident event
-                next_trigger += trigger_every
-                site_k += 1
-                topic_site = f"S{SITES - site_k:05d}"
-                client.publish(
-                    f"gw/sensors/{topic_site}/rain-1",
-                    orjson.dumps({"ts": time.time(), "values": {"rain_mm": 150.0}}),
-                    qos=1,
-                )
-            topic = f"gw/sensors/S{site + 1:05d}/_batch"
-            payload = orjson.dumps({"readings": readings})
+        site = i % SITES
+        # A site gateway's batch: its 5 devices, 20 one-second readings each, oldest first.
+        readings = [
+            {"device": f"crack-{d + 1}", "ts": now - (19 - j), "values": {"crack_mm": 1.0 + 0.001 * ((i + j) % 9)}}
+            for d in range(5)
+            for j in range(20)
+        ]
+        elapsed = time.perf_counter() - t0
+        if rate and elapsed >= next_trigger:  # one out-of-range reading at a new site: an incident event
+            next_trigger += trigger_every
+            site_k += 1
+            topic_site = f"S{SITES - site_k:05d}"
+            client.publish(
+                f"gw/sensors/{topic_site}/rain-1",
+                orjson.dumps({"ts": time.time(), "values": {"rain_mm": 150.0}}),
+                qos=1,
+            )
+        topic = f"gw/sensors/S{site + 1:05d}/_batch"
+        payload = orjson.dumps({"readings": readings})
         infos.append(client.publish(topic, payload, qos=1))
         if i >= IN_FLIGHT:  # paho holds at most 65,535 unacknowledged messages (message ids): stay below
             infos[i - IN_FLIGHT].wait_for_publish(60)

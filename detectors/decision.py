@@ -121,6 +121,17 @@ def hysteresis_level(
     return levels, active
 
 
+def metric_positions(batch_metric: npt.NDArray[np.int16], metric_ids: tuple[int, ...]) -> I64:
+    """Each row's position of its metric in ``metric_ids`` (-1 for a metric not among them).
+
+    >>> metric_positions(np.array([4, 2, 4], np.int16), (4, 2)).tolist()
+    [0, 1, 0]
+    """
+    lookup = np.full(int(max(metric_ids)) + 1, -1, dtype=np.int64)
+    lookup[list(metric_ids)] = np.arange(len(metric_ids))
+    return lookup[batch_metric.astype(np.int64)]
+
+
 def channel_steps(
     batch_slots: I64,
     batch_metric: npt.NDArray[np.int16],
@@ -142,9 +153,7 @@ def channel_steps(
     """
     if rows.size == 0:
         return []
-    lookup = np.full(int(max(metric_ids)) + 1, -1, dtype=np.int64)
-    lookup[list(metric_ids)] = np.arange(len(metric_ids))
-    k = lookup[batch_metric[rows].astype(np.int64)]
+    k = metric_positions(batch_metric[rows], metric_ids)
     dev = state.rows_for(batch_slots[rows]) if state is not None else batch_slots[rows]
     channel = dev * len(metric_ids) + k
     n = channel.shape[0]

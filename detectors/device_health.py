@@ -33,7 +33,7 @@ import numpy.typing as npt
 from pydantic import Field, field_validator
 
 from detectors.base import Detector, DetectorConfig, DeviceState, StateArray, register
-from detectors.decision import channel_steps
+from detectors.decision import channel_steps, metric_positions
 from engine.core.batch import ReadingBatch
 from engine.core.findings import Finding
 from engine.core.levels import Level, LevelName
@@ -278,9 +278,7 @@ class DeviceHealth(Detector[DeviceHealthConfig]):
         if n == 0:
             return out
         n_k = len(self.metrics)
-        lookup = np.full(int(max(self.metric_ids)) + 1, -1, dtype=np.int64)
-        lookup[list(self.metric_ids)] = np.arange(n_k)
-        kk = lookup[batch.metric[rows].astype(np.int64)]
+        kk = metric_positions(batch.metric[rows], self.metric_ids)
         channel = state.rows_for(batch.slot[rows]) * n_k + kk
         order = np.argsort(channel, kind="stable")
         ch, rr = channel[order], rows[order]

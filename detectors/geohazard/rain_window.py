@@ -72,13 +72,9 @@ class RainWindow:
         st["rain_total"][dev] = total + mm
         st["rain_bin"][dev] = np.maximum(cur, b)
 
-    def window_start(self, st: DeviceState, dev: I64, hours: float) -> tuple[F64, F64]:
-        """Cumulative total at the start of the ``hours`` window, and the start time of the window."""
-        c0, start = self.window_starts(st, dev, (hours,))
-        return c0[:, 0], start[:, 0]
-
     def window_starts(self, st: DeviceState, dev: I64, hours: tuple[float, ...]) -> tuple[F64, F64]:
-        """``window_start`` for several windows at once: columns in the order of ``hours``."""
+        """Cumulative total at the start of each ``hours`` window, and the window's start time: a column
+        a window, in the order of ``hours``."""
         nb = np.array([math.ceil(h * 3600.0 / self.bin_s) for h in hours], dtype=np.int64)
         if int(nb.max()) + 2 > self.bins:
             raise ValueError(f"window of {max(hours)} h is longer than the ring ({self.bins - 2} bins)")

@@ -96,12 +96,5 @@ class Pipeline:
         self.detectors = [d for d, _ in pairs]
         self.states = [s for _, s in pairs]
 
-    def snapshot(self) -> list[dict[str, Any]]:
-        return [s.snapshot() for s in self.states]
-
-    def restore(self, snaps: list[dict[str, Any]]) -> None:
-        for state, snap in zip(self.states, snaps, strict=True):
-            state.restore(snap)
-
     def state_bytes(self) -> int:
         return sum(s.nbytes() for s in self.states)

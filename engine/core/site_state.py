@@ -53,19 +53,9 @@ class SiteState:
     def applied(self) -> npt.NDArray[np.float64]:
         return self.applied_times.times
 
-    def _grow(self, n_slots: int) -> None:
-        self.applied_times.grow(n_slots)
-
     def fresh(self, batch: ReadingBatch) -> ReadingBatch:
         """The batch without readings already applied (per device and metric), and marks the rest applied."""
         return self.applied_times.fresh(batch)[0]
-
-    def applied_of(self, batch: ReadingBatch) -> npt.NDArray[np.float64]:
-        """The newest reading time already applied for each row's device and metric (-inf: none)."""
-        return self.applied_times.of(batch)
-
-    def mark_applied(self, batch: ReadingBatch) -> None:
-        self.applied_times.mark(batch)
 
     def sites_of(self, batch: ReadingBatch) -> list[str]:
         devices = batch.devices
@@ -75,7 +65,7 @@ class SiteState:
         """The site's rows of every detector's state (and detector-wide arrays) as bytes (``pack_arrays``)."""
         devices = self.pipeline.devices
         slots = np.asarray(devices.slots_of_site(site), dtype=np.int64)
-        self._grow(len(devices))
+        self.applied_times.grow(len(devices))
         names = [devices.device_of_slot(int(k)) for k in slots]
         arrays: dict[str, Any] = {
             DEVICES: np.frombuffer(orjson.dumps(names), dtype=np.uint8),
@@ -103,7 +93,7 @@ class SiteState:
         packed = unpack_arrays(data)
         names = orjson.loads(packed[DEVICES].tobytes())
         slots = np.asarray([devices.slot(site, n) for n in names], dtype=np.int64)
-        self._grow(len(devices))
+        self.applied_times.grow(len(devices))
         self.applied[slots] = packed[APPLIED]
         for det, state in zip(self.pipeline.detectors, self.pipeline.states, strict=True):
             held = packed.get(f"{det.name}/{ROW_OF_SLOT}")
