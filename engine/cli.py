@@ -265,7 +265,13 @@ def _publish_rows(rows: list[Any], broker: str, prefix: str, speed: float | None
 
 @app.command()
 def replay(
-    file: Annotated[Path, typer.Argument(help="Replay file (.csv or .jsonl): ts,site,device,metric,value.")],
+    file: Annotated[
+        Path,
+        typer.Argument(
+            help="Replay file (.csv or .jsonl: ts,site,device,metric,value), or a camera recording: an image folder "
+            "(one camera, or <site>/<camera>/ sub-folders) or a video file, replayed offline (always direct)."
+        ),
+    ],
     config: ConfigOpt = DEFAULT_CONFIG,
     direct: Annotated[bool, typer.Option(help="Feed the core directly instead of publishing to the broker.")] = False,
     out: Annotated[
@@ -282,11 +288,33 @@ def replay(
         typer.Option(help="With --direct: score against this ground truth (default: <file>.truth.csv if present)."),
     ] = None,
     report: Annotated[Path | None, typer.Option(help="With --truth: write the score as JSON here.")] = None,
+    site: Annotated[str, typer.Option(help="Camera recording: the site of a one-camera folder or video.")] = "S01",
+    camera_id: Annotated[str, typer.Option("--camera", help="Camera recording: the camera id.")] = "cam-1",
+    times: Annotated[
+        str | None,
+        typer.Option(help="Camera recording: frame times from file names: epoch_ms, epoch_offset, epoch or a regex."),
+    ] = None,
+    times_csv: Annotated[Path | None, typer.Option(help="Camera recording: frame times from a CSV file,ts.")] = None,
+    start: Annotated[
+        str | None, typer.Option(help="Camera recording: capture time of the first frame (epoch or ISO-8601).")
+    ] = None,
+    interval: Annotated[float | None, typer.Option(help="Camera recording: seconds between frames.")] = None,
+    thermal: Annotated[bool, typer.Option(help="Camera recording: the frames are thermal.")] = False,
 ) -> None:
     """Replay a recorded or simulated feed through the core (--direct) or into the broker."""
     from engine.ingest.replay_file import ReplayFileError, read_rows
 
     cfg = _load(config)
+    if file.is_dir() or file.suffix.lower() in {".mp4", ".avi", ".mkv", ".mov"}:
+        from engine.ingest.camera_recording import FrameTimes, RecordingError, parse_ts
+
+        try:
+            frame_times = FrameTimes(times, times_csv, parse_ts(start) if start else None, interval)
+        except (OSError, RecordingError) as exc:
+            console.print(f"[red]{exc}[/]")
+            raise typer.Exit(2) from None
+        _replay_camera(cfg, file, site, camera_id, frame_times, thermal, out, findings)
+        return
     try:
         rows = list(read_rows(file))
     except (OSError, ReplayFileError) as exc:
@@ -339,6 +367,44 @@ def replay(
         if report is not None:
             report.parent.mkdir(parents=True, exist_ok=True)
             report.write_bytes(orjson.dumps(result, option=orjson.OPT_INDENT_2))
+
+
+def _replay_camera(
+    cfg: EngineConfig, path: Path, site: str, camera: str, frame_times: Any, thermal: bool,
+    out: Path | None, findings: Path | None,
+) -> None:  # fmt: skip
+    """``replay`` of a camera recording: offline, through the camera stage, events like ``replay --direct``."""
+    from engine.ingest.camera_recording import RecordingError, recorded_frames
+    from engine.runners.camera_replay import replay_cameras
+
+    if not cfg.cameras.detectors:
+        console.print(f"[red]the config has no camera detectors (cameras.detectors): nothing would look at {path}[/]")
+        raise typer.Exit(2)
+    try:
+        frames = recorded_frames(path, site, camera, frame_times)
+    except (OSError, RecordingError) as exc:
+        console.print(f"[red]{exc}[/]")
+        raise typer.Exit(2) from None
+    t0 = time.perf_counter()
+    with Progress(console=console, transient=True) as progress:
+        task = progress.add_task(f"replaying {len(frames)} frames", total=len(frames))
+        result = replay_cameras(cfg, frames, thermal, on_batch=lambda n: progress.advance(task, n))
+    elapsed = time.perf_counter() - t0
+    for name, rows in ((out, result.events), (findings, result.findings)):
+        if name is not None:
+            name.parent.mkdir(parents=True, exist_ok=True)
+            lines = [orjson.dumps(r if isinstance(r, dict) else {"site": r.site, "hazard": r.hazard, **r.to_event()})
+                     for r in rows]  # fmt: skip
+            name.write_bytes(b"".join(line + b"\n" for line in lines))
+    cameras = len({(f.site, f.camera) for f in frames})
+    console.print(
+        f"replayed {result.frames} frames of {cameras} camera(s) in {elapsed:.2f} s: {len(result.findings)} "
+        f"findings, {len(result.events)} incident events" + (f" -> {out}" if out else "")
+    )
+    if result.undecodable:
+        console.print(f"[yellow]{len(result.undecodable)} frame(s) could not be decoded and were skipped:[/]")
+        for source, reason in result.undecodable:
+            console.print(f"  {source}: {reason}")
 
 
 def _print_score(result: dict[str, Any]) -> None:
@@ -538,10 +604,15 @@ def score(
     config: ConfigOpt = DEFAULT_CONFIG,
     as_json: Annotated[bool, typer.Option("--json", help="JSON Lines instead of CSV.")] = False,
     thermal: Annotated[bool, typer.Option(help="Frames are thermal (16-bit TIFF or .npy).")] = False,
+    units: Annotated[
+        str | None, typer.Option(help="Thermal: celsius (calibrated) or counts (raw, judged against the scene).")
+    ] = None,
     gain: Annotated[float, typer.Option(help="Thermal calibration: temp_c = gain * raw + offset.")] = 1.0,
     offset: float = 0.0,
 ) -> None:
-    """What one camera detector thinks of each frame: path or frame, class, score, region (no confirmation)."""
+    """What one camera detector thinks of each frame, by the one alarm rule: source, class, score, the alarm
+    threshold, alarm (1/0), level and region. Each frame alone (no confirmation, no scene memory).
+    Files that do not decode are listed at the end; the others are scored."""
     import csv
 
     from detectors.vision.base import FrameBatch, frame_registry
@@ -555,24 +626,39 @@ def score(
         configured = ", ".join(d.name for d in cfg.cameras.detectors) or "none"
         console.print(f"[red]{exc}[/] (configured camera detectors: {configured})")
         raise typer.Exit(2) from None
-    det = cls(spec or cls.config_class.model_validate({"type": detector}))
+    det_cfg = spec or cls.config_class.model_validate({"type": detector})
+    if units is not None:
+        if "units" not in type(det_cfg).model_fields or units not in ("celsius", "counts"):
+            console.print(f"[red]--units {units}: only a thermal detector takes --units celsius or counts[/]")
+            raise typer.Exit(2)
+        det_cfg = det_cfg.model_copy(update={"units": units})
+    det = cls(det_cfg)
     state = det.new_state()
     writer = None if as_json else csv.writer(sys.stdout)
     if writer is not None:
-        writer.writerow(["source", "class", "score", "region"])
-    try:
-        for frame in read_frames(paths, thermal=thermal or det.modality == "thermal", gain=gain, offset=offset):
-            for obs in det.observe(FrameBatch([frame]), state):
-                for label, value in obs.scores.items():
-                    region = [[round(v, 4) for v in box] for box in obs.regions.get(label, [])]
-                    if writer is not None:
-                        writer.writerow([frame.source, label, f"{value:.4f}", orjson.dumps(region).decode()])
-                    else:
-                        row = {"source": frame.source, "class": label, "score": value, "region": region}
-                        sys.stdout.write(orjson.dumps(row).decode() + "\n")
-    except FrameError as exc:
-        console.print(f"[red]{exc}[/]")
-        raise typer.Exit(1) from None
+        writer.writerow(["source", "class", "score", "threshold", "alarm", "level", "region"])
+    failed: list[tuple[Path, FrameError]] = []
+    frames = read_frames(
+        paths, thermal=thermal or det.modality == "thermal", gain=gain, offset=offset,
+        on_error=lambda p, e: failed.append((p, e)),
+    )  # fmt: skip
+    for frame in frames:
+        for obs in det.observe(FrameBatch([frame]), state):
+            for label, value in obs.scores.items():
+                region = [[round(v, 4) for v in box] for box in obs.regions.get(label, [])]
+                level = det.level_of(label, value)
+                threshold = det.frame_threshold(label)
+                if writer is not None:
+                    writer.writerow([frame.source, label, f"{value:.4f}", f"{threshold:.4f}", int(bool(level)),
+                                     level.label if level else "", orjson.dumps(region).decode()])  # fmt: skip
+                else:
+                    row = {"source": frame.source, "class": label, "score": value, "threshold": threshold,
+                           "alarm": bool(level), "level": level.label if level else None, "region": region}  # fmt: skip
+                    sys.stdout.write(orjson.dumps(row).decode() + "\n")
+    if failed:
+        console.print(f"[yellow]{len(failed)} file(s) could not be decoded and were skipped:[/]")
+        for path, err in failed:
+            console.print(f"  {path}: {err}")
 
 
 @app.command()
@@ -580,33 +666,58 @@ def camera(
     source: Annotated[
         str,
         typer.Argument(
-            help="A scene (fire, smoke, fog, clouds, sunset, red-vehicle, headlights, "
-            "thermal-fire), a video file or an image folder."
+            help="A scene (fire, smoke, distant-smoke, fog, clouds, sunset, red-vehicle, headlights, haze, ridge, "
+            "red-interior, lights, thermal-fire), a video file or an image folder."
         ),
     ],
     site: str = "S01",
     camera_id: Annotated[str, typer.Option("--camera", help="Camera id in the topic.")] = "cam-1",
-    fps: Annotated[float, typer.Option(help="Frames per second published (and the scene's time step).")] = 2.0,
+    fps: Annotated[float, typer.Option(help="Synthetic scene: frames per second (and the scene's time step).")] = 2.0,
     frames: Annotated[int, typer.Option(help="Frames of a synthetic scene.")] = 120,
     seed: int = 0,
     start_s: Annotated[float, typer.Option(help="When the fire or smoke starts in a synthetic scene.")] = 5.0,
     broker: Annotated[str | None, typer.Option(help="Publish to this broker (mqtt://host:port).")] = None,
     out: Annotated[Path | None, typer.Option(help="Write the frames as an image folder instead.")] = None,
     prefix: str = "gw",
-    realtime: Annotated[bool, typer.Option(help="Pace publishing at --fps (else as fast as the broker takes).")] = True,
+    realtime: Annotated[
+        bool, typer.Option(help="Pace publishing at the frames' own spacing (else as fast as the broker takes).")
+    ] = True,
+    times: Annotated[
+        str | None, typer.Option(help="Recording: frame times from file names (epoch_ms, epoch_offset, epoch, regex).")
+    ] = None,
+    times_csv: Annotated[Path | None, typer.Option(help="Recording: frame times from a CSV file,ts.")] = None,
+    interval: Annotated[float | None, typer.Option(help="Recording: seconds between frames.")] = None,
+    wait_s: Annotated[float, typer.Option(help="After publishing, how long to watch for dead letters.")] = 3.0,
 ) -> None:
-    """A camera feed: a synthetic scene or a recording, published over MQTT at a frame rate or written out."""
-    from simulators.camera import SCENES, recording, synthetic, write_folder
+    """A camera feed: a synthetic scene or a recording, published over MQTT or written out.
+
+    Frames keep their spacing (a scene's 1/fps, a recording's own capture times). Published as fast as the
+    broker takes them (``--no-realtime``), the timeline is shifted so that the last frame is stamped now: the
+    engine refuses frames stamped in the future. Any frame the engine dead-letters is reported, and the
+    command fails: nothing is dropped silently.
+    """
+    from engine.ingest.camera_recording import FrameTimes, RecordingError, frame_bytes, recorded_frames
+    from simulators.camera import SCENES, synthetic, write_folder
 
     thermal = source == "thermal-fire"
+    feed: list[tuple[float, bytes]] | Any
     if source in SCENES:
         feed = synthetic(source, fps, frames, seed, start_s)
+        span = (frames - 1) / fps
     elif Path(source).exists():
-        feed = recording(Path(source), fps)
+        try:
+            rec = recorded_frames(Path(source), site, camera_id, FrameTimes(times, times_csv, 0.0, interval))
+        except (OSError, RecordingError) as exc:
+            console.print(f"[red]{exc}[/]")
+            raise typer.Exit(2) from None
+        first = rec[0].ts if rec else 0.0
+        feed = ((f.ts - first, data) for f, data in frame_bytes(rec) if data is not None)
+        span = rec[-1].ts - first if rec else 0.0
+        frames = len(rec)
     else:
         console.print(f"[red]{source!r} is neither a scene ({', '.join(SCENES)}) nor a file or folder[/]")
         raise typer.Exit(2)
-    start = time.time()
+    start = time.time() if realtime else time.time() - span
     if out is not None:
         n = write_folder(feed, out / site / camera_id, start, thermal)
         console.print(f"wrote {n} frames to {out / site / camera_id}")
@@ -617,12 +728,27 @@ def camera(
     from engine.config.models import MqttConfig
     from engine.ingest.mqtt_client import MqttClient, broker_address
 
-    client = MqttClient(MqttConfig(url=broker), client_id=f"gridwatch-camera-{time.time_ns()}", clean=True, track=True)
-    client.start(*broker_address(broker))
     topic = f"{prefix}/{'thermal' if thermal else 'cameras'}/{site}/{camera_id}"
+    rejected: list[dict[str, Any]] = []
+
+    def dead_letter(_topic: str, payload: bytes, _props: dict[str, str]) -> None:
+        try:
+            doc = orjson.loads(payload)
+        except orjson.JSONDecodeError:
+            return
+        if isinstance(doc, dict) and doc.get("topic") == topic:
+            rejected.append(doc)
+
+    cfg = MqttConfig(url=broker)
+    watcher = MqttClient(
+        cfg, dead_letter, [f"{prefix}/deadletter/#"], client_id=f"gw-cam-dl-{time.time_ns()}", clean=True
+    )
+    watcher.start(*broker_address(broker))
+    client = MqttClient(cfg, client_id=f"gridwatch-camera-{time.time_ns()}", clean=True, track=True)
+    client.start(*broker_address(broker))
     n = 0
     with Progress(console=console) as progress:
-        task = progress.add_task(f"publishing {source} to {topic}", total=frames if source in SCENES else None)
+        task = progress.add_task(f"publishing {source} to {topic}", total=frames)
         for t, payload in feed:
             if realtime:
                 time.sleep(max(0.0, start + t - time.time()))
@@ -631,7 +757,17 @@ def camera(
             progress.update(task, completed=n)
     client.flush()
     client.stop()
+    time.sleep(wait_s)
+    watcher.stop()
     console.print(f"published {n} frames to {topic}")
+    if rejected:
+        reasons: dict[str, int] = {}
+        for doc in rejected:
+            reasons[str(doc.get("reason"))] = reasons.get(str(doc.get("reason")), 0) + 1
+        listed = ", ".join(f"{k}: {v}" for k, v in sorted(reasons.items()))
+        console.print(f"[red]{len(rejected)} of {n} frames were dead-lettered by the engine ({listed}); e.g. "
+                      f"{rejected[0].get('detail')}[/]")  # fmt: skip
+        raise typer.Exit(1)
 
 
 incidents_app = typer.Typer(help="List, show and act on incidents through a running engine's API.")

@@ -3,9 +3,14 @@
 Synthetic visible scenes (640x360 BGR, deterministic by seed) draw a hillside under a sky and add:
 - ``fire``: flames that start at ``start_s``, grow and flicker, with a smoke plume rising from them;
 - ``smoke``: a grey plume that rises and spreads, no flame;
+- ``distant-smoke``: a thin plume rising from a far ridge under a hazy sky, a few per cent of the frame
+  (what a wildfire tower camera sees in the first minutes);
 - distractors that must not raise an alarm: ``fog`` (a bank drifting across most of the frame),
   ``clouds`` (white clouds moving in the sky), ``sunset`` (an orange glow over the sky),
-  ``red-vehicle`` (a red car driving along the road), ``headlights`` (a night road with car lights).
+  ``red-vehicle`` (a red car driving along the road), ``headlights`` (a night road with car lights),
+  ``haze`` (a brownish-white haze over the whole sky), ``ridge`` (a bare brown ridge lit by a low sun),
+  ``red-interior`` (a room with red walls and a warm lamp), ``lights`` (street lamps and lit windows
+  at night).
 The thermal scene (160x120 float32 °C) has a 15-25 °C hillside, two sun-heated rocks at 45-58 °C, a
 walking person at 34 °C, and from ``start_s`` a fire that grows to several hundred degrees.
 
@@ -20,14 +25,18 @@ from __future__ import annotations
 import io
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Literal
 
 import cv2
 import numpy as np
 import numpy.typing as npt
 
-Scene = Literal["fire", "smoke", "fog", "clouds", "sunset", "red-vehicle", "headlights", "thermal-fire"]
-SCENES: tuple[str, ...] = ("fire", "smoke", "fog", "clouds", "sunset", "red-vehicle", "headlights", "thermal-fire")
+SCENES: tuple[str, ...] = (
+    "fire", "smoke", "distant-smoke", "fog", "clouds", "sunset", "red-vehicle", "headlights", "haze", "ridge",
+    "red-interior", "lights", "thermal-fire",
+)  # fmt: skip
+HARD_NEGATIVES: tuple[str, ...] = (
+    "fog", "clouds", "sunset", "red-vehicle", "headlights", "haze", "ridge", "red-interior", "lights"
+)  # fmt: skip
 W, H = 640, 360
 
 
@@ -68,7 +77,9 @@ def _flames(img: npt.NDArray[np.uint8], x: int, y: int, size: float, rng: np.ran
 def visible_frame(scene: str, t: float, seed: int = 0, start_s: float = 5.0) -> npt.NDArray[np.uint8]:
     """One frame of a synthetic scene at ``t`` seconds from its start."""
     rng = np.random.default_rng([seed, round(t * 1000)])
-    img = _landscape(rng, night=scene == "headlights")
+    if scene == "red-interior":
+        return _red_interior(rng, t)
+    img = _landscape(rng, night=scene in ("headlights", "lights"))
     age = max(0.0, (t - start_s) / 60.0)  # grows over a minute
     if scene == "fire" and t >= start_s:
         _plume(img, 300, 150, age, rng)
@@ -100,7 +111,55 @@ def visible_frame(scene: str, t: float, seed: int = 0, start_s: float = 5.0) -> 
             x = int((60 * t + 300 * k) % (W + 100)) - 50
             for dx in (0, 24):
                 cv2.circle(img, (x + dx, 300), 7, (200, 245, 255), -1)
+    elif scene in ("haze", "distant-smoke"):
+        _haze(img, rng)
+        if scene == "distant-smoke" and t >= start_s:
+            _thin_plume(img, 455, 152, age, rng)
+    elif scene == "ridge":
+        ridge = np.array([[0, 200], [150, 120], [300, 170], [430, 110], [640, 190], [640, 260], [0, 260]])
+        cv2.fillPoly(img, [ridge], (40, 95, 150))  # BGR: bare brown earth
+        overlay = img.copy()
+        cv2.fillPoly(overlay, [ridge], (60, 140, 235))  # lit orange by the low sun
+        cv2.addWeighted(overlay, 0.35 + 0.1 * np.sin(t / 30), img, 0.65 - 0.1 * np.sin(t / 30), 0, dst=img)
+    elif scene == "lights":
+        for k in range(8):
+            x = 40 + 75 * k
+            cv2.line(img, (x, 300), (x, 250), (60, 60, 60), 2)
+            cv2.circle(img, (x, 248), 6, (80, 170, 255), -1)  # sodium street lamps
+        for k in range(12):
+            x, y = 30 + 50 * k, 200 + 18 * (k % 3)
+            cv2.rectangle(img, (x, y), (x + 10, y + 8), (90, 200, 250), -1)  # lit windows
     return img
+
+
+def _haze(img: npt.NDArray[np.uint8], rng: np.random.Generator) -> None:
+    """A brownish-white haze thickening towards the horizon, over the sky and the far hills."""
+    ramp = np.linspace(0.25, 0.75, H // 2 + 40, dtype=np.float32)[:, None, None]
+    tint = np.array([185, 200, 210], np.float32)  # BGR: warm grey
+    top = img[: H // 2 + 40].astype(np.float32)
+    img[: H // 2 + 40] = np.clip(top * (1 - ramp) + tint * ramp + rng.normal(0, 2, top.shape), 0, 255).astype(np.uint8)
+
+
+def _thin_plume(img: npt.NDArray[np.uint8], x: int, y: int, age: float, rng: np.random.Generator) -> None:
+    """A distant plume: a few small grey puffs leaning with the wind, a few per cent of the frame."""
+    overlay = img.copy()
+    for k in range(int(3 + 7 * min(age, 1.0))):
+        r = int(4 + 10 * min(age, 1.0) * (k + 1) / 8)
+        cv2.circle(overlay, (x + k * 5 + int(rng.normal(0, 2)), y - k * 7), r, (150, 155, 160), -1)
+    cv2.addWeighted(overlay, 0.6, img, 0.4, 0, dst=img)
+
+
+def _red_interior(rng: np.random.Generator, t: float) -> npt.NDArray[np.uint8]:
+    """A room with red walls, a wooden floor and a warm lamp: red and orange, no fire."""
+    img = np.zeros((H, W, 3), np.uint8)
+    img[:240] = (40, 40, 170)  # red wall
+    img[240:] = (40, 90, 150)  # wooden floor
+    cv2.rectangle(img, (80, 120), (240, 230), (30, 30, 120), -1)  # a darker red sofa
+    cv2.circle(img, (480, 110), 24 + int(2 * np.sin(t)), (120, 210, 255), -1)  # the lamp's shade, lit
+    cv2.circle(img, (480, 110), 60, (60, 120, 220), 3)
+    noise = rng.integers(-5, 6, img.shape)
+    out: npt.NDArray[np.uint8] = np.clip(img.astype(np.int16) + noise, 0, 255).astype(np.uint8)
+    return out
 
 
 def thermal_frame(t: float, seed: int = 0, start_s: float = 5.0) -> npt.NDArray[np.float32]:

@@ -57,6 +57,7 @@ class ThermalHotspotConfig(CameraDetectorConfig):
     confirm_k: int = Field(2, ge=1, description="An alarm needs this many of the last `confirm_n` frames.")
     confirm_n: int = Field(3, ge=1, description="Analysed frames of one camera considered for confirmation.")
     max_region_frac: float = Field(0.9, gt=0, le=1, description="A hot region larger than this share is discounted.")
+    scene_memory: bool = Field(False, description="Off: the detector learns static heat per pixel itself.")
 
     @model_validator(mode="before")
     @classmethod

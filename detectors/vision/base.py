@@ -7,6 +7,17 @@ detector: an alarm needs ``k`` of the last ``n`` analysed frames of a camera wit
 while a camera is alarmed it clears only after ``n`` frames below the clear score (hysteresis); a region
 covering most of the frame (fog, a lens flare, a sunset) is discounted.
 
+One alarm rule: a frame shows a class when its score reaches the class's lowest level
+(``class_levels``; for a model, the thresholds on its card), and its level is the highest level it reaches.
+``gridwatch score``, ``gridwatch tune``, the accuracy benchmark and the engine all call ``frame_alarm``.
+
+Scene memory: each camera learns its own normal per grid cell, the median of the cell's score over
+samples of its recent frames (one sample every ``memory_interval_s``, ``memory_size`` samples). In the
+engine a cell counts only where it reaches the alarm threshold *and* rises ``min_rise`` above its own
+normal, so a ridge that always scores as fire or a sky that always looks hazy never alarms, while a new
+plume in one cell does. A cell in alarm is not learned (the fire does not become normal) for at most
+``memory_size`` samples, after which a scene that stays the same is learned and its alarm resolves.
+
 Camera detectors register in ``frame_registry`` (built-ins from this package, third parties through the
 ``gridwatch.camera_detectors`` entry points) and are configured under ``cameras.detectors``.
 """
@@ -60,6 +71,7 @@ class Observation:
     scores: dict[str, float]  # per class
     regions: dict[str, list[Box]] = field(default_factory=dict)  # per class
     detail: dict[str, Any] = field(default_factory=dict)  # detector-specific evidence (heat, area, rise)
+    cells: dict[str, npt.NDArray[np.float32]] = field(default_factory=dict)  # per class: per-cell scores, if any
 
     def best(self) -> tuple[str, float]:
         label = max(self.scores, key=lambda k: self.scores[k]) if self.scores else ""
@@ -83,6 +95,16 @@ class CameraDetectorConfig(DetectorConfig):
     clear_score: float = Field(
         0.3, ge=0, le=1, description="An alarm level holds while the frame's score stays at or above this (hysteresis)."
     )
+    scene_memory: bool = Field(
+        True, description="Learn each camera's normal per grid cell; a cell must rise above it to alarm."
+    )
+    min_rise: float = Field(
+        0.25, ge=0, le=1, description="Scene memory: how far above its own normal a cell's score must rise to alarm."
+    )
+    memory_interval_s: float = Field(
+        60.0, gt=0, description="Scene memory: one sample of a camera's cell scores per this many seconds."
+    )
+    memory_size: int = Field(30, ge=1, description="Scene memory: samples whose per-cell median is the normal.")
 
 
 C = TypeVar("C", bound=CameraDetectorConfig)
@@ -96,6 +118,46 @@ class CameraTrack:
     level: int = 0  # the alarm level held (0: none)
     quiet: int = 0  # frames without alarm since it was last held
     model: dict[str, Any] = field(default_factory=dict)  # the detector's own per-camera state (background, …)
+    memory: dict[str, SceneMemory] = field(default_factory=dict)  # per class
+
+
+@dataclass
+class SceneMemory:
+    """One camera's normal for one class: per-cell scores sampled over its recent frames.
+
+    >>> m = SceneMemory()
+    >>> ridge = np.array([[0.8, 0.1]], np.float32)
+    >>> for t in range(0, 300, 60):
+    ...     m.learn(ridge, float(t), interval_s=60.0, size=30, alarmed=np.zeros((1, 2), bool))
+    >>> m.normal(ridge).tolist()
+    [[0.800000011920929, 0.10000000149011612]]
+    """
+
+    samples: list[npt.NDArray[np.float32]] = field(default_factory=list)
+    last_ts: float = float("-inf")
+    frozen: npt.NDArray[np.int32] | None = None  # per cell: samples it has been kept out of learning
+
+    def normal(self, cells: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
+        """Per-cell median of the samples of the same grid shape (the frame itself on a camera's first frame)."""
+        same = [s for s in self.samples if s.shape == cells.shape]
+        if not same:
+            return cells
+        out: npt.NDArray[np.float32] = np.median(np.stack(same), axis=0).astype(np.float32)
+        return out
+
+    def learn(self, cells: npt.NDArray[np.float32], ts: float, interval_s: float, size: int,
+              alarmed: npt.NDArray[np.bool_]) -> None:  # fmt: skip
+        """Take a sample at most every ``interval_s``; cells in alarm keep their normal for ``size`` samples."""
+        if self.samples and ts - self.last_ts < interval_s:
+            return
+        normal = self.normal(cells)
+        if self.frozen is None or self.frozen.shape != cells.shape:
+            self.frozen = np.zeros(cells.shape, np.int32)
+        self.frozen = np.where(alarmed, self.frozen + 1, 0).astype(np.int32)
+        keep = alarmed & (self.frozen <= size)
+        self.samples.append(np.where(keep, normal, cells).astype(np.float32))
+        del self.samples[:-size]
+        self.last_ts = ts
 
 
 class CameraState:
@@ -168,9 +230,30 @@ class CameraDetector(DetectorPlugin[C]):
         """Per-frame scores and regions, no temporal confirmation (what `gridwatch score` prints)."""
         raise NotImplementedError
 
+    def class_levels(self, label: str) -> dict[LevelName, float]:
+        """The score per level for ``label``; the lowest is the alarm threshold. A model reads its card."""
+        return dict(self.config.levels)
+
     def frame_threshold(self, label: str) -> float:
-        """The score at which one frame counts as showing ``label`` (frame-level scoring, tuning)."""
-        return min(self.config.levels.values())
+        """The score at which one frame counts as showing ``label``: the one alarm rule's threshold."""
+        return min(self.class_levels(label).values())
+
+    def level_of(self, label: str, score: float) -> Level:
+        """The highest level ``score`` reaches for ``label`` (``Level.NONE`` below the alarm threshold)."""
+        level = Level.NONE
+        for name, threshold in self.class_levels(label).items():
+            if score >= threshold:
+                level = max(level, Level.from_name(name))
+        return level
+
+    def frame_alarm(self, obs: Observation) -> tuple[str, Level]:
+        """The one alarm rule for a single frame: the class whose score reaches the highest level."""
+        best_label, best = "", Level.NONE
+        for label, score in obs.scores.items():
+            level = self.level_of(label, score)
+            if level > best:
+                best_label, best = label, level
+        return best_label, best
 
     def process(self, batch: FrameBatch, state: CameraState) -> list[Finding]:
         findings: list[Finding] = []
@@ -180,20 +263,52 @@ class CameraDetector(DetectorPlugin[C]):
                 findings.append(finding)
         return findings
 
+    def against_memory(self, obs: Observation, track: CameraTrack) -> tuple[str, float, list[Box]]:
+        """The class, score and region that count after scene memory: only cells at or above the class's
+        threshold that rose ``min_rise`` above the camera's own normal; then the memory learns the frame."""
+        cfg = self.config
+        best: tuple[str, float, list[Box]] = ("", 0.0, [])
+        for label, score in obs.scores.items():
+            threshold = self.frame_threshold(label)
+            cells = obs.cells.get(label)
+            if cells is None:
+                cells = np.array([[score]], np.float32)
+            memory = track.memory.setdefault(label, SceneMemory())
+            normal = memory.normal(cells)
+            alarmed = (cells >= threshold) & (cells - normal >= cfg.min_rise)
+            memory.learn(cells, obs.frame.ts, cfg.memory_interval_s, cfg.memory_size, alarmed)
+            if not alarmed.any():
+                value = float(np.max(cells[cells < threshold], initial=0.0)) if cells.size else 0.0
+                value = min(value, score)
+                if value > best[1] and not best[2]:
+                    best = (label, value, [])
+                continue
+            value = float(cells[alarmed].max())
+            gh, gw = cells.shape
+            boxes = [(c / gw, r / gh, 1.0 / gw, 1.0 / gh) for r, c in np.argwhere(alarmed).tolist()]
+            if obs.cells.get(label) is None:
+                boxes = obs.regions.get(label, [])
+            if not best[2] or self.level_of(label, value) > self.level_of(best[0], best[1]):
+                best = (label, value, boxes)
+        return best
+
     def confirm(self, obs: Observation, track: CameraTrack) -> Finding | None:
         """k of the last n frames with overlapping regions confirm; an alarm level holds while the score
         stays at or above ``clear_score``, and the camera is quiet again after n frames without alarm."""
         cfg = self.config
-        label, score = obs.best()
-        boxes = obs.regions.get(label, [])
+        if cfg.scene_memory:
+            label, score, boxes = self.against_memory(obs, track)
+        else:
+            label, score = obs.best()
+            boxes = obs.regions.get(label, [])
         region = union_box(boxes)
         if sum(b[2] * b[3] for b in boxes) > cfg.max_region_frac:
             score *= cfg.large_region_factor  # fog, glare, a sunset: most of the frame at once
-        track.recent.append((score, region))
+        low = self.frame_threshold(label) if label else min(cfg.levels.values())
+        track.recent.append((score if score >= low else 0.0, region))
         while len(track.recent) > cfg.confirm_n:
             track.recent.popleft()
-        low = min(cfg.levels.values())
-        hits = [(s, r) for s, r in track.recent if s >= low]
+        hits = [(s, r) for s, r in track.recent if s > 0.0]
         if region is not None:
             hits = [(s, r) for s, r in hits if r is None or iou(r, region) >= cfg.min_overlap]
         held = Level(track.level)
@@ -206,14 +321,12 @@ class CameraDetector(DetectorPlugin[C]):
             return None
         track.quiet = 0
         confirmed = float(np.median([s for s, _ in hits])) if hits else score
-        level = Level.NONE
-        for name, threshold in cfg.levels.items():
-            if confirmed >= threshold:
-                level = max(level, Level.from_name(name))
+        level = self.level_of(label, confirmed)
         if holding and level < held:
             level = held  # hysteresis: the alarm level holds until the score falls below clear_score
         if level == Level.NONE:
-            level = Level.from_name(min(cfg.levels, key=lambda k: cfg.levels[k]))
+            levels = self.class_levels(label)
+            level = Level.from_name(min(levels, key=lambda k: levels[k]))
         track.level = int(level)
         f = obs.frame
         evidence: dict[str, Any] = {

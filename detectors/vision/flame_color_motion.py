@@ -44,7 +44,7 @@ class FlameColorMotionConfig(CameraDetectorConfig):
         0.35, ge=0, le=1, description="Weight of flame colour in a frame with no previous one to judge flicker by."
     )
     full_area: float = Field(0.01, gt=0, le=1, description="Flickering flame area (share of frame) that scores 1.")
-
+    scene_memory: bool = Field(False, description="Off: flicker between frames already tells a steady red object.")
 
 @register_camera
 class FlameColorMotion(CameraDetector[FlameColorMotionConfig]):

@@ -38,8 +38,10 @@ from detectors.vision.base import (
     changed_share,
     register_camera,
 )
+from engine.core.levels import LevelName
 
 ROOT = Path(__file__).resolve().parents[2]
+Result = tuple[dict[str, float], dict[str, list[Box]], dict[str, npt.NDArray[np.float32]]]  # scores, regions, cells
 
 
 class SmokeFireOnnxConfig(CameraDetectorConfig):
@@ -112,8 +114,13 @@ class SmokeFireOnnx(CameraDetector[SmokeFireOnnxConfig]):
     def example_config(cls) -> SmokeFireOnnxConfig:
         return SmokeFireOnnxConfig(type="smoke_fire_onnx", confirm_k=2, confirm_n=3)
 
-    def frame_threshold(self, label: str) -> float:
-        return float(self.thresholds[label])
+    def class_levels(self, label: str) -> dict[LevelName, float]:
+        """Levels set in config apply to every class; else the card's threshold is yellow (the alarm) and
+        orange and red lie half and four fifths of the way from it to 1."""
+        if "levels" in self.config.model_fields_set:
+            return dict(self.config.levels)
+        t = float(self.thresholds[label])
+        return {"yellow": t, "orange": round(t + (1 - t) * 0.5, 4), "red": round(t + (1 - t) * 0.8, 4)}
 
     def preprocess(self, image: npt.NDArray[np.uint8]) -> npt.NDArray[np.float32]:
         rgb = cv2.cvtColor(cv2.resize(image, (self.size, self.size), interpolation=cv2.INTER_AREA), cv2.COLOR_BGR2RGB)
@@ -130,7 +137,7 @@ class SmokeFireOnnx(CameraDetector[SmokeFireOnnxConfig]):
             gated.append(still and (f.key in seen or "last_result" in state.track(f.key).model))
             seen.add(f.key)
         todo = [f for f, g in zip(frames, gated, strict=True) if not g]
-        results: list[tuple[dict[str, float], dict[str, list[Box]]]] = []
+        results: list[Result] = []
         for i in range(0, len(todo), self.config.batch_size):
             chunk = todo[i : i + self.config.batch_size]
             x = np.stack([self.preprocess(f.image) for f in chunk])
@@ -146,22 +153,23 @@ class SmokeFireOnnx(CameraDetector[SmokeFireOnnxConfig]):
             model = state.track(frame.key).model
             if not g:
                 model["last_result"] = next(fresh)
-            scores, regions = model["last_result"]
-            out.append(Observation(frame, dict(scores), {k: list(v) for k, v in regions.items()}))
+            scores, regions, cells = model["last_result"]
+            out.append(Observation(frame, dict(scores), {k: list(v) for k, v in regions.items()}, cells=dict(cells)))
         return out
 
-    def _grid(self, scores: npt.NDArray[Any], grid: npt.NDArray[Any]) -> tuple[dict[str, float], dict[str, list[Box]]]:
+    def _grid(self, scores: npt.NDArray[Any], grid: npt.NDArray[Any]) -> Result:
         g = grid.shape[-1]
-        result, regions = {}, {}
+        result, regions, cells_of = {}, {}, {}
         for k, label in enumerate(self.labels):
             result[label] = round(float(scores[k]), 6)
+            cells_of[label] = np.asarray(grid[k], np.float32).copy()
             cells = np.argwhere(grid[k] >= self.thresholds[label])
             if not len(cells):
                 cells = np.argwhere(grid[k] == grid[k].max())[:1]
             regions[label] = [(float(c) / g, float(r) / g, 1.0 / g, 1.0 / g) for r, c in cells.tolist()]
-        return result, regions
+        return result, regions, cells_of
 
-    def _yolo(self, raw: npt.NDArray[Any]) -> tuple[dict[str, float], dict[str, list[Box]]]:
+    def _yolo(self, raw: npt.NDArray[Any]) -> Result:
         pred = raw.T if raw.shape[0] == 4 + len(self.labels) else raw  # to (anchors, 4 + C)
         boxes_px = pred[:, :4]
         result: dict[str, float] = {}
@@ -180,4 +188,4 @@ class SmokeFireOnnx(CameraDetector[SmokeFireOnnxConfig]):
                 (max(0.0, xywh[i][0] / s), max(0.0, xywh[i][1] / s), xywh[i][2] / s, xywh[i][3] / s)
                 for i in np.asarray(chosen).reshape(-1).tolist()
             ]
-        return result, regions
+        return result, regions, {}

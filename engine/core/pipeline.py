@@ -87,6 +87,11 @@ class Pipeline:
             events.extend(self.tracker.observe(f))
         return events
 
+    def advance_to(self, ts: float) -> list[dict[str, Any]]:
+        """Move data time to ``ts`` without a finding (frames that showed nothing): due resolutions happen."""
+        self.watermark = max(self.watermark, ts)
+        return self.tracker.advance(self.watermark)
+
     def replace_detectors(self, detectors: list[Detector[Any]], states: list[DeviceState]) -> None:
         """Swap in another set of detectors with their states (a config reload, between batches).
 

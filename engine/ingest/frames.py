@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import io
 import struct
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -129,16 +129,23 @@ def decode(
     return arr
 
 
-def read_frames(paths: list[Path], thermal: bool = False, gain: float = 1.0, offset: float = 0.0) -> Iterator[Frame]:
+def read_frames(
+    paths: list[Path],
+    thermal: bool = False,
+    gain: float = 1.0,
+    offset: float = 0.0,
+    on_error: Callable[[Path, FrameError], None] | None = None,
+) -> Iterator[Frame]:
     """Frames from still images, image folders (sorted by name) and video files, for ``gridwatch score``.
 
     Each file is its own camera (no temporal state across unrelated pictures); a video's frames share
-    one camera and carry their frame number.
+    one camera and carry their frame number. A file that does not decode raises ``FrameError``, or, with
+    ``on_error``, is handed to it and skipped.
     """
     for path in paths:
         if path.is_dir():
             files = sorted(p for p in path.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES | VIDEO_SUFFIXES)
-            yield from read_frames(files, thermal, gain, offset)
+            yield from read_frames(files, thermal, gain, offset, on_error)
         elif path.suffix.lower() in VIDEO_SUFFIXES:
             cap = cv2.VideoCapture(str(path))
             fps = cap.get(cv2.CAP_PROP_FPS) or 25.0
@@ -154,5 +161,8 @@ def read_frames(paths: list[Path], thermal: bool = False, gain: float = 1.0, off
             try:
                 image = decode(path.read_bytes(), thermal, gain, offset)
             except FrameError as exc:
-                raise FrameError(exc.reason, f"{path}: {exc}") from None
+                if on_error is None:
+                    raise FrameError(exc.reason, f"{path}: {exc}") from None
+                on_error(path, exc)
+                continue
             yield Frame("score", str(path), 0.0, image, source=str(path))

@@ -12,11 +12,14 @@ from typing import Any
 import cv2
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from detectors.thermal.thermal_hotspot import ThermalHotspot, ThermalHotspotConfig
-from detectors.vision.base import Frame, FrameBatch, frame_registry
+from detectors.vision.base import Frame, FrameBatch, Observation, frame_registry
 from detectors.vision.flame_color_motion import FlameColorMotion, FlameColorMotionConfig
 from detectors.vision.smoke_fire_onnx import SmokeFireOnnx, SmokeFireOnnxConfig
+from engine.core.levels import Level
 from engine.ingest.frames import FrameError, decode, image_size, read_frames
 from simulators.camera import visible_frame
 
@@ -98,13 +101,83 @@ def test_model_on_real_frames_scores_the_right_class_and_region():
 
 
 def test_temporal_confirmation_needs_k_of_n_and_clears_with_hysteresis():
-    det = SmokeFireOnnx(SmokeFireOnnxConfig(confirm_k=3, confirm_n=5, max_region_frac=1.0))  # this plume fills 92 %
+    det = SmokeFireOnnx(SmokeFireOnnxConfig(confirm_k=3, confirm_n=5, max_region_frac=1.0, scene_memory=False))
     state = det.new_state()
     seq = ["smoke", "none", "smoke", "none", "smoke", "smoke", "none", "none", "none", "none", "none", "smoke"]
     fired = [bool(det.process(FrameBatch([Frame("S", "c", float(k), image(n))]), state)) for k, n in enumerate(seq)]
     # the third smoke frame within five confirms, and the next one; a clear frame files nothing, and one
     # lone smoke frame afterwards confirms nothing
     assert fired == [False, False, False, False, True, True, False, False, False, False, False, False]
+
+
+def grid_obs(cells: np.ndarray, ts: float, label: str = "smoke") -> Observation:
+    """An observation whose ``label`` grid is ``cells`` (5x5) and whose other class scores nothing."""
+    other = "fire" if label == "smoke" else "smoke"
+    zeros = np.zeros_like(cells)
+    return Observation(
+        Frame("S1", "tower", ts, np.zeros((8, 8, 3), np.uint8)),
+        {label: float(cells.max()), other: 0.0},
+        cells={label: cells.astype(np.float32), other: zeros.astype(np.float32)},
+    )
+
+
+def memory_detector(**kw: Any) -> SmokeFireOnnx:
+    return SmokeFireOnnx(SmokeFireOnnxConfig(confirm_k=2, confirm_n=3, memory_interval_s=60.0, memory_size=10, **kw))
+
+
+def test_scene_memory_a_hazy_sky_never_alarms_a_new_plume_in_one_cell_does():
+    det = memory_detector()
+    t = det.frame_threshold("smoke")
+    sky = np.zeros((5, 5), np.float32)
+    sky[:2] = min(1.0, t + 0.03)  # the top two rows always look like smoke to the model (haze)
+    track = det.new_state().track("S1/tower")
+    fired = [det.confirm(grid_obs(sky, 60.0 * k), track) for k in range(20)]
+    assert fired == [None] * 20, "a sky that always scores above the threshold is the camera's normal"
+    plume = sky.copy()
+    plume[3, 2] = 0.99  # a new plume over the ridge, one cell
+    found = [det.confirm(grid_obs(plume, 60.0 * k), track) for k in range(20, 24)]
+    assert found[0] is None and found[1] is not None, "two of three frames confirm the plume"
+    assert found[1].evidence["region"] == [0.4, 0.6, 0.2, 0.2], "the region is the plume's cell, not the sky"
+
+
+def test_scene_memory_keeps_an_alarmed_cell_out_of_the_normal_then_learns_a_scene_that_stays():
+    det = memory_detector()
+    track = det.new_state().track("S1/cam")
+    quiet, fire = np.zeros((5, 5), np.float32), np.zeros((5, 5), np.float32)
+    fire[2, 2] = 0.99
+    for k in range(3):
+        assert det.confirm(grid_obs(quiet, 60.0 * k, "fire"), track) is None
+    fired = [det.confirm(grid_obs(fire, 60.0 * k, "fire"), track) is not None for k in range(3, 40)]
+    # memory_size 10 samples: the fire stays out of the normal for 10 samples, then a scene that stays the same
+    # becomes normal (median of 10 samples) and the alarm resolves
+    assert fired[1:10] == [True] * 9
+    assert not any(fired[-10:])
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    level=st.floats(0.0, 1.0),
+    cell=st.tuples(st.integers(0, 4), st.integers(0, 4)),
+    frames=st.integers(1, 30),
+    gap=st.floats(1.0, 600.0),
+)
+def test_scene_memory_a_scene_that_never_changes_never_alarms(level, cell, frames, gap):
+    det = memory_detector()
+    track = det.new_state().track("S1/cam")
+    cells = np.full((5, 5), 0.1, np.float32)
+    cells[cell] = level
+    assert all(det.confirm(grid_obs(cells, gap * k, "fire"), track) is None for k in range(frames))
+
+
+def test_one_alarm_rule_levels_come_from_the_card():
+    det = SmokeFireOnnx(SmokeFireOnnxConfig())
+    for label in ("fire", "smoke"):
+        t = det.thresholds[label]
+        assert det.frame_threshold(label) == t
+        assert det.level_of(label, t - 1e-6) == Level.NONE and det.level_of(label, t) == Level.YELLOW
+        assert det.level_of(label, 1.0) == Level.RED
+    custom = SmokeFireOnnx(SmokeFireOnnxConfig(levels={"orange": 0.4, "red": 0.8}))
+    assert custom.frame_threshold("fire") == 0.4 and custom.level_of("smoke", 0.5) == Level.ORANGE
 
 
 def test_region_covering_the_frame_is_discounted():
@@ -171,17 +244,27 @@ def test_frame_decoding_refuses_bombs_and_non_images():
     assert [f.source for f in read_frames([FRAMES])] == [str(FRAMES / f"{n}.jpg") for n in ("fire", "none", "smoke")]
 
 
-def test_gridwatch_score_prints_one_row_per_frame_and_class():
+def test_gridwatch_score_prints_the_alarm_and_level_per_frame_and_goes_on_past_bad_files(tmp_path):
+    for name in ("fire", "none"):
+        (tmp_path / f"{name}.jpg").write_bytes((FRAMES / f"{name}.jpg").read_bytes())
+    (tmp_path / "broken.jpg").write_bytes(b"\xff\xd8 not really a JPEG")
     out = subprocess.run(
-        [sys.executable, "-m", "engine.cli", "score", "--detector", "smoke_fire_onnx", str(FRAMES / "fire.jpg"),
-         str(FRAMES / "none.jpg"), "-c", str(ROOT / "config" / "gridwatch.yaml")],
+        [sys.executable, "-m", "engine.cli", "score", "--detector", "smoke-fire-model", str(tmp_path),
+         "-c", str(ROOT / "config" / "gridwatch.yaml")],
         capture_output=True, text=True, timeout=120, check=False, cwd=ROOT,
     )  # fmt: skip
     assert out.returncode == 0, out.stderr
     rows = out.stdout.splitlines()
-    assert rows[0] == "source,class,score,region" and len(rows) == 1 + 2 * 2
+    assert rows[0] == "source,class,score,threshold,alarm,level,region" and len(rows) == 1 + 2 * 2
+    det = SmokeFireOnnx(SmokeFireOnnxConfig())
+    for row in rows[1:]:
+        _src, label, score, threshold, alarm, level, _region = next(iter(__import__("csv").reader([row])))
+        assert float(threshold) == det.frame_threshold(label), "score and the engine share one threshold"
+        assert alarm == str(int(float(score) >= float(threshold)))
+        assert level == (det.level_of(label, float(score)).label if alarm == "1" else "")
     fire_row = next(r for r in rows if "fire.jpg" in r and ",fire," in r)
-    assert float(fire_row.split(",")[2]) > 0.7
+    assert fire_row.split(",")[4] == "1", "the fire photo alarms"
+    assert "broken.jpg" in out.stderr and "could not be decoded" in out.stderr
     bad = subprocess.run([sys.executable, "-m", "engine.cli", "score", "--detector", "smoke_fire_onx", str(FRAMES)],
                          capture_output=True, text=True, timeout=120, check=False, cwd=ROOT)  # fmt: skip
     assert bad.returncode == 2 and "did you mean 'smoke_fire_onnx'" in bad.stderr
