@@ -1,8 +1,12 @@
 """``thermal_hotspot``: hot spots in thermal frames, with pre-alarm and alarm levels and hysteresis.
 
 Frames come in degrees C (a radiometric camera, or raw counts turned into °C by the camera's linear
-calibration in config) or as raw counts, which are only relative: then a pixel's heat is its robust
-z-score against the scene (median and MAD), as FLAME-T's uncalibrated cameras need.
+calibration in config) or as raw counts, which are only relative: then a pixel's heat is a robust
+z-score. With ``contrast: local`` (the default) it is the pixel's excess over its own neighbourhood (the
+frame minus a Gaussian blur of ``local_sigma`` of the frame's width), in units of that excess's robust
+spread over the scene: a small fire stands out of the ground around it, while a sun-heated roof or a warm
+slope is hot all over and scores only at its edges. ``contrast: scene`` compares each pixel with the whole
+scene (median and MAD), as earlier versions did.
 
 A hot spot is a blob above the pre-alarm heat. Its score is its peak heat over the alarm heat, so the
 shared confirmation's levels read: pre-alarm (orange) at ``pre_alarm/alarm``, alarm (red) at 1, clear
@@ -38,10 +42,16 @@ class ThermalHotspotConfig(CameraDetectorConfig):
     units: Literal["celsius", "counts"] = Field(
         "celsius", description="celsius: frames in °C (calibrated); counts: raw, judged by robust z-score."
     )
+    contrast: Literal["local", "scene"] = Field(
+        "local", description="counts: heat against the pixel's neighbourhood (local) or the whole scene (scene)."
+    )
+    local_sigma: float = Field(
+        0.0125, gt=0, le=0.5, description="contrast local: the neighbourhood's Gaussian sigma, a share of the width."
+    )
     pre_alarm: float = Field(50.0, description="Pre-alarm heat (°C, or z-score with counts).")
     alarm: float = Field(55.0, description="Alarm heat (°C, or z-score with counts).")
     clear: float = Field(52.0, description="An alarmed camera clears below this heat (hysteresis).")
-    min_pixels: int = Field(4, ge=1, description="Smaller hot blobs are noise.")
+    min_pixels: int = Field(2, ge=1, description="Smaller hot blobs are noise (a distant fire is a few pixels).")
     static_frames: int = Field(
         30, ge=2, description="Steady heat for this many frames is a static object (a sun-heated rock) and ignored."
     )
@@ -58,6 +68,15 @@ class ThermalHotspotConfig(CameraDetectorConfig):
     confirm_n: int = Field(3, ge=1, description="Analysed frames of one camera considered for confirmation.")
     max_region_frac: float = Field(0.9, gt=0, le=1, description="A hot region larger than this share is discounted.")
     scene_memory: bool = Field(False, description="Off: the detector learns static heat per pixel itself.")
+    camera_alarm: dict[str, float] = Field(
+        default_factory=dict,
+        description="Per camera (`site/camera` or `camera`): its own alarm heat; its pre-alarm and clear scale "
+        "with it (a low-resolution camera sees a small fire with less contrast).",
+    )
+
+    def alarm_of(self, key: str) -> float:
+        """The alarm heat of the camera ``site/camera``: its own, else the detector's."""
+        return self.camera_alarm.get(key, self.camera_alarm.get(key.rpartition("/")[2], self.alarm))
 
     @model_validator(mode="before")
     @classmethod
@@ -77,6 +96,9 @@ class ThermalHotspotConfig(CameraDetectorConfig):
             raise ValueError("pre_alarm must be below alarm")
         if not self.clear <= self.alarm:
             raise ValueError("clear must not be above alarm")
+        bad = {k: v for k, v in self.camera_alarm.items() if not v > 0}
+        if bad:
+            raise ValueError(f"camera_alarm must be above 0: {bad}")
         return self
 
 
@@ -92,12 +114,21 @@ class ThermalHotspot(CameraDetector[ThermalHotspotConfig]):
     def example_config(cls) -> ThermalHotspotConfig:
         return ThermalHotspotConfig(type="thermal_hotspot")
 
-    def heat(self, image: npt.NDArray[Any]) -> npt.NDArray[np.float32]:
+    def heat(self, image: npt.NDArray[Any], key: str = "") -> npt.NDArray[np.float32]:
+        """Heat in the detector's units, scaled so that the camera's own alarm (``camera_alarm``) reads as
+        the detector's ``alarm``."""
+        heat = self._heat(image)
+        own = self.config.alarm_of(key)
+        return heat if own == self.config.alarm else (heat * (self.config.alarm / own)).astype(np.float32)
+
+    def _heat(self, image: npt.NDArray[Any]) -> npt.NDArray[np.float32]:
         img = image.astype(np.float32)
         if img.ndim == 3:
             img = img.mean(axis=2)
         if self.config.units == "celsius":
             return img
+        if self.config.contrast == "local":
+            img = img - cv2.GaussianBlur(img, (0, 0), self.config.local_sigma * img.shape[1])
         sample = img[::4, ::4]  # the scene's robust statistics from a sixteenth of its pixels: 16x cheaper
         med = float(np.median(sample))
         mad = float(np.median(np.abs(sample - med))) * 1.4826
@@ -107,7 +138,7 @@ class ThermalHotspot(CameraDetector[ThermalHotspotConfig]):
         cfg = self.config
         out: list[Observation] = []
         for frame in batch.frames:
-            heat = self.heat(frame.image)
+            heat = self.heat(frame.image, frame.key)
             track = state.track(frame.key)
             hot = heat >= cfg.pre_alarm
             m = track.model

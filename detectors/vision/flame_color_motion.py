@@ -46,6 +46,7 @@ class FlameColorMotionConfig(CameraDetectorConfig):
     full_area: float = Field(0.01, gt=0, le=1, description="Flickering flame area (share of frame) that scores 1.")
     scene_memory: bool = Field(False, description="Off: flicker between frames already tells a steady red object.")
 
+
 @register_camera
 class FlameColorMotion(CameraDetector[FlameColorMotionConfig]):
     """Colour rules and frame differencing per camera; state is the camera's previous small grey frame."""
