@@ -456,6 +456,10 @@ def tune(
         str | None, typer.Option(help="Constraint for the suggestion, e.g. 2/site-year.")
     ] = None,
     min_recall: Annotated[float | None, typer.Option(help="Constraint for the suggestion, e.g. 0.9.")] = None,
+    max_false_alarm_rate: Annotated[
+        float | None,
+        typer.Option(help="Camera detector: at most this share of frames without the class may alarm, e.g. 0.05."),
+    ] = None,
     workers: Annotated[int, typer.Option(help="Parallel processes (default: one per core).")] = 0,
 ) -> None:
     """What would other thresholds have done? Sweep a detector's config against data with known events."""
@@ -484,16 +488,23 @@ def tune(
             console.print(f"[red]--level {level!r}: {detector} scores the classes {', '.join(classes)}[/]")
             raise typer.Exit(2)
         if max_false_alarms:
-            console.print("[red]--max-false-alarms is per site-year of sensor data; use --min-recall for frames[/]")
+            console.print(
+                "[red]--max-false-alarms is per site-year of sensor data; for frames use --max-false-alarm-rate[/]"
+            )
             raise typer.Exit(2)
     else:
         level = level or "yellow"
+        if max_false_alarm_rate is not None:
+            console.print("[red]--max-false-alarm-rate is per frame, for a camera detector[/]")
+            raise typer.Exit(2)
         if level not in LEVEL_NAMES:
             console.print(f"[red]--level {level!r}: use one of {', '.join(LEVEL_NAMES)}[/]")
             raise typer.Exit(2)
     try:
         sweeps = [Sweep.parse(s) for s in sweep]
-        constraint = Constraint(Constraint.parse_rate(max_false_alarms) if max_false_alarms else None, min_recall)
+        constraint = Constraint(
+            Constraint.parse_rate(max_false_alarms) if max_false_alarms else None, min_recall, max_false_alarm_rate
+        )
         det_cfg = camera_cfg or find_detector(cfg, detector)
         n_points = 1
         for s in sweeps:
@@ -531,6 +542,15 @@ def tune(
         for lv, scores in p.scores.items():
             rows_csv.append({**{s.path: p.values[s.path] for s in sweeps}, "point": tag, "level": lv, **scores})
     console.print(table)
+    if camera_cfg is not None and best is not None and len(data) > 1:
+        cams = Table(title=f"the suggested point per camera (folder), class {level}")
+        for name in ("camera", "hits", "misses", "false_alarms", *cols):
+            cams.add_column(name, justify="right")
+        for key, sc in sorted(best.scores.items()):
+            if key.startswith(f"{level}@"):
+                cams.add_row(key.partition("@")[2], *(f"{sc[c]:g}" for c in ("hits", "misses", "false_alarms")),
+                             *(f"{sc[c]:.3g}" for c in cols))  # fmt: skip
+        console.print(cams)
     import csv
 
     fields = [s.path for s in sweeps] + ["point", "level", "error", "alarms", "hits", "misses", "false_alarms"]

@@ -57,14 +57,19 @@ class Sweep:
 
 @dataclass(frozen=True)
 class Constraint:
-    """``--max-false-alarms N/site-year`` or ``--min-recall R`` at a level."""
+    """``--max-false-alarms N/site-year``, ``--min-recall R`` at a level, or, for a camera detector,
+    ``--max-false-alarm-rate F``: at most this share of the frames without the class alarm on it."""
 
     max_false_alarms_per_site_year: float | None = None
     min_recall: float | None = None
+    max_false_alarm_rate: float | None = None
 
     def allows(self, s: dict[str, float]) -> bool:
         limit = self.max_false_alarms_per_site_year
         if limit is not None and s["false_alarms_per_site_month"] * 12 > limit + 1e-12:
+            return False
+        rate = self.max_false_alarm_rate
+        if rate is not None and s.get("false_alarm_rate", 0.0) > rate + 1e-12:
             return False
         return not (self.min_recall is not None and s["recall"] < self.min_recall)
 
@@ -307,32 +312,41 @@ def find_camera_detector(cfg: EngineConfig, detector_id: str) -> DetectorConfig 
     return next((d for d in cfg.cameras.detectors if d.name == detector_id), None)
 
 
+def _frame_scores(counts: list[int]) -> dict[str, float]:
+    tp, fp, fn, tn = counts
+    p = tp / (tp + fp) if tp + fp else 0.0
+    r = tp / (tp + fn) if tp + fn else 0.0
+    return {
+        "alarms": tp + fp, "hits": tp, "misses": fn, "false_alarms": fp,
+        "precision": round(p, 4), "recall": round(r, 4), "f1": round(2 * p * r / (p + r), 4) if p + r else 0.0,
+        "false_alarm_rate": round(fp / (fp + tn), 4) if fp + tn else 0.0,
+        "false_alarms_per_site_month": float("nan"), "lead_h_median": float("nan"), "lead_h_p10": float("nan"),
+    }  # fmt: skip
+
+
 def _score_frames(args: tuple[list[str], list[dict[str, set[str]]], DetectorConfig]) -> dict[str, dict[str, float]]:
-    """Frame-level scores per class of one camera detector config over image folders (no confirmation)."""
+    """Frame-level scores per class of one camera detector config over image folders (no confirmation), by
+    the detector's one alarm rule (``level_of``: the levels it sweeps are recomputed with the config). Each
+    folder is a camera: its scores are also given under ``<class>@<folder>``."""
     from detectors.vision.base import Frame, FrameBatch, frame_registry
     from engine.ingest.frames import decode
 
     folders, truths, config = args
     det = frame_registry.build(config)
     counts: dict[str, list[int]] = {c: [0, 0, 0, 0] for c in det.classes}  # tp, fp, fn, tn
+    per_camera: dict[str, list[int]] = {}
     for folder, truth in zip(folders, truths, strict=True):
         for name, present in sorted(truth.items()):
             image = decode((Path(folder) / name).read_bytes(), thermal=det.modality == "thermal")
             (obs,) = det.observe(FrameBatch([Frame("tune", name, 0.0, image, name)]), det.new_state())
             for c in det.classes:
-                pred = obs.scores.get(c, 0.0) >= det.frame_threshold(c)
+                pred = bool(det.level_of(c, obs.scores.get(c, 0.0)))
                 k = (0 if c in present else 1) if pred else (2 if c in present else 3)
                 counts[c][k] += 1
-    out: dict[str, dict[str, float]] = {}
-    for c, (tp, fp, fn, tn) in counts.items():
-        p = tp / (tp + fp) if tp + fp else 0.0
-        r = tp / (tp + fn) if tp + fn else 0.0
-        out[c] = {
-            "alarms": tp + fp, "hits": tp, "misses": fn, "false_alarms": fp,
-            "precision": round(p, 4), "recall": round(r, 4), "f1": round(2 * p * r / (p + r), 4) if p + r else 0.0,
-            "false_alarm_rate": round(fp / (fp + tn), 4) if fp + tn else 0.0,
-            "false_alarms_per_site_month": float("nan"), "lead_h_median": float("nan"), "lead_h_p10": float("nan"),
-        }  # fmt: skip
+                per_camera.setdefault(f"{c}@{Path(folder).name}", [0, 0, 0, 0])[k] += 1
+    out = {c: _frame_scores(v) for c, v in counts.items()}
+    if len(folders) > 1:
+        out.update({key: _frame_scores(v) for key, v in per_camera.items()})
     return out
 
 

@@ -304,7 +304,7 @@ class CameraDetector(DetectorPlugin[C]):
         region = union_box(boxes)
         if sum(b[2] * b[3] for b in boxes) > cfg.max_region_frac:
             score *= cfg.large_region_factor  # fog, glare, a sunset: most of the frame at once
-        low = self.frame_threshold(label) if label else min(cfg.levels.values())
+        low = self.frame_threshold(label or self.classes[0])
         track.recent.append((score if score >= low else 0.0, region))
         while len(track.recent) > cfg.confirm_n:
             track.recent.popleft()

@@ -53,6 +53,11 @@ class SmokeFireOnnxConfig(CameraDetectorConfig):
     input_size: int | None = Field(None, gt=0, description="Square input side in pixels; default from the card.")
     labels: list[str] | None = Field(None, description="Class names in output order; default from the card.")
     thresholds: dict[str, float] | None = Field(None, description="Per-class score thresholds; default from the card.")
+    levels: dict[LevelName, float] | None = Field(  # type: ignore[assignment]
+        None,
+        description="Score per level for every class; default from the card: its threshold is yellow (the alarm), "
+        "orange and red lie half and four fifths of the way from it to 1.",
+    )
     nms_iou: float = Field(0.45, gt=0, le=1, description="YOLO head: IoU above which overlapping boxes merge.")
     batch_size: int = Field(8, ge=1, description="Frames per inference call.")
     motion_gate: float = Field(
@@ -117,7 +122,7 @@ class SmokeFireOnnx(CameraDetector[SmokeFireOnnxConfig]):
     def class_levels(self, label: str) -> dict[LevelName, float]:
         """Levels set in config apply to every class; else the card's threshold is yellow (the alarm) and
         orange and red lie half and four fifths of the way from it to 1."""
-        if "levels" in self.config.model_fields_set:
+        if self.config.levels is not None:
             return dict(self.config.levels)
         t = float(self.thresholds[label])
         return {"yellow": t, "orange": round(t + (1 - t) * 0.5, 4), "red": round(t + (1 - t) * 0.8, 4)}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -112,3 +113,30 @@ def test_tune_a_camera_detector_on_an_image_folder_with_frame_labels(tmp_path):
     suggested = yaml.safe_load((out / "suggested.yaml").read_text())
     (entry,) = suggested["cameras"]["detectors"]
     assert entry["id"] == "smoke-fire-model" and 0.25 <= entry["thresholds"]["smoke"] <= 0.75
+
+
+def test_tune_a_camera_detector_per_camera_with_a_frame_false_alarm_constraint(tmp_path):
+    """Two folders are two cameras: per-camera scores; --max-false-alarm-rate bounds the suggestion."""
+    frames = ROOT / "tests" / "data" / "frames"
+    data = []
+    for cam in ("cam-a", "cam-b"):
+        folder = tmp_path / cam
+        shutil.copytree(frames, folder)
+        data += ["--data", str(folder), "--truth", str(folder / "truth.csv")]
+    out = tmp_path / "tune"
+    res = subprocess.run(
+        [sys.executable, "-m", "engine.cli", "tune", "--detector", "smoke-fire-model", *data,
+         "--sweep", "thresholds.smoke=0.0:1.0:0.25", "--level", "smoke", "--max-false-alarm-rate", "0",
+         "--out", str(out), "-c", str(ROOT / "config" / "gridwatch.yaml")],
+        capture_output=True, text=True, timeout=300, check=False, cwd=ROOT,
+    )  # fmt: skip
+    assert res.returncode == 0, res.stdout + res.stderr
+    rows = list(csv.DictReader((out / "tune.csv").open()))
+    assert {r["level"] for r in rows} >= {"smoke", "smoke@cam-a", "smoke@cam-b"}
+    zero = next(r for r in rows if r["thresholds.smoke"] == "0.0" and r["level"] == "smoke@cam-a")
+    assert zero["false_alarms"] == "2", "each camera's own counts: threshold 0 alarms on its two smoke-free frames"
+    suggested = yaml.safe_load((out / "suggested.yaml").read_text())
+    (entry,) = suggested["cameras"]["detectors"]
+    chosen = next(r for r in rows if r["point"] == "suggested" and r["level"] == "smoke")
+    assert chosen["false_alarms"] == "0" and float(chosen["thresholds.smoke"]) == entry["thresholds"]["smoke"]
+    assert "per camera" in res.stdout + res.stderr
