@@ -3,11 +3,13 @@
 Simulates each geohazard scenario, replays it through the shipped config (as `gridwatch replay --direct`
 does) and scores it against its ground truth: lead time of each warning level before a simulated
 failure, the failure-time forecast error, landslide incidents at sites that do not fail, and injected
-sensor faults reported as device_fault. Where the real recordings are beside the checkout
-(``../shared/data``), also the camera detectors' figures of ``models/README.md``: the model's and the
-classical detector's F1 on the held-out clips, the time to the first finding on ``house6.mp4``, and the
-thermal detector's recall and false alarms on FLAME-T. The baseline in the same run is the previous results file, when
-there is one: each figure is shown with its change.
+sensor faults reported as device_fault. Also the camera detectors' figures of ``models/README.md``:
+the model's cross-source F1 and false-alarm rates, simulated tower cameras (minutes from ignition to
+the first incident, incidents before it) and hard negatives through the camera replay and, where the
+real recordings are beside the checkout (``../shared/data``), the time to the first finding on
+``house6.mp4`` and the thermal detector's recall and false alarms per FLAME-T camera model. The
+baseline in the same run is the previous results file, when there is one: each figure is shown with
+its change.
 
 Prints a table, writes benchmarks/results/accuracy.json and accuracy.png.
 Run: .venv/bin/python benchmarks/bench_accuracy.py
@@ -52,30 +54,41 @@ def evaluate(name: str) -> dict[str, Any]:
 
 
 def camera_figures() -> dict[str, float | str]:
-    """The camera detectors' figures from the real recordings (models/evaluate.py), where they are beside
-    the checkout (../shared/data); skipped with a message otherwise."""
+    """The camera detectors' figures (models/evaluate.py): cross-source photos (from the card: each source
+    scored by a model that never saw it), simulated tower cameras and hard negatives through the engine's
+    camera replay, house6.mp4, and FLAME-T per camera model at points B and C (calibrated on A). The real
+    recordings must be beside the checkout (../shared/data); skipped with a message otherwise."""
     data = ROOT.parent / "shared" / "data"
-    if not (data / "fire-smoke-roboflow").is_dir():
-        console.print(f"[yellow]no recordings at {data}: camera figures skipped[/]")
-        return {}
+    out: dict[str, float | str] = {}
     sys.path.insert(0, str(ROOT / "models"))
     import evaluate as vision
 
     card = json.loads((ROOT / "models" / "smoke_fire.json").read_text())
-    out: dict[str, float | str] = {}
-    with console.status("camera detectors on the held-out clips, house6.mp4 and FLAME-T"):
-        rf = vision.roboflow(card)
+    for source, r in card.get("cross_source", {}).items():
         for cls in ("fire", "smoke"):
-            out[f"smoke_fire_onnx/{cls}_f1"] = rf["smoke_fire_onnx"][cls]["f1"]
-        out["flame_color_motion/fire_f1"] = rf["flame_color_motion"]["fire"]["f1"]
+            if cls in r:
+                out[f"cross_source/{source}/{cls}_f1"] = r[cls]["f1"]
+            if f"{cls}_false_alarm_rate" in r:
+                out[f"cross_source/{source}/{cls}_false_alarm_rate"] = r[f"{cls}_false_alarm_rate"]
+    with console.status("simulated tower cameras and hard negatives through the camera replay"):
+        sim = vision.simulated_streams()
+    for tower in sim["towers"]:
+        out[f"tower_sim/seed_{tower['seed']}/minutes_from_ignition"] = tower["minutes_from_ignition"] or "none"
+        out[f"tower_sim/seed_{tower['seed']}/incidents_before_ignition"] = tower["incidents_before_ignition"]
+    out["hard_negatives_sim/incidents"] = sum(n["incidents"] for n in sim["negatives"].values())
+    if not (data / "fire-smoke-roboflow").is_dir():
+        console.print(f"[yellow]no recordings at {data}: house6 and FLAME-T figures skipped[/]")
+        return out
+    with console.status("house6.mp4 and FLAME-T"):
         h6 = vision.house6()
-        for det in ("smoke_fire_onnx", "flame_color_motion"):
+        for det in ("smoke-fire-model", "flame_color_motion"):
             out[f"house6/{det}_first_finding_s"] = h6[det]["after_first_flame_s"] if h6[det] else "none"
-        points = {p: vision.flame_t_frames(p) for p in "ABC"}
-        for p, frames in points.items():
-            r = vision.thermal_eval(frames, 40.0)
-            out[f"flame_t/point_{p}_fire_recall"] = r["fire_recall"]
-            out[f"flame_t/point_{p}_false_alarm_rate"] = r["false_alarm_rate"]
+        ev = json.loads((ROOT / "models" / "evaluation.json").read_text())["flame_t"]
+        for p in "BC":
+            for cam in vision.THERMAL_CAMERAS:
+                r = vision.thermal_eval(vision.flame_t_frames(p, cam), ev["alarm_z"][cam])
+                out[f"flame_t/point_{p}/{cam}_fire_recall"] = r["fire_recall"]
+                out[f"flame_t/point_{p}/{cam}_false_alarm_rate"] = r["false_alarm_rate"]
     return out
 
 

@@ -22,7 +22,8 @@ plume becomes small, as on a tower camera).
 
 Evaluation is leave-one-source-out: for each real source, a head is trained on the others (and the
 simulator) and scored on it. The thresholds are chosen on those pooled out-of-source scores (per class: at
-most 5 % of the frames without the class alarmed on it, then the best F1), never on one source alone.
+most 5 % of the frames without the class alarmed on it, then the best F1; where no threshold keeps the
+class that quiet, the highest that still finds 75 % of its frames, and the card says so).
 """
 
 from __future__ import annotations
@@ -49,6 +50,7 @@ GRID = SIZE // 32
 LABELS = ("fire", "smoke")
 YOLO_CLASS = {0: 0, 2: 1}  # YOLO class -> our label; class 1 ("default") is a scene without fire or smoke
 MAX_FALSE_ALARMS = 0.05
+MIN_RECALL = 0.75
 console = Console()
 
 BoxC = tuple[int, float, float, float, float]  # class, x0, y0, x1, y1 as fractions of the frame
@@ -273,16 +275,23 @@ def scores_of(head: nn.Module, feats: torch.Tensor) -> np.ndarray:
         return torch.sigmoid(head(feats.float()).amax(dim=(2, 3))).numpy()
 
 
-def pick_threshold(scores: np.ndarray, truth: np.ndarray, negatives: np.ndarray) -> float:
-    """The best-F1 threshold among those that alarm at most MAX_FALSE_ALARMS of the frames without the class."""
-    best, best_t = -1.0, 0.99
-    for t in np.round(np.arange(0.3, 0.995, 0.01), 2):
+def pick_threshold(scores: np.ndarray, truth: np.ndarray, negatives: np.ndarray) -> tuple[float, bool]:
+    """(threshold, whether the false-alarm constraint is met): the best-F1 threshold among those that alarm
+    at most MAX_FALSE_ALARMS of the frames without the class; where none does, the highest threshold that
+    keeps MIN_RECALL (a class no threshold can keep quiet on unseen sources still has to find its events:
+    the engine's scene memory and confirmation are then what hold its false alarms)."""
+    grid = np.round(np.arange(0.3, 0.995, 0.01), 2)
+    best, best_t = -1.0, None
+    for t in grid:
         if negatives.any() and float(np.mean(scores[negatives] >= t)) > MAX_FALSE_ALARMS:
             continue
         f1 = prf(scores >= t, truth)["f1"]
-        if f1 > best + 1e-9:  # ties keep the lower threshold seen first only when strictly better
+        if f1 > best + 1e-9:
             best, best_t = f1, float(t)
-    return best_t
+    if best_t is not None:
+        return best_t, True
+    keeping = [float(t) for t in grid if prf(scores >= t, truth)["recall"] >= MIN_RECALL]
+    return (max(keeping) if keeping else float(grid[0])), False
 
 
 def main() -> None:
@@ -292,6 +301,7 @@ def main() -> None:
     ap.add_argument("--epochs", type=int, default=30)
     ap.add_argument("--simulator", type=int, default=520, help="Simulator frames in every training set.")
     ap.add_argument("--out", type=Path, default=ROOT / "models")
+    ap.add_argument("--save-scores", type=Path, help="Write the out-of-source scores here (.npz) for analysis.")
     args = ap.parse_args()
     torch.manual_seed(args.seed)
     torch.set_num_threads(2)
@@ -340,10 +350,14 @@ def main() -> None:
             held[rows] = scores_of(head, f_plain[rows])
             progress.update(task, advance=1)
         real = (src != "simulator") & scored
-        thresholds = {}
+        if args.save_scores is not None:
+            np.savez(args.save_scores, held=held, labels=labels, known=known, src=src, scored=scored)
+        thresholds, constraint_met = {}, {}
         for k, label in enumerate(LABELS):
             rows = real & known[:, k]
-            thresholds[label] = pick_threshold(held[rows, k], labels[rows, k] > 0.5, labels[rows, k] < 0.5)
+            thresholds[label], constraint_met[label] = pick_threshold(
+                held[rows, k], labels[rows, k] > 0.5, labels[rows, k] < 0.5
+            )
         cross: dict[str, dict[str, object]] = {}
         for s in sources:
             rows = (src == s) & scored
@@ -394,6 +408,7 @@ def main() -> None:
         "frames": {s: int(((src == s) & scored).sum()) for s in [*sources, "simulator"]},
         "background_crops": len(crops),
         "threshold_rule": f"best F1 with <= {MAX_FALSE_ALARMS:.0%} of frames without the class alarmed, out of source",
+        "constraint_met": constraint_met,
         "cross_source": cross,
         "data": [
             "Roboflow fire-wrpgm v8 (CC BY 4.0), https://universe.roboflow.com/custom-thxhn/fire-wrpgm/dataset/8",
