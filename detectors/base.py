@@ -135,6 +135,18 @@ class DeviceState:
     def snapshot(self) -> dict[str, npt.NDArray[Any]]:
         return {name: arr.copy() for name, arr in self.arrays.items()}
 
+    def forget(self, slots: npt.NDArray[np.int64]) -> int:
+        """Put the rows of these device slots back to their initial values (what a detector that raised
+        half-way through a batch left there cannot be trusted); returns how many rows were reset."""
+        index = self.arrays[ROW_OF_SLOT]
+        slots = slots[(slots >= 0) & (slots < index.shape[0])]
+        rows = np.unique(index[slots])
+        rows = rows[rows >= 0]
+        for name, s in self.spec.items():
+            if s.per_device and rows.size:
+                self.arrays[name][rows] = s.fill
+        return int(rows.size)
+
     def restore(self, snap: dict[str, npt.NDArray[Any]]) -> None:
         """Take up a snapshot; an array it lacks (added by a later version) starts at its initial value."""
         per_device = [snap[n] for n, s in self.spec.items() if s.per_device and n in snap]

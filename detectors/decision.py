@@ -78,12 +78,24 @@ def thresholds_array(levels: Mapping[LevelName, float]) -> F64:
 
 
 def _ascending(levels: dict[LevelName, float]) -> dict[LevelName, float]:
+    """Every threshold a finite number, none lower than the level below it."""
+    bad = {k: v for k, v in levels.items() if not np.isfinite(v)}
+    if bad:
+        raise ValueError(f"level thresholds must be finite numbers, not {bad}")
     thresholds_array(levels)
     return levels
 
 
+def _required(levels: dict[LevelName, float]) -> dict[LevelName, float]:
+    if not levels:
+        raise ValueError("give at least one level, e.g. {yellow: 1.0, red: 2.0}: with none the detector never alarms")
+    return _ascending(levels)
+
+
 LevelThresholds = Annotated[dict[LevelName, float], AfterValidator(_ascending)]
 """A config field of thresholds per level (blue … red), validated not to decrease from blue to red."""
+RequiredLevels = Annotated[dict[LevelName, float], AfterValidator(_required)]
+"""Thresholds per level of which there must be at least one (the detector's only way to alarm)."""
 
 
 def latch(first: B, set_: B, reset: B, carried: B) -> B:

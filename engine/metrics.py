@@ -20,6 +20,21 @@ BATCH_SIZE = Histogram(
     buckets=(1, 10, 100, 500, 1000, 5000, 10000, 50000),
     registry=REGISTRY,
 )
+TASK_FAILURES = Counter(
+    "gridwatch_task_failures",
+    "Background tasks (delivery, timers, camera loop) that raised and were restarted, by task.",
+    ["task"],
+)
+CHECKPOINT_FAILURES = Counter(
+    "gridwatch_checkpoint_failures",
+    "Checkpoint writes that failed (disk full, permissions); the messages they would have acknowledged wait.",
+)
+DETECTOR_ERRORS = Counter(
+    "gridwatch_detector_errors",
+    "Batches on which a detector raised: the batch went on through the other detectors, the devices it "
+    "held were reset in that detector's state, and the failure went to the dead-letter topic.",
+    ["detector"],
+)
 DETECT_SECONDS = Histogram(
     "gridwatch_detect_seconds",
     "Time one detector spent on one batch.",

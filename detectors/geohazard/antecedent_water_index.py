@@ -25,7 +25,7 @@ import numpy.typing as npt
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from detectors.base import Detector, DetectorConfig, DeviceState, StateArray, register
-from detectors.decision import LevelThresholds, channel_steps, hysteresis_level, thresholds_array
+from detectors.decision import RequiredLevels, channel_steps, hysteresis_level, thresholds_array
 from engine.core.batch import ReadingBatch
 from engine.core.findings import Finding
 from engine.core.quantities import METRIC_INDEX
@@ -81,7 +81,7 @@ class AntecedentWaterIndexConfig(DetectorConfig):
     type: Literal["antecedent_water_index"] = Field("antecedent_water_index", description="Detector type.")
     hazard: str = Field("landslide", description="Hazard name findings are filed under.")
     balance: WaterBalance = Field(default_factory=WaterBalance, description="Water-balance parameters.")
-    levels: LevelThresholds = Field(
+    levels: RequiredLevels = Field(
         {"blue": -20.0, "yellow": 0.0},
         description="AWI (mm) per level: by default wet soil is blue, at or above field capacity yellow.",
     )

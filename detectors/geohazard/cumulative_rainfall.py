@@ -19,7 +19,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
 from detectors.base import Detector, DetectorConfig, DeviceState, StateArray, register
-from detectors.decision import LevelThresholds, channel_steps, hysteresis_level, thresholds_array
+from detectors.decision import RequiredLevels, channel_steps, hysteresis_level, thresholds_array
 from detectors.geohazard.rain_window import RainWindow
 from engine.core.batch import ReadingBatch
 from engine.core.findings import Finding
@@ -39,7 +39,7 @@ class CumulativeThreshold(BaseModel):
     b: float = Field(0.67, ge=0, description="How much each unit of antecedent rain lowers that need.")
     recent_days: float = Field(3.0, gt=0, description="Length of the recent window (days).")
     antecedent_days: float = Field(15.0, gt=0, description="Length of the antecedent window before it (days).")
-    levels: LevelThresholds = Field({"blue": 1.0}, description="Ratio of recent rain to the threshold per level.")
+    levels: RequiredLevels = Field({"blue": 1.0}, description="Ratio of recent rain to the threshold per level.")
 
 
 class Accumulation(BaseModel):
@@ -48,7 +48,7 @@ class Accumulation(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     hours: float = Field(gt=0, description="Window length (hours).")
-    levels: LevelThresholds = Field(description="Rain depth (mm) per level.")
+    levels: RequiredLevels = Field(description="Rain depth (mm) per level.")
 
 
 class RainfallCumulativeConfig(DetectorConfig):

@@ -23,7 +23,7 @@ from __future__ import annotations
 from typing import Literal
 
 import numpy as np
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from detectors.base import DeviceState, StateArray, register
 from detectors.decision import LevelThresholds, channel_steps, hysteresis_level, thresholds_array
@@ -54,6 +54,12 @@ class DisplacementRateConfig(SlopeSensorConfig):
     angle_min_velocity_per_day: float = Field(
         1.0, ge=0, description="The angle test applies only while the velocity is at least this (units/day)."
     )
+
+    @model_validator(mode="after")
+    def _some_test(self) -> DisplacementRateConfig:
+        if not self.velocity_levels and not self.angle_levels:
+            raise ValueError("give velocity_levels, angle_levels or both: with neither the detector never alarms")
+        return self
 
 
 @register

@@ -20,7 +20,7 @@ import numpy as np
 from pydantic import Field, model_validator
 
 from detectors.base import Detector, DetectorConfig, DeviceState, StateArray, register
-from detectors.decision import LevelThresholds, channel_steps, hysteresis_level, thresholds_array
+from detectors.decision import RequiredLevels, channel_steps, hysteresis_level, thresholds_array
 from detectors.geohazard.antecedent_water_index import WaterBalance
 from detectors.geohazard.rain_window import RainWindow
 from engine.core.batch import ReadingBatch
@@ -47,7 +47,7 @@ class RainfallIntensityDurationConfig(DetectorConfig):
         description="Durations D (hours) over which mean intensity is tested.",
     )
     bin_s: float = Field(600.0, gt=0, description="Time resolution of the rain windows (seconds).")
-    levels: LevelThresholds = Field(
+    levels: RequiredLevels = Field(
         {"blue": 0.5, "yellow": 0.75, "orange": 1.0, "red": 1.5},
         description="Ratio of observed to threshold intensity per level.",
     )

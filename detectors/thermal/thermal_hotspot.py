@@ -83,6 +83,8 @@ class ThermalHotspotConfig(CameraDetectorConfig):
     def _levels(cls, data: Any) -> Any:
         if isinstance(data, dict) and "levels" not in data:
             alarm = float(data.get("alarm", 55.0))
+            if not float(data.get("pre_alarm", 50.0)) < alarm:
+                raise ValueError("pre_alarm must be below alarm")
             data = {
                 **data,
                 "levels": {"orange": float(data.get("pre_alarm", 50.0)) / alarm, "red": 1.0},

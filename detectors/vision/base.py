@@ -34,6 +34,7 @@ import numpy.typing as npt
 from pydantic import Field
 
 from detectors.base import DetectorConfig, DetectorPlugin, DetectorRegistry
+from detectors.decision import RequiredLevels
 from engine.core.findings import Finding
 from engine.core.levels import Level, LevelName
 
@@ -89,8 +90,8 @@ class CameraDetectorConfig(DetectorConfig):
         0.7, gt=0, le=1, description="A region larger than this share of the frame is discounted (fog, glare)."
     )
     large_region_factor: float = Field(0.5, ge=0, le=1, description="The score of such a region is multiplied by this.")
-    levels: dict[LevelName, float] = Field(
-        {"yellow": 0.5, "orange": 0.7, "red": 0.9}, description="Confirmed score per level."
+    levels: RequiredLevels = Field(
+        {"yellow": 0.5, "orange": 0.7, "red": 0.9}, description="Confirmed score per level (at least one)."
     )
     clear_score: float = Field(
         0.3, ge=0, le=1, description="An alarm level holds while the frame's score stays at or above this (hysteresis)."

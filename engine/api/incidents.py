@@ -12,7 +12,7 @@ from collections.abc import Awaitable, Callable
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, HTTPException, Query
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from engine.api.auth import TokenAuth
 from engine.config.models import ApiToken
@@ -70,12 +70,12 @@ class IncidentDetail(Incident):
 
 class ActionIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    comment: str = Field("", description="Why; recorded in the audit trail.")
+    comment: str = Field("", max_length=2000, description="Why; recorded in the audit trail.")
 
 
 class AssignIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    to: str = Field(min_length=1, description="Who takes the incident on.")
+    to: str = Field(min_length=1, max_length=128, description="Who takes the incident on (at most 128 characters).")
 
 
 class ActionOut(BaseModel):
@@ -89,17 +89,26 @@ class SilenceIn(BaseModel):
     """A new silence: matchers, and a fixed window or a recurring one (``cron`` + ``duration_s``)."""
 
     model_config = ConfigDict(extra="forbid")
-    site: str | None = None
-    hazard: str | None = None
-    device: str | None = None
+    site: str | None = Field(None, max_length=128)
+    hazard: str | None = Field(None, max_length=64)
+    device: str | None = Field(None, max_length=128)
     level: Literal["blue", "yellow", "orange", "red"] | None = None
     starts_at: float | None = Field(None, description="Epoch seconds; default now (the engine clock).")
     ends_at: float | None = None
     for_s: float | None = Field(None, gt=0, description="Instead of `ends_at`: active this long from `starts_at`.")
     cron: str | None = None
     duration_s: float | None = None
-    timezone: str = "UTC"
-    comment: str = ""
+    timezone: str = Field("UTC", max_length=64)
+    comment: str = Field("", max_length=2000)
+
+    @model_validator(mode="after")
+    def _bounded(self) -> SilenceIn:
+        """A silence names what it mutes and ends: ``{}`` would mute every alert for ever."""
+        if not any((self.site, self.hazard, self.device, self.level)):
+            raise ValueError("a silence needs at least one of site, hazard, device, level")
+        if self.ends_at is None and self.for_s is None and not (self.cron and self.duration_s):
+            raise ValueError("a silence needs an end: ends_at, for_s, or cron with duration_s")
+        return self
 
 
 def incidents_router(store: Store, act: Act, auth: TokenAuth, now: Callable[[], float]) -> APIRouter:

@@ -28,7 +28,9 @@ def create_app(
 ) -> FastAPI:
     """The HTTP app; ``health`` returns the runner's view of itself (``ok`` true or false).
 
-    Everything but ``/healthz`` (and ``/metrics`` while ``metrics_public``) needs a token from ``auth``;
+    ``/livez`` says the process answers; ``/readyz`` (and its old name ``/healthz``) says whether alerting
+    works (503 with the failing part named otherwise). Everything but these (and ``/metrics`` while
+    ``metrics_public``) needs a token from ``auth``;
     reloading the config needs an operator's.
     """
     app = FastAPI(title="gridwatch", version="0.1.0")
@@ -45,8 +47,15 @@ def create_app(
             result = await reload()
             return JSONResponse(result.to_json(), status_code=200 if result.ok else 422)
 
+    @app.get("/livez")
+    def livez() -> JSONResponse:
+        """The process and its event loop answer (restart it if not)."""
+        return JSONResponse({"alive": True})
+
+    @app.get("/readyz")
     @app.get("/healthz")
-    def healthz() -> JSONResponse:
+    def readyz() -> JSONResponse:
+        """Everything that alerting needs works: broker, store, background tasks, checkpoints, detectors."""
         body = health()
         return JSONResponse(body, status_code=200 if body.get("ok") else 503)
 

@@ -35,6 +35,7 @@ class CameraStage:
         self.states: list[CameraState] = [d.new_state() for d in self.detectors]
         self.snapshot_dir = snapshot_dir
         self.thermal = {(c.site, c.id) for c in cfg.cameras.devices if c.kind == "thermal"}
+        self.failures: list[tuple[str, str, list[str]]] = []  # (detector, error, cameras), newest last
 
     def __bool__(self) -> bool:
         return bool(self.detectors)
@@ -49,7 +50,19 @@ class CameraStage:
             if not mine:
                 continue
             t0 = perf_counter()
-            found = det.process(FrameBatch(mine), state)
+            try:
+                found = det.process(FrameBatch(mine), state)
+            except Exception as exc:
+                # One bad frame must not stop fire detection: its cameras start afresh in this detector (what
+                # it half-applied cannot be trusted), the other detectors and later frames go on.
+                logger.exception("camera detector %s raised on %d frames; their cameras start afresh", det.name,
+                                 len(mine))  # fmt: skip
+                metrics.DETECTOR_ERRORS.labels(det.name).inc()
+                for f in mine:
+                    state.tracks.pop(f.key, None)
+                self.failures.append((det.name, f"{type(exc).__name__}: {exc}"[:300], [f.key for f in mine]))
+                del self.failures[:-100]
+                continue
             metrics.FRAME_SECONDS.labels(det.name).observe(perf_counter() - t0)
             by_key = {(f.site, f.camera, f.ts): f for f in mine}
             findings.extend(self._with_snapshot(x, by_key.get((x.site, x.device, x.ts))) for x in found)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from time import perf_counter
 from typing import Any
 
@@ -18,6 +19,16 @@ from engine.core.replays import AppliedTimes
 from engine.incidents.tracker import IncidentTracker
 
 logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class DetectorFailure:
+    """A detector that raised on a batch: which, why, on how many readings, up to which data time."""
+
+    detector: str
+    error: str
+    readings: int
+    ts: float
 
 
 class Pipeline:
@@ -44,12 +55,28 @@ class Pipeline:
         self.watermark = -np.inf
         self.readings = 0
         self.applied = AppliedTimes()  # newest reading applied per device and metric: replays are dropped
+        self.failures: list[DetectorFailure] = []  # the latest detector failures, newest last (for the runner)
+        self.failures_total = 0
 
     def detect(self, batch: ReadingBatch) -> list[Finding]:
+        """Every detector on the batch. A detector that raises costs only its own findings of this batch:
+        the devices of the batch are reset in its state (never half-applied, never fed twice), the other
+        detectors go on, and the failure is logged, counted and kept in ``failures`` for the runner to
+        dead-letter and report in health."""
         findings: list[Finding] = []
         for det, state in zip(self.detectors, self.states, strict=True):
             t0 = perf_counter()
-            found = det.process(batch, state)
+            try:
+                found = det.process(batch, state)
+            except Exception as exc:
+                logger.exception("detector %s raised on a batch of %d readings; its state for them is reset",
+                                 det.name, len(batch))  # fmt: skip
+                metrics.DETECTOR_ERRORS.labels(det.name).inc()
+                state.forget(batch.slot)
+                self.failures_total += 1
+                self.failures.append(DetectorFailure(det.name, repr(exc)[:500], len(batch), float(batch.ts.max())))
+                del self.failures[:-100]
+                continue
             metrics.DETECT_SECONDS.labels(det.name).observe(perf_counter() - t0)
             findings.extend(found)
         findings.sort(key=lambda f: f.row)

@@ -17,7 +17,7 @@ from engine.core.batch import BatchBuilder
 from engine.core.quantities import METRIC_INDEX, QUANTITIES
 from engine.ingest.sequence import SeqWindow
 from engine.ingest.timestamps import TimestampError, parse_ts
-from engine.ingest.topics import Topic
+from engine.ingest.topics import Topic, valid_id
 
 _LOW = [q.low for q in QUANTITIES]
 _HIGH = [q.high for q in QUANTITIES]
@@ -72,9 +72,13 @@ class SensorDecoder:
         rejected = []
         for item in items:
             device = item.get("device") if isinstance(item, dict) else None
-            if not isinstance(device, str) or not device or "/" in device:
+            if not isinstance(device, str) or not valid_id(device):
                 rejected.append(
-                    Rejection("malformed_reading", "each batch reading needs a `device` string", reading=item)
+                    Rejection(
+                        "malformed_reading",
+                        "each batch reading needs a `device` id (1-128 letters, digits, _ . : @ -)",
+                        reading=item,
+                    )
                 )
                 continue
             reason = self._reading(topic.site, device, item, now)

@@ -49,6 +49,9 @@ def image_size(data: bytes) -> tuple[str, int, int]:
                 i += 1
                 continue
             marker = data[i + 1]
+            if marker == 0xFF:  # a fill byte before the marker (JPEG allows any number): not a segment
+                i += 1
+                continue
             if marker in (0xD8, 0x01) or 0xD0 <= marker <= 0xD7:
                 i += 2
                 continue
@@ -115,12 +118,23 @@ def decode(
     kind, w, h = image_size(data)
     if w <= 0 or h <= 0 or w * h > max_pixels:
         raise FrameError("too_many_pixels", f"{kind} of {w}x{h} pixels (limit {max_pixels})")
-    if kind == "npy":
-        arr = np.load(io.BytesIO(data), allow_pickle=False)
-    else:
-        arr = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED if thermal else cv2.IMREAD_COLOR)
+    try:
+        if kind == "npy":
+            arr = np.load(io.BytesIO(data), allow_pickle=False)
+        else:
+            arr = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED if thermal else cv2.IMREAD_COLOR)
+    except (ValueError, OSError, EOFError, cv2.error) as exc:
+        raise FrameError("not_an_image", f"{kind} payload that does not decode ({type(exc).__name__})") from None
     if arr is None:
         raise FrameError("not_an_image", f"{kind} payload that does not decode")
+    if arr.ndim not in (2, 3) or arr.shape[0] * arr.shape[1] > max_pixels or (arr.ndim == 3 and arr.shape[2] > 4):
+        raise FrameError("not_an_image", f"{kind} of shape {arr.shape} is not a frame")
+    if not np.issubdtype(arr.dtype, np.integer) and not np.issubdtype(arr.dtype, np.floating):
+        raise FrameError("not_an_image", f"{kind} of dtype {arr.dtype} is not a frame")
+    # Visible frames are 8-bit pictures: any other array would reach the detectors as something else
+    if not thermal and kind == "npy" and (arr.dtype != np.uint8 or not (arr.ndim == 2 or arr.shape[2] == 3)):
+        raise FrameError("not_an_image", f"a visible .npy frame must be uint8 HxW or HxWx3, not {arr.dtype} "
+                                             f"{arr.shape}")  # fmt: skip
     if thermal:
         out: npt.NDArray[np.float32] = (arr.astype(np.float32) * gain + offset).astype(np.float32)
         return out[:, :, 0] if out.ndim == 3 else out

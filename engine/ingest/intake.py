@@ -100,12 +100,18 @@ class Intake:
                 ack()
             return
         if t.kind != "sensors":
-            if t.kind == "status":
-                self.status[(t.site, t.device)] = payload.decode("utf-8", "replace")[:32]
-            elif self.cameras is not None:  # frames may be dropped under load anyway: no holding them
-                self.cameras.handle(t, topic, payload, props or {}, now)
-            if ack is not None:
-                ack()
+            try:
+                if t.kind == "status":
+                    self.status[(t.site, t.device)] = payload.decode("utf-8", "replace")[:32]
+                elif self.cameras is not None:  # frames may be dropped under load anyway: no holding them
+                    self.cameras.handle(t, topic, payload, props or {}, now)
+            except Exception as exc:  # a bug on one frame must not leave it unacknowledged, nor stop intake
+                logger.exception("handling a frame on %s failed", topic)
+                self.reject([Rejection("internal_error", f"{type(exc).__name__}: {exc}"[:300])], topic,
+                            payload[:64], now)  # fmt: skip
+            finally:
+                if ack is not None:
+                    ack()
             return
         with self._lock:
             before = len(self.builder)
@@ -147,6 +153,13 @@ class Intake:
             metrics.DEADLETTERS.labels("rate_limited").inc()
             self.rejected += 1
         return False
+
+    def publish_deadletter(self, reason: str, record: bytes) -> None:
+        """A dead letter that is not about one message (a detector's failure on a batch), counted."""
+        self.rejected += 1
+        metrics.DEADLETTERS.labels(reason).inc()
+        if self.publish is not None:
+            self.publish(deadletter_topic(self.prefix, reason), record)
 
     def reject(self, rejected: list[Rejection], topic: str, payload: bytes, now: float) -> None:
         for rej in rejected:

@@ -2,9 +2,24 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 KINDS = ("sensors", "cameras", "thermal", "status")
+MAX_ID = 128  # the store's column width for site, device and assignee ids
+_ID = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.:@-]{0,127}")
+
+
+def valid_id(value: str) -> bool:
+    """A site or device id: 1 to 128 letters, digits and ``_ . : @ -``, not starting with ``.`` or ``-``.
+
+    Ids become path segments (snapshots), store keys (VARCHAR 128) and log text, so ``..``, slashes,
+    brackets, spaces and control characters are refused at the door.
+
+    >>> [valid_id(v) for v in ("S-12", "gnss-3", "_batch", "..", "S1[/]", "a b", "x" * 129)]
+    [True, True, True, False, False, False, False]
+    """
+    return _ID.fullmatch(value) is not None
 
 
 class TopicError(ValueError):
@@ -35,6 +50,11 @@ def parse_topic(topic: str, prefix: str) -> Topic:
     parts = topic[len(head) :].split("/")
     if len(parts) != 3 or parts[0] not in KINDS or not parts[1] or not parts[2]:
         raise TopicError(f"topic {topic!r} is not {prefix}/<{'|'.join(KINDS)}>/<site>/<device>")
+    for part in parts[1:]:
+        if not valid_id(part):
+            raise TopicError(
+                f"topic {topic[:200]!r}: {part[:200]!r} is not a valid id (1-{MAX_ID} letters, digits, _ . : @ -)"
+            )
     return Topic(parts[0], parts[1], parts[2])
 
 

@@ -241,33 +241,31 @@ class GridwatchWorker:
             metrics.REPLAYED.labels("detect").inc(n_in - len(batch))
         if not len(batch):
             return None
+        failed_before = pipeline.failures_total
         try:
+            # A detector that raises costs only its own findings of this batch (Pipeline.detect resets its
+            # state for these devices): nothing is fed twice, the other detectors' state stays exact.
             findings = pipeline.detect(batch)
             wm = np.maximum.accumulate(np.maximum(batch.ts, pipeline.watermark))
             at = [float(wm[f.row]) for f in findings]
             pipeline.watermark = float(wm[-1])
-        except Exception as exc:
-            # A detector raised: find the records that make it raise, dead-letter them, keep the rest.
-            logger.exception("a detector raised on a batch of %d readings; isolating the bad records", len(batch))
-            findings = await self._detect_one_by_one(pipeline, good, repr(exc))
-            at = [f.ts for f in findings]
+        except Exception as exc:  # outside the detectors (fusion): the batch's records are dead-lettered
+            logger.exception("detection failed on a batch of %d readings", len(batch))
+            for ev in good:
+                await self.dead_letter("detect_error", repr(exc)[:500], ev)
+            findings, at = [], []
             pipeline.watermark = max(pipeline.watermark, float(batch.ts.max()))
+        n_failed = min(pipeline.failures_total - failed_before, len(pipeline.failures))
+        for failure in pipeline.failures[len(pipeline.failures) - n_failed :] if n_failed > 0 else []:
+            detail = (f"detector {failure.detector} raised on the batch holding this record and did not apply it "
+                      f"(the other detectors did): {failure.error}")  # fmt: skip
+            for ev in good:
+                await self.dead_letter("detector_error", detail, ev)
         self.readings += len(batch)
         metrics.READINGS.inc(len(batch))
         record = findings_record(list(zip(findings, at, strict=True)), pipeline.watermark)
         sent.append(await self.findings_topic.send(value=record, partition=partition))
         return state, {site: event_of_site[site] for site in sites}
-
-    async def _detect_one_by_one(self, pipeline: Pipeline, events: list[Record], error: str) -> list[Finding]:
-        found: list[Finding] = []
-        for ev in events:
-            builder = BatchBuilder(pipeline.devices)
-            decode_readings(ev.value, builder)
-            try:
-                found.extend(pipeline.detect(builder.take()))
-            except Exception as exc:
-                await self.dead_letter("detector_error", f"{error}; this record: {exc!r}", ev)
-        return found
 
     async def _camera_agent(self, stream: Any) -> None:
         async for events in stream.take_events(64, within=self.cfg.kafka.take_within_s):

@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import orjson
+
 from engine import metrics
 from engine.api.auth import TokenAuth
 from engine.api.incidents import incidents_router
@@ -23,6 +25,7 @@ from engine.core.cameras import CameraStage
 from engine.core.checkpoint import checkpoint_arrays, checkpoint_buffers, load_checkpoint, write_checkpoint
 from engine.core.clock import EngineClock
 from engine.core.history import ReadingHistory
+from engine.core.pipeline import DetectorFailure
 from engine.dispatch.dispatcher import Dispatcher
 from engine.dispatch.outbox import OutboxDelivery, RetryPolicy
 from engine.dispatch.sinks import Sink
@@ -33,6 +36,7 @@ from engine.ingest.mqtt_client import MqttClient, broker_address
 from engine.ingest.topics import engine_status_topic, subscriptions
 from engine.runners.assembly import build_pipeline, build_sinks
 from engine.runners.reload import ReloadResult, reload_from
+from engine.runners.supervision import Supervisor
 from engine.store.store import Notification, Store
 
 logger = logging.getLogger(__name__)
@@ -88,14 +92,28 @@ class LocalRunner:
         self._checkpointed = time.monotonic()
         self.client: MqttClient | None = None
         self._acks_for_checkpoint: list[Callable[[], None]] = []  # ack_after: checkpoint
+        self.supervisor = Supervisor()
+        self.checkpoint_error: str | None = None  # the last checkpoint write's error, until one succeeds
+        self._failures_reported = 0  # of pipeline.failures, those already dead-lettered
+        self._failure_times: list[tuple[DetectorFailure, float]] = []  # (failure, wall time) of the last 100
+        self._deadletter: Callable[[str, bytes], None] | None = None
 
     def health(self) -> dict[str, Any]:
+        """Readiness: broker, store, background tasks, checkpoints and detectors all working."""
         connected = bool(self.client and self.client.connected.is_set())
         store_ok = self.dispatcher.store_ok if self.dispatcher is not None else True
+        tasks_failing = self.supervisor.failing()
+        horizon = time.time() - 300.0
+        detectors_failing = sorted({f.detector for f, at in self._failure_times if at >= horizon})
         return {
-            "ok": connected and store_ok,
+            "ok": bool(
+                connected and store_ok and not tasks_failing and self.checkpoint_error is None and not detectors_failing
+            ),
             "mqtt_connected": connected,
             "store_ok": store_ok,
+            "tasks_failing": tasks_failing,
+            "checkpoint_error": self.checkpoint_error,
+            "detectors_failing": detectors_failing,
             "store_pending": len(self.dispatcher.unstored) if self.dispatcher is not None else 0,
             "readings": self.pipeline.readings,
             "open_incidents": len(self.pipeline.tracker.open),
@@ -126,7 +144,12 @@ class LocalRunner:
                     self.delivery.kick()
             every = self.cfg.checkpoint_interval_s
             if every > 0 and time.monotonic() - self._checkpointed >= every:
-                await self.checkpoint()
+                try:
+                    await self.checkpoint()
+                except Exception:
+                    self._checkpointed = time.monotonic()  # try again at the next interval, timers go on
+                    logger.exception("writing the checkpoint to %s failed; retrying in %.0f s",
+                                     self.checkpoint_path, every)  # fmt: skip
 
     async def checkpoint(self) -> None:
         """Copy the detectors' state between batches, then write it while the next batches run."""
@@ -135,7 +158,14 @@ class LocalRunner:
             async with self._step_lock:
                 arrays = await asyncio.to_thread(checkpoint_arrays, self.pipeline, buffers)
                 acks, self._acks_for_checkpoint = self._acks_for_checkpoint, []
-            await asyncio.to_thread(write_checkpoint, arrays, self.checkpoint_path)
+            try:
+                await asyncio.to_thread(write_checkpoint, arrays, self.checkpoint_path)
+            except Exception as exc:
+                self._acks_for_checkpoint[:0] = acks  # not on disk: their messages stay unacknowledged
+                self.checkpoint_error = repr(exc)[:500]
+                metrics.CHECKPOINT_FAILURES.inc()
+                raise
+            self.checkpoint_error = None
             self._checkpointed = time.monotonic()
             for ack in acks:  # ack_after: checkpoint: these messages' effects are all on disk now
                 ack()
@@ -218,12 +248,16 @@ class LocalRunner:
         self.dispatcher.sinks = [s.name for s in sinks.sinks]
         self.delivery = OutboxDelivery(self.store, sinks.sinks, policies)
         delivery_stop = asyncio.Event()
+        delivery = self.delivery
         background = [
-            asyncio.create_task(self.delivery.run(delivery_stop)),
-            asyncio.create_task(self._tick(delivery_stop)),
+            self.supervisor.start("delivery", lambda: delivery.run(delivery_stop), delivery_stop),
+            self.supervisor.start("timers", lambda: self._tick(delivery_stop), delivery_stop),
         ]
-        if intake.cameras is not None:
-            background.append(asyncio.create_task(self._camera_loop(intake.cameras, delivery_stop)))
+        cams = intake.cameras
+        if cams is not None:
+            background.append(self.supervisor.start("cameras", lambda: self._camera_loop(cams, delivery_stop),
+                                                    delivery_stop))  # fmt: skip
+        self._deadletter = intake.publish_deadletter
         await asyncio.to_thread(client.start, host, port)
         client.publish(status_topic, b"online", qos=1, retain=True)
         logger.info("engine running: broker %s:%s, %d detectors", host, port, len(self.pipeline.detectors))
@@ -319,12 +353,28 @@ class LocalRunner:
             return
         async with self._step_lock:
             events = await asyncio.to_thread(self._step, batch)
+        self._report_detector_failures()
         if self.cfg.mqtt.ack_after == "checkpoint" and self.cfg.checkpoint_interval_s > 0:
             self._acks_for_checkpoint.extend(intake.take_acks())
         else:
             intake.ack_taken()  # processed, incidents stored: the broker may forget these messages
         self.summary.readings += len(batch)
         self._after(events)
+
+    def _report_detector_failures(self) -> None:
+        """Dead-letter the detector failures of the last step (``detector_error``) and keep them for health."""
+        failures, total = self.pipeline.failures, self.pipeline.failures_total
+        n_new = min(total - self._failures_reported, len(failures))
+        self._failures_reported = total
+        now = time.time()
+        for f in failures[len(failures) - n_new :] if n_new > 0 else []:
+            self._failure_times.append((f, now))
+            if self._deadletter is not None:
+                detail = f"detector {f.detector} raised on a batch of {f.readings} readings: {f.error}"
+                doc = {"reason": "detector_error", "detail": detail, "detector": f.detector,
+                       "readings": f.readings, "data_ts": f.ts, "received_at": now}  # fmt: skip
+                self._deadletter("detector_error", orjson.dumps(doc))
+        del self._failure_times[:-100]
 
     def _after(self, events: list[dict[str, Any]]) -> None:
         """Summary, latency, delivery and the demo board for the events a step or the camera stage caused."""
