@@ -5,14 +5,13 @@ silently: checkpoints, reminders, escalations or fire detection stopped while ``
 
 >>> import asyncio
 >>> async def main():
-...     runs = []
+...     runs, stop = [], asyncio.Event()
 ...     async def flaky():
 ...         runs.append(1)
 ...         if len(runs) < 3:
 ...             raise OSError("disk full")
-...         await asyncio.sleep(0)
+...         await stop.wait()
 ...     sup = Supervisor(backoff_s=0.001)
-...     stop = asyncio.Event()
 ...     task = sup.start("checkpoint", flaky, stop)
 ...     while len(runs) < 3:
 ...         await asyncio.sleep(0.01)

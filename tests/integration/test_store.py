@@ -162,6 +162,10 @@ def test_api_tokens_roles_errors_and_openapi(store):
     assert client.post(f"/api/incidents/{iid}/ack", json={}, headers=op).status_code == 409
     sil = client.post("/api/silences", json={"site": "S1", "cron": "not cron", "duration_s": 60}, headers=op)
     assert sil.status_code == 422 and "cron" in sil.text
+    sil = client.post("/api/silences", json={}, headers=op)
+    assert sil.status_code == 422 and "would mute all" in sil.text, "an empty silence would mute the whole city"
+    too_long = client.post(f"/api/incidents/{iid}/assign", json={"to": "x" * 129}, headers=op)
+    assert too_long.status_code == 422, "longer than the store's column: refused, not a failing store write"
     sil = client.post("/api/silences", json={"site": "S1", "hazard": "landslide"}, headers=op)
     assert sil.status_code == 201 and sil.json()["created_by"] == "ops"
     assert [s["id"] for s in client.get("/api/silences", headers=tv).json()] == [sil.json()["id"]]

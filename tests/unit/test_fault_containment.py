@@ -1,0 +1,185 @@
+"""Faults outside the sensor core that used to stop alerting silently (docs/reliability.md): each is now
+contained, dead-lettered or refused, and shows in health."""
+
+from __future__ import annotations
+
+import functools
+import io
+import struct
+import subprocess
+import sys
+
+import cv2
+import numpy as np
+import orjson
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from pydantic import ValidationError
+
+from detectors.vision.base import Frame
+from engine.config.models import CamerasConfig, EngineConfig
+from engine.core.cameras import CameraStage
+from engine.core.devices import DeviceIndex
+from engine.ingest.camera_intake import CameraIntake
+from engine.ingest.frames import MAX_PIXELS, FrameError, decode, image_size
+from engine.ingest.intake import Intake
+from engine.ingest.replay_file import batches
+from engine.ingest.topics import Topic, TopicError, parse_topic
+from engine.runners.assembly import build_pipeline
+from tests.conftest import ROOT, default_config
+
+NOW = 1_700_000_000.0
+ids = st.from_regex(r"[A-Za-z0-9_][A-Za-z0-9_.:@-]{0,20}", fullmatch=True)
+
+
+@given(st.sampled_from(["sensors", "cameras", "thermal", "status"]), ids, ids)
+def test_valid_ids_round_trip(kind, site, device):
+    assert parse_topic(f"gw/{kind}/{site}/{device}", "gw") == Topic(kind, site, device)
+
+
+@pytest.mark.parametrize("segment", ["..", ".", "S1[/]", "a b", "x" * 129, "-x", "s\x00", "é"])
+def test_ids_that_could_escape_a_path_or_overflow_the_store_are_refused(segment):
+    with pytest.raises(TopicError, match=r"not a valid id|is not gw/"):
+        parse_topic(f"gw/cameras/{segment}/cam-1", "gw")
+    with pytest.raises(TopicError, match=r"not a valid id|is not gw/"):
+        parse_topic(f"gw/sensors/S1/{segment}", "gw")
+
+
+def npy(arr: np.ndarray) -> bytes:
+    buf = io.BytesIO()
+    np.save(buf, arr)
+    return buf.getvalue()
+
+
+def camera_intake(published: list[tuple[str, bytes]]) -> Intake:
+    cfg = EngineConfig(cameras=CamerasConfig.model_validate({"detectors": [{"type": "thermal_hotspot"}]}))
+    intake = Intake(cfg, DeviceIndex(), publish=lambda t, p: published.append((t, p)))
+    intake.cameras = CameraIntake(cfg, intake.reject)
+    return intake
+
+
+@pytest.mark.parametrize(
+    ("topic", "payload", "reason"),
+    [
+        ("gw/thermal/S1/ir-1", npy(np.zeros((4, 4), np.float32))[:90], "not_an_image"),  # truncated .npy
+        ("gw/thermal/S1/ir-1", npy(np.array(["a", "b"], object).reshape(1, 2))[:200], "not_an_image"),
+        ("gw/cameras/S1/cam-1", npy(np.random.default_rng(0).random((8, 8, 3))), "not_an_image"),  # float64
+        ("gw/cameras/S1/cam-1", npy(np.zeros((8, 8, 7), np.uint8)), "not_an_image"),
+        ("gw/cameras/S1/../x", b"\xff\xd8", "bad_topic"),
+    ],
+)
+def test_a_bad_frame_is_dead_lettered_and_acknowledged_and_the_next_one_goes_through(topic, payload, reason):
+    published: list[tuple[str, bytes]] = []
+    intake = camera_intake(published)
+    acked: list[str] = []
+    intake.handle(topic, payload, {"ts": str(NOW)}, now=NOW, ack=functools.partial(acked.append, "bad"))
+    good = npy(np.full((12, 16), 20.0, np.float32))
+    intake.handle(
+        "gw/thermal/S1/ir-1", good, {"ts": str(NOW + 5)}, now=NOW + 5, ack=functools.partial(acked.append, "ok")
+    )
+    assert acked == ["bad", "ok"], "every message is acknowledged: none holds the broker's window"
+    assert [orjson.loads(p)["reason"] for _t, p in published] == [reason]
+    assert intake.cameras is not None and len(intake.cameras.take()) == 1
+
+
+def test_a_bug_while_handling_a_frame_is_dead_lettered_not_left_unacknowledged(monkeypatch):
+    published: list[tuple[str, bytes]] = []
+    intake = camera_intake(published)
+    assert intake.cameras is not None
+    monkeypatch.setattr(intake.cameras, "handle", lambda *a: 1 / 0)
+    acked: list[bool] = []
+    intake.handle("gw/cameras/S1/cam-1", b"\xff\xd8", {}, now=NOW, ack=lambda: acked.append(True))
+    assert acked == [True]
+    (doc,) = [orjson.loads(p) for _t, p in published]
+    assert doc["reason"] == "internal_error" and "ZeroDivisionError" in doc["detail"]
+
+
+def jpeg(w: int = 32, h: int = 24) -> bytes:
+    return cv2.imencode(".jpg", np.full((h, w, 3), 90, np.uint8))[1].tobytes()
+
+
+def test_jpeg_fill_bytes_and_a_decoy_frame_header_do_not_hide_the_real_size():
+    real = jpeg()
+    decoy = b"\xff\xe1" + struct.pack(">H", 2 + 9) + b"\xff\xc0\x00\x11\x08\x00\x02\x00\x02"  # SOF-like bytes in APP1
+    crafted = real[:2] + b"\xff\xff\xff" + decoy + real[2:]  # fill bytes before a marker are legal JPEG
+    assert image_size(crafted) == ("jpeg", 32, 24)
+    # the real header claims 9,000 x 9,000 (81 Mpx): refused before decoding, whatever precedes it
+    sof = real.index(b"\xff\xc0")
+    bomb = bytearray(crafted[:2] + b"\xff\xff" + decoy + real[2:])
+    at = bytes(bomb).index(b"\xff\xc0", 2 + 2 + len(decoy))
+    bomb[at + 5 : at + 9] = struct.pack(">HH", 9000, 9000)
+    assert sof > 0
+    with pytest.raises(FrameError) as err:
+        decode(bytes(bomb))
+    assert err.value.reason == "too_many_pixels"
+
+
+def test_opencv_itself_refuses_more_pixels_than_the_engine_allows():
+    """The second line of defence: gridwatch sets OpenCV's own decoding limit before OpenCV loads."""
+    code = (
+        "import engine, cv2, numpy as np\n"
+        "big = cv2.imencode('.png', np.zeros((7000, 7000), np.uint8))[1]\n"
+        "try:\n    out = cv2.imdecode(big, cv2.IMREAD_GRAYSCALE)\nexcept cv2.error:\n    out = None\n"
+        "print('refused' if out is None else 'decoded')\n"
+    )
+    res = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, cwd=ROOT, check=False
+    )
+    assert res.stdout.strip() == "refused", res.stderr[-500:]
+    assert MAX_PIXELS < 7000 * 7000
+
+
+def test_a_detector_that_raises_costs_only_its_own_findings(storm_rows):
+    clean = build_pipeline(default_config())
+    broken = build_pipeline(default_config())
+    victim = next(d for d in broken.detectors if d.name == "rain-total")
+    original = victim.process
+    calls = {"n": 0}
+
+    def flaky(batch, state):
+        calls["n"] += 1
+        if calls["n"] % 3 == 0:
+            raise IndexError("a detector bug")
+        return original(batch, state)
+
+    victim.process = flaky  # type: ignore[method-assign]
+    found_clean: list = []
+    found_broken: list = []
+    for b in batches(storm_rows, clean.devices, 5_000):
+        clean.step(b, found_clean)
+    for b in batches(storm_rows, broken.devices, 5_000):
+        broken.step(b, found_broken)  # never raises
+    others = lambda found: [(f.detector, f.device, f.ts, int(f.level)) for f in found if f.detector != "rain-total"]  # noqa: E731
+    assert others(found_broken) == others(found_clean), "the other detectors are exact: nothing fed twice"
+    assert broken.failures_total == calls["n"] // 3 > 0
+    assert {f.detector for f in broken.failures} == {"rain-total"} and "a detector bug" in broken.failures[0].error
+
+
+def test_a_camera_detector_that_raises_does_not_stop_the_others():
+    cfg = EngineConfig(cameras=CamerasConfig.model_validate(
+        {"detectors": [{"type": "flame_color_motion", "id": "flames"}, {"type": "smoke_fire_onnx", "id": "model"}]}
+    ))  # fmt: skip
+    stage = CameraStage(cfg)
+    stage.detectors[1].process = lambda *a: 1 / 0  # type: ignore[method-assign,assignment]
+    frame = Frame("S1", "cam-1", NOW, np.zeros((36, 64, 3), np.uint8))
+    for k in range(3):
+        stage.step([Frame("S1", "cam-1", NOW + k, frame.image)])
+    assert [f[0] for f in stage.failures] == ["model"] * 3
+    assert "S1/cam-1" in stage.states[0].tracks, "the colour detector went on seeing the camera"
+
+
+@pytest.mark.parametrize(
+    "detector",
+    [
+        {"type": "rainfall_intensity_duration", "levels": {}},
+        {"type": "rainfall_cumulative", "levels": {}},
+        {"type": "antecedent_water_index", "levels": {}},
+        {"type": "displacement_rate", "velocity_levels": {}, "angle_levels": {}},
+        {"type": "rainfall_intensity_duration", "levels": {"yellow": float("nan")}},
+    ],
+)
+def test_a_config_whose_detector_could_never_alarm_or_would_raise_is_refused(detector):
+    with pytest.raises(ValidationError) as err:
+        EngineConfig.model_validate({"detectors": [detector]})
+    assert "level" in str(err.value)
