@@ -278,7 +278,10 @@ class LocalRunner:
                     await self._process(intake, sinks)
             await asyncio.sleep(batch_s)  # messages already in paho's buffers get decoded into the last batch
             await self._process(intake, sinks)
-            await self.checkpoint()
+            try:
+                await self.checkpoint()
+            except Exception:  # the messages it would acknowledge stay with the broker, redelivered at restart
+                logger.exception("the last checkpoint could not be written to %s", self.checkpoint_path)
         finally:
             delivery_stop.set()  # the last events go out (the MQTT sink still has its client) before we leave
             await asyncio.gather(*background, return_exceptions=True)

@@ -275,3 +275,54 @@ def test_a_slow_camera_detector_drops_its_own_frames_and_never_holds_up_the_sens
         engine.stop()
     assert sensor_s < 5.0, f"the sensor path waited for the camera stage ({sensor_s:.1f} s)"
     assert metrics.FRAMES.labels("dropped")._value.get() - dropped_before >= 10
+
+
+def test_a_raising_detector_and_a_failing_checkpoint_are_contained_reported_and_alerting_goes_on(
+    mosquitto, tmp_path, storm_rows
+):
+    """One detector raises on every batch and the checkpoint cannot be written (its path is a folder): the
+    engine keeps ingesting and alerting with every other detector, dead-letters each failure, keeps its timer
+    running, and /readyz says what is wrong (it used to crash-loop, or stop checkpoints and escalations with
+    /healthz 200)."""
+    import httpx
+
+    from engine.ingest.embedded_broker import free_port
+
+    port = free_port("127.0.0.1")
+    cfg = engine_config(mosquitto.url, tmp_path, "engine-it-faults").model_copy(
+        update={"api": ApiConfig(port=port), "checkpoint_interval_s": 1.0}
+    )
+    (tmp_path / "checkpoint.npz").mkdir()  # writing the checkpoint fails as on a full or read-only disk
+    expected = [e for e in direct_events(storm_rows) if e["hazard"] != "rainstorm"]
+    listener = Listener(mosquitto.url, ["gw/deadletter/#"])
+    engine = RunnerThread(cfg)
+    victim = next(d for d in engine.runner.pipeline.detectors if d.name == "rain-intensity")
+
+    def raising(batch, state):
+        raise IndexError("list index out of range")  # what `levels: {}` used to cause on the first reading
+
+    victim.process = raising  # type: ignore[method-assign]
+    pub = publisher(mosquitto.url)
+    try:
+        for _ts, topic, payload in messages(storm_rows, "gw"):
+            pub.publish(topic, payload, qos=1)
+        assert pub.flush()
+        assert wait_for(lambda: engine.runner.pipeline.readings >= len(storm_rows), 60), "intake never stalls"
+        assert wait_for(lambda: engine.runner.checkpoint_error is not None, 10)
+        ready = httpx.get(f"http://127.0.0.1:{port}/readyz")
+        assert ready.status_code == 503
+        body = ready.json()
+        assert body["detectors_failing"] == ["rain-intensity"] and "IsADirectoryError" in body["checkpoint_error"]
+        assert httpx.get(f"http://127.0.0.1:{port}/livez").status_code == 200
+        ticks = engine.runner.supervisor.failures.get("timers", 0)
+        time.sleep(2.5)  # the timer keeps ticking (and retrying the checkpoint) without dying
+        assert engine.runner.supervisor.failures.get("timers", 0) == ticks
+        assert wait_for(lambda: any("detector_error" in t for t, _ in listener.received), 10)
+    finally:
+        pub.stop()
+        engine.stop()
+        listener.stop()
+    landslides = [e for e in read_log(tmp_path / "incidents.jsonl") if e["hazard"] == "landslide"]
+    assert key(landslides) == key([e for e in expected if e["hazard"] == "landslide"]), "the slopes still alert"
+    dead = [d for t, d in listener.received if t == "gw/deadletter/detector_error"]
+    assert dead and all(d["detector"] == "rain-intensity" and "IndexError" in d["detail"] for d in dead)
