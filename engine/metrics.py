@@ -20,6 +20,12 @@ BATCH_SIZE = Histogram(
     buckets=(1, 10, 100, 500, 1000, 5000, 10000, 50000),
     registry=REGISTRY,
 )
+OUTBOX_DEAD = Counter(
+    "gridwatch_outbox_dead_letters",
+    "Events set aside by a sink because they can never be delivered (refused by the receiver, or unformattable); "
+    "kept in the store's outbox with their error.",
+    ["sink"],
+)
 TASK_FAILURES = Counter(
     "gridwatch_task_failures",
     "Background tasks (delivery, timers, camera loop) that raised and were restarted, by task.",

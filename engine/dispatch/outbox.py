@@ -1,7 +1,10 @@
 """Delivery from the outbox: one task per sink sends its events in order, retrying with exponential backoff.
 
-A sink that is down holds its queue (later events wait behind the failed one, so every receiver sees an
-incident's events in order); the backlog is the ``gridwatch_outbox_backlog`` metric. Delivery is
+A failed event holds back the later events of its own incident (every receiver sees an incident's events
+in order), not those of other incidents. An event that can never be delivered (the receiver refuses it with
+a 4xx, or the sink cannot even format it) is set aside at once (``gave_up`` with its error in the store,
+``gridwatch_outbox_dead_letters_total``), so one poison event never blocks a sink; a sink that is down
+retries with backoff. The backlog is the ``gridwatch_outbox_backlog`` metric. Delivery is
 at-least-once: an event is marked delivered after the sink accepted it, so a crash in between sends it
 again on restart, with the same ``X-Gridwatch-Delivery`` id for the receiver to drop.
 """
@@ -15,10 +18,14 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from engine import metrics
-from engine.dispatch.sinks import Sink
+from engine.dispatch.sinks import PermanentDeliveryError, Sink
 from engine.store.store import Store
 
 logger = logging.getLogger(__name__)
+
+# Errors no retry can cure: the receiver refused the event, or the sink cannot format it (a bug or an odd
+# value in the event); network and receiver outages raise ConnectionError/OSError and are retried.
+PERMANENT = (PermanentDeliveryError, TypeError, ValueError, KeyError, AttributeError, IndexError)
 
 
 @dataclass(frozen=True)
@@ -97,36 +104,47 @@ class OutboxDelivery:
             if not items:
                 break
             delivered: list[int] = []
-            failed = False
+            moved = False  # a shard moved to another worker (a rebalance): it delivers from here
+            progress = False
+            blocked: set[str] = set()  # incidents whose earlier event is failing or backing off
             for item in items:
                 if shards is not None and item.shard not in self.shards():  # type: ignore[misc]
-                    failed = True  # the shard moved to another worker (a rebalance): it delivers from here
+                    moved = True
                     break
+                if item.incident_id in blocked:
+                    continue
                 if item.next_attempt_at > time.time() and not final:
-                    failed = True  # backing off: later events wait behind this one
-                    break
+                    blocked.add(item.incident_id)  # backing off: this incident's later events wait
+                    continue
                 try:
                     await asyncio.to_thread(sink.send, item.event, item.id)
                 except Exception as exc:
                     attempt = item.attempts + 1
-                    give_up = policy.max_attempts > 0 and attempt >= policy.max_attempts
+                    permanent = isinstance(exc, PERMANENT)
+                    give_up = permanent or (policy.max_attempts > 0 and attempt >= policy.max_attempts)
                     metrics.SINK_ERRORS.labels(sink.name).inc()
+                    if permanent:
+                        metrics.OUTBOX_DEAD.labels(sink.name).inc()
                     logger.warning(
                         "sink %s: delivery %s of incident %s failed (attempt %d%s): %s", sink.name, item.id,
-                        item.incident_id, attempt, ", giving up" if give_up else "", exc,
+                        item.incident_id, attempt,
+                        ", set aside: it can never be delivered" if permanent else ", giving up" if give_up else "",
+                        exc,
                     )  # fmt: skip
-                    await asyncio.to_thread(self.store.outbox_delivered, delivered, time.time())
-                    delivered = []
                     await asyncio.to_thread(
-                        self.store.outbox_failed, item.id, repr(exc), time.time() + policy.delay(attempt), give_up
-                    )
-                    failed = not give_up
-                    break
+                        self.store.outbox_failed, item.id, f"{type(exc).__name__}: {exc}",
+                        time.time() + policy.delay(attempt), give_up,
+                    )  # fmt: skip
+                    progress = progress or give_up
+                    if not give_up:
+                        blocked.add(item.incident_id)
+                    continue
                 delivered.append(item.id)
+                progress = True
                 metrics.SINK_DELIVERED.labels(sink.name).inc()
             await asyncio.to_thread(self.store.outbox_delivered, delivered, time.time())
             sent += len(delivered)
-            if failed:
+            if moved or not progress:
                 break
         backlog = await asyncio.to_thread(self.store.outbox_backlog)
         metrics.OUTBOX_BACKLOG.labels(sink.name).set(backlog.get(sink.name, 0))

@@ -102,6 +102,22 @@ def signature(secret: str, body: bytes) -> str:
     return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
 
 
+class PermanentDeliveryError(Exception):
+    """A delivery that will never succeed however often it is tried (the receiver refused this event): the
+    outbox sets it aside at once instead of holding the incident's later events behind it."""
+
+
+def redact_url(url: str) -> str:
+    """A webhook URL fit for logs and the store: keys often sit in the path, query or user part.
+
+    >>> redact_url("https://user:key@hooks.example.com:8443/services/T0/B0/XyZ?token=abc")
+    'https://hooks.example.com:8443/…'
+    """
+    parts = httpx.URL(url)
+    port = f":{parts.port}" if parts.port else ""
+    return f"{parts.scheme}://{parts.host}{port}/…"
+
+
 class WebhookSink:
     """POSTs each event as JSON; a non-2xx answer or a timeout is a failure the outbox retries.
 
@@ -122,8 +138,16 @@ class WebhookSink:
             headers[SIGNATURE_HEADER] = signature(self.cfg.secret, body)
         if delivery_id is not None:
             headers[DELIVERY_HEADER] = str(delivery_id)
-        resp = self._client.post(self.cfg.url, content=body, headers=headers)
-        resp.raise_for_status()
+        where = redact_url(self.cfg.url)
+        try:
+            resp = self._client.post(self.cfg.url, content=body, headers=headers)
+        except httpx.HTTPError as exc:  # its text can carry the URL, keys and all
+            raise ConnectionError(f"{type(exc).__name__} posting to {where}") from None
+        if resp.status_code >= 400:
+            detail = f"HTTP {resp.status_code} from {where}"
+            if 400 <= resp.status_code < 500 and resp.status_code not in (408, 425, 429):
+                raise PermanentDeliveryError(detail + ": the receiver refuses this event")
+            raise ConnectionError(detail)
 
     def close(self) -> None:
         self._client.close()

@@ -19,6 +19,7 @@ from engine.core.findings import Finding
 from engine.core.levels import Level
 from engine.dispatch.dispatcher import Dispatcher
 from engine.dispatch.outbox import OutboxDelivery, RetryPolicy
+from engine.dispatch.sinks import PermanentDeliveryError
 from engine.incidents.tracker import IncidentTracker
 from engine.store.store import Notification, Store
 from engine.store.tables import Base
@@ -108,6 +109,57 @@ def test_outbox_keeps_order_through_failures_and_loses_nothing(store):
     assert [s for _, _, s in hook.got] == [1, 2, 3, 4, 5, 6] == [s for _, _, s in log.got]
     assert len({i for i, _, _ in hook.got + log.got}) == 12  # one delivery id per event and sink
     assert store.outbox_backlog() == {}
+
+
+class PoisonSink:
+    """Refuses every event of one incident (as a receiver answering 422, or a sink that cannot format it)."""
+
+    def __init__(self, poison: str, exc: Exception) -> None:
+        self.name, self.poison, self.exc = "hook", poison, exc
+        self.got: list[tuple[str, int]] = []
+
+    def send(self, event: dict[str, Any], delivery_id: int | None = None) -> None:
+        if event["incident_id"] == self.poison:
+            raise self.exc
+        self.got.append((event["incident_id"], event["seq"]))
+
+    def close(self) -> None:
+        pass
+
+
+@pytest.mark.parametrize("exc", [PermanentDeliveryError("HTTP 422 from https://hooks.example/…"), ValueError("bad")])
+def test_a_poison_event_is_set_aside_and_never_blocks_the_sink(store, exc):
+    d, tracker = desk(store)
+    findings = [Finding("crack", "landslide", "S1", "crack-1", 0.0, Level.YELLOW, 1.0),
+                Finding("rain", "rainstorm", "S1", "rain-1", 10.0, Level.YELLOW, 1.0),
+                Finding("crack", "landslide", "S1", "crack-1", 20.0, Level.RED, 3.0)]  # fmt: skip
+    for f in findings:
+        d.handle(tracker.apply([f]), now=f.ts)
+    poison = next(i["incident_id"] for i in store.list_incidents() if i["hazard"] == "landslide")
+    other = next(i["incident_id"] for i in store.list_incidents() if i["hazard"] == "rainstorm")
+    sink = PoisonSink(poison, exc)
+    delivery = OutboxDelivery(store, [sink], {"hook": RetryPolicy(0.01, 0.02)})
+    asyncio.run(delivery.drain(sink))
+    assert sink.got == [(other, 1)], "the other incident's event went out behind the poison ones"
+    assert store.outbox_backlog().get("hook", 0) == 0, "set aside at once, not retried for ever"
+
+
+def test_a_failing_event_holds_back_only_its_own_incident(store):
+    d, tracker = desk(store)
+    for f in (Finding("crack", "landslide", "S1", "crack-1", 0.0, Level.YELLOW, 1.0),
+              Finding("rain", "rainstorm", "S1", "rain-1", 10.0, Level.YELLOW, 1.0),
+              Finding("crack", "landslide", "S1", "crack-1", 20.0, Level.RED, 3.0)):  # fmt: skip
+        d.handle(tracker.apply([f]), now=f.ts)
+    slide = next(i["incident_id"] for i in store.list_incidents() if i["hazard"] == "landslide")
+    rain = next(i["incident_id"] for i in store.list_incidents() if i["hazard"] == "rainstorm")
+    sink = PoisonSink(slide, ConnectionError("receiver down for this one"))
+    delivery = OutboxDelivery(store, [sink], {"hook": RetryPolicy(60.0, 60.0)})
+    asyncio.run(delivery.drain(sink))
+    assert sink.got == [(rain, 1)], "the rainstorm is not held behind the landslide's outage"
+    assert store.outbox_backlog()["hook"] == 2, "the landslide's two events wait, in order, for their retry"
+    sink.poison = "none"
+    asyncio.run(delivery.drain(sink, final=True))
+    assert sink.got == [(rain, 1), (slide, 1), (slide, 2)]
 
 
 def test_incident_record_with_findings_and_audit(store):
