@@ -97,6 +97,7 @@ class LocalRunner:
         self._failures_reported = 0  # of pipeline.failures, those already dead-lettered
         self._failure_times: list[tuple[DetectorFailure, float]] = []  # (failure, wall time) of the last 100
         self._deadletter: Callable[[str, bytes], None] | None = None
+        self._acks_for_store: list[Callable[[], None]] = []  # processed while the store was out
 
     def health(self) -> dict[str, Any]:
         """Readiness: broker, store, background tasks, checkpoints and detectors all working."""
@@ -115,6 +116,7 @@ class LocalRunner:
             "checkpoint_error": self.checkpoint_error,
             "detectors_failing": detectors_failing,
             "store_pending": len(self.dispatcher.unstored) if self.dispatcher is not None else 0,
+            "unacknowledged_until_stored": len(self._acks_for_store),
             "readings": self.pipeline.readings,
             "open_incidents": len(self.pipeline.tracker.open),
         }
@@ -140,6 +142,8 @@ class LocalRunner:
                 async with self._step_lock:
                     notes = await asyncio.to_thread(dispatcher.tick, self.clock.now())
                     dispatcher.gauge_open()
+                    if self._acks_for_store:
+                        self._release_acks([])  # the store is back: what it now holds may be acknowledged
                 if notes and self.delivery is not None:
                     self.delivery.kick()
             every = self.cfg.checkpoint_interval_s
@@ -357,12 +361,22 @@ class LocalRunner:
         async with self._step_lock:
             events = await asyncio.to_thread(self._step, batch)
         self._report_detector_failures()
-        if self.cfg.mqtt.ack_after == "checkpoint" and self.cfg.checkpoint_interval_s > 0:
-            self._acks_for_checkpoint.extend(intake.take_acks())
-        else:
-            intake.ack_taken()  # processed, incidents stored: the broker may forget these messages
+        self._release_acks(intake.take_acks())
         self.summary.readings += len(batch)
         self._after(events)
+
+    def _release_acks(self, acks: list[Callable[[], None]]) -> None:
+        """Acknowledge messages whose effects are safe: their incidents stored (held while the store is out,
+        so that the broker keeps them), and, with ``ack_after: checkpoint``, in a checkpoint too."""
+        self._acks_for_store.extend(acks)
+        if self.dispatcher is not None and self.dispatcher.unstored:
+            return
+        ready, self._acks_for_store = self._acks_for_store, []
+        if self.cfg.mqtt.ack_after == "checkpoint" and self.cfg.checkpoint_interval_s > 0:
+            self._acks_for_checkpoint.extend(ready)
+        else:
+            for ack in ready:  # processed, incidents stored: the broker may forget these messages
+                ack()
 
     def _report_detector_failures(self) -> None:
         """Dead-letter the detector failures of the last step (``detector_error``) and keep them for health."""

@@ -165,12 +165,15 @@ def test_store_outage_keeps_detecting_reports_it_and_loses_no_notification(mosqu
         assert wait_for(lambda: engine.runner.summary.readings >= half, 30)
         health = engine.runner.health()
         assert health["ok"] is False and health["store_ok"] is False and health["store_pending"] > 0, health
+        # their incidents are not stored: the messages stay unacknowledged, so the broker keeps them
+        assert health["unacknowledged_until_stored"] > 0, health
         failing["on"] = False
         for _ts, topic, payload in messages(storm_rows[half:], "gw"):
             pub.publish(topic, payload, qos=1)
         assert pub.flush()
         assert wait_for(lambda: engine.runner.pipeline.readings >= len(storm_rows), 60)
         assert wait_for(lambda: engine.runner.health()["store_ok"], 10)
+        assert wait_for(lambda: engine.runner.health()["unacknowledged_until_stored"] == 0, 10)
     finally:
         pub.stop()
         engine.stop()
