@@ -44,18 +44,44 @@ class ReloadResult:
         return self.__dict__.copy()
 
 
+SECRET_FIELDS = frozenset({"password", "secret", "token", "tls_key_file"})
+
+
+def masked(key: str, value: Any) -> Any:
+    """A config value as a reload may log, return and print it: secrets masked, webhook URLs without keys.
+
+    >>> masked("token", "s3cr3t-0123456789"), masked("url", "https://h.example/hook/K3Y?sig=1"), masked("port", 80)
+    ('•••', 'https://h.example/…', 80)
+    >>> masked("api", {"tokens": [{"name": "ops", "token": "s3cr3t-0123456789"}]})
+    {'tokens': [{'name': 'ops', 'token': '•••'}]}
+    """
+    if isinstance(value, dict):
+        return {k: masked(str(k), v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [masked(key, v) for v in value]
+    if key in SECRET_FIELDS and value is not None:
+        return "•••"
+    if key == "url" and isinstance(value, str) and value.startswith(("http://", "https://")):
+        from engine.dispatch.sinks import redact_url
+
+        return redact_url(value)
+    return value
+
+
 def config_diff(old: Any, new: Any, path: str = "") -> list[str]:
-    """Every leaf that differs, as ``path: old -> new``.
+    """Every leaf that differs, as ``path: old -> new``, secrets masked (``shown``).
 
     >>> config_diff({"a": {"b": 1, "c": [1, 2]}}, {"a": {"b": 2, "c": [1, 2]}})
     ['a.b: 1 -> 2']
+    >>> config_diff({"mqtt": {"password": "old-pass"}}, {"mqtt": {"password": "new-pass"}})
+    ["mqtt.password: '•••' -> '•••'"]
     """
     if isinstance(old, dict) and isinstance(new, dict):
         out: list[str] = []
         for key in sorted(set(old) | set(new), key=str):
             sub = f"{path}.{key}" if path else str(key)
             if key not in old:
-                out.append(f"{sub}: added {new[key]!r}")
+                out.append(f"{sub}: added {masked(str(key), new[key])!r}")
             elif key not in new:
                 out.append(f"{sub}: removed")
             else:
@@ -63,7 +89,8 @@ def config_diff(old: Any, new: Any, path: str = "") -> list[str]:
         return out
     if isinstance(old, list) and isinstance(new, list) and len(old) == len(new):
         return [d for i, (a, b) in enumerate(zip(old, new, strict=True)) for d in config_diff(a, b, f"{path}.{i}")]
-    return [] if old == new else [f"{path}: {old!r} -> {new!r}"]
+    key = path.rsplit(".", 1)[-1]
+    return [] if old == new else [f"{path}: {masked(key, old)!r} -> {masked(key, new)!r}"]
 
 
 def _layout(det: Detector[Any]) -> dict[str, tuple[str, str, tuple[int, ...], bool]]:

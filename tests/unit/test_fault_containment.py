@@ -183,3 +183,23 @@ def test_a_config_whose_detector_could_never_alarm_or_would_raise_is_refused(det
     with pytest.raises(ValidationError) as err:
         EngineConfig.model_validate({"detectors": [detector]})
     assert "level" in str(err.value)
+
+
+def test_a_reload_never_shows_tokens_passwords_secrets_or_webhook_keys():
+    from engine.config.models import ApiConfig, WebhookSinkConfig
+    from engine.runners.reload import apply_config
+
+    old = default_config()
+    new = old.model_copy(
+        update={
+            "mqtt": old.mqtt.model_copy(update={"username": "gw", "password": "mqtt-pa55word"}),
+            "api": ApiConfig(tokens=[{"name": "ops", "token": "tok-0123456789abcdef", "role": "operator"}]),
+            "sinks": [WebhookSinkConfig(url="https://hooks.example.com/T0/B0/K3YK3Y?sig=abc", secret="hmac-k3y")],
+        }
+    )
+    result = apply_config(build_pipeline(old), old, new)
+    said = orjson.dumps(result.to_json()).decode()
+    assert result.changes, "the changes are listed"
+    for secret in ("mqtt-pa55word", "tok-0123456789abcdef", "K3YK3Y", "sig=abc", "hmac-k3y"):
+        assert secret not in said
+    assert "hooks.example.com" in said, "where the webhook goes is still shown"
