@@ -119,6 +119,18 @@ class IngestConfig(Strict):
     reject_unknown_sites: bool = Field(
         False, description="Dead-letter readings of sites not in the config (`unknown_site`) instead of accepting them."
     )
+    max_devices: int = Field(
+        200_000,
+        ge=1,
+        description="At most this many devices are tracked; readings of further new devices are dead-lettered "
+        "(`device_limit`) so that a stream of invented ids cannot exhaust memory (each device costs ~12 KB).",
+    )
+    max_deadletters_per_message: int = Field(
+        10,
+        ge=1,
+        description="Dead letters sent for one message; a gateway batch with more bad readings sends these and "
+        "one summary (`…_more`) with the count per reason. Every rejection is still counted in the metrics.",
+    )
     device_max_msgs_per_s: float = Field(
         0.0,
         ge=0,

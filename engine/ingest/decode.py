@@ -112,7 +112,10 @@ class SensorDecoder:
             if v < _LOW[mid] or v > _HIGH[mid]:
                 return "out_of_range", f"{name}={v} is outside the possible {_LOW[mid]}…{_HIGH[mid]}"
             parsed.append((mid, v))
-        slot = self.builder.devices.slot(site, device)
+        devices = self.builder.devices
+        if len(devices) >= self.cfg.max_devices and devices.find(site, device) is None:
+            return "device_limit", f"already {len(devices)} devices (ingest.max_devices): {site}/{device} not tracked"
+        slot = devices.slot(site, device)
         seq = doc.get("seq")
         if seq is not None:
             if isinstance(seq, bool) or not isinstance(seq, int):

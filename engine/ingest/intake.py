@@ -25,9 +25,16 @@ logger = logging.getLogger(__name__)
 Publish = Callable[[str, bytes], None]
 
 
+DEADLETTER_PAYLOAD_MAX = 4096
+
+
 def deadletter_message(rej: Rejection, topic: str, payload: bytes, received_at: float) -> bytes:
-    """The dead-letter record: reason, detail, original topic and the original payload (or reading)."""
+    """The dead-letter record: reason, detail, original topic and the original payload (or reading); a
+    payload over 4 KB is cut there (``payload_bytes`` gives its size): a dead letter never repeats a flood."""
     doc: dict[str, object] = {"reason": rej.reason, "detail": rej.detail, "topic": topic, "received_at": received_at}
+    if len(payload) > DEADLETTER_PAYLOAD_MAX:
+        doc["payload_bytes"] = len(payload)
+        payload = payload[:DEADLETTER_PAYLOAD_MAX]
     if rej.reading is not None:
         doc["reading"] = rej.reading
     else:
@@ -162,12 +169,28 @@ class Intake:
             self.publish(deadletter_topic(self.prefix, reason), record)
 
     def reject(self, rejected: list[Rejection], topic: str, payload: bytes, now: float) -> None:
+        """Count every rejection; send at most ``max_deadletters_per_message`` dead letters for one message
+        and one summary of the rest (a 262 KB batch of bad readings used to become 131,062 dead letters)."""
+        limit = self.cfg.ingest.max_deadletters_per_message
         for rej in rejected:
             self.rejected += 1
             metrics.DEADLETTERS.labels(rej.reason).inc()
+        if self.publish is None:
+            return
+        for rej in rejected[:limit]:
             logger.debug("dead-letter %s on %s: %s", rej.reason, topic, rej.detail)
-            if self.publish is not None:
-                self.publish(deadletter_topic(self.prefix, rej.reason), deadletter_message(rej, topic, payload, now))
+            self.publish(deadletter_topic(self.prefix, rej.reason), deadletter_message(rej, topic, payload, now))
+        rest = rejected[limit:]
+        if rest:
+            counts: dict[str, int] = {}
+            for rej in rest:
+                counts[rej.reason] = counts.get(rej.reason, 0) + 1
+            first = rest[0].reason
+            detail = f"{len(rest)} more rejected readings in this message: " + ", ".join(
+                f"{reason} {n}" for reason, n in sorted(counts.items())
+            )
+            summary = Rejection(f"{first}_more" if len(counts) == 1 else "rejected_more", detail)
+            self.publish(deadletter_topic(self.prefix, summary.reason), deadletter_message(summary, topic, b"", now))
 
     def pending(self) -> int:
         return len(self.builder)

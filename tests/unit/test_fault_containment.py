@@ -203,3 +203,43 @@ def test_a_reload_never_shows_tokens_passwords_secrets_or_webhook_keys():
     for secret in ("mqtt-pa55word", "tok-0123456789abcdef", "K3YK3Y", "sig=abc", "hmac-k3y"):
         assert secret not in said
     assert "hooks.example.com" in said, "where the webhook goes is still shown"
+
+
+def test_a_batch_of_bad_readings_sends_a_bounded_number_of_dead_letters_and_counts_them_all():
+    from engine.config.models import IngestConfig
+
+    cfg = EngineConfig(ingest=IngestConfig(max_payload_bytes=2_000_000))
+    published: list[tuple[str, bytes]] = []
+    intake = Intake(cfg, DeviceIndex(), publish=lambda t, p: published.append((t, p)))
+    bad = [{"device": f"d{k}", "ts": NOW, "values": {"snow_mm": 1}} for k in range(5_000)]
+    intake.handle("gw/sensors/S1/_batch", orjson.dumps({"readings": bad}), now=NOW)
+    assert intake.rejected == 5_000, "every rejection is counted"
+    topics = [t for t, _p in published]
+    assert topics == ["gw/deadletter/unknown_metric"] * 10 + ["gw/deadletter/unknown_metric_more"]
+    assert "4990 more rejected readings" in orjson.loads(published[-1][1])["detail"]
+    assert sum(len(p) for _t, p in published) < 60_000, "the dead letters do not repeat the batch 5,000 times"
+
+
+def test_a_too_large_payload_is_not_repeated_in_its_dead_letter():
+    published: list[tuple[str, bytes]] = []
+    intake = Intake(EngineConfig(), DeviceIndex(), publish=lambda t, p: published.append((t, p)))
+    huge = b'{"ts": 1, "values": {"rain_mm": 1}, "pad": "' + b"x" * 2_000_000 + b'"}'
+    intake.handle("gw/sensors/S1/rain-1", huge, now=NOW)
+    ((topic, letter),) = published
+    doc = orjson.loads(letter)
+    assert topic == "gw/deadletter/too_large" and doc["payload_bytes"] == len(huge) and len(letter) < 5_000
+
+
+def test_new_devices_beyond_the_limit_are_dead_lettered_not_tracked():
+    from engine.config.models import IngestConfig
+
+    cfg = EngineConfig(ingest=IngestConfig(max_devices=50))
+    published: list[tuple[str, bytes]] = []
+    devices = DeviceIndex()
+    intake = Intake(cfg, devices, publish=lambda t, p: published.append((t, p)))
+    for k in range(200):
+        intake.handle(f"gw/sensors/S1/rain-{k}", orjson.dumps({"ts": NOW, "values": {"rain_mm": 0.1}}), now=NOW)
+    assert len(devices) == 50
+    assert intake.rejected == 150 and {t for t, _p in published} == {"gw/deadletter/device_limit"}
+    intake.handle("gw/sensors/S1/rain-3", orjson.dumps({"ts": NOW + 60, "values": {"rain_mm": 0.1}}), now=NOW)
+    assert intake.rejected == 150, "known devices go on"
