@@ -33,7 +33,7 @@ SLOT_OF_ROW = "_slot_of_row"
 class DetectorConfig(BaseModel):
     """Fields every detector config has. Subclasses add ``type: Literal[...]`` and their own knobs."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)  # NaN never compares true
 
     type: str = Field(description="Which detector this is (its registered type name).")
     id: str = Field("", description="Unique name of this detector instance; defaults to its type.")

@@ -1,4 +1,9 @@
-"""Load a YAML config: ``${ENV_VAR}`` substitution, validation, and errors that name file, line and field."""
+"""Load a YAML config: ``${ENV_VAR}`` substitution, validation, and errors that name file, line and field.
+
+The YAML is read strictly: a key given twice, an alias (``*name``: what a "billion laughs" file expands
+without end) and an empty file are errors. ``${ENV_VAR}`` is substituted into the parsed values, never into
+the YAML text, so a variable's value stays one value (it cannot add keys, tokens or list items).
+"""
 
 from __future__ import annotations
 
@@ -77,6 +82,54 @@ def substitute_env(text: str, file: str, env: typing.Mapping[str, str] | None = 
     if issues:
         raise ConfigError(issues)
     return "".join(out_lines)
+
+
+class StrictLoader(yaml.SafeLoader):
+    """``yaml.SafeLoader`` that refuses duplicate keys and aliases."""
+
+    def compose_node(self, parent: yaml.Node | None, index: int) -> yaml.Node | None:
+        if self.check_event(yaml.AliasEvent):
+            event = self.peek_event()  # type: ignore[no-untyped-call]
+            raise yaml.composer.ComposerError(
+                None, None, "aliases (*name) are not allowed in a config: write the value out", event.start_mark
+            )
+        return super().compose_node(parent, index)
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: dict[Any, yaml.Mark] = {}
+        for key_node, _value in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    "while reading a mapping", node.start_mark,
+                    f"the key {key!r} is given twice (first on line {seen[key].line + 1}): keep one",
+                    key_node.start_mark,
+                )  # fmt: skip
+            seen[key] = key_node.start_mark
+        return super().construct_mapping(node, deep=deep)
+
+
+def _substitute_values(data: Any, file: str, lines: dict[tuple[Any, ...], int], path: tuple[Any, ...] = (),
+                       issues: list[ConfigIssue] | None = None) -> Any:  # fmt: skip
+    """``${NAME}`` / ``${NAME:-default}`` in every string value of the parsed config (see ``substitute_env``)."""
+    if issues is None:
+        issues = []
+        out = _substitute_values(data, file, lines, path, issues)
+        if issues:
+            raise ConfigError(issues)
+        return out
+    if isinstance(data, dict):
+        return {k: _substitute_values(v, file, lines, (*path, k), issues) for k, v in data.items()}
+    if isinstance(data, list):
+        return [_substitute_values(v, file, lines, (*path, i), issues) for i, v in enumerate(data)]
+    if isinstance(data, str) and "${" in data:
+        try:
+            return substitute_env(data, file)
+        except ConfigError as exc:
+            line = next((lines[path[:n]] for n in range(len(path), -1, -1) if path[:n] in lines), None)
+            field = ".".join(str(p) for p in path)
+            issues.extend(ConfigIssue(i.file, line, field, i.message, i.hint) for i in exc.issues)
+    return data
 
 
 def _line_map(node: yaml.Node | None, path: tuple[Any, ...] = ()) -> dict[tuple[Any, ...], int]:
@@ -172,10 +225,9 @@ def _field_path(loc: tuple[Any, ...]) -> str:
 
 def parse_config(text: str, file: str, base_dir: Path | None = None) -> EngineConfig:
     """Validate config text; raises ``ConfigError`` listing every problem."""
-    text = substitute_env(text, file)
     try:
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
-        data = yaml.safe_load(text)
+        node = yaml.compose(text, Loader=StrictLoader)
+        data = yaml.load(text, Loader=StrictLoader)  # noqa: S506 (StrictLoader is a SafeLoader)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         raise ConfigError(
@@ -190,10 +242,17 @@ def parse_config(text: str, file: str, base_dir: Path | None = None) -> EngineCo
             ]
         ) from None
     if data is None:
-        data = {}
+        raise ConfigError(
+            [
+                ConfigIssue(
+                    file, None, "", "the config is empty", "start from config/gridwatch.yaml; `{}` for all defaults"
+                )
+            ]
+        )
     if not isinstance(data, dict):
         raise ConfigError([ConfigIssue(file, 1, "", "the config must be a mapping", "start with keys like `mqtt:`")])
     lines = _line_map(node)
+    data = _substitute_values(data, file, lines)
     try:
         return EngineConfig.model_validate(data, context={"base_dir": base_dir or Path(file).parent})
     except ValidationError as exc:

@@ -22,7 +22,7 @@ TIERS: tuple[Tier, ...] = ("grid", "town", "district", "city")
 
 
 class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)  # a NaN threshold never compares true
 
 
 class MqttConfig(Strict):

@@ -243,3 +243,32 @@ def test_new_devices_beyond_the_limit_are_dead_lettered_not_tracked():
     assert intake.rejected == 150 and {t for t, _p in published} == {"gw/deadletter/device_limit"}
     intake.handle("gw/sensors/S1/rain-3", orjson.dumps({"ts": NOW + 60, "values": {"rain_mm": 0.1}}), now=NOW)
     assert intake.rejected == 150, "known devices go on"
+
+
+@pytest.mark.parametrize(
+    ("text", "said"),
+    [
+        ("", "the config is empty"),
+        ("mqtt: {url: embedded}\nmqtt: {url: mqtt://x:1883}\n", "is given twice"),
+        ("a: &a [1, 1, 1]\nb: &b [*a, *a, *a]\nc: [*b, *b, *b]\n", "aliases (*name) are not allowed"),
+        ("detectors:\n  - {type: rainfall_intensity_duration, levels: {yellow: .nan}}\n", "finite"),
+        ("cameras: {devices: [{site: S1, id: ir-1, kind: thermal, gain: .nan}]}\n", "finite"),
+    ],
+)
+def test_configs_that_used_to_be_accepted_or_to_hang_are_refused_with_the_reason(text, said):
+    from engine.config.loader import ConfigError, parse_config
+
+    with pytest.raises(ConfigError) as err:
+        parse_config(text, "bad.yaml", ROOT / "config")
+    assert said in str(err.value)
+
+
+def test_an_environment_variable_is_one_value_and_cannot_add_keys(monkeypatch):
+    from engine.config.loader import parse_config
+
+    monkeypatch.setenv("GW_USER", "gw\napi:\n  tokens: [{name: x, token: injected-token-0123456789, role: operator}]")
+    cfg = parse_config("mqtt: {username: '${GW_USER}'}\n", "c.yaml", ROOT / "config")
+    assert cfg.api.tokens == [], "the variable's text did not become YAML"
+    assert cfg.mqtt.username is not None and cfg.mqtt.username.startswith("gw\napi:")
+    monkeypatch.setenv("GW_PORT", "18830")
+    assert parse_config("mqtt: {embedded_port: '${GW_PORT}'}\n", "c.yaml", ROOT / "config").mqtt.embedded_port == 18830
