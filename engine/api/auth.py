@@ -1,9 +1,10 @@
 """Bearer tokens with roles for the HTTP API, and a brake on guessing them.
 
 Tokens come from the config (``api.tokens``: name, token, role ``viewer`` or ``operator``); the name is
-recorded as the actor of what its holder does. A client (by address) that presents ``max_failures``
-wrong tokens within ``window_s`` is refused with 429 until the window has passed, so guessing a token
-over the network is slow. Tokens are compared in constant time and never logged.
+recorded as the actor of what its holder does. A client (by its socket address: forwarded-for headers are
+not trusted) that presents ``max_failures`` wrong tokens within ``window_s`` gets 429 for every further
+wrong or missing token until the window has passed; a valid token is always accepted. Tokens are
+compared in constant time and never logged.
 """
 
 from __future__ import annotations
@@ -65,16 +66,18 @@ class TokenAuth:
         return len(q) >= self.max_failures
 
     def check(self, presented: str | None, role: str, client: str) -> ApiToken:
+        """A valid token is always let in (a duty officer behind the same NAT as a guesser must not be locked
+        out); wrong ones from an address that has sent ``max_failures`` within ``window_s`` get 429."""
+        for t in self.tokens if presented else []:
+            if hmac.compare_digest(t.token.encode(), presented.encode()):  # type: ignore[union-attr]
+                if ROLE_RANK[t.role] < ROLE_RANK[role]:
+                    raise HTTPException(403, f"token {t.name!r} is a {t.role}; this needs an {role}")
+                return t
         if self.blocked(client):
             raise HTTPException(429, "too many wrong tokens from this address; try again in a minute",
                                 headers={"Retry-After": str(int(self.window_s))})  # fmt: skip
         if not presented:
             raise HTTPException(401, "send Authorization: Bearer <token> (tokens are set in api.tokens)")
-        for t in self.tokens:
-            if hmac.compare_digest(t.token.encode(), presented.encode()):
-                if ROLE_RANK[t.role] < ROLE_RANK[role]:
-                    raise HTTPException(403, f"token {t.name!r} is a {t.role}; this needs an {role}")
-                return t
         self._failures.setdefault(client, deque()).append(self._clock())
         metrics.AUTH_FAILURES.inc()
         logger.warning("wrong API token from %s", client)
