@@ -11,7 +11,7 @@ import orjson
 from engine.ingest.replay_file import Row
 from engine.ingest.topics import sensor_topic
 
-Publish = Callable[[str, bytes], None]
+Publish = Callable[[str, bytes], object]
 
 
 def messages(rows: Iterable[Row], prefix: str) -> Iterator[tuple[float, str, bytes]]:

@@ -54,8 +54,12 @@ class LogSink:
         self._fh.close()
 
 
+PUBACK_TIMEOUT_S = 10.0
+
+
 class MqttSink:
-    """Publishes each event to ``<prefix>/alerts/<site>/<hazard>``."""
+    """Publishes each event to ``<prefix>/alerts/<site>/<hazard>``; delivered once the broker acknowledged
+    it (PUBACK at QoS 1), so an event published into a dropped connection is sent again."""
 
     name = "mqtt"
 
@@ -67,7 +71,15 @@ class MqttSink:
 
     def send(self, event: dict[str, Any], delivery_id: int | None = None) -> None:
         topic = alert_topic(self.prefix, event["site"], event["hazard"])
-        self._publish(topic, orjson.dumps(event), retain=self.cfg.retain)
+        info = self._publish(topic, orjson.dumps(event), retain=self.cfg.retain)
+        if info is None:  # a publisher that does not track acknowledgements
+            return
+        try:
+            info.wait_for_publish(PUBACK_TIMEOUT_S)
+        except (RuntimeError, ValueError) as exc:  # not queued: the client is disconnected
+            raise ConnectionError(f"alert on {topic} not accepted by the broker: {exc}") from None
+        if not info.is_published():
+            raise ConnectionError(f"no PUBACK for the alert on {topic} within {PUBACK_TIMEOUT_S:g} s")
 
     def close(self) -> None:
         pass

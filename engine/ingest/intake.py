@@ -22,7 +22,7 @@ from engine.ingest.topics import TopicError, deadletter_topic, parse_topic
 
 logger = logging.getLogger(__name__)
 
-Publish = Callable[[str, bytes], None]
+Publish = Callable[[str, bytes], object]
 
 
 DEADLETTER_PAYLOAD_MAX = 4096

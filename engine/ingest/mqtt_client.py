@@ -194,8 +194,9 @@ class MqttClient:
         qos: int | None = None,
         retain: bool = False,
         user_properties: dict[str, str] | None = None,
-    ) -> None:
-        """Publish; ``user_properties`` (MQTT v5 only, e.g. a camera frame's capture ``ts``) ride along."""
+    ) -> paho.MQTTMessageInfo:
+        """Publish; ``user_properties`` (MQTT v5 only, e.g. a camera frame's capture ``ts``) ride along.
+        Returns paho's message info (``wait_for_publish`` waits for the broker's PUBACK at QoS 1)."""
         props = None
         if user_properties and self.v5:
             props = Properties(PacketTypes.PUBLISH)  # type: ignore[no-untyped-call]
@@ -206,6 +207,7 @@ class MqttClient:
             self._unacked.append(info)
             if len(self._unacked) > 10000:
                 self._unacked = [i for i in self._unacked if not i.is_published()]
+        return info
 
     def flush(self, timeout_s: float = 30.0) -> bool:
         """Wait until the broker has acknowledged every tracked publication (``track=True``)."""

@@ -29,7 +29,7 @@ def build_pipeline(cfg: EngineConfig, devices: DeviceIndex | None = None) -> Pip
 
 def build_sinks(
     cfg: EngineConfig,
-    publish: Callable[..., None] | None = None,
+    publish: Callable[..., object] | None = None,
     log_path: Path | None = None,
     extra: list[Sink] | None = None,
 ) -> SinkSet:

@@ -240,8 +240,8 @@ class LocalRunner:
         self.client = client
         intake.publish = client.publish
 
-        def publish(topic: str, payload: bytes, retain: bool = False) -> None:
-            client.publish(topic, payload, retain=retain)
+        def publish(topic: str, payload: bytes, retain: bool = False) -> Any:
+            return client.publish(topic, payload, retain=retain)
 
         sinks = build_sinks(cfg, publish, self._log_path, self._extra_sinks)
         policies = {

@@ -272,3 +272,16 @@ def test_an_environment_variable_is_one_value_and_cannot_add_keys(monkeypatch):
     assert cfg.mqtt.username is not None and cfg.mqtt.username.startswith("gw\napi:")
     monkeypatch.setenv("GW_PORT", "18830")
     assert parse_config("mqtt: {embedded_port: '${GW_PORT}'}\n", "c.yaml", ROOT / "config").mqtt.embedded_port == 18830
+
+
+def test_the_mqtt_sink_counts_an_alert_delivered_only_once_the_broker_acknowledged_it(monkeypatch):
+    """Published into a connection that is down, the alert stays in the outbox (it was marked delivered)."""
+    from engine.config.models import MqttConfig, MqttSinkConfig
+    from engine.dispatch import sinks
+    from engine.ingest.mqtt_client import MqttClient
+
+    monkeypatch.setattr(sinks, "PUBACK_TIMEOUT_S", 0.2)
+    client = MqttClient(MqttConfig(url="mqtt://127.0.0.1:1"), client_id="never-connected", clean=True)
+    sink = sinks.MqttSink(MqttSinkConfig(), lambda t, p, retain=False: client.publish(t, p, qos=1), "gw")
+    with pytest.raises(ConnectionError, match="alert on gw/alerts/S1/landslide"):
+        sink.send({"site": "S1", "hazard": "landslide", "incident_id": "i1"})
