@@ -588,6 +588,11 @@ def demo(
     import secrets
 
     mqtt = cfg.mqtt.model_copy(update={"embedded_port": 0, "client_id": f"gridwatch-demo-{time.time_ns()}"})
+    # A fresh data dir each run: the last run's checkpoint and store would carry its devices' state into
+    # this one (a second demo showed 24 false device faults) and restart incident numbering under old ids.
+    run_dir = out / "runs" / time.strftime("%Y%m%d-%H%M%S")
+    run_dir = run_dir.with_name(f"{run_dir.name}-{time.time_ns() % 1_000_000:06d}")
+    cfg = cfg.model_copy(update={"data_dir": str(run_dir)})
     demo_token = {"name": "demo-operator", "token": secrets.token_urlsafe(24), "role": "operator"}
     cfg = cfg.model_copy(
         update={
@@ -611,7 +616,7 @@ def demo(
     incidents = {e["incident_id"]: e for e in board.latest.values()}
     out_console.print(
         f"{summary.readings} readings processed, {summary.rejected} rejected, {len(incidents)} incidents "
-        f"({summary.events} events).\nEvent log: {out / 'incidents.jsonl'}\n"
+        f"({summary.events} events).\nEvent log: {out / 'incidents.jsonl'}; this run's data: {run_dir}\n"
         f"Metrics were served at {runner.api_url}/metrics while the demo ran; `gridwatch run` serves them "
         f"at the configured api.port."
     )

@@ -74,7 +74,12 @@ class ApiServer:
         self.port = port or free_port(host)
         self._server = uvicorn.Server(
             uvicorn.Config(
-                app, host=host, port=self.port, log_level="warning", lifespan="off", timeout_graceful_shutdown=3,
+                app,
+                host=host,
+                port=self.port,
+                log_level="warning",
+                lifespan="off",
+                timeout_graceful_shutdown=3,
                 # The client address (the token lockout's key) is the socket's: a header such as
                 # X-Forwarded-For is anyone's to write, so a guesser could pick a fresh address each try.
                 proxy_headers=False,

@@ -13,8 +13,8 @@ from tests.conftest import ROOT
 pytestmark = pytest.mark.e2e
 
 
-def test_demo_plays_the_whole_scenario_and_raises_the_slope_to_red(tmp_path):
-    res = subprocess.run(
+def run_demo(tmp_path):
+    return subprocess.run(
         [
             sys.executable,
             "-m",
@@ -33,8 +33,18 @@ def test_demo_plays_the_whole_scenario_and_raises_the_slope_to_red(tmp_path):
         check=False,
         cwd=tmp_path,
     )
+
+
+def test_demo_plays_the_whole_scenario_and_raises_the_slope_to_red(tmp_path):
+    res = run_demo(tmp_path)
     assert res.returncode == 0, res.stderr[-2000:]
     assert "10368 readings processed, 0 rejected" in res.stdout
     events = [orjson.loads(line) for line in (tmp_path / "incidents.jsonl").read_bytes().splitlines()]
     slide = [e["level"] for e in events if e["hazard"] == "landslide" and e["action"] in ("fired", "raised")]
     assert slide == ["blue", "yellow", "orange", "red"]
+    # A second demo starts from nothing: no checkpoint or store of the first (it raised false device faults)
+    again = run_demo(tmp_path)
+    assert again.returncode == 0, again.stderr[-2000:]
+    events = [orjson.loads(line) for line in (tmp_path / "incidents.jsonl").read_bytes().splitlines()]
+    assert not [e for e in events if e["hazard"] == "device_fault"], "no false device faults on a second run"
+    assert len(list((tmp_path / "runs").iterdir())) == 2, "each run has its own data dir"
