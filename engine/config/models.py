@@ -119,6 +119,12 @@ class IngestConfig(Strict):
     reject_unknown_sites: bool = Field(
         False, description="Dead-letter readings of sites not in the config (`unknown_site`) instead of accepting them."
     )
+    fleet_silent_s: float = Field(
+        900.0,
+        ge=0,
+        description="/readyz fails when no sensor reading at all has arrived for this long (a broker, bridge "
+        "or network fault that silences the whole fleet); 0: off.",
+    )
     max_devices: int = Field(
         200_000,
         ge=1,

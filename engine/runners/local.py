@@ -98,18 +98,29 @@ class LocalRunner:
         self._failure_times: list[tuple[DetectorFailure, float]] = []  # (failure, wall time) of the last 100
         self._deadletter: Callable[[str, bytes], None] | None = None
         self._acks_for_store: list[Callable[[], None]] = []  # processed while the store was out
+        self._last_reading_at = time.time()  # wall time of the last batch with readings (or of the start)
 
     def health(self) -> dict[str, Any]:
         """Readiness: broker, store, background tasks, checkpoints and detectors all working."""
         connected = bool(self.client and self.client.connected.is_set())
         store_ok = self.dispatcher.store_ok if self.dispatcher is not None else True
         tasks_failing = self.supervisor.failing()
+        quiet_s = time.time() - self._last_reading_at
+        silent = self.cfg.ingest.fleet_silent_s
+        fleet_silent = bool(silent and quiet_s > silent)
         horizon = time.time() - 300.0
         detectors_failing = sorted({f.detector for f, at in self._failure_times if at >= horizon})
         return {
             "ok": bool(
-                connected and store_ok and not tasks_failing and self.checkpoint_error is None and not detectors_failing
+                connected
+                and store_ok
+                and not tasks_failing
+                and self.checkpoint_error is None
+                and not detectors_failing
+                and not fleet_silent
             ),
+            "seconds_since_last_reading": round(quiet_s, 1),
+            "fleet_silent": fleet_silent,
             "mqtt_connected": connected,
             "store_ok": store_ok,
             "tasks_failing": tasks_failing,
@@ -320,6 +331,8 @@ class LocalRunner:
             if not await asyncio.to_thread(cams.arrived.wait, 0.25):
                 continue
             frames = cams.take()
+            if frames:
+                self._last_reading_at = time.time()  # a camera-only site is not a silent fleet
             findings = await asyncio.to_thread(self.cameras.step, frames, set(cams.thermal))
             if not findings:
                 continue
@@ -358,6 +371,7 @@ class LocalRunner:
         if not len(batch):
             intake.ack_taken()
             return
+        self._last_reading_at = time.time()
         async with self._step_lock:
             events = await asyncio.to_thread(self._step, batch)
         self._report_detector_failures()

@@ -329,3 +329,20 @@ def test_a_raising_detector_and_a_failing_checkpoint_are_contained_reported_and_
     assert key(landslides) == key([e for e in expected if e["hazard"] == "landslide"]), "the slopes still alert"
     dead = [d for t, d in listener.received if t == "gw/deadletter/detector_error"]
     assert dead and all(d["detector"] == "rain-intensity" and "IndexError" in d["detail"] for d in dead)
+
+
+def test_a_fleet_that_falls_silent_fails_readiness(mosquitto, tmp_path):
+    """No reading at all for `ingest.fleet_silent_s` (a broker or network fault upstream): /readyz says so."""
+    cfg = engine_config(mosquitto.url, tmp_path, "engine-it-silent")
+    cfg = cfg.model_copy(update={"ingest": cfg.ingest.model_copy(update={"fleet_silent_s": 1.0})})
+    engine = RunnerThread(cfg)
+    pub = publisher(mosquitto.url)
+    try:
+        assert wait_for(lambda: engine.runner.health()["fleet_silent"], 10), "nothing since the start"
+        pub.publish("gw/sensors/S01/rain-1", orjson.dumps({"ts": time.time(), "values": {"rain_mm": 0.2}}), qos=1)
+        assert pub.flush()
+        assert wait_for(lambda: engine.runner.health()["ok"], 10), engine.runner.health()
+        assert wait_for(lambda: engine.runner.health()["fleet_silent"], 10), "silent again after a second"
+    finally:
+        pub.stop()
+        engine.stop()
