@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import orjson
 
+from detectors.base import ROW_OF_SLOT, SLOT_OF_ROW
 from engine.core.pipeline import Pipeline
 
 logger = logging.getLogger(__name__)
@@ -52,6 +54,7 @@ def checkpoint_arrays(pipeline: Pipeline, buffers: dict[str, Any] | None = None)
         "detectors": [d.config.model_dump(mode="json") for d in pipeline.detectors],
         "watermark": pipeline.watermark if np.isfinite(pipeline.watermark) else None,
         "readings": pipeline.readings,
+        "wall_time": time.time(),  # when: the engine clock goes on from here after a restart (EngineClock.resume)
     }
     arrays: dict[str, Any] = {META: np.frombuffer(orjson.dumps(meta), dtype=np.uint8)}
     into = buffers or {}
@@ -78,6 +81,28 @@ def write_checkpoint(arrays: dict[str, Any], path: Path) -> None:
     os.replace(tmp, path)
 
 
+def renumbered(snap: dict[str, Any], slot_map: np.ndarray) -> dict[str, Any]:
+    """A detector state snapshot with its device slots renumbered (saved slot k is now ``slot_map[k]``); the
+    rows, and so everything each device's row holds, stay as they are."""
+    slot_of_row = snap.get(SLOT_OF_ROW)
+    if slot_of_row is None or not slot_of_row.size:
+        return snap
+    new_slots = slot_map[slot_of_row]
+    row_of_slot = np.full(max(int(new_slots.max()) + 1, snap[ROW_OF_SLOT].shape[0]), -1, dtype=np.int64)
+    row_of_slot[new_slots] = np.arange(new_slots.shape[0])
+    return {**snap, SLOT_OF_ROW: new_slots, ROW_OF_SLOT: row_of_slot}
+
+
+def checkpoint_meta(path: Path) -> dict[str, Any] | None:
+    """The metadata of a checkpoint (slots, detectors, watermark, wall time), or None if there is none."""
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            meta: dict[str, Any] = orjson.loads(data[META].tobytes())
+            return meta
+    except (OSError, ValueError, KeyError):
+        return None
+
+
 def load_checkpoint(pipeline: Pipeline, path: Path) -> list[str]:
     """Restore what ``path`` holds into ``pipeline``; returns the detectors restored (none if unusable)."""
     if not path.exists():
@@ -89,23 +114,23 @@ def load_checkpoint(pipeline: Pipeline, path: Path) -> list[str]:
     except (OSError, ValueError, KeyError) as exc:
         logger.warning("checkpoint %s is unreadable (%s); starting with empty detector state", path, exc)
         return []
+    # Devices are matched by (site, device), not by slot number: a device added to the config or its CSV
+    # renumbers the slots, and used to discard every detector's state.
     devices = pipeline.devices
-    for k, (site, device) in enumerate(meta["slots"]):
-        if devices.slot(site, device) != k:
-            logger.warning("checkpoint %s numbers devices differently from this config; not restored", path)
-            return []
+    slot_map = np.array([devices.slot(site, device) for site, device in meta["slots"]], dtype=np.int64)
     saved = {c["id"] if c.get("id") else c["type"]: c for c in meta["detectors"]}
     restored: list[str] = []
     for det, state in zip(pipeline.detectors, pipeline.states, strict=True):
         if saved.get(det.name) != det.config.model_dump(mode="json"):
             continue
         prefix = f"{det.name}/"
-        state.restore({k[len(prefix) :]: v for k, v in arrays.items() if k.startswith(prefix)})
+        state.restore(renumbered({k[len(prefix) :]: v for k, v in arrays.items() if k.startswith(prefix)}, slot_map))
         restored.append(det.name)
     applied = arrays.get(APPLIED)
     if applied is not None and applied.shape[1:] == pipeline.applied.times.shape[1:]:  # older: none
-        pipeline.applied.grow(applied.shape[0])
-        pipeline.applied.times[: applied.shape[0]] = applied
+        n = min(applied.shape[0], slot_map.shape[0])
+        pipeline.applied.grow(int(slot_map.max(initial=-1)) + 1)
+        pipeline.applied.times[slot_map[:n]] = applied[:n]
     if meta.get("watermark") is not None:
         pipeline.watermark = float(meta["watermark"])
     pipeline.readings = int(meta.get("readings", 0))

@@ -22,7 +22,13 @@ from engine.api.operator import mount_static, operator_router
 from engine.api.server import ApiServer, create_app
 from engine.config.models import EngineConfig, WebhookSinkConfig
 from engine.core.cameras import CameraStage
-from engine.core.checkpoint import checkpoint_arrays, checkpoint_buffers, load_checkpoint, write_checkpoint
+from engine.core.checkpoint import (
+    checkpoint_arrays,
+    checkpoint_buffers,
+    checkpoint_meta,
+    load_checkpoint,
+    write_checkpoint,
+)
 from engine.core.clock import EngineClock
 from engine.core.history import ReadingHistory
 from engine.core.pipeline import DetectorFailure
@@ -203,7 +209,11 @@ class LocalRunner:
         self.dispatcher.on_notes = self.hub.publish
         restored = load_checkpoint(self.pipeline, self.checkpoint_path)
         if restored:
-            self.clock.observe(self.pipeline.watermark)
+            meta = checkpoint_meta(self.checkpoint_path) or {}
+            if meta.get("wall_time") is not None and math.isfinite(self.pipeline.watermark):
+                self.clock.resume(self.pipeline.watermark, float(meta["wall_time"]))
+            else:
+                self.clock.observe(self.pipeline.watermark)
             logger.info("detector state taken up from %s: %s", self.checkpoint_path, ", ".join(restored))
         reopen, wm = cfg.incidents.reopen_within_s, self.pipeline.watermark
         since = wm - reopen if reopen > 0 and math.isfinite(wm) else None  # resolved ones that may re-open

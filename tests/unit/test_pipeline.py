@@ -96,3 +96,28 @@ def test_checkpoint_restores_detector_state_into_a_new_engine(storm_rows, refere
     third = build_pipeline(changed)
     restored = load_checkpoint(third, tmp_path / "checkpoint.npz")
     assert changed.detectors[1].name not in restored and len(restored) == len(third.detectors) - 1
+
+
+def test_a_device_added_to_the_config_keeps_every_detector_state(storm_rows, reference_events, tmp_path):
+    """Devices are matched by name: a new device listed first renumbers every slot, and used to discard all
+    the detectors' state (the rest of the storm then gave other incidents)."""
+    from engine.config.models import DeviceConfig
+
+    half = len(storm_rows) // 2
+    first = build_pipeline(default_config())
+    events = []
+    for b in batches(storm_rows[:half], first.devices, 10_000):
+        events += first.step(b)
+    save_checkpoint(first, tmp_path / "checkpoint.npz")
+    grown = default_config()
+    site = grown.sites[0]
+    grown.sites[0] = site.model_copy(
+        update={"devices": [DeviceConfig(id="rain-new", metrics=["rain_mm"]), *site.devices]}
+    )
+    second = build_pipeline(grown)
+    assert second.devices.find("S01", "rain-new") == 0, "the new device took the first slot"
+    assert load_checkpoint(second, tmp_path / "checkpoint.npz") == [d.name for d in second.detectors]
+    second.tracker, second.fusion = first.tracker, first.fusion
+    for b in batches(storm_rows[half:], second.devices, 10_000):
+        events += second.step(b)
+    assert events == reference_events
