@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 from engine import metrics
 from engine.dispatch.sinks import PermanentDeliveryError, Sink
-from engine.store.store import Store
+from engine.store.store import OutboxItem, Store
 
 logger = logging.getLogger(__name__)
 
@@ -42,6 +42,17 @@ class RetryPolicy:
 
     def delay(self, attempt: int) -> float:
         return float(min(self.backoff_max_s, self.backoff_s * 2 ** max(0, attempt - 1)))
+
+
+def delivery_id(item: OutboxItem) -> str:
+    """The id a receiver drops repeats by: the same for every retry of one event to one sink, and never
+    reused by another event, also across stores (the outbox's row numbers restart with a new store, and a
+    receiver keyed on them dropped new alerts as repeats).
+
+    >>> delivery_id(OutboxItem(7, "hook", "19a71bbd040da447", 3, {}, 0, 0.0, 0))
+    '19a71bbd040da447.3.hook'
+    """
+    return f"{item.incident_id}.{item.seq}.{item.sink}"
 
 
 class OutboxDelivery:
@@ -117,7 +128,7 @@ class OutboxDelivery:
                     blocked.add(item.incident_id)  # backing off: this incident's later events wait
                     continue
                 try:
-                    await asyncio.to_thread(sink.send, item.event, item.id)
+                    await asyncio.to_thread(sink.send, item.event, delivery_id(item))
                 except Exception as exc:
                     attempt = item.attempts + 1
                     permanent = isinstance(exc, PERMANENT)

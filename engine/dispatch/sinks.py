@@ -30,7 +30,7 @@ LEVEL_STYLE = {"blue": "bold blue", "yellow": "bold yellow", "orange": "bold dar
 class Sink(Protocol):
     name: str
 
-    def send(self, event: dict[str, Any], delivery_id: int | None = None) -> None: ...
+    def send(self, event: dict[str, Any], delivery_id: str | None = None) -> None: ...
 
     def close(self) -> None: ...
 
@@ -46,7 +46,7 @@ class LogSink:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._fh = self.path.open("ab")
 
-    def send(self, event: dict[str, Any], delivery_id: int | None = None) -> None:
+    def send(self, event: dict[str, Any], delivery_id: str | None = None) -> None:
         self._fh.write(orjson.dumps(event) + b"\n")
         self._fh.flush()
 
@@ -69,7 +69,7 @@ class MqttSink:
         self._publish = publish
         self.prefix = prefix
 
-    def send(self, event: dict[str, Any], delivery_id: int | None = None) -> None:
+    def send(self, event: dict[str, Any], delivery_id: str | None = None) -> None:
         topic = alert_topic(self.prefix, event["site"], event["hazard"])
         info = self._publish(topic, orjson.dumps(event), retain=self.cfg.retain)
         if info is None:  # a publisher that does not track acknowledgements
@@ -94,7 +94,7 @@ class ConsoleSink:
         self.name = cfg.name or cfg.type
         self.console = console or Console(stderr=True)
 
-    def send(self, event: dict[str, Any], delivery_id: int | None = None) -> None:
+    def send(self, event: dict[str, Any], delivery_id: str | None = None) -> None:
         style = LEVEL_STYLE.get(event["level"], "")
         self.console.print(
             f"[{style}]{event['level'].upper():6}[/] {event['state']:9} {event['hazard']:12} site={event['site']} "
@@ -143,7 +143,7 @@ class WebhookSink:
         self.name = cfg.name or cfg.type
         self._client = client or httpx.Client(timeout=cfg.timeout_s)
 
-    def send(self, event: dict[str, Any], delivery_id: int | None = None) -> None:
+    def send(self, event: dict[str, Any], delivery_id: str | None = None) -> None:
         body = orjson.dumps(event)
         headers = {"Content-Type": "application/json", "User-Agent": "gridwatch"}
         if self.cfg.secret:

@@ -62,10 +62,10 @@ class FlakySink:
     def __init__(self, name: str, fail_first: int) -> None:
         self.name = name
         self.fail_first = fail_first
-        self.got: list[tuple[int | None, str, int]] = []
+        self.got: list[tuple[str | None, str, int]] = []
         self.attempts = 0
 
-    def send(self, event: dict[str, Any], delivery_id: int | None = None) -> None:
+    def send(self, event: dict[str, Any], delivery_id: str | None = None) -> None:
         self.attempts += 1
         if self.attempts <= self.fail_first:
             raise ConnectionError("receiver down")
@@ -118,7 +118,7 @@ class PoisonSink:
         self.name, self.poison, self.exc = "hook", poison, exc
         self.got: list[tuple[str, int]] = []
 
-    def send(self, event: dict[str, Any], delivery_id: int | None = None) -> None:
+    def send(self, event: dict[str, Any], delivery_id: str | None = None) -> None:
         if event["incident_id"] == self.poison:
             raise self.exc
         self.got.append((event["incident_id"], event["seq"]))
@@ -242,3 +242,19 @@ def test_api_tokens_roles_errors_and_openapi(store):
     locked = client.get("/api/incidents", headers={"Authorization": "Bearer guess", "X-Forwarded-For": "10.9.9.9"})
     assert locked.status_code == 429 and locked.headers["Retry-After"] == "60"
     assert client.get("/api/incidents", headers=tv).status_code == 200
+
+
+def test_delivery_ids_are_not_reused_by_a_new_store(tmp_path):
+    """Row numbers restart with a new store; a receiver keeping the ids it saw dropped new alerts."""
+    ids = []
+    for name in ("old", "new"):
+        store = Store(f"sqlite:///{tmp_path / name}.db")
+        store.migrate()
+        d, tracker = desk(store)
+        hazard = "landslide" if name == "old" else "rainstorm"
+        d.handle(tracker.apply([Finding("x", hazard, "S1", "d-1", 10.0, Level.YELLOW, 1.0)]), now=10.0)
+        sink = FlakySink("hook", fail_first=0)
+        asyncio.run(OutboxDelivery(store, [sink]).drain(sink))
+        ids += [i for i, _, _ in sink.got]
+        store.close()
+    assert len(ids) == 2 and len(set(ids)) == 2, ids
