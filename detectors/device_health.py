@@ -4,8 +4,9 @@ A quality screen: it runs before every other detector of the pipeline and flags 
 faulty, which the other detectors then skip (``ReadingBatch.rows_of``), so that a stuck crack meter or a
 spiking GNSS antenna raises a ``device_fault`` and not a landslide. Faults, per (device, metric):
 
-* ``silent``: no reading for ``silence_factor`` times the expected interval (learned from the device's
-  own reporting, or set), and for at least ``min_silence_s``, measured on the fleet's clock (the latest
+* ``silent``: no reading for ``silence_factor`` times the expected interval (the device's
+  ``expected_interval_s`` in the site config, else this detector's ``expected_interval_s``, else learned
+  from the device's own reporting), and for at least ``min_silence_s``, measured on the fleet's clock (the latest
   timestamp seen from any device), so no reading is needed from the silent device itself. Silence is no
   data, never a zero. The floor keeps a gateway that forwards a 1 Hz sensor's readings in 20-second
   batches from reading as a silent sensor between its batches;
@@ -201,6 +202,9 @@ class DeviceHealth(Detector[DeviceHealthConfig]):
                 out_of_range = (v < self.low[k]) | (v > self.high[k])
                 skew = ts < clock_before[r] - cfg.max_lag_s
                 known = flat["interval"].take(ch) if cfg.expected_interval_s is None else cfg.expected_interval_s
+                stated = batch.devices.expected_intervals(batch.slot[r])  # per device, from the site config
+                if stated is not None and cfg.expected_interval_s is None:
+                    known = np.where(np.isnan(stated), known, stated)
                 flood = ~duplicate & ~out_of_order & (ts - last_ts < known / cfg.flood_factor)
                 timing = duplicate | out_of_order | skew | flood
                 dt_h = np.maximum(ts - good_ts, cfg.min_dt_s) / 3600.0
@@ -237,6 +241,8 @@ class DeviceHealth(Detector[DeviceHealthConfig]):
                 step = np.where(np.isnan(interval), dt, interval + 0.1 * (np.minimum(dt, 2 * interval) - interval))
                 interval = np.where(learn, step, interval)
                 flat["interval"][ch] = interval
+                if stated is not None:
+                    interval = np.where(np.isnan(stated), interval, stated)  # the config's word wins
             else:
                 interval = np.full(r.shape[0], cfg.expected_interval_s)
             deadline = clock[r] + np.maximum(cfg.silence_factor * interval, cfg.min_silence_s)

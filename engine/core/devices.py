@@ -25,6 +25,31 @@ class DeviceIndex:
         self.devices: list[str] = []
         self._slot_site: list[int] = []
         self._site_slots: dict[str, list[int]] = {}
+        self._expected = np.full(0, np.nan)  # per slot: the reporting interval the config states (s), or NaN
+
+    def set_expected_interval(self, slot: int, seconds: float) -> None:
+        """The device's reporting interval as the config (``expected_interval_s``) states it."""
+        if slot >= self._expected.shape[0]:
+            grown = np.full(max(slot + 1, 2 * self._expected.shape[0], 64), np.nan)
+            grown[: self._expected.shape[0]] = self._expected
+            self._expected = grown
+        self._expected[slot] = seconds
+
+    def expected_intervals(self, slots: npt.NDArray[np.int64]) -> npt.NDArray[np.float64] | None:
+        """The configured interval of each slot (NaN where none is set); None when the config sets none.
+
+        >>> idx = DeviceIndex(); a, b = idx.slot("S1", "rain-1"), idx.slot("S1", "gnss-1")
+        >>> idx.expected_intervals(np.array([a, b])) is None
+        True
+        >>> idx.set_expected_interval(b, 900.0); idx.expected_intervals(np.array([a, b])).tolist()
+        [nan, 900.0]
+        """
+        if not self._expected.shape[0]:
+            return None
+        out = np.full(slots.shape[0], np.nan)
+        inside = slots < self._expected.shape[0]
+        out[inside] = self._expected[slots[inside]]
+        return out
 
     def __len__(self) -> int:
         return len(self.devices)

@@ -20,7 +20,9 @@ def build_pipeline(cfg: EngineConfig, devices: DeviceIndex | None = None) -> Pip
     devices = devices or DeviceIndex()
     for site in cfg.sites:  # configured devices get the first slots, in config order
         for dev in site.devices:
-            devices.slot(site.id, dev.id)
+            slot = devices.slot(site.id, dev.id)
+            if dev.expected_interval_s is not None:  # device_health judges silence by it
+                devices.set_expected_interval(slot, dev.expected_interval_s)
     router = Router(cfg)
     tracker = IncidentTracker(cfg.incidents, route_of=router.route, plan_of=router.plan)
     detectors = [registry.build(d) for d in cfg.detectors if d.enabled]

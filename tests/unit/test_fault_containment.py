@@ -285,3 +285,25 @@ def test_the_mqtt_sink_counts_an_alert_delivered_only_once_the_broker_acknowledg
     sink = sinks.MqttSink(MqttSinkConfig(), lambda t, p, retain=False: client.publish(t, p, qos=1), "gw")
     with pytest.raises(ConnectionError, match="alert on gw/alerts/S1/landslide"):
         sink.send({"site": "S1", "hazard": "landslide", "incident_id": "i1"})
+
+
+@pytest.mark.parametrize("stated", [None, 3600.0])
+def test_device_health_judges_silence_by_the_interval_the_site_config_states(stated):
+    """`expected_interval_s` of a device in the site config used to be ignored: a gauge that reports hourly
+    but had sent a burst a minute apart was called silent after five minutes."""
+    from detectors.device_health import DeviceHealth, DeviceHealthConfig
+    from engine.core.batch import BatchBuilder
+
+    devices = DeviceIndex()
+    gauge = devices.slot("S1", "rain-1")
+    if stated is not None:
+        devices.set_expected_interval(gauge, stated)
+    det = DeviceHealth(DeviceHealthConfig())
+    state = det.new_state()
+    b = BatchBuilder(devices)
+    for k in range(5):  # a burst, a minute apart
+        b.add("S1", "rain-1", NOW + 60 * k, "rain_mm", 0.2)
+    for k in range(1, 40):  # another device moves the fleet's clock on by 40 minutes
+        b.add("S1", "crack-1", NOW + 60 * k, "crack_mm", 1.0)
+    silent = [f for f in det.process(b.take(), state) if f.evidence["fault"] == "silent"]
+    assert [f.device for f in silent] == ([] if stated else ["rain-1"])
