@@ -276,6 +276,14 @@ class StoreConfig(Strict):
         description="SQLAlchemy URL, e.g. postgresql+psycopg://user@host/db; unset: SQLite `gridwatch.db` "
         "in the data dir.",
     )
+    outbox_retention_days: float = Field(
+        7.0, gt=0, description="Delivered (or set aside) outbox rows are deleted this long after their creation."
+    )
+    history_retention_days: float = Field(
+        365.0,
+        gt=0,
+        description="Incidents resolved longer ago than this are deleted with their findings and audit trail.",
+    )
 
 
 class KafkaConfig(Strict):

@@ -105,6 +105,7 @@ class LocalRunner:
         self._deadletter: Callable[[str, bytes], None] | None = None
         self._acks_for_store: list[Callable[[], None]] = []  # processed while the store was out
         self._last_reading_at = time.time()  # wall time of the last batch with readings (or of the start)
+        self._purged = time.monotonic() - 3600.0 + 60.0  # the first purge a minute after the start
 
     def health(self) -> dict[str, Any]:
         """Readiness: broker, store, background tasks, checkpoints and detectors all working."""
@@ -163,6 +164,14 @@ class LocalRunner:
                         self._release_acks([])  # the store is back: what it now holds may be acknowledged
                 if notes and self.delivery is not None:
                     self.delivery.kick()
+            if time.monotonic() - self._purged >= 3600.0:  # hourly: delivered rows and old history go
+                self._purged = time.monotonic()
+                st = self.cfg.store
+                gone = await asyncio.to_thread(
+                    self.store.purge, time.time(), st.outbox_retention_days * 86400, st.history_retention_days * 86400
+                )
+                if any(gone.values()):
+                    logger.info("store retention: deleted %s", gone)
             every = self.cfg.checkpoint_interval_s
             if every > 0 and time.monotonic() - self._checkpointed >= every:
                 try:

@@ -19,7 +19,7 @@ from typing import Any
 import orjson
 from alembic import command
 from alembic.config import Config as AlembicConfig
-from sqlalchemy import Engine, bindparam, create_engine, event, func, insert, select, text, update
+from sqlalchemy import Engine, bindparam, create_engine, delete, event, func, insert, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError
@@ -54,6 +54,11 @@ class OutboxItem:
     attempts: int
     next_attempt_at: float
     shard: int = 0
+
+
+def _rows(result: Any) -> int:
+    """Rows a DELETE removed (a CursorResult's ``rowcount``)."""
+    return int(getattr(result, "rowcount", 0) or 0)
 
 
 def alembic_config(url: str) -> AlembicConfig:
@@ -294,6 +299,30 @@ class Store:
                     gave_up=give_up,
                 )
             )  # fmt: skip
+
+    def purge(self, now: float, outbox_keep_s: float, history_keep_s: float) -> dict[str, int]:
+        """Delete what no one needs any more: outbox rows delivered or set aside longer than ``outbox_keep_s``
+        ago, and incidents resolved longer than ``history_keep_s`` ago with their findings and audit trail.
+        Open incidents and undelivered events are never touched. Returns the rows deleted per table."""
+        with self.session() as s:
+            done = (OutboxRow.delivered_at.is_not(None)) | (OutboxRow.gave_up.is_(True))
+            outbox = _rows(s.execute(delete(OutboxRow).where(done, OutboxRow.created_at < now - outbox_keep_s)))
+            waiting = select(OutboxRow.incident_id).where(
+                OutboxRow.delivered_at.is_(None), OutboxRow.gave_up.is_(False)
+            )
+            old = select(IncidentRow.id).where(
+                IncidentRow.state == "resolved", IncidentRow.updated_at < now - history_keep_s,
+                IncidentRow.id.not_in(waiting),
+            )  # fmt: skip
+            ids = list(s.scalars(old))
+            audit = findings = incidents = 0
+            for i in range(0, len(ids), 500):
+                chunk = ids[i : i + 500]
+                audit += _rows(s.execute(delete(AuditRow).where(AuditRow.incident_id.in_(chunk))))
+                findings += _rows(s.execute(delete(FindingRow).where(FindingRow.incident_id.in_(chunk))))
+                s.execute(delete(OutboxRow).where(OutboxRow.incident_id.in_(chunk)))
+                incidents += _rows(s.execute(delete(IncidentRow).where(IncidentRow.id.in_(chunk))))
+        return {"outbox": outbox, "incidents": incidents, "findings": findings, "audit": audit}
 
     def outbox_backlog(self) -> dict[str, int]:
         with self.session() as s:

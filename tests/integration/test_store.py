@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from typing import Any
 
 import pytest
@@ -258,3 +259,22 @@ def test_delivery_ids_are_not_reused_by_a_new_store(tmp_path):
         ids += [i for i, _, _ in sink.got]
         store.close()
     assert len(ids) == 2 and len(set(ids)) == 2, ids
+
+
+def test_retention_purges_delivered_rows_and_old_history_but_never_what_is_open_or_waiting(store):
+    day = 86400.0
+    d, tracker = desk(store)
+    d.sinks = ["hook"]
+    d.handle(tracker.apply([Finding("crack", "landslide", "S1", "crack-1", 0.0, Level.YELLOW, 1.0)]), now=0.0)
+    (slide,) = store.list_incidents()
+    d.resolve(slide["incident_id"], "ops", 100.0)
+    sink = FlakySink("hook", fail_first=0)
+    asyncio.run(OutboxDelivery(store, [sink]).drain(sink))
+    assert len(sink.got) == 2 and store.outbox_backlog() == {}
+    d.handle(tracker.apply([Finding("rain", "rainstorm", "S1", "rain-1", 399 * day, Level.YELLOW, 1.0)]), now=399 * day)
+    later = time.time() + 8 * day  # rows carry wall time; these incidents' data time is long past
+    gone = store.purge(now=later, outbox_keep_s=7 * day, history_keep_s=365 * day)
+    assert gone["outbox"] == 2 and gone["incidents"] == 1 and gone["audit"] >= 2, gone
+    assert [i["hazard"] for i in store.list_incidents(limit=100)] == ["rainstorm"], "the open one stays"
+    assert store.outbox_backlog() == {"hook": 1}, "its event, not yet delivered, stays"
+    assert store.purge(now=later, outbox_keep_s=7 * day, history_keep_s=365 * day)["incidents"] == 0
