@@ -93,6 +93,28 @@ def config_diff(old: Any, new: Any, path: str = "") -> list[str]:
     return [] if old == new else [f"{path}: {masked(key, old)!r} -> {masked(key, new)!r}"]
 
 
+# Config fields that tune a detector's decisions without changing what its state means: changing only these
+# keeps its state on reload. Anything else (metrics, rules, windows, bin_s, …) can give the same arrays
+# another meaning (a reordered metric list, a rain window of other bins), so the state starts afresh.
+TUNING_FIELDS = frozenset({
+    "id", "enabled", "hazard", "levels", "velocity_levels", "angle_levels", "rise_per_h", "clear",
+    "clear_rise_per_h", "clear_fraction", "silence_factor", "min_silence_s", "stuck_count", "flood_factor",
+    "accept_after", "max_lag_s", "confirm_k", "confirm_n", "min_overlap", "max_region_frac",
+    "large_region_factor", "clear_score", "thresholds", "min_rise", "angle_min_velocity_per_day",
+})  # fmt: skip
+
+
+def _tuning(field: str) -> bool:
+    return field in TUNING_FIELDS or field.endswith("_levels") or field.startswith(("min_", "max_"))
+
+
+def state_meaning(config: Any) -> dict[str, Any]:
+    """What a detector's state means: its config without the tuning fields (levels, thresholds, min_/max_
+    knobs, confirmation), which change decisions but not what the state arrays hold."""
+    dumped: dict[str, Any] = config.model_dump(mode="json")
+    return {k: v for k, v in dumped.items() if not _tuning(k)}
+
+
 def _layout(det: Detector[Any]) -> dict[str, tuple[str, str, tuple[int, ...], bool]]:
     return {n: (str(s.dtype), repr(s.fill), s.shape, s.per_device) for n, s in det.state_spec().items()}
 
@@ -111,7 +133,12 @@ def apply_config(pipeline: Pipeline, old: EngineConfig, new: EngineConfig) -> Re
             continue
         det = registry.build(cfg)
         previous = by_name.get(det.name)
-        if previous is not None and type(previous[0]) is type(det) and _layout(previous[0]) == _layout(det):
+        if (
+            previous is not None
+            and type(previous[0]) is type(det)
+            and _layout(previous[0]) == _layout(det)
+            and state_meaning(previous[0].config) == state_meaning(det.config)
+        ):
             states.append(previous[1])
             result.kept_state.append(det.name)
         else:

@@ -103,9 +103,12 @@ def test_reload_keeps_state_where_the_layout_did_not_change(storm_rows):
     for b in batches(storm_rows[:3000], pipeline.devices, 500):
         pipeline.step(b)
     before = {d.name: s for d, s in zip(pipeline.detectors, pipeline.states, strict=True)}
+    health = next(d for d in old.detectors if d.name == "device-health")
     changes: dict[str, dict[str, object]] = {
         "crack-velocity": {"angle_min_velocity_per_day": 4.0},
         "gnss-velocity": {"points": 200},
+        # the same arrays, but each metric's column would hold another metric's state
+        "device-health": {"metrics": list(reversed(health.metrics))},  # type: ignore[attr-defined]
     }
     # crack-velocity: same state layout; gnss-velocity: another ring size.
     new = old.model_copy(update={"detectors": [d.model_copy(update=changes.get(d.name, {})) for d in old.detectors]})
@@ -114,6 +117,7 @@ def test_reload_keeps_state_where_the_layout_did_not_change(storm_rows):
     assert after["crack-velocity"] is before["crack-velocity"]
     assert after["gnss-velocity"] is not before["gnss-velocity"] and after["gnss-velocity"].rows_used == 0
     assert "gnss-velocity" in result.reset_state and "crack-velocity" in result.kept_state
+    assert "device-health" in result.reset_state, "reordered metrics: the state's meaning changed"
     assert any("angle_min_velocity_per_day" in c for c in result.changes)
     assert result.needs_restart == []
     assert pipeline.detectors[0].screens, "quality screens still run first"
