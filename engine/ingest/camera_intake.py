@@ -1,8 +1,11 @@
-"""Camera frames in: decoded, throttled per camera, masked, queued with a bound (oldest dropped).
+"""Camera frames in: checked, throttled per camera, queued with a bound (oldest dropped), then decoded.
 
-Frames are not kept in the pipeline's state: the camera stage writes the frame behind each finding as
-the incident's snapshot. The capture time comes from the MQTT v5 user property ``ts`` (epoch seconds
-or ISO-8601 with offset) when present, else the arrival time.
+On the MQTT network thread a frame costs only checks of its topic, time, size and image header: it is
+queued as bytes, and decoded (and masked) by ``take``, on the camera stage's thread. A slow or hostile
+image therefore never holds up the sensor readings that share the connection, and a frame dropped from a
+full queue is never decoded at all. Frames are not kept in the pipeline's state: the camera stage writes
+the frame behind each finding as the incident's snapshot. The capture time comes from the MQTT v5 user
+property ``ts`` (epoch seconds or ISO-8601 with offset) when present, else the arrival time.
 """
 
 from __future__ import annotations
@@ -10,6 +13,7 @@ from __future__ import annotations
 import threading
 from collections import deque
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -17,11 +21,24 @@ from detectors.vision.base import Frame
 from engine import metrics
 from engine.config.models import CameraConfig, EngineConfig
 from engine.ingest.decode import Rejection
-from engine.ingest.frames import FrameError, decode
+from engine.ingest.frames import MAX_PIXELS, FrameError, decode, image_size
 from engine.ingest.timestamps import TimestampError, parse_ts
 from engine.ingest.topics import Topic
 
 Reject = Callable[[list[Rejection], str, bytes, float], None]
+
+
+@dataclass(frozen=True)
+class QueuedFrame:
+    """A frame waiting to be decoded: where it came from, when it was taken, its bytes and its camera."""
+
+    site: str
+    camera: str
+    ts: float
+    topic: str
+    payload: bytes
+    config: CameraConfig
+    received_at: float
 
 
 def capture_time(raw: str | None, now: float) -> float:
@@ -48,7 +65,7 @@ class CameraIntake:
         self.max_bytes = cfg.ingest.max_payload_bytes * 16  # frames are larger than readings
         self._reject = reject
         self._lock = threading.Lock()
-        self._queues: dict[tuple[str, str], deque[Frame]] = {}
+        self._queues: dict[tuple[str, str], deque[QueuedFrame]] = {}
         self._last: dict[tuple[str, str], float] = {}
         self.thermal: set[tuple[str, str]] = {(c.site, c.id) for c in cfg.cameras.devices if c.kind == "thermal"}
         self.queue_frames = cfg.cameras.queue_frames
@@ -83,13 +100,14 @@ class CameraIntake:
             if last is not None and 0 <= ts - last < cam.min_interval_s:
                 metrics.FRAMES.labels("skipped_interval").inc()
                 return
-        try:
-            image = decode(payload, thermal=cam.kind == "thermal", gain=cam.gain, offset=cam.offset)
+        try:  # the header only: a bomb or a non-image is refused here, before it is queued
+            kind, w, h = image_size(payload)
+            if w <= 0 or h <= 0 or w * h > MAX_PIXELS:
+                raise FrameError("too_many_pixels", f"{kind} of {w}x{h} pixels (limit {MAX_PIXELS})")
         except FrameError as exc:
             self._reject([Rejection(exc.reason, str(exc))], topic, payload[:64], now)
             return
-        image = self.mask(image, cam)
-        frame = Frame(t.site, t.device, ts, image, source=topic)
+        queued = QueuedFrame(t.site, t.device, ts, topic, payload, cam, now)
         with self._lock:
             if cam.kind == "thermal":
                 self.thermal.add(key)
@@ -98,7 +116,7 @@ class CameraIntake:
             if len(q) >= self.queue_frames:
                 q.popleft()  # a slow detector must not hold up the others: the oldest frame goes
                 metrics.FRAMES.labels("dropped").inc()
-            q.append(frame)
+            q.append(queued)
         self.arrived.set()
 
     @staticmethod
@@ -113,12 +131,22 @@ class CameraIntake:
         return out
 
     def take(self) -> list[Frame]:
-        """Every queued frame, oldest first per camera; the latest of each camera is kept for snapshots."""
+        """Every queued frame, decoded and masked, oldest first per camera (call it off the network thread);
+        one that does not decode is dead-lettered."""
         with self._lock:
-            frames = [f for q in self._queues.values() for f in q]
+            queued = [f for q in self._queues.values() for f in q]
             for q in self._queues.values():
                 q.clear()
             self.arrived.clear()
+        frames = []
+        for f in queued:
+            cam = f.config
+            try:
+                image = decode(f.payload, thermal=cam.kind == "thermal", gain=cam.gain, offset=cam.offset)
+            except FrameError as exc:
+                self._reject([Rejection(exc.reason, str(exc))], f.topic, f.payload[:64], f.received_at)
+                continue
+            frames.append(Frame(f.site, f.camera, f.ts, self.mask(image, cam), source=f.topic))
         frames.sort(key=lambda f: (f.ts, f.site, f.camera))
         metrics.FRAMES.labels("analysed").inc(len(frames))
         return frames

@@ -291,10 +291,10 @@ class GridwatchWorker:
                 continue
             ts = bytes(headers.get("ts", b"")).decode() or repr(time.time())
             cams.handle(t, topic, ev.value, {"ts": ts}, time.time())
-        for rej, topic, payload, at in self._camera_dead:
+        findings = await asyncio.to_thread(lambda: self.cameras.step(cams.take(), set(cams.thermal)))
+        for rej, topic, payload, at in self._camera_dead:  # refused on arrival or when decoded
             await self.deadletter_topic.send(value=deadletter_message(rej, topic, payload, at))
         self._camera_dead.clear()
-        findings = await asyncio.to_thread(self.cameras.step, cams.take(), set(cams.thermal))
         by_partition: dict[int, list[tuple[Finding, float]]] = {}
         for f in findings:
             by_partition.setdefault(self.shard_of(f.site), []).append((f, f.ts))

@@ -349,7 +349,7 @@ class LocalRunner:
         while not stop.is_set():
             if not await asyncio.to_thread(cams.arrived.wait, 0.25):
                 continue
-            frames = cams.take()
+            frames = await asyncio.to_thread(cams.take)  # decoding happens here, off the network thread
             if frames:
                 self._last_reading_at = time.time()  # a camera-only site is not a silent fleet
             findings = await asyncio.to_thread(self.cameras.step, frames, set(cams.thermal))

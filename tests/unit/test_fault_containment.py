@@ -79,8 +79,8 @@ def test_a_bad_frame_is_dead_lettered_and_acknowledged_and_the_next_one_goes_thr
         "gw/thermal/S1/ir-1", good, {"ts": str(NOW + 5)}, now=NOW + 5, ack=functools.partial(acked.append, "ok")
     )
     assert acked == ["bad", "ok"], "every message is acknowledged: none holds the broker's window"
+    assert intake.cameras is not None and len(intake.cameras.take()) == 1, "decoded off the network thread"
     assert [orjson.loads(p)["reason"] for _t, p in published] == [reason]
-    assert intake.cameras is not None and len(intake.cameras.take()) == 1
 
 
 def test_a_bug_while_handling_a_frame_is_dead_lettered_not_left_unacknowledged(monkeypatch):
