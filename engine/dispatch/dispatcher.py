@@ -78,6 +78,7 @@ class Dispatcher:
         self.max_unstored = 100_000
         self.shard_of: Callable[[str], int] | None = None  # a Faust worker: a site's partition
         self.progress: dict[str, int] = {}  # stream offsets to store with the next notifications
+        self.untouched: dict[str, tuple[str, float, list[dict[str, Any]], dict[str, float]]] = {}  # to store
         self.set_config(cfg)
 
     def set_config(self, cfg: EngineConfig) -> None:
@@ -100,20 +101,17 @@ class Dispatcher:
         """Decide on the tracker's events; each counts from its own time (data time), not the batch's end,
         so deadlines do not depend on how the stream was batched."""
         notes = [self._decide(e, min(now, e["updated_at"])) for e in events]
+        # Findings that caused no event still move an incident's last finding and level times: they are
+        # written with the notifications and the stream progress, in one transaction, so that whoever takes
+        # the incident up (a restart, a scale-out worker after a takeover) starts exactly where this left off.
+        for inc, found in self.tracker.take_touched():
+            self.untouched[inc.incident_id] = (
+                inc.incident_id,
+                inc.last_finding_at,
+                [f.to_event() for f in found],
+                inc.seen_by_label(),
+            )
         self._record(notes)
-        touched = self.tracker.take_touched()
-        if touched and self.store is not None and self.store_ok:
-            try:
-                self.store.touch(
-                    [
-                        (inc.incident_id, inc.last_finding_at, [f.to_event() for f in found], inc.seen_by_label())
-                        for inc, found in touched
-                    ]
-                )
-            except Exception as exc:  # the next event rewrites these findings; detection goes on
-                logger.error("the incident store is failing (%s)", exc)
-                self.store_ok = False
-                metrics.STORE_ERRORS.inc()
         return notes
 
     def _decide(self, e: dict[str, Any], now: float) -> Notification:
@@ -268,7 +266,7 @@ class Dispatcher:
         assert self.store is not None
         self.unstored.extend(notes)
         try:
-            self.store.record(self.unstored, self.sinks, self.shard_of, self.progress)
+            self.store.record(self.unstored, self.sinks, self.shard_of, self.progress, list(self.untouched.values()))
         except Exception as exc:  # any driver's error: a full disk, a lost connection, a locked file
             if self.store_ok:
                 logger.error("the incident store is failing (%s); keeping notifications in memory", exc)
@@ -286,6 +284,7 @@ class Dispatcher:
         self.store_ok = True
         self.unstored = []
         self.progress = {}
+        self.untouched = {}
         metrics.STORE_PENDING.set(0)
 
     def restore(self, stored: list[dict[str, Any]]) -> None:
@@ -302,7 +301,7 @@ class Dispatcher:
                 esc = self._esc.get(n.event["incident_id"])
                 n.resume = {**resume, "escalation": dataclasses.asdict(esc) if esc else None}
             metrics.NOTIFICATIONS.labels(n.event["action"], "sent" if n.notify else "muted").inc()
-        if self.store is not None and (notes or self.unstored):
+        if self.store is not None and (notes or self.unstored or self.untouched or self.progress):
             self._store(notes)
         if notes and self.on_notes is not None:
             self.on_notes([{**n.event, **n.detail, "notified": n.notify} for n in notes])

@@ -353,14 +353,19 @@ class LocalRunner:
             if frames:
                 self._last_reading_at = time.time()  # a camera-only site is not a silent fleet
             findings = await asyncio.to_thread(self.cameras.step, frames, set(cams.thermal))
-            if not findings:
+            if not findings and not frames:
                 continue
+            latest = max(f.ts for f in frames) if frames else None
             async with self._step_lock:
-                events = await asyncio.to_thread(self._observe, findings)
+                events = await asyncio.to_thread(self._observe, findings, latest)
             self._after(events)
 
-    def _observe(self, findings: list[Any]) -> list[dict[str, Any]]:
+    def _observe(self, findings: list[Any], latest: float | None = None) -> list[dict[str, Any]]:
+        """Camera findings into the incidents; frames that showed nothing still move data time to ``latest``,
+        so a camera-only site's static-scene alarm resolves once its findings stop (as a replay does)."""
         events = self.pipeline.observe(findings)
+        if latest is not None:
+            events.extend(self.pipeline.advance_to(latest))
         self.clock.observe(self.pipeline.watermark)
         if self.dispatcher is not None:
             now = self.clock.now()

@@ -136,15 +136,22 @@ class Store:
         sinks: list[str],
         shard_of: Callable[[str], int] | None = None,
         progress: dict[str, int] | None = None,
+        touched: list[tuple[str, float, list[dict[str, Any]], dict[str, float]]] | None = None,
     ) -> int:
         """Write incident states, findings, audit lines and outbox rows in one transaction; returns the
         outbox rows added. Rows are loaded in one query and written in bulk (executemany, upserts).
+        ``touched`` (see ``touch``) and ``progress`` go in the same transaction, also without notes.
 
         ``shard_of`` gives an incident's outbox rows their owner's shard (its site's partition);
         ``progress`` (stream → offset) is written in the same transaction (see ``StreamProgressRow``).
         """
         notes = list(notes)
         if not notes:
+            if progress or touched:
+                with self.session() as s:
+                    self._touch(s, touched or [])
+                    if progress:
+                        self._save_progress(s, progress)
             return 0
         now = time.time()
         findings: list[tuple[str, dict[str, Any]]] = []
@@ -179,6 +186,8 @@ class Store:
             s.execute(insert(AuditRow), audit)
             if outbox:
                 s.execute(insert(OutboxRow), outbox)
+            s.flush()
+            self._touch(s, touched or [])
             if progress:
                 self._save_progress(s, progress)
         return len(outbox)
@@ -253,10 +262,14 @@ class Store:
         if not updates:
             return
         with self.session() as s:
-            known = set(s.scalars(select(IncidentRow.id).where(IncidentRow.id.in_([u[0] for u in updates]))))
-            rows = [u for u in updates if u[0] in known]  # never notified: nothing to keep
-            if not rows:
-                return
+            self._touch(s, updates)
+
+    def _touch(self, s: Session, updates: list[tuple[str, float, list[dict[str, Any]], dict[str, float]]]) -> None:
+        if not updates:
+            return
+        known = set(s.scalars(select(IncidentRow.id).where(IncidentRow.id.in_([u[0] for u in updates]))))
+        rows = [u for u in updates if u[0] in known]  # never notified: nothing to keep
+        if rows:
             s.execute(
                 update(IncidentRow.__table__)  # type: ignore[arg-type]
                 .where(IncidentRow.__table__.c.id == bindparam("iid"))

@@ -73,22 +73,27 @@ def test_offline_replay_of_a_tower_recording_finds_the_plume_after_ignition_and_
     assert again.read_bytes() == out.read_bytes(), "deterministic"
 
 
-def test_publishing_a_recording_at_its_true_spacing_loses_no_frame(mosquitto, tmp_path):
-    rec = tower_recording(tmp_path / "tower", scene="haze", minutes=10)
+def camera_engine(mosquitto, tmp_path, cameras: dict, **overrides) -> RunnerThread:
+    """An engine on the test broker with these cameras and no sinks."""
     cfg = default_config(
-        mqtt=MqttConfig(url=mosquitto.url, client_id=f"engine-rec-{tmp_path.name}"),
+        mqtt=MqttConfig(url=mosquitto.url, client_id=f"engine-{tmp_path.name}"),
         data_dir=str(tmp_path),
         store=StoreConfig(url=f"sqlite:///{tmp_path / 'gridwatch.db'}"),
-        cameras=CamerasConfig.model_validate(
-            {
-                "devices": [{"site": "S01", "id": "tower", "min_interval_s": 0}],
-                "queue_frames": 64,
-                "detectors": [{"type": "flame_color_motion", "id": "flames"}],
-            }
-        ),
+        cameras=CamerasConfig.model_validate(cameras),
         sinks=[],
+        **overrides,
     )
-    engine = RunnerThread(cfg)
+    return RunnerThread(cfg)
+
+
+def test_publishing_a_recording_at_its_true_spacing_loses_no_frame(mosquitto, tmp_path):
+    rec = tower_recording(tmp_path / "tower", scene="haze", minutes=10)
+    cameras = {
+        "devices": [{"site": "S01", "id": "tower", "min_interval_s": 0}],
+        "queue_frames": 64,
+        "detectors": [{"type": "flame_color_motion", "id": "flames"}],
+    }
+    engine = camera_engine(mosquitto, tmp_path, cameras)
     try:
         res = gridwatch("camera", str(rec), "--site", "S01", "--camera", "tower", "--broker", mosquitto.url,
                         "--no-realtime")  # fmt: skip
@@ -102,15 +107,8 @@ def test_publishing_a_recording_at_its_true_spacing_loses_no_frame(mosquitto, tm
 
 def test_frames_the_engine_refuses_are_reported_and_fail_the_command(mosquitto, tmp_path):
     rec = tower_recording(tmp_path / "tower", scene="haze", minutes=2)
-    cfg = default_config(
-        mqtt=MqttConfig(url=mosquitto.url, client_id=f"engine-rej-{tmp_path.name}"),
-        data_dir=str(tmp_path),
-        store=StoreConfig(url=f"sqlite:///{tmp_path / 'gridwatch.db'}"),
-        ingest=IngestConfig(reject_unknown_sites=True),
-        cameras=CamerasConfig.model_validate({"detectors": [{"type": "flame_color_motion", "id": "flames"}]}),
-        sinks=[],
-    )
-    engine = RunnerThread(cfg)
+    cameras = {"detectors": [{"type": "flame_color_motion", "id": "flames"}]}
+    engine = camera_engine(mosquitto, tmp_path, cameras, ingest=IngestConfig(reject_unknown_sites=True))
     try:
         res = gridwatch("camera", str(rec), "--site", "NOWHERE", "--camera", "tower", "--broker", mosquitto.url,
                         "--no-realtime")  # fmt: skip

@@ -75,14 +75,20 @@ def test_a_screen_listed_last_still_runs_first_with_its_own_state(storm_rows, re
     assert events == reference_events
 
 
-def test_checkpoint_restores_detector_state_into_a_new_engine(storm_rows, reference_events, tmp_path):
-    """Stop half way, checkpoint, start a new pipeline from the checkpoint: the same events as one run."""
+def half_way(storm_rows, tmp_path):
+    """The first half of the storm through a pipeline, checkpointed: (half, the pipeline, its events)."""
     half = len(storm_rows) // 2
     first = build_pipeline(default_config())
     events = []
     for b in batches(storm_rows[:half], first.devices, 10_000):
         events += first.step(b)
     save_checkpoint(first, tmp_path / "checkpoint.npz")
+    return half, first, events
+
+
+def test_checkpoint_restores_detector_state_into_a_new_engine(storm_rows, reference_events, tmp_path):
+    """Stop half way, checkpoint, start a new pipeline from the checkpoint: the same events as one run."""
+    half, first, events = half_way(storm_rows, tmp_path)
     second = build_pipeline(default_config())
     assert load_checkpoint(second, tmp_path / "checkpoint.npz") == [d.name for d in second.detectors]
     second.tracker = first.tracker  # the incidents come back from the store (tests/e2e/test_incident_lifecycle)
@@ -103,12 +109,7 @@ def test_a_device_added_to_the_config_keeps_every_detector_state(storm_rows, ref
     the detectors' state (the rest of the storm then gave other incidents)."""
     from engine.config.models import DeviceConfig
 
-    half = len(storm_rows) // 2
-    first = build_pipeline(default_config())
-    events = []
-    for b in batches(storm_rows[:half], first.devices, 10_000):
-        events += first.step(b)
-    save_checkpoint(first, tmp_path / "checkpoint.npz")
+    half, first, events = half_way(storm_rows, tmp_path)
     grown = default_config()
     site = grown.sites[0]
     grown.sites[0] = site.model_copy(
