@@ -106,6 +106,11 @@ class BatchBuilder:
         self._metric.append(metric_id)
         self._value.append(value)
 
+    def truncate(self, rows: int) -> None:
+        """Drop the rows from ``rows`` on (what a message that failed to decode half-way had added)."""
+        for column in (self._ts, self._slot, self._metric, self._value):
+            del column[rows:]
+
     def mark_redelivered(self, start: int) -> None:
         """Rows from ``start`` on came in a message the broker delivered again."""
         if start < len(self._ts):

@@ -122,7 +122,12 @@ class Intake:
             return
         with self._lock:
             before = len(self.builder)
-            rejected = self.decoder.decode(t, payload, now)
+            try:
+                rejected = self.decoder.decode(t, payload, now)
+            except Exception as exc:  # a decoder bug: the message is dead-lettered and acknowledged, never held
+                logger.exception("decoding a message on %s failed", topic)
+                self.builder.truncate(before)  # none of the message's readings, as for any dead letter
+                rejected = [Rejection("internal_error", f"{type(exc).__name__}: {exc}"[:300])]
             added = len(self.builder) - before
             if redelivered:
                 self.builder.mark_redelivered(before)

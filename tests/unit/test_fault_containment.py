@@ -307,3 +307,20 @@ def test_device_health_judges_silence_by_the_interval_the_site_config_states(sta
         b.add("S1", "crack-1", NOW + 60 * k, "crack_mm", 1.0)
     silent = [f for f in det.process(b.take(), state) if f.evidence["fault"] == "silent"]
     assert [f.device for f in silent] == ([] if stated else ["rain-1"])
+
+
+def test_a_decoder_bug_on_a_sensor_message_is_dead_lettered_and_acknowledged(monkeypatch):
+    published: list[tuple[str, bytes]] = []
+    intake = Intake(EngineConfig(), DeviceIndex(), publish=lambda t, p: published.append((t, p)))
+    real = intake.decoder.decode
+
+    def half_then_raise(topic, payload, now):
+        real(topic, payload, now)  # adds the reading, then fails
+        raise KeyError("a decoder bug")
+
+    monkeypatch.setattr(intake.decoder, "decode", half_then_raise)
+    acked: list[bool] = []
+    body = orjson.dumps({"ts": NOW, "values": {"rain_mm": 0.2}})
+    intake.handle("gw/sensors/S1/rain-1", body, now=NOW, ack=lambda: acked.append(True))
+    assert acked == [True] and intake.pending() == 0, "acknowledged, and none of its readings kept"
+    assert [orjson.loads(p)["reason"] for _t, p in published] == ["internal_error"]
