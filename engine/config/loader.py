@@ -226,8 +226,12 @@ def _field_path(loc: tuple[Any, ...]) -> str:
 def parse_config(text: str, file: str, base_dir: Path | None = None) -> EngineConfig:
     """Validate config text; raises ``ConfigError`` listing every problem."""
     try:
-        node = yaml.compose(text, Loader=StrictLoader)
-        data = yaml.load(text, Loader=StrictLoader)  # noqa: S506 (StrictLoader is a SafeLoader)
+        loader = StrictLoader(text)  # a SafeLoader: plain data only
+        try:
+            node = loader.get_single_node()
+            data = loader.construct_document(node) if node is not None else None
+        finally:
+            loader.dispose()
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         raise ConfigError(
