@@ -15,6 +15,27 @@ from engine.core.batch import REDELIVERED, ReadingBatch
 from engine.core.quantities import METRIC_NAMES
 
 
+def repeated_rows(batch: ReadingBatch) -> npt.NDArray[np.bool_]:
+    """Rows that repeat an earlier row of the same batch (same device, metric and time): a record that
+    reached the stream twice (a producer's retry) lands in one batch, where the applied times of the
+    batches before cannot catch it; ``device_health`` took it for a device's duplicate.
+
+    >>> from engine.core.batch import BatchBuilder
+    >>> from engine.core.devices import DeviceIndex
+    >>> b = BatchBuilder(DeviceIndex())
+    >>> for ts, v in [(1.0, 0.5), (2.0, 0.6), (1.0, 0.5), (1.0, 0.7)]:
+    ...     b.add("S1", "gnss-1", ts, "disp_mm", v)
+    >>> repeated_rows(b.take()).tolist()
+    [False, False, True, True]
+    """
+    channel = batch.slot * len(METRIC_NAMES) + batch.metric.astype(np.int64)
+    order = np.lexsort((batch.ts, channel))  # stable: the first of equal rows stays first
+    same = (channel[order][1:] == channel[order][:-1]) & (batch.ts[order][1:] == batch.ts[order][:-1])
+    out = np.zeros(len(batch), dtype=bool)
+    out[order[1:][same]] = True
+    return out
+
+
 class AppliedTimes:
     """The newest reading time applied per (device slot, metric); -inf where none."""
 
@@ -41,11 +62,15 @@ class AppliedTimes:
 
         ``redelivered_only``: judge only the rows of messages the broker redelivered (``REDELIVERED``), so
         that a device's own out-of-order reading still reaches ``device_health``; the flag is cleared.
+        Otherwise (a worker's stream, where every record may come again) a row repeating an earlier row of
+        the same batch is dropped too (``repeated_rows``).
         """
         stale = batch.ts <= self.of(batch)
         if redelivered_only:
             stale &= (batch.flags & REDELIVERED) != 0
             batch.flags &= ~REDELIVERED
+        elif len(batch) > 1:
+            stale |= repeated_rows(batch)
         dropped = int(stale.sum())
         if dropped:
             batch = batch.take_rows(np.flatnonzero(~stale))

@@ -174,10 +174,17 @@ def test_two_workers_share_partitions_and_a_killed_one_is_taken_over_without_dup
         wait_for(lambda: len(tracker_events([e for _, e in receiver.got])) >= len(expected), 60)
         time.sleep(1.0)
         got = tracker_events(delivered_once(receiver))
-        assert {"missing": sorted(set(expected) - set(got)), "extra": sorted(set(got) - set(expected))} == {
+        extra = set(got) - set(expected)
+        detail = [  # the whole events, to tell a device fault from a level change
+            {k: e.get(k) for k in ("incident_id", "site", "hazard", "level", "state", "action", "seq", "findings")}
+            for e in delivered_once(receiver) if (e["incident_id"], e["level"], e["state"], e["updated_at"]) in extra
+        ]  # fmt: skip
+        if extra:
+            print("extra events:", orjson.dumps(detail).decode())  # shown with the failure
+        assert {"missing": sorted(set(expected) - set(got)), "extra": sorted(extra)} == {
             "missing": [],
             "extra": [],
-        }
+        }, detail
         assert got == expected
         outbox = Store(store_url).outbox_backlog()
         assert outbox.get("webhook", 0) == 0

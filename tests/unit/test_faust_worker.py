@@ -200,3 +200,20 @@ def test_camera_frames_through_the_worker_dead_letter_what_is_not_an_image(tmp_p
     asyncio.run(worker.camera_batch(frames))
     dead = [orjson.loads(d["value"]) for d in worker.deadletter_topic.sent]  # type: ignore[attr-defined]
     assert sorted(d["reason"] for d in dead) == ["bad_record", "not_an_image"]
+
+
+def test_a_record_that_reached_the_stream_twice_is_applied_once(tmp_path):
+    """A producer's retry can put one reading in the readings topic twice, side by side in one batch: the
+    worker applies it once (device_health used to report a `duplicate` device fault: the takeover test's
+    rare extra blue incident)."""
+    events = readings_events(storm(4), 1)
+    twice = [*events[:50], events[49], *events[50:]]  # the 50th record again, as a retried send leaves it
+    clean, retried = make_worker(tmp_path / "a"), make_worker(tmp_path / "b")
+    asyncio.run(clean.detect(events))
+    asyncio.run(retried.detect(twice))
+
+    def found(w) -> list:
+        return [f for s in w.findings_topic.sent for f in orjson.loads(s["value"])["findings"]]
+
+    assert not [f for f in found(retried) if f["hazard"] == "device_fault"]
+    assert found(retried) == found(clean)
