@@ -79,6 +79,9 @@ class OutboxDelivery:
         self._kick.set()
 
     async def run(self, stop: asyncio.Event) -> None:
+        if not self.sinks:  # nothing to deliver: wait with the others (a supervisor restarts a task that ends)
+            await stop.wait()
+            return
         tasks = [asyncio.create_task(self._sink_loop(sink, stop)) for sink in self.sinks]
         try:
             await asyncio.gather(*tasks)

@@ -101,6 +101,7 @@ def test_publishing_a_recording_at_its_true_spacing_loses_no_frame(mosquitto, tm
         assert "published 21 frames" in res.stdout + res.stderr
         assert "dead-lettered" not in res.stdout + res.stderr
         assert wait_for(lambda: engine.runner.cameras.states[0].tracks.get("S01/tower") is not None, 30)
+        assert engine.runner.health()["tasks_failing"] == {}, "no background task ended (no sinks: nothing to do)"
     finally:
         engine.stop()
 
