@@ -306,11 +306,12 @@ def replay(
 
     cfg = _load(config)
     if file.is_dir() or file.suffix.lower() in {".mp4", ".avi", ".mkv", ".mov"}:
-        from engine.ingest.camera_recording import FrameTimes, RecordingError, parse_ts
+        from engine.ingest.camera_recording import FrameTimes
+        from engine.ingest.timestamps import parse_ts_text
 
         try:
-            frame_times = FrameTimes(times, times_csv, parse_ts(start) if start else None, interval)
-        except (OSError, RecordingError) as exc:
+            frame_times = FrameTimes(times, times_csv, parse_ts_text(start) if start else None, interval)
+        except (OSError, ValueError) as exc:  # RecordingError, TimestampError
             console.print(f"[red]{exc}[/]")
             raise typer.Exit(2) from None
         _replay_camera(cfg, file, site, camera_id, frame_times, thermal, out, findings)

@@ -14,10 +14,10 @@ Synthetic visible scenes (640x360 BGR, deterministic by seed) draw a hillside un
 The thermal scene (160x120 float32 °C) has a 15-25 °C hillside, two sun-heated rocks at 45-58 °C, a
 walking person at 34 °C, and from ``start_s`` a fire that grows to several hundred degrees.
 
-Recordings: a video file (e.g. FURG's ``house6.mp4``) or an image folder (``<epoch_ms>.jpg`` files, the
-replay layout of DESIGN) is played as a camera feed. Any feed publishes over MQTT at a frame rate
-(``gw/cameras/<site>/<camera>`` JPEG, ``gw/thermal/<site>/<camera>`` .npy °C) with the capture time in
-the MQTT v5 user property ``ts``, or is written as an image folder.
+A feed (``synthetic``; recordings with their frame times come from ``engine/ingest/camera_recording.py``)
+publishes over MQTT (``gw/cameras/<site>/<camera>`` JPEG, ``gw/thermal/<site>/<camera>`` .npy °C) with
+the capture time in the MQTT v5 user property ``ts`` (``gridwatch camera``), or is written as an image
+folder (``write_folder``).
 """
 
 from __future__ import annotations
@@ -49,7 +49,12 @@ def _landscape(rng: np.random.Generator, night: bool = False) -> npt.NDArray[np.
     hill = np.array([[0, 190], [120, 160], [260, 185], [400, 150], [520, 175], [640, 160], [640, 360], [0, 360]])
     cv2.fillPoly(img, [hill], (40, 70, 50) if night else (60, 110, 80))
     cv2.fillPoly(img, [np.array([[0, 300], [640, 280], [640, 310], [0, 335]])], (70, 70, 70))  # the road
-    noise = rng.integers(-6, 7, img.shape)
+    return _noisy(img, rng, 6)
+
+
+def _noisy(img: npt.NDArray[np.uint8], rng: np.random.Generator, amplitude: int) -> npt.NDArray[np.uint8]:
+    """The picture with sensor noise of up to ``amplitude`` grey levels, as every scene has."""
+    noise = rng.integers(-amplitude, amplitude + 1, img.shape)
     out: npt.NDArray[np.uint8] = np.clip(img.astype(np.int16) + noise, 0, 255).astype(np.uint8)
     return out
 
@@ -157,9 +162,7 @@ def _red_interior(rng: np.random.Generator, t: float) -> npt.NDArray[np.uint8]:
     cv2.rectangle(img, (80, 120), (240, 230), (30, 30, 120), -1)  # a darker red sofa
     cv2.circle(img, (480, 110), 24 + int(2 * np.sin(t)), (120, 210, 255), -1)  # the lamp's shade, lit
     cv2.circle(img, (480, 110), 60, (60, 120, 220), 3)
-    noise = rng.integers(-5, 6, img.shape)
-    out: npt.NDArray[np.uint8] = np.clip(img.astype(np.int16) + noise, 0, 255).astype(np.uint8)
-    return out
+    return _noisy(img, rng, 5)
 
 
 def thermal_frame(t: float, seed: int = 0, start_s: float = 5.0) -> npt.NDArray[np.float32]:
@@ -195,31 +198,6 @@ def synthetic(
                     1
                 ].tobytes(),
             )
-
-
-def recording(path: Path, fps: float | None = None) -> Iterator[tuple[float, bytes]]:
-    """A video file (every frame, at its own rate unless ``fps`` thins it) or an image folder as a feed.
-
-    An image folder's files named ``<epoch_ms>.jpg`` keep their times relative to the first.
-    """
-    if path.is_dir():
-        files = sorted(p for p in path.iterdir() if p.suffix.lower() in (".jpg", ".jpeg", ".png"))
-        stamps = [float(p.stem) / 1000.0 if p.stem.isdigit() else k / (fps or 1.0) for k, p in enumerate(files)]
-        for t, p in zip(stamps, files, strict=True):
-            yield t - stamps[0], p.read_bytes()
-        return
-    cap = cv2.VideoCapture(str(path))
-    native = cap.get(cv2.CAP_PROP_FPS) or 25.0
-    every = max(1, round(native / fps)) if fps else 1
-    k = 0
-    while True:
-        ok, img = cap.read()
-        if not ok:
-            break
-        if k % every == 0:
-            yield k / native, cv2.imencode(".jpg", img, [cv2.IMWRITE_JPEG_QUALITY, 90])[1].tobytes()
-        k += 1
-    cap.release()
 
 
 def write_folder(feed: Iterator[tuple[float, bytes]], folder: Path, start_ts: float, thermal: bool = False) -> int:

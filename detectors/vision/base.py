@@ -9,7 +9,8 @@ covering most of the frame (fog, a lens flare, a sunset) is discounted.
 
 One alarm rule: a frame shows a class when its score reaches the class's lowest level
 (``class_levels``; for a model, the thresholds on its card), and its level is the highest level it reaches.
-``gridwatch score``, ``gridwatch tune``, the accuracy benchmark and the engine all call ``frame_alarm``.
+``gridwatch score``, ``gridwatch tune``, the accuracy benchmark and the engine all call ``level_of`` and
+``frame_threshold``.
 
 Scene memory: each camera learns its own normal per grid cell, the median of the cell's score over
 samples of its recent frames (one sample every ``memory_interval_s``, ``memory_size`` samples). In the
@@ -147,11 +148,12 @@ class SceneMemory:
         return out
 
     def learn(self, cells: npt.NDArray[np.float32], ts: float, interval_s: float, size: int,
-              alarmed: npt.NDArray[np.bool_]) -> None:  # fmt: skip
-        """Take a sample at most every ``interval_s``; cells in alarm keep their normal for ``size`` samples."""
+              alarmed: npt.NDArray[np.bool_], normal: npt.NDArray[np.float32] | None = None) -> None:  # fmt: skip
+        """Take a sample at most every ``interval_s``; cells in alarm keep their normal (``normal``, as the
+        caller already has it, else computed) for ``size`` samples."""
         if self.samples and ts - self.last_ts < interval_s:
             return
-        normal = self.normal(cells)
+        normal = self.normal(cells) if normal is None else normal
         if self.frozen is None or self.frozen.shape != cells.shape:
             self.frozen = np.zeros(cells.shape, np.int32)
         self.frozen = np.where(alarmed, self.frozen + 1, 0).astype(np.int32)
@@ -247,15 +249,6 @@ class CameraDetector(DetectorPlugin[C]):
                 level = max(level, Level.from_name(name))
         return level
 
-    def frame_alarm(self, obs: Observation) -> tuple[str, Level]:
-        """The one alarm rule for a single frame: the class whose score reaches the highest level."""
-        best_label, best = "", Level.NONE
-        for label, score in obs.scores.items():
-            level = self.level_of(label, score)
-            if level > best:
-                best_label, best = label, level
-        return best_label, best
-
     def process(self, batch: FrameBatch, state: CameraState) -> list[Finding]:
         findings: list[Finding] = []
         for obs in self.observe(batch, state):
@@ -277,7 +270,7 @@ class CameraDetector(DetectorPlugin[C]):
             memory = track.memory.setdefault(label, SceneMemory())
             normal = memory.normal(cells)
             alarmed = (cells >= threshold) & (cells - normal >= cfg.min_rise)
-            memory.learn(cells, obs.frame.ts, cfg.memory_interval_s, cfg.memory_size, alarmed)
+            memory.learn(cells, obs.frame.ts, cfg.memory_interval_s, cfg.memory_size, alarmed, normal)
             if not alarmed.any():
                 value = float(np.max(cells[cells < threshold], initial=0.0)) if cells.size else 0.0
                 value = min(value, score)
@@ -285,9 +278,10 @@ class CameraDetector(DetectorPlugin[C]):
                     best = (label, value, [])
                 continue
             value = float(cells[alarmed].max())
-            gh, gw = cells.shape
-            boxes = [(c / gw, r / gh, 1.0 / gw, 1.0 / gh) for r, c in np.argwhere(alarmed).tolist()]
-            if obs.cells.get(label) is None:
+            if label in obs.cells:  # the region is the cells that rose; a detector without a grid gives its own
+                gh, gw = cells.shape
+                boxes = [(c / gw, r / gh, 1.0 / gw, 1.0 / gh) for r, c in np.argwhere(alarmed).tolist()]
+            else:
                 boxes = obs.regions.get(label, [])
             if not best[2] or self.level_of(label, value) > self.level_of(best[0], best[1]):
                 best = (label, value, boxes)

@@ -109,27 +109,33 @@ class StrictLoader(yaml.SafeLoader):
         return super().construct_mapping(node, deep=deep)
 
 
-def _substitute_values(data: Any, file: str, lines: dict[tuple[Any, ...], int], path: tuple[Any, ...] = (),
-                       issues: list[ConfigIssue] | None = None) -> Any:  # fmt: skip
-    """``${NAME}`` / ``${NAME:-default}`` in every string value of the parsed config (see ``substitute_env``)."""
-    if issues is None:
-        issues = []
-        out = _substitute_values(data, file, lines, path, issues)
-        if issues:
-            raise ConfigError(issues)
-        return out
-    if isinstance(data, dict):
-        return {k: _substitute_values(v, file, lines, (*path, k), issues) for k, v in data.items()}
-    if isinstance(data, list):
-        return [_substitute_values(v, file, lines, (*path, i), issues) for i, v in enumerate(data)]
-    if isinstance(data, str) and "${" in data:
-        try:
-            return substitute_env(data, file)
-        except ConfigError as exc:
-            line = next((lines[path[:n]] for n in range(len(path), -1, -1) if path[:n] in lines), None)
-            field = ".".join(str(p) for p in path)
-            issues.extend(ConfigIssue(i.file, line, field, i.message, i.hint) for i in exc.issues)
-    return data
+def _substitute_values(data: Any, file: str, lines: dict[tuple[Any, ...], int]) -> Any:
+    """``${NAME}`` / ``${NAME:-default}`` in every string value of the parsed config (see ``substitute_env``);
+    every missing variable is reported, with its line and field."""
+    issues: list[ConfigIssue] = []
+
+    def walk(value: Any, path: tuple[Any, ...]) -> Any:
+        if isinstance(value, dict):
+            return {k: walk(v, (*path, k)) for k, v in value.items()}
+        if isinstance(value, list):
+            return [walk(v, (*path, i)) for i, v in enumerate(value)]
+        if isinstance(value, str) and "${" in value:
+            try:
+                return substitute_env(value, file)
+            except ConfigError as exc:
+                field = ".".join(str(p) for p in path)
+                issues.extend(ConfigIssue(i.file, _line_of(lines, path), field, i.message, i.hint) for i in exc.issues)
+        return value
+
+    out = walk(data, ())
+    if issues:
+        raise ConfigError(issues)
+    return out
+
+
+def _line_of(lines: dict[tuple[Any, ...], int], path: tuple[Any, ...]) -> int | None:
+    """The line of ``path`` in the file, or of the nearest key above it that has one."""
+    return next((lines[path[:n]] for n in range(len(path), -1, -1) if path[:n] in lines), None)
 
 
 def _line_map(node: yaml.Node | None, path: tuple[Any, ...] = ()) -> dict[tuple[Any, ...], int]:
@@ -263,7 +269,7 @@ def parse_config(text: str, file: str, base_dir: Path | None = None) -> EngineCo
         issues = []
         for err in exc.errors():
             loc = _display_loc(tuple(err["loc"]))
-            line = next((lines[loc[:n]] for n in range(len(loc), -1, -1) if loc[:n] in lines), None)
+            line = _line_of(lines, loc)
             msg = err["msg"].removeprefix("Value error, ")
             issues.append(ConfigIssue(file, line, _field_path(loc), msg, _hint(dict(err), loc)))
         raise ConfigError(issues) from None

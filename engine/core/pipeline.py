@@ -114,6 +114,11 @@ class Pipeline:
             events.extend(self.tracker.observe(f))
         return events
 
+    def failures_since(self, seen: int) -> list[DetectorFailure]:
+        """The failures after the first ``seen`` (a runner's count of those it has reported), oldest first."""
+        n = min(self.failures_total - seen, len(self.failures))
+        return self.failures[len(self.failures) - n :] if n > 0 else []
+
     def advance_to(self, ts: float) -> list[dict[str, Any]]:
         """Move data time to ``ts`` without a finding (frames that showed nothing): due resolutions happen."""
         self.watermark = max(self.watermark, ts)

@@ -21,8 +21,8 @@ from detectors.vision.base import Frame
 from engine import metrics
 from engine.config.models import CameraConfig, EngineConfig
 from engine.ingest.decode import Rejection
-from engine.ingest.frames import MAX_PIXELS, FrameError, decode, image_size
-from engine.ingest.timestamps import TimestampError, parse_ts
+from engine.ingest.frames import FrameError, checked_size, decode
+from engine.ingest.timestamps import TimestampError, parse_ts_text
 from engine.ingest.topics import Topic
 
 Reject = Callable[[list[Rejection], str, bytes, float], None]
@@ -47,12 +47,7 @@ def capture_time(raw: str | None, now: float) -> float:
     >>> capture_time("1732345678.5", 0.0), capture_time(None, 5.0)
     (1732345678.5, 5.0)
     """
-    if raw is None:
-        return now
-    try:
-        return parse_ts(float(raw))
-    except ValueError:
-        return parse_ts(raw)
+    return now if raw is None else parse_ts_text(raw)
 
 
 class CameraIntake:
@@ -101,9 +96,7 @@ class CameraIntake:
                 metrics.FRAMES.labels("skipped_interval").inc()
                 return
         try:  # the header only: a bomb or a non-image is refused here, before it is queued
-            kind, w, h = image_size(payload)
-            if w <= 0 or h <= 0 or w * h > MAX_PIXELS:
-                raise FrameError("too_many_pixels", f"{kind} of {w}x{h} pixels (limit {MAX_PIXELS})")
+            checked_size(payload)
         except FrameError as exc:
             self._reject([Rejection(exc.reason, str(exc))], topic, payload[:64], now)
             return

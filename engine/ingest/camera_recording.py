@@ -19,12 +19,12 @@ import csv
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import datetime
 from pathlib import Path
 
 import cv2
 
 from engine.ingest.frames import IMAGE_SUFFIXES, VIDEO_SUFFIXES
+from engine.ingest.timestamps import parse_ts_text
 
 PATTERNS = {
     "epoch_ms": r"^(?P<epoch_ms>\d{12,14})$",
@@ -93,21 +93,6 @@ def time_from_name(stem: str, regex: str) -> float | None:
     return float(groups["epoch"]) + float(groups.get("offset") or 0.0)
 
 
-def parse_ts(text: str) -> float:
-    """Epoch seconds from a number or an ISO-8601 time with an offset.
-
-    >>> parse_ts("2016-06-04T18:36:00+00:00")
-    1465065360.0
-    """
-    try:
-        return float(text)
-    except ValueError:
-        stamp = datetime.fromisoformat(text.strip())
-        if stamp.tzinfo is None:
-            raise RecordingError(f"time {text!r} has no UTC offset; write e.g. {text}+00:00") from None
-        return stamp.timestamp()
-
-
 def read_times_csv(path: Path) -> dict[str, float]:
     with path.open(newline="", encoding="utf-8") as fh:
         reader = csv.DictReader(fh)
@@ -116,8 +101,8 @@ def read_times_csv(path: Path) -> dict[str, float]:
         out = {}
         for line, row in enumerate(reader, start=2):
             try:
-                out[Path(row["file"]).name] = parse_ts(row["ts"])
-            except (RecordingError, ValueError) as exc:
+                out[Path(row["file"]).name] = parse_ts_text(row["ts"])
+            except ValueError as exc:  # TimestampError: not a number nor ISO-8601 with an offset
                 raise RecordingError(f"{path}:{line}: {exc}") from None
         return out
 

@@ -18,8 +18,9 @@ import numpy as np
 import numpy.typing as npt
 
 from detectors.vision.base import Frame
+from engine import MAX_FRAME_PIXELS
 
-MAX_PIXELS = 40_000_000
+MAX_PIXELS = MAX_FRAME_PIXELS
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".tif", ".tiff", ".npy"}
 VIDEO_SUFFIXES = {".mp4", ".avi", ".mkv", ".mov"}
 
@@ -106,6 +107,22 @@ def _npy_shape(data: bytes) -> tuple[int, ...]:
         raise FrameError("not_an_image", f"bad .npy header ({exc})") from None
 
 
+def checked_size(data: bytes, max_pixels: int = MAX_PIXELS) -> tuple[str, int, int]:
+    """``image_size``, refused (``too_many_pixels``) beyond ``max_pixels``: what can be known of a frame
+    before a byte of it is decoded.
+
+    >>> png = bytes.fromhex("89504e470d0a1a0a0000000d49484452") + struct.pack(">II", 9000, 9000)
+    >>> checked_size(png)
+    Traceback (most recent call last):
+    ...
+    engine.ingest.frames.FrameError: too_many_pixels: png of 9000x9000 pixels (limit 40000000)
+    """
+    kind, w, h = image_size(data)
+    if w <= 0 or h <= 0 or w * h > max_pixels:
+        raise FrameError("too_many_pixels", f"{kind} of {w}x{h} pixels (limit {max_pixels})")
+    return kind, w, h
+
+
 def decode(
     data: bytes, thermal: bool = False, gain: float = 1.0, offset: float = 0.0, max_pixels: int = MAX_PIXELS
 ) -> Any:
@@ -115,9 +132,7 @@ def decode(
     >>> decode(buf.tobytes()).shape
     (4, 6, 3)
     """
-    kind, w, h = image_size(data)
-    if w <= 0 or h <= 0 or w * h > max_pixels:
-        raise FrameError("too_many_pixels", f"{kind} of {w}x{h} pixels (limit {max_pixels})")
+    kind, _w, _h = checked_size(data, max_pixels)
     try:
         if kind == "npy":
             arr = np.load(io.BytesIO(data), allow_pickle=False)

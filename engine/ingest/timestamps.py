@@ -36,3 +36,17 @@ def parse_ts(value: object) -> float:
             raise TimestampError("bad_ts", f"ts {value[:64]!r} has no UTC offset; add Z or +08:00")
         return dt.timestamp()
     raise TimestampError("bad_ts", f"ts of type {type(value).__name__} is neither a number nor a string")
+
+
+def parse_ts_text(text: str) -> float:
+    """Epoch seconds from text that holds a number or an ISO-8601 time with an offset (an MQTT user
+    property, a CSV cell, a command-line option).
+
+    >>> parse_ts_text("1465065360"), parse_ts_text("2016-06-04T18:36:00+00:00")
+    (1465065360.0, 1465065360.0)
+    """
+    try:
+        number = float(text)
+    except ValueError:
+        return parse_ts(text.strip())
+    return parse_ts(number)

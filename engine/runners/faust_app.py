@@ -255,8 +255,7 @@ class GridwatchWorker:
                 await self.dead_letter("detect_error", repr(exc)[:500], ev)
             findings, at = [], []
             pipeline.watermark = max(pipeline.watermark, float(batch.ts.max()))
-        n_failed = min(pipeline.failures_total - failed_before, len(pipeline.failures))
-        for failure in pipeline.failures[len(pipeline.failures) - n_failed :] if n_failed > 0 else []:
+        for failure in pipeline.failures_since(failed_before):
             detail = (f"detector {failure.detector} raised on the batch holding this record and did not apply it "
                       f"(the other detectors did): {failure.error}")  # fmt: skip
             for ev in good:

@@ -418,11 +418,10 @@ class LocalRunner:
 
     def _report_detector_failures(self) -> None:
         """Dead-letter the detector failures of the last step (``detector_error``) and keep them for health."""
-        failures, total = self.pipeline.failures, self.pipeline.failures_total
-        n_new = min(total - self._failures_reported, len(failures))
-        self._failures_reported = total
+        fresh = self.pipeline.failures_since(self._failures_reported)
+        self._failures_reported = self.pipeline.failures_total
         now = time.time()
-        for f in failures[len(failures) - n_new :] if n_new > 0 else []:
+        for f in fresh:
             self._failure_times.append((f, now))
             if self._deadletter is not None:
                 detail = f"detector {f.detector} raised on a batch of {f.readings} readings: {f.error}"

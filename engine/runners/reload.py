@@ -69,7 +69,7 @@ def masked(key: str, value: Any) -> Any:
 
 
 def config_diff(old: Any, new: Any, path: str = "") -> list[str]:
-    """Every leaf that differs, as ``path: old -> new``, secrets masked (``shown``).
+    """Every leaf that differs, as ``path: old -> new``, secrets masked (``masked``).
 
     >>> config_diff({"a": {"b": 1, "c": [1, 2]}}, {"a": {"b": 2, "c": [1, 2]}})
     ['a.b: 1 -> 2']

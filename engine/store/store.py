@@ -146,50 +146,52 @@ class Store:
         ``progress`` (stream → offset) is written in the same transaction (see ``StreamProgressRow``).
         """
         notes = list(notes)
-        if not notes:
-            if progress or touched:
-                with self.session() as s:
-                    self._touch(s, touched or [])
-                    if progress:
-                        self._save_progress(s, progress)
+        if not (notes or progress or touched):
             return 0
+        with self.session() as s, s.no_autoflush:
+            added = self._write_notes(s, notes, sinks, shard_of) if notes else 0
+            s.flush()  # incidents first: the touched ones may have been created just now
+            self._touch(s, touched or [])
+            if progress:
+                self._save_progress(s, progress)
+        return added
+
+    def _write_notes(
+        self, s: Session, notes: list[Notification], sinks: list[str], shard_of: Callable[[str], int] | None
+    ) -> int:
+        """Incident rows, findings, audit lines and outbox rows of ``notes``; returns the outbox rows added."""
         now = time.time()
         findings: list[tuple[str, dict[str, Any]]] = []
         audit: list[dict[str, Any]] = []
         outbox: list[dict[str, Any]] = []
-        with self.session() as s, s.no_autoflush:
-            ids = {n.event["incident_id"] for n in notes}
-            rows = {r.id: r for r in s.scalars(select(IncidentRow).where(IncidentRow.id.in_(ids)))}
-            for n in notes:
-                e = n.event
-                iid = e["incident_id"]
-                row = rows.get(iid)
-                if row is None:
-                    row = rows[iid] = IncidentRow(id=iid, escalations=0)
-                    s.add(row)
-                self._apply(row, n)
-                findings.extend((iid, f) for f in e.get("findings", []))
-                audit.append(
-                    {"incident_id": iid, "at": n.at, "actor": e.get("actor") or "engine", "action": e.get("action", ""),
-                     "detail": {"level": e["level"], "state": e["state"], "seq": e.get("seq"), **n.detail}}
+        ids = {n.event["incident_id"] for n in notes}
+        rows = {r.id: r for r in s.scalars(select(IncidentRow).where(IncidentRow.id.in_(ids)))}
+        for n in notes:
+            e = n.event
+            iid = e["incident_id"]
+            row = rows.get(iid)
+            if row is None:
+                row = rows[iid] = IncidentRow(id=iid, escalations=0)
+                s.add(row)
+            self._apply(row, n)
+            findings.extend((iid, f) for f in e.get("findings", []))
+            audit.append(
+                {"incident_id": iid, "at": n.at, "actor": e.get("actor") or "engine", "action": e.get("action", ""),
+                 "detail": {"level": e["level"], "state": e["state"], "seq": e.get("seq"), **n.detail}}
+            )  # fmt: skip
+            if n.notify:
+                payload = orjson.dumps({**e, **{k: v for k, v in n.detail.items() if k in ("receivers", "tier")}})
+                outbox.extend(
+                    {"sink": sink, "incident_id": iid, "seq": e.get("seq", 0), "event": payload.decode(),
+                     "created_at": now, "attempts": 0, "next_attempt_at": 0.0, "gave_up": False,
+                     "shard": shard_of(e["site"]) if shard_of else 0}
+                    for sink in sinks
                 )  # fmt: skip
-                if n.notify:
-                    payload = orjson.dumps({**e, **{k: v for k, v in n.detail.items() if k in ("receivers", "tier")}})
-                    outbox.extend(
-                        {"sink": sink, "incident_id": iid, "seq": e.get("seq", 0), "event": payload.decode(),
-                         "created_at": now, "attempts": 0, "next_attempt_at": 0.0, "gave_up": False,
-                         "shard": shard_of(e["site"]) if shard_of else 0}
-                        for sink in sinks
-                    )  # fmt: skip
-            s.flush()  # incidents first: findings refer to them
-            self._upsert_findings(s, findings)
-            s.execute(insert(AuditRow), audit)
-            if outbox:
-                s.execute(insert(OutboxRow), outbox)
-            s.flush()
-            self._touch(s, touched or [])
-            if progress:
-                self._save_progress(s, progress)
+        s.flush()  # incidents first: findings refer to them
+        self._upsert_findings(s, findings)
+        s.execute(insert(AuditRow), audit)
+        if outbox:
+            s.execute(insert(OutboxRow), outbox)
         return len(outbox)
 
     def _save_progress(self, s: Session, progress: dict[str, int]) -> None:
