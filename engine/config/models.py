@@ -122,8 +122,8 @@ class IngestConfig(Strict):
     fleet_silent_s: float = Field(
         900.0,
         ge=0,
-        description="/readyz fails when no sensor reading at all has arrived for this long (a broker, bridge "
-        "or network fault that silences the whole fleet); 0: off.",
+        description="/readyz fails when no sensor reading and no camera frame at all has arrived for this long (a "
+        "broker, bridge or network fault that silences the whole fleet); 0: off.",
     )
     max_devices: int = Field(
         200_000,
