@@ -1,12 +1,21 @@
-"""``rainfall_intensity_duration``: mean rain intensity over sliding durations against I = alpha·D^-beta.
+"""``rainfall_intensity_duration``: rain intensity against an intensity–duration threshold I = alpha·D^-beta.
 
-Method: for each duration ``D`` in the config, the mean intensity ``I`` over the last ``D`` hours is
-compared with the intensity–duration threshold ``alpha * D**-beta``; the detector's score is the largest
-ratio of observed to threshold intensity over all durations, and the level comes from that ratio.
+Methods (``method``):
+
+* ``storm`` (the default): the published definition. Caine (1980) and the USGS Seattle threshold
+  (Godt, Baum & Chleborad 2006) relate a storm's mean intensity ``I`` to its duration ``D``; storms are
+  separated by ``storm_gap_h`` dry hours (3 in Seattle). ``D`` and ``I`` are those of the current
+  storm as the USGS program Thresh tracks them (``storm``), and the threshold is exceeded when
+  ``I / (alpha·D^-beta)`` is above 1. Thresh computes exactly this for Seattle.
+* ``window``: for each duration ``D`` in ``durations_h``, the mean intensity over the reports with
+  timestamps in ``(t - D, t]``; the score is the largest ratio over all durations. Quicker to react to a
+  downpour inside a long wet spell, but it raises far more alarm hours than the published method.
+
 Thresholds: Caine (1980, *Geografiska Annaler* 62A:23–27), the global shallow-landslide and debris-flow
 threshold ``I = 14.82 D^-0.39`` (I in mm/h, D in h); and the USGS Seattle threshold of Godt, Baum &
-Chleborad (2006), ``I = 3.257 D^-1.13`` with I in inches per hour (``units: in``; 82.73 mm/h in mm).
-A ratio of 1 is the threshold itself, so by default the level is orange there.
+Chleborad (2006), ``I = 3.257 D^-1.13`` with I in inches per hour (``threshold_units: in``; 82.73 mm/h in
+mm). Readings are always mm (``rain_mm``). A ratio of 1 is the threshold itself, so by default the level
+is orange above it.
 
 Optionally gated by the antecedent water index (``awi_gate``), as in the Seattle decision tree: no
 finding while the soil is drier than ``wet_mm``.
@@ -22,7 +31,9 @@ from pydantic import Field, model_validator
 from detectors.base import Detector, DetectorConfig, DeviceState, StateArray, register
 from detectors.decision import RequiredLevels, channel_steps, hysteresis_level, thresholds_array
 from detectors.geohazard.antecedent_water_index import WaterBalance
-from detectors.geohazard.rain_window import RainWindow
+from detectors.geohazard.cumulative_rainfall import exceedance_index, refuse_units
+from detectors.geohazard.rain_window import GAP_POLICY_HELP, GapPolicy, RainWindow
+from detectors.geohazard.storm import StormTracker
 from engine.core.batch import ReadingBatch
 from engine.core.findings import Finding
 from engine.core.quantities import METRIC_INDEX
@@ -36,17 +47,33 @@ class RainfallIntensityDurationConfig(DetectorConfig):
 
     type: Literal["rainfall_intensity_duration"] = Field("rainfall_intensity_duration", description="Detector type.")
     hazard: str = Field("landslide", description="Hazard name findings are filed under.")
-    units: Literal["mm", "in"] = Field(
-        "mm", description="Units of the threshold's intensity: mm/h (Caine 1980) or in/h (USGS Seattle)."
+    method: Literal["storm", "window"] = Field(
+        "storm",
+        description="`storm`: the current storm's mean intensity and duration (Caine 1980, USGS Seattle, as Thresh "
+        "computes it); `window`: mean intensity over each of `durations_h` ending now.",
     )
+    threshold_units: Literal["mm", "in"] = Field(
+        "mm", description="Units of the threshold's intensity: mm/h (Caine 1980) or in/h (USGS Seattle); readings are mm."
+    )
+    storm_gap_h: float = Field(3.0, gt=0, description="Dry hours that separate two storms (`storm` method; Seattle 3).")
     alpha: float | None = Field(None, gt=0, description="Scale of I = alpha·D^-beta; default 14.82 (mm) or 3.257 (in).")
     beta: float | None = Field(None, gt=0, description="Exponent of I = alpha·D^-beta; default 0.39 (mm) or 1.13 (in).")
     durations_h: list[float] = Field(
         [1.0, 3.0, 6.0, 12.0, 24.0, 48.0, 72.0],
         min_length=1,
-        description="Durations D (hours) over which mean intensity is tested.",
+        description="Durations D (hours) over which mean intensity is tested (`window` method).",
     )
-    bin_s: float = Field(600.0, gt=0, description="Time resolution of the rain windows (seconds).")
+    bin_s: float = Field(
+        3600.0,
+        gt=0,
+        description="Time resolution of the rain windows (s), at most the reporting interval; also the interval "
+        "assumed before a gauge's first report.",
+    )
+    max_gap_s: float | None = Field(
+        None, gt=0, description="A report covers the time since the previous one if it came within this (s); "
+        "longer gaps are missing data. Default 1.5 bins."
+    )
+    gap_policy: GapPolicy = Field("lower_bound", description=GAP_POLICY_HELP)
     levels: RequiredLevels = Field(
         {"blue": 0.5, "yellow": 0.75, "orange": 1.0, "red": 1.5},
         description="Ratio of observed to threshold intensity per level.",
@@ -58,6 +85,8 @@ class RainfallIntensityDurationConfig(DetectorConfig):
         None, description="When set, findings only while the antecedent water index is at least its wet_mm."
     )
 
+    _refuse_units = model_validator(mode="before")(refuse_units)
+
     @model_validator(mode="after")
     def _check(self) -> RainfallIntensityDurationConfig:
         if any(d <= 0 for d in self.durations_h):
@@ -66,11 +95,11 @@ class RainfallIntensityDurationConfig(DetectorConfig):
 
     def threshold_mm_h(self, duration_h: float) -> float:
         """The threshold intensity for a duration, in mm/h."""
-        alpha, beta = DEFAULTS[self.units]
+        alpha, beta = DEFAULTS[self.threshold_units]
         alpha = self.alpha if self.alpha is not None else alpha
         beta = self.beta if self.beta is not None else beta
         i = float(alpha * duration_h**-beta)
-        return i * MM_PER_INCH if self.units == "in" else i
+        return i * MM_PER_INCH if self.threshold_units == "in" else i
 
 
 @register
@@ -80,7 +109,7 @@ class RainfallIntensityDuration(Detector[RainfallIntensityDurationConfig]):
     >>> cfg = RainfallIntensityDurationConfig()
     >>> round(cfg.threshold_mm_h(1.0), 2), round(cfg.threshold_mm_h(24.0), 2)
     (14.82, 4.29)
-    >>> round(RainfallIntensityDurationConfig(units="in").threshold_mm_h(1.0), 2)
+    >>> round(RainfallIntensityDurationConfig(threshold_units="in").threshold_mm_h(1.0), 2)
     82.73
     """
 
@@ -91,7 +120,8 @@ class RainfallIntensityDuration(Detector[RainfallIntensityDurationConfig]):
         super().__init__(config)
         self.durations = sorted(config.durations_h)
         self.threshold = np.array([config.threshold_mm_h(d) for d in self.durations])
-        self.window = RainWindow(config.bin_s, self.durations[-1])
+        self.window = RainWindow(config.bin_s, self.durations[-1], config.max_gap_s)
+        self.storm = StormTracker(config.storm_gap_h, self.window.max_gap_s, config.bin_s, config.gap_policy)
         self.levels = thresholds_array(config.levels)
         self.clear = config.clear if config.clear is not None else float(np.nanmin(self.levels))
 
@@ -100,39 +130,100 @@ class RainfallIntensityDuration(Detector[RainfallIntensityDurationConfig]):
         return RainfallIntensityDurationConfig(id="example-id", durations_h=[1, 3, 12, 24])
 
     def state_spec(self) -> dict[str, StateArray]:
-        spec = {**self.window.state_spec(), "active": StateArray(np.bool_, False)}
+        tracker = self.storm if self.config.method == "storm" else self.window
+        spec = {**tracker.state_spec(), "active": StateArray(np.bool_, False)}
         if self.config.awi_gate is not None:
             spec.update(self.config.awi_gate.state_spec())
         return spec
+
+    def storm_scores(self, state: DeviceState, dev: np.ndarray, ts: np.ndarray, mm: np.ndarray) -> tuple[
+        np.ndarray, list[dict[str, object]]
+    ]:
+        """Ratio of the current storm's intensity to the threshold at its duration (strictly above 1 only
+        where it exceeds), and each report's evidence."""
+        cfg = self.config
+        s = self.storm.add(state, dev, ts, mm)
+        dur = np.asarray(s["duration_h"], dtype=np.float64)
+        intensity = np.asarray(s["intensity_mm_h"], dtype=np.float64)
+        alpha, beta = DEFAULTS[cfg.threshold_units]
+        alpha = cfg.alpha if cfg.alpha is not None else alpha
+        beta = cfg.beta if cfg.beta is not None else beta
+        scale = MM_PER_INCH if cfg.threshold_units == "in" else 1.0
+        with np.errstate(invalid="ignore", divide="ignore"):
+            threshold = alpha * scale * np.where(dur > 0, dur, np.nan) ** -beta
+            ratio = intensity / threshold
+            score = exceedance_index(ratio, np.ones_like(ratio), 1.0)
+        missing = np.asarray(s["missing_h"], dtype=np.float64)
+        usable = np.asarray(s["current"], dtype=bool) & (dur > 0)
+        if cfg.gap_policy == "skip":
+            usable &= missing == 0
+        score = np.where(usable, score, -np.inf)
+        evidence = [
+            {
+                "method": "storm",
+                "duration_h": round(float(dur[i]), 3),
+                "intensity_mm_h": round(float(intensity[i]), 3),
+                "threshold_mm_h": round(float(threshold[i]), 3),
+                "storm_total_mm": round(float(s["total_mm"][i]), 3),
+                "ratio": round(float(ratio[i]), 4),
+                "missing_h": round(float(missing[i]), 3),
+                "complete": bool(missing[i] == 0),
+            }
+            if usable[i]
+            else {}
+            for i in range(dev.shape[0])
+        ]
+        return score, evidence
+
+    def window_scores(self, state: DeviceState, dev: np.ndarray, ts: np.ndarray, mm: np.ndarray) -> tuple[
+        np.ndarray, list[dict[str, object]]
+    ]:
+        """The largest ratio of mean intensity over each duration to its threshold, and the evidence."""
+        self.window.add(state, dev, ts, mm)
+        total, missing = self.window.totals(state, dev, tuple(self.durations))
+        intensity = total / np.array(self.durations)[None, :]
+        ratio = intensity / self.threshold[None, :]
+        if self.config.gap_policy == "skip":
+            ratio = np.where(missing > 0, -np.inf, ratio)
+        worst = np.argmax(ratio, axis=1)
+        rows = np.arange(dev.shape[0])
+        best = ratio[rows, worst]
+        score = exceedance_index(best, np.ones_like(best), 1.0)
+        evidence: list[dict[str, object]] = []
+        for i in range(dev.shape[0]):
+            j = int(worst[i])
+            gap_h = float(self.window.missing_hours(missing[i, j]))
+            evidence.append(
+                {
+                    "method": "window",
+                    "duration_h": self.durations[j],
+                    "intensity_mm_h": round(float(intensity[i, j]), 3),
+                    "threshold_mm_h": round(float(self.threshold[j]), 3),
+                    "ratio": round(float(best[i]), 4),
+                    "missing_h": round(gap_h, 3),
+                    "complete": gap_h == 0,
+                }
+            )
+        return score, evidence
 
     def process(self, batch: ReadingBatch, state: DeviceState) -> list[Finding]:
         gate = self.config.awi_gate
         rows = batch.rows_of(self.metrics)
         found: list[Finding] = []
+        scores = self.storm_scores if self.config.method == "storm" else self.window_scores
         for r, dev, _ in channel_steps(batch.slot, batch.metric, rows, (METRIC_INDEX["rain_mm"],), state):
             ts, mm = batch.ts[r], batch.value[r]
-            self.window.add(state, dev, ts, mm)
-            total, span_h = self.window.totals_since(state, dev, ts, tuple(self.durations))
-            intensity = total / span_h
-            ratio = intensity / self.threshold[None, :]
-            worst = np.argmax(ratio, axis=1)
-            score = ratio[np.arange(r.shape[0]), worst]
+            score, evidence = scores(state, dev, ts, mm)
             if gate is not None:
                 awi = gate.update(state, dev, ts, mm)
-                score = np.where(awi >= gate.wet_mm, score, 0.0)
+                score = np.where(awi >= gate.wet_mm, score, -np.inf)
             first = np.ones(r.shape[0], dtype=bool)
             levels, active = hysteresis_level(score, self.levels, self.clear, first, state["active"][dev])
             state["active"][dev] = active
             for i in np.flatnonzero(levels):
-                j = int(worst[i])
-                evidence = {
-                    "duration_h": self.durations[j],
-                    "intensity_mm_h": round(float(intensity[i, j]), 3),
-                    "threshold_mm_h": round(float(self.threshold[j]), 3),
-                    "ratio": round(float(score[i]), 4),
-                }
+                ev = dict(evidence[i])
                 if gate is not None:
-                    evidence["awi_mm"] = round(float(awi[i]), 3)
-                found.append(self.finding(batch, int(r[i]), int(levels[i]), float(score[i]), evidence))
+                    ev["awi_mm"] = round(float(awi[i]), 3)
+                found.append(self.finding(batch, int(r[i]), int(levels[i]), float(score[i]), ev))
         found.sort(key=lambda f: f.row)
         return found

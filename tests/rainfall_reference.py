@@ -1,0 +1,117 @@
+"""Brute-force implementations of the published rainfall methods, hour by hour, for checking the detectors.
+
+Each function takes an hourly record ``P`` (mm per hour, ``nan`` for an hour with no report) whose hour
+``i`` ends at ``(first_hour + i + 1) * 3600`` and walks it hour by hour in plain Python, written from the
+method's definition (and, for the USGS methods, from how the USGS program Thresh counts them: positions
+in the hourly record, a missing value is not zero). They share no code with the detectors: a test that
+compares the two can fail.
+
+``policy`` is the detectors' ``gap_policy``: ``lower_bound`` reads a missing hour as zero rain; ``skip``
+evaluates nothing whose window or storm holds a missing hour (or reaches before the record).
+"""
+
+from __future__ import annotations
+
+import math
+from datetime import UTC, datetime
+
+MM_PER_INCH = 25.4
+
+
+def _filled(p: list[float], policy: str) -> list[float]:
+    return [0.0 if (math.isnan(v) and policy == "lower_bound") else v for v in p]
+
+
+def window_sums(p: list[float], hours: int, policy: str) -> list[float | None]:
+    """Rain of the ``hours`` reports ending at each hour, ``(t - hours, t]``; None where not evaluated."""
+    out: list[float | None] = []
+    for i in range(len(p)):
+        lo = i - hours + 1
+        values = [p[j] if j >= 0 else math.nan for j in range(lo, i + 1)]
+        if policy == "skip" and any(math.isnan(v) for v in values):
+            out.append(None)
+        else:
+            out.append(math.fsum(0.0 if math.isnan(v) else v for v in values))
+    return out
+
+
+def usgs_cumulative(
+    p: list[float], a_mm: float = 3.5 * MM_PER_INCH, b: float = 0.67, recent: int = 72, antecedent: int = 360,
+    policy: str = "skip",
+) -> list[bool]:
+    """Hours in which the recent/antecedent threshold is exceeded: ``P_recent - max(a - b P_ante, 0) > 0``."""
+    out = []
+    for i in range(len(p)):
+        rec = [p[j] if j >= 0 else math.nan for j in range(i - recent + 1, i + 1)]
+        ante = [p[j] if j >= 0 else math.nan for j in range(i - recent - antecedent + 1, i - recent + 1)]
+        if policy == "skip" and any(math.isnan(v) for v in rec + ante):
+            out.append(False)
+            continue
+        p_rec = math.fsum(0.0 if math.isnan(v) else v for v in rec)
+        p_ante = math.fsum(0.0 if math.isnan(v) else v for v in ante)
+        threshold = a_mm - b * p_ante if p_ante < a_mm / b else 0.0
+        out.append(round(p_rec - threshold, 9) > 0)
+    return out
+
+
+def usgs_storm_id(
+    p: list[float], alpha_mm: float, beta: float, gap: int = 3, policy: str = "skip"
+) -> list[tuple[bool, float, float] | None]:
+    """Per hour: (exceeded, duration h, intensity mm/h) of the current storm as Thresh tracks it, or None.
+
+    Reading ``i`` is stamped at the end of its hour, time ``i + 1`` (hours). A storm begins with rain
+    after ``gap`` readings of exactly zero, at the time of the reading before; its duration runs to the
+    last rainy reading, its intensity divides the rain since it began by the time since it began; both
+    are recorded until ``gap`` hours after the last rain.
+    """
+    q = _filled(p, policy)
+    out: list[tuple[bool, float, float] | None] = []
+    t_begin, t_end, began = 0.0, 1.0, 0  # record start: a storm began one reading before the first
+    for i, v in enumerate(q):
+        t = float(i + 1)
+        if i >= gap and v > 0 and all(q[i - j] == 0 for j in range(1, gap + 1)):
+            began, t_begin = i - 1, max(t_begin, float(i))
+        if v > 0 and t >= t_begin:
+            t_end = t
+        if t >= t_end and t - gap <= t_end and t_end >= t_begin and t_end > t_begin:
+            values = q[began : i + 1]
+            if any(math.isnan(x) for x in values):
+                out.append(None)
+                continue
+            duration = t_end - t_begin
+            intensity = math.fsum(values) / (t - t_begin)
+            ratio = intensity / (alpha_mm * duration**-beta)
+            out.append((round(ratio - 1.0, 9) > 0, duration, intensity))
+        else:
+            out.append(None)
+    return out
+
+
+def usgs_awi(
+    p: list[float], first_hour: int, field_capacity_mm: float = 180.0, k: float = 0.01,
+    et_mm_per_h: tuple[float, ...] = (), initial_mm: float | None = None,
+) -> list[float]:
+    """The antecedent water index at the end of each hour (missing hours are dry)."""
+    d = math.exp(-k)
+    awi = -field_capacity_mm if initial_mm is None else initial_mm
+    out = []
+    for i, v in enumerate(p):
+        month = datetime.fromtimestamp((first_hour + i) * 3600, UTC).month
+        rain = 0.0 if math.isnan(v) else v
+        et = et_mm_per_h[month - 1]
+        awi = awi + rain - et if awi < 0 else awi * d + (rain - et) * (1 - d) / k
+        awi = max(awi, -field_capacity_mm)
+        out.append(awi)
+    return out
+
+
+def fixed_window_id(
+    p: list[float], durations: list[int], alpha_mm: float, beta: float, policy: str
+) -> list[float | None]:
+    """Largest ratio of mean intensity over each duration (hours ending now) to alpha·D^-beta."""
+    sums = {d: window_sums(p, d, policy) for d in durations}
+    out: list[float | None] = []
+    for i in range(len(p)):
+        ratios = [s / d / (alpha_mm * d**-beta) for d in durations if (s := sums[d][i]) is not None]
+        out.append(max(ratios) if ratios else None)
+    return out

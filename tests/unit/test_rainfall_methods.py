@@ -1,0 +1,267 @@
+"""The rainfall detectors hour by hour against brute-force implementations of the published methods.
+
+Records are hourly rain in hundredths of an inch (as the Seattle gauges report, so totals land exactly on
+thresholds now and then), with and without missing hours, fed as reports at hh:59 in batches of several
+sizes; the hours each detector raises must be exactly the hours the method exceeds.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from detectors.geohazard.antecedent_water_index import (
+    SEATTLE_ET_MM_PER_H,
+    AntecedentWaterIndex,
+    AntecedentWaterIndexConfig,
+    WaterBalance,
+)
+from detectors.geohazard.cumulative_rainfall import (
+    Accumulation,
+    CumulativeThreshold,
+    RainfallCumulative,
+    RainfallCumulativeConfig,
+)
+from detectors.geohazard.intensity_duration import RainfallIntensityDuration, RainfallIntensityDurationConfig
+from engine.core.batch import BatchBuilder
+from engine.core.devices import DeviceIndex
+from tests import rainfall_reference as ref
+
+HUNDREDTH_IN = 0.254
+FIRST_HOUR = 482_000  # 2024-12-26: records cross a year and a month boundary (ET changes)
+SEATTLE_ALPHA_MM = 3.257 * 25.4
+
+
+def record(seed: int, hours: int, holes: int) -> list[float]:
+    """Hourly rain (mm): storms of a few hours to two days in a mostly dry record, ``holes`` runs of
+    missing hours."""
+    rng = np.random.default_rng(seed)
+    p = np.zeros(hours)
+    t = 0
+    while t < hours:
+        t += int(rng.integers(3, 160))  # dry spell
+        length = int(rng.integers(1, 48))
+        heavy = rng.random() < 0.3
+        counts = rng.poisson(25 if heavy else 6, size=length) * (rng.random(length) < 0.8)
+        p[t : t + length] = counts[: max(0, min(length, hours - t))] * HUNDREDTH_IN
+        t += length
+    for _ in range(holes):
+        at, length = int(rng.integers(0, hours)), int(rng.integers(1, 8))
+        p[max(at, 1) : at + length] = np.nan  # a record starts with its first report
+    return [round(float(v), 6) if np.isfinite(v) else math.nan for v in p]
+
+
+def raised_hours(det, records: dict[str, list[float]], batch_size: int) -> dict[str, list[int]]:
+    """Feed every gauge's record (reports at hh:59, missing hours not reported) interleaved in time;
+    returns the hours (record positions) of each gauge's findings."""
+    rows = sorted(
+        ((FIRST_HOUR + i + 1) * 3600.0 - 60.0, device, v)
+        for device, p in records.items()
+        for i, v in enumerate(p)
+        if not math.isnan(v)
+    )
+    devices = DeviceIndex()
+    state = det.new_state()
+    out: dict[str, list[int]] = {d: [] for d in records}
+    for lo in range(0, len(rows), batch_size):
+        b = BatchBuilder(devices)
+        for ts, device, v in rows[lo : lo + batch_size]:
+            b.add("S1", device, ts, "rain_mm", v)
+        for f in det.process(b.take(), state):
+            out[f.device].append(round((f.ts + 60.0) / 3600.0) - FIRST_HOUR - 1)
+    return out
+
+
+def exceeded(flags, p: list[float]) -> list[int]:
+    """Hours the method exceeds that have a report (a detector speaks only when a report arrives)."""
+    return [i for i, x in enumerate(flags) if x and not math.isnan(p[i])]
+
+
+RECORDS = {f"gauge-{seed}": record(seed, 1200, holes=0 if seed % 2 else 2) for seed in range(4)}
+
+
+@pytest.mark.parametrize("policy", ["skip", "lower_bound"])
+@pytest.mark.parametrize("batch_size", [1, 700])
+def test_usgs_cumulative_threshold_hours_equal_the_method(policy, batch_size):
+    cfg = RainfallCumulativeConfig(accumulations=[], gap_policy=policy)  # Seattle: 3.5 in - 0.67 P15
+    got = raised_hours(RainfallCumulative(cfg), RECORDS, batch_size)
+    for device, p in RECORDS.items():
+        want = exceeded(ref.usgs_cumulative(p, policy=policy), p)
+        assert got[device] == want, device
+    assert sum(map(len, got.values())) > 100, "the records should exceed the threshold for days"
+
+
+@pytest.mark.parametrize("policy", ["skip", "lower_bound"])
+def test_accumulation_hours_equal_the_window_sums(policy):
+    cfg = RainfallCumulativeConfig(
+        cumulative=None, accumulations=[Accumulation(hours=24, levels={"blue": 40.0})], gap_policy=policy
+    )
+    got = raised_hours(RainfallCumulative(cfg), RECORDS, 333)
+    for device, p in RECORDS.items():
+        want = exceeded([s is not None and s >= 40.0 for s in ref.window_sums(p, 24, policy)], p)
+        assert got[device] == want, device
+    assert sum(map(len, got.values())) > 20
+
+
+@pytest.mark.parametrize("policy", ["skip", "lower_bound"])
+@pytest.mark.parametrize("batch_size", [1, 500])
+def test_seattle_storm_intensity_duration_hours_equal_the_method(policy, batch_size):
+    cfg = RainfallIntensityDurationConfig(threshold_units="in", levels={"orange": 1.0}, gap_policy=policy)
+    got = raised_hours(RainfallIntensityDuration(cfg), RECORDS, batch_size)
+    for device, p in RECORDS.items():
+        want = exceeded([x is not None and x[0] for x in ref.usgs_storm_id(p, SEATTLE_ALPHA_MM, 1.13, policy=policy)], p)
+        assert got[device] == want, device
+    assert sum(map(len, got.values())) > 20, "some storms should exceed the Seattle threshold"
+
+
+def test_storm_evidence_is_the_storm_s_duration_and_mean_intensity():
+    p = RECORDS["gauge-1"]
+    cfg = RainfallIntensityDurationConfig(threshold_units="in", levels={"orange": 1.0})
+    det = RainfallIntensityDuration(cfg)
+    devices, state, b = DeviceIndex(), det.new_state(), BatchBuilder(DeviceIndex())
+    b = BatchBuilder(devices)
+    for i, v in enumerate(p):
+        b.add("S1", "g", (FIRST_HOUR + i + 1) * 3600.0 - 60.0, "rain_mm", v)
+    found = det.process(b.take(), state)
+    want = ref.usgs_storm_id(p, SEATTLE_ALPHA_MM, 1.13)
+    assert found
+    for f in found:
+        i = round((f.ts + 60.0) / 3600.0) - FIRST_HOUR - 1
+        _, duration, intensity = want[i]
+        assert f.evidence["duration_h"] == pytest.approx(duration, abs=1e-3)
+        assert f.evidence["intensity_mm_h"] == pytest.approx(intensity, abs=1e-3)
+        assert f.evidence["complete"] is True
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    st.lists(
+        st.one_of(st.just(0.0), st.just(0.0), st.integers(1, 80).map(lambda n: n * HUNDREDTH_IN), st.just(math.nan)),
+        min_size=1,
+        max_size=80,
+    ),
+    st.sampled_from(["skip", "lower_bound"]),
+    st.integers(1, 5),
+)
+def test_storm_tracking_equals_the_method_on_any_record(p, policy, gap):
+    p = [0.0 if math.isnan(p[0]) else p[0], *p[1:]]  # a gauge's record starts with its first report
+    # Caine's threshold with levels at fractions of it: many exceedances on short random records.
+    cfg = RainfallIntensityDurationConfig(levels={"blue": 0.3}, storm_gap_h=gap, gap_policy=policy, clear=0.3)
+    got = raised_hours(RainfallIntensityDuration(cfg), {"g": p}, 7)["g"]
+    storms = ref.usgs_storm_id(p, 14.82, 0.39, gap=gap, policy=policy)
+    want = exceeded([x is not None and round(x[2] / (14.82 * x[1] ** -0.39), 9) >= 0.3 for x in storms], p)
+    assert got == want
+
+
+@pytest.mark.parametrize("policy", ["skip", "lower_bound"])
+def test_fixed_window_intensity_hours_equal_the_window_sums(policy):
+    durations = [1, 3, 6, 24]
+    cfg = RainfallIntensityDurationConfig(
+        method="window", durations_h=durations, levels={"orange": 1.0}, gap_policy=policy
+    )
+    got = raised_hours(RainfallIntensityDuration(cfg), RECORDS, 250)
+    for device, p in RECORDS.items():
+        ratios = ref.fixed_window_id(p, durations, 14.82, 0.39, policy)
+        want = exceeded([r is not None and round(r - 1.0, 9) > 0 for r in ratios], p)
+        assert got[device] == want, device
+    assert sum(map(len, got.values())) > 20
+
+
+def test_one_hour_window_holds_one_hourly_report():
+    # The 52 mm hour must read 52 mm/h, not the 58.1 mm/h of two reports over 1 h 59 min.
+    cfg = RainfallIntensityDurationConfig(method="window", durations_h=[1.0], levels={"orange": 1.0})
+    p = [6.1, 52.0]
+    found = raised_hours(RainfallIntensityDuration(cfg), {"g": p}, 10)
+    assert found["g"] == [1]  # 6.1 mm/h is under Caine's 14.82 mm/h
+    det = RainfallIntensityDuration(cfg)
+    b = BatchBuilder(DeviceIndex())
+    for i, v in enumerate(p):
+        b.add("S1", "g", (FIRST_HOUR + i + 1) * 3600.0 - 60.0, "rain_mm", v)
+    assert det.process(b.take(), det.new_state())[-1].evidence["intensity_mm_h"] == 52.0
+
+
+def test_awi_equals_the_hourly_recursion_with_the_monthly_et_table():
+    p = RECORDS["gauge-0"]  # has missing hours: they are dry
+    cfg = AntecedentWaterIndexConfig(levels={"blue": 20.0})
+    det = AntecedentWaterIndex(cfg)
+    b = BatchBuilder(DeviceIndex())
+    for i, v in enumerate(p):
+        if not math.isnan(v):
+            b.add("S1", "g", (FIRST_HOUR + i + 1) * 3600.0 - 60.0, "rain_mm", v)
+    found = det.process(b.take(), det.new_state())
+    want = ref.usgs_awi(p, FIRST_HOUR, et_mm_per_h=SEATTLE_ET_MM_PER_H)
+    assert [round((f.ts + 60.0) / 3600.0) - FIRST_HOUR - 1 for f in found] == [
+        i for i, a in enumerate(want) if a >= 20.0 and not math.isnan(p[i])
+    ]
+    for f in found:
+        i = round((f.ts + 60.0) / 3600.0) - FIRST_HOUR - 1
+        assert f.evidence["awi_mm"] == pytest.approx(want[i], abs=1e-3)
+
+
+def test_awi_over_a_long_silence_crosses_months_exactly():
+    balance = WaterBalance(initial_mm=60.0)
+    det_state = AntecedentWaterIndex(AntecedentWaterIndexConfig(balance=balance)).new_state()
+    det_state.ensure(1)
+    s = np.array([0])
+    start = FIRST_HOUR
+    got = []
+    for hour, mm in [(0, 10.0), (1500, 0.0)]:  # 62 days of silence: drains, then dries month by month
+        got.append(float(balance.update(det_state, s, np.array([(start + hour + 1) * 3600.0]), np.array([mm]))[0]))
+    p = [10.0] + [math.nan] * 1499 + [0.0]
+    want = ref.usgs_awi(p, start, et_mm_per_h=SEATTLE_ET_MM_PER_H, initial_mm=60.0)
+    assert got == pytest.approx([want[0], want[1500]], abs=1e-9)
+
+
+def test_awi_gated_storm_threshold_needs_wet_soil_like_thresh():
+    p = RECORDS["gauge-1"]
+    gate = WaterBalance()  # Seattle: wet from AWI 0.02 m
+    cfg = RainfallIntensityDurationConfig(threshold_units="in", levels={"orange": 1.0}, awi_gate=gate)
+    got = raised_hours(RainfallIntensityDuration(cfg), {"g": p}, 100)["g"]
+    storms = ref.usgs_storm_id(p, SEATTLE_ALPHA_MM, 1.13)
+    awi = ref.usgs_awi(p, FIRST_HOUR, et_mm_per_h=SEATTLE_ET_MM_PER_H)
+    want = exceeded([x is not None and x[0] and awi[i] >= 20.0 for i, x in enumerate(storms)], p)
+    ungated = exceeded([x is not None and x[0] for x in storms], p)
+    assert want and len(want) < len(ungated), "the gate should hold some storm hours back"
+    assert got == want
+
+
+def test_an_incomplete_window_is_said_so_and_skip_holds_it_back():
+    p = [10.0] * 30
+    p[5:8] = [math.nan] * 3
+    lower = RainfallCumulativeConfig(cumulative=None, accumulations=[Accumulation(hours=24, levels={"blue": 100})])
+    det = RainfallCumulative(lower)
+    b = BatchBuilder(DeviceIndex())
+    for i, v in enumerate(p):
+        if not math.isnan(v):
+            b.add("S1", "g", (FIRST_HOUR + i + 1) * 3600.0 - 60.0, "rain_mm", v)
+    found = det.process(b.take(), det.new_state())
+    first = found[0]
+    assert first.evidence["rain_24h_mm"] == 100.0 and first.evidence["complete"] is False
+    assert first.evidence["rain_24h_missing_h"] > 0
+    skip = lower.model_copy(update={"gap_policy": "skip"})
+    assert raised_hours(RainfallCumulative(skip), {"g": p}, 5)["g"] == []  # every 24 h window holds a gap
+
+
+def test_a_config_that_still_says_units_is_refused_with_the_fix():
+    with pytest.raises(ValueError, match="threshold_units.*rain_in"):
+        RainfallIntensityDurationConfig.model_validate({"type": "rainfall_intensity_duration", "units": "in"})
+    with pytest.raises(ValueError, match="threshold_units"):
+        CumulativeThreshold.model_validate({"units": "in"})
+
+
+def test_cumulative_index_is_bounded_and_exact_at_the_threshold():
+    # P15 = 0: the threshold is a = 3.5 in = 88.9 mm. Exactly at it: not exceeded (Thresh: deficit > 0).
+    cfg = RainfallCumulativeConfig(accumulations=[], gap_policy="lower_bound")
+    hours = [0.0] * 360 + [88.9 / 2, 88.9 / 2, 0.254]
+    got = raised_hours(RainfallCumulative(cfg), {"g": hours}, 50)["g"]
+    assert got == [362]
+    det = RainfallCumulative(cfg)
+    b = BatchBuilder(DeviceIndex())
+    for i, v in enumerate([0.0] * 360 + [5000.0]):
+        b.add("S1", "g", (FIRST_HOUR + i + 1) * 3600.0 - 60.0, "rain_mm", v)
+    worst = det.process(b.take(), det.new_state())[-1]
+    assert worst.evidence["index"] == pytest.approx(1 + (5000.0 - 88.9) / 88.9, rel=1e-6)  # ~57, not 1e8
