@@ -19,13 +19,20 @@ from engine.core.levels import LEVEL_NAMES
 
 @dataclass
 class _Gauge:
-    history: deque[tuple[int, float]] = field(default_factory=deque)  # (bin, mm), oldest first
-    current_bin: int | None = None
+    reports: deque[tuple[float, float]] = field(default_factory=deque)  # (ts, mm) of the longest window
+    last_ts: float | None = None
+    dry_from: float = 0.0
+    start: float = 0.0
+    end: float | None = None
+    total: float = 0.0
+    missing_s: float = 0.0
     active: bool = False
 
 
 class ReferenceIntensityDuration:
-    """``rainfall_intensity_duration`` (without the AWI gate), one reading at a time, plain Python."""
+    """``rainfall_intensity_duration`` (without the AWI gate), one reading at a time, plain Python: the storm
+    method (current storm's mean intensity and duration) or fixed windows ``(t - D, t]`` (``gap_policy``
+    ``lower_bound`` for windows)."""
 
     def __init__(self, cfg: RainfallIntensityDurationConfig) -> None:
         self.cfg = cfg
@@ -34,24 +41,52 @@ class ReferenceIntensityDuration:
         self.levels = [cfg.levels.get(name) for name in LEVEL_NAMES]
         self.lowest = min(v for v in self.levels if v is not None)
         self.clear = cfg.clear if cfg.clear is not None else self.lowest
+        self.max_gap_s = cfg.max_gap_s if cfg.max_gap_s is not None else 1.5 * cfg.bin_s
         self.gauges: dict[tuple[str, str], _Gauge] = {}
 
-    def process(self, site: str, device: str, ts: float, mm: float) -> tuple[int, float] | None:
-        """The (level, score) of a finding for this reading, or None."""
-        g = self.gauges.setdefault((site, device), _Gauge())
-        b = math.ceil(ts / self.cfg.bin_s) - 1
-        g.current_bin = b if g.current_bin is None else max(g.current_bin, b)
-        g.history.append((g.current_bin, mm))
-        longest = math.ceil(self.durations[-1] * 3600.0 / self.cfg.bin_s)
-        while g.history and g.history[0][0] < g.current_bin - longest:
-            g.history.popleft()
-        best = -1.0
+    def storm_ratio(self, g: _Gauge, ts: float, mm: float) -> float:
+        cfg, interval = self.cfg, self.cfg.bin_s
+        if g.last_ts is None:
+            g.start = g.dry_from = ts - interval
+            prev, hole = ts - interval, False
+        else:
+            hole = ts - g.last_ts > self.max_gap_s
+            prev = ts - interval if hole else g.last_ts
+            if hole:
+                g.missing_s += ts - g.last_ts - interval
+                if cfg.gap_policy == "skip":
+                    g.dry_from = max(g.dry_from, prev)
+            if mm > 0 and prev - g.dry_from >= cfg.storm_gap_h * 3600.0:
+                g.start, g.total, g.missing_s, g.end = prev, 0.0, 0.0, None
+        g.total += mm
+        if mm > 0:
+            g.end = g.dry_from = ts
+        g.last_ts = ts
+        if g.end is None or ts - g.end > cfg.storm_gap_h * 3600.0 or g.total <= 0 or g.end <= g.start:
+            return -math.inf
+        if cfg.gap_policy == "skip" and g.missing_s > 0:
+            return -math.inf
+        duration = (g.end - g.start) / 3600.0
+        return g.total / ((ts - g.start) / 3600.0) / self.cfg.threshold_mm_h(duration)
+
+    def window_ratio(self, g: _Gauge, ts: float, mm: float) -> float:
+        bin_s = self.cfg.bin_s
+        g.reports.append((ts, mm))
+        b = math.ceil(ts / bin_s) - 1
+        best = -math.inf
         for d, threshold in zip(self.durations, self.thresholds, strict=True):
-            nb = math.ceil(d * 3600.0 / self.cfg.bin_s)
-            first = g.current_bin - nb
-            total = sum(m for bin_, m in g.history if bin_ >= first)
-            span_h = max(ts - first * self.cfg.bin_s, self.cfg.bin_s) / 3600.0
-            best = max(best, total / span_h / threshold)
+            first = b - max(1, math.ceil(round(d * 3600.0 / bin_s, 9))) + 1
+            total = math.fsum(m for t, m in g.reports if math.ceil(t / bin_s) - 1 >= first)
+            best = max(best, round(total, 9) / d / threshold)
+        longest = max(1, math.ceil(self.durations[-1] * 3600.0 / bin_s))
+        while g.reports and math.ceil(g.reports[0][0] / bin_s) - 1 < b - longest:
+            g.reports.popleft()
+        return best
+
+    def process(self, site: str, device: str, ts: float, mm: float) -> tuple[int, float] | None:
+        """The (level, score) of a finding for this reading, or None (readings in time order)."""
+        g = self.gauges.setdefault((site, device), _Gauge())
+        best = self.storm_ratio(g, ts, mm) if self.cfg.method == "storm" else self.window_ratio(g, ts, mm)
         if best >= self.lowest:
             g.active = True
         elif best < self.clear:

@@ -54,14 +54,16 @@ def test_caine_and_seattle_thresholds_at_known_points():
     caine = RainfallIntensityDurationConfig()
     assert caine.threshold_mm_h(1.0) == pytest.approx(14.82)
     assert caine.threshold_mm_h(10.0) == pytest.approx(14.82 * 10**-0.39)  # 6.03 mm/h
-    seattle = RainfallIntensityDurationConfig(units="in")
+    seattle = RainfallIntensityDurationConfig(threshold_units="in")
     assert seattle.threshold_mm_h(1.0) == pytest.approx(3.257 * 25.4)
     assert seattle.threshold_mm_h(24.0) / 25.4 == pytest.approx(3.257 * 24**-1.13)  # 0.09 in/h
 
 
 def test_intensity_duration_ratio_on_a_steady_downpour():
     # 20 mm/h for two hours in 10-minute reports; the 1-hour intensity is 20 mm/h: ratio 20 / 14.82 = 1.35.
-    cfg = RainfallIntensityDurationConfig(durations_h=[1.0], levels={"blue": 0.5, "orange": 1.0, "red": 1.5})
+    cfg = RainfallIntensityDurationConfig(
+        method="window", bin_s=600.0, durations_h=[1.0], levels={"blue": 0.5, "orange": 1.0, "red": 1.5}
+    )
     found, _ = run(RainfallIntensityDuration(cfg), rain([20 / 6] * 12))
     last = found[-1]
     assert last.evidence["duration_h"] == 1.0
@@ -82,23 +84,36 @@ def test_awi_gate_holds_back_rain_on_dry_soil():
 
 
 def test_awi_on_a_short_hand_computed_series():
-    # ET 2.4 mm/day = 0.1 mm/h; 10 % of the water above field capacity drains each hour.
-    balance = WaterBalance(et_mm_per_day=2.4, drainage_per_h=0.1, initial_mm=-5.0)
+    # ET 0.1 mm/h all year, k = 0.1/h: above field capacity the water decays by d = exp(-0.1) an hour.
+    balance = WaterBalance(et_mm_per_h=(0.1,) * 12, drainage_per_h=0.1, initial_mm=-5.0)
     st_ = DeviceState(balance.state_spec())
     st_.ensure(1)
     s = np.array([0])
     series = []
-    for hour, mm in [(0, 10.0), (1, 0.0), (3, 0.0), (4, 20.0)]:
-        series.append(float(balance.update(st_, s, np.array([hour * 3600.0]), np.array([mm]))[0]))
-    # h0: -5 + 10 = 5.  h1: 5 * 0.9 - 0.1 = 4.4.  h3: 4.4 * 0.81 - 0.2 = 3.364.  h4: 3.364 * 0.9 - 0.1 + 20.
-    assert series == pytest.approx([5.0, 4.4, 3.364, 3.364 * 0.9 - 0.1 + 20.0])
+    for hour, mm in [(0, 10.0), (1, 0.0), (3, 0.0), (4, 20.0)]:  # hour 2 has no report: dry
+        series.append(float(balance.update(st_, s, np.array([hour * 3600.0 + 3599.0]), np.array([mm]))[0]))
+    d = math.exp(-0.1)
+
+    def drain(x: float, rain: float) -> float:
+        return x * d + (rain - 0.1) * (1 - d) / 0.1
+
+    h0 = -5.0 + 10.0 - 0.1  # below field capacity: rain minus ET
+    h1 = drain(h0, 0.0)
+    h3 = drain(drain(h1, 0.0), 0.0)
+    assert series == pytest.approx([h0, h1, h3, drain(h3, 20.0)], abs=1e-12)
 
 
-def test_awi_detector_levels_and_bounds():
-    cfg = AntecedentWaterIndexConfig(balance=WaterBalance(awi_max_mm=30.0), levels={"blue": -20, "yellow": 0})
-    found, _ = run(AntecedentWaterIndex(cfg), rain([40.0, 40.0, 40.0], step_s=3600.0))
-    assert [f.level.label for f in found] == ["blue", "yellow", "yellow"]
-    assert found[-1].evidence["awi_mm"] == 30.0  # saturated: held at awi_max_mm
+def test_awi_detector_levels_and_its_floor_at_minus_field_capacity():
+    cfg = AntecedentWaterIndexConfig(
+        balance=WaterBalance(field_capacity_mm=50.0, initial_mm=-10.0), levels={"blue": 0, "yellow": 25}
+    )
+    found, _ = run(AntecedentWaterIndex(cfg), rain([15.0, 15.0, 15.0], step_s=3600.0))
+    assert [f.level.label for f in found] == ["blue", "blue", "yellow"]  # 5, then 19.9: drainage above 0
+    dry = WaterBalance(field_capacity_mm=50.0, initial_mm=-49.99)
+    st_ = DeviceState(dry.state_spec())
+    st_.ensure(1)
+    awi = dry.update(st_, np.array([0]), np.array([3600.0 * 24 * 400]), np.array([0.0]))
+    assert float(awi[0]) == -50.0  # a long drought never dries the soil below minus field capacity
 
 
 # --- cumulative -----------------------------------------------------------------------------------------
@@ -116,7 +131,9 @@ def test_usgs_cumulative_threshold_recent_against_antecedent():
     last = found[-1]
     assert last.evidence["p_recent_mm"] == pytest.approx(30.0, abs=0.5)
     assert last.evidence["p_antecedent_mm"] == pytest.approx(100.0, abs=0.5)
-    assert last.evidence["ratio"] == pytest.approx(30.0 / (3.5 * 25.4 - 0.67 * 100.0), rel=0.02)
+    threshold = 3.5 * 25.4 - 0.67 * last.evidence["p_antecedent_mm"]
+    assert last.evidence["threshold_mm"] == pytest.approx(threshold, abs=1e-3)
+    assert last.evidence["index"] == pytest.approx(1 + (last.evidence["p_recent_mm"] - threshold) / 88.9, abs=1e-4)
 
 
 def test_accumulation_levels_follow_the_daily_total():
@@ -148,10 +165,17 @@ def test_rain_window_equals_brute_force(steps, hours):
         t += dt
         readings.append((t, mm))
         window.add(state, s, np.array([t]), np.array([mm]))
-        total, _ = window.total_since(state, s, np.array([t]), hours)
-        first_bin = bin_of(t) - math.ceil(hours * 6)  # whole bins back, plus the current one
+        total, missing = window.totals(state, s, (hours,))
+        first_bin = bin_of(t) - round(hours * 6) + 1  # the window's bins: exactly `hours` of them
         expected = sum(m for ts, m in readings if bin_of(ts) >= first_bin)
-        assert float(total[0]) == pytest.approx(expected, abs=1e-9)
+        assert float(total[0, 0]) == pytest.approx(expected, abs=1e-6)
+        # Covered bins: each report's own, and those since the previous report when it came within 900 s.
+        covered = set()
+        for (t0, _), (t1, _) in zip([(None, 0.0), *readings], readings, strict=False):
+            b1 = bin_of(t1)
+            covered |= set(range(bin_of(t0) + 1, b1 + 1)) if t0 is not None and t1 - t0 <= 900.0 else {b1}
+        in_window = range(first_bin, bin_of(t) + 1)
+        assert int(missing[0, 0]) == sum(1 for b in in_window if b not in covered)
 
 
 # --- displacement and inverse velocity ------------------------------------------------------------------

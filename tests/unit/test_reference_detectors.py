@@ -23,8 +23,11 @@ def vectorized(det, rows, batch_size: int, digits: int) -> list[Found]:
 
 
 @pytest.mark.parametrize("batch_size", [1, 1000])
-def test_intensity_duration_matches_the_per_reading_reference(storm_rows, batch_size):
-    cfg = RainfallIntensityDurationConfig(levels={"blue": 0.5, "yellow": 1.0, "orange": 1.5, "red": 2.5}, clear=0.3)
+@pytest.mark.parametrize("method", ["storm", "window"])
+def test_intensity_duration_matches_the_per_reading_reference(storm_rows, batch_size, method):
+    cfg = RainfallIntensityDurationConfig(
+        method=method, bin_s=600.0, levels={"blue": 0.5, "yellow": 1.0, "orange": 1.5, "red": 2.5}, clear=0.3
+    )
     rain = [r for r in storm_rows if r[3] == "rain_mm"]
     ref = ReferenceIntensityDuration(cfg)
     expected = []
