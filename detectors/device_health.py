@@ -12,10 +12,13 @@ spiking GNSS antenna raises a ``device_fault`` and not a landslide. Faults, per 
   batches from reading as a silent sensor between its batches;
 * ``stuck``: ``stuck_count`` identical values in a row (not for ``stuck_exempt`` metrics: a rain gauge
   reports zero all through dry weather and the same tip count all through a steady drizzle);
-* ``out_of_range``: a value outside the instrument's measuring range (``ranges``), e.g. a -9999 sentinel;
+* ``out_of_range``: a value outside the instrument's measuring range (``ranges``), e.g. a -9999 sentinel.
+  For a metric that is an increment since the previous report (rain), the upper end is per hour of the
+  interval the report covers: an hourly gauge may report 400 mm, a daily one 9,600 mm;
 * ``jump``: a change faster than the metric can physically change (``max_rate_per_h``) against the last
   good value; after ``accept_after`` such readings in a row the new level is accepted (a re-installed
-  sensor);
+  sensor). For rain this is an extreme intensity: reported for a check, but the reading is *kept* for the
+  rain detectors (a true record downpour must not vanish from the landslide warnings);
 * ``clock_skew``: a timestamp more than ``max_lag_s`` behind the fleet's clock;
 * ``duplicate`` and ``out_of_order``: a reading repeated with the same time, or older than the last one;
 * ``flood``: readings ``flood_factor`` times faster than the sensor's interval (a runaway firmware, a
@@ -73,7 +76,7 @@ class DeviceHealthConfig(DetectorConfig):
     )
     ranges: dict[str, tuple[float, float]] = Field(
         {
-            "rain_mm": (0.0, 100.0),
+            "rain_mm": (0.0, 400.0),
             "disp_mm": (-5000.0, 5000.0),
             "crack_mm": (-100.0, 1000.0),
             "tilt_deg": (-45.0, 45.0),
@@ -81,11 +84,12 @@ class DeviceHealthConfig(DetectorConfig):
             "pore_pressure_kpa": (-100.0, 1000.0),
             "water_level_m": (-20.0, 200.0),
         },
-        description="Measuring range [low, high] per metric; a value outside is a fault.",
+        description="Measuring range [low, high] per metric; a value outside is a fault. For rain (an increment) "
+        "the high end is per hour of the interval the report covers (400 mm: above the 1-hour world record).",
     )
     max_rate_per_h: dict[str, float] = Field(
         {
-            "rain_mm": 300.0,
+            "rain_mm": 150.0,
             "disp_mm": 500.0,
             "crack_mm": 100.0,
             "tilt_deg": 10.0,
@@ -93,7 +97,8 @@ class DeviceHealthConfig(DetectorConfig):
             "pore_pressure_kpa": 500.0,
             "water_level_m": 10.0,
         },
-        description="Fastest physically possible change per hour (rain: intensity, mm/h) per metric.",
+        description="Fastest physically possible change per hour per metric; for rain the intensity (mm/h) above "
+        "which a report is reported as an extreme `jump` for a check, but still used by the rain detectors.",
     )
     min_dt_s: float = Field(
         60.0, gt=0, description="Rates use at least this interval, so close readings do not blow up."
@@ -199,7 +204,10 @@ class DeviceHealth(Detector[DeviceHealthConfig]):
             with np.errstate(invalid="ignore"):
                 duplicate = (ts == last_ts) & (v == last_v)
                 out_of_order = ts < last_ts
-                out_of_range = (v < self.low[k]) | (v > self.high[k])
+                known_dt = flat["interval"].take(ch) if cfg.expected_interval_s is None else cfg.expected_interval_s
+                covered_h = np.where(np.isnan(last_ts), np.nan_to_num(known_dt, nan=3600.0), ts - last_ts) / 3600.0
+                high = np.where(self.increment[k], self.high[k] * np.maximum(covered_h, 1.0), self.high[k])
+                out_of_range = (v < self.low[k]) | (v > high)
                 skew = ts < clock_before[r] - cfg.max_lag_s
                 known = flat["interval"].take(ch) if cfg.expected_interval_s is None else cfg.expected_interval_s
                 stated = batch.devices.expected_intervals(batch.slot[r])  # per device, from the site config
@@ -207,7 +215,8 @@ class DeviceHealth(Detector[DeviceHealthConfig]):
                     known = np.where(np.isnan(stated), known, stated)
                 flood = ~duplicate & ~out_of_order & (ts - last_ts < known / cfg.flood_factor)
                 timing = duplicate | out_of_order | skew | flood
-                dt_h = np.maximum(ts - good_ts, cfg.min_dt_s) / 3600.0
+                since = np.where(self.increment[k], np.where(np.isnan(last_ts), covered_h * 3600.0, ts - last_ts), ts - good_ts)
+                dt_h = np.maximum(since, cfg.min_dt_s) / 3600.0
                 change = np.where(self.increment[k], np.abs(v), np.abs(v - good_v))
                 jump = ~timing & ~out_of_range & (change / dt_h > self.max_rate[k]) & np.isfinite(good_v)
                 same = (v == last_v) & ~duplicate & ~self.exempt[k]
@@ -250,7 +259,8 @@ class DeviceHealth(Detector[DeviceHealthConfig]):
             flat["last_ts"][ch] = np.where(in_time, ts, last_ts)
             flat["last_value"][ch] = np.where(in_time, v, last_v)
             flat["faults"][ch] = bits
-            flagged.append(r[bits != 0])
+            kept = self.increment[k] & (bits == BIT["jump"])  # an extreme downpour stays in the rain windows
+            flagged.append(r[(bits != 0) & ~kept])
         if flagged:
             batch.flag_suspect(np.concatenate(flagged))
         raised.extend(self._silences(batch, state, rows, clock, deadline_of_row))
@@ -263,7 +273,12 @@ class DeviceHealth(Detector[DeviceHealthConfig]):
                 row,
                 self.level_of[kind],
                 1.0,
-                {"fault": kind, "metric": self.metrics[k], "value": self._value(batch, row, slot)},
+                {
+                    "fault": kind,
+                    "metric": self.metrics[k],
+                    "value": self._value(batch, row, slot),
+                    "reading_used": bool(kind == "jump" and self.increment[k]),
+                },
                 ts=ts,
                 slot=slot,
             )

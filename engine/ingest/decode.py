@@ -14,7 +14,7 @@ import orjson
 
 from engine.config.models import IngestConfig
 from engine.core.batch import BatchBuilder
-from engine.core.quantities import METRIC_INDEX, QUANTITIES
+from engine.core.quantities import QUANTITIES, ValueName, alias_name, value_name
 from engine.ingest.sequence import SeqWindow
 from engine.ingest.timestamps import TimestampError, parse_ts
 from engine.ingest.topics import Topic, valid_id
@@ -50,7 +50,10 @@ class SensorDecoder:
         self.builder = builder
         self.known_sites = known_sites if cfg.reject_unknown_sites else None
         self.seq = SeqWindow(cfg.seq_window)
-        self._metric = {**METRIC_INDEX, **{k: METRIC_INDEX[v] for k, v in cfg.metric_aliases.items()}}
+        self._aliases = {k: alias_name(k, v) for k, v in cfg.metric_aliases.items()}
+
+    def _name(self, name: str) -> ValueName | None:
+        return self._aliases.get(name) or value_name(name)
 
     def decode(self, topic: Topic, payload: bytes, now: float) -> list[Rejection]:
         if len(payload) > self.cfg.max_payload_bytes:
@@ -101,12 +104,13 @@ class SensorDecoder:
             return "no_values", "the reading needs a non-empty `values` object"
         parsed: list[tuple[int, float]] = []
         for name, value in values.items():
-            mid = self._metric.get(name)
-            if mid is None:
-                return "unknown_metric", f"metric {name!r} is not a contract metric and has no alias"
+            known = self._name(name)
+            if known is None:
+                return "unknown_metric", f"metric {name!r} is not a contract metric, a unit of one, or an alias"
             if isinstance(value, bool) or not isinstance(value, int | float):
                 return "non_numeric", f"value of {name} is {type(value).__name__}, not a number"
-            v = float(value)
+            mid = known.metric
+            v = known.convert(float(value))
             if not math.isfinite(v):
                 return "non_finite", f"value of {name} is not finite"
             if v < _LOW[mid] or v > _HIGH[mid]:

@@ -11,7 +11,7 @@ import orjson
 
 from engine.core.batch import BatchBuilder, ReadingBatch
 from engine.core.devices import DeviceIndex
-from engine.core.quantities import METRIC_INDEX
+from engine.core.quantities import METRIC_NAMES, value_name
 
 COLUMNS = ("ts", "site", "device", "metric", "value")
 
@@ -32,9 +32,11 @@ def read_rows(path: Path) -> Iterator[Row]:
 
 
 def _check(row: Row, path: Path, line: int) -> Row:
-    if row[3] not in METRIC_INDEX:
+    """The row in contract units: a metric in another unit (``rain_in``) is converted."""
+    known = value_name(row[3])
+    if known is None:
         raise ReplayFileError(f"{path}:{line}: unknown metric {row[3]!r}")
-    return row
+    return row[0], row[1], row[2], METRIC_NAMES[known.metric], known.convert(row[4])
 
 
 def _csv_rows(fh: IO[str], path: Path) -> Iterator[Row]:

@@ -393,3 +393,20 @@ def test_a_flooding_device_is_flagged_once_and_others_are_unaffected(size):
     flagged = [r for r, flag in zip(feed, flags, strict=True) if flag]
     # kept from the alarms (the first regular report, 6 s after the last of the flood, with them); S2 untouched
     assert [r[2] for r in flagged] == [7200.0 + 6.0 * j for j in range(1, 101)] and {r[0] for r in flagged} == {"S1"}
+
+
+def test_an_extreme_downpour_is_reported_but_kept_for_the_rain_detectors():
+    # 180 mm in one hour (Zhengzhou 2021 saw 201.9 mm): above the 150 mm/h check, inside the 400 mm/h range.
+    health = DeviceHealth(DeviceHealthConfig())
+    readings = rain([2.0, 5.0, 180.0, 20.0], step_s=3600.0)
+    found, flags = run(health, readings)
+    assert [(f.evidence["fault"], f.evidence["reading_used"]) for f in found] == [("jump", True)]
+    assert flags == [0, 0, 0, 0], "the extreme reading must reach the rain detectors"
+    # The same 180 mm from a gauge that covers six hours is ordinary; 3000 mm in one hour is impossible.
+    found, flags = run(DeviceHealth(DeviceHealthConfig()), rain([2.0, 5.0, 180.0], step_s=6 * 3600.0))
+    assert found == [] and flags == [0, 0, 0]
+    found, flags = run(DeviceHealth(DeviceHealthConfig()), rain([2.0, 5.0, 3000.0], step_s=3600.0))
+    assert [f.evidence["fault"] for f in found] == ["out_of_range"] and flags == [0, 0, 1]
+    # A daily gauge's 700 mm day (Linzhuang 1975: 1,060 mm) is no fault at all.
+    found, flags = run(DeviceHealth(DeviceHealthConfig()), rain([10.0, 700.0], step_s=86400.0))
+    assert found == [] and flags == [0, 0]

@@ -265,3 +265,26 @@ def test_cumulative_index_is_bounded_and_exact_at_the_threshold():
         b.add("S1", "g", (FIRST_HOUR + i + 1) * 3600.0 - 60.0, "rain_mm", v)
     worst = det.process(b.take(), det.new_state())[-1]
     assert worst.evidence["index"] == pytest.approx(1 + (5000.0 - 88.9) / 88.9, rel=1e-6)  # ~57, not 1e8
+
+
+def test_an_inch_gauge_reports_rain_in_and_is_converted_at_ingest():
+    from engine.config.models import IngestConfig
+    from engine.ingest.decode import SensorDecoder
+    from engine.ingest.topics import Topic
+
+    p = RECORDS["gauge-1"]
+    devices = DeviceIndex()
+    b = BatchBuilder(devices)
+    decoder = SensorDecoder(IngestConfig(metric_aliases={"precip_in": "rain_mm"}), b)
+    for i, mm in enumerate(p):
+        ts = (FIRST_HOUR + i + 1) * 3600.0 - 60.0
+        name = "rain_in" if i % 2 else "precip_in"  # the unit in the name, or in an alias from config
+        body = f'{{"ts": {ts}, "values": {{"{name}": {mm / 25.4!r}}}}}'.encode()
+        assert decoder.decode(Topic("sensors", "S1", "g"), body, now=ts) == []
+    cfg = RainfallIntensityDurationConfig(threshold_units="in", levels={"orange": 1.0})
+    det = RainfallIntensityDuration(cfg)
+    got = [round((f.ts + 60.0) / 3600.0) - FIRST_HOUR - 1 for f in det.process(b.take(), det.new_state())]
+    want = exceeded([x is not None and x[0] for x in ref.usgs_storm_id(p, SEATTLE_ALPHA_MM, 1.13)], p)
+    assert want and got == want
+    refused = decoder.decode(Topic("sensors", "S1", "g"), b'{"ts": 1, "values": {"rain_ft": 1}}', now=10.0)
+    assert [r.reason for r in refused] == ["unknown_metric"]
