@@ -123,7 +123,10 @@ class ReferenceDisplacementRate:
 
     def velocity_per_day(self, ring: deque[tuple[float, float]], now: float) -> float:
         cfg = self.cfg
-        since = now - cfg.window_h * 3600.0
+        window_s = cfg.window_h * 3600.0
+        if len(ring) >= cfg.min_points:  # a slow sensor: widen to hold its last min_points readings
+            window_s = min(max(window_s, now - ring[-cfg.min_points][0]), max(cfg.max_window_h, cfg.window_h) * 3600.0)
+        since = now - window_s
         pts = [p for p in ring if p[0] >= since]
         half = len(pts) // 2
         slopes = []
@@ -131,7 +134,7 @@ class ReferenceDisplacementRate:
             (t0, v0), (t1, v1) = pts[i], pts[i + half]
             if t1 > t0:
                 slopes.append((v1 - v0) / ((t1 - t0) / 3600.0))
-        covered = bool(pts) and pts[-1][0] - pts[0][0] >= cfg.window_h * 1800.0
+        covered = bool(pts) and pts[-1][0] - pts[0][0] >= window_s / 2.0
         if len(pts) < cfg.min_points or not covered or not slopes:
             return math.nan
         return abs(statistics.median(slopes)) * 24.0

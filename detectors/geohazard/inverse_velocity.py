@@ -8,8 +8,11 @@ samples of the last ``fit_window_h`` hours, and fits ``1/v = a + b·t`` by least
 time is where the line crosses zero, ``t_f = -a / b``; its 95 % confidence interval comes from the fit's
 covariance by the delta method (Student's t). No forecast while the slope is not accelerating: the fit
 needs a significantly negative slope (t-statistic below ``-max_t_stat``), ``R² >= min_r2``, a velocity
-of at least ``min_velocity_per_day``, and the velocity must have grown by ``min_speedup`` over the fit
-window. The level comes from the time left until the predicted failure.
+of at least ``min_velocity_per_day``, the velocity must have grown by ``min_speedup`` over the fit
+window, and the predicted failure must lie ahead: a line that reached zero in the past is an overdue,
+broken forecast, never a red one (the velocity detectors still see the movement). The level comes from
+the time left until the predicted failure. A slow sensor (a GNSS survey every few days) gets velocity
+and fit windows widened to hold ``min_points`` readings and ``min_fit_points`` samples.
 """
 
 from __future__ import annotations
@@ -127,7 +130,8 @@ def fit_failure_time(t_h: F64, inv_v: F64) -> dict[str, F64]:
         df = np.clip(n - 2, 1, None).astype(np.int64)
         q = np.where(df <= T975.shape[0], T975[np.minimum(df, T975.shape[0]) - 1], 1.96 + 2.5 / df)
         half = q * np.sqrt(np.maximum(var_tf, 0.0))
-        t_stat = np.where(var_b > 0, b / np.sqrt(var_b), -np.inf)
+        # A perfect fit has no scatter: its t-statistic is capped at 1e9 (not -inf) so evidence stays a number.
+        t_stat = np.clip(b / np.sqrt(np.maximum(var_b, (1e-9 * np.abs(b)) ** 2)), -1e9, 1e9)
     return {
         "slope": b,
         "t_stat": t_stat,
@@ -184,16 +188,19 @@ class InverseVelocity(SlopeSensorDetector[InverseVelocityConfig]):
             v = self.velocity_per_day(state, dev, k, ts)
             moving = np.isfinite(v) & (v > 0)
             # A window's robust slope is the velocity of the window's middle, not of its newest reading.
-            mid = ts - cfg.window_h * 1800.0
+            mid = ts - self.window_h(state, dev, k, ts) * 1800.0
             self.samples.push(state, dev[moving], k[moving], mid[moving], v[moving])
             t_s, v_s = self.samples.recent(state, dev, k)
+            # A slow sensor's fit window widens to hold its last min_fit_points samples, as its velocity window.
+            fit_s = self.samples.window_s(state, dev, k, ts, cfg.fit_window_h, cfg.min_fit_points, cfg.max_window_h)
             with np.errstate(invalid="ignore", divide="ignore"):
-                in_fit = t_s >= (ts - cfg.fit_window_h * 3600.0)[:, None]
+                in_fit = t_s >= (ts - fit_s)[:, None]
                 t_h = np.where(in_fit, (t_s - ts[:, None]) / 3600.0, np.nan)
                 fit = fit_failure_time(t_h, 1.0 / v_s)
                 v_first = v_s[np.arange(v_s.shape[0]), np.argmax(in_fit, axis=1)]
                 accelerating = (
                     moving
+                    & (fit["t_fail_h"] > 0)  # a failure time already past is no forecast (never a red one)
                     & (fit["n"] >= cfg.min_fit_points)
                     & (v >= cfg.min_velocity_per_day)
                     & (fit["t_stat"] < -cfg.max_t_stat)
@@ -217,7 +224,9 @@ class InverseVelocity(SlopeSensorDetector[InverseVelocityConfig]):
                     ],
                     "hours_to_failure": round(left, 3),
                     "r2": round(float(fit["r2"][i]), 4),
+                    "t_stat": round(float(fit["t_stat"][i]), 3),
                     "fit_points": int(fit["n"][i]),
+                    "fit_window_h": round(float(fit_s[i]) / 3600.0, 3),
                 }
                 found.append(self.finding(batch, int(r[i]), int(level), 1.0 / max(left, 1e-3), evidence))
         found.sort(key=lambda f: f.row)

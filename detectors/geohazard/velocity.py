@@ -81,8 +81,24 @@ class TimeRing:
         v = st[f"{self.name}_v"][dev, k][rows, idx]
         return t, v
 
-    def rate_per_h(self, st: DeviceState, dev: I64, k: I64, now: F64, window_h: float, min_points: int) -> F64:
-        """Theil's slope (units per hour) over readings of the last ``window_h``; NaN with too few.
+    def window_s(self, st: DeviceState, dev: I64, k: I64, now: F64, window_h: float, min_points: int, max_h: float) -> F64:
+        """The window each channel's rate is taken over: ``window_h``, or as much longer as it takes to hold
+        the channel's last ``min_points`` readings (a slow sensor), at most ``max_h``."""
+        p = self.points
+        channel = dev * self.channels + k
+        n = st[f"{self.name}_n"].reshape(-1).take(channel)
+        if min_points > p:
+            return np.full(dev.shape[0], window_h * 3600.0)
+        oldest_needed = st[f"{self.name}_t"].reshape(-1).take(channel * p + (n - min_points) % p)
+        with np.errstate(invalid="ignore"):
+            need = np.where(n >= min_points, now - oldest_needed, 0.0)
+        return np.clip(np.nan_to_num(need), window_h * 3600.0, max(max_h, window_h) * 3600.0)
+
+    def rate_per_h(
+        self, st: DeviceState, dev: I64, k: I64, now: F64, window_h: float | F64, min_points: int
+    ) -> F64:
+        """Theil's slope (units per hour) over readings of the last ``window_h`` (one for all channels or one
+        each); NaN with too few.
 
         Each channel's ring is gathered once, as one contiguous row; times rise within a channel, so the
         readings inside the window are the newest ``count`` of them, and the pairs half the window apart
@@ -94,7 +110,8 @@ class TimeRing:
         t = st[f"{self.name}_t"].reshape(-1, p).take(channel, axis=0)
         v = st[f"{self.name}_v"].reshape(-1, p).take(channel, axis=0)
         with np.errstate(invalid="ignore"):
-            count = np.count_nonzero(t >= (now - window_h * 3600.0)[:, None], axis=1)  # NaN (empty) is never inside
+            window_s = np.asarray(window_h, dtype=np.float64) * 3600.0
+            count = np.count_nonzero(t >= (now - window_s)[:, None], axis=1)  # NaN (empty) is never inside
         half = count // 2
         oldest = (n - count) % p  # ring slot of the oldest reading in the window
         i = np.arange(max(int(half.max(initial=0)), 1))  # as many pairs as the fullest window needs
@@ -116,7 +133,7 @@ class TimeRing:
         # The readings must span at least half the window: a few early points are no velocity.
         r = rows[:, 0]
         span = t_flat.take(r + (n - 1) % p) - t_flat.take(r + oldest)
-        covered = (count > 0) & (span >= window_h * 1800.0)
+        covered = (count > 0) & (span >= window_s / 2.0)
         return row_median(slopes, (count >= min_points) & covered)
 
 
@@ -132,6 +149,12 @@ class SlopeSensorConfig(DetectorConfig):
     window_h: float = Field(6.0, gt=0, description="Readings of the last this many hours give the velocity.")
     points: int = Field(72, ge=4, le=1024, description="Readings kept per sensor (cover window_h at its rate).")
     min_points: int = Field(6, ge=3, description="No velocity from fewer readings than this in the window.")
+    max_window_h: float = Field(
+        2160.0,
+        gt=0,
+        description="A slow sensor's window widens to hold its last `min_points` readings (a GNSS survey every 11 "
+        "days gets a 55-day window), up to this many hours; 0 < it <= window_h turns widening off.",
+    )
 
 
 S = TypeVar("S", bound=SlopeSensorConfig)
@@ -152,4 +175,11 @@ class SlopeSensorDetector(Detector[S], Generic[S]):
         """Speed (units/day, sign dropped) over the last ``window_h`` (default: the config's window)."""
         cfg = self.config
         window = cfg.window_h if window_h is None else window_h
-        return np.abs(self.ring.rate_per_h(state, dev, k, ts, window, min_points or cfg.min_points)) * 24.0
+        points = min_points or cfg.min_points
+        widened = self.ring.window_s(state, dev, k, ts, window, points, cfg.max_window_h) / 3600.0
+        return np.abs(self.ring.rate_per_h(state, dev, k, ts, widened, points)) * 24.0
+
+    def window_h(self, state: DeviceState, dev: I64, k: I64, ts: F64) -> F64:
+        """The window (hours) each sensor's velocity is taken over, widened for slow sensors."""
+        cfg = self.config
+        return self.ring.window_s(state, dev, k, ts, cfg.window_h, cfg.min_points, cfg.max_window_h) / 3600.0

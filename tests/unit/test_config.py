@@ -32,6 +32,7 @@ def test_shipped_config_loads_sites_from_csv():
         "crack-velocity",
         "gnss-velocity",
         "failure-forecast",
+        "gnss-failure-forecast",
         "water-level",
     ]
 

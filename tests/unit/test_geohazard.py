@@ -410,3 +410,39 @@ def test_an_extreme_downpour_is_reported_but_kept_for_the_rain_detectors():
     # A daily gauge's 700 mm day (Linzhuang 1975: 1,060 mm) is no fault at all.
     found, flags = run(DeviceHealth(DeviceHealthConfig()), rain([10.0, 700.0], step_s=86400.0))
     assert found == [] and flags == [0, 0]
+
+
+def test_a_sensor_surveyed_every_eleven_days_still_yields_a_velocity_and_a_forecast():
+    # A GNSS survey every 11 days, the slope creeping 0.5 mm/day and then accelerating to fail on day 400.
+    t_h = np.arange(1, 37) * 11 * 24.0
+    disp = voight_displacement(t_h, 150 * 24.0, 400 * 24.0, 0.5 / 24.0)
+    rows = [("S1", "gnss-1", t * 3600.0, "disp_mm", float(v)) for t, v in zip(t_h, disp, strict=True)]
+    rate = DisplacementRateConfig(metrics=["disp_mm"], velocity_levels={"blue": 0.3}, angle_levels={})
+    found, _ = run(DisplacementRate(rate), rows)
+    assert found and found[0].evidence["velocity_per_day"] == pytest.approx(0.5, rel=0.05)
+    forecast = InverseVelocityConfig(metrics=["disp_mm"], window_h=24.0, min_velocity_per_day=0.1)
+    found, _ = run(InverseVelocity(forecast), rows)
+    assert found, "the accelerating slope must get a failure forecast from its surveys"
+    last = found[-1]
+    assert last.evidence["fit_window_h"] > 24.0 * 11 * 5  # widened to hold six surveys
+    assert abs(last.evidence["predicted_failure_ts"] / 86400.0 - 400.0) < 30.0
+    # With no widening the same sensor never yields a velocity.
+    off = DisplacementRateConfig(metrics=["disp_mm"], velocity_levels={"blue": 0.3}, angle_levels={}, max_window_h=1.0)
+    assert run(DisplacementRate(off), rows)[0] == []
+
+
+def test_a_forecast_whose_failure_time_has_passed_is_never_raised():
+    # The slope accelerated towards a failure at 100.5 h but slowed down instead: at 101-110 h the fitted
+    # line's zero lies in the past. Nothing may be rated red on it.
+    t_h = np.arange(1, 6 * 110) / 6.0
+    disp = voight_displacement(np.minimum(t_h, 99.0), 40.0, 100.5, 0.05) + 2.0 * np.maximum(t_h - 99.0, 0.0)
+    found, _ = run(InverseVelocity(InverseVelocityConfig(metrics=["crack_mm"])), crack(disp))
+    assert found
+    assert all(f.evidence["hours_to_failure"] > 0 for f in found)
+    assert all(f.evidence["predicted_failure_ts"] > f.ts for f in found)
+
+
+def test_a_perfect_inverse_velocity_fit_has_a_finite_t_statistic():
+    t = np.linspace(-10.0, 0.0, 11)[None, :]
+    fit = fit_failure_time(t, 0.2 - 0.01 * t)
+    assert np.isfinite(fit["t_stat"][0]) and fit["t_stat"][0] < -1e6
