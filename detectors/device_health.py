@@ -215,7 +215,9 @@ class DeviceHealth(Detector[DeviceHealthConfig]):
                     known = np.where(np.isnan(stated), known, stated)
                 flood = ~duplicate & ~out_of_order & (ts - last_ts < known / cfg.flood_factor)
                 timing = duplicate | out_of_order | skew | flood
-                since = np.where(self.increment[k], np.where(np.isnan(last_ts), covered_h * 3600.0, ts - last_ts), ts - good_ts)
+                since = np.where(
+                    self.increment[k], np.where(np.isnan(last_ts), covered_h * 3600.0, ts - last_ts), ts - good_ts
+                )
                 dt_h = np.maximum(since, cfg.min_dt_s) / 3600.0
                 change = np.where(self.increment[k], np.abs(v), np.abs(v - good_v))
                 jump = ~timing & ~out_of_range & (change / dt_h > self.max_rate[k]) & np.isfinite(good_v)

@@ -36,7 +36,11 @@ def window_sums(p: list[float], hours: int, policy: str) -> list[float | None]:
 
 
 def usgs_cumulative(
-    p: list[float], a_mm: float = 3.5 * MM_PER_INCH, b: float = 0.67, recent: int = 72, antecedent: int = 360,
+    p: list[float],
+    a_mm: float = 3.5 * MM_PER_INCH,
+    b: float = 0.67,
+    recent: int = 72,
+    antecedent: int = 360,
     policy: str = "skip",
 ) -> list[bool]:
     """Hours in which the recent/antecedent threshold is exceeded: ``P_recent - max(a - b P_ante, 0) > 0``."""
@@ -88,8 +92,12 @@ def usgs_storm_id(
 
 
 def usgs_awi(
-    p: list[float], first_hour: int, field_capacity_mm: float = 180.0, k: float = 0.01,
-    et_mm_per_h: tuple[float, ...] = (), initial_mm: float | None = None,
+    p: list[float],
+    first_hour: int,
+    field_capacity_mm: float = 180.0,
+    k: float = 0.01,
+    et_mm_per_h: tuple[float, ...] = (),
+    initial_mm: float | None = None,
 ) -> list[float]:
     """The antecedent water index at the end of each hour (missing hours are dry)."""
     d = math.exp(-k)

@@ -206,7 +206,11 @@ class AntecedentWaterIndex(Detector[AntecedentWaterIndexConfig]):
         found.sort()
         return [
             self.finding(
-                batch, row, level, 1.0 + (awi - self.balance.wet_mm) / self.balance.field_capacity_mm, {"awi_mm": round(awi, 3)}
+                batch,
+                row,
+                level,
+                1.0 + (awi - self.balance.wet_mm) / self.balance.field_capacity_mm,
+                {"awi_mm": round(awi, 3)},
             )
             for row, level, awi in found
         ]

@@ -59,7 +59,7 @@ def exceedance_index(recent: np.ndarray, need: np.ndarray, scale: float) -> np.n
     """
     deficit = np.round(recent - need, 9)
     index = 1.0 + deficit / scale
-    return np.where(deficit > 0, index, np.minimum(index, 1.0 - 1e-12))
+    return np.asarray(np.where(deficit > 0, index, np.minimum(index, 1.0 - 1e-12)), dtype=np.float64)
 
 
 class CumulativeThreshold(BaseModel):
@@ -109,8 +109,10 @@ class RainfallCumulativeConfig(DetectorConfig):
         3600.0, gt=0, description="Time resolution of the rain windows (seconds); at most the reporting interval."
     )
     max_gap_s: float | None = Field(
-        None, gt=0, description="A report covers the time since the previous one if it came within this (s); "
-        "longer gaps are missing data. Default 1.5 bins."
+        None,
+        gt=0,
+        description="A report covers the time since the previous one if it came within this (s); "
+        "longer gaps are missing data. Default 1.5 bins.",
     )
     gap_policy: GapPolicy = Field("lower_bound", description=GAP_POLICY_HELP)
     clear_fraction: float = Field(

@@ -53,7 +53,8 @@ class RainfallIntensityDurationConfig(DetectorConfig):
         "computes it); `window`: mean intensity over each of `durations_h` ending now.",
     )
     threshold_units: Literal["mm", "in"] = Field(
-        "mm", description="Units of the threshold's intensity: mm/h (Caine 1980) or in/h (USGS Seattle); readings are mm."
+        "mm",
+        description="Units of the threshold's intensity: mm/h (Caine 1980) or in/h (USGS Seattle); readings are mm.",
     )
     storm_gap_h: float = Field(3.0, gt=0, description="Dry hours that separate two storms (`storm` method; Seattle 3).")
     alpha: float | None = Field(None, gt=0, description="Scale of I = alpha·D^-beta; default 14.82 (mm) or 3.257 (in).")
@@ -70,8 +71,10 @@ class RainfallIntensityDurationConfig(DetectorConfig):
         "assumed before a gauge's first report.",
     )
     max_gap_s: float | None = Field(
-        None, gt=0, description="A report covers the time since the previous one if it came within this (s); "
-        "longer gaps are missing data. Default 1.5 bins."
+        None,
+        gt=0,
+        description="A report covers the time since the previous one if it came within this (s); "
+        "longer gaps are missing data. Default 1.5 bins.",
     )
     gap_policy: GapPolicy = Field("lower_bound", description=GAP_POLICY_HELP)
     levels: RequiredLevels = Field(
@@ -136,9 +139,9 @@ class RainfallIntensityDuration(Detector[RainfallIntensityDurationConfig]):
             spec.update(self.config.awi_gate.state_spec())
         return spec
 
-    def storm_scores(self, state: DeviceState, dev: np.ndarray, ts: np.ndarray, mm: np.ndarray) -> tuple[
-        np.ndarray, list[dict[str, object]]
-    ]:
+    def storm_scores(
+        self, state: DeviceState, dev: np.ndarray, ts: np.ndarray, mm: np.ndarray
+    ) -> tuple[np.ndarray, list[dict[str, object]]]:
         """Ratio of the current storm's intensity to the threshold at its duration (strictly above 1 only
         where it exceeds), and each report's evidence."""
         cfg = self.config
@@ -175,9 +178,9 @@ class RainfallIntensityDuration(Detector[RainfallIntensityDurationConfig]):
         ]
         return score, evidence
 
-    def window_scores(self, state: DeviceState, dev: np.ndarray, ts: np.ndarray, mm: np.ndarray) -> tuple[
-        np.ndarray, list[dict[str, object]]
-    ]:
+    def window_scores(
+        self, state: DeviceState, dev: np.ndarray, ts: np.ndarray, mm: np.ndarray
+    ) -> tuple[np.ndarray, list[dict[str, object]]]:
         """The largest ratio of mean intensity over each duration to its threshold, and the evidence."""
         self.window.add(state, dev, ts, mm)
         total, missing = self.window.totals(state, dev, tuple(self.durations))

@@ -127,7 +127,7 @@ class RainWindow:
         c0, cov0 = self.cumulative_before(st, dev, nb)
         total = np.round(st["rain_total"][dev][:, None] - c0, 9)  # sums of decimals: no 1e-15 residues
         missing = nb[None, :] - (st["covered_total"][dev][:, None] - cov0)
-        return total, missing
+        return total, np.asarray(missing, dtype=np.int64)
 
     def missing_hours(self, missing_bins: I64) -> F64:
         return np.asarray(missing_bins * self.bin_s / 3600.0, dtype=np.float64)

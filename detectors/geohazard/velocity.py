@@ -81,7 +81,9 @@ class TimeRing:
         v = st[f"{self.name}_v"][dev, k][rows, idx]
         return t, v
 
-    def window_s(self, st: DeviceState, dev: I64, k: I64, now: F64, window_h: float, min_points: int, max_h: float) -> F64:
+    def window_s(
+        self, st: DeviceState, dev: I64, k: I64, now: F64, window_h: float, min_points: int, max_h: float
+    ) -> F64:
         """The window each channel's rate is taken over: ``window_h``, or as much longer as it takes to hold
         the channel's last ``min_points`` readings (a slow sensor), at most ``max_h``."""
         p = self.points
@@ -92,11 +94,11 @@ class TimeRing:
         oldest_needed = st[f"{self.name}_t"].reshape(-1).take(channel * p + (n - min_points) % p)
         with np.errstate(invalid="ignore"):
             need = np.where(n >= min_points, now - oldest_needed, 0.0)
-        return np.clip(np.nan_to_num(need), window_h * 3600.0, max(max_h, window_h) * 3600.0)
+        return np.asarray(
+            np.clip(np.nan_to_num(need), window_h * 3600.0, max(max_h, window_h) * 3600.0), dtype=np.float64
+        )
 
-    def rate_per_h(
-        self, st: DeviceState, dev: I64, k: I64, now: F64, window_h: float | F64, min_points: int
-    ) -> F64:
+    def rate_per_h(self, st: DeviceState, dev: I64, k: I64, now: F64, window_h: float | F64, min_points: int) -> F64:
         """Theil's slope (units per hour) over readings of the last ``window_h`` (one for all channels or one
         each); NaN with too few.
 

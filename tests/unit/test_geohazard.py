@@ -414,7 +414,7 @@ def test_an_extreme_downpour_is_reported_but_kept_for_the_rain_detectors():
 
 def test_a_sensor_surveyed_every_eleven_days_still_yields_a_velocity_and_a_forecast():
     # A GNSS survey every 11 days, the slope creeping 0.5 mm/day and then accelerating to fail on day 400.
-    t_h = np.arange(1, 37) * 11 * 24.0
+    t_h = np.arange(1, 37, dtype=np.float64) * 11 * 24.0
     disp = voight_displacement(t_h, 150 * 24.0, 400 * 24.0, 0.5 / 24.0)
     rows = [("S1", "gnss-1", t * 3600.0, "disp_mm", float(v)) for t, v in zip(t_h, disp, strict=True)]
     rate = DisplacementRateConfig(metrics=["disp_mm"], velocity_levels={"blue": 0.3}, angle_levels={})

@@ -113,7 +113,9 @@ def test_seattle_storm_intensity_duration_hours_equal_the_method(policy, batch_s
     cfg = RainfallIntensityDurationConfig(threshold_units="in", levels={"orange": 1.0}, gap_policy=policy)
     got = raised_hours(RainfallIntensityDuration(cfg), RECORDS, batch_size)
     for device, p in RECORDS.items():
-        want = exceeded([x is not None and x[0] for x in ref.usgs_storm_id(p, SEATTLE_ALPHA_MM, 1.13, policy=policy)], p)
+        want = exceeded(
+            [x is not None and x[0] for x in ref.usgs_storm_id(p, SEATTLE_ALPHA_MM, 1.13, policy=policy)], p
+        )
         assert got[device] == want, device
     assert sum(map(len, got.values())) > 20, "some storms should exceed the Seattle threshold"
 
@@ -131,7 +133,9 @@ def test_storm_evidence_is_the_storm_s_duration_and_mean_intensity():
     assert found
     for f in found:
         i = round((f.ts + 60.0) / 3600.0) - FIRST_HOUR - 1
-        _, duration, intensity = want[i]
+        entry = want[i]
+        assert entry is not None
+        _, duration, intensity = entry
         assert f.evidence["duration_h"] == pytest.approx(duration, abs=1e-3)
         assert f.evidence["intensity_mm_h"] == pytest.approx(intensity, abs=1e-3)
         assert f.evidence["complete"] is True
@@ -247,7 +251,7 @@ def test_an_incomplete_window_is_said_so_and_skip_holds_it_back():
 
 
 def test_a_config_that_still_says_units_is_refused_with_the_fix():
-    with pytest.raises(ValueError, match="threshold_units.*rain_in"):
+    with pytest.raises(ValueError, match=r"threshold_units.*rain_in"):
         RainfallIntensityDurationConfig.model_validate({"type": "rainfall_intensity_duration", "units": "in"})
     with pytest.raises(ValueError, match="threshold_units"):
         CumulativeThreshold.model_validate({"units": "in"})
