@@ -97,8 +97,9 @@ class DeviceHealthConfig(DetectorConfig):
             "pore_pressure_kpa": 500.0,
             "water_level_m": 10.0,
         },
-        description="Fastest physically possible change per hour per metric; for rain the intensity (mm/h) above "
-        "which a report is reported as an extreme `jump` for a check, but still used by the rain detectors.",
+        description="Fastest physically possible change per hour per metric; for rain the intensity (mm/h, over at "
+        "least an hour) above which a report is reported as an extreme `jump` for a check, but still used by the "
+        "rain detectors.",
     )
     min_dt_s: float = Field(
         60.0, gt=0, description="Rates use at least this interval, so close readings do not blow up."
@@ -218,7 +219,8 @@ class DeviceHealth(Detector[DeviceHealthConfig]):
                 since = np.where(
                     self.increment[k], np.where(np.isnan(last_ts), covered_h * 3600.0, ts - last_ts), ts - good_ts
                 )
-                dt_h = np.maximum(since, cfg.min_dt_s) / 3600.0
+                # Rain's intensity is taken over at least an hour: a 10-minute burst of 27 mm is a storm, not a fault.
+                dt_h = np.maximum(since, np.where(self.increment[k], 3600.0, cfg.min_dt_s)) / 3600.0
                 change = np.where(self.increment[k], np.abs(v), np.abs(v - good_v))
                 jump = ~timing & ~out_of_range & (change / dt_h > self.max_rate[k]) & np.isfinite(good_v)
                 same = (v == last_v) & ~duplicate & ~self.exempt[k]

@@ -14,8 +14,13 @@ from __future__ import annotations
 
 import math
 from datetime import UTC, datetime
+from typing import Any
+
+from engine.core.batch import BatchBuilder
+from engine.core.devices import DeviceIndex
 
 MM_PER_INCH = 25.4
+FIRST_HOUR = 482_000  # 2024-12-26: records cross a year and a month boundary (ET changes)
 
 
 def _filled(p: list[float], policy: str) -> list[float]:
@@ -123,3 +128,32 @@ def fixed_window_id(
         ratios = [s / d / (alpha_mm * d**-beta) for d in durations if (s := sums[d][i]) is not None]
         out.append(max(ratios) if ratios else None)
     return out
+
+
+# --- driving a detector over hourly records ------------------------------------------------------------
+
+
+def raised_hours(det: Any, records: dict[str, list[float]], batch_size: int) -> dict[str, list[int]]:
+    """Feed every gauge's record (reports at hh:59, missing hours not reported) interleaved in time;
+    returns the hours (record positions) of each gauge's findings."""
+    rows = sorted(
+        ((FIRST_HOUR + i + 1) * 3600.0 - 60.0, device, v)
+        for device, p in records.items()
+        for i, v in enumerate(p)
+        if not math.isnan(v)
+    )
+    devices = DeviceIndex()
+    state = det.new_state()
+    out: dict[str, list[int]] = {d: [] for d in records}
+    for lo in range(0, len(rows), batch_size):
+        b = BatchBuilder(devices)
+        for ts, device, v in rows[lo : lo + batch_size]:
+            b.add("S1", device, ts, "rain_mm", v)
+        for f in det.process(b.take(), state):
+            out[f.device].append(round((f.ts + 60.0) / 3600.0) - FIRST_HOUR - 1)
+    return out
+
+
+def exceeded(flags, p: list[float]) -> list[int]:
+    """Hours the method exceeds that have a report (a detector speaks only when a report arrives)."""
+    return [i for i, x in enumerate(flags) if x and not math.isnan(p[i])]

@@ -128,7 +128,7 @@ def test_live_board_acknowledge_map_chart_and_silences(browser, mosquitto, tmp_p
             return value or 0.0
 
         before = bad_topics()
-        reading = {"ts": time.time(), "values": {"rain_mm": 150.0}}  # beyond a gauge's range: a device fault
+        reading = {"ts": time.time(), "values": {"rain_mm": 1000.0}}  # beyond a gauge's range: a device fault
         pub.publish('gw/sensors/<img src=x onerror="window.__xss=1">/rain-1', json.dumps(reading).encode(), qos=1)
         assert pub.flush()
         assert wait_for(lambda: bad_topics() > before, 10), "dead-lettered as bad_topic"

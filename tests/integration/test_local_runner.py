@@ -104,7 +104,7 @@ def test_persistent_session_delivers_what_was_published_while_the_engine_was_awa
     pub = publisher(mosquitto.url)
     ts = time.time() - 600 * 31
     for k in range(30):
-        value = 150.0 if k == 29 else 0.0  # the last reading is beyond the gauge's range: a device fault
+        value = 1000.0 if k == 29 else 0.0  # the last reading is beyond any gauge's range: a device fault
         pub.publish("gw/sensors/S05/rain-1", orjson.dumps({"ts": ts + 600 * k, "seq": k, "values": {"rain_mm": value}}))
     assert pub.flush()
     pub.stop()
@@ -127,7 +127,7 @@ def test_embedded_broker_needs_nothing_installed(tmp_path):
         pub = publisher(url, protocol="3.1.1")
         now = time.time()
         # Beyond the gauge's measuring range: device_health raises a device fault at once.
-        pub.publish("gw/sensors/S01/rain-1", orjson.dumps({"ts": now, "values": {"rain_mm": 150.0}}))
+        pub.publish("gw/sensors/S01/rain-1", orjson.dumps({"ts": now, "values": {"rain_mm": 1000.0}}))
         assert pub.flush()
         pub.stop()
         assert wait_for(lambda: len(read_log(tmp_path / "incidents.jsonl")) == 1, 15)

@@ -29,56 +29,12 @@ from detectors.geohazard.cumulative_rainfall import (
 from detectors.geohazard.intensity_duration import RainfallIntensityDuration, RainfallIntensityDurationConfig
 from engine.core.batch import BatchBuilder
 from engine.core.devices import DeviceIndex
+from simulators.storm import hourly_record as record
 from tests import rainfall_reference as ref
+from tests.rainfall_reference import FIRST_HOUR, exceeded, raised_hours
 
-HUNDREDTH_IN = 0.254
-FIRST_HOUR = 482_000  # 2024-12-26: records cross a year and a month boundary (ET changes)
+HUNDREDTH_IN = 0.254  # mm
 SEATTLE_ALPHA_MM = 3.257 * 25.4
-
-
-def record(seed: int, hours: int, holes: int) -> list[float]:
-    """Hourly rain (mm): storms of a few hours to two days in a mostly dry record, ``holes`` runs of
-    missing hours."""
-    rng = np.random.default_rng(seed)
-    p = np.zeros(hours)
-    t = 0
-    while t < hours:
-        t += int(rng.integers(3, 160))  # dry spell
-        length = int(rng.integers(1, 48))
-        heavy = rng.random() < 0.3
-        counts = rng.poisson(25 if heavy else 6, size=length) * (rng.random(length) < 0.8)
-        p[t : t + length] = counts[: max(0, min(length, hours - t))] * HUNDREDTH_IN
-        t += length
-    for _ in range(holes):
-        at, length = int(rng.integers(0, hours)), int(rng.integers(1, 8))
-        p[max(at, 1) : at + length] = np.nan  # a record starts with its first report
-    return [round(float(v), 6) if np.isfinite(v) else math.nan for v in p]
-
-
-def raised_hours(det, records: dict[str, list[float]], batch_size: int) -> dict[str, list[int]]:
-    """Feed every gauge's record (reports at hh:59, missing hours not reported) interleaved in time;
-    returns the hours (record positions) of each gauge's findings."""
-    rows = sorted(
-        ((FIRST_HOUR + i + 1) * 3600.0 - 60.0, device, v)
-        for device, p in records.items()
-        for i, v in enumerate(p)
-        if not math.isnan(v)
-    )
-    devices = DeviceIndex()
-    state = det.new_state()
-    out: dict[str, list[int]] = {d: [] for d in records}
-    for lo in range(0, len(rows), batch_size):
-        b = BatchBuilder(devices)
-        for ts, device, v in rows[lo : lo + batch_size]:
-            b.add("S1", device, ts, "rain_mm", v)
-        for f in det.process(b.take(), state):
-            out[f.device].append(round((f.ts + 60.0) / 3600.0) - FIRST_HOUR - 1)
-    return out
-
-
-def exceeded(flags, p: list[float]) -> list[int]:
-    """Hours the method exceeds that have a report (a detector speaks only when a report arrives)."""
-    return [i for i, x in enumerate(flags) if x and not math.isnan(p[i])]
 
 
 RECORDS = {f"gauge-{seed}": record(seed, 1200, holes=0 if seed % 2 else 2) for seed in range(4)}
