@@ -199,6 +199,11 @@ class Detector(DetectorPlugin[C]):
     def state_spec(self) -> dict[str, StateArray]:
         return {}
 
+    def cadence_problem(self, interval_s: float) -> str | None:
+        """Why this detector cannot judge a sensor that reports every ``interval_s`` (None: it can).
+        ``gridwatch check-config`` asks it for every configured device whose interval is known."""
+        return None
+
     def new_state(self) -> DeviceState:
         return DeviceState(self.state_spec())
 

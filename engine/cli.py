@@ -185,10 +185,12 @@ def check_config(
         return
     cfg = _load(file)
     from engine.core.cameras import CameraStage
-    from engine.runners.assembly import build_pipeline, describe
+    from engine.runners.assembly import build_pipeline, cadence_warnings, describe
 
-    build_pipeline(cfg)  # detectors construct: catches what only their constructors check (a model file, …)
+    pipeline = build_pipeline(cfg)  # detectors construct: catches what only their constructors check (a model file, …)
     CameraStage(cfg)
+    for warning in cadence_warnings(cfg, pipeline.detectors):
+        print(f"warning: {warning}")
     d = describe(cfg)
     print(
         f"ok: {file}: {d['sites']} sites, {d['devices']} devices, detectors: {', '.join(d['detectors']) or 'none'}; "

@@ -166,6 +166,9 @@ class RainfallCumulative(Detector[RainfallCumulativeConfig]):
     def state_spec(self) -> dict[str, StateArray]:
         return {**self.window.state_spec(), "active": StateArray(np.bool_, False, (len(self.tests),))}
 
+    def cadence_problem(self, interval_s: float) -> str | None:
+        return self.window.cadence_problem(interval_s, tuple(a.hours for a in self.config.accumulations))
+
     def scores(self, state: DeviceState, dev: np.ndarray) -> tuple[np.ndarray, dict[str, np.ndarray]]:
         """One score column per test (-inf where ``gap_policy: skip`` holds a window back), and the rain
         totals and missing hours behind them."""

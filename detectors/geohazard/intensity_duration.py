@@ -139,6 +139,19 @@ class RainfallIntensityDuration(Detector[RainfallIntensityDurationConfig]):
             spec.update(self.config.awi_gate.state_spec())
         return spec
 
+    def cadence_problem(self, interval_s: float) -> str | None:
+        cfg = self.config
+        if cfg.method == "window":
+            return self.window.cadence_problem(interval_s, tuple(self.durations))
+        if interval_s > self.window.max_gap_s:
+            return (
+                f"a report {interval_s:g} s after the previous one counts as missing data (max_gap_s "
+                f"{self.window.max_gap_s:g} s): set bin_s and max_gap_s to at least {interval_s:g} s"
+            )
+        if interval_s > cfg.storm_gap_h * 3600.0:
+            return f"storms {cfg.storm_gap_h:g} h apart cannot be told apart in reports {interval_s:g} s apart"
+        return None
+
     def storm_scores(
         self, state: DeviceState, dev: np.ndarray, ts: np.ndarray, mm: np.ndarray
     ) -> tuple[np.ndarray, list[dict[str, object]]]:

@@ -129,5 +129,17 @@ class RainWindow:
         missing = nb[None, :] - (st["covered_total"][dev][:, None] - cov0)
         return total, np.asarray(missing, dtype=np.int64)
 
+    def cadence_problem(self, interval_s: float, hours: tuple[float, ...]) -> str | None:
+        """Why windows of ``hours`` cannot be read from a gauge reporting every ``interval_s``."""
+        if interval_s > self.max_gap_s:
+            return (
+                f"a report covers at most max_gap_s={self.max_gap_s:g} s, so every window misses hours between "
+                f"reports: set bin_s and max_gap_s to at least {interval_s:g} s"
+            )
+        short = [h for h in hours if h * 3600.0 < interval_s]
+        if short:
+            return f"windows of {', '.join(f'{h:g} h' for h in short)} are shorter than the reporting interval"
+        return None
+
     def missing_hours(self, missing_bins: I64) -> F64:
         return np.asarray(missing_bins * self.bin_s / 3600.0, dtype=np.float64)

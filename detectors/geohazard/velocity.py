@@ -181,6 +181,18 @@ class SlopeSensorDetector(Detector[S], Generic[S]):
         widened = self.ring.window_s(state, dev, k, ts, window, points, cfg.max_window_h) / 3600.0
         return np.abs(self.ring.rate_per_h(state, dev, k, ts, widened, points)) * 24.0
 
+    def cadence_problem(self, interval_s: float) -> str | None:
+        cfg = self.config
+        longest_h = max(cfg.max_window_h, cfg.window_h)
+        if interval_s * (cfg.min_points - 1) > longest_h * 3600.0:
+            return (
+                f"{cfg.min_points} readings {interval_s:g} s apart span more than max_window_h={longest_h:g} h: no "
+                f"velocity ever; raise max_window_h to {interval_s * (cfg.min_points - 1) / 3600.0:g} or lower min_points"
+            )
+        if cfg.min_points > cfg.points:
+            return f"points={cfg.points} cannot hold min_points={cfg.min_points} readings"
+        return None
+
     def window_h(self, state: DeviceState, dev: I64, k: I64, ts: F64) -> F64:
         """The window (hours) each sensor's velocity is taken over, widened for slow sensors."""
         cfg = self.config

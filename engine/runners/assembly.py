@@ -6,7 +6,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from detectors.base import registry
+from detectors.base import Detector, registry
 from detectors.fusion import SiteFusion
 from engine.config.models import ConsoleSinkConfig, EngineConfig, LogSinkConfig, MqttSinkConfig, WebhookSinkConfig
 from engine.core.devices import DeviceIndex
@@ -27,6 +27,22 @@ def build_pipeline(cfg: EngineConfig, devices: DeviceIndex | None = None) -> Pip
     tracker = IncidentTracker(cfg.incidents, route_of=router.route, plan_of=router.plan)
     detectors = [registry.build(d) for d in cfg.detectors if d.enabled]
     return Pipeline(detectors, tracker, devices, SiteFusion(cfg.fusion))
+
+
+def cadence_warnings(cfg: EngineConfig, detectors: list[Detector[Any]]) -> list[str]:
+    """Devices whose reporting interval (``expected_interval_s``) a detector watching them cannot judge."""
+    out = []
+    for site in cfg.sites:
+        for dev in site.devices:
+            if dev.expected_interval_s is None:
+                continue
+            for det in detectors:
+                if not set(det.metrics) & set(dev.metrics):
+                    continue
+                problem = det.cadence_problem(dev.expected_interval_s)
+                if problem:
+                    out.append(f"{site.id}/{dev.id} reports every {dev.expected_interval_s:g} s; {det.name}: {problem}")
+    return out
 
 
 def build_sinks(

@@ -121,3 +121,25 @@ def test_every_field_is_described():
 def test_parse_config_rejects_non_mapping():
     with pytest.raises(ConfigError):
         parse_config("- a\n- b\n", "x.yaml")
+
+
+def test_check_config_says_which_detector_can_never_judge_a_slow_device(tmp_path):
+    path = tmp_path / "slow.yaml"
+    path.write_text(
+        "city: Test\n"
+        "sites:\n"
+        "  - {id: S1, lat: 29.5, lon: 106.5, grid: g1, town: t1, district: d1, devices: [\n"
+        "      {id: gnss-1, metrics: [disp_mm], expected_interval_s: 950400},\n"
+        "      {id: rain-1, metrics: [rain_mm], expected_interval_s: 21600},\n"
+        "      {id: rain-2, metrics: [rain_mm], expected_interval_s: 3600}]}\n"
+        "detectors:\n"
+        "  - {type: displacement_rate, id: gnss-velocity, metrics: [disp_mm], max_window_h: 100}\n"
+        "  - {type: displacement_rate, id: gnss-widened, metrics: [disp_mm]}\n"
+        "  - {type: rainfall_cumulative, id: rain-total}\n"
+    )
+    result = CliRunner().invoke(app, ["check-config", str(path)])
+    assert result.exit_code == 0, result.output
+    warnings = [line for line in result.output.splitlines() if line.startswith("warning:")]
+    assert len(warnings) == 2, result.output
+    assert "S1/gnss-1" in warnings[0] and "gnss-velocity" in warnings[0] and "max_window_h" in warnings[0]
+    assert "S1/rain-1" in warnings[1] and "rain-total" in warnings[1] and "max_gap_s" in warnings[1]
