@@ -184,10 +184,11 @@ class SlopeSensorDetector(Detector[S], Generic[S]):
     def cadence_problem(self, interval_s: float) -> str | None:
         cfg = self.config
         longest_h = max(cfg.max_window_h, cfg.window_h)
-        if interval_s * (cfg.min_points - 1) > longest_h * 3600.0:
+        need_h = interval_s * (cfg.min_points - 1) / 3600.0
+        if need_h > longest_h:
             return (
                 f"{cfg.min_points} readings {interval_s:g} s apart span more than max_window_h={longest_h:g} h: no "
-                f"velocity ever; raise max_window_h to {interval_s * (cfg.min_points - 1) / 3600.0:g} or lower min_points"
+                f"velocity ever; raise max_window_h to {need_h:g} or lower min_points"
             )
         if cfg.min_points > cfg.points:
             return f"points={cfg.points} cannot hold min_points={cfg.min_points} readings"
