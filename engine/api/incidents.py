@@ -1,9 +1,10 @@
 """The incidents API: list, show, acknowledge, assign, resolve, one-key dispatch, silences.
 
-Reads come from the store (every incident, open or long resolved); actions go through the running
-engine (``act``), under the same lock as the pipeline step, and are recorded in the audit trail with the
-token holder's name as the actor. Tokens come from the config (``api.tokens``) with a role: ``viewer``
-reads, ``operator`` also acts.
+Reads come from the store (every incident, open or long resolved); actions go to the running engine as
+``OperatorAction`` records (``act``): the local runner applies them under the same lock as the pipeline
+step, the scale-out workers queue them in the shared store for the worker that owns the incident's
+partition. They are recorded in the audit trail with the token holder's name as the actor. Tokens come
+from the config (``api.tokens``) with a role: ``viewer`` reads, ``operator`` also acts.
 """
 
 from __future__ import annotations
@@ -16,12 +17,12 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from engine.api.auth import TokenAuth
 from engine.config.models import ApiToken
-from engine.dispatch.dispatcher import Dispatcher
+from engine.dispatch.actions import OperatorAction
 from engine.incidents.silences import Silence
 from engine.incidents.tracker import IncidentError
 from engine.store.store import Notification, Store
 
-Act = Callable[[Callable[[Dispatcher, float], list[Notification]]], Awaitable[list[Notification]]]
+Act = Callable[[OperatorAction], Awaitable[list[Notification]]]
 
 
 class Incident(BaseModel):
@@ -113,13 +114,18 @@ def incidents_router(store: Store, act: Act, auth: TokenAuth, now: Callable[[], 
     viewer, operator = auth.require("viewer"), auth.require("operator")
     api = APIRouter(prefix="/api", tags=["incidents"])
 
-    async def run(incident_id: str, fn: Callable[[Dispatcher, float], list[Notification]]) -> ActionOut:
+    async def run(action: OperatorAction) -> ActionOut:
+        incident_id = action.incident_id
+        if store.incident(incident_id) is None:
+            raise HTTPException(404, f"no incident {incident_id}")
         try:
-            notes = await act(fn)
+            notes = await act(action)
         except IncidentError as exc:
             if store.incident(incident_id) is None:
                 raise HTTPException(404, f"no incident {incident_id}") from exc
             raise HTTPException(409, str(exc)) from exc
+        except TimeoutError as exc:  # scale-out: the partition's owner did not answer in time; still queued
+            raise HTTPException(503, str(exc)) from exc
         events = [{**n.event, **n.detail, "notified": n.notify} for n in notes]
         return ActionOut(incident_id=incident_id, events=events)
 
@@ -153,22 +159,22 @@ def incidents_router(store: Store, act: Act, auth: TokenAuth, now: Callable[[], 
     @api.post("/incidents/{incident_id}/ack", response_model=ActionOut, responses=conflict)
     async def acknowledge(incident_id: str, body: ActionIn, user: ApiToken = operator) -> ActionOut:
         """Acknowledge a firing incident: escalation stops; everyone notified so far hears who took it."""
-        return await run(incident_id, lambda d, t: d.acknowledge(incident_id, user.name, t, body.comment))
+        return await run(OperatorAction(kind="ack", incident_id=incident_id, actor=user.name, comment=body.comment))
 
     @api.post("/incidents/{incident_id}/assign", response_model=ActionOut, responses=conflict)
     async def assign(incident_id: str, body: AssignIn, user: ApiToken = operator) -> ActionOut:
         """Assign an open incident to a person or team."""
-        return await run(incident_id, lambda d, t: d.assign(incident_id, body.to, user.name, t))
+        return await run(OperatorAction(kind="assign", incident_id=incident_id, actor=user.name, to=body.to))
 
     @api.post("/incidents/{incident_id}/resolve", response_model=ActionOut, responses=conflict)
     async def resolve(incident_id: str, body: ActionIn, user: ApiToken = operator) -> ActionOut:
         """Resolve an open incident by hand."""
-        return await run(incident_id, lambda d, t: d.resolve(incident_id, user.name, t, body.comment))
+        return await run(OperatorAction(kind="resolve", incident_id=incident_id, actor=user.name, comment=body.comment))
 
     @api.post("/incidents/{incident_id}/dispatch", response_model=ActionOut, responses=conflict)
     async def dispatch(incident_id: str, user: ApiToken = operator) -> ActionOut:
         """One-key dispatch: send the incident with its response plan to every receiver of the plan."""
-        return await run(incident_id, lambda d, t: d.dispatch(incident_id, user.name, t))
+        return await run(OperatorAction(kind="dispatch", incident_id=incident_id, actor=user.name))
 
     @api.get("/silences", response_model=list[Silence])
     def list_silences(user: ApiToken = viewer, expired: bool = False) -> list[Silence]:
@@ -188,7 +194,7 @@ def incidents_router(store: Store, act: Act, auth: TokenAuth, now: Callable[[], 
         except ValueError as exc:
             raise HTTPException(422, str(exc)) from exc
         silence = store.add_silence({**spec, "created_by": user.name})
-        await act(refresh_silences)
+        await act(REFRESH_SILENCES)
         return silence
 
     @api.delete("/silences/{silence_id}", status_code=204, responses={404: {"description": "Unknown"}})
@@ -196,11 +202,9 @@ def incidents_router(store: Store, act: Act, auth: TokenAuth, now: Callable[[], 
         """Expire a silence now."""
         if not store.expire_silence(silence_id, now()):
             raise HTTPException(404, f"no active silence {silence_id}")
-        await act(refresh_silences)
+        await act(REFRESH_SILENCES)
 
     return api
 
 
-def refresh_silences(dispatcher: Dispatcher, _now: float) -> list[Notification]:
-    dispatcher.refresh_silences()
-    return []
+REFRESH_SILENCES = OperatorAction(kind="refresh_silences")

@@ -326,6 +326,13 @@ class KafkaConfig(Strict):
     bridge_max_in_flight: int = Field(
         1000, ge=1, description="Messages a bridge holds unacknowledged (sent to Kafka, not yet acknowledged)."
     )
+    bridge_http_port: int | None = Field(
+        9108,
+        ge=0,
+        le=65535,
+        description="A bridge serves /metrics, /livez and /readyz here (on `api.host`; 0: a free port, null: "
+        "none). Workers serve the whole HTTP API on `api.port`.",
+    )
 
     @field_validator("url")
     @classmethod

@@ -26,6 +26,7 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
 
 from engine import metrics
+from engine.api.server import ApiServer, create_app
 from engine.config.models import EngineConfig
 from engine.core.batch import BatchBuilder
 from engine.core.devices import DeviceIndex
@@ -71,6 +72,8 @@ class Bridge:
         self._in_flight = 0
         self._lock = threading.Lock()
         self.client: MqttClient | None = None
+        self._producer_ok = False
+        self.http_url: str | None = None
 
     def subscriptions(self) -> list[str]:
         group = self.cfg.kafka.bridge_group
@@ -164,6 +167,7 @@ class Bridge:
                 fut: asyncio.Future[Any] = await producer.send(out.topic, out.value, key=out.key, headers=out.headers)
                 return fut
             except KafkaError as exc:  # the broker is away: hold the message (unacknowledged) and retry
+                self._producer_ok = False
                 metrics.BRIDGE_SEND_ERRORS.inc()
                 logger.warning("Kafka send to %s failed (%s); retrying in %.1f s", out.topic, exc, delay)
                 await asyncio.sleep(delay)
@@ -179,6 +183,7 @@ class Bridge:
                 logger.warning("Kafka did not take a record for %s (%s); sending it again", out.topic, exc)
                 fut = await self._enqueue(producer, out)
         out.ack()
+        self._producer_ok = True
         with self._lock:
             self._in_flight -= 1
         self.forwarded += 1
@@ -222,7 +227,14 @@ class Bridge:
             receive_maximum=cfg.kafka.bridge_max_in_flight,
         )
         self.client = client
+        self._producer_ok = True
         producing = asyncio.create_task(self._produce(producer, stop))
+        http = None
+        if cfg.kafka.bridge_http_port is not None:
+            http = ApiServer(create_app(self.health), cfg.api.host, cfg.kafka.bridge_http_port)
+            await http.start()
+            self.http_url = http.url
+            logger.info("bridge metrics and health at %s", http.url)
         await asyncio.to_thread(client.start, host, port)
         self.ready.set()
         logger.info("bridge running: MQTT %s:%s → Kafka %s", host, port, cfg.kafka.url)
@@ -235,6 +247,21 @@ class Bridge:
             with contextlib.suppress(asyncio.CancelledError):
                 await producing
             await producer.stop()
+            if http is not None:
+                await http.stop()
+
+    def health(self) -> dict[str, Any]:
+        """What ``/readyz`` says of this bridge: connected to the MQTT broker and to Kafka."""
+        mqtt_ok = self.client is not None and self.client.connected.is_set()
+        return {
+            "ok": bool(mqtt_ok and self._producer_ok),
+            "runner": "bridge",
+            "mqtt_connected": mqtt_ok,
+            "kafka_producer": self._producer_ok,
+            "in_flight": self._in_flight,
+            "forwarded": self.forwarded,
+            "rejected": self.rejected,
+        }
 
 
 def run_bridge(cfg: EngineConfig, stop: asyncio.Event | None = None) -> Bridge:

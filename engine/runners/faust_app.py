@@ -17,6 +17,14 @@ gives partition N of every topic to the same worker):
 
 A record that cannot be decoded and a batch that makes a detector raise are dead-lettered to
 ``gridwatch.deadletter`` with the reason and counted; the agent goes on (Faust's default is to crash).
+
+Operators act on a scale-out as on ``gridwatch run``: every worker serves the same HTTP API, operator page
+and ``/metrics`` (``api``). An action (acknowledge, assign, resolve, dispatch) is queued in the shared
+store for its incident's partition; the worker that owns the partition applies its partition's actions
+in order each second, with the action's id as progress in the same transaction as its notifications, and
+the API answers with the outcome. API silences are read from the store every ``SILENCE_REFRESH_S``. When
+partitions are assigned, their open incidents are taken up at once, so escalations, reminders and the
+outbox go on before the partition's sites send data again.
 """
 
 from __future__ import annotations
@@ -38,16 +46,24 @@ from faust.streams import _current_event
 from faust.types import EventT
 
 from engine import metrics
+from engine.api.auth import TokenAuth
+from engine.api.incidents import incidents_router
+from engine.api.live import EventHub
+from engine.api.operator import mount_static, operator_router
+from engine.api.server import ApiServer, create_app
 from engine.config.models import EngineConfig, WebhookSinkConfig
 from engine.core.batch import BatchBuilder
 from engine.core.cameras import CameraStage
 from engine.core.clock import EngineClock
+from engine.core.devices import DeviceIndex
 from engine.core.findings import Finding
+from engine.core.history import ReadingHistory
 from engine.core.pipeline import Pipeline
 from engine.core.site_state import SiteState
+from engine.dispatch.actions import OperatorAction, apply_action
 from engine.dispatch.dispatcher import Dispatcher
 from engine.dispatch.outbox import OutboxDelivery, RetryPolicy
-from engine.incidents.tracker import IncidentTracker
+from engine.incidents.tracker import IncidentError, IncidentTracker
 from engine.ingest.camera_intake import CameraIntake
 from engine.ingest.decode import Rejection
 from engine.ingest.intake import deadletter_message
@@ -61,7 +77,7 @@ from engine.runners.records import (
     findings_record,
     partition_of,
 )
-from engine.store.store import Store
+from engine.store.store import Notification, Store
 
 logger = logging.getLogger(__name__)
 
@@ -87,12 +103,18 @@ class PartitionDetect:
 
 @dataclass
 class PartitionIncidents:
-    """The incident stage of one partition, and the last findings offset whose effects are in the store."""
+    """The incident stage of one partition, and the last findings offset (and operator action) whose effects
+    are in the store."""
 
     tracker: IncidentTracker
     dispatcher: Dispatcher
     clock: EngineClock
     applied: int
+    actions_applied: int = -1
+
+
+SILENCE_REFRESH_S = 5.0
+ACTION_WAIT_S = 20.0
 
 
 class GridwatchWorker:
@@ -162,6 +184,12 @@ class GridwatchWorker:
         app.timer(1.0)(self._tick)
         app.task(self._deliver)
         app.on_partitions_revoked.connect(self._on_revoked)  # type: ignore[arg-type]
+        app.on_partitions_assigned.connect(self._on_assigned)  # type: ignore[arg-type]
+        self._silences_read = time.monotonic()
+        self.api_url: str | None = None
+        self.hub = EventHub()
+        if cfg.api.enabled:
+            app.task(self._serve_api)
 
     # ----- detect stage
 
@@ -346,6 +374,7 @@ class GridwatchWorker:
         dispatcher = Dispatcher(self.cfg, tracker, self.store)
         dispatcher.shard_of = self.shard_of
         dispatcher.sinks = self._sink_names
+        dispatcher.on_notes = self.hub.publish
         reopen = self.cfg.incidents.reopen_within_s
         stored = [
             s
@@ -355,11 +384,12 @@ class GridwatchWorker:
         if tracker.restore(stored):
             dispatcher.restore(stored)
         applied = self.store.progress(self._stream(partition)).get(self._stream(partition), -1)
+        actions_applied = self.store.progress(self._actions_stream(partition)).get(self._actions_stream(partition), -1)
         clock = EngineClock()
         for s in stored:  # data time where the previous owner left off, not the wall clock
             if s["state"] != "resolved":
                 clock.observe(max(s["updated_at"], s.get("last_finding_at") or 0.0))
-        stage = self.handling[partition] = PartitionIncidents(tracker, dispatcher, clock, applied)
+        stage = self.handling[partition] = PartitionIncidents(tracker, dispatcher, clock, applied, actions_applied)
         logger.info("partition %d: took up %d open incidents; findings applied up to offset %d", partition,
                     len(stored), applied)  # fmt: skip
         return stage
@@ -421,27 +451,149 @@ class GridwatchWorker:
         return bad
 
     async def _tick(self) -> None:
-        """Escalations and reminders fall due on the engine clock even when no data arrives."""
+        """Escalations and reminders fall due on the engine clock even when no data arrives; operators'
+        actions for this worker's partitions are applied; API silences are re-read now and then."""
         notes = 0
+        refresh = time.monotonic() - self._silences_read >= SILENCE_REFRESH_S
         async with self._incidents_lock:
             for stage in list(self.handling.values()):
+                if refresh:
+                    await asyncio.to_thread(stage.dispatcher.refresh_silences)
                 if stage.clock.started:  # no data time yet: nothing can fall due
                     notes += len(await asyncio.to_thread(stage.dispatcher.tick, stage.clock.now()))
+            notes += await asyncio.to_thread(self.apply_actions)
+        if refresh:
+            self._silences_read = time.monotonic()
         if notes and self.delivery is not None:
+            self.delivery.kick()
+
+    def _actions_stream(self, partition: int) -> str:
+        return f"operator-actions/{partition}"
+
+    def apply_actions(self) -> int:
+        """The queued operator actions of this worker's partitions, in order; returns the notifications made."""
+        made = 0
+        for action_id, shard, spec in self.store.pending_actions(self.owned_shards()):
+            stage = self.handling.get(shard)
+            if stage is None:
+                continue
+            stream = self._actions_stream(shard)
+            if action_id <= stage.actions_applied:  # its notifications were stored before a restart
+                self.store.finish_action(action_id, "applied", {"events": [], "note": "applied before a restart"},
+                                         time.time(), stream)  # fmt: skip
+                continue
+            action = OperatorAction.model_validate(spec)
+            stage.dispatcher.progress[stream] = action_id
+            try:
+                notes = apply_action(stage.dispatcher, action, stage.clock.now())
+            except IncidentError as exc:
+                self.store.finish_action(action_id, "refused", {"error": str(exc)}, time.time(), stream)
+            else:
+                made += len(notes)
+                events = [{**n.event, **n.detail, "notified": n.notify} for n in notes]
+                self.store.finish_action(action_id, "applied", {"events": events}, time.time(), stream)
+            stage.actions_applied = action_id
+        return made
+
+    async def act(self, action: OperatorAction) -> list[Notification]:
+        """An operator action from the API: queued for the owner of its incident's partition (maybe this
+        worker), answered when applied. ``IncidentError`` when refused, ``TimeoutError`` when no owner
+        applied it within ``ACTION_WAIT_S`` (it stays queued for the partition's next owner)."""
+        if action.kind == "refresh_silences":
+            async with self._incidents_lock:
+                for stage in list(self.handling.values()):
+                    await asyncio.to_thread(stage.dispatcher.refresh_silences)
+            return []
+        incident = await asyncio.to_thread(self.store.incident, action.incident_id)
+        if incident is None:
+            raise IncidentError(f"no incident {action.incident_id}")
+        shard = self.shard_of(incident["site"])
+        action_id = await asyncio.to_thread(
+            self.store.enqueue_action, shard, incident["site"], action.model_dump(), time.time()
+        )
+        deadline = time.monotonic() + ACTION_WAIT_S
+        while time.monotonic() < deadline:
+            if shard in self.handling:  # ours: apply it now rather than at the next tick
+                async with self._incidents_lock:
+                    await asyncio.to_thread(self.apply_actions)
+                if self.delivery is not None:
+                    self.delivery.kick()
+            state, result = await asyncio.to_thread(self.store.action, action_id)
+            if state == "applied":
+                events = (result or {}).get("events", [])
+                return [Notification(e, e.get("updated_at", 0.0), bool(e.get("notified", True)), {}) for e in events]
+            if state == "refused":
+                raise IncidentError((result or {}).get("error", "refused"))
+            await asyncio.sleep(0.1)
+        raise TimeoutError(f"no worker applied action {action_id} on partition {shard} within {ACTION_WAIT_S:g} s")
+
+    async def _on_assigned(self, sender: Any, *args: Any, **kwargs: Any) -> None:
+        """Partitions arrive: take up their open incidents now, so that escalations, reminders and the outbox
+        go on before their sites send data again."""
+        assigned = args[0] if args else kwargs.get("assigned") or set()
+        # Only the findings topic's partitions are this worker's to handle (a table's standby changelog
+        # partitions are assigned too, and belong to another worker's active partitions).
+        partitions = sorted({tp.partition for tp in assigned if tp.topic == self.cfg.kafka.topic_findings})
+        async with self._incidents_lock:
+            for partition in partitions:
+                await asyncio.to_thread(self._handling, partition)
+        if partitions and self.delivery is not None:
             self.delivery.kick()
 
     async def _on_revoked(self, sender: Any, *args: Any, **kwargs: Any) -> None:
         """Partitions leave: what this worker holds of them may change elsewhere; drop it (read afresh later)."""
         revoked = args[0] if args else kwargs.get("revoked") or set()
         async with self._incidents_lock:
-            for tp in revoked:
-                self.detecting.pop(tp.partition, None)
-                self.handling.pop(tp.partition, None)
+            k = self.cfg.kafka
+            for tp in revoked:  # a table's standby changelog partitions come and go too: not ours to drop for
+                if tp.topic == k.topic_readings:
+                    self.detecting.pop(tp.partition, None)
+                elif tp.topic == k.topic_findings:
+                    self.handling.pop(tp.partition, None)
 
     def owned_shards(self) -> set[int]:
         """The partitions whose incidents this worker handles now: a revoked one leaves at once, so two
         workers do not deliver the same outbox rows during a rebalance."""
         return set(self.handling)
+
+    def health(self) -> dict[str, Any]:
+        """What ``/readyz`` says of this worker: the store answers, and its background tasks run."""
+        try:
+            self.store.progress("operator-actions/")
+            store_ok = True
+        except Exception:
+            store_ok = False
+        delivery_ok = self.delivery is not None
+        return {
+            "ok": store_ok and delivery_ok,
+            "runner": "faust-worker",
+            "store_ok": store_ok,
+            "outbox_delivery_running": delivery_ok,
+            "partitions": sorted(self.handling),
+            "readings": self.readings,
+            "events": self.events,
+            "open_incidents": sum(len(st.tracker.open) for st in self.handling.values()),
+        }
+
+    async def _serve_api(self) -> None:
+        """The same HTTP API, operator page and /metrics as ``gridwatch run`` (charts need the local runner)."""
+        cfg = self.cfg
+        auth = TokenAuth(cfg.api.tokens)
+        self.hub.attach(asyncio.get_running_loop())
+        incidents = incidents_router(self.store, self.act, auth, time.time)
+        page = operator_router(self.store, lambda: cfg, DeviceIndex(), ReadingHistory(0), self.hub, auth,
+                               Path(cfg.data_dir) / "snapshots")  # fmt: skip
+        app = create_app(self.health, None, (incidents, page), auth, cfg.api.metrics_public)
+        mount_static(app)
+        server = ApiServer(app, cfg.api.host, cfg.api.port)
+        await server.start()
+        self.api_url = server.url
+        logger.info("worker HTTP API at %s", server.url)
+        try:
+            await asyncio.Event().wait()
+        finally:
+            self.hub.close()
+            await server.stop()
 
     async def _deliver(self) -> None:
         """The outbox rows of this worker's partitions, to the sinks (until the app stops)."""

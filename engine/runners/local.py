@@ -32,6 +32,7 @@ from engine.core.checkpoint import (
 from engine.core.clock import EngineClock
 from engine.core.history import ReadingHistory
 from engine.core.pipeline import DetectorFailure
+from engine.dispatch.actions import OperatorAction, apply_action
 from engine.dispatch.dispatcher import Dispatcher
 from engine.dispatch.outbox import OutboxDelivery, RetryPolicy
 from engine.dispatch.sinks import Sink
@@ -139,13 +140,13 @@ class LocalRunner:
             "open_incidents": len(self.pipeline.tracker.open),
         }
 
-    async def act(self, fn: Callable[[Dispatcher, float], list[Notification]]) -> list[Notification]:
-        """Run an operator action on the dispatcher between batches, at the engine clock's time."""
+    async def act(self, action: OperatorAction) -> list[Notification]:
+        """Apply an operator action with the dispatcher between batches, at the engine clock's time."""
         if self.dispatcher is None:
             raise RuntimeError("the engine is not running")
         dispatcher = self.dispatcher
         async with self._step_lock:
-            notes = await asyncio.to_thread(fn, dispatcher, self.clock.now())
+            notes = await asyncio.to_thread(apply_action, dispatcher, action, self.clock.now())
         if self.delivery is not None:
             self.delivery.kick()
         return notes

@@ -26,7 +26,15 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
 
 from engine.incidents.silences import Silence
-from engine.store.tables import AuditRow, FindingRow, IncidentRow, OutboxRow, SilenceRow, StreamProgressRow
+from engine.store.tables import (
+    AuditRow,
+    FindingRow,
+    IncidentRow,
+    OperatorActionRow,
+    OutboxRow,
+    SilenceRow,
+    StreamProgressRow,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -407,6 +415,46 @@ class Store:
                 inc["findings"] = [finding_json(f) for f in found]
                 out.append(inc)
             return out
+
+    # Operator actions of the scale-out runner (engine.dispatch.actions)
+
+    def enqueue_action(self, shard: int, site: str, spec: dict[str, Any], at: float) -> int:
+        """Queue an action for the owner of ``shard``; returns its id (actions apply in id order)."""
+        with self.session() as s:
+            row = OperatorActionRow(shard=shard, site=site, spec=spec, created_at=at, state="pending")
+            s.add(row)
+            s.flush()
+            return int(row.id)
+
+    def pending_actions(self, shards: Iterable[int], limit: int = 100) -> list[tuple[int, int, dict[str, Any]]]:
+        """(id, shard, spec) of the actions still to apply for these shards, oldest first."""
+        wanted = list(shards)
+        if not wanted:
+            return []
+        with self.session() as s:
+            q = (
+                select(OperatorActionRow)
+                .where(OperatorActionRow.state == "pending", OperatorActionRow.shard.in_(wanted))
+                .order_by(OperatorActionRow.id)
+                .limit(limit)
+            )
+            return [(r.id, r.shard, dict(r.spec)) for r in s.scalars(q)]
+
+    def finish_action(self, action_id: int, state: str, result: dict[str, Any], at: float, stream: str) -> None:
+        """Record an action's outcome, and the shard's action progress with it."""
+        with self.session() as s:
+            row = s.get(OperatorActionRow, action_id)
+            if row is not None:
+                row.state, row.result, row.finished_at = state, result, at
+            self._save_progress(s, {stream: action_id})
+
+    def action(self, action_id: int) -> tuple[str, dict[str, Any] | None]:
+        """An action's state (pending, applied, refused) and result."""
+        with self.session() as s:
+            row = s.get(OperatorActionRow, action_id)
+            if row is None:
+                return "unknown", None
+            return row.state, row.result
 
     # Silences
 

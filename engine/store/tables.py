@@ -117,3 +117,19 @@ class StreamProgressRow(Base):
 
     stream: Mapped[str] = mapped_column(String(200), primary_key=True)
     applied: Mapped[int] = mapped_column(BigInteger)
+
+
+class OperatorActionRow(Base):
+    """An operator action waiting for (or applied by) the worker that owns its incident's partition."""
+
+    __tablename__ = "operator_actions"
+    __table_args__ = (Index("ix_operator_actions_pending", "shard", "state", "id"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    shard: Mapped[int] = mapped_column(Integer)
+    site: Mapped[str] = mapped_column(String(128))
+    spec: Mapped[dict[str, Any]] = mapped_column(JSON)
+    created_at: Mapped[float] = mapped_column(Float)
+    state: Mapped[str] = mapped_column(String(16), default="pending")  # pending, applied, refused
+    result: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+    finished_at: Mapped[float | None] = mapped_column(Float, nullable=True)

@@ -17,8 +17,17 @@ import pytest
 import yaml
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
-from engine.config.models import ApiConfig, EngineConfig, KafkaConfig, MqttConfig, StoreConfig, WebhookSinkConfig
+from engine.config.models import (
+    ApiConfig,
+    ApiToken,
+    EngineConfig,
+    KafkaConfig,
+    MqttConfig,
+    StoreConfig,
+    WebhookSinkConfig,
+)
 from engine.dispatch.dispatcher import DISPATCH_ACTIONS
+from engine.runners.records import partition_of
 from engine.store.store import Store
 from simulators.publish import messages
 from simulators.scenario import load_scenario
@@ -38,19 +47,20 @@ def kafka_config(
     receiver: Receiver,
     partitions: int,
     table_store: str = "memory://",
+    api: ApiConfig | None = None,
 ) -> Path:
     cfg: EngineConfig = default_config(
         mqtt=MqttConfig(url=mosquitto.url, client_id=f"unused-{tmp_path.name}"),
         data_dir=str(tmp_path / "data"),
         store=StoreConfig(url=store_url),
-        api=ApiConfig(enabled=False),
+        api=api or ApiConfig(enabled=False),
         inhibit=[],  # every event reaches the sink, to compare with the core's own
         sinks=[
             WebhookSinkConfig(url=f"http://127.0.0.1:{receiver.port}/hook", secret=SECRET, timeout_s=2, backoff_s=0.2)
         ],
         kafka=KafkaConfig(
             url=tansu.url, partitions=partitions, session_timeout_s=6, take_within_s=0.1, table_store=table_store,
-            bridge_client_id=f"bridge-{tmp_path.name}", bridge_group=f"g-{tmp_path.name}",
+            bridge_client_id=f"bridge-{tmp_path.name}", bridge_group=f"g-{tmp_path.name}", bridge_http_port=0,
         ),
         sites_file=None,
         devices_file=None,
@@ -246,3 +256,104 @@ async def read_topic(url: str, topic: str) -> list[dict[str, Any]]:
     finally:
         await consumer.stop()
     return out
+
+
+def served_at(process: Process, needle: str) -> str | None:
+    """The URL a process logged after ``needle`` (``worker HTTP API at http://…``)."""
+    for line in process.text().splitlines():
+        if needle in line:
+            return line.split(needle, 1)[1].split()[0].rstrip(".,")
+    return None
+
+
+@pytest.mark.parametrize("store_url", ["postgresql"], indirect=True)
+def test_operators_act_on_a_scale_out_through_any_worker_and_a_killed_worker_s_partitions_are_taken_up(
+    tansu, mosquitto, tmp_path, store_url
+):
+    import httpx
+
+    rows = run_scenario_rows("storm-over-slope")
+    receiver = Receiver()
+    receiver.start()
+    ops = ApiToken(name="duty-officer", token="o" * 24, role="operator")
+    api = ApiConfig(port=0, tokens=[ops])
+    config = kafka_config(tansu, mosquitto, tmp_path, store_url, receiver, partitions=4, api=api)
+    auth = {"Authorization": "Bearer " + "o" * 24}
+    first = Process("worker-a", ["worker", "-c", str(config)], tmp_path)
+    assert wait_for(lambda: worker_ready(first), 90), first.text()[-3000:]
+    second = Process("worker-b", ["worker", "-c", str(config)], tmp_path)
+    bridge = Process("bridge", ["bridge", "-c", str(config)], tmp_path)
+    try:
+        assert wait_for(lambda: worker_ready(second) and worker_ready(first, 2), 90), second.text()[-3000:]
+        assert wait_for(lambda: served_at(bridge, "bridge metrics and health at ") is not None, 60), bridge.text()
+        a_url = served_at(first, "worker HTTP API at ")
+        b_url = served_at(second, "worker HTTP API at ")
+        bridge_url = served_at(bridge, "bridge metrics and health at ")
+        assert a_url and b_url and bridge_url
+        publish(mosquitto.url, [r for r in rows if r[0] <= BASE + 30 * 3600])  # mid-storm: incidents open
+        # Metrics and health on every process of the deployment.
+        for url in (a_url, b_url, bridge_url):
+            assert wait_for(lambda u=url: httpx.get(f"{u}/readyz").status_code == 200, 30), url
+            assert "gridwatch_" in httpx.get(f"{url}/metrics").text
+        assert wait_for(lambda: "gridwatch_bridge_forwarded" in httpx.get(f"{bridge_url}/metrics").text, 10)
+        owned_a = set(httpx.get(f"{a_url}/readyz").json()["partitions"])
+        owned_b = set(httpx.get(f"{b_url}/readyz").json()["partitions"])
+        assert owned_a and owned_b and not owned_a & owned_b
+
+        def open_incidents() -> list[dict[str, Any]]:
+            return httpx.get(f"{a_url}/api/incidents?state=open", headers=auth).json()
+
+        assert wait_for(lambda: {i["site"] for i in open_incidents()} == {"S01", "S02", "S03"}, 90)
+        seen = [-1]
+
+        def settled() -> bool:  # every published reading processed: no new notification for 3 s
+            time.sleep(3.0)
+            before, seen[0] = seen[0], len(receiver.got)
+            return before == seen[0]
+
+        assert wait_for(settled, 90)
+        # Every open incident acknowledged through the worker that does not own its partition: queued in
+        # the store, applied by the owner, answered to the asking worker.
+        shards: set[int] = set()
+        acked: list[str] = []
+        for inc in open_incidents():
+            if inc["state"] != "firing":
+                continue
+            other = b_url if partition_of(inc["site"], 4) in owned_a else a_url
+            res = httpx.post(f"{other}/api/incidents/{inc['incident_id']}/ack", json={"comment": "on it"},
+                             headers=auth, timeout=30)  # fmt: skip
+            assert res.status_code == 200, res.text
+            assert [e["state"] for e in res.json()["events"]] == ["acknowledged"]
+            shards.add(partition_of(inc["site"], 4))
+            acked.append(inc["incident_id"])
+            shown = httpx.get(f"{b_url}/api/incidents/{inc['incident_id']}", headers=auth).json()
+            assert shown["acknowledged_by"] == "duty-officer"
+            assert any(a["action"] == "acknowledged" and a["actor"] == "duty-officer" for a in shown["audit"])
+        assert len(acked) >= 2, "acknowledged incidents of more than one site"
+        # Acknowledging twice is no news, whichever worker asks.
+        some = acked[0]
+        again = httpx.post(f"{b_url}/api/incidents/{some}/ack", json={}, headers=auth, timeout=30)
+        assert again.status_code == 200 and again.json()["events"] == []
+        res = httpx.post(f"{b_url}/api/incidents/{some}/assign", json={"to": "crew-7"}, headers=auth, timeout=30)
+        assert res.status_code == 200 and res.json()["events"][0]["assigned_to"] == "crew-7"
+        # The receiver heard the acknowledgements (their notifications went through the owners' outboxes).
+        assert wait_for(lambda: any(e["state"] == "acknowledged" for _, e in receiver.got), 30)
+        # Worker B dies: A takes up B's partitions at once (their open incidents, timers and outbox), with
+        # no new data, and answers for them.
+        second.kill(signal.SIGKILL)
+        assert wait_for(lambda: set(httpx.get(f"{a_url}/readyz").json()["partitions"]) == owned_a | owned_b, 60)
+        b_incident = next(i for i in open_incidents() if partition_of(i["site"], 4) in owned_b)
+        res = httpx.post(f"{a_url}/api/incidents/{b_incident['incident_id']}/resolve", json={"comment": "done"},
+                         headers=auth, timeout=30)  # fmt: skip
+        assert res.status_code == 200, res.text
+        assert [e["state"] for e in res.json()["events"]] == ["resolved"]
+        # …and refuses what the incident's state does not allow: 409 from the owner, through any worker.
+        refused = httpx.post(
+            f"{a_url}/api/incidents/{b_incident['incident_id']}/ack", json={}, headers=auth, timeout=30
+        )
+        assert refused.status_code == 409 and "not open" in refused.text
+    finally:
+        bridge.stop()
+        second.stop()
+        first.stop()
+        receiver.stop()

@@ -18,6 +18,7 @@ from engine.api.incidents import incidents_router
 from engine.config.models import ApiToken, EngineConfig
 from engine.core.findings import Finding
 from engine.core.levels import Level
+from engine.dispatch.actions import OperatorAction, apply_action
 from engine.dispatch.dispatcher import Dispatcher
 from engine.dispatch.outbox import OutboxDelivery, RetryPolicy
 from engine.dispatch.sinks import PermanentDeliveryError
@@ -194,8 +195,8 @@ def test_api_tokens_roles_errors_and_openapi(store):
     (fired,) = d.handle(tracker.apply([f]), now=0.0)
     iid = fired.event["incident_id"]
 
-    async def act(fn: Any) -> list[Notification]:
-        return fn(d, 50.0)
+    async def act(action: OperatorAction) -> list[Notification]:
+        return apply_action(d, action, 50.0)
 
     tokens = [ApiToken(name="ops", token="o" * 20, role="operator"), ApiToken(name="tv", token="v" * 20)]
     app = FastAPI()
