@@ -54,6 +54,25 @@ def _load(path: Path) -> EngineConfig:
         raise typer.Exit(2) from None
 
 
+def _need(extra: str, module: str, feature: str) -> None:
+    """Stop with the install command when an optional part is missing."""
+    from engine.extras import MissingExtraError, require
+
+    try:
+        require(extra, module, feature)
+    except MissingExtraError as exc:
+        typer.echo(str(exc), err=True)
+        raise typer.Exit(2) from None
+
+
+def _need_for(cfg: EngineConfig) -> None:
+    """The optional parts a config needs to run locally: the embedded broker, a PostgreSQL store."""
+    if cfg.mqtt.url == "embedded":
+        _need("demo", "amqtt", "the embedded MQTT broker (mqtt.url: embedded)")
+    if cfg.store_url().startswith("postgresql"):
+        _need("postgres", "psycopg", "a PostgreSQL store")
+
+
 def _install_stop(stop: asyncio.Event) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -65,6 +84,7 @@ def run(config: ConfigOpt = DEFAULT_CONFIG, log_level: str = "info") -> None:
     """Run the engine with the local runner until SIGINT/SIGTERM."""
     _logging(log_level)
     cfg = _load(config)
+    _need_for(cfg)
     from engine.runners.local import LocalRunner
 
     async def main() -> None:
@@ -85,6 +105,7 @@ def bridge(config: ConfigOpt = DEFAULT_CONFIG, log_level: str = "info") -> None:
     """Scale-out: forward MQTT (a shared subscription) to Kafka, keyed by site, until SIGINT/SIGTERM."""
     _logging(log_level)
     cfg = _load(config)
+    _need("kafka", "aiokafka", "`gridwatch bridge` (the scale-out runner)")
     from engine.runners.bridge import run_bridge
 
     done = run_bridge(cfg)
@@ -96,6 +117,9 @@ def worker(config: ConfigOpt = DEFAULT_CONFIG, log_level: str = "info") -> None:
     """Scale-out: a Faust worker on Kafka (detectors, incidents, dispatch) until SIGINT/SIGTERM."""
     _logging(log_level)
     cfg = _load(config)
+    _need("kafka", "faust", "`gridwatch worker` (the scale-out runner)")
+    if cfg.store_url().startswith("postgresql"):
+        _need("postgres", "psycopg", "a PostgreSQL store")
     import faust
 
     from engine.runners.faust_app import GridwatchWorker
@@ -466,6 +490,7 @@ def tune(
     workers: Annotated[int, typer.Option(help="Parallel processes (default: one per core).")] = 0,
 ) -> None:
     """What would other thresholds have done? Sweep a detector's config against data with known events."""
+    _need("tune", "matplotlib", "`gridwatch tune` (its plots)")
     from engine.core.levels import LEVEL_NAMES
     from engine.plots import sweep_plot
     from engine.tuning import (
@@ -587,6 +612,7 @@ def demo(
     from simulators.scenario import load_scenario
 
     cfg = _load(config)
+    _need("demo", "amqtt", "`gridwatch demo` (its embedded MQTT broker)")
     sc = load_scenario(scenario)
     import secrets
 

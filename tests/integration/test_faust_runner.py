@@ -286,6 +286,8 @@ def test_operators_act_on_a_scale_out_through_any_worker_and_a_killed_worker_s_p
     try:
         assert wait_for(lambda: worker_ready(second) and worker_ready(first, 2), 90), second.text()[-3000:]
         assert wait_for(lambda: served_at(bridge, "bridge metrics and health at ") is not None, 60), bridge.text()
+        for worker in (first, second):
+            assert wait_for(lambda w=worker: served_at(w, "worker HTTP API at ") is not None, 30), worker.text()
         a_url = served_at(first, "worker HTTP API at ")
         b_url = served_at(second, "worker HTTP API at ")
         bridge_url = served_at(bridge, "bridge metrics and health at ")

@@ -1,0 +1,116 @@
+"""The built wheel, installed (not editable) in a fresh virtual environment, runs the scale-out deployment.
+
+What a container image does: ``pip install 'gridwatch[kafka,postgres]'`` from the wheel, then ``gridwatch
+bridge`` and ``gridwatch worker`` from a directory that is not the checkout, so nothing can come from the
+source tree: the detectors, the camera model and its card, the migrations and the operator page must all
+be inside the wheel. Checked against the test broker (Tansu) and Mosquitto.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import orjson
+import pytest
+import yaml
+
+from tests.conftest import ROOT, publisher, wait_for
+
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(600)]
+
+
+def run(args: list[str], cwd: Path, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
+    return subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout, check=False)  # noqa: S603
+
+
+@pytest.fixture(scope="module")
+def installed(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A fresh venv with the built wheel and its kafka and postgres extras; returns its bin folder."""
+    base = tmp_path_factory.mktemp("wheel")
+    built = run([sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(base / "dist"), str(ROOT)], base)
+    assert built.returncode == 0, built.stderr[-3000:]
+    (wheel,) = (base / "dist").glob("gridwatch-*.whl")
+    venv = base / "venv"
+    made = run([sys.executable, "-m", "venv", str(venv)], base)
+    assert made.returncode == 0, made.stderr
+    pip = [str(venv / "bin" / "python"), "-m", "pip", "install", "-q", "--disable-pip-version-check"]
+    done = run([*pip, "-c", str(ROOT / "constraints.txt"), f"{wheel}[kafka,postgres]"], base, timeout=900)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return venv / "bin"
+
+
+def test_the_installed_wheel_checks_the_shipped_config_with_its_camera_model(installed, tmp_path):
+    shutil.copytree(ROOT / "config", tmp_path / "config")
+    out = run([str(installed / "gridwatch"), "check-config", "config/gridwatch.yaml"], tmp_path)
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "smoke-fire-model" in out.stdout  # the ONNX model and its card came with the wheel
+    where = run([str(installed / "python"), "-c", "import detectors, engine; print(detectors.__file__)"], tmp_path)
+    assert "site-packages" in where.stdout, "imported from the installed wheel, not the checkout"
+    gone = run([str(installed / "gridwatch"), "demo", "--duration", "1"], tmp_path)
+    assert gone.returncode == 2 and "pip install 'gridwatch[demo]'" in gone.stderr, gone.stdout + gone.stderr
+
+
+def test_the_installed_wheel_runs_bridge_and_worker(installed, tansu, mosquitto, tmp_path):
+    cfg = yaml.safe_load((ROOT / "config" / "gridwatch.yaml").read_text())
+    cfg.update(
+        data_dir=str(tmp_path / "data"),
+        sites_file=str(ROOT / "config" / "sites" / "demo-sites.csv"),
+        devices_file=str(ROOT / "config" / "sites" / "demo-devices.csv"),
+        mqtt={**cfg["mqtt"], "url": mosquitto.url, "client_id": f"unused-{tmp_path.name}"},
+        api={"port": 0},
+        kafka={
+            "url": tansu.url, "partitions": 2, "session_timeout_s": 6, "take_within_s": 0.1, "bridge_http_port": 0,
+            "bridge_client_id": f"bridge-{tmp_path.name}", "bridge_group": f"g-{tmp_path.name}",
+        },
+        sinks=[{"type": "log"}],
+    )  # fmt: skip
+    (tmp_path / "gridwatch.yaml").write_text(yaml.safe_dump(cfg))
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
+    logs = {name: (tmp_path / f"{name}.log").open("wb") for name in ("worker", "bridge")}
+    procs = {
+        name: subprocess.Popen(  # noqa: S603
+            [str(installed / "gridwatch"), name, "-c", "gridwatch.yaml"],
+            cwd=tmp_path, env={**env, "PYTHONUNBUFFERED": "1"}, stdout=logs[name], stderr=subprocess.STDOUT,
+        )
+        for name in ("worker", "bridge")
+    }  # fmt: skip
+
+    def log(name: str) -> str:
+        return (tmp_path / f"{name}.log").read_text(errors="replace")
+
+    def url_after(name: str, needle: str) -> str | None:
+        for line in log(name).splitlines():
+            if needle in line:
+                return line.split(needle, 1)[1].split()[0].rstrip(".,")
+        return None
+
+    try:
+        assert wait_for(lambda: "Worker ready" in log("worker"), 120), log("worker")[-3000:]
+        assert wait_for(lambda: "bridge running" in log("bridge"), 60), log("bridge")[-3000:]
+        assert wait_for(lambda: url_after("worker", "worker HTTP API at ") is not None, 30), log("worker")[-3000:]
+        api = url_after("worker", "worker HTTP API at ")
+        assert api is not None
+        pub = publisher(mosquitto.url)
+        now = time.time()
+        for k in range(20):
+            body = {"ts": now - 600 * (20 - k), "values": {"rain_mm": 1.0}}
+            pub.publish("gw/sensors/S01/rain-1", orjson.dumps(body), qos=1)
+        assert pub.flush()
+        pub.stop()
+        assert wait_for(lambda: httpx.get(f"{api}/readyz").json().get("readings", 0) >= 20, 60), log("worker")[-3000:]
+        assert httpx.get(f"{api}/readyz").status_code == 200
+        assert httpx.get(f"{api}/ui/").status_code == 200  # the operator page's files came with the wheel
+    finally:
+        for p in procs.values():
+            p.terminate()
+        for p in procs.values():
+            p.wait(30)
+        for f in logs.values():
+            f.close()
