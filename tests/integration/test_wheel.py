@@ -27,7 +27,7 @@ pytestmark = [pytest.mark.integration, pytest.mark.timeout(600)]
 
 def run(args: list[str], cwd: Path, timeout: float = 300) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
-    return subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout, check=False)  # noqa: S603
+    return subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout, check=False)
 
 
 @pytest.fixture(scope="module")
@@ -75,7 +75,7 @@ def test_the_installed_wheel_runs_bridge_and_worker(installed, tansu, mosquitto,
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
     logs = {name: (tmp_path / f"{name}.log").open("wb") for name in ("worker", "bridge")}
     procs = {
-        name: subprocess.Popen(  # noqa: S603
+        name: subprocess.Popen(
             [str(installed / "gridwatch"), name, "-c", "gridwatch.yaml"],
             cwd=tmp_path, env={**env, "PYTHONUNBUFFERED": "1"}, stdout=logs[name], stderr=subprocess.STDOUT,
         )
