@@ -37,7 +37,7 @@ class MqttConfig(Strict):
     protocol: Literal["5", "3.1.1"] = Field(
         "5", description="MQTT protocol version; the embedded broker only speaks 3.1.1 and forces it."
     )
-    topic_prefix: str = Field("gw", description="Prefix of every gridwatch topic (DESIGN: MQTT topics).")
+    topic_prefix: str = Field("gw", description="Prefix of every gridwatch topic (docs/contracts.md: MQTT topics).")
     client_id: str = Field("gridwatch-engine", description="Client id; keep it stable for the persistent session.")
     qos: Literal[0, 1, 2] = Field(1, description="QoS of the engine's subscriptions and publications.")
     session_expiry_s: int = Field(

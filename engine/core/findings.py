@@ -30,7 +30,7 @@ class Finding:
     row: int = 0
 
     def to_event(self) -> dict[str, Any]:
-        """The finding as it appears inside an incident event (DESIGN: "Incident event")."""
+        """The finding as it appears inside an incident event (docs/contracts.md: "Incident event")."""
         return {
             "detector": self.detector,
             "device": self.device,

@@ -1,4 +1,4 @@
-"""The sensor metrics of the MQTT contract (DESIGN: "Sensor metrics"), with their plausible ranges and units.
+"""The sensor metrics of the MQTT contract (docs/contracts.md: "Sensor metrics"), with their plausible ranges and units.
 
 The range is what a working instrument can report at all; readings outside it are physically impossible
 and are rejected at ingest as ``out_of_range`` rather than passed on to detectors.

@@ -115,7 +115,7 @@ class Incident:
     def event(
         self, action: str, route: list[str], plan: dict[str, Any], max_findings: int, actor: str | None = None
     ) -> dict[str, Any]:
-        """The incident event (DESIGN: "Incident event") plus what happened (``action``) and who did it."""
+        """The incident event (docs/contracts.md: "Incident event") plus what happened (``action``) and who did it."""
         recent = sorted(self.findings.values(), key=lambda f: (f.ts, f.detector, f.device))[-max_findings:]
         self.seq += 1
         return {

@@ -1,4 +1,4 @@
-"""Sensor payloads (DESIGN: single readings and gateway batches) decoded into a ``BatchBuilder``.
+"""Sensor payloads (docs/contracts.md: single readings and gateway batches) decoded into a ``BatchBuilder``.
 
 Every reading is validated whole: if any of its values is bad, the reading is rejected with the reason
 and nothing of it enters the batch. A gateway batch rejects only its bad readings.

@@ -1,4 +1,4 @@
-"""Replay files (DESIGN: "Replay file"): CSV or JSON Lines rows ``ts,site,device,metric,value``."""
+"""Replay files (docs/contracts.md: "Replay file"): CSV or JSON Lines rows ``ts,site,device,metric,value``."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Reading timestamps: epoch seconds or ISO-8601 with an offset (DESIGN: payloads)."""
+"""Reading timestamps: epoch seconds or ISO-8601 with an offset (docs/contracts.md: payloads)."""
 
 from __future__ import annotations
 

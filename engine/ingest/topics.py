@@ -1,4 +1,4 @@
-"""Topic names of the MQTT contract (DESIGN: "MQTT topics"), parsed and built."""
+"""Topic names of the MQTT contract (docs/contracts.md: "MQTT topics"), parsed and built."""
 
 from __future__ import annotations
 

@@ -485,7 +485,7 @@ class Store:
 
 
 def finding_json(f: FindingRow) -> dict[str, Any]:
-    """A stored finding as in an incident event (DESIGN: "Incident event")."""
+    """A stored finding as in an incident event (docs/contracts.md: "Incident event")."""
     return {"detector": f.detector, "device": f.device, "ts": f.ts, "level": f.level, "score": f.score,
             "evidence": f.evidence}  # fmt: skip
 
