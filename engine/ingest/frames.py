@@ -123,10 +123,17 @@ def checked_size(data: bytes, max_pixels: int = MAX_PIXELS) -> tuple[str, int, i
     return kind, w, h
 
 
+THERMAL_SCENE_C = (-90.0, 300.0)  # a scene's median temperature outside this is a calibration error
+
+
 def decode(
     data: bytes, thermal: bool = False, gain: float = 1.0, offset: float = 0.0, max_pixels: int = MAX_PIXELS
 ) -> Any:
-    """A visible frame as BGR uint8, or a thermal frame as float32 (``gain * raw + offset``).
+    """A visible frame as BGR uint8, or a thermal frame as float32 °C: integer counts become
+    ``gain * counts + offset``, a float frame is °C already (counts with no calibration, gain 1 and offset
+    0, stay relative counts). A frame in °C whose median is no scene temperature (-90 … 300 °C) is refused
+    as ``implausible_temperature``: a wrong calibration must not reach the detectors silently (every pixel
+    at -270 °C never alarms).
 
     >>> ok, buf = cv2.imencode(".png", np.zeros((4, 6, 3), np.uint8))
     >>> decode(buf.tobytes()).shape
@@ -151,8 +158,20 @@ def decode(
         raise FrameError("not_an_image", f"a visible .npy frame must be uint8 HxW or HxWx3, not {arr.dtype} "
                                              f"{arr.shape}")  # fmt: skip
     if thermal:
-        out: npt.NDArray[np.float32] = (arr.astype(np.float32) * gain + offset).astype(np.float32)
-        return out[:, :, 0] if out.ndim == 3 else out
+        # Counts (integers) are calibrated; a float frame is °C already (docs/contracts.md: frames).
+        calibrated = np.issubdtype(arr.dtype, np.integer)
+        scale, shift = (gain, offset) if calibrated else (1.0, 0.0)
+        out: npt.NDArray[np.float32] = (arr.astype(np.float32) * scale + shift).astype(np.float32)
+        out = out[:, :, 0] if out.ndim == 3 else out
+        in_celsius = not calibrated or (gain, offset) != (1.0, 0.0)  # uncalibrated counts are only relative
+        median = float(np.median(out)) if in_celsius else 0.0
+        if not THERMAL_SCENE_C[0] <= median <= THERMAL_SCENE_C[1]:
+            how = f"counts x {gain:g} + {offset:g}" if calibrated else "a float frame, taken as °C"
+            raise FrameError(
+                "implausible_temperature",
+                f"the scene's median is {median:.1f} °C ({how}): check the camera's gain and offset in config",
+            )
+        return out
     if arr.ndim == 2:
         arr = cv2.cvtColor(arr, cv2.COLOR_GRAY2BGR)
     return arr

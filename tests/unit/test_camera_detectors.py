@@ -337,3 +337,22 @@ def test_thermal_rate_of_rise_is_a_pre_alarm_below_the_pre_alarm_heat():
         out.append((found[0].level.label, found[0].evidence["rise_per_min"]) if found else None)
     assert out[:2] == [None, None]
     assert out[2] == ("orange", 13.0) and out[3] is None  # 8 °C a minute is below the rate
+
+
+def test_thermal_counts_are_calibrated_float_frames_are_degrees_and_a_wrong_calibration_is_refused():
+    import io
+
+    from engine.ingest.frames import FrameError, decode
+
+    def npy(arr: np.ndarray) -> bytes:
+        buf = io.BytesIO()
+        np.save(buf, arr)
+        return buf.getvalue()
+
+    counts = np.full((8, 8), 29315, dtype=np.uint16)  # centikelvin: 20 °C
+    assert float(decode(npy(counts), thermal=True, gain=0.01, offset=-273.15)[0, 0]) == pytest.approx(20.0, abs=1e-3)
+    celsius = np.full((8, 8), 21.5, dtype=np.float32)  # the simulator's frames: °C already
+    assert float(decode(npy(celsius), thermal=True, gain=0.01, offset=-273.15)[0, 0]) == pytest.approx(21.5)
+    with pytest.raises(FrameError) as exc:
+        decode(npy(np.full((8, 8), 2931, dtype=np.uint16)), thermal=True, gain=0.01, offset=-273.15)  # a wrong scale
+    assert exc.value.reason == "implausible_temperature" and "gain and offset" in str(exc.value)
