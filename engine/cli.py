@@ -97,7 +97,13 @@ def run(config: ConfigOpt = DEFAULT_CONFIG, log_level: str = "info") -> None:
             "stopped: %d readings, %d rejected, %d incident events", summary.readings, summary.rejected, summary.events
         )
 
-    asyncio.run(main())
+    from engine.ingest.embedded_broker import PortInUseError
+
+    try:
+        asyncio.run(main())
+    except PortInUseError as exc:
+        typer.echo(f"cannot start: {exc}", err=True)
+        raise typer.Exit(2) from None
 
 
 @app.command()

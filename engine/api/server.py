@@ -14,7 +14,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from engine import metrics
 from engine.api.auth import TokenAuth
-from engine.ingest.embedded_broker import free_port
+from engine.ingest.embedded_broker import ensure_free, free_port
 
 logger = logging.getLogger(__name__)
 
@@ -92,6 +92,7 @@ class ApiServer:
         return f"http://{self.host}:{self.port}"
 
     async def start(self) -> None:
+        ensure_free(self.host, self.port, "the HTTP API", "set api.port (0: a free port) or stop what holds it")
         self._task = asyncio.create_task(self._server.serve())
         for _ in range(200):
             if self._server.started:

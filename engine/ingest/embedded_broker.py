@@ -19,6 +19,29 @@ def free_port(host: str = "127.0.0.1") -> int:
         return int(s.getsockname()[1])
 
 
+class PortInUseError(RuntimeError):
+    """A port gridwatch must listen on is taken: the message says which setting to change."""
+
+
+def ensure_free(host: str, port: int, what: str, fix: str) -> None:
+    """Stop with a clear message when ``host:port`` cannot be bound (rather than a library's traceback).
+
+    >>> import socket
+    >>> s = socket.socket(); s.bind(("127.0.0.1", 0)); s.listen(); taken = s.getsockname()[1]
+    >>> ensure_free("127.0.0.1", taken, "the embedded MQTT broker", "set mqtt.embedded_port")
+    Traceback (most recent call last):
+    ...
+    engine.ingest.embedded_broker.PortInUseError: the embedded MQTT broker cannot listen on 127.0.0.1:...
+    >>> s.close()
+    """
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind((host, port))
+        except OSError as exc:
+            raise PortInUseError(f"{what} cannot listen on {host}:{port} ({exc.strerror}): {fix}") from None
+
+
 class EmbeddedBroker:
     """Starts and stops an amqtt broker inside the running event loop.
 
@@ -38,6 +61,10 @@ class EmbeddedBroker:
     async def start(self) -> int:
         from amqtt.broker import Broker
 
+        ensure_free(
+            self.host, self.port, "the embedded MQTT broker",
+            "another broker is there? set mqtt.embedded_port (0: a free port) or point mqtt.url at that broker",
+        )  # fmt: skip
         for name in ("amqtt", "transitions"):
             logging.getLogger(name).setLevel(logging.WARNING)
         config = {

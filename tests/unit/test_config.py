@@ -143,3 +143,21 @@ def test_check_config_says_which_detector_can_never_judge_a_slow_device(tmp_path
     assert len(warnings) == 2, result.output
     assert "S1/gnss-1" in warnings[0] and "gnss-velocity" in warnings[0] and "max_window_h" in warnings[0]
     assert "S1/rain-1" in warnings[1] and "rain-total" in warnings[1] and "max_gap_s" in warnings[1]
+
+
+def test_a_taken_broker_port_stops_run_with_the_setting_to_change(tmp_path):
+    import socket
+
+    with socket.socket() as held:
+        held.bind(("127.0.0.1", 0))
+        held.listen()
+        port = held.getsockname()[1]
+        path = tmp_path / "taken.yaml"
+        path.write_text(
+            f"city: Test\ndata_dir: {tmp_path / 'data'}\nmqtt: {{url: embedded, embedded_port: {port}}}\n"
+            "api: {enabled: false}\ndetectors: []\n"
+        )
+        result = CliRunner().invoke(app, ["run", "-c", str(path)])
+    assert result.exit_code == 2, result.output
+    assert f"127.0.0.1:{port}" in result.output and "mqtt.embedded_port" in result.output
+    assert "Traceback" not in result.output
