@@ -37,6 +37,7 @@ from rich.table import Table
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from benchmarks.output import results_dir  # noqa: E402
 from engine.config.loader import load_config  # noqa: E402 (after sys.path)
 from engine.core.findings import Finding  # noqa: E402
 from engine.evaluation import score  # noqa: E402
@@ -44,7 +45,7 @@ from engine.ingest.replay_file import batches  # noqa: E402
 from engine.runners.assembly import build_pipeline  # noqa: E402
 from simulators.scenario import load_scenario  # noqa: E402
 
-RESULTS = ROOT / "benchmarks" / "results"
+RESULTS = results_dir()  # results/quick/ for --quick: the recorded results stay
 SCENARIOS = ("creep-to-failure", "storm-over-slope", "stable-slopes", "sensor-faults")
 console = Console()
 

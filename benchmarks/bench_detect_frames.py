@@ -32,13 +32,14 @@ from rich.table import Table
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from benchmarks.output import results_dir  # noqa: E402
 from detectors.thermal.thermal_hotspot import ThermalHotspot, ThermalHotspotConfig  # noqa: E402
 from detectors.vision.base import Frame, FrameBatch  # noqa: E402
 from detectors.vision.flame_color_motion import FlameColorMotion, FlameColorMotionConfig  # noqa: E402
 from detectors.vision.smoke_fire_onnx import SmokeFireOnnx, SmokeFireOnnxConfig  # noqa: E402
 from engine.ingest.frames import decode  # noqa: E402
 
-RESULTS = ROOT / "benchmarks" / "results"
+RESULTS = results_dir()  # results/quick/ for --quick: the recorded results stay
 console = Console()
 
 

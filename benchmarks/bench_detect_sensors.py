@@ -41,6 +41,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from benchmarks.fleet import FULL_HISTORY_H, STEPS_PER_H, Fleet, city_fleet  # noqa: E402 (after sys.path)
+from benchmarks.output import results_dir  # noqa: E402
 from benchmarks.reference_detectors import ReferenceDisplacementRate, ReferenceIntensityDuration  # noqa: E402
 from detectors.base import Detector  # noqa: E402
 from detectors.geohazard.displacement_rate import DisplacementRate, DisplacementRateConfig  # noqa: E402
@@ -55,7 +56,7 @@ from engine.core.devices import DeviceIndex  # noqa: E402
 from engine.metrics import REGISTRY  # noqa: E402
 from engine.runners.assembly import build_pipeline  # noqa: E402
 
-RESULTS = ROOT / "benchmarks" / "results"
+RESULTS = results_dir()  # results/quick/ for --quick: the recorded results stay
 console = Console()
 
 

@@ -31,6 +31,7 @@ from rich.table import Table
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from benchmarks.output import results_dir  # noqa: E402
 from engine.config.models import EngineConfig  # noqa: E402 (after sys.path)
 from engine.core.findings import Finding  # noqa: E402
 from engine.core.levels import Level  # noqa: E402
@@ -39,7 +40,7 @@ from engine.incidents.tracker import IncidentTracker  # noqa: E402
 from engine.store.store import Notification, Store  # noqa: E402
 from engine.store.tables import AuditRow, FindingRow, IncidentRow, OutboxRow  # noqa: E402
 
-RESULTS = ROOT / "benchmarks" / "results"
+RESULTS = results_dir()  # results/quick/ for --quick: the recorded results stay
 console = Console()
 PG_ADMIN = os.environ.get("GRIDWATCH_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
 

@@ -36,6 +36,7 @@ sys.path.insert(0, str(ROOT))
 
 from aiokafka import AIOKafkaConsumer, TopicPartition  # noqa: E402
 
+from benchmarks.output import results_dir  # noqa: E402
 from engine.config.models import ApiConfig, KafkaConfig, LogSinkConfig, MqttConfig, StoreConfig  # noqa: E402
 from tests.conftest import (  # noqa: E402
     Mosquitto,
@@ -48,7 +49,7 @@ from tests.conftest import (  # noqa: E402
     wait_for,
 )
 
-RESULTS = ROOT / "benchmarks" / "results"
+RESULTS = results_dir()  # results/quick/ for --quick: the recorded results stay
 console = Console()
 BASE = 1_700_000_000.0
 PARTITIONS = 8

@@ -41,11 +41,12 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from benchmarks.mqtt_blast import blast  # noqa: E402 (after sys.path)
+from benchmarks.output import results_dir  # noqa: E402
 from engine.config.models import ApiConfig, IngestConfig, MqttConfig  # noqa: E402
 from engine.runners.local import LocalRunner  # noqa: E402
 from tests.conftest import Mosquitto, _mosquitto_binary, default_config  # noqa: E402
 
-RESULTS = ROOT / "benchmarks" / "results"
+RESULTS = results_dir()  # results/quick/ for --quick: the recorded results stay
 console = Console()
 SITES = 13_000
 GENERATORS = 1  # load generator processes for single-reading messages (each can offer 100,000/s and more)

@@ -32,12 +32,13 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from benchmarks.fleet import FULL_HISTORY_H, STEPS_PER_H, city_fleet  # noqa: E402 (after sys.path)
+from benchmarks.output import results_dir  # noqa: E402
 from engine.config.loader import load_config  # noqa: E402
 from engine.core.allocator import tune_allocator  # noqa: E402
 from engine.core.history import ReadingHistory  # noqa: E402
 from engine.runners.assembly import build_pipeline  # noqa: E402
 
-RESULTS = ROOT / "benchmarks" / "results"
+RESULTS = results_dir()  # results/quick/ for --quick: the recorded results stay
 console = Console()
 TARGET_BYTES = 1 << 30  # issue 9: at most 1 GB resident for 65,000 devices of full history
 

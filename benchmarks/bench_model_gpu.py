@@ -40,10 +40,11 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from benchmarks.bench_detect_frames import jpeg_frames  # noqa: E402 (after sys.path)
+from benchmarks.output import results_dir  # noqa: E402
 from detectors.vision.smoke_fire_onnx import SmokeFireOnnx, SmokeFireOnnxConfig  # noqa: E402
 from engine.ingest.frames import decode  # noqa: E402
 
-RESULTS = ROOT / "benchmarks" / "results"
+RESULTS = results_dir()  # results/quick/ for --quick: the recorded results stay
 console = Console()
 MODEL = ROOT / "models" / "smoke_fire.onnx"
 
