@@ -258,15 +258,16 @@ def score_sweep(
 
 
 def best_point(points: list[Point], level: str, constraint: Constraint) -> Point | None:
-    """The highest-F1 point at ``level`` that the constraint allows (ties: more lead time)."""
+    """The highest-F1 point at ``level`` that the constraint allows. Ties go to the cautious side: fewer false
+    alarms, then more lead time (a tie on F1 is no reason to alarm more)."""
     ok = [p for p in points if p.scores and constraint.allows(p.scores[level])]
     if not ok:
         return None
 
-    def key(p: Point) -> tuple[float, float]:
+    def key(p: Point) -> tuple[float, float, float]:
         s = p.scores[level]
         lead = s["lead_h_median"]
-        return (s["f1"], lead if np.isfinite(lead) else -np.inf)
+        return (s["f1"], -float(s.get("false_alarms", 0)), lead if np.isfinite(lead) else -np.inf)
 
     return max(ok, key=key)
 

@@ -9,6 +9,7 @@ ingest and sinks) is reported as needing a restart.
 from __future__ import annotations
 
 import logging
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -68,6 +69,16 @@ def masked(key: str, value: Any) -> Any:
     return value
 
 
+def _name(old: Any, new: Any, index: int) -> str:
+    """How a list item is named in a diff: its ``id`` (or ``name``, ``type``) when it has one, else its index."""
+    for item in (new, old):
+        if isinstance(item, dict):
+            for key in ("id", "name", "type"):
+                if item.get(key):
+                    return str(item[key])
+    return str(index)
+
+
 def config_diff(old: Any, new: Any, path: str = "") -> list[str]:
     """Every leaf that differs, as ``path: old -> new``, secrets masked (``masked``).
 
@@ -75,6 +86,8 @@ def config_diff(old: Any, new: Any, path: str = "") -> list[str]:
     ['a.b: 1 -> 2']
     >>> config_diff({"mqtt": {"password": "old-pass"}}, {"mqtt": {"password": "new-pass"}})
     ["mqtt.password: '•••' -> '•••'"]
+    >>> config_diff({"detectors": [{"id": "rain-total", "bin_s": 3600}]}, {"detectors": [{"id": "rain-total", "bin_s": 600}]})
+    ['detectors[rain-total].bin_s: 3600 -> 600']
     """
     if isinstance(old, dict) and isinstance(new, dict):
         out: list[str] = []
@@ -88,7 +101,11 @@ def config_diff(old: Any, new: Any, path: str = "") -> list[str]:
                 out.extend(config_diff(old[key], new[key], sub))
         return out
     if isinstance(old, list) and isinstance(new, list) and len(old) == len(new):
-        return [d for i, (a, b) in enumerate(zip(old, new, strict=True)) for d in config_diff(a, b, f"{path}.{i}")]
+        return [
+            d
+            for i, (a, b) in enumerate(zip(old, new, strict=True))
+            for d in config_diff(a, b, f"{path}[{_name(a, b, i)}]")
+        ]
     key = path.rsplit(".", 1)[-1]
     return [] if old == new else [f"{path}: {masked(key, old)!r} -> {masked(key, new)!r}"]
 
@@ -124,7 +141,7 @@ def apply_config(pipeline: Pipeline, old: EngineConfig, new: EngineConfig) -> Re
     result = ReloadResult(ok=True)
     old_json, new_json = old.model_dump(mode="json"), new.model_dump(mode="json")
     result.changes = config_diff(old_json, new_json)
-    result.needs_restart = sorted({c.split(".")[0].split(":")[0] for c in result.changes} - LIVE_SECTIONS)
+    result.needs_restart = sorted({re.split(r"[.:\[]", c, maxsplit=1)[0] for c in result.changes} - LIVE_SECTIONS)
     by_name = {d.name: (d, s) for d, s in zip(pipeline.detectors, pipeline.states, strict=True)}
     detectors: list[Detector[Any]] = []
     states: list[DeviceState] = []

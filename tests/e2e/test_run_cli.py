@@ -121,7 +121,7 @@ def test_sighup_and_gridwatch_reload_apply_a_new_config_and_refuse_a_bad_one(tmp
         config.write_text(yaml.safe_dump(cfg))
         res = subprocess.run(reload_cli, capture_output=True, text=True, timeout=60, check=False, env=env)
         assert res.returncode == 0, res.stdout + res.stderr
-        assert "detectors.4.points: 160 -> 200" in res.stdout + res.stderr
+        assert "detectors[gnss-velocity].points: 160 -> 200" in res.stdout + res.stderr
         # 3. A bad config is refused with its file and field; the engine keeps running on the last good one.
         cfg["detectors"][1]["levels"] = {"blue": 3.0, "yellow": 1.0}
         config.write_text(yaml.safe_dump(cfg))

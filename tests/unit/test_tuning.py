@@ -89,6 +89,17 @@ def test_best_point_obeys_the_constraint():
         Constraint.parse_rate("2/fortnight")
 
 
+def test_a_tie_on_f1_goes_to_the_point_with_fewer_false_alarms():
+    def pt(v, false_alarms, lead):
+        scores = {"f1": 0.8, "false_alarms": false_alarms, "false_alarms_per_site_month": 0.0, "recall": 1.0,
+                  "lead_h_median": lead}  # fmt: skip
+        return Point({"x": v}, None, scores={"yellow": scores})
+
+    aggressive, cautious = pt(1, 5, 30.0), pt(2, 1, 20.0)  # the aggressive one warns earlier, and more often
+    assert best_point([aggressive, cautious], "yellow", Constraint()) is cautious
+    assert best_point([cautious, aggressive], "yellow", Constraint()) is cautious
+
+
 def test_yaml_patch_names_only_what_changed():
     det = registry.get("displacement_rate").example_config()
     (point,) = sweep_points(det, [Sweep.parse("angle_min_velocity_per_day=3:3:1")])
