@@ -86,7 +86,8 @@ def config_diff(old: Any, new: Any, path: str = "") -> list[str]:
     ['a.b: 1 -> 2']
     >>> config_diff({"mqtt": {"password": "old-pass"}}, {"mqtt": {"password": "new-pass"}})
     ["mqtt.password: '•••' -> '•••'"]
-    >>> config_diff({"detectors": [{"id": "rain-total", "bin_s": 3600}]}, {"detectors": [{"id": "rain-total", "bin_s": 600}]})
+    >>> old, new = [{"id": "rain-total", "bin_s": 3600}], [{"id": "rain-total", "bin_s": 600}]
+    >>> config_diff({"detectors": old}, {"detectors": new})
     ['detectors[rain-total].bin_s: 3600 -> 600']
     """
     if isinstance(old, dict) and isinstance(new, dict):
