@@ -90,7 +90,7 @@ def test_best_point_obeys_the_constraint():
 
 
 def test_a_tie_on_f1_goes_to_the_point_with_fewer_false_alarms():
-    def pt(v, false_alarms, lead):
+    def pt(v: int, false_alarms: int, lead: float) -> Point:
         scores = {"f1": 0.8, "false_alarms": false_alarms, "false_alarms_per_site_month": 0.0, "recall": 1.0,
                   "lead_h_median": lead}  # fmt: skip
         return Point({"x": v}, None, scores={"yellow": scores})
