@@ -25,7 +25,7 @@ from engine.core.levels import Level
 from engine.dispatch.routing import Router
 from engine.incidents.inhibition import inhibited_by
 from engine.incidents.silences import Silence, silenced_by
-from engine.incidents.tracker import IncidentTracker
+from engine.incidents.tracker import IncidentError, IncidentTracker
 from engine.store.store import Notification, Store
 
 logger = logging.getLogger(__name__)
@@ -44,6 +44,7 @@ class Escalation:
     ack_due: float
     remind_at: float
     acknowledged: bool = False
+    dispatched: list[str] = dataclasses.field(default_factory=list)  # receivers one-key dispatch reached
 
 
 class Dispatcher:
@@ -132,9 +133,9 @@ class Dispatcher:
             esc.level_since, esc.acknowledged = now, False
             esc.ack_due, esc.remind_at = now + rule.ack_within_s, now + rule.repeat_s
             self._next_due = min(self._next_due, self._due_at(esc))
-            receivers = route[esc.first : esc.tier + 1]
+            receivers = self._reached(route, esc)
         else:
-            receivers = route[esc.first : esc.tier + 1]
+            receivers = self._reached(route, esc)
         if esc is not None and action == "acknowledged":
             esc.acknowledged = True
             metrics.TIME_TO_ACK.labels(e["hazard"]).observe(max(0.0, now - esc.level_since))
@@ -146,6 +147,14 @@ class Dispatcher:
             self._esc.pop(iid, None)
         tier = TIERS[esc.tier] if esc is not None else None
         return self._mute(Notification(e, now, True, {"receivers": receivers, "tier": tier}))
+
+    @staticmethod
+    def _reached(route: list[str], esc: Escalation) -> list[str]:
+        """Everyone who has heard of the incident: its tiers so far, and whom one-key dispatch reached. Later
+        news (a raise, an acknowledgement, the resolution) goes to all of them."""
+        out = list(route[esc.first : esc.tier + 1])
+        out += [r for r in esc.dispatched if r not in out]
+        return out
 
     def _mute(self, note: Notification) -> Notification:
         e = note.event
@@ -244,11 +253,24 @@ class Dispatcher:
         return self._operator(self.tracker.resolve(incident_id, by, now), now, comment)
 
     def dispatch(self, incident_id: str, by: str, now: float) -> list[Notification]:
-        """One-key dispatch: the incident with its plan to every receiver of the plan, never muted."""
-        event = self.tracker.event_of(incident_id, "dispatched", by)
-        receivers = self.router.plan_receivers(event["site"], event["hazard"], Level.from_name(event["level"]))
+        """One-key dispatch: the incident with its plan to every receiver of the plan, never muted. Once per
+        receiver: pressing it again reaches only receivers it has not reached (a higher level's plan may name
+        more), else nothing happens. Only an open incident can be dispatched."""
+        inc = self.tracker.get(incident_id)
+        if inc is None or not inc.is_open:
+            state = inc.state if inc is not None else "unknown"
+            raise IncidentError(f"incident {incident_id} is {state}; only an open incident can be dispatched")
         esc = self._esc.get(incident_id)
-        note = Notification(event, now, True, {"receivers": receivers, "tier": TIERS[esc.tier] if esc else None})
+        plan = self.router.plan_receivers(inc.site, inc.hazard, inc.level)
+        already = list(esc.dispatched) if esc is not None else []
+        receivers = [r for r in plan if r not in already]
+        if not receivers:
+            return []  # every receiver of the plan has it: no news
+        if esc is not None:
+            esc.dispatched.extend(receivers)
+        event = self.tracker.event_of(incident_id, "dispatched", by)
+        detail = {"receivers": receivers, "tier": TIERS[esc.tier] if esc else None, "already_dispatched": already}
+        note = Notification(event, now, True, detail)
         self._record([note])
         return [note]
 

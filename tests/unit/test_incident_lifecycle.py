@@ -158,3 +158,26 @@ def test_red_landslide_inhibits_yellow_rain_at_the_same_site_only():
     assert not inhibited_by(rules, ("S1", "rainstorm", "orange"), [("S1", "landslide", "red")])
     assert not inhibited_by(rules, ("S1", "rainstorm", "yellow"), [("S1", "landslide", "orange")])
     assert not inhibited_by(rules, ("S2", "rainstorm", "yellow"), [("S1", "landslide", "red")])
+
+
+def test_dispatch_reaches_each_receiver_once_refuses_a_resolved_incident_and_later_news_reaches_them_all():
+    from engine.config.models import EngineConfig
+    from engine.dispatch.dispatcher import Dispatcher
+
+    site = dict(id="S1", lat=29.5, lon=106.5, grid="g1", town="t1", district="d1")
+    cfg = EngineConfig(sites=[site], routing=[dict(first="grid", ack_within_s=600, repeat_s=10_000)])
+    tracker = IncidentTracker(cfg.incidents)
+    desk = Dispatcher(cfg, tracker)
+    events = tracker.apply([Finding("d", "landslide", "S1", "crack-1", 0.0, Level.ORANGE, 1.0)])
+    (fired,) = desk.handle(events, now=0.0)
+    iid = fired.event["incident_id"]
+    assert fired.detail["receivers"] == ["grid:g1"]
+    (sent,) = desk.dispatch(iid, "ops", 10.0)
+    assert sent.detail["receivers"] == ["grid:g1", "town:t1", "district:d1", "city:city"]
+    assert desk.dispatch(iid, "ops", 20.0) == [], "pressing dispatch again reaches nobody twice"
+    (ack,) = desk.acknowledge(iid, "ops", 30.0)
+    assert ack.detail["receivers"] == ["grid:g1", "town:t1", "district:d1", "city:city"]
+    (done,) = desk.resolve(iid, "ops", 40.0)
+    assert done.detail["receivers"] == ["grid:g1", "town:t1", "district:d1", "city:city"], "every tier hears the end"
+    with pytest.raises(IncidentError, match="only an open incident"):
+        desk.dispatch(iid, "ops", 50.0)
