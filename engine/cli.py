@@ -610,8 +610,15 @@ def demo(
     config: ConfigOpt = DEFAULT_CONFIG,
     scenario: Annotated[str, typer.Option(help="Scenario to play.")] = "storm-over-slope",
     out: Annotated[Path, typer.Option(help="Where the event log goes.")] = Path("var/demo"),
+    hold: Annotated[
+        bool | None,
+        typer.Option(
+            help="Keep the engine and its operator page up after the scenario until Ctrl-C (default: in a terminal)."
+        ),
+    ] = None,
 ) -> None:
-    """Embedded broker + engine + a simulated rainstorm over a slope that starts to fail, with a live board."""
+    """Embedded broker + engine + a simulated rainstorm over a slope that starts to fail, then a smoke camera and
+    a thermal camera seeing a fire, with a live board and the operator page."""
     _logging("warning")
     from engine.config.models import ApiConfig
     from engine.runners.demo import run_demo
@@ -640,7 +647,8 @@ def demo(
         }
     )
     out.mkdir(parents=True, exist_ok=True)
-    summary, board, runner = asyncio.run(run_demo(cfg, sc, duration, out, Console()))
+    keep = sys.stdin.isatty() if hold is None else hold
+    summary, board, runner = asyncio.run(run_demo(cfg, sc, duration, out, Console(), hold=keep))
     t = Table(title="demo summary")
     for col in ("hazard", "level", "incident events"):
         t.add_column(col)

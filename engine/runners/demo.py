@@ -21,6 +21,20 @@ from simulators.publish import messages, publish_paced
 from simulators.scenario import Scenario
 
 
+async def _hold(runner: LocalRunner, cfg: EngineConfig, console: Console) -> None:
+    """Keep the engine (and the operator page) up until Ctrl-C or SIGTERM."""
+    import signal
+
+    done = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, done.set)
+    page = f"{runner.api_url}/ui/#token={cfg.api.tokens[0].token}" if runner.api_url and cfg.api.tokens else None
+    where = f"the engine and its operator page {page}" if page else "the engine"
+    console.print(f"The scenario is over; {where} stay up: Ctrl-C to stop.", soft_wrap=True)
+    await done.wait()
+
+
 class IncidentBoard:
     """The latest event of every incident, rendered as a table."""
 
@@ -53,9 +67,57 @@ class IncidentBoard:
         return t
 
 
+# The demo's cameras (config/gridwatch.yaml, site S05): a visible camera that sees smoke rise and then
+# flames, and a thermal camera over the same hillside (sun-heated rocks, a walker, then the fire). They
+# play after the sensors' storm, live: frames carry their arrival time (MQTT 3.1.1 has no ``ts`` property),
+# which is only the scenario's data time once the replayed storm has caught up with the present.
+DEMO_CAMERAS = (("cameras", "S05", "cam-1", "fire"), ("thermal", "S05", "ir-1", "thermal-fire"))
+CAMERA_FRAMES = 24  # frames per camera, at most one every 2 s
+
+
+def camera_seconds(duration_s: float) -> float:
+    """How long the cameras play after the storm: a quarter of the demo, at least 6 s."""
+    return max(6.0, duration_s / 4.0)
+
+
+def camera_period_s(duration_s: float) -> float:
+    """Wall seconds between the demo cameras' frames: enough frames to confirm a fire in a short demo."""
+    return min(2.0, max(0.2, camera_seconds(duration_s) / CAMERA_FRAMES))
+
+
+def play_cameras(pub: MqttClient, cfg: EngineConfig, duration_s: float, halt: threading.Event) -> int:
+    """Publish the demo cameras' frames in real time for ``camera_seconds``: the fire starts a third of the
+    way in. Thermal frames are float32 °C ``.npy`` (taken as °C whatever the camera's count calibration).
+    Returns the frames sent."""
+    from simulators.camera import synthetic
+
+    period = camera_period_s(duration_s)
+    frames = max(2, int(camera_seconds(duration_s) / period))
+    start_s = camera_seconds(duration_s) / 3.0
+    feeds = [
+        (f"{cfg.mqtt.topic_prefix}/{kind}/{site}/{cam}", synthetic(scene, 1.0 / period, frames, 7, start_s))
+        for kind, site, cam, scene in DEMO_CAMERAS
+    ]
+    sent = 0
+    t0 = time.monotonic()
+    for k in range(frames):
+        wait = t0 + k * period - time.monotonic()
+        if wait > 0 and halt.wait(wait):
+            break
+        if halt.is_set():
+            break
+        for topic, feed in feeds:
+            _t, payload = next(feed)
+            pub.publish(topic, payload, qos=0)
+            sent += 1
+    return sent
+
+
 async def run_demo(
-    cfg: EngineConfig, scenario: Scenario, duration_s: float, out_dir: Path, console: Console
+    cfg: EngineConfig, scenario: Scenario, duration_s: float, out_dir: Path, console: Console, hold: bool = False
 ) -> tuple[RunSummary, IncidentBoard, LocalRunner]:
+    """Play the scenario (then the cameras) through a running engine; with ``hold`` the engine and its
+    operator page stay up afterwards until Ctrl-C (SIGINT) or SIGTERM."""
     board = IncidentBoard()
     log_path = out_dir / "incidents.jsonl"
     log_path.unlink(missing_ok=True)
@@ -64,6 +126,10 @@ async def run_demo(
         for suffix in ("", "-wal", "-shm"):
             Path(f"{db}{suffix}").unlink(missing_ok=True)
         cfg = cfg.model_copy(update={"store": StoreConfig(url=f"sqlite:///{db}")})
+    # The demo cameras send a frame every camera_period_s: let each be analysed.
+    period = camera_period_s(duration_s)
+    cams = [c.model_copy(update={"min_interval_s": min(c.min_interval_s, period)}) for c in cfg.cameras.devices]
+    cfg = cfg.model_copy(update={"cameras": cfg.cameras.model_copy(update={"devices": cams})})
     runner = LocalRunner(cfg, log_path=log_path, on_events=board.update, measure_latency=False)
     stop = asyncio.Event()
     task = asyncio.create_task(runner.run(stop))
@@ -100,6 +166,7 @@ async def run_demo(
 
     feeder = threading.Thread(target=feed, name="demo-devices", daemon=True)
     feeder.start()
+    cameras = threading.Thread(target=play_cameras, args=(pub, cfg, duration_s, halt), name="demo-cameras", daemon=True)
     progress = Progress(
         TextColumn("simulated devices"),
         BarColumn(),
@@ -121,7 +188,14 @@ async def run_demo(
                 live.update(Group(board.table(base_ts), progress))
                 await asyncio.sleep(0.2)
             await asyncio.sleep(max(0.2, cfg.ingest.batch_ms / 1000 * 4))
+            cameras.start()  # the storm has caught up with the present: the cameras go live
+            while cameras.is_alive() and not halt.is_set():
+                live.update(Group(board.table(base_ts), progress))
+                await asyncio.sleep(0.25)
+            await asyncio.sleep(1.0)  # the last frames through the camera stage
             live.update(Group(board.table(base_ts), progress))
+        if hold and not halt.is_set():
+            await _hold(runner, cfg, console)
     finally:
         halt.set()
         await asyncio.to_thread(pub.stop)

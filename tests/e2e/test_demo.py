@@ -1,4 +1,4 @@
-"""`gridwatch demo` as `make demo` runs it, shortened: embedded broker, engine, simulated devices."""
+"""`gridwatch demo` as `make demo` runs it, shortened: embedded broker, engine, simulated devices and cameras."""
 
 from __future__ import annotations
 
@@ -42,9 +42,17 @@ def test_demo_plays_the_whole_scenario_and_raises_the_slope_to_red(tmp_path):
     events = [orjson.loads(line) for line in (tmp_path / "incidents.jsonl").read_bytes().splitlines()]
     slide = [e["level"] for e in events if e["hazard"] == "landslide" and e["action"] in ("fired", "raised")]
     assert slide == ["blue", "yellow", "orange", "red"]
+    # After the storm a smoke camera and a thermal camera see a fire at S05; the thermal camera's float °C
+    # frames are read as °C (not as centikelvin counts: -270 °C, never an alarm).
+    fire = [e for e in events if e["hazard"] == "fire" and e["action"] == "fired"]
+    assert fire and fire[0]["site"] == "S05", "the demo's cameras see the fire"
+    assert {f["device"] for e in fire for f in e["findings"]} & {"ir-1", "cam-1"}
+    # Live camera frames after the storm do not make the storm's incidents flap (one per site and hazard).
+    assert len({e["incident_id"] for e in events if e["hazard"] == "rainstorm"}) <= 3
     # A second demo starts from nothing: no checkpoint or store of the first (it raised false device faults)
     again = run_demo(tmp_path)
     assert again.returncode == 0, again.stderr[-2000:]
     events = [orjson.loads(line) for line in (tmp_path / "incidents.jsonl").read_bytes().splitlines()]
     assert not [e for e in events if e["hazard"] == "device_fault"], "no false device faults on a second run"
     assert len(list((tmp_path / "runs").iterdir())) == 2, "each run has its own data dir"
+
