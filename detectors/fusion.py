@@ -61,12 +61,6 @@ class FusionRule(BaseModel):
     confirm: bool = Field(True, description="Mark the incident `confirmed` (its confidence).")
 
 
-@dataclasses.dataclass
-class _Seen:
-    finding: Finding
-    cond: int
-
-
 class SiteFusion:
     """Applies fusion rules to findings in arrival order; remembers recent evidence per site.
 

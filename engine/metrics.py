@@ -51,7 +51,7 @@ DETECT_SECONDS = Histogram(
 FINDINGS = Counter("gridwatch_findings", "Findings reported by detectors.", ["hazard", "level"], registry=REGISTRY)
 INCIDENT_EVENTS = Counter(
     "gridwatch_incident_events",
-    "Incident events handed to the sinks.",
+    "Incident events handed to the sinks (their outbox rows), by hazard, level and state.",
     ["hazard", "level", "state"],
     registry=REGISTRY,
 )

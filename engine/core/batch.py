@@ -9,7 +9,7 @@ import numpy as np
 import numpy.typing as npt
 
 from engine.core.devices import DeviceIndex
-from engine.core.quantities import METRIC_INDEX, METRIC_NAMES
+from engine.core.quantities import METRIC_INDEX
 
 F64 = npt.NDArray[np.float64]
 I64 = npt.NDArray[np.int64]
@@ -72,9 +72,6 @@ class ReadingBatch:
         return ReadingBatch(
             self.devices, self.ts[rows], self.slot[rows], self.metric[rows], self.value[rows], self.flags[rows]
         )
-
-    def metric_name(self, row: int) -> str:
-        return METRIC_NAMES[int(self.metric[row])]
 
 
 class BatchBuilder:

@@ -323,6 +323,8 @@ class Dispatcher:
                 esc = self._esc.get(n.event["incident_id"])
                 n.resume = {**resume, "escalation": dataclasses.asdict(esc) if esc else None}
             metrics.NOTIFICATIONS.labels(n.event["action"], "sent" if n.notify else "muted").inc()
+            if n.notify:
+                metrics.INCIDENT_EVENTS.labels(n.event["hazard"], n.event["level"], n.event["state"]).inc()
         if self.store is not None and (notes or self.unstored or self.untouched or self.progress):
             self._store(notes)
         if notes and self.on_notes is not None:

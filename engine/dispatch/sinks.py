@@ -15,7 +15,6 @@ import httpx
 import orjson
 from rich.console import Console
 
-from engine import metrics
 from engine.config.models import ConsoleSinkConfig, LogSinkConfig, MqttSinkConfig, WebhookSinkConfig
 from engine.ingest.topics import alert_topic
 
@@ -166,20 +165,10 @@ class WebhookSink:
 
 
 class SinkSet:
-    """Hands every event to every sink; one sink failing does not stop the others."""
+    """The configured sinks (the outbox delivers to each; ``engine.dispatch.outbox``)."""
 
     def __init__(self, sinks: list[Sink]) -> None:
         self.sinks = sinks
-
-    def send(self, events: list[dict[str, Any]]) -> None:
-        for event in events:
-            metrics.INCIDENT_EVENTS.labels(event["hazard"], event["level"], event["state"]).inc()
-            for sink in self.sinks:
-                try:
-                    sink.send(event)
-                except Exception:
-                    metrics.SINK_ERRORS.labels(sink.name).inc()
-                    logger.exception("sink %s failed on incident %s", sink.name, event["incident_id"])
 
     def close(self) -> None:
         for sink in self.sinks:

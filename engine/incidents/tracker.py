@@ -40,6 +40,24 @@ TRANSITIONS: frozenset[tuple[str, str]] = frozenset(
     }
 )
 OPEN_STATES = ("pending", "firing", "acknowledged")
+
+
+def move(inc: Incident, state: State) -> None:
+    """The one way an incident's state changes: only along ``TRANSITIONS`` (anything else is a bug, raised).
+
+    >>> inc = Incident("i1", ("S1", "landslide"), "S1", "landslide", 0.0, 0.0, 0.0, Level.RED, 1.0)
+    >>> move(inc, "firing"); move(inc, "acknowledged"); inc.state
+    'acknowledged'
+    >>> move(inc, "pending")
+    Traceback (most recent call last):
+    ...
+    RuntimeError: incident i1: acknowledged -> pending is not an allowed transition
+    """
+    if (inc.state, state) not in TRANSITIONS:
+        raise RuntimeError(f"incident {inc.incident_id}: {inc.state} -> {state} is not an allowed transition")
+    inc.state = state
+
+
 GroupField = Literal["site", "hazard", "device", "detector"]
 
 
@@ -253,7 +271,7 @@ class IncidentTracker:
     def _close(self, inc: Incident, at: float, by: str | None = None) -> None:
         del self.open[inc.key]
         was_notified = inc.state != "pending"
-        inc.state = "resolved"
+        move(inc, "resolved")
         inc.updated_at = at
         inc.resolved_by = by
         if self.policy.reopen_within_s > 0 and was_notified:  # one that never fired has nothing to re-open
@@ -290,7 +308,8 @@ class IncidentTracker:
             old = self._recent.pop(key, None)
             if old is not None and f.ts - old.updated_at <= self.policy.reopen_within_s:
                 inc = old
-                inc.state, inc.level, inc.score = "firing", f.level, f.score
+                move(inc, "firing")
+                inc.level, inc.score = f.level, f.score
                 inc.acknowledged_by = inc.resolved_by = None
                 inc.level_seen = {}
                 inc.updated_at = inc.last_finding_at = f.ts
@@ -320,7 +339,7 @@ class IncidentTracker:
                 action = "raised"
                 inc.level = f.level
                 if inc.state == "acknowledged":
-                    inc.state = "firing"  # a higher level needs a fresh acknowledgement
+                    move(inc, "firing")  # a higher level needs a fresh acknowledgement
             inc.score = max(inc.score, f.score)
             if f.ts >= inc.level_seen.get(f.level, -float("inf")):
                 inc.level_seen[f.level] = f.ts
@@ -332,7 +351,7 @@ class IncidentTracker:
         inc.findings[(f.detector, f.device)] = f
         self._touched.setdefault(inc.incident_id, set()).add((f.detector, f.device))
         if inc.state == "pending" and f.ts - inc.opened_at >= self.policy.for_s:
-            inc.state = "firing"
+            move(inc, "firing")
             action = "reopened" if action == "reopened" else "fired"
         if not action or (inc.state == "pending" and not self.policy.emit_pending):
             return []
@@ -408,7 +427,8 @@ class IncidentTracker:
             return []  # acknowledging twice is not an error and not news
         if inc.state != "firing":
             raise IncidentError(f"incident {incident_id} is {inc.state}; only a firing incident can be acknowledged")
-        inc.state, inc.acknowledged_by, inc.updated_at = "acknowledged", by, max(at, inc.updated_at)
+        move(inc, "acknowledged")
+        inc.acknowledged_by, inc.updated_at = by, max(at, inc.updated_at)
         return [self._event(inc, "acknowledged", by)]
 
     def assign(self, incident_id: str, to: str, by: str, at: float) -> list[dict[str, Any]]:

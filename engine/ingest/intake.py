@@ -67,7 +67,6 @@ class Intake:
         self.publish = publish
         self._on_full = on_full
         self.first_at: float | None = None
-        self.status: dict[tuple[str, str], str] = {}
         self.rejected = 0
         self._acks: list[Callable[[], None]] = []  # of the messages in the open batch
         self.taken_acks: list[Callable[[], None]] = []  # of the batch last taken, until it is processed
@@ -108,9 +107,9 @@ class Intake:
             return
         if t.kind != "sensors":
             try:
-                if t.kind == "status":
-                    self.status[(t.site, t.device)] = payload.decode("utf-8", "replace")[:32]
-                elif self.cameras is not None:  # frames may be dropped under load anyway: no holding them
+                # Device status (online/offline) is acknowledged and not used; frames may be dropped under load
+                # anyway: no holding them.
+                if t.kind != "status" and self.cameras is not None:
                     self.cameras.handle(t, topic, payload, props or {}, now)
             except Exception as exc:  # a bug on one frame must not leave it unacknowledged, nor stop intake
                 logger.exception("handling a frame on %s failed", topic)

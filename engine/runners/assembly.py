@@ -66,10 +66,6 @@ def build_sinks(
     return SinkSet(sinks)
 
 
-def log_paths(cfg: EngineConfig) -> list[str]:
-    return [s.path for s in cfg.sinks if isinstance(s, LogSinkConfig)]
-
-
 def describe(cfg: EngineConfig) -> dict[str, Any]:
     return {
         "sites": len(cfg.sites),

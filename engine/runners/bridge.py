@@ -190,11 +190,6 @@ class Bridge:
         metrics.BRIDGE_IN_FLIGHT.dec()
         metrics.BRIDGE_FORWARDED.labels(out.kind).inc()
 
-    @property
-    def in_flight(self) -> int:
-        with self._lock:
-            return self._in_flight
-
     async def run(self, stop: asyncio.Event) -> None:
         cfg = self.cfg
         self._loop = asyncio.get_running_loop()

@@ -55,4 +55,3 @@ def test_demo_plays_the_whole_scenario_and_raises_the_slope_to_red(tmp_path):
     events = [orjson.loads(line) for line in (tmp_path / "incidents.jsonl").read_bytes().splitlines()]
     assert not [e for e in events if e["hazard"] == "device_fault"], "no false device faults on a second run"
     assert len(list((tmp_path / "runs").iterdir())) == 2, "each run has its own data dir"
-
