@@ -20,7 +20,6 @@ from __future__ import annotations
 
 from typing import Any, ClassVar, Literal
 
-import cv2
 import numpy as np
 import numpy.typing as npt
 from pydantic import Field, model_validator
@@ -124,6 +123,8 @@ class ThermalHotspot(CameraDetector[ThermalHotspotConfig]):
         return heat if own == self.config.alarm else (heat * (self.config.alarm / own)).astype(np.float32)
 
     def _heat(self, image: npt.NDArray[Any]) -> npt.NDArray[np.float32]:
+        import cv2  # imported where used: loading the config must not load OpenCV
+
         img = image.astype(np.float32)
         if img.ndim == 3:
             img = img.mean(axis=2)
@@ -137,6 +138,8 @@ class ThermalHotspot(CameraDetector[ThermalHotspotConfig]):
         return (img - med) / max(mad, 1e-6)
 
     def observe(self, batch: FrameBatch, state: CameraState) -> list[Observation]:
+        import cv2  # imported where used: loading the config must not load OpenCV
+
         cfg = self.config
         out: list[Observation] = []
         for frame in batch.frames:

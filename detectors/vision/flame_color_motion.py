@@ -14,7 +14,6 @@ from __future__ import annotations
 
 from typing import Any, ClassVar, Literal
 
-import cv2
 import numpy as np
 import numpy.typing as npt
 from pydantic import Field
@@ -60,6 +59,8 @@ class FlameColorMotion(CameraDetector[FlameColorMotionConfig]):
         return FlameColorMotionConfig(type="flame_color_motion", confirm_k=2, confirm_n=3)
 
     def flame_mask(self, small: npt.NDArray[np.uint8]) -> npt.NDArray[np.bool_]:
+        import cv2  # imported where used: loading the config must not load OpenCV
+
         cfg = self.config
         b, g, r = (small[:, :, i].astype(np.int16) for i in range(3))
         sat = cv2.cvtColor(small, cv2.COLOR_BGR2HSV)[:, :, 1].astype(np.float32) / 255.0
@@ -68,6 +69,8 @@ class FlameColorMotion(CameraDetector[FlameColorMotionConfig]):
         return out
 
     def observe(self, batch: FrameBatch, state: CameraState) -> list[Observation]:
+        import cv2  # imported where used: loading the config must not load OpenCV
+
         cfg = self.config
         out: list[Observation] = []
         for frame in batch.frames:

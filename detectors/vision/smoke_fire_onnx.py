@@ -22,10 +22,8 @@ import json
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
-import cv2
 import numpy as np
 import numpy.typing as npt
-import onnxruntime as ort
 from pydantic import Field, field_validator
 
 from detectors.vision.base import (
@@ -97,6 +95,8 @@ class SmokeFireOnnx(CameraDetector[SmokeFireOnnxConfig]):
     modality: ClassVar[Literal["visible", "thermal"]] = "visible"
 
     def __init__(self, config: SmokeFireOnnxConfig) -> None:
+        import onnxruntime as ort  # imported where used: loading the config must not load OpenCV
+
         super().__init__(config)
         path = Path(config.model)
         card = load_card(path if path.is_absolute() else ROOT / path)
@@ -128,6 +128,8 @@ class SmokeFireOnnx(CameraDetector[SmokeFireOnnxConfig]):
         return {"yellow": t, "orange": round(t + (1 - t) * 0.5, 4), "red": round(t + (1 - t) * 0.8, 4)}
 
     def preprocess(self, image: npt.NDArray[np.uint8]) -> npt.NDArray[np.float32]:
+        import cv2  # imported where used: loading the config must not load OpenCV
+
         rgb = cv2.cvtColor(cv2.resize(image, (self.size, self.size), interpolation=cv2.INTER_AREA), cv2.COLOR_BGR2RGB)
         return (rgb.transpose(2, 0, 1).astype(np.float32) / 255.0).astype(np.float32)
 
@@ -175,6 +177,8 @@ class SmokeFireOnnx(CameraDetector[SmokeFireOnnxConfig]):
         return result, regions, cells_of
 
     def _yolo(self, raw: npt.NDArray[Any]) -> Result:
+        import cv2  # imported where used: loading the config must not load OpenCV
+
         pred = raw.T if raw.shape[0] == 4 + len(self.labels) else raw  # to (anchors, 4 + C)
         boxes_px = pred[:, :4]
         result: dict[str, float] = {}

@@ -161,3 +161,13 @@ def test_a_taken_broker_port_stops_run_with_the_setting_to_change(tmp_path):
     assert result.exit_code == 2, result.output
     assert f"127.0.0.1:{port}" in result.output and "mqtt.embedded_port" in result.output
     assert "Traceback" not in result.output
+
+
+def test_loading_the_config_does_not_load_opencv_or_onnxruntime():
+    import subprocess
+    import sys
+
+    code = "import sys, engine.config.loader as l; l.load_config('config/gridwatch.yaml'); " \
+           "print(sorted(m for m in ('cv2', 'onnxruntime') if m in sys.modules))"  # fmt: skip
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]", out.stdout + out.stderr
