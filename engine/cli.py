@@ -167,9 +167,11 @@ def reload(
         console.print(f"[red]{res.status_code}: {body.get('detail')}[/] ({hint})")
         raise typer.Exit(2)
     if not body.get("ok"):
-        console.print(f"[red]refused, the engine keeps its running config:[/]\n{body.get('error')}")
+        console.print("[red]refused, the engine keeps its running config:[/]")
+        console.print(str(body.get("error")), markup=False, highlight=False)
         raise typer.Exit(2)
-    console.print("\n".join(body["changes"]) or "no changes")
+    # Plain text: a change names list items in brackets (detectors[gnss-velocity]), not rich markup.
+    console.print("\n".join(body["changes"]) or "no changes", markup=False, highlight=False)
     if body["needs_restart"]:
         console.print(f"[yellow]needs a restart to take effect: {', '.join(body['needs_restart'])}[/]")
 
