@@ -15,7 +15,7 @@ import numpy as np
 from detectors.base import DetectorConfig
 from detectors.geohazard.displacement_rate import DisplacementRateConfig
 from detectors.geohazard.intensity_duration import RainfallIntensityDurationConfig
-from detectors.geohazard.inverse_velocity import InverseVelocityConfig, fit_failure_time
+from detectors.geohazard.inverse_velocity import InverseVelocityConfig
 
 
 def rain_chart(ts: list[float], rain: list[float], cfg: RainfallIntensityDurationConfig | None) -> dict[str, Any]:
@@ -49,13 +49,39 @@ def rain_chart(ts: list[float], rain: list[float], cfg: RainfallIntensityDuratio
     return out
 
 
+def forecast_of(finding: dict[str, Any]) -> dict[str, Any]:
+    """The failure-time forecast as the detector's finding states it (the one source the page shows).
+
+    >>> f = {"detector": "ff", "ts": 3600.0, "level": "red", "evidence": {"predicted_failure_ts": 7200.0,
+    ...      "failure_ci95_ts": [7000.0, 7500.0], "hours_to_failure": 1.0, "fit_window_h": 24.0, "r2": 0.97}}
+    >>> forecast_of(f)["failure_at"], forecast_of(f)["ci95"], forecast_of(f)["fit_from"]
+    (7200.0, [7000.0, 7500.0], -82800.0)
+    """
+    ev = finding["evidence"]
+    return {
+        "detector": finding["detector"],
+        "level": finding.get("level"),
+        "as_of": finding["ts"],
+        "failure_at": ev["predicted_failure_ts"],
+        "ci95": ev.get("failure_ci95_ts"),
+        "hours_left": ev.get("hours_to_failure"),
+        "r2": ev.get("r2"),
+        "fit_from": finding["ts"] - float(ev.get("fit_window_h", 24.0)) * 3600.0,
+    }
+
+
 def slope_chart(
     ts: list[float],
     values: list[float],
     rate: DisplacementRateConfig | None,
     forecast: InverseVelocityConfig | None,
+    findings: list[dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
-    """Displacement, velocity against its level lines, inverse velocity and the failure-time forecast.
+    """Displacement, velocity against its level lines, inverse velocity, and what the detectors found.
+
+    The failure-time forecast is the inverse-velocity detector's own (its newest finding on this sensor,
+    from ``findings``), never a refit here: the page shows one forecast, the one that raised the incident.
+    ``fired`` is the newest velocity finding: which level fired and by which test (velocity or angle).
 
     >>> t = [3600.0 * k for k in range(13)]
     >>> c = slope_chart(t, [0.5 * k for k in range(13)], DisplacementRateConfig(window_h=2), None)
@@ -75,28 +101,36 @@ def slope_chart(
     out["detector"] = rate.name
     out["velocity_per_day"] = [[float(a), round(float(b), 4)] for a, b in zip(t[ok], v[ok], strict=True)]
     out["velocity_levels"] = dict(rate.velocity_levels)
+    fired = [f for f in sorted(findings or [], key=lambda f: f["ts"]) if f["detector"] == rate.name]
+    if fired:
+        ev = fired[-1]["evidence"]
+        out["fired"] = {
+            "level": fired[-1]["level"],
+            "ts": fired[-1]["ts"],
+            "velocity_per_day": ev.get("velocity_per_day"),
+            "tangent_angle_deg": ev.get("tangent_angle_deg"),
+        }
     if forecast is None:
         return out
     fast = ok & (v >= max(forecast.min_velocity_per_day, 1e-9))
     inv = np.where(fast, 1.0 / np.where(fast, v, 1.0), np.nan)
     out["inverse_velocity"] = [[float(a), round(float(b), 6)] for a, b in zip(t[fast], inv[fast], strict=True)]
-    recent = fast & (t > t[-1] - forecast.fit_window_h * 3600.0)
-    if int(recent.sum()) >= forecast.min_fit_points:
-        rel_h = (t[recent] - t[-1]) / 3600.0
-        fit = fit_failure_time(rel_h[None, :], inv[recent][None, :])
-        t_fail = float(fit["t_fail_h"][0])
-        if np.isfinite(t_fail) and t_fail > 0 and float(fit["r2"][0]) >= forecast.min_r2:
-            out["forecast"] = {
-                "detector": forecast.name,
-                "failure_at": round(float(t[-1]) + t_fail * 3600.0, 1),
-                "r2": round(float(fit["r2"][0]), 4),
-                "fit_from": float(t[recent][0]),
-            }
+    mine = sorted(findings or [], key=lambda f: f["ts"])
+    forecasts = [f for f in mine if f["detector"] == forecast.name and "predicted_failure_ts" in f["evidence"]]
+    if forecasts:
+        out["forecast"] = forecast_of(forecasts[-1])
     return out
 
 
-def device_chart(metric: str, ts: list[float], values: list[float], detectors: list[DetectorConfig]) -> dict[str, Any]:
-    """The chart of one metric, with the first enabled detector of each kind that watches it."""
+def device_chart(
+    metric: str,
+    ts: list[float],
+    values: list[float],
+    detectors: list[DetectorConfig],
+    findings: list[dict[str, Any]] | None = None,
+) -> dict[str, Any]:
+    """The chart of one metric, with the first enabled detector of each kind that watches it and the findings
+    of the device's open incidents."""
     if metric == "rain_mm":
         rain = next((d for d in detectors if isinstance(d, RainfallIntensityDurationConfig) and d.enabled), None)
         return {"metric": metric, "ts": ts, "values": values, **rain_chart(ts, values, rain)}
@@ -107,5 +141,6 @@ def device_chart(metric: str, ts: list[float], values: list[float], detectors: l
         forecast = next(
             (d for d in detectors if isinstance(d, InverseVelocityConfig) and d.enabled and metric in d.metrics), None
         )
-        return {"metric": metric, "ts": ts, "values": values, **slope_chart(ts, values, rate, forecast)}
+        mine = [f for f in findings or [] if f["evidence"].get("metric", metric) == metric]
+        return {"metric": metric, "ts": ts, "values": values, **slope_chart(ts, values, rate, forecast, mine)}
     return {"metric": metric, "ts": ts, "values": values, "kind": "plain"}

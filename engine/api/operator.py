@@ -73,8 +73,14 @@ def operator_router(
         if chosen not in metrics:
             raise HTTPException(404, f"{site}/{device} has no {chosen} readings; it has {', '.join(metrics)}")
         ts, values = history.series(slot, chosen)
-        return {"site": site, "device": device, "metrics": metrics, **device_chart(chosen, ts, values,
-                                                                                    config().detectors)}  # fmt: skip
+        found = [
+            f
+            for inc in store.list_incidents(site=site, open_only=True, limit=100)
+            for f in (store.incident(inc["incident_id"]) or {}).get("findings", [])
+            if f["device"] == device
+        ]
+        chart = device_chart(chosen, ts, values, config().detectors, found)
+        return {"site": site, "device": device, "metrics": metrics, **chart}
 
     @api.get("/api/snapshots/{site}/{camera}/{name}", response_class=FileResponse)
     def snapshot(site: str, camera: str, name: str, user: ApiToken = viewer_or_query) -> FileResponse:

@@ -95,6 +95,13 @@ def test_live_board_acknowledge_map_chart_and_silences(browser, mosquitto, tmp_p
         page.locator(f"tr[data-incident-id='{iid}'] td").nth(1).click()
         page.locator("#detail h4", has_text="Plan: Evacuate").wait_for(timeout=10_000)
         assert "acknowledged" in page.locator("#detail").inner_text()
+        # One forecast, the detector's own, at the top of the incident; evidence as words, not JSON.
+        stored_fc = [f for f in stored["findings"] if "predicted_failure_ts" in f["evidence"]]
+        assert stored_fc, "the slope's incident holds the forecast finding"
+        newest = max(stored_fc, key=lambda f: f["ts"])["evidence"]["predicted_failure_ts"]
+        stamp = time.strftime("%Y-%m-%d %H:%M", time.gmtime(newest))
+        assert f"failure {stamp} UTC" in page.locator("#detail p.forecast").inner_text()
+        assert "{" not in page.locator("#detail td.evidence").first.inner_text()
 
         # The map: S02 is red; its crack meter's chart shows the velocity with its level lines.
         page.wait_for_selector("#map circle[data-site='S02'].worst-red", timeout=10_000)
@@ -103,6 +110,8 @@ def test_live_board_acknowledge_map_chart_and_silences(browser, mosquitto, tmp_p
         page.wait_for_selector("#chart svg.chart line.threshold", state="attached", timeout=10_000)
         assert page.locator("#chart svg.chart").count() == 3  # readings, velocity, inverse velocity
         assert page.locator("#chart polyline.forecast").count() == 1  # the failure-time forecast line
+        chart_text = page.locator("#chart").inner_text()
+        assert f"failure {stamp} UTC" in chart_text, "the chart shows the detector's forecast, not a refit"
         page.click("#site-panel button[data-device='rain-1']")
         page.wait_for_selector("#chart svg.chart >> nth=1", timeout=10_000)
         page.screenshot(path=str(ARTIFACTS / "operator-page-map-chart.png"), full_page=True)

@@ -112,7 +112,8 @@ async function showDetail(id) {
   const checklist = (plan.checklist || []).map((s) => `<li>${esc(s)}</li>`).join("");
   const findings = inc.findings.map((f) => `<tr><td>${esc(f.detector)}</td><td>${esc(f.device)}</td>
     <td>${new Date(f.ts * 1000).toISOString().slice(0, 16)}</td><td><span class="badge lvl-${esc(f.level)}">${esc(f.level)}</span></td>
-    <td>${f.score.toPrecision(3)}</td><td><code>${esc(JSON.stringify(f.evidence))}</code></td></tr>`).join("");
+    <td>${f.score.toPrecision(3)}</td><td class="evidence">${esc(evidenceText(f.evidence))}</td></tr>`).join("");
+  const fc = newestForecast(inc.findings);
   const audit = collapseReminders(inc.audit).map((a) => `<tr><td>${new Date(a.at * 1000).toISOString().slice(0, 16)}</td><td>${esc(a.actor)}</td>
     <td>${esc(a.action)}${a.times > 1 ? ` ×${a.times} (to ${new Date(a.last * 1000).toISOString().slice(0, 16)})` : ""}</td>
     <td>${esc((a.detail.receivers || []).join(", "))}</td>
@@ -120,6 +121,7 @@ async function showDetail(id) {
       || (a.detail.inhibited_by ? `inhibited by ${a.detail.inhibited_by}` : ""))}</td></tr>`).join("");
   box.innerHTML = `<h3><span class="badge lvl-${esc(inc.level)}">${esc(inc.level)}</span> ${esc(inc.hazard)} at ${esc(inc.site)}
       — ${esc(inc.state)}, confidence ${esc(inc.confidence)}</h3>
+    ${fc ? `<p class="forecast">${esc(forecastText(fc, inc.updated_at))}</p>` : ""}
     <p>Route: ${esc((inc.route || []).join(" → "))}</p>
     ${plan.title ? `<h4>Plan: ${esc(plan.title)} (${esc(plan.role)})</h4><ol>${steps}</ol>
       ${checklist ? `<p>Checklist:</p><ul>${checklist}</ul>` : ""}` : ""}
@@ -283,6 +285,28 @@ function plot(title, { series = [], hlines = [], xlog = false, ylog = false, xti
   return svg;
 }
 
+// The failure-time forecast as the detector stated it: "failure 07:10 UTC (07:00–07:21), 1.1 h left".
+function hhmm(ts) { return new Date(ts * 1000).toISOString().slice(11, 16); }
+function forecastText(fc, now) {
+  const ci = fc.ci95 ? ` (${hhmm(fc.ci95[0])}–${hhmm(fc.ci95[1])})` : "";
+  const left = (fc.failure_at - now) / 3600;
+  const when = left > 0 ? `${left.toFixed(1)} h left` : "overdue";
+  return `failure ${new Date(fc.failure_at * 1000).toISOString().slice(0, 16).replace("T", " ")} UTC${ci}, ${when} ` +
+    `(${fc.detector}, as of ${hhmm(fc.as_of)})`;
+}
+function newestForecast(findings) {
+  const fs = findings.filter((f) => f.evidence && f.evidence.predicted_failure_ts).sort((a, b) => a.ts - b.ts);
+  if (!fs.length) return null;
+  const f = fs[fs.length - 1], ev = f.evidence;
+  return { detector: f.detector, as_of: f.ts, failure_at: ev.predicted_failure_ts, ci95: ev.failure_ci95_ts };
+}
+// Evidence as words, not JSON: "velocity_per_day 13.2 · tangent_angle_deg 86.1".
+function evidenceText(ev) {
+  return Object.entries(ev || {}).filter(([k]) => k !== "snapshot" && k !== "region").map(([k, v]) =>
+    `${k} ${typeof v === "number" ? fmt(v) : Array.isArray(v) ? v.map((x) => (typeof x === "number" ? fmt(x) : x)).join("–") : v}`
+  ).join(" · ");
+}
+
 function fmt(v) {
   const a = Math.abs(v);
   return a >= 1000 ? v.toFixed(0) : a >= 10 ? v.toFixed(1) : a >= 0.1 ? v.toFixed(2) : v.toPrecision(2);
@@ -306,15 +330,17 @@ async function loadChart(site, device, metric) {
   } else if (c.kind === "slope") {
     box.append(plot(`${device}: ${metric}`, { series: [{ points: readings, color: "#334155" }] }));
     const levels = Object.entries(c.velocity_levels || {}).map(([lvl, y]) => ({ y, color: COLOURS[lvl], label: `${lvl} ${y}/d` }));
-    box.append(plot(`${c.detector}: velocity (per day) and its levels`, { series: [{ points: c.velocity_per_day, color: "#0f766e" }], hlines: levels }));
+    const fired = c.fired ? ` — ${c.fired.level.toUpperCase()} at ${hhmm(c.fired.ts)}: velocity ${fmt(c.fired.velocity_per_day)}/d` +
+      (c.fired.tangent_angle_deg != null ? `, tangent angle ${fmt(c.fired.tangent_angle_deg)}°` : "") : "";
+    box.append(plot(`${c.detector}: velocity (per day) and its levels${fired}`, { series: [{ points: c.velocity_per_day, color: "#0f766e" }], hlines: levels }));
     if (c.inverse_velocity.length) {
       const series = [{ points: c.inverse_velocity, color: "#7c3aed", dots: true }];
       if (c.forecast) {
         const first = c.inverse_velocity.find((p) => p[0] >= c.forecast.fit_from) || c.inverse_velocity[0];
         series.push({ points: [first, [c.forecast.failure_at, 0]], color: COLOURS.red, dash: "6 4", cls: "forecast" });
       }
-      const title = c.forecast ? `inverse velocity: failure forecast ${new Date(c.forecast.failure_at * 1000).toISOString().slice(0, 16)} (R² ${c.forecast.r2})`
-        : "inverse velocity (days per unit)";
+      const title = c.forecast ? `inverse velocity — ${forecastText(c.forecast, c.forecast.as_of)}`
+        : "inverse velocity (days per unit); no forecast from the detector";
       box.append(plot(title, { series }));
     }
   } else {
