@@ -18,6 +18,30 @@ from detectors.geohazard.intensity_duration import RainfallIntensityDurationConf
 from detectors.geohazard.inverse_velocity import InverseVelocityConfig
 
 
+def current_storm(t: np.ndarray, r: np.ndarray, cfg: RainfallIntensityDurationConfig) -> dict[str, float] | None:
+    """The current storm's duration and mean intensity at the last reading, by the detector's ``StormTracker``
+    over these readings (None when no storm is current).
+
+    >>> cfg = RainfallIntensityDurationConfig()
+    >>> current_storm(np.array([3600.0, 7200.0, 10800.0]), np.array([0.0, 6.0, 2.0]), cfg)  # from the record's start
+    {'duration_h': 3.0, 'intensity_mm_h': 2.6667}
+    """
+    from detectors.base import DeviceState
+    from detectors.geohazard.storm import StormTracker
+
+    tracker = StormTracker(cfg.storm_gap_h, cfg.max_gap_s or 1.5 * cfg.bin_s, cfg.bin_s, cfg.gap_policy)
+    state = DeviceState(tracker.state_spec())
+    state.ensure(1)
+    dev = np.zeros(1, dtype=np.int64)
+    s: dict[str, Any] = {}
+    for ts, mm in zip(t.tolist(), r.tolist(), strict=True):
+        s = tracker.add(state, dev, np.array([ts]), np.array([mm]))
+    if not s or not bool(s["current"][0]):
+        return None
+    duration, intensity = float(s["duration_h"][0]), float(s["intensity_mm_h"][0])
+    return {"duration_h": round(duration, 3), "intensity_mm_h": round(intensity, 4)}
+
+
 def rain_chart(ts: list[float], rain: list[float], cfg: RainfallIntensityDurationConfig | None) -> dict[str, Any]:
     """Hourly totals and the I–D picture at the latest reading.
 
@@ -38,7 +62,10 @@ def rain_chart(ts: list[float], rain: list[float], cfg: RainfallIntensityDuratio
     durations = [float(d) for d in cfg.durations_h]
     now = float(t[-1])
     observed = [round(float(r[t > now - d * 3600.0].sum()) / d, 6) for d in durations]
+    if cfg.method == "storm":  # what the detector judges: the current storm, tracked by the detector's own code
+        out["storm"] = current_storm(t, r, cfg)
     out.update(
+        method=cfg.method,
         detector=cfg.name,
         durations_h=durations,
         observed_mm_h=observed,

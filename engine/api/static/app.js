@@ -301,10 +301,17 @@ function newestForecast(findings) {
   return { detector: f.detector, as_of: f.ts, failure_at: ev.predicted_failure_ts, ci95: ev.failure_ci95_ts };
 }
 // Evidence as words, not JSON: "velocity_per_day 13.2 · tangent_angle_deg 86.1".
+function evidenceValue(k, v) {
+  const time = (x) => new Date(x * 1000).toISOString().slice(0, 16).replace("T", " ");
+  const isTime = k === "ts" || k.endsWith("_ts") || k.endsWith("_at");
+  if (typeof v === "number") return isTime ? time(v) : fmt(v);
+  if (Array.isArray(v)) return v.map((x) => evidenceValue(k, x)).join(isTime ? " – " : "; ");
+  if (v && typeof v === "object") return Object.entries(v).map(([a, b]) => `${a} ${evidenceValue(a, b)}`).join(" ");
+  return String(v);
+}
 function evidenceText(ev) {
-  return Object.entries(ev || {}).filter(([k]) => k !== "snapshot" && k !== "region").map(([k, v]) =>
-    `${k} ${typeof v === "number" ? fmt(v) : Array.isArray(v) ? v.map((x) => (typeof x === "number" ? fmt(x) : x)).join("–") : v}`
-  ).join(" · ");
+  return Object.entries(ev || {}).filter(([k]) => k !== "snapshot" && k !== "region")
+    .map(([k, v]) => `${k} ${evidenceValue(k, v)}`).join(" · ");
 }
 
 function fmt(v) {
@@ -322,8 +329,13 @@ async function loadChart(site, device, metric) {
     box.append(plot(`${device}: hourly rain (mm)`, { series: [{ points: c.hourly, color: "#1f6fd1", bars: true }] }));
     if (c.durations_h) {
       const curves = Object.entries(c.threshold_mm_h).map(([lvl, ys]) => ({ points: c.durations_h.map((d, i) => [d, ys[i]]), color: COLOURS[lvl] }));
-      const observed = c.durations_h.map((d, i) => [d, Math.max(c.observed_mm_h[i], 0.01)]);
-      box.append(plot(`${c.detector}: mean intensity over D ending now vs. I–D threshold by level`, {
+      const storm = c.method === "storm";
+      const observed = storm ? (c.storm ? [[Math.max(c.storm.duration_h, 0.01), Math.max(c.storm.intensity_mm_h, 0.01)]] : [])
+        : c.durations_h.map((d, i) => [d, Math.max(c.observed_mm_h[i], 0.01)]);
+      const title = storm ? (c.storm ? `${c.detector}: the current storm (${fmt(c.storm.duration_h)} h at ${fmt(c.storm.intensity_mm_h)} mm/h) vs. I–D threshold by level`
+        : `${c.detector}: no storm now; I–D threshold by level`)
+        : `${c.detector}: mean intensity over D ending now vs. I–D threshold by level`;
+      box.append(plot(title, {
         series: [...curves, { points: observed, color: "#111", dots: true }], xlog: true, ylog: true, xtime: false,
         xlabel: "duration D (h)", ylabel: "mm/h" }));
     }
