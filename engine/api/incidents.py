@@ -129,6 +129,11 @@ def incidents_router(store: Store, act: Act, auth: TokenAuth, now: Callable[[], 
         events = [{**n.event, **n.detail, "notified": n.notify} for n in notes]
         return ActionOut(incident_id=incident_id, events=events)
 
+    @api.get("/me")
+    def me(user: ApiToken = viewer) -> dict[str, str]:
+        """Who this token is and its role (the operator page hides what a viewer cannot do)."""
+        return {"name": user.name, "role": user.role}
+
     @api.get("/incidents", response_model=list[Incident])
     def list_incidents(
         user: ApiToken = viewer,

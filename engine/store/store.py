@@ -185,7 +185,8 @@ class Store:
             findings.extend((iid, f) for f in e.get("findings", []))
             audit.append(
                 {"incident_id": iid, "at": n.at, "actor": e.get("actor") or "engine", "action": e.get("action", ""),
-                 "detail": {"level": e["level"], "state": e["state"], "seq": e.get("seq"), **n.detail}}
+                 "detail": {"level": e["level"], "state": e["state"], "seq": e.get("seq"),
+                            "assigned_to": e.get("assigned_to"), **n.detail}}
             )  # fmt: skip
             if n.notify:
                 payload = orjson.dumps({**e, **{k: v for k, v in n.detail.items() if k in ("receivers", "tier")}})

@@ -29,6 +29,7 @@ pytestmark = pytest.mark.e2e
 
 CHROMIUM = os.environ.get("GRIDWATCH_CHROMIUM", "/usr/bin/chromium")
 OPERATOR = "operator-page-token-0123456789"
+VIEWER = "viewer-page-token-012345678901"
 ARTIFACTS = Path(os.environ.get("GRIDWATCH_ARTIFACTS", ROOT / "test-artifacts"))
 
 
@@ -50,7 +51,13 @@ def test_live_board_acknowledge_map_chart_and_silences(browser, mosquitto, tmp_p
         mqtt=MqttConfig(url=mosquitto.url, client_id=f"engine-page-{tmp_path.name}"),
         data_dir=str(tmp_path),
         store=StoreConfig(url=store_url),
-        api=ApiConfig(port=api_port, tokens=[{"name": "duty-officer", "token": OPERATOR, "role": "operator"}]),
+        api=ApiConfig(
+            port=api_port,
+            tokens=[
+                {"name": "duty-officer", "token": OPERATOR, "role": "operator"},
+                {"name": "wall-screen", "token": VIEWER, "role": "viewer"},
+            ],
+        ),
         sinks=[],
     )
     engine = RunnerThread(cfg)
@@ -158,6 +165,18 @@ def test_live_board_acknowledge_map_chart_and_silences(browser, mosquitto, tmp_p
         assert page.evaluate("h => fetch(h).then(r => r.status)", href) == 200  # served with the page's token
         assert float(page.get_attribute("#detail svg.snapshot rect", "width") or 0) > 0
         page.screenshot(path=str(ARTIFACTS / "operator-page-camera.png"), full_page=True)
+        # Times say their zone; the audit trail names the level and the assignee.
+        assert "UTC" in page.locator("#detail").inner_text()
+        assert page.locator("#detail th", has_text="assigned to").count() == 1
+
+        # A viewer's token reads everything and is shown no operator buttons.
+        page.fill("#token", VIEWER)
+        page.click("#login button")
+        page.locator("#whoami", has_text="wall-screen (viewer)").wait_for(timeout=10_000)
+        page.wait_for_selector("#board tbody tr", timeout=10_000)
+        assert page.locator("#board button[data-act]:visible").count() == 0
+        assert not page.locator("#silence-form").is_visible()
+        page.screenshot(path=str(ARTIFACTS / "operator-page-viewer.png"), full_page=True)
         (ARTIFACTS / "operator-page.json").write_text(json.dumps({"load_ms": load_ms}))
         print(f"operator page loaded in {load_ms:.0f} ms")
     finally:

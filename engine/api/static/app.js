@@ -45,10 +45,15 @@ function setStatus(text, cls) {
 
 function age(seconds) {
   const s = Math.max(0, seconds);
-  if (s < 3600) return `${Math.round(s / 60)} min`;
-  if (s < 86400) return `${Math.floor(s / 3600)} h ${Math.round((s % 3600) / 60)} min`;
-  return `${Math.floor(s / 86400)} d ${Math.round((s % 86400) / 3600)} h`;
+  const m = Math.round(s / 60);  // round once, then split: never "1 d 24 h" or "2 h 60 min"
+  if (m < 60) return `${m} min`;
+  if (m < 24 * 60) return `${Math.floor(m / 60)} h ${m % 60} min`;
+  const h = Math.round(s / 3600);
+  return `${Math.floor(h / 24)} d ${h % 24} h`;
 }
+
+// Every time on the page says its zone.
+function utc(ts) { return `${new Date(ts * 1000).toISOString().slice(0, 16).replace("T", " ")} UTC`; }
 
 function upsert(e) {
   const cur = incidents.get(e.incident_id) || {};
@@ -111,11 +116,13 @@ async function showDetail(id) {
   const steps = (plan.steps || []).map((s) => `<li>${esc(s)}</li>`).join("");
   const checklist = (plan.checklist || []).map((s) => `<li>${esc(s)}</li>`).join("");
   const findings = inc.findings.map((f) => `<tr><td>${esc(f.detector)}</td><td>${esc(f.device)}</td>
-    <td>${new Date(f.ts * 1000).toISOString().slice(0, 16)}</td><td><span class="badge lvl-${esc(f.level)}">${esc(f.level)}</span></td>
+    <td>${utc(f.ts)}</td><td><span class="badge lvl-${esc(f.level)}">${esc(f.level)}</span></td>
     <td>${f.score.toPrecision(3)}</td><td class="evidence">${esc(evidenceText(f.evidence))}</td></tr>`).join("");
   const fc = newestForecast(inc.findings);
-  const audit = collapseReminders(inc.audit).map((a) => `<tr><td>${new Date(a.at * 1000).toISOString().slice(0, 16)}</td><td>${esc(a.actor)}</td>
-    <td>${esc(a.action)}${a.times > 1 ? ` ×${a.times} (to ${new Date(a.last * 1000).toISOString().slice(0, 16)})` : ""}</td>
+  const audit = collapseReminders(inc.audit).map((a) => `<tr><td>${utc(a.at)}</td><td>${esc(a.actor)}</td>
+    <td>${a.detail.level ? `<span class="badge lvl-${esc(a.detail.level)}">${esc(a.detail.level)}</span>` : ""}</td>
+    <td>${esc(a.detail.assigned_to || "")}</td>
+    <td>${esc(a.action)}${a.times > 1 ? ` ×${a.times} (to ${utc(a.last)})` : ""}</td>
     <td>${esc((a.detail.receivers || []).join(", "))}</td>
     <td>${esc(a.detail.comment || (a.detail.silenced_by ? `silenced by ${a.detail.silenced_by}` : "")
       || (a.detail.inhibited_by ? `inhibited by ${a.detail.inhibited_by}` : ""))}</td></tr>`).join("");
@@ -127,7 +134,7 @@ async function showDetail(id) {
       ${checklist ? `<p>Checklist:</p><ul>${checklist}</ul>` : ""}` : ""}
     ${snapshots(inc.findings)}
     <h4>Findings</h4><table><tr><th>detector</th><th>device</th><th>time</th><th>level</th><th>score</th><th>evidence</th></tr>${findings}</table>
-    <h4>Audit trail</h4><table><tr><th>time</th><th>actor</th><th>action</th><th>receivers</th><th>note</th></tr>${audit}</table>`;
+    <h4>Audit trail</h4><table><tr><th>time</th><th>actor</th><th>level</th><th>assigned to</th><th>action</th><th>receivers</th><th>note</th></tr>${audit}</table>`;
   box.hidden = false;
 }
 
@@ -291,7 +298,7 @@ function forecastText(fc, now) {
   const ci = fc.ci95 ? ` (${hhmm(fc.ci95[0])}–${hhmm(fc.ci95[1])})` : "";
   const left = (fc.failure_at - now) / 3600;
   const when = left > 0 ? `${left.toFixed(1)} h left` : "overdue";
-  return `failure ${new Date(fc.failure_at * 1000).toISOString().slice(0, 16).replace("T", " ")} UTC${ci}, ${when} ` +
+  return `failure ${utc(fc.failure_at)}${ci}, ${when} ` +
     `(${fc.detector}, as of ${hhmm(fc.as_of)})`;
 }
 function newestForecast(findings) {
@@ -302,7 +309,7 @@ function newestForecast(findings) {
 }
 // Evidence as words, not JSON: "velocity_per_day 13.2 · tangent_angle_deg 86.1".
 function evidenceValue(k, v) {
-  const time = (x) => new Date(x * 1000).toISOString().slice(0, 16).replace("T", " ");
+  const time = (x) => utc(x);
   const isTime = k === "ts" || k.endsWith("_ts") || k.endsWith("_at");
   if (typeof v === "number") return isTime ? time(v) : fmt(v);
   if (Array.isArray(v)) return v.map((x) => evidenceValue(k, x)).join(isTime ? " – " : "; ");
@@ -367,7 +374,7 @@ async function loadSilences() {
   $("#silences tbody").innerHTML = list.map((s) => {
     const match = ["site", "hazard", "device", "level"].filter((k) => s[k]).map((k) => `${k}=${s[k]}`).join(" ") || "everything";
     const window = s.cron ? `${s.cron} for ${s.duration_s / 3600} h (${s.timezone})`
-      : `${new Date(s.starts_at * 1000).toISOString().slice(0, 16)} → ${s.ends_at ? new Date(s.ends_at * 1000).toISOString().slice(0, 16) : "∞"}`;
+      : `${utc(s.starts_at)} → ${s.ends_at ? utc(s.ends_at) : "∞"}`;
     return `<tr data-silence-id="${esc(s.id)}"><td>${esc(match)}</td><td>${esc(window)}</td><td>${esc(s.created_by)}</td>
       <td>${esc(s.comment)}</td><td><button data-expire="${esc(s.id)}">Expire</button></td></tr>`;
   }).join("");
@@ -389,6 +396,10 @@ function guard(fn) {
 }
 
 async function connect() {
+  // A viewer's token reads; the page shows a viewer no buttons it could not use.
+  const me = await api("/api/me");
+  document.body.classList.toggle("viewer", me.role !== "operator");
+  $("#whoami").textContent = `${me.name} (${me.role})`;
   await loadBoard();
   await Promise.all([loadSites(), loadSilences()]);
   openStream();
