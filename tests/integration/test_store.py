@@ -230,7 +230,7 @@ def test_api_tokens_roles_errors_and_openapi(store):
     validate(spec)
     routes = {(m.upper(), p) for p, ops in spec["paths"].items() for m in ops}
     assert routes == {
-        ("GET", "/api/incidents"), ("GET", "/api/incidents/{incident_id}"),
+        ("GET", "/api/me"), ("GET", "/api/incidents"), ("GET", "/api/incidents/{incident_id}"),
         ("POST", "/api/incidents/{incident_id}/ack"),
         ("POST", "/api/incidents/{incident_id}/assign"), ("POST", "/api/incidents/{incident_id}/resolve"),
         ("POST", "/api/incidents/{incident_id}/dispatch"), ("GET", "/api/silences"), ("POST", "/api/silences"),
