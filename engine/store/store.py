@@ -498,4 +498,5 @@ def incident_json(r: IncidentRow) -> dict[str, Any]:
         "seq": r.seq, "tier": r.tier, "escalations": r.escalations, "acknowledged_by": r.acknowledged_by,
         "acknowledged_at": r.acknowledged_at, "assigned_to": r.assigned_to, "resolved_at": r.resolved_at,
         "silenced_by": r.silenced_by, "inhibited_by": r.inhibited_by, "route": r.route, "plan": r.plan,
+        "dispatched": bool((r.escalation or {}).get("dispatched")),
     }  # fmt: skip

@@ -89,14 +89,34 @@ def test_live_board_acknowledge_map_chart_and_silences(browser, mosquitto, tmp_p
         )
         iid = row.get_attribute("data-incident-id")
         assert iid
+        # fusion confirmed the slope (wet and moving): a badge says so
+        page.locator(f"tr[data-incident-id='{iid}'] .tag.confirmed").wait_for(timeout=10_000)
         page.screenshot(path=str(ARTIFACTS / "operator-page-incident.png"), full_page=True)
 
-        # Acknowledge by clicking; the store must say who.
+        # Acknowledge by clicking (confirmed with a comment); the store must say who.
+        page.once("dialog", lambda d: d.accept("crew on the way"))
         row.locator("button[data-act=ack]").click()
         page.locator(f"tr[data-incident-id='{iid}'] td.state", has_text="acknowledged").wait_for(timeout=10_000)
         stored = Store(store_url).incident(iid)
         assert stored is not None and stored["state"] == "acknowledged" and stored["acknowledged_by"] == "duty-officer"
         assert page.locator(f"tr[data-incident-id='{iid}'] td.acked").inner_text() == "duty-officer"
+        ack_line = next(a for a in stored["audit"] if a["action"] == "acknowledged")
+        assert ack_line["detail"]["comment"] == "crew on the way"
+        # One-key dispatch, confirmed: the row says dispatched; a second press sends nothing and says so.
+        page.once("dialog", lambda d: d.accept(""))
+        row.locator("button[data-act=dispatch]").click()
+        page.locator(f"tr[data-incident-id='{iid}'] .tag.dispatched").wait_for(timeout=10_000)
+        said: list[str] = []
+
+        def answer(d) -> None:  # the confirmation, then the "nothing sent" notice
+            said.append(d.message)
+            d.accept("")
+
+        page.on("dialog", answer)
+        row.locator("button[data-act=dispatch]").click()
+        page.wait_for_function("true", timeout=1_000)
+        assert wait_for(lambda: any("nothing sent" in m for m in said), 10), said
+        page.remove_listener("dialog", answer)
 
         # The detail: plan and audit trail.
         page.locator(f"tr[data-incident-id='{iid}'] td").nth(1).click()

@@ -62,6 +62,9 @@ function upsert(e) {
     incident_id: e.incident_id, site: e.site, hazard: e.hazard, level: e.level, state: e.state,
     opened_at: e.opened_at, updated_at: e.updated_at, acknowledged_by: e.acknowledged_by,
     assigned_to: e.assigned_to, tier: e.tier || cur.tier,
+    // what the newest event says of muting; dispatch and fusion's confirmation stay once they happened
+    silenced_by: e.silenced_by || null, inhibited_by: e.inhibited_by || null,
+    dispatched: cur.dispatched || e.action === "dispatched", confidence: e.confidence || cur.confidence,
   });
 }
 
@@ -83,9 +86,19 @@ function renderBoard() {
     return `<tr data-incident-id="${esc(i.incident_id)}" class="state-${esc(i.state)}">
       <td><span class="badge lvl-${esc(i.level)}">${esc(i.level)}</span></td><td>${esc(i.hazard)}</td>
       <td>${esc(i.site)}</td><td title="opened ${new Date(i.opened_at * 1000).toISOString()}">${age(now - i.opened_at)}</td>
-      <td class="state">${esc(i.state)}</td><td>${esc(i.tier || "")}</td><td class="acked">${esc(i.acknowledged_by || "")}</td>
+      <td class="state">${esc(i.state)}${tags(i)}</td><td>${esc(i.tier || "")}</td><td class="acked">${esc(i.acknowledged_by || "")}</td>
       <td>${esc(i.assigned_to || "")}</td><td class="actions">${buttons}</td></tr>`;
   }).join("");
+}
+
+// Badges that tell a muted or special incident from a live one at a glance.
+function tags(i) {
+  const t = [];
+  if (i.silenced_by) t.push(`<span class="tag silenced" title="silenced by ${esc(i.silenced_by)}: recorded, not sent">silenced</span>`);
+  if (i.inhibited_by) t.push(`<span class="tag inhibited" title="inhibited by ${esc(i.inhibited_by)}">inhibited</span>`);
+  if (i.dispatched) t.push(`<span class="tag dispatched" title="one-key dispatch sent">dispatched</span>`);
+  if (i.confidence === "confirmed") t.push(`<span class="tag confirmed" title="confirmed by fusion of independent evidence">confirmed</span>`);
+  return t.length ? ` ${t.join(" ")}` : "";
 }
 
 async function loadBoard() {
@@ -97,12 +110,25 @@ async function loadBoard() {
 
 async function act(id, action) {
   let body = {};
+  const inc = incidents.get(id) || {};
+  const what = `${inc.level || ""} ${inc.hazard || ""} at ${inc.site || id}`;
   if (action === "assign") {
-    const to = window.prompt("Assign to (person or crew)");
+    const to = window.prompt(`Assign the ${what} to (person or crew)`);
     if (!to) return;
     body = { to };
+  } else if (action === "dispatch" || action === "resolve" || action === "ack") {
+    // Actions that reach people or end an incident are confirmed, with an optional comment for the audit trail.
+    const verb = { dispatch: "Dispatch the plan for", resolve: "Resolve", ack: "Acknowledge" }[action];
+    const comment = window.prompt(`${verb} the ${what}? Comment for the audit trail (optional):`, "");
+    if (comment === null) return;  // cancelled
+    if (action !== "dispatch") body = { comment };
   }
   const res = await api(`/api/incidents/${id}/${action}`, { method: "POST", body: JSON.stringify(body) });
+  if (action === "dispatch") {
+    const cur = incidents.get(id);
+    if (cur) cur.dispatched = true;
+    if (!res.events.length) window.alert("Every receiver of the plan has it already: nothing sent.");
+  }
   for (const e of res.events) upsert(e);
   renderBoard();
   if ($("#detail").dataset.id === id) showDetail(id);
