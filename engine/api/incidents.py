@@ -110,7 +110,13 @@ class SilenceIn(BaseModel):
         return self
 
 
-def incidents_router(store: Store, act: Act, auth: TokenAuth, now: Callable[[], float]) -> APIRouter:
+def incidents_router(
+    store: Store,
+    act: Act,
+    auth: TokenAuth,
+    now: Callable[[], float],
+    config_silences: Callable[[], list[Silence]] = list,
+) -> APIRouter:
     viewer, operator = auth.require("viewer"), auth.require("operator")
     api = APIRouter(prefix="/api", tags=["incidents"])
 
@@ -183,8 +189,9 @@ def incidents_router(store: Store, act: Act, auth: TokenAuth, now: Callable[[], 
 
     @api.get("/silences", response_model=list[Silence])
     def list_silences(user: ApiToken = viewer, expired: bool = False) -> list[Silence]:
-        """Silences created through the API (config silences are in the config)."""
-        return store.silences(include_expired=expired)
+        """Every silence: the config's (``created_by: config``, changed only in the config file), then those
+        created through the API."""
+        return [*config_silences(), *store.silences(include_expired=expired)]
 
     @api.post("/silences", response_model=Silence, status_code=201, responses={422: {"description": "Invalid"}})
     async def create_silence(body: SilenceIn, user: ApiToken = operator) -> Silence:

@@ -580,7 +580,7 @@ class GridwatchWorker:
         cfg = self.cfg
         auth = TokenAuth(cfg.api.tokens)
         self.hub.attach(asyncio.get_running_loop())
-        incidents = incidents_router(self.store, self.act, auth, time.time)
+        incidents = incidents_router(self.store, self.act, auth, time.time, lambda: list(cfg.silences))
         page = operator_router(self.store, lambda: cfg, DeviceIndex(), ReadingHistory(0), self.hub, auth,
                                Path(cfg.data_dir) / "snapshots")  # fmt: skip
         app = create_app(self.health, None, (incidents, page), auth, cfg.api.metrics_public)

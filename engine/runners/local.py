@@ -234,7 +234,7 @@ class LocalRunner:
         api: ApiServer | None = None
         if cfg.api.enabled:
             auth = TokenAuth(cfg.api.tokens)
-            incidents = incidents_router(self.store, self.act, auth, self.clock.now)
+            incidents = incidents_router(self.store, self.act, auth, self.clock.now, lambda: list(self.cfg.silences))
             page = operator_router(
                 self.store, lambda: self.cfg, self.pipeline.devices, self.history, self.hub, auth, self.snapshot_dir
             )

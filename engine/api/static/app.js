@@ -402,7 +402,8 @@ async function loadSilences() {
     const window = s.cron ? `${s.cron} for ${s.duration_s / 3600} h (${s.timezone})`
       : `${utc(s.starts_at)} → ${s.ends_at ? utc(s.ends_at) : "∞"}`;
     return `<tr data-silence-id="${esc(s.id)}"><td>${esc(match)}</td><td>${esc(window)}</td><td>${esc(s.created_by)}</td>
-      <td>${esc(s.comment)}</td><td><button data-expire="${esc(s.id)}">Expire</button></td></tr>`;
+      <td>${esc(s.comment)}</td><td>${s.created_by === "config" ? '<span class="tag" title="change it in the config file">config</span>'
+        : `<button data-expire="${esc(s.id)}">Expire</button>`}</td></tr>`;
   }).join("");
 }
 
