@@ -89,6 +89,7 @@ def test_live_board_acknowledge_map_chart_and_silences(browser, mosquitto, tmp_p
         )
         iid = row.get_attribute("data-incident-id")
         assert iid
+        assert "RED landslide at S02" in page.title(), "a new red shows in the tab's title"
         # fusion confirmed the slope (wet and moving): a badge says so
         page.locator(f"tr[data-incident-id='{iid}'] .tag.confirmed").wait_for(timeout=10_000)
         page.screenshot(path=str(ARTIFACTS / "operator-page-incident.png"), full_page=True)

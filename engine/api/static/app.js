@@ -193,13 +193,34 @@ function snapshots(findings) {
 
 // ---- live stream -----------------------------------------------------------------------------------
 
+// A new RED: the tab's title says so until the page is looked at, and a short tone sounds (once the operator has
+// interacted with the page, as browsers require).
+let unseenRed = 0;
+function alertRed(e) {
+  unseenRed += 1;
+  document.title = `(${unseenRed}) RED ${e.hazard} at ${e.site} — gridwatch`;
+  try {
+    const ctx = new (window.AudioContext || window.webkitAudioContext)();
+    const osc = ctx.createOscillator();
+    osc.frequency.value = 880;
+    osc.connect(ctx.destination);
+    osc.start();
+    osc.stop(ctx.currentTime + 0.4);
+  } catch (_) { /* no audio here: the title still says it */ }
+}
+document.addEventListener("visibilitychange", () => {
+  if (!document.hidden) { unseenRed = 0; document.title = "gridwatch"; }
+});
+
 function openStream() {
   if (stream) stream.close();
   stream = new EventSource(`/api/stream?token=${encodeURIComponent(token)}`);
   stream.addEventListener("incident", (msg) => {
-    upsert(JSON.parse(msg.data));
+    const e = JSON.parse(msg.data);
+    upsert(e);
     renderBoard();
     scheduleSites();
+    if (e.level === "red" && (e.action === "fired" || e.action === "raised" || e.action === "reopened")) alertRed(e);
   });
   stream.addEventListener("resync", () => loadBoard().catch((err) => showError(err.message)));
   stream.onopen = () => setStatus("live", "live");
