@@ -115,8 +115,11 @@ def test_live_board_acknowledge_map_chart_and_silences(browser, mosquitto, tmp_p
 
         page.on("dialog", answer)
         row.locator("button[data-act=dispatch]").click()
-        page.wait_for_function("true", timeout=1_000)
-        assert wait_for(lambda: any("nothing sent" in m for m in said), 10), said
+        for _ in range(50):  # Playwright handles dialogs only while it runs: wait with it, not with time.sleep
+            if any("nothing sent" in m for m in said):
+                break
+            page.wait_for_timeout(200)
+        assert any("nothing sent" in m for m in said), said
         page.remove_listener("dialog", answer)
 
         # The detail: plan and audit trail.
