@@ -114,7 +114,10 @@ class Receiver:
 
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self) -> None:
-                body = self.rfile.read(int(self.headers["Content-Length"]))
+                length = int(self.headers["Content-Length"])
+                body = self.rfile.read(length)
+                if len(body) < length:  # the sender died mid-request (a killed worker): no request, as any server
+                    return
                 want = "sha256=" + hmac.new(SECRET.encode(), body, hashlib.sha256).hexdigest()
                 if not hmac.compare_digest(want, self.headers.get("X-Gridwatch-Signature-256", "")):
                     receiver.bad_signatures += 1
