@@ -65,12 +65,16 @@ def _need(extra: str, module: str, feature: str) -> None:
         raise typer.Exit(2) from None
 
 
+def _need_store(cfg: EngineConfig) -> None:
+    if cfg.store_url().startswith("postgresql"):
+        _need("postgres", "psycopg", "a PostgreSQL store")
+
+
 def _need_for(cfg: EngineConfig) -> None:
     """The optional parts a config needs to run locally: the embedded broker, a PostgreSQL store."""
     if cfg.mqtt.url == "embedded":
         _need("demo", "amqtt", "the embedded MQTT broker (mqtt.url: embedded)")
-    if cfg.store_url().startswith("postgresql"):
-        _need("postgres", "psycopg", "a PostgreSQL store")
+    _need_store(cfg)
 
 
 def _install_stop(stop: asyncio.Event) -> None:
@@ -124,8 +128,7 @@ def worker(config: ConfigOpt = DEFAULT_CONFIG, log_level: str = "info") -> None:
     _logging(log_level)
     cfg = _load(config)
     _need("kafka", "faust", "`gridwatch worker` (the scale-out runner)")
-    if cfg.store_url().startswith("postgresql"):
-        _need("postgres", "psycopg", "a PostgreSQL store")
+    _need_store(cfg)
     import faust
 
     from engine.runners.faust_app import GridwatchWorker

@@ -30,7 +30,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from detectors.base import Detector, DetectorConfig, DeviceState, StateArray, register
 from detectors.decision import RequiredLevels, channel_steps, hysteresis_level, thresholds_array
-from detectors.geohazard.rain_window import GAP_POLICY_HELP, GapPolicy, RainWindow
+from detectors.geohazard.rain_window import GapPolicyField, MaxGapField, RainWindow
 from engine.core.batch import ReadingBatch
 from engine.core.findings import Finding
 from engine.core.levels import LevelName
@@ -108,13 +108,8 @@ class RainfallCumulativeConfig(DetectorConfig):
     bin_s: float = Field(
         3600.0, gt=0, description="Time resolution of the rain windows (seconds); at most the reporting interval."
     )
-    max_gap_s: float | None = Field(
-        None,
-        gt=0,
-        description="A report covers the time since the previous one if it came within this (s); "
-        "longer gaps are missing data. Default 1.5 bins.",
-    )
-    gap_policy: GapPolicy = Field("lower_bound", description=GAP_POLICY_HELP)
+    max_gap_s: MaxGapField = None
+    gap_policy: GapPolicyField = "lower_bound"
     clear_fraction: float = Field(
         1.0,
         gt=0,

@@ -32,7 +32,7 @@ from detectors.base import Detector, DetectorConfig, DeviceState, StateArray, re
 from detectors.decision import RequiredLevels, channel_steps, hysteresis_level, thresholds_array
 from detectors.geohazard.antecedent_water_index import WaterBalance
 from detectors.geohazard.cumulative_rainfall import exceedance_index, refuse_units
-from detectors.geohazard.rain_window import GAP_POLICY_HELP, GapPolicy, RainWindow
+from detectors.geohazard.rain_window import GapPolicyField, MaxGapField, RainWindow
 from detectors.geohazard.storm import StormTracker
 from engine.core.batch import ReadingBatch
 from engine.core.findings import Finding
@@ -70,13 +70,8 @@ class RainfallIntensityDurationConfig(DetectorConfig):
         description="Time resolution of the rain windows (s), at most the reporting interval; also the interval "
         "assumed before a gauge's first report.",
     )
-    max_gap_s: float | None = Field(
-        None,
-        gt=0,
-        description="A report covers the time since the previous one if it came within this (s); "
-        "longer gaps are missing data. Default 1.5 bins.",
-    )
-    gap_policy: GapPolicy = Field("lower_bound", description=GAP_POLICY_HELP)
+    max_gap_s: MaxGapField = None
+    gap_policy: GapPolicyField = "lower_bound"
     levels: RequiredLevels = Field(
         {"blue": 0.5, "yellow": 0.75, "orange": 1.0, "red": 1.5},
         description="Ratio of observed to threshold intensity per level.",

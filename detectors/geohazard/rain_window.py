@@ -17,10 +17,11 @@ comes with its count of missing bins, so a detector can say a window is incomple
 from __future__ import annotations
 
 import math
-from typing import Literal
+from typing import Annotated, Literal
 
 import numpy as np
 import numpy.typing as npt
+from pydantic import Field
 
 from detectors.base import DeviceState, StateArray
 
@@ -35,6 +36,16 @@ GAP_POLICY_HELP = (
     "says `complete: false` and how many hours are missing); `skip` never evaluates an incomplete window "
     "(as the USGS program Thresh treats missing or insufficient data)."
 )
+# The config fields every detector reading rain windows has (rainfall_cumulative, rainfall_intensity_duration).
+GapPolicyField = Annotated[GapPolicy, Field(description=GAP_POLICY_HELP)]
+MaxGapField = Annotated[
+    float | None,
+    Field(
+        gt=0,
+        description="A report covers the time since the previous one if it came within this (s); longer gaps are "
+        "missing data. Default 1.5 bins.",
+    ),
+]
 
 
 class RainWindow:

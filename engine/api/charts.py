@@ -27,9 +27,9 @@ def current_storm(t: np.ndarray, r: np.ndarray, cfg: RainfallIntensityDurationCo
     {'duration_h': 3.0, 'intensity_mm_h': 2.6667}
     """
     from detectors.base import DeviceState
-    from detectors.geohazard.storm import StormTracker
+    from detectors.geohazard.intensity_duration import RainfallIntensityDuration
 
-    tracker = StormTracker(cfg.storm_gap_h, cfg.max_gap_s or 1.5 * cfg.bin_s, cfg.bin_s, cfg.gap_policy)
+    tracker = RainfallIntensityDuration(cfg).storm  # built as the detector builds it
     state = DeviceState(tracker.state_spec())
     state.ensure(1)
     dev = np.zeros(1, dtype=np.int64)

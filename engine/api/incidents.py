@@ -132,7 +132,7 @@ def incidents_router(
             raise HTTPException(409, str(exc)) from exc
         except TimeoutError as exc:  # scale-out: the partition's owner did not answer in time; still queued
             raise HTTPException(503, str(exc)) from exc
-        events = [{**n.event, **n.detail, "notified": n.notify} for n in notes]
+        events = [n.outgoing() for n in notes]
         return ActionOut(incident_id=incident_id, events=events)
 
     @api.get("/me")

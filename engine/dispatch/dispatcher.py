@@ -328,4 +328,4 @@ class Dispatcher:
         if self.store is not None and (notes or self.unstored or self.untouched or self.progress):
             self._store(notes)
         if notes and self.on_notes is not None:
-            self.on_notes([{**n.event, **n.detail, "notified": n.notify} for n in notes])
+            self.on_notes([n.outgoing() for n in notes])

@@ -490,7 +490,7 @@ class GridwatchWorker:
                 self.store.finish_action(action_id, "refused", {"error": str(exc)}, time.time(), stream)
             else:
                 made += len(notes)
-                events = [{**n.event, **n.detail, "notified": n.notify} for n in notes]
+                events = [n.outgoing() for n in notes]
                 self.store.finish_action(action_id, "applied", {"events": events}, time.time(), stream)
             stage.actions_applied = action_id
         return made

@@ -51,6 +51,10 @@ class Notification:
     detail: dict[str, Any]  # receivers, tier, silenced_by, inhibited_by, …
     resume: dict[str, Any] | None = None  # group_key, last_finding_at, escalation: for a restarted engine
 
+    def outgoing(self) -> dict[str, Any]:
+        """The event with what dispatch decided and whether it was sent (the API's and the page's view)."""
+        return {**self.event, **self.detail, "notified": self.notify}
+
 
 @dataclass
 class OutboxItem:
