@@ -126,12 +126,12 @@ def rainfall_figures() -> dict[str, float | str]:
     b = BatchBuilder(DeviceIndex())
     decoder = SensorDecoder(IngestConfig(), b)
     for i, mm in enumerate(p):
-        ts = (ref.FIRST_HOUR + i + 1) * 3600.0 - 60.0
+        ts = ref.report_ts(i)
         decoder.decode(
             Topic("sensors", "S1", "g"), f'{{"ts": {ts}, "values": {{"rain_in": {mm / 25.4!r}}}}}'.encode(), ts
         )
     det = RainfallIntensityDuration(RainfallIntensityDurationConfig(threshold_units="in", levels={"orange": 1.0}))
-    got = [round((f.ts + 60.0) / 3600.0) - ref.FIRST_HOUR - 1 for f in det.process(b.take(), det.new_state())]
+    got = [ref.hour_of(f.ts) for f in det.process(b.take(), det.new_state())]
     want = ref.exceeded([x is not None and x[0] for x in ref.usgs_storm_id(p, seattle_mm, 1.13)], p)
     out["rain/inch_gauge_as_rain_in/same_hours_as_method"] = "yes" if got == want and want else "no"
 

@@ -141,6 +141,14 @@ class Receiver:
         return [e for _, e in self.got if e["hazard"] == "landslide"]
 
 
+def logged_url(text: str, needle: str) -> str | None:
+    """The URL a process logged after ``needle`` (``worker HTTP API at http://…``), None before it did."""
+    for line in text.splitlines():
+        if needle in line:
+            return line.split(needle, 1)[1].split()[0].rstrip(".,")
+    return None
+
+
 class Process:
     """A gridwatch command in its own process, its output in a log file."""
 

@@ -133,14 +133,30 @@ def fixed_window_id(
 # --- driving a detector over hourly records ------------------------------------------------------------
 
 
+def report_ts(hour: int) -> float:
+    """When hour ``hour`` of a record is reported: at hh:59."""
+    return (FIRST_HOUR + hour + 1) * 3600.0 - 60.0
+
+
+def hour_of(ts: float) -> int:
+    """The record hour a report (or a finding at it) stands for."""
+    return round((ts + 60.0) / 3600.0) - FIRST_HOUR - 1
+
+
+def findings_on(det: Any, p: list[float]) -> list[Any]:
+    """A fresh detector state's findings on one gauge's record (missing hours not reported), in one batch."""
+    b = BatchBuilder(DeviceIndex())
+    for i, v in enumerate(p):
+        if not math.isnan(v):
+            b.add("S1", "g", report_ts(i), "rain_mm", v)
+    return list(det.process(b.take(), det.new_state()))
+
+
 def raised_hours(det: Any, records: dict[str, list[float]], batch_size: int) -> dict[str, list[int]]:
     """Feed every gauge's record (reports at hh:59, missing hours not reported) interleaved in time;
     returns the hours (record positions) of each gauge's findings."""
     rows = sorted(
-        ((FIRST_HOUR + i + 1) * 3600.0 - 60.0, device, v)
-        for device, p in records.items()
-        for i, v in enumerate(p)
-        if not math.isnan(v)
+        (report_ts(i), device, v) for device, p in records.items() for i, v in enumerate(p) if not math.isnan(v)
     )
     devices = DeviceIndex()
     state = det.new_state()
@@ -150,7 +166,7 @@ def raised_hours(det: Any, records: dict[str, list[float]], batch_size: int) -> 
         for ts, device, v in rows[lo : lo + batch_size]:
             b.add("S1", device, ts, "rain_mm", v)
         for f in det.process(b.take(), state):
-            out[f.device].append(round((f.ts + 60.0) / 3600.0) - FIRST_HOUR - 1)
+            out[f.device].append(hour_of(f.ts))
     return out
 
 

@@ -31,7 +31,16 @@ from engine.runners.records import partition_of
 from engine.store.store import Store
 from simulators.publish import messages
 from simulators.scenario import load_scenario
-from tests.conftest import SECRET, Process, Receiver, default_config, direct_events, publisher, wait_for
+from tests.conftest import (
+    SECRET,
+    Process,
+    Receiver,
+    default_config,
+    direct_events,
+    logged_url,
+    publisher,
+    wait_for,
+)
 from tests.integration.test_local_runner import Listener
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]
@@ -259,11 +268,7 @@ async def read_topic(url: str, topic: str) -> list[dict[str, Any]]:
 
 
 def served_at(process: Process, needle: str) -> str | None:
-    """The URL a process logged after ``needle`` (``worker HTTP API at http://…``)."""
-    for line in process.text().splitlines():
-        if needle in line:
-            return line.split(needle, 1)[1].split()[0].rstrip(".,")
-    return None
+    return logged_url(process.text(), needle)
 
 
 @pytest.mark.parametrize("store_url", ["postgresql"], indirect=True)

@@ -20,14 +20,18 @@ import orjson
 import pytest
 import yaml
 
-from tests.conftest import ROOT, publisher, wait_for
+from tests.conftest import ROOT, logged_url, publisher, wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(600)]
 
 
+def clean_env() -> dict[str, str]:
+    """The environment without what points at the checkout or its venv."""
+    return {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
+
+
 def run(args: list[str], cwd: Path, timeout: float = 300) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
-    return subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout, check=False)
+    return subprocess.run(args, cwd=cwd, env=clean_env(), capture_output=True, text=True, timeout=timeout, check=False)
 
 
 @pytest.fixture(scope="module")
@@ -72,7 +76,7 @@ def test_the_installed_wheel_runs_bridge_and_worker(installed, tansu, mosquitto,
         sinks=[{"type": "log"}],
     )  # fmt: skip
     (tmp_path / "gridwatch.yaml").write_text(yaml.safe_dump(cfg))
-    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
+    env = clean_env()
     logs = {name: (tmp_path / f"{name}.log").open("wb") for name in ("worker", "bridge")}
     procs = {
         name: subprocess.Popen(
@@ -86,10 +90,7 @@ def test_the_installed_wheel_runs_bridge_and_worker(installed, tansu, mosquitto,
         return (tmp_path / f"{name}.log").read_text(errors="replace")
 
     def url_after(name: str, needle: str) -> str | None:
-        for line in log(name).splitlines():
-            if needle in line:
-                return line.split(needle, 1)[1].split()[0].rstrip(".,")
-        return None
+        return logged_url(log(name), needle)
 
     try:
         assert wait_for(lambda: "Worker ready" in log("worker"), 120), log("worker")[-3000:]

@@ -31,7 +31,7 @@ from engine.core.batch import BatchBuilder
 from engine.core.devices import DeviceIndex
 from simulators.storm import hourly_record as record
 from tests import rainfall_reference as ref
-from tests.rainfall_reference import FIRST_HOUR, exceeded, raised_hours
+from tests.rainfall_reference import FIRST_HOUR, exceeded, findings_on, hour_of, raised_hours, report_ts
 
 HUNDREDTH_IN = 0.254  # mm
 SEATTLE_ALPHA_MM = 3.257 * 25.4
@@ -79,16 +79,11 @@ def test_seattle_storm_intensity_duration_hours_equal_the_method(policy, batch_s
 def test_storm_evidence_is_the_storm_s_duration_and_mean_intensity():
     p = RECORDS["gauge-1"]
     cfg = RainfallIntensityDurationConfig(threshold_units="in", levels={"orange": 1.0})
-    det = RainfallIntensityDuration(cfg)
-    devices, state, b = DeviceIndex(), det.new_state(), BatchBuilder(DeviceIndex())
-    b = BatchBuilder(devices)
-    for i, v in enumerate(p):
-        b.add("S1", "g", (FIRST_HOUR + i + 1) * 3600.0 - 60.0, "rain_mm", v)
-    found = det.process(b.take(), state)
+    found = findings_on(RainfallIntensityDuration(cfg), p)
     want = ref.usgs_storm_id(p, SEATTLE_ALPHA_MM, 1.13)
     assert found
     for f in found:
-        i = round((f.ts + 60.0) / 3600.0) - FIRST_HOUR - 1
+        i = hour_of(f.ts)
         entry = want[i]
         assert entry is not None
         _, duration, intensity = entry
@@ -137,28 +132,17 @@ def test_one_hour_window_holds_one_hourly_report():
     p = [6.1, 52.0]
     found = raised_hours(RainfallIntensityDuration(cfg), {"g": p}, 10)
     assert found["g"] == [1]  # 6.1 mm/h is under Caine's 14.82 mm/h
-    det = RainfallIntensityDuration(cfg)
-    b = BatchBuilder(DeviceIndex())
-    for i, v in enumerate(p):
-        b.add("S1", "g", (FIRST_HOUR + i + 1) * 3600.0 - 60.0, "rain_mm", v)
-    assert det.process(b.take(), det.new_state())[-1].evidence["intensity_mm_h"] == 52.0
+    assert findings_on(RainfallIntensityDuration(cfg), p)[-1].evidence["intensity_mm_h"] == 52.0
 
 
 def test_awi_equals_the_hourly_recursion_with_the_monthly_et_table():
     p = RECORDS["gauge-0"]  # has missing hours: they are dry
     cfg = AntecedentWaterIndexConfig(levels={"blue": 20.0})
-    det = AntecedentWaterIndex(cfg)
-    b = BatchBuilder(DeviceIndex())
-    for i, v in enumerate(p):
-        if not math.isnan(v):
-            b.add("S1", "g", (FIRST_HOUR + i + 1) * 3600.0 - 60.0, "rain_mm", v)
-    found = det.process(b.take(), det.new_state())
+    found = findings_on(AntecedentWaterIndex(cfg), p)
     want = ref.usgs_awi(p, FIRST_HOUR, et_mm_per_h=SEATTLE_ET_MM_PER_H)
-    assert [round((f.ts + 60.0) / 3600.0) - FIRST_HOUR - 1 for f in found] == [
-        i for i, a in enumerate(want) if a >= 20.0 and not math.isnan(p[i])
-    ]
+    assert [hour_of(f.ts) for f in found] == [i for i, a in enumerate(want) if a >= 20.0 and not math.isnan(p[i])]
     for f in found:
-        i = round((f.ts + 60.0) / 3600.0) - FIRST_HOUR - 1
+        i = hour_of(f.ts)
         assert f.evidence["awi_mm"] == pytest.approx(want[i], abs=1e-3)
 
 
@@ -193,13 +177,7 @@ def test_an_incomplete_window_is_said_so_and_skip_holds_it_back():
     p = [10.0] * 30
     p[5:8] = [math.nan] * 3
     lower = RainfallCumulativeConfig(cumulative=None, accumulations=[Accumulation(hours=24, levels={"blue": 100})])
-    det = RainfallCumulative(lower)
-    b = BatchBuilder(DeviceIndex())
-    for i, v in enumerate(p):
-        if not math.isnan(v):
-            b.add("S1", "g", (FIRST_HOUR + i + 1) * 3600.0 - 60.0, "rain_mm", v)
-    found = det.process(b.take(), det.new_state())
-    first = found[0]
+    first = findings_on(RainfallCumulative(lower), p)[0]
     assert first.evidence["rain_24h_mm"] == 100.0 and first.evidence["complete"] is False
     assert first.evidence["rain_24h_missing_h"] > 0
     skip = lower.model_copy(update={"gap_policy": "skip"})
@@ -219,11 +197,7 @@ def test_cumulative_index_is_bounded_and_exact_at_the_threshold():
     hours = [0.0] * 360 + [88.9 / 2, 88.9 / 2, 0.254]
     got = raised_hours(RainfallCumulative(cfg), {"g": hours}, 50)["g"]
     assert got == [362]
-    det = RainfallCumulative(cfg)
-    b = BatchBuilder(DeviceIndex())
-    for i, v in enumerate([0.0] * 360 + [5000.0]):
-        b.add("S1", "g", (FIRST_HOUR + i + 1) * 3600.0 - 60.0, "rain_mm", v)
-    worst = det.process(b.take(), det.new_state())[-1]
+    worst = findings_on(RainfallCumulative(cfg), [0.0] * 360 + [5000.0])[-1]
     assert worst.evidence["index"] == pytest.approx(1 + (5000.0 - 88.9) / 88.9, rel=1e-6)  # ~57, not 1e8
 
 
@@ -237,13 +211,13 @@ def test_an_inch_gauge_reports_rain_in_and_is_converted_at_ingest():
     b = BatchBuilder(devices)
     decoder = SensorDecoder(IngestConfig(metric_aliases={"precip_in": "rain_mm"}), b)
     for i, mm in enumerate(p):
-        ts = (FIRST_HOUR + i + 1) * 3600.0 - 60.0
+        ts = report_ts(i)
         name = "rain_in" if i % 2 else "precip_in"  # the unit in the name, or in an alias from config
         body = f'{{"ts": {ts}, "values": {{"{name}": {mm / 25.4!r}}}}}'.encode()
         assert decoder.decode(Topic("sensors", "S1", "g"), body, now=ts) == []
     cfg = RainfallIntensityDurationConfig(threshold_units="in", levels={"orange": 1.0})
     det = RainfallIntensityDuration(cfg)
-    got = [round((f.ts + 60.0) / 3600.0) - FIRST_HOUR - 1 for f in det.process(b.take(), det.new_state())]
+    got = [hour_of(f.ts) for f in det.process(b.take(), det.new_state())]
     want = exceeded([x is not None and x[0] for x in ref.usgs_storm_id(p, SEATTLE_ALPHA_MM, 1.13)], p)
     assert want and got == want
     refused = decoder.decode(Topic("sensors", "S1", "g"), b'{"ts": 1, "values": {"rain_ft": 1}}', now=10.0)
