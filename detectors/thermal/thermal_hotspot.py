@@ -10,10 +10,15 @@ scene (median and MAD), as earlier versions did.
 
 A hot spot is a blob above the pre-alarm heat. Its score is its peak heat over the alarm heat, so the
 shared confirmation's levels read: pre-alarm (orange) at ``pre_alarm/alarm``, alarm (red) at 1, clear
-below ``clear/alarm`` (e.g. 50 °C pre-alarm, 55 °C alarm, clear below 52 °C). A fire flickers: its
-pixels change from frame to frame by degrees; a static hot object (a sun-heated rock, a chimney) holds
-steady. Steady heat is learnt as static and ignored: at once for what is already hot when the camera is
-first seen, after ``static_frames`` frames for what appears later.
+below ``clear/alarm`` (e.g. 50 °C pre-alarm, 55 °C alarm, clear below 52 °C).
+
+Per-camera scene memory (``scene_memory``, on by default): the frame's heat is also given as a grid of
+cells of ``cell_px`` pixels (each cell's peak, in the same score units), and the shared scene memory learns
+each camera's normal per cell (the median over its recent samples). A cell alarms only where it reaches
+the pre-alarm *and* rises ``min_rise`` above its own normal: a sun-heated rock or a chimney that is always
+hot is that camera's normal and never alarms, while a new fire in one cell does, even on a low-resolution
+camera whose fire is a few pixels with less contrast than the hot rocks around it. A single frame
+(`gridwatch score`) is judged on its heat alone.
 """
 
 from __future__ import annotations
@@ -25,9 +30,11 @@ import numpy.typing as npt
 from pydantic import Field, model_validator
 
 from detectors.vision.base import (
+    Box,
     CameraDetector,
     CameraDetectorConfig,
     CameraState,
+    CameraTrack,
     FrameBatch,
     Observation,
     register_camera,
@@ -51,22 +58,28 @@ class ThermalHotspotConfig(CameraDetectorConfig):
     alarm: float = Field(55.0, description="Alarm heat (°C, or z-score with counts).")
     clear: float = Field(52.0, description="An alarmed camera clears below this heat (hysteresis).")
     min_pixels: int = Field(2, ge=1, description="Smaller hot blobs are noise (a distant fire is a few pixels).")
-    static_frames: int = Field(
-        30, ge=2, description="Steady heat for this many frames is a static object (a sun-heated rock) and ignored."
-    )
     rise_per_min: float = Field(
         10.0,
         ge=0,
         description="A spot heating this fast (°C or z per minute) is a pre-alarm even below pre_alarm (0: off).",
     )
     rise_floor: float = Field(35.0, description="…when it is at least this hot (°C, or z with counts).")
-    still_change: float = Field(
-        2.0, gt=0, description="Steady: the pixel's mean frame-to-frame change is below this (°C, or z with counts)."
+    cell_px: int = Field(
+        8, ge=1, description="Scene memory: the side of a cell of the heat grid, in pixels (8: 20x15 on a 160x120)."
     )
     confirm_k: int = Field(2, ge=1, description="An alarm needs this many of the last `confirm_n` frames.")
     confirm_n: int = Field(3, ge=1, description="Analysed frames of one camera considered for confirmation.")
     max_region_frac: float = Field(0.9, gt=0, le=1, description="A hot region larger than this share is discounted.")
-    scene_memory: bool = Field(False, description="Off: the detector learns static heat per pixel itself.")
+    view_change: float = Field(
+        0.3,
+        gt=0,
+        description="Scene memory: a frame whose coarse copy moved by more than this (its median pixel, in units of "
+        "the scene's robust spread) since the camera's previous one is a new view (a PTZ preset, a bumped camera) "
+        "and the camera's memory starts again.",
+    )
+    min_rise: float = Field(
+        0.3, ge=0, le=1, description="Scene memory: how far above its normal a cell must rise (a share of the alarm)."
+    )
     camera_alarm: dict[str, float] = Field(
         default_factory=dict,
         description="Per camera (`site/camera` or `camera`): its own alarm heat; its pre-alarm and clear scale "
@@ -105,7 +118,7 @@ class ThermalHotspotConfig(CameraDetectorConfig):
 
 @register_camera
 class ThermalHotspot(CameraDetector[ThermalHotspotConfig]):
-    """Per camera: how long each pixel has been hot, how much it flickers, and the last peak and its time."""
+    """Per camera: the last peak and its time (rate of rise); its normal heat per cell is the scene memory."""
 
     config_class = ThermalHotspotConfig
     modality: ClassVar[Literal["visible", "thermal"]] = "thermal"
@@ -144,46 +157,79 @@ class ThermalHotspot(CameraDetector[ThermalHotspotConfig]):
         out: list[Observation] = []
         for frame in batch.frames:
             heat = self.heat(frame.image, frame.key)
-            track = state.track(frame.key)
-            hot = heat >= cfg.pre_alarm
-            m = track.model
-            if m.get("age") is None or m["age"].shape != hot.shape:
-                m.update(age=np.zeros(hot.shape, np.int32), prev=heat, jitter=np.zeros(hot.shape, np.float32), seen=0)
-            m["seen"] += 1
-            m["age"] = np.where(hot, m["age"] + 1, 0).astype(np.int32)
-            m["jitter"] = (0.7 * m["jitter"] + 0.3 * np.abs(heat - m["prev"])).astype(np.float32)
-            m["prev"] = heat
-            # Static: steady heat that has been there since the camera was first seen, or for static_frames. A
-            # single frame (`gridwatch score`, the first of a camera) is judged on its heat alone.
-            steady = m["jitter"] < cfg.still_change
-            since_first = (m["age"] == m["seen"]) & (m["seen"] >= 2)
-            static = steady & (since_first | (m["age"] >= cfg.static_frames))
-            live = hot & ~static
-            best, region, area = 0.0, [], 0
+            model = state.track(frame.key).model
             h, w = heat.shape
-            if live.any():
-                n, labels, stats, _ = cv2.connectedComponentsWithStats(live.astype(np.uint8), connectivity=8)
-                for k in range(1, n):
-                    if stats[k, cv2.CC_STAT_AREA] < cfg.min_pixels:
-                        continue
+            hot = (heat >= cfg.pre_alarm).astype(np.uint8)
+            best, region, area = 0.0, [], 0
+            kept = np.zeros(heat.shape, bool)  # hot pixels in blobs of at least min_pixels
+            if hot.any():
+                _n, labels, stats, _ = cv2.connectedComponentsWithStats(hot, connectivity=8)
+                big = stats[:, cv2.CC_STAT_AREA] >= cfg.min_pixels
+                big[0] = False
+                kept = big[labels]
+                for k in np.flatnonzero(big).tolist():
                     peak = float(heat[labels == k].max())
                     if peak > best:
                         x, y, bw, bh = (int(v) for v in stats[k, :4])
                         best, region, area = peak, [(x / w, y / h, bw / w, bh / h)], int(stats[k, cv2.CC_STAT_AREA])
-            # Rate of rise and growth against the camera's previous frame: a spot heating fast is at least a
-            # pre-alarm even below the pre-alarm heat.
+            # Rate of rise against the camera's previous frame: a spot heating fast is at least a pre-alarm
+            # even below the pre-alarm heat.
             rise = 0.0
             rising = float(heat.max())
-            prev_peak, prev_ts = m.get("peak"), m.get("peak_ts")
+            prev_peak, prev_ts = model.get("peak"), model.get("peak_ts")
             if prev_peak is not None and prev_ts is not None and frame.ts > prev_ts:
                 rise = (rising - prev_peak) / ((frame.ts - prev_ts) / 60.0)
-            m.update(peak=rising, peak_ts=frame.ts)
+            model.update(peak=rising, peak_ts=frame.ts)
+            new_view = self.view_changed(frame.image, model)
             score = max(0.0, best / cfg.alarm) if best > 0 else 0.0
+            # The heat grid for scene memory, in score units; a hot pixel outside a blob of min_pixels is noise
+            # and counts just under the pre-alarm.
+            scored = np.where((hot > 0) & ~kept, np.float32(cfg.pre_alarm * 0.999), heat) / np.float32(cfg.alarm)
+            cells = self.cell_peaks(scored)
             if cfg.rise_per_min and rise >= cfg.rise_per_min and rising >= cfg.rise_floor:
                 score = max(score, min(cfg.levels.values()))
+                yy, xx = np.unravel_index(int(np.argmax(heat)), heat.shape)
+                cell = (int(yy) // cfg.cell_px, int(xx) // cfg.cell_px)
+                cells[cell] = max(float(cells[cell]), min(cfg.levels.values()))
                 if not region:
-                    yy, xx = np.unravel_index(int(np.argmax(heat)), heat.shape)
                     region = [(max(0, xx - 2) / w, max(0, yy - 2) / h, 5 / w, 5 / h)]
-            detail = {"peak": round(best, 2), "area_px": area, "rise_per_min": round(rise, 3)}
-            out.append(Observation(frame, {"fire": round(score, 6)}, {"fire": region}, detail))
+            detail: dict[str, Any] = {"peak": round(best, 2), "area_px": area, "rise_per_min": round(rise, 3)}
+            if new_view:
+                detail["new_view"] = True
+            out.append(Observation(frame, {"fire": round(score, 6)}, {"fire": region}, detail, cells={"fire": cells}))
         return out
+
+    def view_changed(self, image: npt.NDArray[Any], model: dict[str, Any]) -> bool:
+        """Whether the camera looks at another scene than in its previous frame: the median pixel of a 32-pixel
+        wide copy, in units of the scene's robust spread, moved by more than ``view_change``. A fire or a hot
+        vehicle changes a few pixels, not the median; a pan or a new preset changes most."""
+        import cv2  # imported where used: loading the config must not load OpenCV
+
+        img = image.astype(np.float32)
+        if img.ndim == 3:
+            img = img.mean(axis=2)
+        h, w = img.shape
+        med = float(np.median(img[::4, ::4]))
+        spread = max(float(np.median(np.abs(img[::4, ::4] - med))) * 1.4826, 1.0)
+        coarse = cv2.resize((img - med) / spread, (32, max(1, round(h * 32 / w))), interpolation=cv2.INTER_AREA)
+        prev = model.get("coarse")
+        model["coarse"] = coarse
+        if prev is None or prev.shape != coarse.shape:
+            return False
+        return float(np.median(np.abs(coarse - prev))) > self.config.view_change
+
+    def against_memory(self, obs: Observation, track: CameraTrack) -> tuple[str, float, list[Box]]:
+        """As every camera detector, after forgetting the camera's normal when its view changed."""
+        if obs.detail.get("new_view"):
+            track.memory.clear()
+        return super().against_memory(obs, track)
+
+    def cell_peaks(self, scored: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
+        """Each ``cell_px`` cell's peak of ``scored`` (a partial cell at the right or bottom edge counts)."""
+        c = self.config.cell_px
+        h, w = scored.shape
+        gh, gw = -(-h // c), -(-w // c)
+        padded = np.full((gh * c, gw * c), -np.inf, np.float32)
+        padded[:h, :w] = scored
+        peaks: npt.NDArray[np.float32] = np.maximum(padded.reshape(gh, c, gw, c).max(axis=(1, 3)), 0.0)
+        return peaks

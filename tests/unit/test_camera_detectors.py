@@ -197,16 +197,18 @@ def test_flame_colour_and_flicker_versus_a_steady_sunset():
 
 
 def test_thermal_alarm_levels_hysteresis_and_static_hot_rock():
-    det = ThermalHotspot(ThermalHotspotConfig(static_frames=3))  # confirmation: 2 of the last 3 frames
+    det = ThermalHotspot(ThermalHotspotConfig())  # confirmation: 2 of the last 3 frames
     state = det.new_state()
     levels = []
     for k in range(10):
         img = thermal_scene(k, fire_from=5)
         found = det.process(FrameBatch([Frame("S", "ir", float(k), img)]), state)
         levels.append(found[0].level.label if found else None)
-    # the 58 °C rock is there, steady, from the first frame: the first frame alone confirms nothing and from
-    # the second the rock is static; the fire from frame 5 is red once a second frame confirms it
+    # the 58 °C rock is there from the first frame: it is the camera's normal (scene memory) and never
+    # alarms; the fire from frame 5 rises above its cell's normal and is red once a second frame confirms it
     assert levels == [None] * 6 + ["red"] * 4
+    (single,) = det.observe(FrameBatch([Frame("S", "new", 0.0, thermal_scene(0))]), det.new_state())
+    assert single.scores["fire"] == pytest.approx(58 / 55, abs=1e-4)  # one frame alone is judged on its heat
     det2 = ThermalHotspot(ThermalHotspotConfig(confirm_k=1, confirm_n=2))
     st = det2.new_state()
     temps = [20.0, 56.0, 53.0, 53.0, 51.0, 51.0, 51.0]  # cold, alarm, between clear and alarm, below clear
@@ -223,6 +225,29 @@ def test_thermal_alarm_levels_hysteresis_and_static_hot_rock():
     assert out == [None, "red", "red", "red", "orange", "orange", "orange"], out
     with pytest.raises(ValueError, match="pre_alarm"):
         ThermalHotspotConfig(pre_alarm=60, alarm=55)
+
+
+def test_thermal_scene_memory_starts_again_when_the_camera_changes_view():
+    yy, xx = np.mgrid[0:120, 0:160].astype(np.float32)
+
+    def view(k: int, rock: tuple[int, int]) -> np.ndarray:  # a hillside; the preset from frame 4 looks elsewhere
+        pan = 0.0 if k < 4 else 40.0
+        img = 20.0 + 4.0 * np.sin((xx + pan) / 9.0) + 3.0 * np.cos((yy + pan) / 11.0) + np.float32(0.1 * (k % 2))
+        img[rock[1] : rock[1] + 6, rock[0] : rock[0] + 6] = 58.0
+        return img.astype(np.float32)
+
+    def levels(view_change: float) -> list[str | None]:
+        det = ThermalHotspot(ThermalHotspotConfig(view_change=view_change, confirm_k=1, confirm_n=2))
+        state = det.new_state()
+        out = []
+        for k in range(8):  # a PTZ camera moves to a preset where another hot rock is in view from frame 4
+            img = view(k, (10, 10) if k < 4 else (120, 90))
+            found = det.process(FrameBatch([Frame("S", "ptz", 60.0 * k, img)]), state)
+            out.append(found[0].level.label if found else None)
+        return out
+
+    assert levels(0.9) == [None] * 8  # the new view is learnt afresh: its rock is its normal
+    assert levels(1e9)[4:] == ["red"] * 4  # without: the rock is a rise above the old view's normal
 
 
 def test_frame_decoding_refuses_bombs_and_non_images():
