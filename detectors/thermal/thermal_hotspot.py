@@ -185,7 +185,7 @@ class ThermalHotspot(CameraDetector[ThermalHotspotConfig]):
             # The heat grid for scene memory, in score units; a hot pixel outside a blob of min_pixels is noise
             # and counts just under the pre-alarm.
             scored = np.where((hot > 0) & ~kept, np.float32(cfg.pre_alarm * 0.999), heat) / np.float32(cfg.alarm)
-            cells = self.cell_peaks(scored)
+            cells = self.cell_peaks(scored.astype(np.float32))
             if cfg.rise_per_min and rise >= cfg.rise_per_min and rising >= cfg.rise_floor:
                 score = max(score, min(cfg.levels.values()))
                 yy, xx = np.unravel_index(int(np.argmax(heat)), heat.shape)
