@@ -295,14 +295,17 @@ def pick_threshold(scores: np.ndarray, truth: np.ndarray, negatives: np.ndarray)
 
 
 def main() -> None:
+    global SIZE, GRID
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data", type=Path, default=DATA)
     ap.add_argument("--seed", type=int, default=7)
+    ap.add_argument("--size", type=int, default=SIZE, help="Input side in pixels, a multiple of 32 (grid = size/32).")
     ap.add_argument("--epochs", type=int, default=30)
     ap.add_argument("--simulator", type=int, default=520, help="Simulator frames in every training set.")
     ap.add_argument("--out", type=Path, default=ROOT / "models")
     ap.add_argument("--save-scores", type=Path, help="Write the out-of-source scores here (.npz) for analysis.")
     args = ap.parse_args()
+    SIZE, GRID = args.size, args.size // 32
     torch.manual_seed(args.seed)
     torch.set_num_threads(2)
     rng = np.random.default_rng(args.seed)

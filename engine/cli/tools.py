@@ -1,10 +1,7 @@
-"""The ``gridwatch`` command line."""
+"""Tools around the engine: ``simulate``, ``replay``, ``tune``, ``score`` and ``camera``."""
 
 from __future__ import annotations
 
-import asyncio
-import logging
-import signal
 import sys
 import time
 from pathlib import Path
@@ -12,225 +9,19 @@ from typing import Annotated, Any
 
 import orjson
 import typer
-from rich.console import Console
-from rich.logging import RichHandler
 from rich.progress import Progress
 from rich.table import Table
 
-from engine.config.loader import ConfigError, load_config
+from engine.cli.common import (
+    DEFAULT_CONFIG,
+    ConfigOpt,
+    app,
+    console,
+    load_or_exit,
+    need_extra,
+)
 from engine.config.models import EngineConfig
-from engine.core.allocator import tune_allocator
 from engine.core.findings import Finding
-
-app = typer.Typer(help="gridwatch: hazard monitoring alert engine.", no_args_is_help=True, add_completion=False)
-
-
-@app.callback()
-def _startup() -> None:
-    """gridwatch: hazard monitoring alert engine."""
-    tune_allocator()
-
-
-console = Console(stderr=True)
-logger = logging.getLogger("gridwatch")
-
-DEFAULT_CONFIG = Path("config/gridwatch.yaml")
-ConfigOpt = Annotated[Path, typer.Option("--config", "-c", help="Config file (YAML).")]
-
-
-def _logging(level: str) -> None:
-    logging.basicConfig(
-        level=level.upper(), format="%(message)s", handlers=[RichHandler(console=console, show_path=False)]
-    )
-
-
-def _load(path: Path) -> EngineConfig:
-    try:
-        return load_config(path)
-    except ConfigError as exc:
-        console.print(f"[bold red]config error[/] ({len(exc.issues)} problem{'s' if len(exc.issues) > 1 else ''}):")
-        for issue in exc.issues:
-            typer.echo(str(issue), err=True)
-        raise typer.Exit(2) from None
-
-
-def _need(extra: str, module: str, feature: str) -> None:
-    """Stop with the install command when an optional part is missing."""
-    from engine.extras import MissingExtraError, require
-
-    try:
-        require(extra, module, feature)
-    except MissingExtraError as exc:
-        typer.echo(str(exc), err=True)
-        raise typer.Exit(2) from None
-
-
-def _need_store(cfg: EngineConfig) -> None:
-    if cfg.store_url().startswith("postgresql"):
-        _need("postgres", "psycopg", "a PostgreSQL store")
-
-
-def _need_for(cfg: EngineConfig) -> None:
-    """The optional parts a config needs to run locally: the embedded broker, a PostgreSQL store."""
-    if cfg.mqtt.url == "embedded":
-        _need("demo", "amqtt", "the embedded MQTT broker (mqtt.url: embedded)")
-    _need_store(cfg)
-
-
-def _install_stop(stop: asyncio.Event) -> None:
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
-
-
-@app.command()
-def run(config: ConfigOpt = DEFAULT_CONFIG, log_level: str = "info") -> None:
-    """Run the engine with the local runner until SIGINT/SIGTERM."""
-    _logging(log_level)
-    cfg = _load(config)
-    _need_for(cfg)
-    from engine.runners.local import LocalRunner
-
-    async def main() -> None:
-        stop = asyncio.Event()
-        _install_stop(stop)
-        runner = LocalRunner(cfg, config_path=config)
-        asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, lambda: asyncio.ensure_future(runner.reload()))
-        summary = await runner.run(stop)
-        logger.info(
-            "stopped: %d readings, %d rejected, %d incident events", summary.readings, summary.rejected, summary.events
-        )
-
-    from engine.ingest.embedded_broker import PortInUseError
-
-    try:
-        asyncio.run(main())
-    except PortInUseError as exc:
-        typer.echo(f"cannot start: {exc}", err=True)
-        raise typer.Exit(2) from None
-
-
-@app.command()
-def bridge(config: ConfigOpt = DEFAULT_CONFIG, log_level: str = "info") -> None:
-    """Scale-out: forward MQTT (a shared subscription) to Kafka, keyed by site, until SIGINT/SIGTERM."""
-    _logging(log_level)
-    cfg = _load(config)
-    _need("kafka", "aiokafka", "`gridwatch bridge` (the scale-out runner)")
-    from engine.runners.bridge import run_bridge
-
-    done = run_bridge(cfg)
-    logger.info("bridge stopped: %d messages forwarded, %d rejected", done.forwarded, done.rejected)
-
-
-@app.command()
-def worker(config: ConfigOpt = DEFAULT_CONFIG, log_level: str = "info") -> None:
-    """Scale-out: a Faust worker on Kafka (detectors, incidents, dispatch) until SIGINT/SIGTERM."""
-    _logging(log_level)
-    cfg = _load(config)
-    _need("kafka", "faust", "`gridwatch worker` (the scale-out runner)")
-    _need_store(cfg)
-    import faust
-
-    from engine.runners.faust_app import GridwatchWorker
-    from engine.runners.records import ensure_topics
-
-    asyncio.run(ensure_topics(cfg.kafka))
-    gw = GridwatchWorker(cfg)
-    faust.Worker(
-        gw.app, loglevel=log_level.upper(), redirect_stdouts=False, override_logging=False
-    ).execute_from_commandline()
-
-
-@app.command()
-def reload(
-    config: ConfigOpt = DEFAULT_CONFIG,
-    url: Annotated[str | None, typer.Option(help="The engine's API (default: from the config's api section).")] = None,
-    token: Annotated[
-        str | None, typer.Option(envvar="GRIDWATCH_TOKEN", help="An operator token (api.tokens); or GRIDWATCH_TOKEN.")
-    ] = None,
-) -> None:
-    """Make a running engine re-read its config file (as SIGHUP does) and print what changed."""
-    import httpx
-
-    if url is None:
-        api = _load(config).api
-        url = f"http://{api.host}:{api.port}"
-    if not url.startswith(("http://", "https://")):
-        console.print(f"[red]--url {url!r}: give http://host:port[/]")
-        raise typer.Exit(2)
-    headers = {"Authorization": f"Bearer {token}"} if token else {}
-    try:
-        res = httpx.post(f"{url}/-/reload", headers=headers, timeout=30)
-    except httpx.HTTPError as exc:
-        console.print(f"[red]no engine answering at {url}: {exc}[/]")
-        raise typer.Exit(1) from None
-    body = res.json()
-    if res.status_code in (401, 403, 429):
-        hint = "give an operator token: --token or GRIDWATCH_TOKEN"
-        console.print(f"[red]{res.status_code}: {body.get('detail')}[/] ({hint})")
-        raise typer.Exit(2)
-    if not body.get("ok"):
-        console.print("[red]refused, the engine keeps its running config:[/]")
-        console.print(str(body.get("error")), markup=False, highlight=False)
-        raise typer.Exit(2)
-    # Plain text: a change names list items in brackets (detectors[gnss-velocity]), not rich markup.
-    console.print("\n".join(body["changes"]) or "no changes", markup=False, highlight=False)
-    if body["needs_restart"]:
-        console.print(f"[yellow]needs a restart to take effect: {', '.join(body['needs_restart'])}[/]")
-
-
-@app.command()
-def bench(
-    quick: Annotated[bool, typer.Option(help="Smaller fleets: a quick check that the benchmarks run.")] = False,
-    only: Annotated[str | None, typer.Option(help="Run only this benchmark (e.g. detect_sensors).")] = None,
-) -> None:
-    """Run the benchmarks in benchmarks/ (tables on screen, figures in benchmarks/results/)."""
-    import subprocess
-
-    folder = Path(__file__).resolve().parents[1] / "benchmarks"
-    scripts = sorted(folder.glob("bench_*.py"))
-    known = [p.stem.removeprefix("bench_") for p in scripts]
-    if only is not None:
-        scripts = [p for p in scripts if p.stem == f"bench_{only}"]
-        if not scripts:
-            console.print(f"[red]no benchmark {only!r}; there are: {', '.join(known) or 'none'}[/]")
-            raise typer.Exit(2)
-    for script in scripts:
-        console.rule(script.stem.removeprefix("bench_"))
-        args = [sys.executable, str(script), *(["--quick"] if quick else [])]
-        done = subprocess.run(args, check=False)  # noqa: S603 (the project's own benchmark scripts)
-        if done.returncode != 0:
-            raise typer.Exit(done.returncode)
-
-
-@app.command("check-config")
-def check_config(
-    file: Annotated[Path, typer.Argument(help="Config file to check.")] = DEFAULT_CONFIG,
-    schema: Annotated[bool, typer.Option(help="Print the config's JSON Schema instead.")] = False,
-    reference: Annotated[bool, typer.Option(help="Print the Markdown config reference instead.")] = False,
-) -> None:
-    """Validate a config: prints `ok` or every error with file, line, field and a hint."""
-    from engine.config import reference as ref
-
-    if schema:
-        sys.stdout.write(ref.json_schema())
-        return
-    if reference:
-        sys.stdout.write(ref.markdown_reference())
-        return
-    cfg = _load(file)
-    from engine.core.cameras import CameraStage
-    from engine.runners.assembly import build_pipeline, cadence_warnings, describe
-
-    pipeline = build_pipeline(cfg)  # detectors construct: catches what only their constructors check (a model file, …)
-    CameraStage(cfg)
-    for warning in cadence_warnings(cfg, pipeline.detectors):
-        print(f"warning: {warning}")
-    d = describe(cfg)
-    print(
-        f"ok: {file}: {d['sites']} sites, {d['devices']} devices, detectors: {', '.join(d['detectors']) or 'none'}; "
-        f"{d['cameras']} cameras, camera detectors: {', '.join(d['camera_detectors']) or 'none'}"
-    )
 
 
 @app.command()
@@ -341,7 +132,7 @@ def replay(
     """Replay a recorded or simulated feed through the core (--direct) or into the broker."""
     from engine.ingest.replay_file import ReplayFileError, read_rows
 
-    cfg = _load(config)
+    cfg = load_or_exit(config)
     if file.is_dir() or file.suffix.lower() in {".mp4", ".avi", ".mkv", ".mov"}:
         from engine.ingest.camera_recording import FrameTimes
         from engine.ingest.timestamps import parse_ts_text
@@ -501,7 +292,7 @@ def tune(
     workers: Annotated[int, typer.Option(help="Parallel processes (default: one per core).")] = 0,
 ) -> None:
     """What would other thresholds have done? Sweep a detector's config against data with known events."""
-    _need("tune", "matplotlib", "`gridwatch tune` (its plots)")
+    need_extra("tune", "matplotlib", "`gridwatch tune` (its plots)")
     from engine.core.levels import LEVEL_NAMES
     from engine.plots import sweep_plot
     from engine.tuning import (
@@ -516,7 +307,7 @@ def tune(
     )
     from engine.tuning import tune as run_tune
 
-    cfg = _load(config)
+    cfg = load_or_exit(config)
     camera_cfg = find_camera_detector(cfg, detector)
     if camera_cfg is not None:
         from detectors.vision.base import frame_registry
@@ -610,67 +401,6 @@ def tune(
 
 
 @app.command()
-def demo(
-    duration: Annotated[float, typer.Option(help="Wall-clock seconds the simulated scenario takes.")] = 60.0,
-    config: ConfigOpt = DEFAULT_CONFIG,
-    scenario: Annotated[str, typer.Option(help="Scenario to play.")] = "storm-over-slope",
-    out: Annotated[Path, typer.Option(help="Where the event log goes.")] = Path("var/demo"),
-    hold: Annotated[
-        bool | None,
-        typer.Option(
-            help="Keep the engine and its operator page up after the scenario until Ctrl-C (default: in a terminal)."
-        ),
-    ] = None,
-) -> None:
-    """Embedded broker + engine + a simulated rainstorm over a slope that starts to fail, then a smoke camera and
-    a thermal camera seeing a fire, with a live board and the operator page."""
-    _logging("warning")
-    from engine.config.models import ApiConfig
-    from engine.runners.demo import run_demo
-    from simulators.scenario import load_scenario
-
-    cfg = _load(config)
-    _need("demo", "amqtt", "`gridwatch demo` (its embedded MQTT broker)")
-    sc = load_scenario(scenario)
-    import secrets
-
-    mqtt = cfg.mqtt.model_copy(update={"embedded_port": 0, "client_id": f"gridwatch-demo-{time.time_ns()}"})
-    # A fresh data dir each run: the last run's checkpoint and store would carry its devices' state into
-    # this one (a second demo showed 24 false device faults) and restart incident numbering under old ids.
-    run_dir = out / "runs" / time.strftime("%Y%m%d-%H%M%S")
-    run_dir = run_dir.with_name(f"{run_dir.name}-{time.time_ns() % 1_000_000:06d}")
-    cfg = cfg.model_copy(update={"data_dir": str(run_dir)})
-    demo_token = {"name": "demo-operator", "token": secrets.token_urlsafe(24), "role": "operator"}
-    cfg = cfg.model_copy(
-        update={
-            "mqtt": mqtt,
-            "api": ApiConfig(enabled=True, port=0, tokens=[demo_token]),
-            "sites": [
-                *cfg.sites,
-                *[s for s in EngineConfig.model_validate({"sites": sc.sites_config()}).sites if cfg.site(s.id) is None],
-            ],
-        }
-    )
-    out.mkdir(parents=True, exist_ok=True)
-    keep = sys.stdin.isatty() if hold is None else hold
-    summary, board, runner = asyncio.run(run_demo(cfg, sc, duration, out, Console(), hold=keep))
-    t = Table(title="demo summary")
-    for col in ("hazard", "level", "incident events"):
-        t.add_column(col)
-    for (hz, lv), n in sorted(summary.by_hazard_level.items()):
-        t.add_row(hz, lv, str(n))
-    out_console = Console()
-    out_console.print(t)
-    incidents = {e["incident_id"]: e for e in board.latest.values()}
-    out_console.print(
-        f"{summary.readings} readings processed, {summary.rejected} rejected, {len(incidents)} incidents "
-        f"({summary.events} events).\nEvent log: {out / 'incidents.jsonl'}; this run's data: {run_dir}\n"
-        f"Metrics were served at {runner.api_url}/metrics while the demo ran; `gridwatch run` serves them "
-        f"at the configured api.port."
-    )
-
-
-@app.command()
 def score(
     paths: Annotated[list[Path], typer.Argument(help="Images, image folders, TIFFs or video files.")],
     detector: Annotated[str, typer.Option(help="A camera detector id from the config, or a type name.")],
@@ -691,7 +421,7 @@ def score(
     from detectors.vision.base import FrameBatch, frame_registry
     from engine.ingest.frames import FrameError, read_frames
 
-    cfg = _load(config) if config.exists() else EngineConfig()
+    cfg = load_or_exit(config) if config.exists() else EngineConfig()
     spec = next((d for d in cfg.cameras.detectors if d.name == detector), None)
     try:
         cls = frame_registry.get(spec.type if spec else detector)
@@ -841,153 +571,3 @@ def camera(
         console.print(f"[red]{len(rejected)} of {n} frames were dead-lettered by the engine ({listed}); e.g. "
                       f"{rejected[0].get('detail')}[/]")  # fmt: skip
         raise typer.Exit(1)
-
-
-incidents_app = typer.Typer(help="List, show and act on incidents through a running engine's API.")
-app.add_typer(incidents_app, name="incidents")
-TokenOpt = Annotated[
-    str | None,
-    typer.Option(envvar="GRIDWATCH_TOKEN", help="API token (api.tokens in the config); or set GRIDWATCH_TOKEN."),
-]
-UrlOpt = Annotated[str | None, typer.Option(help="The engine's API (default: from the config's api section).")]
-stdout = Console(soft_wrap=True)  # what the incidents commands answer
-LEVEL_COLOUR = {"blue": "blue", "yellow": "yellow", "orange": "dark_orange", "red": "red"}
-
-
-def _client(config: Path, url: str | None, token: str | None) -> Any:
-    from engine.api.client import IncidentsClient
-
-    if url is None:
-        api = _load(config).api
-        url = f"http://{api.host}:{api.port}"
-    return IncidentsClient(url, token)
-
-
-def _api_call(fn: Any) -> Any:
-    from engine.api.client import ApiError
-
-    try:
-        return fn()
-    except ApiError as exc:
-        stdout.print(f"[red]{exc}[/]")
-        raise typer.Exit(1 if exc.status in (0, 404, 409) else 2) from None
-
-
-def _when(ts: float | None) -> str:
-    return time.strftime("%Y-%m-%d %H:%M", time.localtime(ts)) if ts else "-"
-
-
-@incidents_app.command("list")
-def incidents_list(
-    config: ConfigOpt = DEFAULT_CONFIG,
-    url: UrlOpt = None,
-    token: TokenOpt = None,
-    state: Annotated[str | None, typer.Option(help="open, pending, firing, acknowledged or resolved.")] = None,
-    hazard: str | None = None,
-    site: str | None = None,
-    level: str | None = None,
-    limit: int = 50,
-    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
-) -> None:
-    """Incidents, newest first."""
-    client = _client(config, url, token)
-    rows = _api_call(lambda: client.list(state=state, hazard=hazard, site=site, level=level, limit=limit))
-    if as_json:
-        sys.stdout.write(orjson.dumps(rows, option=orjson.OPT_INDENT_2).decode() + "\n")
-        return
-    table = Table("id", "level", "state", "hazard", "site", "opened", "tier", "acknowledged by", "assigned to")
-    for r in rows:
-        colour = LEVEL_COLOUR.get(r["level"], "")
-        table.add_row(
-            r["incident_id"], f"[{colour}]{r['level']}[/]", r["state"], r["hazard"], r["site"], _when(r["opened_at"]),
-            r.get("tier") or "-", r.get("acknowledged_by") or "-", r.get("assigned_to") or "-",
-        )  # fmt: skip
-    stdout.print(table)
-
-
-@incidents_app.command("show")
-def incidents_show(
-    incident_id: str,
-    config: ConfigOpt = DEFAULT_CONFIG,
-    url: UrlOpt = None,
-    token: TokenOpt = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
-) -> None:
-    """One incident with its findings, plan and audit trail."""
-    client = _client(config, url, token)
-    inc = _api_call(lambda: client.show(incident_id))
-    if as_json:
-        sys.stdout.write(orjson.dumps(inc, option=orjson.OPT_INDENT_2).decode() + "\n")
-        return
-    colour = LEVEL_COLOUR.get(inc["level"], "")
-    stdout.print(
-        f"[bold]{inc['incident_id']}[/] [{colour}]{inc['level'].upper()}[/] {inc['hazard']} at {inc['site']} - "
-        f"{inc['state']}, opened {_when(inc['opened_at'])}, confidence {inc['confidence']}, tier {inc.get('tier')}"
-    )
-    if inc.get("plan"):
-        plan = inc["plan"]
-        stdout.print(f"Plan: [bold]{plan.get('title')}[/] ({plan.get('role')})")
-        for k, step in enumerate(plan.get("steps", []), 1):
-            stdout.print(f"  {k}. {step}")
-    findings = Table("detector", "device", "time", "level", "score", title="Findings")
-    for f in inc["findings"]:
-        findings.add_row(f["detector"], f["device"], _when(f["ts"]), f["level"], f"{f['score']:.3g}")
-    stdout.print(findings)
-    audit = Table("time", "actor", "action", "receivers", "note", title="Audit trail")
-    for a in inc["audit"]:
-        d = a["detail"]
-        note = d.get("comment") or (f"silenced by {d['silenced_by']}" if d.get("silenced_by") else "")
-        note = note or (f"inhibited by {d['inhibited_by']}" if d.get("inhibited_by") else "")
-        audit.add_row(_when(a["at"]), a["actor"], a["action"], ", ".join(d.get("receivers") or []), note)
-    stdout.print(audit)
-
-
-def _act(incident_id: str, action: str, body: dict[str, Any], config: Path, url: str | None, token: str | None) -> None:
-    client = _client(config, url, token)
-    result = _api_call(lambda: client.act(incident_id, action, body))
-    for e in result["events"]:
-        to = ", ".join(e.get("receivers") or []) or "nobody"
-        muted = "" if e.get("notified", True) else " (muted: not sent)"
-        stdout.print(f"{e['incident_id']} {e['action']}: {e['level']} {e['state']} -> {to}{muted}")
-    if not result["events"]:
-        stdout.print(f"{incident_id}: nothing changed")
-
-
-@incidents_app.command("ack")
-def incidents_ack(
-    incident_id: str, comment: str = "", config: ConfigOpt = DEFAULT_CONFIG, url: UrlOpt = None, token: TokenOpt = None
-) -> None:
-    """Acknowledge a firing incident (escalation stops)."""
-    _act(incident_id, "ack", {"comment": comment}, config, url, token)
-
-
-@incidents_app.command("assign")
-def incidents_assign(
-    incident_id: str, to: str, config: ConfigOpt = DEFAULT_CONFIG, url: UrlOpt = None, token: TokenOpt = None
-) -> None:
-    """Assign an open incident to a person or team."""
-    _act(incident_id, "assign", {"to": to}, config, url, token)
-
-
-@incidents_app.command("resolve")
-def incidents_resolve(
-    incident_id: str, comment: str = "", config: ConfigOpt = DEFAULT_CONFIG, url: UrlOpt = None, token: TokenOpt = None
-) -> None:
-    """Resolve an open incident by hand."""
-    _act(incident_id, "resolve", {"comment": comment}, config, url, token)
-
-
-@incidents_app.command("dispatch")
-def incidents_dispatch(
-    incident_id: str, config: ConfigOpt = DEFAULT_CONFIG, url: UrlOpt = None, token: TokenOpt = None
-) -> None:
-    """One-key dispatch: send the incident and its response plan to every receiver of the plan."""
-    _act(incident_id, "dispatch", {}, config, url, token)
-
-
-def main() -> None:  # pragma: no cover
-    app()
-
-
-if __name__ == "__main__":  # pragma: no cover
-    main()

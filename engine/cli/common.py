@@ -1,0 +1,77 @@
+"""What every ``gridwatch`` command shares: the Typer app, config loading, logging and optional parts."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.logging import RichHandler
+
+from engine.config.loader import ConfigError, load_config
+from engine.config.models import EngineConfig
+from engine.core.allocator import tune_allocator
+
+app = typer.Typer(help="gridwatch: hazard monitoring alert engine.", no_args_is_help=True, add_completion=False)
+
+
+@app.callback()
+def _startup() -> None:
+    """gridwatch: hazard monitoring alert engine."""
+    tune_allocator()
+
+
+console = Console(stderr=True)
+logger = logging.getLogger("gridwatch")
+
+DEFAULT_CONFIG = Path("config/gridwatch.yaml")
+ConfigOpt = Annotated[Path, typer.Option("--config", "-c", help="Config file (YAML).")]
+
+
+def setup_logging(level: str) -> None:
+    logging.basicConfig(
+        level=level.upper(), format="%(message)s", handlers=[RichHandler(console=console, show_path=False)]
+    )
+
+
+def load_or_exit(path: Path) -> EngineConfig:
+    try:
+        return load_config(path)
+    except ConfigError as exc:
+        console.print(f"[bold red]config error[/] ({len(exc.issues)} problem{'s' if len(exc.issues) > 1 else ''}):")
+        for issue in exc.issues:
+            typer.echo(str(issue), err=True)
+        raise typer.Exit(2) from None
+
+
+def need_extra(extra: str, module: str, feature: str) -> None:
+    """Stop with the install command when an optional part is missing."""
+    from engine.extras import MissingExtraError, require
+
+    try:
+        require(extra, module, feature)
+    except MissingExtraError as exc:
+        typer.echo(str(exc), err=True)
+        raise typer.Exit(2) from None
+
+
+def need_store_extra(cfg: EngineConfig) -> None:
+    if cfg.store_url().startswith("postgresql"):
+        need_extra("postgres", "psycopg", "a PostgreSQL store")
+
+
+def need_extras_for(cfg: EngineConfig) -> None:
+    """The optional parts a config needs to run locally: the embedded broker, a PostgreSQL store."""
+    if cfg.mqtt.url == "embedded":
+        need_extra("demo", "amqtt", "the embedded MQTT broker (mqtt.url: embedded)")
+    need_store_extra(cfg)
+
+
+def install_stop(stop: asyncio.Event) -> None:
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)

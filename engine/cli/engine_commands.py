@@ -1,0 +1,240 @@
+"""The engine's own commands: ``run``, ``bridge``, ``worker``, ``reload``, ``check-config``, ``bench`` and ``demo``."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import sys
+import time
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from engine.cli.common import (
+    DEFAULT_CONFIG,
+    ConfigOpt,
+    app,
+    console,
+    install_stop,
+    load_or_exit,
+    logger,
+    need_extra,
+    need_extras_for,
+    need_store_extra,
+    setup_logging,
+)
+from engine.config.models import EngineConfig
+
+
+@app.command()
+def run(config: ConfigOpt = DEFAULT_CONFIG, log_level: str = "info") -> None:
+    """Run the engine with the local runner until SIGINT/SIGTERM."""
+    setup_logging(log_level)
+    cfg = load_or_exit(config)
+    need_extras_for(cfg)
+    from engine.runners.local import LocalRunner
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        install_stop(stop)
+        runner = LocalRunner(cfg, config_path=config)
+        asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, lambda: asyncio.ensure_future(runner.reload()))
+        summary = await runner.run(stop)
+        logger.info(
+            "stopped: %d readings, %d rejected, %d incident events", summary.readings, summary.rejected, summary.events
+        )
+
+    from engine.ingest.embedded_broker import PortInUseError
+
+    try:
+        asyncio.run(main())
+    except PortInUseError as exc:
+        typer.echo(f"cannot start: {exc}", err=True)
+        raise typer.Exit(2) from None
+
+
+@app.command()
+def bridge(config: ConfigOpt = DEFAULT_CONFIG, log_level: str = "info") -> None:
+    """Scale-out: forward MQTT (a shared subscription) to Kafka, keyed by site, until SIGINT/SIGTERM."""
+    setup_logging(log_level)
+    cfg = load_or_exit(config)
+    need_extra("kafka", "aiokafka", "`gridwatch bridge` (the scale-out runner)")
+    from engine.runners.bridge import run_bridge
+
+    done = run_bridge(cfg)
+    logger.info("bridge stopped: %d messages forwarded, %d rejected", done.forwarded, done.rejected)
+
+
+@app.command()
+def worker(config: ConfigOpt = DEFAULT_CONFIG, log_level: str = "info") -> None:
+    """Scale-out: a Faust worker on Kafka (detectors, incidents, dispatch) until SIGINT/SIGTERM."""
+    setup_logging(log_level)
+    cfg = load_or_exit(config)
+    need_extra("kafka", "faust", "`gridwatch worker` (the scale-out runner)")
+    need_store_extra(cfg)
+    import faust
+
+    from engine.runners.faust_app import GridwatchWorker
+    from engine.runners.records import ensure_topics
+
+    asyncio.run(ensure_topics(cfg.kafka))
+    gw = GridwatchWorker(cfg)
+    faust.Worker(
+        gw.app, loglevel=log_level.upper(), redirect_stdouts=False, override_logging=False
+    ).execute_from_commandline()
+
+
+@app.command()
+def reload(
+    config: ConfigOpt = DEFAULT_CONFIG,
+    url: Annotated[str | None, typer.Option(help="The engine's API (default: from the config's api section).")] = None,
+    token: Annotated[
+        str | None, typer.Option(envvar="GRIDWATCH_TOKEN", help="An operator token (api.tokens); or GRIDWATCH_TOKEN.")
+    ] = None,
+) -> None:
+    """Make a running engine re-read its config file (as SIGHUP does) and print what changed."""
+    import httpx
+
+    if url is None:
+        api = load_or_exit(config).api
+        url = f"http://{api.host}:{api.port}"
+    if not url.startswith(("http://", "https://")):
+        console.print(f"[red]--url {url!r}: give http://host:port[/]")
+        raise typer.Exit(2)
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    try:
+        res = httpx.post(f"{url}/-/reload", headers=headers, timeout=30)
+    except httpx.HTTPError as exc:
+        console.print(f"[red]no engine answering at {url}: {exc}[/]")
+        raise typer.Exit(1) from None
+    body = res.json()
+    if res.status_code in (401, 403, 429):
+        hint = "give an operator token: --token or GRIDWATCH_TOKEN"
+        console.print(f"[red]{res.status_code}: {body.get('detail')}[/] ({hint})")
+        raise typer.Exit(2)
+    if not body.get("ok"):
+        console.print("[red]refused, the engine keeps its running config:[/]")
+        console.print(str(body.get("error")), markup=False, highlight=False)
+        raise typer.Exit(2)
+    # Plain text: a change names list items in brackets (detectors[gnss-velocity]), not rich markup.
+    console.print("\n".join(body["changes"]) or "no changes", markup=False, highlight=False)
+    if body["needs_restart"]:
+        console.print(f"[yellow]needs a restart to take effect: {', '.join(body['needs_restart'])}[/]")
+
+
+@app.command()
+def bench(
+    quick: Annotated[bool, typer.Option(help="Smaller fleets: a quick check that the benchmarks run.")] = False,
+    only: Annotated[str | None, typer.Option(help="Run only this benchmark (e.g. detect_sensors).")] = None,
+) -> None:
+    """Run the benchmarks in benchmarks/ (tables on screen, figures in benchmarks/results/)."""
+    import subprocess
+
+    folder = Path(__file__).resolve().parents[1] / "benchmarks"
+    scripts = sorted(folder.glob("bench_*.py"))
+    known = [p.stem.removeprefix("bench_") for p in scripts]
+    if only is not None:
+        scripts = [p for p in scripts if p.stem == f"bench_{only}"]
+        if not scripts:
+            console.print(f"[red]no benchmark {only!r}; there are: {', '.join(known) or 'none'}[/]")
+            raise typer.Exit(2)
+    for script in scripts:
+        console.rule(script.stem.removeprefix("bench_"))
+        args = [sys.executable, str(script), *(["--quick"] if quick else [])]
+        done = subprocess.run(args, check=False)  # noqa: S603 (the project's own benchmark scripts)
+        if done.returncode != 0:
+            raise typer.Exit(done.returncode)
+
+
+@app.command("check-config")
+def check_config(
+    file: Annotated[Path, typer.Argument(help="Config file to check.")] = DEFAULT_CONFIG,
+    schema: Annotated[bool, typer.Option(help="Print the config's JSON Schema instead.")] = False,
+    reference: Annotated[bool, typer.Option(help="Print the Markdown config reference instead.")] = False,
+) -> None:
+    """Validate a config: prints `ok` or every error with file, line, field and a hint."""
+    from engine.config import reference as ref
+
+    if schema:
+        sys.stdout.write(ref.json_schema())
+        return
+    if reference:
+        sys.stdout.write(ref.markdown_reference())
+        return
+    cfg = load_or_exit(file)
+    from engine.core.cameras import CameraStage
+    from engine.runners.assembly import build_pipeline, cadence_warnings, describe
+
+    pipeline = build_pipeline(cfg)  # detectors construct: catches what only their constructors check (a model file, …)
+    CameraStage(cfg)
+    for warning in cadence_warnings(cfg, pipeline.detectors):
+        print(f"warning: {warning}")
+    d = describe(cfg)
+    print(
+        f"ok: {file}: {d['sites']} sites, {d['devices']} devices, detectors: {', '.join(d['detectors']) or 'none'}; "
+        f"{d['cameras']} cameras, camera detectors: {', '.join(d['camera_detectors']) or 'none'}"
+    )
+
+
+@app.command()
+def demo(
+    duration: Annotated[float, typer.Option(help="Wall-clock seconds the simulated scenario takes.")] = 60.0,
+    config: ConfigOpt = DEFAULT_CONFIG,
+    scenario: Annotated[str, typer.Option(help="Scenario to play.")] = "storm-over-slope",
+    out: Annotated[Path, typer.Option(help="Where the event log goes.")] = Path("var/demo"),
+    hold: Annotated[
+        bool | None,
+        typer.Option(
+            help="Keep the engine and its operator page up after the scenario until Ctrl-C (default: in a terminal)."
+        ),
+    ] = None,
+) -> None:
+    """Embedded broker + engine + a simulated rainstorm over a slope that starts to fail, then a smoke camera and
+    a thermal camera seeing a fire, with a live board and the operator page."""
+    setup_logging("warning")
+    from engine.config.models import ApiConfig
+    from engine.runners.demo import run_demo
+    from simulators.scenario import load_scenario
+
+    cfg = load_or_exit(config)
+    need_extra("demo", "amqtt", "`gridwatch demo` (its embedded MQTT broker)")
+    sc = load_scenario(scenario)
+    import secrets
+
+    mqtt = cfg.mqtt.model_copy(update={"embedded_port": 0, "client_id": f"gridwatch-demo-{time.time_ns()}"})
+    # A fresh data dir each run: the last run's checkpoint and store would carry its devices' state into
+    # this one (a second demo showed 24 false device faults) and restart incident numbering under old ids.
+    run_dir = out / "runs" / time.strftime("%Y%m%d-%H%M%S")
+    run_dir = run_dir.with_name(f"{run_dir.name}-{time.time_ns() % 1_000_000:06d}")
+    cfg = cfg.model_copy(update={"data_dir": str(run_dir)})
+    demo_token = {"name": "demo-operator", "token": secrets.token_urlsafe(24), "role": "operator"}
+    cfg = cfg.model_copy(
+        update={
+            "mqtt": mqtt,
+            "api": ApiConfig(enabled=True, port=0, tokens=[demo_token]),
+            "sites": [
+                *cfg.sites,
+                *[s for s in EngineConfig.model_validate({"sites": sc.sites_config()}).sites if cfg.site(s.id) is None],
+            ],
+        }
+    )
+    out.mkdir(parents=True, exist_ok=True)
+    keep = sys.stdin.isatty() if hold is None else hold
+    summary, board, runner = asyncio.run(run_demo(cfg, sc, duration, out, Console(), hold=keep))
+    t = Table(title="demo summary")
+    for col in ("hazard", "level", "incident events"):
+        t.add_column(col)
+    for (hz, lv), n in sorted(summary.by_hazard_level.items()):
+        t.add_row(hz, lv, str(n))
+    out_console = Console()
+    out_console.print(t)
+    incidents = {e["incident_id"]: e for e in board.latest.values()}
+    out_console.print(
+        f"{summary.readings} readings processed, {summary.rejected} rejected, {len(incidents)} incidents "
+        f"({summary.events} events).\nEvent log: {out / 'incidents.jsonl'}; this run's data: {run_dir}\n"
+        f"Metrics were served at {runner.api_url}/metrics while the demo ran; `gridwatch run` serves them "
+        f"at the configured api.port."
+    )
