@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -59,6 +60,16 @@ def operator_router(
                 }
             )  # fmt: skip
         return out
+
+    @api.get("/api/status")
+    def status(user: ApiToken = viewer) -> dict[str, Any]:
+        """When data last came in: the newest reading's own time and the wall-clock time it arrived (both
+        null until the first reading, and on a scale-out worker, whose readings the page does not see)."""
+        return {
+            "last_reading_ts": history.last_reading_ts,
+            "last_received_at": history.last_received_at,
+            "now": time.time(),
+        }
 
     @api.get("/api/sites/{site}/devices/{device}/chart")
     def chart(site: str, device: str, metric: str | None = None, user: ApiToken = viewer) -> dict[str, Any]:

@@ -39,6 +39,8 @@ class ReadingHistory:
         self._ts: list[npt.NDArray[np.float64]] = []  # block b holds channels b * BLOCK ...
         self._value: list[npt.NDArray[np.float32]] = []
         self.count = np.zeros(0, np.int64)
+        self.last_reading_ts: float | None = None  # the latest reading's own time, for the page's data clock
+        self.last_received_at: float | None = None  # when (wall clock) the last batch with readings came in
 
     def _channels(self, slot: npt.NDArray[np.int64], metric: npt.NDArray[np.int16]) -> npt.NDArray[np.int64]:
         keys = slot.astype(np.int64) * len(METRIC_NAMES) + metric.astype(np.int64)
@@ -67,8 +69,13 @@ class ReadingHistory:
         ch = int(self._lookup[key]) if key < self._lookup.shape[0] else -1
         return ch if ch >= 0 else None
 
-    def add(self, batch: ReadingBatch) -> None:
-        if self.points <= 0 or not len(batch):
+    def add(self, batch: ReadingBatch, received_at: float | None = None) -> None:
+        if not len(batch):
+            return
+        newest = float(batch.ts.max())
+        self.last_reading_ts = newest if self.last_reading_ts is None else max(self.last_reading_ts, newest)
+        self.last_received_at = received_at
+        if self.points <= 0:
             return
         ch = self._channels(batch.slot, batch.metric)
         order = np.argsort(ch, kind="stable")  # arrival order within each channel

@@ -382,7 +382,7 @@ class LocalRunner:
         if replayed:
             metrics.REPLAYED.labels("readings").inc(replayed)
             logger.info("dropped %d redelivered readings that the restored state already holds", replayed)
-        self.history.add(batch)
+        self.history.add(batch, time.time())
         events = self.pipeline.step(batch)
         self.clock.observe(self.pipeline.watermark)
         if self.dispatcher is not None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import time
 from pathlib import Path
@@ -73,6 +74,7 @@ def test_live_board_acknowledge_map_chart_and_silences(browser, mosquitto, tmp_p
         page.wait_for_selector("#status.live", timeout=10_000)
         assert page.locator("#board tbody tr").count() == 0
         assert page.locator("#map circle").count() == 8  # the demo's sites, all grey
+        assert page.locator("#last-data").inner_text() == "no data received"
 
         # The storm and the slope arrive after the page is open: the incident comes over the stream.
         for _ts, topic, payload in messages(storm_rows, "gw"):
@@ -89,6 +91,10 @@ def test_live_board_acknowledge_map_chart_and_silences(browser, mosquitto, tmp_p
         )
         iid = row.get_attribute("data-incident-id")
         assert iid
+        # the data clock: when data last came in, by the engine's wall clock, within the page's 10 s refresh
+        page.locator("#last-data.live", has_text="last data").wait_for(timeout=15_000)
+        assert re.search(r"last data \d{4}-\d\d-\d\d \d\d:\d\d UTC, \d+ s ago", page.locator("#last-data").inner_text())
+        assert "readings up to 20" in (page.locator("#last-data").get_attribute("title") or "")
         assert "RED landslide at S02" in page.title(), "a new red shows in the tab's title"
         # fusion confirmed the slope (wet and moving): a badge says so
         page.locator(f"tr[data-incident-id='{iid}'] .tag.confirmed").wait_for(timeout=10_000)

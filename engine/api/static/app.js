@@ -437,6 +437,30 @@ async function createSilence(form) {
   await loadSilences();
 }
 
+// ---- the data clock: when data last came in ----------------------------------------------------------
+
+let dataClock = null;  // the engine's answer, with the offset of its clock from the page's
+
+async function loadStatus() {
+  const s = await api("/api/status");
+  dataClock = { received: s.last_received_at, reading: s.last_reading_ts, offset: s.now - Date.now() / 1000 };
+  renderClock();
+}
+
+function renderClock() {
+  const el = $("#last-data");
+  if (!dataClock) return;
+  if (dataClock.received == null) {
+    el.textContent = "no data received";
+    el.className = "status off";
+    return;
+  }
+  const ago = Math.max(0, Date.now() / 1000 + dataClock.offset - dataClock.received);
+  el.textContent = `last data ${utc(dataClock.received)}, ${ago < 60 ? `${Math.round(ago)} s` : age(ago)} ago`;
+  el.title = `readings up to ${utc(dataClock.reading)} (their own time)`;
+  el.className = `status ${ago > 900 ? "retry" : "live"}`;  // amber: nothing for a quarter of an hour
+}
+
 // ---- wiring ----------------------------------------------------------------------------------------
 
 function guard(fn) {
@@ -449,7 +473,7 @@ async function connect() {
   document.body.classList.toggle("viewer", me.role !== "operator");
   $("#whoami").textContent = `${me.name} (${me.role})`;
   await loadBoard();
-  await Promise.all([loadSites(), loadSilences()]);
+  await Promise.all([loadSites(), loadSilences(), loadStatus()]);
   openStream();
 }
 
@@ -486,5 +510,7 @@ document.addEventListener("DOMContentLoaded", () => {
     await createSilence(ev.target);
   }));
   setInterval(renderBoard, 30000);  // ages move on
+  setInterval(renderClock, 1000);
+  setInterval(() => { if (dataClock) loadStatus().catch(() => {}); }, 10000);
   if (token) guard(connect)();
 });
