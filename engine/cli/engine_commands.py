@@ -165,7 +165,7 @@ def check_config(
         sys.stdout.write(ref.markdown_reference())
         return
     cfg = load_or_exit(file)
-    from engine.core.cameras import CameraStage
+    from engine.flow.cameras import CameraStage
     from engine.runners.assembly import build_pipeline, cadence_warnings, describe
 
     pipeline = build_pipeline(cfg)  # detectors construct: catches what only their constructors check (a model file, …)

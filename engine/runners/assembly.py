@@ -10,9 +10,9 @@ from detectors.base import Detector, registry
 from detectors.fusion import SiteFusion
 from engine.config.models import ConsoleSinkConfig, EngineConfig, LogSinkConfig, MqttSinkConfig, WebhookSinkConfig
 from engine.core.devices import DeviceIndex
-from engine.core.pipeline import Pipeline
 from engine.dispatch.routing import Router
 from engine.dispatch.sinks import ConsoleSink, LogSink, MqttSink, Sink, SinkSet, WebhookSink
+from engine.flow.pipeline import Pipeline
 from engine.incidents.tracker import IncidentTracker
 
 

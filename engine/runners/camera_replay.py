@@ -14,8 +14,8 @@ from typing import Any
 
 from detectors.vision.base import Frame
 from engine.config.models import EngineConfig
-from engine.core.cameras import CameraStage
 from engine.core.findings import Finding
+from engine.flow.cameras import CameraStage
 from engine.ingest.camera_recording import RecordedFrame, frame_bytes
 from engine.ingest.frames import FrameError, decode
 from engine.runners.assembly import build_pipeline

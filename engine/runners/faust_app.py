@@ -53,16 +53,16 @@ from engine.api.operator import mount_static, operator_router
 from engine.api.server import ApiServer, create_app
 from engine.config.models import EngineConfig, WebhookSinkConfig
 from engine.core.batch import BatchBuilder
-from engine.core.cameras import CameraStage
 from engine.core.clock import EngineClock
 from engine.core.devices import DeviceIndex
 from engine.core.findings import Finding
 from engine.core.history import ReadingHistory
-from engine.core.pipeline import Pipeline
-from engine.core.site_state import SiteState
 from engine.dispatch.actions import OperatorAction, apply_action
 from engine.dispatch.dispatcher import Dispatcher
 from engine.dispatch.outbox import OutboxDelivery, RetryPolicy
+from engine.flow.cameras import CameraStage
+from engine.flow.pipeline import Pipeline, apply_findings
+from engine.flow.site_state import SiteState
 from engine.incidents.tracker import IncidentError, IncidentTracker
 from engine.ingest.camera_intake import CameraIntake
 from engine.ingest.decode import Rejection
@@ -273,15 +273,12 @@ class GridwatchWorker:
         try:
             # A detector that raises costs only its own findings of this batch (Pipeline.detect resets its
             # state for these devices): nothing is fed twice, the other detectors' state stays exact.
-            findings = pipeline.detect(batch)
-            wm = np.maximum.accumulate(np.maximum(batch.ts, pipeline.watermark))
-            at = [float(wm[f.row]) for f in findings]
-            pipeline.watermark = float(wm[-1])
+            found = pipeline.detect_batch(batch)
         except Exception as exc:  # outside the detectors (fusion): the batch's records are dead-lettered
             logger.exception("detection failed on a batch of %d readings", len(batch))
             for ev in good:
                 await self.dead_letter("detect_error", repr(exc)[:500], ev)
-            findings, at = [], []
+            found = []
             pipeline.watermark = max(pipeline.watermark, float(batch.ts.max()))
         for failure in pipeline.failures_since(failed_before):
             detail = (f"detector {failure.detector} raised on the batch holding this record and did not apply it "
@@ -290,7 +287,7 @@ class GridwatchWorker:
                 await self.dead_letter("detector_error", detail, ev)
         self.readings += len(batch)
         metrics.READINGS.inc(len(batch))
-        record = findings_record(list(zip(findings, at, strict=True)), pipeline.watermark)
+        record = findings_record(found, pipeline.watermark)
         sent.append(await self.findings_topic.send(value=record, partition=partition))
         return state, {site: event_of_site[site] for site in sites}
 
@@ -435,10 +432,7 @@ class GridwatchWorker:
             except RecordError as exc:
                 bad.append((ev, str(exc)))
                 continue
-            for finding, at in found:
-                out.extend(stage.tracker.advance(at))
-                out.extend(stage.tracker.observe(finding))
-            out.extend(stage.tracker.advance(wm))
+            out.extend(apply_findings(stage.tracker, found, wm))
             stage.clock.observe(wm)
         if replayed:
             metrics.REPLAYED.labels("incidents").inc(replayed)

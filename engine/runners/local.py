@@ -21,21 +21,21 @@ from engine.api.live import EventHub
 from engine.api.operator import mount_static, operator_router
 from engine.api.server import ApiServer, create_app
 from engine.config.models import EngineConfig, WebhookSinkConfig
-from engine.core.cameras import CameraStage
-from engine.core.checkpoint import (
+from engine.core.clock import EngineClock
+from engine.core.history import ReadingHistory
+from engine.dispatch.actions import OperatorAction, apply_action
+from engine.dispatch.dispatcher import Dispatcher
+from engine.dispatch.outbox import OutboxDelivery, RetryPolicy
+from engine.dispatch.sinks import Sink
+from engine.flow.cameras import CameraStage
+from engine.flow.checkpoint import (
     checkpoint_arrays,
     checkpoint_buffers,
     checkpoint_meta,
     load_checkpoint,
     write_checkpoint,
 )
-from engine.core.clock import EngineClock
-from engine.core.history import ReadingHistory
-from engine.core.pipeline import DetectorFailure
-from engine.dispatch.actions import OperatorAction, apply_action
-from engine.dispatch.dispatcher import Dispatcher
-from engine.dispatch.outbox import OutboxDelivery, RetryPolicy
-from engine.dispatch.sinks import Sink
+from engine.flow.pipeline import DetectorFailure
 from engine.ingest.camera_intake import CameraIntake
 from engine.ingest.embedded_broker import EmbeddedBroker
 from engine.ingest.intake import Intake

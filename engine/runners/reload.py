@@ -17,8 +17,8 @@ from typing import Any
 from detectors.base import Detector, DeviceState, registry
 from engine.config.loader import ConfigError, load_config
 from engine.config.models import EngineConfig
-from engine.core.pipeline import Pipeline
 from engine.dispatch.routing import Router
+from engine.flow.pipeline import Pipeline
 
 logger = logging.getLogger(__name__)
 

@@ -19,8 +19,8 @@ from pydantic import ValidationError
 
 from detectors.vision.base import Frame
 from engine.config.models import CamerasConfig, EngineConfig
-from engine.core.cameras import CameraStage
 from engine.core.devices import DeviceIndex
+from engine.flow.cameras import CameraStage
 from engine.ingest.camera_intake import CameraIntake
 from engine.ingest.frames import MAX_PIXELS, FrameError, decode, image_size
 from engine.ingest.intake import Intake

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from engine.core.checkpoint import load_checkpoint, save_checkpoint
+from engine.flow.checkpoint import load_checkpoint, save_checkpoint
 from engine.ingest.replay_file import batches, read_rows, write_rows
 from engine.runners.assembly import build_pipeline
 from tests.conftest import default_config

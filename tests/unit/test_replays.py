@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 
 from engine.core.batch import REDELIVERED, BatchBuilder
-from engine.core.checkpoint import checkpoint_arrays, load_checkpoint, write_checkpoint
 from engine.core.devices import DeviceIndex
 from engine.core.replays import AppliedTimes
+from engine.flow.checkpoint import checkpoint_arrays, load_checkpoint, write_checkpoint
 from engine.runners.assembly import build_pipeline
 from tests.conftest import default_config
 

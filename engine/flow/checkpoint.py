@@ -18,7 +18,7 @@ import numpy as np
 import orjson
 
 from detectors.base import ROW_OF_SLOT, SLOT_OF_ROW
-from engine.core.pipeline import Pipeline
+from engine.flow.pipeline import Pipeline
 
 logger = logging.getLogger(__name__)
 

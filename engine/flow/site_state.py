@@ -21,8 +21,8 @@ import orjson
 
 from detectors.base import ROW_OF_SLOT
 from engine.core.batch import ReadingBatch
-from engine.core.pipeline import Pipeline
 from engine.core.replays import AppliedTimes
+from engine.flow.pipeline import Pipeline
 
 DEVICES = "__devices__"
 APPLIED = "__applied_ts__"

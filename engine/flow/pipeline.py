@@ -1,4 +1,11 @@
-"""The pipeline step: one batch through every detector, findings into incidents, in arrival order."""
+"""The pipeline step: one batch through every detector, findings into incidents, in arrival order.
+
+Two calls, the same for every runner (local, Faust worker, ``replay --direct``, tuning, the benchmarks):
+``Pipeline.detect_batch`` (a batch → its findings, each with the data time at its reading) and
+``apply_findings`` (findings with their times → incident events, data time advanced before each). The
+local runner does both in one process (``Pipeline.step``); the Faust worker does the first in its detect
+stage and the second, on the findings topic's records, in its incidents stage.
+"""
 
 from __future__ import annotations
 
@@ -85,24 +92,26 @@ class Pipeline:
             metrics.FINDINGS.labels(f.hazard, f.level.label).inc()
         return findings
 
+    def detect_batch(self, batch: ReadingBatch) -> list[tuple[Finding, float]]:
+        """The detectors on one batch: its findings in reading order, each with the watermark (the latest
+        data time seen in arrival order) at its reading; the watermark moves on to the batch's end."""
+        if not len(batch):
+            return []
+        metrics.BATCH_SIZE.observe(len(batch))
+        self.readings += len(batch)
+        findings = self.detect(batch)
+        wm = np.maximum.accumulate(np.maximum(batch.ts, self.watermark))
+        self.watermark = float(wm[-1])
+        return [(f, float(wm[f.row])) for f in findings]
+
     def step(self, batch: ReadingBatch, findings_out: list[Finding] | None = None) -> list[dict[str, Any]]:
         """Process one batch; returns the incident events it caused, in order (findings to ``findings_out``)."""
-        n = len(batch)
-        if n == 0:
+        if not len(batch):
             return []
-        metrics.BATCH_SIZE.observe(n)
-        self.readings += n
-        findings = self.detect(batch)
+        found = self.detect_batch(batch)
         if findings_out is not None:
-            findings_out.extend(findings)
-        wm = np.maximum.accumulate(np.maximum(batch.ts, self.watermark))
-        events: list[dict[str, Any]] = []
-        for f in findings:
-            events.extend(self.tracker.advance(float(wm[f.row])))
-            events.extend(self.tracker.observe(f))
-        self.watermark = float(wm[-1])
-        events.extend(self.tracker.advance(self.watermark))
-        return events
+            findings_out.extend(f for f, _ in found)
+        return apply_findings(self.tracker, found, self.watermark)
 
     def observe(self, findings: list[Finding]) -> list[dict[str, Any]]:
         """Findings from outside the sensor step (the camera stage), in time order, into the incidents."""
@@ -135,3 +144,16 @@ class Pipeline:
 
     def state_bytes(self) -> int:
         return sum(s.nbytes() for s in self.states)
+
+
+def apply_findings(
+    tracker: IncidentTracker, found: list[tuple[Finding, float]], watermark: float
+) -> list[dict[str, Any]]:
+    """Findings with their data times into the incidents, in order: data time advances to each finding's
+    own before it is observed (due resolutions and escalations first), then to ``watermark``."""
+    events: list[dict[str, Any]] = []
+    for finding, at in found:
+        events.extend(tracker.advance(at))
+        events.extend(tracker.observe(finding))
+    events.extend(tracker.advance(watermark))
+    return events
