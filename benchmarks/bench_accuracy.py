@@ -39,10 +39,8 @@ sys.path.insert(0, str(ROOT))
 
 from benchmarks.output import results_dir  # noqa: E402
 from engine.config.loader import load_config  # noqa: E402 (after sys.path)
-from engine.core.findings import Finding  # noqa: E402
 from engine.evaluation import score  # noqa: E402
-from engine.ingest.replay_file import batches  # noqa: E402
-from engine.runners.assembly import build_pipeline  # noqa: E402
+from engine.runners.replay import replay_readings  # noqa: E402
 from simulators.scenario import load_scenario  # noqa: E402
 
 RESULTS = results_dir()  # results/quick/ for --quick: the recorded results stay
@@ -54,12 +52,8 @@ def evaluate(name: str) -> dict[str, Any]:
     cfg = load_config(ROOT / "config" / "gridwatch.yaml")
     sc = load_scenario(name)
     base = 1_700_000_000.0
-    pipeline = build_pipeline(cfg)
-    events: list[dict[str, Any]] = []
-    found: list[Finding] = []
-    for b in batches(sc.readings(base), pipeline.devices, cfg.ingest.batch_max):
-        events.extend(pipeline.step(b, found))
-    return score(sc.truth(base), events, found)
+    done = replay_readings(cfg, sc.readings(base))
+    return score(sc.truth(base), done.events, done.findings)
 
 
 def rainfall_figures() -> dict[str, float | str]:

@@ -21,7 +21,6 @@ from engine.cli.common import (
     need_extra,
 )
 from engine.config.models import EngineConfig
-from engine.core.findings import Finding
 
 
 @app.command()
@@ -155,26 +154,12 @@ def replay(
             url = f"mqtt://{cfg.mqtt.embedded_host}:{cfg.mqtt.embedded_port}"
         _publish_rows(rows, url, cfg.mqtt.topic_prefix, speed or None)
         return
-    from engine.ingest.replay_file import batches
-    from engine.runners.assembly import build_pipeline
+    from engine.runners.replay import replay_readings
 
-    pipeline = build_pipeline(cfg)
-    events: list[dict[str, Any]] = []
-    found: list[Finding] = []
-    size = batch or cfg.ingest.batch_max
-    t0 = time.perf_counter()
-    data_t0: float | None = None
     with Progress(console=console, transient=True) as progress:
         task = progress.add_task("replaying", total=len(rows))
-        for b in batches(rows, pipeline.devices, size):
-            if speed and len(b):
-                data_t0 = float(b.ts[0]) if data_t0 is None else data_t0
-                lag = (float(b.ts[-1]) - data_t0) / speed - (time.perf_counter() - t0)
-                if lag > 0:
-                    time.sleep(lag)
-            events.extend(pipeline.step(b, found))
-            progress.advance(task, len(b))
-    elapsed = time.perf_counter() - t0
+        done = replay_readings(cfg, rows, batch or None, speed or None, lambda n: progress.advance(task, n))
+    events, found, elapsed = done.events, done.findings, done.seconds
     if out is not None:
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_bytes(b"".join(orjson.dumps(e) + b"\n" for e in events))
