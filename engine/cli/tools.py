@@ -279,7 +279,6 @@ def tune(
     """What would other thresholds have done? Sweep a detector's config against data with known events."""
     need_extra("tune", "matplotlib", "`gridwatch tune` (its plots)")
     from engine.core.levels import LEVEL_NAMES
-    from engine.plots import sweep_plot
     from engine.tuning import (
         Constraint,
         Sweep,
@@ -288,7 +287,6 @@ def tune(
         find_camera_detector,
         find_detector,
         tune_frames,
-        yaml_patch,
     )
     from engine.tuning import tune as run_tune
 
@@ -331,58 +329,13 @@ def tune(
     except (TuneError, OSError) as exc:
         console.print(f"[red]{exc}[/]")
         raise typer.Exit(2) from None
-    best = best_point(points, level, constraint)
-    out.mkdir(parents=True, exist_ok=True)
-    cols = ["precision", "recall", "f1", "false_alarms_per_site_month", "lead_h_median", "lead_h_p10"]
-    if camera_cfg is not None:
-        cols = ["precision", "recall", "f1", "false_alarm_rate"]
-    names = " + ".join(d.name for d in data)
-    table = Table(title=f"{detector} at level {level} on {names}")
-    for name in [*(s.path for s in sweeps), "hits", "misses", "false_alarms", *cols]:
-        table.add_column(name, justify="right")
-    rows_csv = []
-    for p in [current, *points]:
-        tag = "current" if p is current else ("suggested" if p is best else "")
-        vals = ["current" if p is current else f"{p.values[s.path]:g}" for s in sweeps]
-        if not p.scores:
-            table.add_row(*vals, f"[dim]invalid: {p.error}[/]", *[""] * (len(cols) + 1))
-            rows_csv.append({**{s.path: p.values[s.path] for s in sweeps}, "error": p.error})
-            continue
-        sc = p.scores[level]
-        style = "bold green" if tag == "suggested" else ("bold red" if tag == "current" else "")
-        table.add_row(
-            *vals, *(f"{sc[c]:g}" for c in ("hits", "misses", "false_alarms")), *(f"{sc[c]:.3g}" for c in cols),
-            style=style,
-        )  # fmt: skip
-        for lv, scores in p.scores.items():
-            rows_csv.append({**{s.path: p.values[s.path] for s in sweeps}, "point": tag, "level": lv, **scores})
-    console.print(table)
-    if camera_cfg is not None and best is not None and len(data) > 1:
-        cams = Table(title=f"the suggested point per camera (folder), class {level}")
-        for name in ("camera", "hits", "misses", "false_alarms", *cols):
-            cams.add_column(name, justify="right")
-        for key, sc in sorted(best.scores.items()):
-            if key.startswith(f"{level}@"):
-                cams.add_row(key.partition("@")[2], *(f"{sc[c]:g}" for c in ("hits", "misses", "false_alarms")),
-                             *(f"{sc[c]:.3g}" for c in cols))  # fmt: skip
-        console.print(cams)
-    import csv
+    from engine.tune_report import write_report
 
-    fields = [s.path for s in sweeps] + ["point", "level", "error", "alarms", "hits", "misses", "false_alarms"]
-    fields += [c for c in ("precision", "recall", "f1", "false_alarms_per_site_month", "lead_h_median", "lead_h_p10",
-                           "false_alarm_rate") if c in cols or camera_cfg is None]  # fmt: skip
-    with (out / "tune.csv").open("w", newline="", encoding="utf-8") as fh:
-        w = csv.DictWriter(fh, fieldnames=fields, restval="", extrasaction="ignore")
-        w.writeheader()
-        w.writerows(rows_csv)
-    png = sweep_plot(out / "tune.png", points, current, best, level, f"{detector} on {names}", frames=bool(camera_cfg))
-    console.print(f"wrote {out / 'tune.csv'} and {png}")
-    if best is None:
-        console.print("[yellow]no sweep point meets the constraint; loosen it or widen the sweep[/]")
-        return
-    patch = yaml_patch(det_cfg, best, camera=camera_cfg is not None)
-    (out / "suggested.yaml").write_text(patch, encoding="utf-8")
-    console.print(f"suggested (best F1 at {level} within the constraint) -> {out / 'suggested.yaml'}:\n{patch}")
+    names = " + ".join(d.name for d in data)
+    best = best_point(points, level, constraint)
+    camera = camera_cfg is not None
+    per_camera = camera and len(data) > 1
+    write_report(console, out, detector, names, level, sweeps, current, points, best, det_cfg, camera, per_camera)
 
 
 @app.command()
