@@ -64,11 +64,13 @@ def operator_router(
     @api.get("/api/status")
     def status(user: ApiToken = viewer) -> dict[str, Any]:
         """When data last came in: the newest reading's own time and the wall-clock time it arrived (both
-        null until the first reading, and on a scale-out worker, whose readings the page does not see)."""
+        null until the first reading, and on a scale-out worker, whose readings the page does not see); and
+        the city's time zone, in which the page shows every time."""
         return {
             "last_reading_ts": history.last_reading_ts,
             "last_received_at": history.last_received_at,
             "now": time.time(),
+            "timezone": config().timezone,
         }
 
     @api.get("/api/sites/{site}/devices/{device}/chart")

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import sys
-import time
+from datetime import UTC, datetime, timedelta, tzinfo
 from pathlib import Path
 from typing import Annotated, Any
+from zoneinfo import ZoneInfo
 
 import orjson
 import typer
@@ -49,8 +50,20 @@ def _api_call(fn: Any) -> Any:
         raise typer.Exit(1 if exc.status in (0, 404, 409) else 2) from None
 
 
-def _when(ts: float | None) -> str:
-    return time.strftime("%Y-%m-%d %H:%M", time.localtime(ts)) if ts else "-"
+def _zone(config: Path) -> tzinfo:
+    """The city's time zone from the config (UTC without a config file)."""
+    return ZoneInfo(load_or_exit(config).timezone) if config.exists() else UTC
+
+
+def _when(ts: float | None, zone: tzinfo = UTC) -> str:
+    """``2026-12-01 23:05 UTC+8``: the time in the city's zone, with its offset."""
+    if not ts:
+        return "-"
+    at = datetime.fromtimestamp(ts, zone)
+    offset = at.utcoffset() or timedelta(0)
+    hours, rest = divmod(int(offset.total_seconds()), 3600)
+    label = "UTC" if not offset else f"UTC{hours:+d}" + (f":{rest // 60:02d}" if rest else "")
+    return f"{at:%Y-%m-%d %H:%M} {label}"
 
 
 @incidents_app.command("list")
@@ -67,6 +80,7 @@ def incidents_list(
 ) -> None:
     """Incidents, newest first."""
     client = _client(config, url, token)
+    zone = _zone(config)
     rows = _api_call(lambda: client.list(state=state, hazard=hazard, site=site, level=level, limit=limit))
     if as_json:
         sys.stdout.write(orjson.dumps(rows, option=orjson.OPT_INDENT_2).decode() + "\n")
@@ -75,7 +89,8 @@ def incidents_list(
     for r in rows:
         colour = LEVEL_COLOUR.get(r["level"], "")
         table.add_row(
-            r["incident_id"], f"[{colour}]{r['level']}[/]", r["state"], r["hazard"], r["site"], _when(r["opened_at"]),
+            r["incident_id"], f"[{colour}]{r['level']}[/]", r["state"], r["hazard"], r["site"],
+            _when(r["opened_at"], zone),
             r.get("tier") or "-", r.get("acknowledged_by") or "-", r.get("assigned_to") or "-",
         )  # fmt: skip
     stdout.print(table)
@@ -91,6 +106,7 @@ def incidents_show(
 ) -> None:
     """One incident with its findings, plan and audit trail."""
     client = _client(config, url, token)
+    zone = _zone(config)
     inc = _api_call(lambda: client.show(incident_id))
     if as_json:
         sys.stdout.write(orjson.dumps(inc, option=orjson.OPT_INDENT_2).decode() + "\n")
@@ -98,7 +114,8 @@ def incidents_show(
     colour = LEVEL_COLOUR.get(inc["level"], "")
     stdout.print(
         f"[bold]{inc['incident_id']}[/] [{colour}]{inc['level'].upper()}[/] {inc['hazard']} at {inc['site']} - "
-        f"{inc['state']}, opened {_when(inc['opened_at'])}, confidence {inc['confidence']}, tier {inc.get('tier')}"
+        f"{inc['state']}, opened {_when(inc['opened_at'], zone)}, confidence {inc['confidence']}, "
+        f"tier {inc.get('tier')}"
     )
     if inc.get("plan"):
         plan = inc["plan"]
@@ -107,14 +124,14 @@ def incidents_show(
             stdout.print(f"  {k}. {step}")
     findings = Table("detector", "device", "time", "level", "score", title="Findings")
     for f in inc["findings"]:
-        findings.add_row(f["detector"], f["device"], _when(f["ts"]), f["level"], f"{f['score']:.3g}")
+        findings.add_row(f["detector"], f["device"], _when(f["ts"], zone), f["level"], f"{f['score']:.3g}")
     stdout.print(findings)
     audit = Table("time", "actor", "action", "receivers", "note", title="Audit trail")
     for a in inc["audit"]:
         d = a["detail"]
         note = d.get("comment") or (f"silenced by {d['silenced_by']}" if d.get("silenced_by") else "")
         note = note or (f"inhibited by {d['inhibited_by']}" if d.get("inhibited_by") else "")
-        audit.add_row(_when(a["at"]), a["actor"], a["action"], ", ".join(d.get("receivers") or []), note)
+        audit.add_row(_when(a["at"], zone), a["actor"], a["action"], ", ".join(d.get("receivers") or []), note)
     stdout.print(audit)
 
 

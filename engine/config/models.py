@@ -434,6 +434,23 @@ class EngineConfig(Strict):
     """The whole engine configuration (`config/gridwatch.yaml`)."""
 
     city: str = Field("city", description="The city centre at the top of the hierarchy.")
+    timezone: str = Field(
+        "UTC",
+        description="The city's time zone (IANA name, e.g. Asia/Shanghai): the operator page and `gridwatch "
+        "incidents` show every time in it, with its offset.",
+    )
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, v: str) -> str:
+        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+        try:
+            ZoneInfo(v)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown time zone {v!r}; use an IANA name such as Asia/Shanghai or UTC") from None
+        return v
+
     data_dir: str = Field(
         "var/gridwatch", description="Where the engine keeps its files (relative to the working dir)."
     )

@@ -9,6 +9,7 @@ part of the run must still get every event of the incident exactly once, in orde
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 
@@ -95,6 +96,8 @@ def test_landslide_incident_escalates_is_acknowledged_and_resolves(mosquitto, tm
             [*cli, "list", "--state", "open", "--json", *where], capture_output=True, text=True, timeout=60, check=False
         )
         assert iid in {r["incident_id"] for r in orjson.loads(listed_cli.stdout)}
+        shown = subprocess.run([*cli, "show", iid, *where], capture_output=True, text=True, timeout=60, check=False)
+        assert re.search(r"opened \d{4}-\d\d-\d\d \d\d:\d\d UTC\+8", shown.stdout), shown.stdout  # the city's zone
         denied = subprocess.run([*cli, "resolve", iid, "--url", where[1], "--token", VIEWER], capture_output=True,
                                 text=True, timeout=60, check=False)  # fmt: skip
         assert denied.returncode == 2 and "403" in denied.stdout

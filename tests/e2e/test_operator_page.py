@@ -93,7 +93,10 @@ def test_live_board_acknowledge_map_chart_and_silences(browser, mosquitto, tmp_p
         assert iid
         # the data clock: when data last came in, by the engine's wall clock, within the page's 10 s refresh
         page.locator("#last-data.live", has_text="last data").wait_for(timeout=15_000)
-        assert re.search(r"last data \d{4}-\d\d-\d\d \d\d:\d\d UTC, \d+ s ago", page.locator("#last-data").inner_text())
+        # every time in the city's zone (config timezone: Asia/Shanghai), with its offset
+        assert re.search(
+            r"last data \d{4}-\d\d-\d\d \d\d:\d\d UTC\+8, \d+ s ago", page.locator("#last-data").inner_text()
+        )
         assert "readings up to 20" in (page.locator("#last-data").get_attribute("title") or "")
         assert "RED landslide at S02" in page.title(), "a new red shows in the tab's title"
         # fusion confirmed the slope (wet and moving): a badge says so
@@ -136,8 +139,8 @@ def test_live_board_acknowledge_map_chart_and_silences(browser, mosquitto, tmp_p
         stored_fc = [f for f in stored["findings"] if "predicted_failure_ts" in f["evidence"]]
         assert stored_fc, "the slope's incident holds the forecast finding"
         newest = max(stored_fc, key=lambda f: f["ts"])["evidence"]["predicted_failure_ts"]
-        stamp = time.strftime("%Y-%m-%d %H:%M", time.gmtime(newest))
-        assert f"failure {stamp} UTC" in page.locator("#detail p.forecast").inner_text()
+        stamp = time.strftime("%Y-%m-%d %H:%M", time.gmtime(newest + 8 * 3600))  # Asia/Shanghai: UTC+8
+        assert f"failure {stamp} UTC+8" in page.locator("#detail p.forecast").inner_text()
         assert "{" not in page.locator("#detail td.evidence").first.inner_text()
 
         # The map: S02 is red; its crack meter's chart shows the velocity with its level lines.
@@ -148,7 +151,7 @@ def test_live_board_acknowledge_map_chart_and_silences(browser, mosquitto, tmp_p
         assert page.locator("#chart svg.chart").count() == 3  # readings, velocity, inverse velocity
         assert page.locator("#chart polyline.forecast").count() == 1  # the failure-time forecast line
         chart_text = page.locator("#chart").inner_text()
-        assert f"failure {stamp} UTC" in chart_text, "the chart shows the detector's forecast, not a refit"
+        assert f"failure {stamp} UTC+8" in chart_text, "the chart shows the detector's forecast, not a refit"
         page.click("#site-panel button[data-device='rain-1']")
         page.wait_for_selector("#chart svg.chart >> nth=1", timeout=10_000)
         page.screenshot(path=str(ARTIFACTS / "operator-page-map-chart.png"), full_page=True)
@@ -199,7 +202,7 @@ def test_live_board_acknowledge_map_chart_and_silences(browser, mosquitto, tmp_p
         assert float(page.get_attribute("#detail svg.snapshot rect", "width") or 0) > 0
         page.screenshot(path=str(ARTIFACTS / "operator-page-camera.png"), full_page=True)
         # Times say their zone; the audit trail names the level and the assignee.
-        assert "UTC" in page.locator("#detail").inner_text()
+        assert "UTC+8" in page.locator("#detail").inner_text()
         assert page.locator("#detail th", has_text="assigned to").count() == 1
 
         # A viewer's token reads everything and is shown no operator buttons.

@@ -171,3 +171,11 @@ def test_loading_the_config_does_not_load_opencv_or_onnxruntime():
            "print(sorted(m for m in ('cv2', 'onnxruntime') if m in sys.modules))"  # fmt: skip
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]", out.stdout + out.stderr
+
+
+def test_the_city_time_zone_is_an_iana_name():
+    from engine.config.models import EngineConfig
+
+    assert EngineConfig.model_validate({"timezone": "Asia/Shanghai"}).timezone == "Asia/Shanghai"
+    with pytest.raises(ValueError, match="unknown time zone 'Mars/Olympus'; use an IANA name"):
+        EngineConfig.model_validate({"timezone": "Mars/Olympus"})

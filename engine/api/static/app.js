@@ -52,8 +52,21 @@ function age(seconds) {
   return `${Math.floor(h / 24)} d ${h % 24} h`;
 }
 
-// Every time on the page says its zone.
-function utc(ts) { return `${new Date(ts * 1000).toISOString().slice(0, 16).replace("T", " ")} UTC`; }
+// Every time on the page is in the city's time zone (config `timezone`, from /api/status) and says it.
+let zone = "UTC";
+function clockParts(ts) {
+  const parts = new Intl.DateTimeFormat("en-GB", {
+    timeZone: zone, year: "numeric", month: "2-digit", day: "2-digit", hour: "2-digit", minute: "2-digit",
+    hourCycle: "h23", timeZoneName: "shortOffset",
+  }).formatToParts(new Date(ts * 1000));
+  const p = Object.fromEntries(parts.map((x) => [x.type, x.value]));
+  p.offset = p.timeZoneName.replace("GMT", "UTC");  // "UTC", "UTC+8"
+  return p;
+}
+function utc(ts) {
+  const p = clockParts(ts);
+  return `${p.year}-${p.month}-${p.day} ${p.hour}:${p.minute} ${p.offset}`;
+}
 
 function upsert(e) {
   const cur = incidents.get(e.incident_id) || {};
@@ -339,8 +352,8 @@ function plot(title, { series = [], hlines = [], xlog = false, ylog = false, xti
   return svg;
 }
 
-// The failure-time forecast as the detector stated it: "failure 07:10 UTC (07:00–07:21), 1.1 h left".
-function hhmm(ts) { return new Date(ts * 1000).toISOString().slice(11, 16); }
+// The failure-time forecast as the detector stated it: "failure 07:10 UTC+8 (07:00–07:21), 1.1 h left".
+function hhmm(ts) { const p = clockParts(ts); return `${p.hour}:${p.minute}`; }
 function forecastText(fc, now) {
   const ci = fc.ci95 ? ` (${hhmm(fc.ci95[0])}–${hhmm(fc.ci95[1])})` : "";
   const left = (fc.failure_at - now) / 3600;
@@ -444,6 +457,7 @@ let dataClock = null;  // the engine's answer, with the offset of its clock from
 async function loadStatus() {
   const s = await api("/api/status");
   dataClock = { received: s.last_received_at, reading: s.last_reading_ts, offset: s.now - Date.now() / 1000 };
+  zone = s.timezone || "UTC";
   renderClock();
 }
 
@@ -472,8 +486,9 @@ async function connect() {
   const me = await api("/api/me");
   document.body.classList.toggle("viewer", me.role !== "operator");
   $("#whoami").textContent = `${me.name} (${me.role})`;
+  await loadStatus();  // the city's time zone first: every time on the page is shown in it
   await loadBoard();
-  await Promise.all([loadSites(), loadSilences(), loadStatus()]);
+  await Promise.all([loadSites(), loadSilences()]);
   openStream();
 }
 
