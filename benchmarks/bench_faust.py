@@ -194,6 +194,60 @@ def recover(mosquitto: Mosquitto, running: list[Process], msgs: list[Any]) -> di
     return {"recover_s": round(time.perf_counter() - t0, 2) if ok else None}
 
 
+def worker_alone(tmp: Path, mosquitto: Mosquitto, tansu: Tansu, msgs: list[Any]) -> dict[str, Any]:
+    """One worker on records already in Kafka (the bridge forwarded them and stopped): its own rate, with
+    nothing else on the machine's cores, against the in-process core on the same records."""
+    name = "worker-alone"
+    config = write_config(tmp, mosquitto, tansu, name)
+    bridge = Process(f"{name}-bridge", ["bridge", "-c", str(config)], tmp / name)
+    try:
+        assert wait_for(lambda: "bridge running" in bridge.text(), 60), bridge.text()[-2000:]
+        publish_all(mosquitto.url, msgs)
+        assert asyncio.run(count_records(tansu.url, len(msgs), 600)) >= len(msgs)
+    finally:
+        bridge.stop()
+    worker = Process(f"{name}-worker", ["worker", "-c", str(config)], tmp / name)
+    try:
+        assert wait_for(lambda: worker.count("Worker ready") >= 1, 120), worker.text()[-2000:]
+        t0 = time.perf_counter()
+        ok = wait_for(lambda: asyncio.run(committed(tansu.url, f"bench-{name}")) >= len(msgs), 600, interval_s=0.25)
+        done_s = time.perf_counter() - t0 if ok else None
+    finally:
+        worker.stop()
+    readings = len(msgs) * DEVICES_PER_SITE * STEPS_PER_MESSAGE
+    core = in_process(config, msgs)
+    rate = round(readings / done_s) if done_s else None
+    return {
+        "phase": name, "workers": 1, "messages": len(msgs), "readings": readings, "done_s": round(done_s or 0, 2),
+        "readings_per_s": rate, "in_process_readings_per_s": core,
+        "share_of_in_process": round(rate / core, 3) if rate else None,
+    }  # fmt: skip
+
+
+def in_process(config: Path, msgs: list[Any]) -> int:
+    """The same records (as the bridge encodes them) through decode and the pipeline in this process, in
+    batches of ``kafka.take_max`` records: the core rate a worker is measured against."""
+    from engine.config.loader import load_config
+    from engine.core.batch import BatchBuilder
+    from engine.runners.assembly import build_pipeline
+    from engine.runners.records import decode_readings, encode_readings
+
+    cfg = load_config(config)
+    records = []
+    for topic, payload in msgs:
+        site = topic.split("/")[2]
+        rows = [(r["device"], r["ts"], m, v) for r in orjson.loads(payload)["readings"] for m, v in r["values"].items()]
+        records.append(encode_readings(site, rows))
+    pipeline = build_pipeline(cfg)
+    t0 = time.perf_counter()
+    for i in range(0, len(records), cfg.kafka.take_max):
+        builder = BatchBuilder(pipeline.devices)
+        for value in records[i : i + cfg.kafka.take_max]:
+            decode_readings(value, builder)
+        pipeline.step(builder.take())
+    return round(len(msgs) * DEVICES_PER_SITE * STEPS_PER_MESSAGE / (time.perf_counter() - t0))
+
+
 def main() -> None:
     quick = "--quick" in sys.argv
     mosq, tansu_bin = _mosquitto_binary(), _tansu_binary()
@@ -208,6 +262,14 @@ def main() -> None:
         mosquitto = Mosquitto(mosq, tmp)
         mosquitto.start()
         try:
+            (tmp / "worker-alone").mkdir(parents=True, exist_ok=True)
+            tansu = Tansu(tansu_bin, tmp / "worker-alone")
+            tansu.start()
+            try:
+                with console.status(f"worker-alone: {len(msgs):,} messages"):
+                    phases.append(worker_alone(tmp, mosquitto, tansu, msgs))
+            finally:
+                tansu.stop()
             for name, workers in (("bridge-only", 0), ("one-worker", 1), ("two-workers", 2)):
                 (tmp / name).mkdir(parents=True, exist_ok=True)
                 tansu = Tansu(tansu_bin, tmp / name)
@@ -234,7 +296,8 @@ def main() -> None:
     (RESULTS / "faust.json").write_text(json.dumps(result, indent=2))
     title = f"faust: bridge + workers on Tansu, {sites * DEVICES_PER_SITE:,} devices, {PARTITIONS} partitions"
     table = Table(title=title)
-    cols = ["phase", "readings", "publish_s", "bridge_readings_per_s", "done_s", "readings_per_s", "recover_s"]
+    cols = ["phase", "readings", "publish_s", "bridge_readings_per_s", "done_s", "readings_per_s", "recover_s",
+            "in_process_readings_per_s", "share_of_in_process"]  # fmt: skip
     for c in cols:
         table.add_column(c, justify="right")
     for p in phases:
@@ -249,7 +312,7 @@ def main() -> None:
     fig, ax = plt.subplots(figsize=(7, 4))
     labels = [p["phase"] for p in phases]
     values = [p["readings_per_s"] or p["bridge_readings_per_s"] or 0 for p in phases]
-    ax.bar(labels, values, color=["grey", "tab:blue", "tab:green"][: len(phases)])
+    ax.bar(labels, values, color=["tab:purple", "grey", "tab:blue", "tab:green"][: len(phases)])
     ax.set_ylabel("readings/s (bridge-only: forwarded to Kafka)")
     ax.set_title("gridwatch on Kafka (Tansu, loopback, 2 cores)")
     fig.tight_layout()

@@ -23,6 +23,7 @@ finding while the soil is drier than ``wet_mm``.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Literal
 
 import numpy as np
@@ -149,9 +150,9 @@ class RainfallIntensityDuration(Detector[RainfallIntensityDurationConfig]):
 
     def storm_scores(
         self, state: DeviceState, dev: np.ndarray, ts: np.ndarray, mm: np.ndarray
-    ) -> tuple[np.ndarray, list[dict[str, object]]]:
+    ) -> tuple[np.ndarray, Callable[[int], dict[str, object]]]:
         """Ratio of the current storm's intensity to the threshold at its duration (strictly above 1 only
-        where it exceeds), and each report's evidence."""
+        where it exceeds), and the evidence of a report (built only for the reports that raise a level)."""
         cfg = self.config
         s = self.storm.add(state, dev, ts, mm)
         dur = np.asarray(s["duration_h"], dtype=np.float64)
@@ -169,8 +170,11 @@ class RainfallIntensityDuration(Detector[RainfallIntensityDurationConfig]):
         if cfg.gap_policy == "skip":
             usable &= missing == 0
         score = np.where(usable, score, -np.inf)
-        evidence = [
-            {
+
+        def evidence(i: int) -> dict[str, object]:
+            if not usable[i]:
+                return {}
+            return {
                 "method": "storm",
                 "duration_h": round(float(dur[i]), 3),
                 "intensity_mm_h": round(float(intensity[i]), 3),
@@ -180,16 +184,14 @@ class RainfallIntensityDuration(Detector[RainfallIntensityDurationConfig]):
                 "missing_h": round(float(missing[i]), 3),
                 "complete": bool(missing[i] == 0),
             }
-            if usable[i]
-            else {}
-            for i in range(dev.shape[0])
-        ]
+
         return score, evidence
 
     def window_scores(
         self, state: DeviceState, dev: np.ndarray, ts: np.ndarray, mm: np.ndarray
-    ) -> tuple[np.ndarray, list[dict[str, object]]]:
-        """The largest ratio of mean intensity over each duration to its threshold, and the evidence."""
+    ) -> tuple[np.ndarray, Callable[[int], dict[str, object]]]:
+        """The largest ratio of mean intensity over each duration to its threshold, and the evidence of a
+        report (built only for the reports that raise a level)."""
         self.window.add(state, dev, ts, mm)
         total, missing = self.window.totals(state, dev, tuple(self.durations))
         intensity = total / np.array(self.durations)[None, :]
@@ -200,21 +202,20 @@ class RainfallIntensityDuration(Detector[RainfallIntensityDurationConfig]):
         rows = np.arange(dev.shape[0])
         best = ratio[rows, worst]
         score = exceedance_index(best, np.ones_like(best), 1.0)
-        evidence: list[dict[str, object]] = []
-        for i in range(dev.shape[0]):
+
+        def evidence(i: int) -> dict[str, object]:
             j = int(worst[i])
             gap_h = float(self.window.missing_hours(missing[i, j]))
-            evidence.append(
-                {
-                    "method": "window",
-                    "duration_h": self.durations[j],
-                    "intensity_mm_h": round(float(intensity[i, j]), 3),
-                    "threshold_mm_h": round(float(self.threshold[j]), 3),
-                    "ratio": round(float(best[i]), 4),
-                    "missing_h": round(gap_h, 3),
-                    "complete": gap_h == 0,
-                }
-            )
+            return {
+                "method": "window",
+                "duration_h": self.durations[j],
+                "intensity_mm_h": round(float(intensity[i, j]), 3),
+                "threshold_mm_h": round(float(self.threshold[j]), 3),
+                "ratio": round(float(best[i]), 4),
+                "missing_h": round(gap_h, 3),
+                "complete": gap_h == 0,
+            }
+
         return score, evidence
 
     def process(self, batch: ReadingBatch, state: DeviceState) -> list[Finding]:
@@ -232,7 +233,7 @@ class RainfallIntensityDuration(Detector[RainfallIntensityDurationConfig]):
             levels, active = hysteresis_level(score, self.levels, self.clear, first, state["active"][dev])
             state["active"][dev] = active
             for i in np.flatnonzero(levels):
-                ev = dict(evidence[i])
+                ev = evidence(int(i))
                 if gate is not None:
                     ev["awi_mm"] = round(float(awi[i]), 3)
                 found.append(self.finding(batch, int(r[i]), int(levels[i]), float(score[i]), ev))
