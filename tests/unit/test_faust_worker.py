@@ -217,3 +217,17 @@ def test_a_record_that_reached_the_stream_twice_is_applied_once(tmp_path):
 
     assert not [f for f in found(retried) if f["hazard"] == "device_fault"]
     assert found(retried) == found(clean)
+
+
+def test_site_state_packs_are_compressed_and_earlier_uncompressed_packs_still_read():
+    import zlib
+
+    from engine.flow.site_state import COMPRESSED, pack_arrays, unpack_arrays
+
+    arrays = {"ring": np.zeros(434), "t": np.arange(160.0), "held": np.array([True, False])}
+    packed = pack_arrays(arrays)
+    assert packed.startswith(COMPRESSED) and len(packed) < sum(a.nbytes for a in arrays.values()) / 3
+    earlier = zlib.decompress(packed[len(COMPRESSED) :])  # the layout before compression
+    for data in (packed, earlier):
+        out = unpack_arrays(data)
+        assert out["t"].tolist() == arrays["t"].tolist() and out["held"].tolist() == [True, False]
