@@ -201,17 +201,17 @@ class ThermalHotspot(CameraDetector[ThermalHotspotConfig]):
 
     def view_changed(self, image: npt.NDArray[Any], model: dict[str, Any]) -> bool:
         """Whether the camera looks at another scene than in its previous frame: the median pixel of a 32-pixel
-        wide copy, in units of the scene's robust spread, moved by more than ``view_change``. A fire or a hot
+        wide copy, in units of that copy's robust spread, moved by more than ``view_change``. A fire or a hot
         vehicle changes a few pixels, not the median; a pan or a new preset changes most."""
         import cv2  # imported where used: loading the config must not load OpenCV
 
-        img = image.astype(np.float32)
-        if img.ndim == 3:
-            img = img.mean(axis=2)
-        h, w = img.shape
-        med = float(np.median(img[::4, ::4]))
-        spread = max(float(np.median(np.abs(img[::4, ::4] - med))) * 1.4826, 1.0)
-        coarse = cv2.resize((img - med) / spread, (32, max(1, round(h * 32 / w))), interpolation=cv2.INTER_AREA)
+        h, w = image.shape[:2]
+        small = cv2.resize(image, (32, max(1, round(h * 32 / w))), interpolation=cv2.INTER_AREA).astype(np.float32)
+        if small.ndim == 3:
+            small = small.mean(axis=2)
+        med = float(np.median(small))
+        spread = max(float(np.median(np.abs(small - med))) * 1.4826, 1.0)
+        coarse = (small - med) / spread
         prev = model.get("coarse")
         model["coarse"] = coarse
         if prev is None or prev.shape != coarse.shape:
@@ -229,6 +229,9 @@ class ThermalHotspot(CameraDetector[ThermalHotspotConfig]):
         c = self.config.cell_px
         h, w = scored.shape
         gh, gw = -(-h // c), -(-w // c)
+        if h % c == 0 and w % c == 0:  # no partial cell: no padded copy
+            whole: npt.NDArray[np.float32] = np.maximum(scored.reshape(gh, c, gw, c).max(axis=(1, 3)), 0.0)
+            return whole
         padded = np.full((gh * c, gw * c), -np.inf, np.float32)
         padded[:h, :w] = scored
         peaks: npt.NDArray[np.float32] = np.maximum(padded.reshape(gh, c, gw, c).max(axis=(1, 3)), 0.0)
