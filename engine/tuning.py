@@ -162,16 +162,20 @@ def _rows(path: str) -> list[Row]:
 
 
 def run_point(data: str, screens: list[DetectorConfig], detector: DetectorConfig, batch_size: int) -> list[Finding]:
-    """Replay the data through the screens and one detector config; the detector's findings."""
+    """Replay the data through the screens and one detector config, with the runners' first call
+    (``Pipeline.detect_batch``); the detector's findings (the screens' own are not scored)."""
+    from engine.flow.pipeline import Pipeline
+    from engine.incidents.tracker import IncidentPolicy, IncidentTracker
+
     devices = DeviceIndex()
-    dets = [registry.build(c) for c in [*screens, detector]]
-    states = [d.new_state() for d in dets]
+    tuned = registry.build(detector)
+    pipeline = Pipeline([registry.build(c) for c in screens] + [tuned], IncidentTracker(IncidentPolicy()), devices)
     found: list[Finding] = []
     for batch in batches(_rows(data), devices, batch_size):
-        for det, state in zip(dets, states, strict=True):
-            out = det.process(batch, state)
-            if det is dets[-1]:
-                found.extend(out)
+        found.extend(f for f, _ in pipeline.detect_batch(batch) if f.detector == tuned.name)
+        if pipeline.failures_total:  # a detector that raised would score as one that found nothing
+            failure = pipeline.failures[-1]
+            raise TuneError(f"detector {failure.detector} raised on {data}: {failure.error}")
     return found
 
 
