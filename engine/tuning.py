@@ -276,15 +276,19 @@ def best_point(points: list[Point], level: str, constraint: Constraint) -> Point
     return max(ok, key=key)
 
 
+def suggested_changes(detector: DetectorConfig, point: Point) -> dict[str, Any]:
+    """The fields of the detector's config that the point changes, with their new values."""
+    assert point.config is not None
+    new = point.config.model_dump(mode="json", exclude_defaults=True)
+    old = detector.model_dump(mode="json", exclude_defaults=True)
+    return {k: v for k, v in new.items() if old.get(k) != v}
+
+
 def yaml_patch(detector: DetectorConfig, point: Point, camera: bool = False) -> str:
     """The suggested change as the YAML of the detector's entry in ``detectors:`` (``cameras.detectors``)."""
     import yaml
 
-    assert point.config is not None
-    new = point.config.model_dump(mode="json", exclude_defaults=True)
-    old = detector.model_dump(mode="json", exclude_defaults=True)
-    changed = {k: v for k, v in new.items() if old.get(k) != v}
-    entry = {"id": detector.name, **changed}
+    entry = {"id": detector.name, **suggested_changes(detector, point)}
     doc: dict[str, Any] = {"cameras": {"detectors": [entry]}} if camera else {"detectors": [entry]}
     text: str = yaml.safe_dump(doc, sort_keys=False)
     return "# merge into the detector with this id\n" + text

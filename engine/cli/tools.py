@@ -275,6 +275,14 @@ def tune(
         typer.Option(help="Camera detector: at most this share of frames without the class may alarm, e.g. 0.05."),
     ] = None,
     workers: Annotated[int, typer.Option(help="Parallel processes (default: one per core).")] = 0,
+    apply: Annotated[
+        bool,
+        typer.Option(
+            "--apply",
+            help="Write the suggestion into the config file (comments kept, the old file as <file>.bak); "
+            "`gridwatch reload` then applies it to a running engine.",
+        ),
+    ] = False,
 ) -> None:
     """What would other thresholds have done? Sweep a detector's config against data with known events."""
     need_extra("tune", "matplotlib", "`gridwatch tune` (its plots)")
@@ -336,6 +344,23 @@ def tune(
     camera = camera_cfg is not None
     per_camera = camera and len(data) > 1
     write_report(console, out, detector, names, level, sweeps, current, points, best, det_cfg, camera, per_camera)
+    if apply and best is not None:
+        from engine.config.patch import PatchError, apply_detector_settings
+        from engine.tuning import suggested_changes
+
+        changes = suggested_changes(det_cfg, best)
+        if not changes:
+            typer.echo(f"the suggestion is the current config: {config} unchanged")
+            return
+        try:
+            diff = apply_detector_settings(config, det_cfg.name, changes, camera=camera)
+        except PatchError as exc:
+            typer.echo(str(exc), err=True)
+            raise typer.Exit(2) from None
+        typer.echo(diff)
+        typer.echo(
+            f"applied to {config} (the old file: {config.name}.bak); `gridwatch reload` applies it to a running engine"
+        )
 
 
 @app.command()

@@ -76,10 +76,13 @@ def test_gridwatch_tune_sweeps_scores_plots_and_suggests(tmp_path):
         assert sim.returncode == 0, sim.stderr[-2000:]
         feeds += ["--data", str(feed), "--truth", str(feed.with_suffix(".truth.csv"))]
     out = tmp_path / "tune"
+    shutil.copytree(ROOT / "config", tmp_path / "config")
+    config = tmp_path / "config" / "gridwatch.yaml"
+    original = config.read_text()
     res = subprocess.run(
         [*cli, "tune", *feeds, "--detector", "crack-velocity", "--sweep", "angle_min_velocity_per_day=0:2:1",
          "--sweep", "min_baseline_per_day=0.1:0.5:0.4", "--level", "yellow", "--max-false-alarms", "2/site-year",
-         "--out", str(out), "-c", str(ROOT / "config" / "gridwatch.yaml")],
+         "--out", str(out), "-c", str(config), "--apply"],
         capture_output=True, text=True, timeout=600, check=False, cwd=ROOT,
     )  # fmt: skip
     said = res.stdout + res.stderr
@@ -91,6 +94,15 @@ def test_gridwatch_tune_sweeps_scores_plots_and_suggests(tmp_path):
     (entry,) = patch["detectors"]
     assert entry["id"] == "crack-velocity"
     assert "crack-velocity at level yellow" in " ".join(said.split())
+    # --apply wrote the suggestion into the config file, kept its comments, and kept the old file
+    applied = yaml.safe_load(config.read_text())
+    (now,) = [d for d in applied["detectors"] if d.get("id") == "crack-velocity"]
+    assert {k: now.get(k) for k in entry if k != "id"} == {k: v for k, v in entry.items() if k != "id"}
+    before, after = original.splitlines(), config.read_text().splitlines()
+    assert len(after) == len(before), "the rest of the file keeps its layout"
+    assert sum(a != b for a, b in zip(before, after, strict=True)) == len(entry) - 1  # one line per changed field
+    assert (config.parent / "gridwatch.yaml.bak").read_text() == original
+    assert "applied to" in said and "+" in said  # the diff is shown
 
 
 def test_tune_a_camera_detector_on_an_image_folder_with_frame_labels(tmp_path):

@@ -179,3 +179,20 @@ def test_the_city_time_zone_is_an_iana_name():
     assert EngineConfig.model_validate({"timezone": "Asia/Shanghai"}).timezone == "Asia/Shanghai"
     with pytest.raises(ValueError, match="unknown time zone 'Mars/Olympus'; use an IANA name"):
         EngineConfig.model_validate({"timezone": "Mars/Olympus"})
+
+
+def test_applying_a_suggestion_refuses_an_unknown_detector_and_a_result_that_would_not_load(tmp_path):
+    import shutil
+
+    from engine.config.patch import PatchError, apply_detector_settings
+
+    shutil.copytree(ROOT / "config", tmp_path / "config")
+    path = tmp_path / "config" / "gridwatch.yaml"
+    original = path.read_text()
+    with pytest.raises(PatchError, match="no detector with id 'nope' under detectors"):
+        apply_detector_settings(path, "nope", {"window_h": 3})
+    with pytest.raises(PatchError, match="would not load, left as it was"):
+        apply_detector_settings(path, "crack-velocity", {"window_h": -3})
+    assert path.read_text() == original and not (path.parent / "gridwatch.yaml.bak").exists()
+    diff = apply_detector_settings(path, "thermal", {"alarm": 60.0}, camera=True)
+    assert "-      alarm: 55\n+      alarm: 60.0\n" in diff
