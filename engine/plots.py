@@ -11,16 +11,19 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
 if TYPE_CHECKING:
+    from matplotlib.axes import Axes
+
     from engine.tuning import Point
 
 
 def sweep_plot(
     path: Path, points: list[Point], current: Point, best: Point | None, level: str, title: str, frames: bool = False
 ) -> Path:
-    """Precision against recall, and median lead time against false alarms, one dot per sweep point; for a
-    camera detector (``frames``) the second panel is the ROC: recall against the per-frame false-alarm rate."""
+    """Precision against recall, and median lead time against false alarms, one dot per sweep point (for a
+    camera detector, ``frames``, the second panel is the ROC: recall against the per-frame false-alarm rate);
+    the third panel is F1 against the first swept parameter, one line per value of the others."""
     scored = [p for p in points if p.scores]
-    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4.5))
+    fig, (ax1, ax2, ax3) = plt.subplots(1, 3, figsize=(16, 4.5))
     label = ", ".join(sorted(scored[0].values)) if scored else ""
     second = (
         (ax2, "false_alarm_rate", "recall", "false-alarm rate (share of frames without it)", "recall")
@@ -44,6 +47,8 @@ def sweep_plot(
         ax.set_xlabel(xl)
         ax.set_ylabel(yl)
         ax.grid(alpha=0.3)
+    if scored:
+        swept_panel(ax3, scored, current, best, level)
     ax1.set_xlim(-0.05, 1.05)
     ax1.set_ylim(-0.05, 1.05)
     ax1.legend(loc="lower left", fontsize=8)
@@ -52,3 +57,26 @@ def sweep_plot(
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
+
+
+def swept_panel(ax: Axes, scored: list[Point], current: Point, best: Point | None, level: str) -> None:
+    """F1 against the first swept parameter, one line per combination of the other swept values; the
+    current config's F1 as a dashed line, the suggestion ringed."""
+    names = list(scored[0].values)
+    first, others = names[0], names[1:]
+    groups: dict[tuple[float, ...], list[Point]] = {}
+    for p in scored:
+        groups.setdefault(tuple(p.values[n] for n in others), []).append(p)
+    for key, group in groups.items():
+        group.sort(key=lambda p: p.values[first])
+        label = ", ".join(f"{n}={v:g}" for n, v in zip(others, key, strict=True)) or "F1"
+        ax.plot([p.values[first] for p in group], [p.scores[level]["f1"] for p in group], "o-", alpha=0.8, label=label)
+    ax.axhline(current.scores[level]["f1"], color="tab:red", ls="--", lw=1, label="current")
+    if best is not None:
+        ax.plot([best.values[first]], [best.scores[level]["f1"]], "s", ms=11, mfc="none", mec="tab:green", mew=2,
+                label="suggested")  # fmt: skip
+    ax.set_xlabel(first)
+    ax.set_ylabel("F1")
+    ax.set_ylim(-0.05, 1.05)
+    ax.grid(alpha=0.3)
+    ax.legend(loc="best", fontsize=7)
