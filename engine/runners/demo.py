@@ -153,11 +153,15 @@ async def run_demo(
     )
     halt = threading.Event()
     sent = [0]
+    # The embedded broker (amqtt, pure Python) acknowledges a burst of QoS 1 publications slowly and holds
+    # delivery back with them (seen: 10,368 readings trickling in over 26 s after a 5 s feed): on loopback
+    # the demo's devices publish at QoS 0. The engine's count of readings below still checks every one.
+    embedded = cfg.mqtt.url == "embedded"
 
     def feed() -> None:
         publish_paced(
             rows,
-            lambda t, p: pub.publish(t, p, qos=1),
+            lambda t, p: pub.publish(t, p, qos=0 if embedded else 1),
             cfg.mqtt.topic_prefix,
             speed=span_s / duration_s,
             stop=halt.is_set,
@@ -181,8 +185,9 @@ async def run_demo(
                 live.update(Group(board.table(base_ts), progress))
                 await asyncio.sleep(0.25)
             progress.update(ptask, completed=sent[0])
-            # Let the broker deliver everything still in flight before stopping the engine.
-            await asyncio.to_thread(pub.flush, 30.0)
+            # Let the broker deliver everything still in flight; the engine's own count of readings is the
+            # check that matters.
+            await asyncio.to_thread(pub.flush, 2.0 if embedded else 30.0)
             deadline = time.monotonic() + 30.0
             while runner.pipeline.readings < len(rows) and time.monotonic() < deadline and not halt.is_set():
                 live.update(Group(board.table(base_ts), progress))

@@ -13,7 +13,7 @@ from tests.conftest import ROOT
 pytestmark = pytest.mark.e2e
 
 
-def run_demo(tmp_path):
+def run_demo(tmp_path, duration_s: float = 5.0):
     return subprocess.run(
         [
             sys.executable,
@@ -21,7 +21,7 @@ def run_demo(tmp_path):
             "engine.cli",
             "demo",
             "--duration",
-            "5",
+            str(duration_s),
             "--out",
             str(tmp_path),
             "-c",
@@ -50,7 +50,7 @@ def test_demo_plays_the_whole_scenario_and_raises_the_slope_to_red(tmp_path):
     # Live camera frames after the storm do not make the storm's incidents flap (one per site and hazard).
     assert len({e["incident_id"] for e in events if e["hazard"] == "rainstorm"}) <= 3
     # A second demo starts from nothing: no checkpoint or store of the first (it raised false device faults)
-    again = run_demo(tmp_path)
+    again = run_demo(tmp_path, duration_s=2.0)
     assert again.returncode == 0, again.stderr[-2000:]
     events = [orjson.loads(line) for line in (tmp_path / "incidents.jsonl").read_bytes().splitlines()]
     assert not [e for e in events if e["hazard"] == "device_fault"], "no false device faults on a second run"
