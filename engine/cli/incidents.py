@@ -31,13 +31,16 @@ stdout = Console(soft_wrap=True)  # what the incidents commands answer
 LEVEL_COLOUR = {"blue": "blue", "yellow": "yellow", "orange": "dark_orange", "red": "red"}
 
 
-def _client(config: Path, url: str | None, token: str | None) -> Any:
+def _connect(config: Path, url: str | None, token: str | None, zone: bool = True) -> tuple[Any, tzinfo]:
+    """The API client and (with ``zone``) the city's time zone, from one read of the config (UTC without a
+    config file when ``url`` is given; without ``url`` the config must load, as it names the API)."""
     from engine.api.client import IncidentsClient
 
+    cfg = load_or_exit(config) if url is None or (zone and config.exists()) else None
     if url is None:
-        api = load_or_exit(config).api
-        url = f"http://{api.host}:{api.port}"
-    return IncidentsClient(url, token)
+        assert cfg is not None
+        url = f"http://{cfg.api.host}:{cfg.api.port}"
+    return IncidentsClient(url, token), ZoneInfo(cfg.timezone) if cfg is not None else UTC
 
 
 def _api_call(fn: Any) -> Any:
@@ -48,11 +51,6 @@ def _api_call(fn: Any) -> Any:
     except ApiError as exc:
         stdout.print(f"[red]{exc}[/]")
         raise typer.Exit(1 if exc.status in (0, 404, 409) else 2) from None
-
-
-def _zone(config: Path) -> tzinfo:
-    """The city's time zone from the config (UTC without a config file)."""
-    return ZoneInfo(load_or_exit(config).timezone) if config.exists() else UTC
 
 
 def _when(ts: float | None, zone: tzinfo = UTC) -> str:
@@ -79,8 +77,7 @@ def incidents_list(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
 ) -> None:
     """Incidents, newest first."""
-    client = _client(config, url, token)
-    zone = _zone(config)
+    client, zone = _connect(config, url, token)
     rows = _api_call(lambda: client.list(state=state, hazard=hazard, site=site, level=level, limit=limit))
     if as_json:
         sys.stdout.write(orjson.dumps(rows, option=orjson.OPT_INDENT_2).decode() + "\n")
@@ -105,8 +102,7 @@ def incidents_show(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """One incident with its findings, plan and audit trail."""
-    client = _client(config, url, token)
-    zone = _zone(config)
+    client, zone = _connect(config, url, token)
     inc = _api_call(lambda: client.show(incident_id))
     if as_json:
         sys.stdout.write(orjson.dumps(inc, option=orjson.OPT_INDENT_2).decode() + "\n")
@@ -136,7 +132,7 @@ def incidents_show(
 
 
 def _act(incident_id: str, action: str, body: dict[str, Any], config: Path, url: str | None, token: str | None) -> None:
-    client = _client(config, url, token)
+    client, _zone = _connect(config, url, token, zone=False)
     result = _api_call(lambda: client.act(incident_id, action, body))
     for e in result["events"]:
         to = ", ".join(e.get("receivers") or []) or "nobody"
