@@ -13,7 +13,7 @@ import logging
 import pkgutil
 from dataclasses import dataclass
 from importlib.metadata import entry_points
-from typing import Any, ClassVar, Generic, Protocol, TypeVar
+from typing import Any, ClassVar, Generic, Literal, Protocol, TypeVar
 
 import numpy as np
 import numpy.typing as npt
@@ -50,12 +50,17 @@ class StateArray:
     """Declares one state array: its dtype, initial value and trailing shape.
 
     ``per_device=False`` declares a detector-wide array of exactly ``shape`` (a fleet watermark, say).
+    ``on_takeover`` says how such an array is taken up from the packed state of sites that a scale-out
+    worker takes over: ``max`` keeps the later of its own and the pack's (a watermark), ``min`` the lower (a
+    lower bound), ``stream`` keeps its own and lets the redelivered stream rebuild it (a clock that the
+    packs may hold ahead of the readings that are redelivered).
     """
 
     dtype: Any
     fill: Any
     shape: tuple[int, ...] = ()
     per_device: bool = True
+    on_takeover: Literal["max", "min", "stream"] = "max"
 
 
 GROW_MAX = 8192  # rows added to a detector's state at a time, at most

@@ -178,10 +178,13 @@ class DeviceHealth(Detector[DeviceHealthConfig]):
             "interval": StateArray(np.float64, np.nan, k),
             "deadline": StateArray(np.float64, np.inf, k),
             "faults": StateArray(np.uint8, 0, k),
-            "fleet_clock": StateArray(np.float64, -np.inf, (1,), per_device=False),
+            # A worker that takes sites over rebuilds the clock from the readings redelivered to it: the packs
+            # were written up to the batch the old worker last finished, often after its last committed offset,
+            # and a clock restored from them would be ahead of every redelivered reading (read as clock_skew).
+            "fleet_clock": StateArray(np.float64, -np.inf, (1,), per_device=False, on_takeover="stream"),
             # No pending deadline is earlier than this: until the fleet clock reaches it, no sensor that is
             # absent from a batch can have gone silent, and the batch need not look at the whole fleet.
-            "silence_floor": StateArray(np.float64, -np.inf, (1,), per_device=False),
+            "silence_floor": StateArray(np.float64, -np.inf, (1,), per_device=False, on_takeover="min"),
         }
 
     def process(self, batch: ReadingBatch, state: DeviceState) -> list[Finding]:

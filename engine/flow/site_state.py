@@ -107,8 +107,9 @@ class SiteState:
                     continue
                 if spec.per_device:
                     state.arrays[name][rows] = value
-                elif np.issubdtype(value.dtype, np.number):  # a fleet-wide watermark: keep the later
-                    state.arrays[name] = np.maximum(state.arrays[name], value)
+                elif np.issubdtype(value.dtype, np.number) and spec.on_takeover != "stream":
+                    merge = np.maximum if spec.on_takeover == "max" else np.minimum
+                    state.arrays[name] = merge(state.arrays[name], value)
 
     def _forget(self, slot: int) -> None:
         if slot < self.applied.shape[0]:

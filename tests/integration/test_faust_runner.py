@@ -169,12 +169,6 @@ def test_bridge_and_worker_give_the_local_runners_incidents_and_dead_letter_bad_
 
 
 @pytest.mark.parametrize("store_url", ["postgresql"], indirect=True)
-@pytest.mark.xfail(
-    strict=False,
-    reason="issue 20, open: after the SIGKILL the survivor can raise one false device fault (clock_skew) at a "
-    "site it takes over: the fleet clock it restores from the packs of other sites can be ahead of that site's "
-    "redelivered readings. Seen in 3 runs in a row on 2026-12-01 after passing twice the same day.",
-)
 def test_two_workers_share_partitions_and_a_killed_one_is_taken_over_without_duplicates(
     tansu, mosquitto, tmp_path, store_url
 ):

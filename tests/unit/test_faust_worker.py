@@ -231,3 +231,38 @@ def test_site_state_packs_are_compressed_and_earlier_uncompressed_packs_still_re
     for data in (packed, earlier):
         out = unpack_arrays(data)
         assert out["t"].tolist() == arrays["t"].tolist() and out["held"].tolist() == [True, False]
+
+
+def test_a_taken_over_site_s_redelivered_readings_are_not_read_as_clock_skew():
+    """The old worker wrote S1's pack after a batch that took the partition's clock to 9,000 s, and died
+    before S2's pack of that batch and before committing the offset: the batch comes again to the new
+    owner. S1's readings in it are replays (dropped); S2's are news, and 7,800 s behind the clock that S1's
+    pack holds. They are not clock skew: the new owner's clock follows the redelivered stream."""
+    from engine.config.models import EngineConfig
+    from engine.core.batch import BatchBuilder
+    from engine.flow.site_state import SiteState
+    from engine.runners.assembly import build_pipeline
+
+    cfg = EngineConfig.model_validate({"detectors": [{"type": "device_health", "max_lag_s": 1800}]})
+
+    def batch(state: SiteState, rows: list[tuple[str, str, float]]) -> Any:
+        b = BatchBuilder(state.pipeline.devices)
+        for site, device, ts in rows:
+            b.add(site, device, ts, "crack_mm", 1.0 + ts / 1e5)
+        return state.fresh(b.take())
+
+    def faults(state: SiteState, rows: list[tuple[str, str, float]]) -> list[tuple[str, str]]:
+        return [(f.site, f.evidence["fault"]) for f in state.pipeline.detect(batch(state, rows))]
+
+    old, new = SiteState(build_pipeline(cfg)), SiteState(build_pipeline(cfg))
+    first = [(s, f"crack-{s}", t) for t in (0.0, 600.0) for s in ("S1", "S2")]
+    assert faults(old, first) == []
+    s2_before = old.pack("S2")
+    redelivered = [(s, f"crack-{s}", t) for t in np.arange(1200.0, 9001.0, 600.0) for s in ("S1", "S2")]
+    assert faults(old, redelivered) == []
+    s1_after = old.pack("S1")  # written; S2's pack of this batch was not, nor the offset
+    new.unpack("S1", s1_after)
+    new.unpack("S2", s2_before)
+    assert faults(new, redelivered) == []
+    # the clock still holds once it is rebuilt: a reading far behind the stream is skew
+    assert faults(new, [("S2", "crack-S2", 9600.0), ("S1", "crack-2-S1", 1000.0)]) == [("S1", "clock_skew")]
