@@ -92,6 +92,19 @@ NOTIFICATIONS = Counter(
     ["action", "outcome"],
     registry=REGISTRY,
 )
+REPORTS = Counter(
+    "gridwatch_grid_reports",
+    "Grid reports (a grid worker's or a resident's) taken into the incidents, by hazard and channel.",
+    ["hazard", "channel"],
+    registry=REGISTRY,
+)
+REPORT_COMPLETION = Gauge(
+    "gridwatch_report_completion_ratio",
+    "Of the reported cases held by a tier (the tier an incident that a person reported is at, or was at when "
+    "it was resolved), the share resolved.",
+    ["tier"],
+    registry=REGISTRY,
+)
 DEADLINES = Counter(
     "gridwatch_deadlines",
     "Incidents acknowledged (stage=ack) or resolved (stage=resolve) within their level's deadline (met) or not.",

@@ -24,7 +24,7 @@ from engine.config.models import ApiToken
 
 logger = logging.getLogger(__name__)
 
-ROLE_RANK = {"viewer": 0, "operator": 1}
+ROLE_RANK = {"reporter": 0, "viewer": 1, "operator": 2}
 bearer = HTTPBearer(auto_error=False, description="A token from the config's `api.tokens`.")
 
 

@@ -25,13 +25,15 @@ def create_app(
     routers: tuple[APIRouter, ...] = (),
     auth: TokenAuth | None = None,
     metrics_public: bool = True,
+    before_scrape: Callable[[], None] | None = None,
 ) -> FastAPI:
     """The HTTP app; ``health`` returns the runner's view of itself (``ok`` true or false).
 
     ``/livez`` says the process answers; ``/readyz`` (and its old name ``/healthz``) says whether alerting
     works (503 with the failing part named otherwise). Everything but these (and ``/metrics`` while
     ``metrics_public``) needs a token from ``auth``;
-    reloading the config needs an operator's.
+    reloading the config needs an operator's. ``before_scrape`` refreshes gauges read from elsewhere (the
+    store) before ``/metrics`` answers.
     """
     app = FastAPI(title="gridwatch", version="0.1.0")
     auth = auth or TokenAuth([])
@@ -61,9 +63,20 @@ def create_app(
 
     @app.get("/metrics", dependencies=[] if metrics_public else [viewer])
     def prometheus() -> Response:
+        if before_scrape is not None:
+            try:
+                before_scrape()
+            except Exception as exc:  # a store that is out must not take /metrics with it
+                logger.warning("refreshing gauges from the store failed: %s", exc)
         return Response(generate_latest(metrics.REGISTRY), media_type=CONTENT_TYPE_LATEST)
 
     return app
+
+
+def refresh_store_gauges(store: Any) -> None:
+    """The gauges whose truth is in the store: the grid reports' completion rate per tier."""
+    for tier, t in store.report_completion().items():
+        metrics.REPORT_COMPLETION.labels(tier).set(t["completion"])
 
 
 class ApiServer:

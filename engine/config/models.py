@@ -11,7 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validat
 from detectors.base import DetectorConfig, registry
 from detectors.fusion import FusionRule
 from detectors.vision.base import CameraDetectorConfig, frame_registry
-from engine.core.levels import LevelName
+from engine.core.levels import Level, LevelName
 from engine.core.quantities import METRIC_NAMES
 from engine.incidents.inhibition import InhibitRule
 from engine.incidents.silences import Silence
@@ -362,8 +362,10 @@ class ApiToken(Strict):
 
     name: str = Field(description="Who holds it; recorded as the actor of what they do.")
     token: str = Field(min_length=16, description="The secret; use ${ENV_VAR}.", repr=False)
-    role: Literal["viewer", "operator"] = Field(
-        "viewer", description="`viewer` reads; `operator` also acknowledges, assigns, resolves, dispatches, silences."
+    role: Literal["reporter", "viewer", "operator"] = Field(
+        "viewer",
+        description="`reporter` files grid reports only; `viewer` also reads; `operator` also acknowledges, "
+        "assigns, resolves, dispatches, silences.",
     )
 
 
@@ -430,6 +432,44 @@ class CamerasConfig(Strict):
     )
 
 
+DEFAULT_REPORT_CATEGORIES = {
+    "landslide": "landslide",
+    "crack": "landslide",
+    "rockfall": "landslide",
+    "subsidence": "landslide",
+    "flood": "waterlogging",
+    "waterlogging": "waterlogging",
+    "fire": "fire",
+    "smoke": "fire",
+    "other": "report",
+}
+
+
+class ReportsConfig(Strict):
+    """Grid reports: what grid workers and residents report (API, operator page, MQTT ``reports`` topic)."""
+
+    categories: dict[str, str] = Field(
+        default_factory=lambda: dict(DEFAULT_REPORT_CATEGORIES),
+        description="Report category -> the hazard its incident is filed under (routing, plans, inhibition).",
+    )
+    default_level: LevelName = Field("yellow", description="The level of a report that names none.")
+    max_level: LevelName = Field(
+        "orange", description="The highest level a report may ask for (operators' reports: up to red)."
+    )
+    max_distance_m: float = Field(
+        2000.0, gt=0, description="A report by position is filed under the nearest site within this distance."
+    )
+    max_photo_bytes: int = Field(5_000_000, gt=0, description="Largest photo taken with a report.")
+
+    @model_validator(mode="after")
+    def _levels(self) -> ReportsConfig:
+        if Level.from_name(self.default_level) > Level.from_name(self.max_level):
+            raise ValueError(
+                f"default_level {self.default_level} is above max_level {self.max_level}: lower it or raise max_level"
+            )
+        return self
+
+
 class EngineConfig(Strict):
     """The whole engine configuration (`config/gridwatch.yaml`)."""
 
@@ -484,6 +524,7 @@ class EngineConfig(Strict):
     sinks: list[SinkConfig] = Field(default_factory=_default_sinks, description="Where incident events go.")
     store: StoreConfig = Field(default_factory=StoreConfig, description="Incident store.")
     api: ApiConfig = Field(default_factory=ApiConfig, description="HTTP server.")
+    reports: ReportsConfig = Field(default_factory=ReportsConfig, description="Grid reports by people.")
     kafka: KafkaConfig = Field(
         default_factory=KafkaConfig, description="Kafka, for the scale-out runner (`gridwatch bridge`, `worker`)."
     )

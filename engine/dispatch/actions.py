@@ -9,24 +9,27 @@ dies half-way.
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from engine.dispatch.dispatcher import Dispatcher
+from engine.incidents.reports import finding_of
 from engine.store.store import Notification
 
 
 class OperatorAction(BaseModel):
-    """One operator action on one incident (``refresh_silences``: re-read the store's silences)."""
+    """One operator action on one incident (``refresh_silences``: re-read the store's silences; ``report``: a
+    person's grid report, on the site it names rather than an incident)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    kind: Literal["ack", "assign", "resolve", "dispatch", "refresh_silences"]
+    kind: Literal["ack", "assign", "resolve", "dispatch", "report", "refresh_silences"]
     incident_id: str = ""
     actor: str = ""
     comment: str = Field("", max_length=2000)
     to: str = Field("", max_length=128, description="Whom `assign` gives the incident to.")
+    report: dict[str, Any] | None = Field(None, description="`report`: the grid report's finding (reports.accept).")
 
 
 def apply_action(dispatcher: Dispatcher, action: OperatorAction, now: float) -> list[Notification]:
@@ -40,5 +43,8 @@ def apply_action(dispatcher: Dispatcher, action: OperatorAction, now: float) -> 
         return dispatcher.resolve(a.incident_id, a.actor, now, a.comment)
     if a.kind == "dispatch":
         return dispatcher.dispatch(a.incident_id, a.actor, now)
+    if a.kind == "report":
+        assert a.report is not None
+        return dispatcher.report(finding_of(a.report), now)
     dispatcher.refresh_silences()
     return []

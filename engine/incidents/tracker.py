@@ -7,8 +7,8 @@ wall clock, so a replay gives the same incidents as the live run that it recorde
 Allowed transitions (``TRANSITIONS``): an incident opens ``pending`` (or straight ``firing`` when
 ``for_s`` is 0); ``firing → acknowledged`` by an operator; ``acknowledged → firing`` when its level rises
 (a higher level needs a fresh acknowledgement); any open state → ``resolved`` after the quiet period or
-by an operator; ``resolved → firing`` when a finding arrives within ``reopen_within_s`` (the same
-incident re-opens instead of a new one).
+by an operator (only by an operator once a person reported it: a grid report); ``resolved → firing``
+when a finding arrives within ``reopen_within_s`` (the same incident re-opens instead of a new one).
 """
 
 from __future__ import annotations
@@ -40,6 +40,7 @@ TRANSITIONS: frozenset[tuple[str, str]] = frozenset(
     }
 )
 OPEN_STATES = ("pending", "firing", "acknowledged")
+GRID_REPORT = "grid_report"  # the detector name of a person's report (engine/incidents/reports.py)
 
 
 def move(inc: Incident, state: State) -> None:
@@ -115,6 +116,11 @@ class Incident:
     @property
     def is_open(self) -> bool:
         return self.state in OPEN_STATES
+
+    @property
+    def reported(self) -> bool:
+        """A person reported it (a grid report): it stays open until a person resolves it."""
+        return any(d == GRID_REPORT for d, _device in self.findings)
 
     def seen_by_label(self) -> dict[str, float]:
         """``level_seen`` as JSON: the last finding time at each level, by level name."""
@@ -201,7 +207,7 @@ class IncidentTracker:
     def set_routes(self, route_of: Callable[[str], list[str]], plan_of: Callable[[str, Level], dict[str, Any]]) -> None:
         self._route_of, self._plan_of = route_of, plan_of
 
-    def _key(self, f: Finding) -> tuple[str, ...]:
+    def key_of(self, f: Finding) -> tuple[str, ...]:
         return tuple(str(getattr(f, name)) for name in self.policy.group_by)
 
     def _event(self, inc: Incident, action: str, actor: str | None = None) -> dict[str, Any]:
@@ -223,6 +229,8 @@ class IncidentTracker:
         heapq.heapify(self._due)
 
     def _resolve_at(self, inc: Incident) -> float:
+        if inc.reported:  # quiet data does not close a case that someone on the ground opened
+            return float("inf")
         return inc.last_finding_at + self.policy.resolve_after_s
 
     def _clear_at(self, inc: Incident) -> float:
@@ -301,7 +309,7 @@ class IncidentTracker:
     def observe(self, f: Finding) -> list[dict[str, Any]]:
         if f.level < self.min_level:
             return []
-        key = self._key(f)
+        key = self.key_of(f)
         inc = self.open.get(key)
         action = ""
         if inc is None:
@@ -350,7 +358,7 @@ class IncidentTracker:
                 self._schedule(inc, "resolve")
         inc.findings[(f.detector, f.device)] = f
         self._touched.setdefault(inc.incident_id, set()).add((f.detector, f.device))
-        if inc.state == "pending" and f.ts - inc.opened_at >= self.policy.for_s:
+        if inc.state == "pending" and (f.ts - inc.opened_at >= self.policy.for_s or f.detector == GRID_REPORT):
             move(inc, "firing")
             action = "reopened" if action == "reopened" else "fired"
         if not action or (inc.state == "pending" and not self.policy.emit_pending):

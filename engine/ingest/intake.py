@@ -18,7 +18,7 @@ from engine.core.devices import DeviceIndex
 from engine.ingest.camera_intake import CameraIntake
 from engine.ingest.decode import Rejection, SensorDecoder
 from engine.ingest.rate_limit import DeviceRateLimiter
-from engine.ingest.topics import TopicError, deadletter_topic, parse_topic
+from engine.ingest.topics import Topic, TopicError, deadletter_topic, parse_topic
 
 logger = logging.getLogger(__name__)
 
@@ -58,6 +58,7 @@ class Intake:
         publish: Publish | None = None,
         on_full: Callable[[], None] | None = None,
         cameras: CameraIntake | None = None,
+        reports: Callable[[Topic, bytes, float], list[Rejection]] | None = None,
     ) -> None:
         self.cfg = cfg
         self.prefix = cfg.mqtt.topic_prefix
@@ -71,6 +72,7 @@ class Intake:
         self._acks: list[Callable[[], None]] = []  # of the messages in the open batch
         self.taken_acks: list[Callable[[], None]] = []  # of the batch last taken, until it is processed
         self.cameras = cameras  # camera and thermal frames go there; without it they are ignored
+        self.reports = reports  # grid reports go there; without it they are dead-lettered (no_reports)
         ing = cfg.ingest
         self.limiter = (
             DeviceRateLimiter(ing.device_max_msgs_per_s, ing.device_burst) if ing.device_max_msgs_per_s else None
@@ -102,6 +104,21 @@ class Intake:
             counter = self._messages[t.kind] = metrics.MESSAGES.labels(t.kind)
         counter.inc()
         if t.kind == "sensors" and self.limiter is not None and not self._allowed(topic, payload, now):
+            if ack is not None:
+                ack()
+            return
+        if t.kind == "reports":
+            try:
+                refused = (
+                    self.reports(t, payload, now)
+                    if self.reports is not None
+                    else [Rejection("no_reports", "this runner takes grid reports over its HTTP API only")]
+                )
+            except Exception as exc:  # a bug on one report must not stop intake
+                logger.exception("handling a report on %s failed", topic)
+                refused = [Rejection("internal_error", f"{type(exc).__name__}: {exc}"[:300])]
+            if refused:
+                self.reject(refused, topic, payload[:65536], now)
             if ack is not None:
                 ack()
             return

@@ -5,7 +5,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-KINDS = ("sensors", "cameras", "thermal", "status")
+KINDS = ("sensors", "cameras", "thermal", "status", "reports")
+LOCATE = "_nearest"  # a report's site in its topic when its position (lat, lon) is to find the site
 MAX_ID = 128  # the store's column width for site, device and assignee ids
 _ID = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.:@-]{0,127}")
 
@@ -60,7 +61,7 @@ def parse_topic(topic: str, prefix: str) -> Topic:
 
 def subscriptions(prefix: str) -> list[str]:
     """Topic filters the engine subscribes to."""
-    return [f"{prefix}/sensors/+/+", f"{prefix}/status/+/+", f"{prefix}/cameras/+/+", f"{prefix}/thermal/+/+"]
+    return [f"{prefix}/{kind}/+/+" for kind in ("sensors", "status", "cameras", "thermal", "reports")]
 
 
 def sensor_topic(prefix: str, site: str, device: str) -> str:

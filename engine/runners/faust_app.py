@@ -50,7 +50,8 @@ from engine.api.auth import TokenAuth
 from engine.api.incidents import incidents_router
 from engine.api.live import EventHub
 from engine.api.operator import mount_static, operator_router
-from engine.api.server import ApiServer, create_app
+from engine.api.reports import reports_router
+from engine.api.server import ApiServer, create_app, refresh_store_gauges
 from engine.config.models import EngineConfig, WebhookSinkConfig
 from engine.core.batch import BatchBuilder
 from engine.core.clock import EngineClock
@@ -498,13 +499,15 @@ class GridwatchWorker:
                 for stage in list(self.handling.values()):
                     await asyncio.to_thread(stage.dispatcher.refresh_silences)
             return []
-        incident = await asyncio.to_thread(self.store.incident, action.incident_id)
-        if incident is None:
-            raise IncidentError(f"no incident {action.incident_id}")
-        shard = self.shard_of(incident["site"])
-        action_id = await asyncio.to_thread(
-            self.store.enqueue_action, shard, incident["site"], action.model_dump(), time.time()
-        )
+        if action.kind == "report" and action.report is not None:  # a grid report: on its site
+            site = str(action.report["site"])
+        else:
+            incident = await asyncio.to_thread(self.store.incident, action.incident_id)
+            if incident is None:
+                raise IncidentError(f"no incident {action.incident_id}")
+            site = incident["site"]
+        shard = self.shard_of(site)
+        action_id = await asyncio.to_thread(self.store.enqueue_action, shard, site, action.model_dump(), time.time())
         deadline = time.monotonic() + ACTION_WAIT_S
         while time.monotonic() < deadline:
             if shard in self.handling:  # ours: apply it now rather than at the next tick
@@ -577,7 +580,9 @@ class GridwatchWorker:
         incidents = incidents_router(self.store, self.act, auth, time.time, lambda: list(cfg.silences))
         page = operator_router(self.store, lambda: cfg, DeviceIndex(), ReadingHistory(0), self.hub, auth,
                                Path(cfg.data_dir) / "snapshots")  # fmt: skip
-        app = create_app(self.health, None, (incidents, page), auth, cfg.api.metrics_public)
+        reports = reports_router(self.store, self.act, auth, lambda: cfg, time.time, Path(cfg.data_dir) / "reports")
+        app = create_app(self.health, None, (incidents, reports, page), auth, cfg.api.metrics_public,
+                         lambda: refresh_store_gauges(self.store))  # fmt: skip
         mount_static(app)
         server = ApiServer(app, cfg.api.host, cfg.api.port)
         await server.start()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 import logging
 import math
@@ -19,7 +20,8 @@ from engine.api.auth import TokenAuth
 from engine.api.incidents import incidents_router
 from engine.api.live import EventHub
 from engine.api.operator import mount_static, operator_router
-from engine.api.server import ApiServer, create_app
+from engine.api.reports import reports_router
+from engine.api.server import ApiServer, create_app, refresh_store_gauges
 from engine.config.models import EngineConfig, WebhookSinkConfig
 from engine.core.clock import EngineClock
 from engine.core.history import ReadingHistory
@@ -36,11 +38,13 @@ from engine.flow.checkpoint import (
     write_checkpoint,
 )
 from engine.flow.pipeline import DetectorFailure
+from engine.incidents.reports import ReportError, mqtt_report
 from engine.ingest.camera_intake import CameraIntake
+from engine.ingest.decode import Rejection
 from engine.ingest.embedded_broker import EmbeddedBroker
 from engine.ingest.intake import Intake
 from engine.ingest.mqtt_client import MqttClient, broker_address
-from engine.ingest.topics import engine_status_topic, subscriptions
+from engine.ingest.topics import Topic, engine_status_topic, subscriptions
 from engine.runners.assembly import build_pipeline, build_sinks
 from engine.runners.reload import ReloadResult, reload_from
 from engine.runners.supervision import Supervisor
@@ -140,6 +144,33 @@ class LocalRunner:
             "open_incidents": len(self.pipeline.tracker.open),
         }
 
+    def _mqtt_report(self, loop: asyncio.AbstractEventLoop) -> Callable[[Topic, bytes, float], list[Rejection]]:
+        """A grid report from MQTT (on paho's thread): checked here, applied on the loop like the API's."""
+        seen: dict[str, None] = {}  # report ids applied lately: a redelivered report is not a second one
+
+        def take(t: Topic, payload: bytes, now: float) -> list[Rejection]:
+            try:
+                spec = mqtt_report(t, payload, self.cfg, now, Path(self.cfg.data_dir) / "reports")
+            except ReportError as exc:
+                return [Rejection("bad_report", str(exc)[:500], t.device)]
+            rid = spec["evidence"]["report_id"]
+            if rid in seen:
+                return []
+            seen[rid] = None
+            if len(seen) > 10_000:
+                del seen[next(iter(seen))]
+            action = OperatorAction(kind="report", actor=t.device, report=spec)
+            done = asyncio.run_coroutine_threadsafe(self.act(action), loop)
+            done.add_done_callback(_log_failure)
+            return []
+
+        return take
+
+    def _refresh_gauges(self) -> None:
+        """Gauges the store holds the truth of, read at each scrape of /metrics."""
+        if self.store is not None:
+            refresh_store_gauges(self.store)
+
     async def act(self, action: OperatorAction) -> list[Notification]:
         """Apply an operator action with the dispatcher between batches, at the engine clock's time."""
         if self.dispatcher is None:
@@ -238,7 +269,11 @@ class LocalRunner:
             page = operator_router(
                 self.store, lambda: self.cfg, self.pipeline.devices, self.history, self.hub, auth, self.snapshot_dir
             )
-            app = create_app(self.health, self.reload, (incidents, page), auth, cfg.api.metrics_public)
+            reports = reports_router(
+                self.store, self.act, auth, lambda: self.cfg, self.clock.now, Path(cfg.data_dir) / "reports"
+            )
+            app = create_app(self.health, self.reload, (incidents, reports, page), auth, cfg.api.metrics_public,
+                             self._refresh_gauges)  # fmt: skip
             mount_static(app)
             api = ApiServer(app, cfg.api.host, cfg.api.port)
             await api.start()
@@ -249,7 +284,7 @@ class LocalRunner:
         def batch_full() -> None:  # called on paho's thread
             loop.call_soon_threadsafe(self._full.set)
 
-        intake = Intake(cfg, self.pipeline.devices, on_full=batch_full)
+        intake = Intake(cfg, self.pipeline.devices, on_full=batch_full, reports=self._mqtt_report(loop))
         if self.cameras:
             intake.cameras = CameraIntake(cfg, intake.reject)
         manual_ack = cfg.mqtt.ack_after != "receipt" and protocol == "5"
@@ -446,3 +481,9 @@ class LocalRunner:
             self.delivery.kick()
         if self._on_events is not None:
             self._on_events(events)
+
+
+def _log_failure(done: concurrent.futures.Future[Any]) -> None:
+    exc = done.exception()
+    if exc is not None:
+        logger.error("a grid report from MQTT could not be applied: %r", exc)

@@ -13,6 +13,7 @@ from sqlalchemy import bindparam, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
+from engine.incidents.tracker import GRID_REPORT
 from engine.store.database import Database
 from engine.store.tables import (
     AuditRow,
@@ -212,6 +213,37 @@ class IncidentRecords(Database):
             audit = s.scalars(select(AuditRow).where(AuditRow.incident_id == incident_id).order_by(AuditRow.id)).all()
             out["audit"] = [{"at": a.at, "actor": a.actor, "action": a.action, "detail": a.detail} for a in audit]
             return out
+
+    def grid_reports(self, limit: int = 100) -> list[dict[str, Any]]:
+        """People's reports (findings of ``grid_report``), newest first, each with its incident's state."""
+        with self.session() as s:
+            q = (
+                select(FindingRow, IncidentRow)
+                .join(IncidentRow, IncidentRow.id == FindingRow.incident_id)
+                .where(FindingRow.detector == GRID_REPORT)
+                .order_by(FindingRow.ts.desc())
+                .limit(limit)
+            )
+            return [
+                {**finding_json(f), "incident_id": i.id, "site": i.site, "hazard": i.hazard, "state": i.state,
+                 "incident_level": i.level, "tier": i.tier}
+                for f, i in s.execute(q).all()
+            ]  # fmt: skip
+
+    def report_completion(self) -> dict[str, dict[str, Any]]:
+        """Per tier, the reported cases it holds (an incident a person reported, at that tier now or when it
+        was resolved) and the share resolved: the completion rate a grid platform reports upward."""
+        reported = select(FindingRow.incident_id).where(FindingRow.detector == GRID_REPORT).distinct()
+        with self.session() as s:
+            rows = s.execute(select(IncidentRow.tier, IncidentRow.state).where(IncidentRow.id.in_(reported))).all()
+        out: dict[str, dict[str, Any]] = {}
+        for tier, state in rows:
+            t = out.setdefault(tier or "none", {"cases": 0, "resolved": 0})
+            t["cases"] += 1
+            t["resolved"] += int(state == "resolved")
+        for t in out.values():
+            t["completion"] = round(t["resolved"] / t["cases"], 4)
+        return out
 
     def open_incidents(self, resolved_since: float | None = None) -> list[dict[str, Any]]:
         """Open incidents with their findings and restart state, for an engine taking up where one stopped;

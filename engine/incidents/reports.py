@@ -1,0 +1,209 @@
+"""Grid reports: what a grid worker or a resident saw, as a finding that opens or joins an incident.
+
+A report (docs/contracts.md: "Grid reports") names a category (``crack``, ``rockfall``, ``flood``,
+``smoke``, …), says what the person saw, and where: a site id, or a position that is matched to the nearest
+site within ``reports.max_distance_m``. It becomes a finding of detector ``grid_report`` on the site's
+hazard for that category, at ``reports.default_level`` (a person may ask for more, up to
+``reports.max_level``; operators up to red), and goes through the same incident grouping, routing,
+escalation and dispatch as a sensor's finding. An incident that a person reported stays open until a
+person resolves it: quiet sensors do not close a case that someone on the ground opened.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import math
+import struct
+from pathlib import Path
+from typing import Any, Literal
+
+import orjson
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from engine.config.models import EngineConfig, ReportsConfig, SiteConfig
+from engine.core.findings import Finding
+from engine.core.levels import Level, LevelName
+from engine.incidents.tracker import GRID_REPORT
+from engine.ingest.frames import image_size
+from engine.ingest.topics import LOCATE, Topic, valid_id
+
+DETECTOR = GRID_REPORT
+Channel = Literal["api", "mqtt", "page"]
+
+
+class ReportError(ValueError):
+    """A report that cannot be taken: the reason says what to change."""
+
+
+class GridReport(BaseModel):
+    """A person's report, as it comes over the API or MQTT (``gw/reports/<site>/<reporter>``)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    category: str = Field(min_length=1, max_length=32, description="What was seen: a key of `reports.categories`.")
+    text: str = Field("", max_length=2000, description="What the person saw, in their words.")
+    site: str | None = Field(None, max_length=128, description="The site; else `lat`/`lon` find the nearest.")
+    lat: float | None = Field(None, ge=-90, le=90)
+    lon: float | None = Field(None, ge=-180, le=180)
+    ts: float | None = Field(None, description="When it was seen (epoch s); default: when it arrived.")
+    level: LevelName | None = Field(None, description="How grave the reporter thinks it is (capped by config).")
+    photo: str | None = Field(None, description="A JPEG or PNG, base64.")
+    reporter: str | None = Field(None, max_length=128, description="Who reports (MQTT: the topic's last part).")
+
+    @model_validator(mode="after")
+    def _where(self) -> GridReport:
+        if self.site is None and (self.lat is None or self.lon is None):
+            raise ValueError("a report needs `site`, or `lat` and `lon` to find the nearest site")
+        if self.site is not None and not valid_id(self.site):
+            raise ValueError(f"site {self.site[:128]!r} is not a valid id")
+        return self
+
+
+def distance_m(lat1: float, lon1: float, lat2: float, lon2: float) -> float:
+    """Great-circle distance (haversine, mean Earth radius).
+
+    >>> round(distance_m(30.0, 120.0, 30.01, 120.0))
+    1112
+    """
+    p1, p2 = math.radians(lat1), math.radians(lat2)
+    dp, dl = p2 - p1, math.radians(lon2 - lon1)
+    a = math.sin(dp / 2) ** 2 + math.cos(p1) * math.cos(p2) * math.sin(dl / 2) ** 2
+    return 2 * 6_371_008.8 * math.asin(min(1.0, math.sqrt(a)))
+
+
+def locate(report: GridReport, sites: list[SiteConfig], max_distance_m: float) -> SiteConfig:
+    """The report's site: the one it names, else the nearest to its position within ``max_distance_m``."""
+    if report.site is not None:
+        for s in sites:
+            if s.id == report.site:
+                return s
+        raise ReportError(f"no site {report.site!r} in the config")
+    assert report.lat is not None and report.lon is not None
+    best = min(sites, key=lambda s: distance_m(report.lat or 0.0, report.lon or 0.0, s.lat, s.lon), default=None)
+    if best is None:
+        raise ReportError("the config has no sites to file a report under")
+    d = distance_m(report.lat, report.lon, best.lat, best.lon)
+    if d > max_distance_m:
+        raise ReportError(
+            f"no site within {max_distance_m:g} m of ({report.lat}, {report.lon}) (nearest: {best.id}, {d:.0f} m); "
+            "name the site"
+        )
+    return best
+
+
+def report_id(site: str, reporter: str, ts: float, text: str) -> str:
+    """Deterministic: the same report sent twice (an MQTT redelivery) is the same report."""
+    return hashlib.sha1(f"{site}|{reporter}|{ts:.3f}|{text}".encode(), usedforsecurity=False).hexdigest()[:16]
+
+
+def photo_bytes(report: GridReport, max_bytes: int) -> tuple[bytes, str] | None:
+    """The decoded photo and its format (``jpeg``/``png``); ``ReportError`` if it is neither or too large."""
+    if not report.photo:
+        return None
+    text = report.photo.split(",", 1)[1] if report.photo.startswith("data:") else report.photo
+    if len(text) > max_bytes * 4 // 3 + 4:
+        raise ReportError(f"the photo is larger than reports.max_photo_bytes ({max_bytes} bytes)")
+    try:
+        data = base64.b64decode(text, validate=True)
+    except (binascii.Error, ValueError) as exc:
+        raise ReportError(f"the photo is not base64: {exc}") from exc
+    try:
+        kind, _w, _h = image_size(data)
+    except (ValueError, struct.error) as exc:
+        raise ReportError(f"the photo is not an image: {exc}") from exc
+    if kind not in ("jpeg", "png"):
+        raise ReportError(f"the photo is {kind}; send a JPEG or PNG")
+    return data, kind
+
+
+def accept(
+    report: GridReport,
+    cfg: EngineConfig,
+    reporter: str,
+    channel: Channel,
+    now: float,
+    photo_dir: Path | None,
+    may_raise_to_red: bool = False,
+) -> dict[str, Any]:
+    """Check a report against the config and keep its photo; returns the finding's spec (``finding_of``).
+
+    Raises ``ReportError`` with what to change."""
+    rc: ReportsConfig = cfg.reports
+    hazard = rc.categories.get(report.category)
+    if hazard is None:
+        raise ReportError(f"unknown category {report.category!r}; one of: {', '.join(sorted(rc.categories))}")
+    site = locate(report, cfg.sites, rc.max_distance_m)
+    ts = now if report.ts is None else report.ts
+    if not math.isfinite(ts) or ts > now + cfg.ingest.max_future_s:
+        raise ReportError(f"ts {ts} is in the future (the engine clock is {now:.0f})")
+    level = Level.from_name(report.level or rc.default_level)
+    cap = Level.RED if may_raise_to_red else Level.from_name(rc.max_level)
+    level = min(level, cap)
+    rid = report_id(site.id, reporter, ts, report.text)
+    evidence: dict[str, Any] = {
+        "report_id": rid,
+        "category": report.category,
+        "text": report.text,
+        "reporter": reporter,
+        "channel": channel,
+    }
+    if report.lat is not None and report.lon is not None:
+        evidence["lat"], evidence["lon"] = report.lat, report.lon
+    photo = photo_bytes(report, rc.max_photo_bytes)
+    if photo is not None:
+        data, kind = photo
+        name = f"{rid}.{'jpg' if kind == 'jpeg' else 'png'}"
+        if photo_dir is not None:
+            photo_dir.mkdir(parents=True, exist_ok=True)
+            (photo_dir / name).write_bytes(data)
+            evidence["photo"] = f"/api/reports/photos/{name}"
+    return {
+        "site": site.id,
+        "hazard": hazard,
+        "reporter": reporter,
+        "ts": ts,
+        "level": level.label,
+        "evidence": evidence,
+    }
+
+
+def mqtt_report(topic: Topic, payload: bytes, cfg: EngineConfig, now: float, photo_dir: Path | None) -> dict[str, Any]:
+    """A report from ``<prefix>/reports/<site>/<reporter>`` (``_nearest`` as the site: by its position),
+    checked (``ReportError``: the dead letter's reason) and taken (``accept``)."""
+    try:
+        doc = orjson.loads(payload)
+    except orjson.JSONDecodeError as exc:
+        raise ReportError(f"not JSON: {exc}") from exc
+    if not isinstance(doc, dict):
+        raise ReportError("a report is a JSON object")
+    if "site" in doc or "reporter" in doc:
+        raise ReportError("the site and the reporter are the topic's: <prefix>/reports/<site>/<reporter>")
+    if topic.site != LOCATE:
+        doc["site"] = topic.site
+    try:
+        report = GridReport.model_validate(doc)
+    except ValidationError as exc:
+        why = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'report'}: {e['msg']}" for e in exc.errors())
+        raise ReportError(why) from exc
+    return accept(report, cfg, topic.device, "mqtt", now, photo_dir)
+
+
+def finding_of(spec: dict[str, Any]) -> Finding:
+    """The finding a report (``accept``'s spec) makes: detector ``grid_report``, the reporter as device."""
+    return Finding(
+        DETECTOR,
+        spec["hazard"],
+        spec["site"],
+        spec["reporter"],
+        float(spec["ts"]),
+        Level.from_name(spec["level"]),
+        1.0,
+        dict(spec["evidence"]),
+    )
+
+
+def is_reported(findings: Any) -> bool:
+    """Whether any of an incident's findings is a person's report."""
+    return any(f.detector == DETECTOR for f in findings)
