@@ -42,6 +42,7 @@ class Incident(BaseModel):
     escalations: int = 0
     acknowledged_by: str | None = None
     assigned_to: str | None = None
+    reported: bool = Field(False, description="A person reported it (a grid report): only a person resolves it.")
 
 
 class FindingOut(BaseModel):
@@ -118,6 +119,7 @@ def incidents_router(
     config_silences: Callable[[], list[Silence]] = list,
 ) -> APIRouter:
     viewer, operator = auth.require("viewer"), auth.require("operator")
+    anyone = auth.require("reporter")
     api = APIRouter(prefix="/api", tags=["incidents"])
 
     async def run(action: OperatorAction) -> ActionOut:
@@ -136,7 +138,7 @@ def incidents_router(
         return ActionOut(incident_id=incident_id, events=events)
 
     @api.get("/me")
-    def me(user: ApiToken = viewer) -> dict[str, str]:
+    def me(user: ApiToken = anyone) -> dict[str, str]:
         """Who this token is and its role (the operator page hides what a viewer cannot do)."""
         return {"name": user.name, "role": user.role}
 

@@ -70,6 +70,11 @@ def reports_router(
             incident_id=incident, events=events,
         )  # fmt: skip
 
+    @api.get("/reports/categories")
+    def categories(user: ApiToken = reporter) -> dict[str, str]:
+        """What can be reported: each category and the hazard its incident is filed under."""
+        return dict(config().reports.categories)
+
     @api.get("/reports")
     def list_reports(
         user: ApiToken = viewer, limit: Annotated[int, Query(ge=1, le=1000)] = 100

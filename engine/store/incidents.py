@@ -198,7 +198,15 @@ class IncidentRecords(Database):
             q = q.where(IncidentRow.level == level)
         with self.session() as s:
             rows = s.scalars(q.order_by(IncidentRow.opened_at.desc(), IncidentRow.id).limit(limit)).all()
-            return [incident_json(r) for r in rows]
+            ids = [r.id for r in rows]
+            reported = set(
+                s.scalars(
+                    select(FindingRow.incident_id)
+                    .where(FindingRow.detector == GRID_REPORT, FindingRow.incident_id.in_(ids))
+                    .distinct()
+                )
+            )
+            return [{**incident_json(r), "reported": r.id in reported} for r in rows]
 
     def incident(self, incident_id: str) -> dict[str, Any] | None:
         with self.session() as s:

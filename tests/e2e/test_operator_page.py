@@ -31,6 +31,7 @@ pytestmark = pytest.mark.e2e
 CHROMIUM = os.environ.get("GRIDWATCH_CHROMIUM", "/usr/bin/chromium")
 OPERATOR = "operator-page-token-0123456789"
 VIEWER = "viewer-page-token-012345678901"
+REPORTER = "reporter-page-token-0123456789"
 ARTIFACTS = Path(os.environ.get("GRIDWATCH_ARTIFACTS", ROOT / "test-artifacts"))
 
 
@@ -57,6 +58,7 @@ def test_live_board_acknowledge_map_chart_and_silences(browser, mosquitto, tmp_p
             tokens=[
                 {"name": "duty-officer", "token": OPERATOR, "role": "operator"},
                 {"name": "wall-screen", "token": VIEWER, "role": "viewer"},
+                {"name": "grid-app", "token": REPORTER, "role": "reporter"},
             ],
         ),
         sinks=[],
@@ -204,6 +206,68 @@ def test_live_board_acknowledge_map_chart_and_silences(browser, mosquitto, tmp_p
         # Times say their zone; the audit trail names the level and the assignee.
         assert "UTC+8" in page.locator("#detail").inner_text()
         assert page.locator("#detail th", has_text="assigned to").count() == 1
+
+        # Grid reports. From the page: a grid worker's rockfall at S07, with a photo; it opens a landslide
+        # incident at once, badged "reported", the photo in its detail.
+        photo = tmp_path / "rockfall.jpg"
+        photo.write_bytes(next(iter(synthetic("ridge", 0.5, 1, seed=2)))[1])
+        form = page.locator("#report-form")
+        form.locator("select[name=category]").select_option("rockfall")
+        form.locator("select[name=site]").select_option("S07")
+        form.locator("input[name=text]").fill("stones on the road below the slope")
+        form.locator("input[name=photo]").set_input_files(str(photo))
+        form.locator("button").click()
+        page.locator("#report-result", has_text="filed at S07 (landslide, yellow)").wait_for(timeout=10_000)
+        reported = page.locator("#board tbody tr", has_text="S07")
+        reported.locator(".tag.reported").wait_for(timeout=10_000)
+        rid = reported.get_attribute("data-incident-id")
+        reported.locator("td").nth(1).click()
+        page.wait_for_selector("#detail img.report-photo", timeout=10_000)
+        src = page.get_attribute("#detail img.report-photo", "src") or ""
+        assert page.evaluate("s => fetch(s).then(r => r.status)", src) == 200
+        assert "stones on the road" in page.locator("#detail").inner_text()
+
+        # Over MQTT, a resident's smoke report by position (nearest site: S08) opens a fire incident; a
+        # report in an unknown category is dead-lettered with the reason.
+        def bad_reports() -> float:
+            value = metrics.REGISTRY.get_sample_value("gridwatch_deadletter_messages_total", {"reason": "bad_report"})
+            return value or 0.0
+
+        before = bad_reports()
+        smoke = {"category": "smoke", "text": "smoke over the ridge", "lat": 29.5101, "lon": 106.5299}
+        pub.publish("gw/reports/_nearest/resident-42", json.dumps(smoke).encode(), qos=1)
+        pub.publish("gw/reports/S08/resident-42", b'{"category": "meteor"}', qos=1)
+        assert pub.flush()
+        page.locator("#board tbody tr", has_text="S08").locator(".tag.reported").wait_for(timeout=10_000)
+        assert wait_for(lambda: bad_reports() > before, 10), "dead-lettered as bad_report"
+        # The grid resolves the rockfall: the completion rate per tier counts it (page, API and /metrics).
+        page.once("dialog", lambda d: d.accept("stones cleared"))
+        page.locator(f"tr[data-incident-id='{rid}'] button[data-act=resolve]").click()
+        wait_for(lambda: (Store(store_url).incident(rid) or {}).get("state") == "resolved", 10)
+        done = page.evaluate(
+            "t => fetch('/api/reports/completion', {headers: {Authorization: 'Bearer ' + t}}).then(r => r.json())",
+            OPERATOR,
+        )
+        assert done["grid"] == {"cases": 2, "resolved": 1, "completion": 0.5}, done
+        scrape = page.evaluate("fetch('/metrics').then(r => r.text())")
+        assert 'gridwatch_report_completion_ratio{tier="grid"} 0.5' in scrape
+        page.screenshot(path=str(ARTIFACTS / "operator-page-reports.png"), full_page=True)
+
+        # On a phone (390 px wide) the page does not scroll sideways; a reporter's token shows the form only.
+        phone = browser.new_page(viewport={"width": 390, "height": 844})
+        try:
+            phone.goto(f"http://127.0.0.1:{api_port}/#token={OPERATOR}")
+            phone.wait_for_selector("#board tbody tr", timeout=10_000)
+            assert phone.evaluate("document.documentElement.scrollWidth") <= 390
+            phone.screenshot(path=str(ARTIFACTS / "operator-page-phone.png"), full_page=True)
+            phone.goto(f"http://127.0.0.1:{api_port}/#token={REPORTER}")
+            phone.reload()
+            phone.locator("#whoami", has_text="grid-app (reporter)").wait_for(timeout=10_000)
+            assert phone.locator("#report-form").is_visible() and not phone.locator("#board-section").is_visible()
+            assert phone.evaluate("document.documentElement.scrollWidth") <= 390
+            phone.screenshot(path=str(ARTIFACTS / "operator-page-phone-reporter.png"), full_page=True)
+        finally:
+            phone.close()
 
         # A viewer's token reads everything and is shown no operator buttons.
         page.fill("#token", VIEWER)

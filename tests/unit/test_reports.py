@@ -87,7 +87,8 @@ def test_a_reported_incident_fires_at_once_and_stays_open_until_a_person_resolve
     assert desk.handle(tracker.advance(10 * 86400.0), 10 * 86400.0) == []
     assert tracker.get(iid) is not None and tracker.get(iid).state == "firing"  # type: ignore[union-attr]
     # a second report on the open incident is news to everyone who has it, with who reported
-    more = accept(GridReport(category="rockfall", site="S1", text="stones on the road"), cfg, "res-2", "api", 300.0, None)
+    stones = GridReport(category="rockfall", site="S1", text="stones on the road")
+    more = accept(stones, cfg, "res-2", "api", 300.0, None)
     (joined,) = desk.report(finding_of(more), 300.0)
     assert (joined.event["action"], joined.event["incident_id"], joined.event["actor"]) == ("reported", iid, "res-2")
     (done,) = desk.resolve(iid, "ops", 400.0)
@@ -116,7 +117,9 @@ def test_an_mqtt_report_takes_site_and_reporter_from_its_topic():
         st.binary(max_size=200),
         st.dictionaries(
             st.sampled_from(["category", "text", "lat", "lon", "ts", "level", "photo", "x"]),
-            st.one_of(st.none(), st.floats(allow_nan=True), st.text(max_size=20), st.integers(-(2**53), 2**53), st.booleans()),
+            st.one_of(
+                st.none(), st.floats(allow_nan=True), st.text(max_size=20), st.integers(-(2**53), 2**53), st.booleans()
+            ),
             max_size=6,
         ).map(orjson.dumps),
     ),

@@ -78,6 +78,7 @@ function upsert(e) {
     // what the newest event says of muting; dispatch and fusion's confirmation stay once they happened
     silenced_by: e.silenced_by || null, inhibited_by: e.inhibited_by || null,
     dispatched: cur.dispatched || e.action === "dispatched", confidence: e.confidence || cur.confidence,
+    reported: cur.reported || (e.findings || []).some((f) => f.detector === "grid_report"),
   });
 }
 
@@ -110,6 +111,7 @@ function tags(i) {
   if (i.silenced_by) t.push(`<span class="tag silenced" title="silenced by ${esc(i.silenced_by)}: recorded, not sent">silenced</span>`);
   if (i.inhibited_by) t.push(`<span class="tag inhibited" title="inhibited by ${esc(i.inhibited_by)}">inhibited</span>`);
   if (i.dispatched) t.push(`<span class="tag dispatched" title="one-key dispatch sent">dispatched</span>`);
+  if (i.reported) t.push(`<span class="tag reported" title="a person reported it: it stays open until a person resolves it">reported</span>`);
   if (i.confidence === "confirmed") t.push(`<span class="tag confirmed" title="confirmed by fusion of independent evidence">confirmed</span>`);
   return t.length ? ` ${t.join(" ")}` : "";
 }
@@ -171,7 +173,7 @@ async function showDetail(id) {
     <p>Route: ${esc((inc.route || []).join(" → "))}</p>
     ${plan.title ? `<h4>Plan: ${esc(plan.title)} (${esc(plan.role)})</h4><ol>${steps}</ol>
       ${checklist ? `<p>Checklist:</p><ul>${checklist}</ul>` : ""}` : ""}
-    ${snapshots(inc.findings)}
+    ${snapshots(inc.findings)}${reportPhotos(inc.findings)}
     <h4>Findings</h4><table><tr><th>detector</th><th>device</th><th>time</th><th>level</th><th>score</th><th>evidence</th></tr>${findings}</table>
     <h4>Audit trail</h4><table><tr><th>time</th><th>actor</th><th>level</th><th>assigned to</th><th>action</th><th>receivers</th><th>note</th></tr>${audit}</table>`;
   box.hidden = false;
@@ -202,6 +204,70 @@ function snapshots(findings) {
       <rect x="${x * 100}" y="${y * 56.25}" width="${w * 100}" height="${h * 56.25}" fill="none" stroke="red" stroke-width="0.6"/>
     </svg>`;
   }).join("");
+}
+
+// A grid report's photo, served by the engine (the token as ?token= for <img>).
+function reportPhotos(findings) {
+  return findings.filter((f) => f.evidence && f.evidence.photo).map((f) =>
+    `<img class="report-photo" alt="photo reported by ${esc(f.device)}" title="${esc(f.evidence.text || "")}"
+      src="${esc(f.evidence.photo)}?token=${encodeURIComponent(token)}">`).join("");
+}
+
+// ---- grid reports: a person's report, and the completion rate per tier ---------------------------------
+
+async function loadReports() {
+  const [cats, done] = await Promise.all([api("/api/reports/categories"), api("/api/reports/completion")]);
+  const form = $("#report-form");
+  if (!form.category.options.length) {
+    form.category.innerHTML = Object.entries(cats).map(([c, h]) => `<option value="${esc(c)}">${esc(c)} (${esc(h)})</option>`).join("");
+  }
+  const known = new Set([...form.site.options].map((o) => o.value));
+  for (const s of sites) if (!known.has(s.id)) form.site.insertAdjacentHTML("beforeend", `<option value="${esc(s.id)}">${esc(s.id)} ${esc(s.name)}</option>`);
+  $("#completion tbody").innerHTML = Object.entries(done).map(([tier, t]) => `<tr><td>${esc(tier)}</td>
+    <td>${t.cases}</td><td>${t.resolved}</td><td>${(100 * t.completion).toFixed(1)} %</td></tr>`).join("");
+}
+
+function position() {
+  return new Promise((resolve, reject) => {
+    if (!navigator.geolocation) reject(new Error("this browser gives no position: choose the site"));
+    navigator.geolocation.getCurrentPosition((p) => resolve(p.coords),
+      () => reject(new Error("no position from the browser: choose the site")), { timeout: 10000 });
+  });
+}
+
+function base64Of(file) {
+  return new Promise((resolve, reject) => {
+    const r = new FileReader();
+    r.onload = () => resolve(String(r.result).split(",", 2)[1]);
+    r.onerror = () => reject(new Error(`could not read ${file.name}`));
+    r.readAsDataURL(file);
+  });
+}
+
+async function fileReport(form) {
+  const body = { category: form.category.value, text: form.text.value };
+  if (form.level.value) body.level = form.level.value;
+  if (form.site.value) body.site = form.site.value;
+  else {
+    const c = await position();
+    body.lat = c.latitude;
+    body.lon = c.longitude;
+  }
+  if (form.photo.files.length) body.photo = await base64Of(form.photo.files[0]);
+  const res = await api("/api/reports", { method: "POST", body: JSON.stringify(body) });
+  for (const e of res.events) upsert(e);
+  const cur = res.incident_id && incidents.get(res.incident_id);
+  if (cur) cur.reported = true;
+  if (document.body.classList.contains("reporter")) {
+    $("#report-result").textContent = `report ${res.report_id} filed at ${res.site} (${res.hazard}, ${res.level})`;
+    return;
+  }
+  renderBoard();
+  $("#report-result").textContent = `report ${res.report_id} filed at ${res.site} (${res.hazard}, ${res.level})`
+    + (res.incident_id ? `: incident ${res.incident_id}` : "");
+  form.text.value = "";
+  form.photo.value = "";
+  await loadReports();
 }
 
 // ---- live stream -----------------------------------------------------------------------------------
@@ -377,7 +443,7 @@ function evidenceValue(k, v) {
   return String(v);
 }
 function evidenceText(ev) {
-  return Object.entries(ev || {}).filter(([k]) => k !== "snapshot" && k !== "region")
+  return Object.entries(ev || {}).filter(([k]) => !["snapshot", "region", "photo", "report_id"].includes(k))
     .map(([k, v]) => `${k} ${evidenceValue(k, v)}`).join(" · ");
 }
 
@@ -485,10 +551,17 @@ async function connect() {
   // A viewer's token reads; the page shows a viewer no buttons it could not use.
   const me = await api("/api/me");
   document.body.classList.toggle("viewer", me.role !== "operator");
+  document.body.classList.toggle("reporter", me.role === "reporter");
   $("#whoami").textContent = `${me.name} (${me.role})`;
+  if (me.role === "reporter") {  // a grid worker's or a resident's token: the report form only
+    const cats = await api("/api/reports/categories");
+    $("#report-form").category.innerHTML = Object.entries(cats).map(([c, h]) => `<option value="${esc(c)}">${esc(c)} (${esc(h)})</option>`).join("");
+    return;
+  }
   await loadStatus();  // the city's time zone first: every time on the page is shown in it
   await loadBoard();
   await Promise.all([loadSites(), loadSilences()]);
+  await loadReports();
   openStream();
 }
 
@@ -519,6 +592,10 @@ document.addEventListener("DOMContentLoaded", () => {
       await api(`/api/silences/${id}`, { method: "DELETE" });
       await loadSilences();
     }
+  }));
+  $("#report-form").addEventListener("submit", guard(async (ev) => {
+    ev.preventDefault();
+    await fileReport(ev.target);
   }));
   $("#silence-form").addEventListener("submit", guard(async (ev) => {
     ev.preventDefault();
