@@ -276,16 +276,10 @@ class Dispatcher:
         return [note]
 
     def report(self, finding: Finding, now: float) -> list[Notification]:
-        """A person's report (a grid report's finding) into the incidents, at once: it opens or joins the
-        site's incident for its hazard, routed, escalated and dispatched as any other finding."""
-        events = self.tracker.observe(finding)
-        if not events:  # it joined an open incident at no higher level: the case still gets an audit line
-            inc = self.tracker.open.get(self.tracker.key_of(finding))
-            if inc is not None and inc.state != "pending":
-                events = [self.tracker.event_of(inc.incident_id, "reported", finding.device)]
-        notes = self.handle(events, now)
-        metrics.REPORTS.labels(finding.hazard, str(finding.evidence.get("channel", "api"))).inc()
-        return notes
+        """A person's report (a grid report's finding) into the incidents, at once, without moving data time:
+        it opens or joins the site's incident for its hazard, routed, escalated and dispatched as any other
+        finding."""
+        return self.handle(self.tracker.observe(finding), now)
 
     def _operator(self, events: list[dict[str, Any]], now: float, comment: str) -> list[Notification]:
         notes = [self._decide(e, now) for e in events]

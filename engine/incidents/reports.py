@@ -22,6 +22,7 @@ from typing import Any, Literal
 import orjson
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from engine import metrics
 from engine.config.models import EngineConfig, ReportsConfig, SiteConfig
 from engine.core.findings import Finding
 from engine.core.levels import Level, LevelName
@@ -159,6 +160,7 @@ def accept(
             photo_dir.mkdir(parents=True, exist_ok=True)
             (photo_dir / name).write_bytes(data)
             evidence["photo"] = f"/api/reports/photos/{name}"
+    metrics.REPORTS.labels(hazard, channel).inc()
     return {
         "site": site.id,
         "hazard": hazard,

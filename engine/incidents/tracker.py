@@ -361,6 +361,9 @@ class IncidentTracker:
         if inc.state == "pending" and (f.ts - inc.opened_at >= self.policy.for_s or f.detector == GRID_REPORT):
             move(inc, "firing")
             action = "reopened" if action == "reopened" else "fired"
+        if not action and f.detector == GRID_REPORT and inc.state != "pending":
+            # a person's report on an open incident is news to everyone who has it, even at no higher level
+            return [self._event(inc, "reported", f.device)]
         if not action or (inc.state == "pending" and not self.policy.emit_pending):
             return []
         inc.updated_at = f.ts

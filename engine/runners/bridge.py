@@ -20,6 +20,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from aiokafka import AIOKafkaProducer
@@ -31,11 +32,12 @@ from engine.config.models import EngineConfig
 from engine.core.batch import BatchBuilder
 from engine.core.devices import DeviceIndex
 from engine.core.quantities import METRIC_NAMES
+from engine.incidents.reports import ReportError, finding_of, mqtt_report
 from engine.ingest.decode import Rejection, SensorDecoder
 from engine.ingest.intake import deadletter_message
 from engine.ingest.mqtt_client import MqttClient, broker_address
-from engine.ingest.topics import TopicError, deadletter_topic, parse_topic
-from engine.runners.records import encode_readings, ensure_topics
+from engine.ingest.topics import Topic, TopicError, deadletter_topic, parse_topic
+from engine.runners.records import encode_readings, ensure_topics, findings_record
 
 logger = logging.getLogger(__name__)
 
@@ -77,7 +79,7 @@ class Bridge:
 
     def subscriptions(self) -> list[str]:
         group = self.cfg.kafka.bridge_group
-        return [f"$share/{group}/{self.prefix}/{kind}/+/+" for kind in ("sensors", "cameras", "thermal")]
+        return [f"$share/{group}/{self.prefix}/{kind}/+/+" for kind in ("sensors", "cameras", "thermal", "reports")]
 
     def handle(
         self, topic: str, payload: bytes, props: dict[str, str], ack: Callable[[], None], redelivered: bool = False
@@ -99,6 +101,9 @@ class Bridge:
             out_topic = kafka.topic_frames if t.kind == "cameras" else kafka.topic_thermal
             self._send(Outgoing(out_topic, t.site.encode(), payload, headers, t.kind, ack))
             return
+        if t.kind == "reports":
+            self._report(t, topic, payload, now, ack)
+            return
         if t.kind != "sensors":
             ack()  # device status: the scale-out runner does not use it
             return
@@ -119,6 +124,20 @@ class Bridge:
         ]
         record = encode_readings(t.site, rows)
         self._send(Outgoing(kafka.topic_readings, t.site.encode(), record, [("topic", topic.encode())], "sensors", ack))
+
+    def _report(self, t: Topic, topic: str, payload: bytes, now: float, ack: Callable[[], None]) -> None:
+        """A grid report: checked here (a bad one dead-lettered), then to the findings topic keyed by its
+        site, so that the worker that owns the site applies it. A report does not move data time (its
+        watermark is null); its photo is kept in this bridge's ``data_dir/reports``."""
+        try:
+            spec = mqtt_report(t, payload, self.cfg, now, Path(self.cfg.data_dir) / "reports")
+        except ReportError as exc:
+            self._reject([Rejection("bad_report", str(exc)[:500], t.device)], topic, payload[:65536], now)
+            ack()
+            return
+        record = findings_record([(finding_of(spec), None)], None)
+        topic_out = self.cfg.kafka.topic_findings
+        self._send(Outgoing(topic_out, spec["site"].encode(), record, [("topic", topic.encode())], "reports", ack))
 
     def _reject(self, rejected: list[Rejection], topic: str, payload: bytes, now: float) -> None:
         for rej in rejected:

@@ -16,6 +16,7 @@ partition number (Kafka's default partitioner, murmur2 of the key, in the bridge
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Sequence
 from typing import Any
 
 import orjson
@@ -80,9 +81,10 @@ def decode_readings(value: bytes, builder: BatchBuilder) -> tuple[str, int]:
     return site, len(parsed)
 
 
-def findings_record(found: list[tuple[Finding, float]], watermark: float) -> bytes:
+def findings_record(found: Sequence[tuple[Finding, float | None]], watermark: float | None) -> bytes:
     """One partition's findings of one batch, each with the watermark at its reading, and the batch's
-    watermark (also sent when there is no finding, so that incidents resolve on data time)."""
+    watermark (also sent when there is no finding, so that incidents resolve on data time). ``None`` (JSON
+    null): the record moves no data time (a person's grid report, from the bridge)."""
     doc = {
         "wm": watermark,
         "findings": [
@@ -103,14 +105,14 @@ def decode_findings_record(value: bytes) -> tuple[float, list[tuple[Finding, flo
     """
     try:
         doc: dict[str, Any] = orjson.loads(value)
-        wm = float(doc["wm"])
+        wm = _data_time(doc["wm"])
         found = [
             (
                 Finding(
                     str(g["detector"]), str(g["hazard"]), str(g["site"]), str(g["device"]), float(g["ts"]),
                     Level(int(g["level"])), float(g["score"]), dict(g.get("evidence") or {}),
                 ),
-                float(g["wm"]),
+                _data_time(g["wm"]),
             )
             for g in doc["findings"]
         ]  # fmt: skip
@@ -119,6 +121,10 @@ def decode_findings_record(value: bytes) -> tuple[float, list[tuple[Finding, flo
     except (KeyError, TypeError, ValueError) as exc:
         raise RecordError("bad_record", f"not a gridwatch findings record: {exc!r}") from exc
     return wm, found
+
+
+def _data_time(value: Any) -> float:
+    return float("-inf") if value is None else float(value)
 
 
 def topic_names(cfg: KafkaConfig) -> list[str]:

@@ -345,6 +345,18 @@ def test_operators_act_on_a_scale_out_through_any_worker_and_a_killed_worker_s_p
         assert res.status_code == 200 and res.json()["events"][0]["assigned_to"] == "crew-7"
         # The receiver heard the acknowledgements (their notifications went through the owners' outboxes).
         assert wait_for(lambda: any(e["state"] == "acknowledged" for _, e in receiver.got), 30)
+        # Grid reports on a scale-out: over MQTT through the bridge (to the site's partition), and through
+        # either worker's API (queued for the worker that owns the site).
+        pub = publisher(mosquitto.url)
+        try:
+            pub.publish("gw/reports/S07/resident-42", b'{"category": "rockfall", "text": "stones on the road"}', qos=1)
+            assert pub.flush()
+        finally:
+            pub.stop()
+        assert wait_for(lambda: any(i["site"] == "S07" and i["reported"] for i in open_incidents()), 30)
+        filed = httpx.post(f"{b_url}/api/reports", json={"category": "smoke", "site": "S08"}, headers=auth, timeout=30)
+        assert filed.status_code == 201, filed.text
+        assert filed.json()["hazard"] == "fire" and filed.json()["incident_id"], filed.json()
         # Worker B dies: A takes up B's partitions at once (their open incidents, timers and outbox), with
         # no new data, and answers for them.
         second.kill(signal.SIGKILL)
