@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import orjson
 from rich.console import Console, Group
 from rich.live import Live
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
@@ -113,6 +114,26 @@ def play_cameras(pub: MqttClient, cfg: EngineConfig, duration_s: float, halt: th
     return sent
 
 
+# People report too: as the fire starts a resident near S05 reports smoke by position (the nearest site),
+# and a grid worker on her round reports fresh cracks at S07, where no sensor has seen anything.
+DEMO_REPORTS = (
+    ("_nearest", "resident-17", {"category": "smoke", "text": "smoke rising over the hillside", "near": "S05"}),
+    ("S07", "grid-worker-4", {"category": "crack", "text": "fresh cracks in the retaining wall, 2-3 mm wide"}),
+)
+
+
+def play_reports(pub: MqttClient, cfg: EngineConfig) -> int:
+    """Publish the demo's grid reports (MQTT ``reports`` topic); returns how many."""
+    where = {s.id: s for s in cfg.sites}
+    for site, reporter, body in DEMO_REPORTS:
+        doc: dict[str, object] = {k: v for k, v in body.items() if k != "near"}
+        near = where.get(str(body.get("near", "")))
+        if near is not None:
+            doc.update(lat=near.lat + 0.0004, lon=near.lon - 0.0003)  # some 50 m from the site
+        pub.publish(f"{cfg.mqtt.topic_prefix}/reports/{site}/{reporter}", orjson.dumps(doc), qos=0)
+    return len(DEMO_REPORTS)
+
+
 async def run_demo(
     cfg: EngineConfig, scenario: Scenario, duration_s: float, out_dir: Path, console: Console, hold: bool = False
 ) -> tuple[RunSummary, IncidentBoard, LocalRunner]:
@@ -194,6 +215,7 @@ async def run_demo(
                 await asyncio.sleep(0.2)
             await asyncio.sleep(max(0.2, cfg.ingest.batch_ms / 1000 * 4))
             cameras.start()  # the storm has caught up with the present: the cameras go live
+            play_reports(pub, cfg)
             while cameras.is_alive() and not halt.is_set():
                 live.update(Group(board.table(base_ts), progress))
                 await asyncio.sleep(0.25)
