@@ -106,6 +106,7 @@ class Receiver:
     def __init__(self) -> None:
         self.port = free_port("127.0.0.1")
         self.got: list[tuple[str, dict[str, Any]]] = []
+        self.received_at: list[float] = []  # wall time of each of ``got``
         self.bad_signatures = 0
         self._server: ThreadingHTTPServer | None = None
 
@@ -121,6 +122,7 @@ class Receiver:
                 want = "sha256=" + hmac.new(SECRET.encode(), body, hashlib.sha256).hexdigest()
                 if not hmac.compare_digest(want, self.headers.get("X-Gridwatch-Signature-256", "")):
                     receiver.bad_signatures += 1
+                receiver.received_at.append(time.time())
                 receiver.got.append((self.headers["X-Gridwatch-Delivery"], orjson.loads(body)))
                 self.send_response(204)
                 self.end_headers()

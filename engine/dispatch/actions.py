@@ -45,6 +45,6 @@ def apply_action(dispatcher: Dispatcher, action: OperatorAction, now: float) -> 
         return dispatcher.dispatch(a.incident_id, a.actor, now)
     if a.kind == "report":
         assert a.report is not None
-        return dispatcher.report(finding_of(a.report), now)
+        return dispatcher.report(finding_of(a.report, now), now)
     dispatcher.refresh_silences()
     return []

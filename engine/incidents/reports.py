@@ -136,7 +136,7 @@ def accept(
     if hazard is None:
         raise ReportError(f"unknown category {report.category!r}; one of: {', '.join(sorted(rc.categories))}")
     site = locate(report, cfg.sites, rc.max_distance_m)
-    ts = now if report.ts is None else report.ts
+    ts = now if report.ts is None else report.ts  # for the checks and the report's id
     if not math.isfinite(ts) or ts > now + cfg.ingest.max_future_s:
         raise ReportError(f"ts {ts} is in the future (the engine clock is {now:.0f})")
     level = Level.from_name(report.level or rc.default_level)
@@ -165,7 +165,10 @@ def accept(
         "site": site.id,
         "hazard": hazard,
         "reporter": reporter,
-        "ts": ts,
+        # A report that gives no time of its own is stamped when it is applied, with the engine clock of the
+        # worker that holds the site (data time): the wall clock here would be far off a replay's data time,
+        # and an incident's clock taken from it would fire a year of reminders at once.
+        "ts": report.ts,
         "level": level.label,
         "evidence": evidence,
     }
@@ -192,18 +195,27 @@ def mqtt_report(topic: Topic, payload: bytes, cfg: EngineConfig, now: float, pho
     return accept(report, cfg, topic.device, "mqtt", now, photo_dir)
 
 
-def finding_of(spec: dict[str, Any]) -> Finding:
-    """The finding a report (``accept``'s spec) makes: detector ``grid_report``, the reporter as device."""
+def finding_of(spec: dict[str, Any], now: float | None = None) -> Finding:
+    """The finding a report (``accept``'s spec) makes: detector ``grid_report``, the reporter as device; at
+    the report's own time, else at ``now`` (the applying engine's clock), else ``-inf`` (``stamped`` later)."""
+    ts = spec["ts"] if spec["ts"] is not None else (now if now is not None else float("-inf"))
     return Finding(
         DETECTOR,
         spec["hazard"],
         spec["site"],
         spec["reporter"],
-        float(spec["ts"]),
+        float(ts),
         Level.from_name(spec["level"]),
         1.0,
         dict(spec["evidence"]),
     )
+
+
+def stamped(f: Finding, now: float) -> Finding:
+    """A report's finding that came without a time (``-inf``, from the bridge), at ``now``."""
+    if f.detector != DETECTOR or f.ts != float("-inf"):
+        return f
+    return Finding(f.detector, f.hazard, f.site, f.device, now, f.level, f.score, f.evidence, f.row)
 
 
 def is_reported(findings: Any) -> bool:

@@ -88,7 +88,8 @@ def findings_record(found: Sequence[tuple[Finding, float | None]], watermark: fl
     doc = {
         "wm": watermark,
         "findings": [
-            {"detector": f.detector, "hazard": f.hazard, "site": f.site, "device": f.device, "ts": f.ts,
+            {"detector": f.detector, "hazard": f.hazard, "site": f.site, "device": f.device,
+             "ts": None if f.ts == float("-inf") else f.ts,
              "level": int(f.level), "score": float(f.score), "evidence": f.evidence, "wm": at}
             for f, at in found
         ],
@@ -109,7 +110,7 @@ def decode_findings_record(value: bytes) -> tuple[float, list[tuple[Finding, flo
         found = [
             (
                 Finding(
-                    str(g["detector"]), str(g["hazard"]), str(g["site"]), str(g["device"]), float(g["ts"]),
+                    str(g["detector"]), str(g["hazard"]), str(g["site"]), str(g["device"]), _data_time(g["ts"]),
                     Level(int(g["level"])), float(g["score"]), dict(g.get("evidence") or {}),
                 ),
                 _data_time(g["wm"]),

@@ -42,7 +42,8 @@ def jpeg() -> str:
 def test_a_report_by_position_is_filed_under_the_nearest_site_and_its_photo_is_kept(tmp_path):
     report = GridReport(category="crack", text="new crack above the road", lat=29.5004, lon=106.5999, photo=jpeg())
     spec = accept(report, config(), "grid-worker-7", "api", 1000.0, tmp_path)
-    assert (spec["site"], spec["hazard"], spec["level"], spec["ts"]) == ("S2", "landslide", "yellow", 1000.0)
+    assert (spec["site"], spec["hazard"], spec["level"], spec["ts"]) == ("S2", "landslide", "yellow", None)
+    assert finding_of(spec, 77.0).ts == 77.0, "a report with no time of its own happens at the applying engine's clock"
     ev = spec["evidence"]
     assert ev["photo"] == f"/api/reports/photos/{ev['report_id']}.jpg"
     assert (tmp_path / f"{ev['report_id']}.jpg").read_bytes()[:2] == b"\xff\xd8"
@@ -89,7 +90,7 @@ def test_a_reported_incident_fires_at_once_and_stays_open_until_a_person_resolve
     # a second report on the open incident is news to everyone who has it, with who reported
     stones = GridReport(category="rockfall", site="S1", text="stones on the road")
     more = accept(stones, cfg, "res-2", "api", 300.0, None)
-    (joined,) = desk.report(finding_of(more), 300.0)
+    (joined,) = desk.report(finding_of(more, 300.0), 300.0)
     assert (joined.event["action"], joined.event["incident_id"], joined.event["actor"]) == ("reported", iid, "res-2")
     (done,) = desk.resolve(iid, "ops", 400.0)
     assert done.event["state"] == "resolved"
@@ -106,7 +107,7 @@ def test_an_mqtt_report_takes_site_and_reporter_from_its_topic():
     assert (spec["site"], spec["hazard"], spec["reporter"], spec["ts"]) == ("S2", "fire", "resident-42", 50.0)
     assert spec["evidence"]["channel"] == "mqtt"
     named = mqtt_report(Topic("reports", "S1", "gw-1"), b'{"category": "flood"}', cfg, 100.0, None)
-    assert (named["site"], named["hazard"], named["ts"]) == ("S1", "waterlogging", 100.0)
+    assert (named["site"], named["hazard"], named["ts"]) == ("S1", "waterlogging", None)
     with pytest.raises(ReportError, match="the topic's"):
         mqtt_report(Topic("reports", "S1", "gw-1"), b'{"category": "flood", "site": "S2"}', cfg, 100.0, None)
 
@@ -132,3 +133,13 @@ def test_the_mqtt_report_parser_accepts_or_refuses_with_a_reason_and_never_crash
         assert str(exc)
     else:
         assert spec["site"] in ("S1", "S2") and spec["level"] in ("blue", "yellow", "orange")
+
+
+def test_a_report_through_the_bridge_moves_no_data_time_and_happens_at_the_owner_s_clock():
+    from engine.incidents.reports import stamped
+    from engine.runners.records import decode_findings_record, findings_record
+
+    spec = mqtt_report(Topic("reports", "S1", "gw-1"), b'{"category": "crack"}', config(), 1e9, None)
+    wm, ((f, at),) = decode_findings_record(findings_record([(finding_of(spec), None)], None))
+    assert wm == at == f.ts == float("-inf")
+    assert stamped(f, 500.0).ts == 500.0 and stamped(stamped(f, 500.0), 900.0).ts == 500.0
