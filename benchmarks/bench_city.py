@@ -274,10 +274,16 @@ def run(sites: int, tmp: Path, mosq: str, tansu_bin: str) -> dict[str, Any]:
             }
         )
         first_seen: dict[str, float] = {}
-        for (delivery, _e), at in zip(receiver.got, receiver.received_at, strict=False):
+        core_seen: dict[str, float] = {}
+        for (delivery, e), at in zip(receiver.got, receiver.received_at, strict=False):
             first_seen.setdefault(delivery, at)
-        arrivals = sorted(first_seen.values())
-        out["_timeline"] = {"arrivals": arrivals, "killed_at": killed_at}
+            if tracked([e]):
+                core_seen.setdefault(delivery, at)
+        out["_timeline"] = {
+            "arrivals": sorted(first_seen.values()),
+            "core": sorted(core_seen.values()),
+            "killed_at": killed_at,
+        }
         if missing or extra:
             out["missing_sample"] = [list(k) for k in list(missing)[:5]]
             out["extra_sample"] = [list(k) for k in list(extra)[:5]]
@@ -302,18 +308,21 @@ def plot(out: dict[str, Any], path: Path) -> None:
     import matplotlib.pyplot as plt
 
     tl = out.pop("_timeline")
-    arrivals = [a for a in tl["arrivals"] if a > 0]
+    arrivals, core = tl["arrivals"], tl["core"]
     fig, ax = plt.subplots(figsize=(8, 4))
     if arrivals:
         t0 = arrivals[0]
-        ax.plot([a - t0 for a in arrivals], range(1, len(arrivals) + 1), color="tab:blue", label="notifications")
+        ax.plot([a - t0 for a in arrivals], range(1, len(arrivals) + 1), color="tab:grey",
+                label="all (with escalations, reminders, acknowledgements)")  # fmt: skip
+        ax.plot([a - t0 for a in core], range(1, len(core) + 1), color="tab:blue",
+                label="the core's (fired, raised, lowered, resolved)")  # fmt: skip
         ax.axvline(tl["killed_at"] - t0, color="tab:red", linestyle="--", label="worker killed (SIGKILL)")
-    ax.axhline(out["notifications_expected"], color="grey", linestyle=":", label="expected (in-process core)")
+    ax.axhline(out["notifications_expected"], color="tab:blue", linestyle=":", label="the in-process core's count")
     ax.set_xlabel("seconds since the first notification")
     ax.set_ylabel("notifications received (distinct deliveries)")
     lost, extra = out["missing"], out["extra"]
     ax.set_title(f"city: {out['devices']:,} devices, 3 workers, one killed: {lost} lost, {extra} extra")
-    ax.legend(loc="lower right")
+    ax.legend(loc="upper left", fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
