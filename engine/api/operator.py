@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from fastapi import APIRouter, HTTPException
-from fastapi.responses import FileResponse, RedirectResponse, StreamingResponse
+from fastapi.responses import FileResponse, RedirectResponse, Response, StreamingResponse
 from fastapi.staticfiles import StaticFiles
 
 from engine.api.auth import TokenAuth
@@ -33,6 +33,7 @@ def operator_router(
     hub: EventHub,
     auth: TokenAuth,
     snapshot_dir: Path | None = None,
+    latest_frame: Callable[[str, str], tuple[float, bytes, str] | None] | None = None,
 ) -> APIRouter:
     viewer = auth.require("viewer")
     viewer_or_query = auth.require("viewer", allow_query=True)
@@ -45,21 +46,45 @@ def operator_router(
     @api.get("/api/sites")
     def sites(user: ApiToken = viewer) -> list[dict[str, Any]]:
         """Sites with coordinates, hierarchy and devices, and the worst level of their open incidents."""
-        worst: dict[str, tuple[Level, int]] = {}
+        worst: dict[str, tuple[Level, int, str | None]] = {}
         for inc in store.list_incidents(open_only=True, limit=100_000):
-            level, n = worst.get(inc["site"], (Level.NONE, 0))
-            worst[inc["site"]] = (max(level, Level.from_name(inc["level"])), n + 1)
+            level, n, hazard = worst.get(inc["site"], (Level.NONE, 0, None))
+            this = Level.from_name(inc["level"])
+            worst[inc["site"]] = (max(level, this), n + 1, inc["hazard"] if this > level else hazard)
+        cfg = config()
+        cameras: dict[str, list[dict[str, str]]] = {}
+        for c in cfg.cameras.devices:
+            cameras.setdefault(c.site, []).append({"id": c.id, "kind": c.kind})
         out = []
-        for s in config().sites:
-            level, n = worst.get(s.id, (Level.NONE, 0))
+        for s in cfg.sites:
+            level, n, hazard = worst.get(s.id, (Level.NONE, 0, None))
             out.append(
                 {
                     "id": s.id, "name": s.name or s.id, "lat": s.lat, "lon": s.lon, "grid": s.grid, "town": s.town,
-                    "district": s.district, "worst": level.label if level else None, "open": n,
+                    "district": s.district, "worst": level.label if level else None, "hazard": hazard, "open": n,
                     "devices": [{"id": d.id, "kind": d.kind, "metrics": d.metrics} for d in s.devices],
+                    "cameras": cameras.get(s.id, []),
                 }
             )  # fmt: skip
         return out
+
+    @api.get("/api/cameras/{site}/{camera}/latest", response_class=Response)
+    def latest(site: str, camera: str, user: ApiToken = viewer_or_query) -> Response:
+        """A camera's newest frame (visible as sent; thermal as a false-colour PNG of its °C), with its capture
+        time in ``X-Gridwatch-Frame-Ts``. The token may come as ``?token=`` for <img> tags."""
+        got = latest_frame(site, camera) if latest_frame is not None else None
+        if got is None:
+            raise HTTPException(404, f"no frame from {site}/{camera} yet")
+        ts, data, media = got
+        return Response(data, media_type=media, headers={"X-Gridwatch-Frame-Ts": repr(ts), "Cache-Control": "no-store"})
+
+    @api.get("/api/basemap")
+    def basemap(user: ApiToken = viewer) -> Response:
+        """The map's background layers (``api.basemap``: a GeoJSON FeatureCollection), or an empty one."""
+        path = cfg_basemap(config())
+        if path is None:
+            return Response(b'{"type": "FeatureCollection", "features": []}', media_type="application/geo+json")
+        return FileResponse(path, media_type="application/geo+json")
 
     @api.get("/api/status")
     def status(user: ApiToken = viewer) -> dict[str, Any]:
@@ -118,6 +143,11 @@ def operator_router(
         )
 
     return api
+
+
+def cfg_basemap(cfg: EngineConfig) -> Path | None:
+    """The configured basemap file, if any (relative paths were resolved against the config's folder)."""
+    return Path(cfg.api.basemap) if cfg.api.basemap else None
 
 
 def mount_static(app: Any) -> None:

@@ -388,6 +388,11 @@ class ApiConfig(Strict):
         description="Readings kept per device and metric for the operator page's charts (432: 72 h at 10 min; "
         "12 bytes each; 0 keeps none).",
     )
+    basemap: str | None = Field(
+        None,
+        description="The operator map's background: a GeoJSON FeatureCollection (district and town boundaries, "
+        "rivers, roads; WGS84), a path relative to the config file, served to the page from the engine.",
+    )
 
 
 def _default_sinks() -> list[SinkConfig]:
@@ -555,6 +560,12 @@ class EngineConfig(Strict):
                 by_id[site_id].setdefault("devices", []).append(row)
         if sites:
             data = {**data, "sites": sites}
+        api = data.get("api")
+        if isinstance(api, dict) and isinstance(api.get("basemap"), str):
+            path = base / api["basemap"]
+            if not path.is_file():
+                raise ValueError(f"api.basemap: no file {path} (a GeoJSON FeatureCollection, relative to the config)")
+            data = {**data, "api": {**api, "basemap": str(path.resolve())}}
         return data
 
     @model_validator(mode="after")

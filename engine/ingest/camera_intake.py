@@ -66,6 +66,7 @@ class CameraIntake:
         self.queue_frames = cfg.cameras.queue_frames
         self.max_future_s = cfg.ingest.max_future_s
         self.arrived = threading.Event()
+        self.latest: dict[tuple[str, str], QueuedFrame] = {}  # each camera's newest frame (the operator page)
 
     def camera(self, t: Topic) -> CameraConfig:
         cam = self.cameras.get((t.site, t.device))
@@ -105,6 +106,9 @@ class CameraIntake:
             if cam.kind == "thermal":
                 self.thermal.add(key)
             self._last[key] = ts
+            newest = self.latest.get(key)
+            if newest is None or ts >= newest.ts:
+                self.latest[key] = queued
             q = self._queues.setdefault(key, deque())
             if len(q) >= self.queue_frames:
                 q.popleft()  # a slow detector must not hold up the others: the oldest frame goes
@@ -122,6 +126,23 @@ class CameraIntake:
         for x, y, bw, bh in cam.masks:
             out[int(y * h) : int((y + bh) * h), int(x * w) : int((x + bw) * w)] = fill
         return out
+
+    def latest_image(self, site: str, camera: str) -> tuple[float, bytes, str] | None:
+        """The camera's newest frame for a browser: (capture time, image bytes, media type). Visible JPEG and
+        PNG as they came; a thermal frame as a false-colour PNG of its °C (inferno, its own min to max)."""
+        with self._lock:
+            f = self.latest.get((site, camera))
+        if f is None:
+            return None
+        if f.config.kind != "thermal" and f.payload[:2] == b"\xff\xd8":
+            return f.ts, f.payload, "image/jpeg"
+        if f.config.kind != "thermal" and f.payload[:4] == b"\x89PNG":
+            return f.ts, f.payload, "image/png"
+        try:
+            image = decode(f.payload, thermal=f.config.kind == "thermal", gain=f.config.gain, offset=f.config.offset)
+        except FrameError:
+            return None
+        return f.ts, false_colour_png(image), "image/png"
 
     def take(self) -> list[Frame]:
         """Every queued frame, decoded and masked, oldest first per camera (call it off the network thread);
@@ -143,3 +164,17 @@ class CameraIntake:
         frames.sort(key=lambda f: (f.ts, f.site, f.camera))
         metrics.FRAMES.labels("analysed").inc(len(frames))
         return frames
+
+
+def false_colour_png(image: np.ndarray) -> bytes:
+    """A frame as a PNG for the eye: a thermal (°C, 2-D) frame in the inferno colour map over its own range."""
+    import cv2
+
+    if image.ndim == 2:
+        lo, hi = float(np.nanmin(image)), float(np.nanmax(image))
+        scaled = np.clip((image - lo) / max(hi - lo, 1e-6) * 255.0, 0, 255).astype(np.uint8)
+        image = cv2.applyColorMap(scaled, cv2.COLORMAP_INFERNO)
+    ok, buf = cv2.imencode(".png", image)
+    if not ok:
+        raise FrameError("not_an_image", "could not encode the frame as PNG")
+    return bytes(buf.tobytes())

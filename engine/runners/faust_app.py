@@ -588,8 +588,10 @@ class GridwatchWorker:
         auth = TokenAuth(cfg.api.tokens)
         self.hub.attach(asyncio.get_running_loop())
         incidents = incidents_router(self.store, self.act, auth, time.time, lambda: list(cfg.silences))
+        intake = self.camera_intake
         page = operator_router(self.store, lambda: cfg, DeviceIndex(), ReadingHistory(0), self.hub, auth,
-                               Path(cfg.data_dir) / "snapshots")  # fmt: skip
+                               Path(cfg.data_dir) / "snapshots",
+                               lambda site, cam: intake.latest_image(site, cam) if intake else None)  # fmt: skip
         reports = reports_router(self.store, self.act, auth, lambda: cfg, time.time, Path(cfg.data_dir) / "reports")
         app = create_app(self.health, None, (incidents, reports, page), auth, cfg.api.metrics_public,
                          lambda: refresh_store_gauges(self.store))  # fmt: skip

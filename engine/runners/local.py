@@ -88,6 +88,7 @@ class LocalRunner:
         self.checkpoint_path = Path(cfg.data_dir) / "checkpoint.npz"
         self.history = ReadingHistory(cfg.api.history_points)
         self.snapshot_dir = Path(cfg.data_dir) / "snapshots"
+        self._camera_intake: CameraIntake | None = None
         self.cameras = CameraStage(cfg, self.snapshot_dir)
         self.hub = EventHub()
         self.delivery: OutboxDelivery | None = None
@@ -165,6 +166,10 @@ class LocalRunner:
             return []
 
         return take
+
+    def _latest_frame(self, site: str, camera: str) -> tuple[float, bytes, str] | None:
+        intake = self._camera_intake
+        return intake.latest_image(site, camera) if intake is not None else None
 
     def _refresh_gauges(self) -> None:
         """Gauges the store holds the truth of, read at each scrape of /metrics."""
@@ -267,7 +272,14 @@ class LocalRunner:
             auth = TokenAuth(cfg.api.tokens)
             incidents = incidents_router(self.store, self.act, auth, self.clock.now, lambda: list(self.cfg.silences))
             page = operator_router(
-                self.store, lambda: self.cfg, self.pipeline.devices, self.history, self.hub, auth, self.snapshot_dir
+                self.store,
+                lambda: self.cfg,
+                self.pipeline.devices,
+                self.history,
+                self.hub,
+                auth,
+                self.snapshot_dir,
+                self._latest_frame,
             )
             reports = reports_router(
                 self.store, self.act, auth, lambda: self.cfg, self.clock.now, Path(cfg.data_dir) / "reports"
@@ -286,7 +298,7 @@ class LocalRunner:
 
         intake = Intake(cfg, self.pipeline.devices, on_full=batch_full, reports=self._mqtt_report(loop))
         if self.cameras:
-            intake.cameras = CameraIntake(cfg, intake.reject)
+            intake.cameras = self._camera_intake = CameraIntake(cfg, intake.reject)
         manual_ack = cfg.mqtt.ack_after != "receipt" and protocol == "5"
 
         def handle_acking(

@@ -60,6 +60,7 @@ def test_live_board_acknowledge_map_chart_and_silences(browser, mosquitto, tmp_p
                 {"name": "wall-screen", "token": VIEWER, "role": "viewer"},
                 {"name": "grid-app", "token": REPORTER, "role": "reporter"},
             ],
+            basemap=str(ROOT / "config" / "basemap" / "demo-city.geojson"),
         ),
         sinks=[],
     )
@@ -75,7 +76,7 @@ def test_live_board_acknowledge_map_chart_and_silences(browser, mosquitto, tmp_p
         page.click("#login button")
         page.wait_for_selector("#status.live", timeout=10_000)
         assert page.locator("#board tbody tr").count() == 0
-        assert page.locator("#map circle").count() == 8  # the demo's sites, all grey
+        assert page.locator("#map .marker").count() == 8  # the demo's sites, all grey
         assert page.locator("#last-data").inner_text() == "no data received"
 
         # The storm and the slope arrive after the page is open: the incident comes over the stream.
@@ -146,8 +147,8 @@ def test_live_board_acknowledge_map_chart_and_silences(browser, mosquitto, tmp_p
         assert "{" not in page.locator("#detail td.evidence").first.inner_text()
 
         # The map: S02 is red; its crack meter's chart shows the velocity with its level lines.
-        page.wait_for_selector("#map circle[data-site='S02'].worst-red", timeout=10_000)
-        page.click("#map circle[data-site='S02']")
+        page.wait_for_selector("#map .marker[data-site='S02'].worst-red.shape-triangle", timeout=10_000)
+        page.click("#map .marker[data-site='S02']")
         page.click("#site-panel button[data-device='crack-1']")
         page.wait_for_selector("#chart svg.chart line.threshold", state="attached", timeout=10_000)
         assert page.locator("#chart svg.chart").count() == 3  # readings, velocity, inverse velocity
@@ -203,6 +204,46 @@ def test_live_board_acknowledge_map_chart_and_silences(browser, mosquitto, tmp_p
         assert page.evaluate("h => fetch(h).then(r => r.status)", href) == 200  # served with the page's token
         assert float(page.get_attribute("#detail svg.snapshot rect", "width") or 0) > 0
         page.screenshot(path=str(ARTIFACTS / "operator-page-camera.png"), full_page=True)
+        # The map: the city's own background layers (config api.basemap, served by the engine), a scale bar and
+        # north arrow; S05's cameras beside it, the visible one's latest frame a click away.
+        assert page.locator("#map .basemap path.area").count() == 2 and page.locator("#map .line.river").count() == 1
+        assert re.fullmatch(r"\d+(\.\d+)? k?m", page.locator("#map .scale text").first.text_content() or "")
+        page.locator("#map .camera[data-camera='S05/cam-1']").click()
+        frame = page.locator("#site-panel img[data-camera='cam-1']")
+        frame.wait_for(timeout=10_000)
+        page.wait_for_function("document.querySelector(\"#site-panel img[data-camera='cam-1']\").naturalWidth > 0")
+        # A city's 12,000 sites: clustered (count and worst level), drawn at once; a cluster zooms in on a click.
+        drawn = page.evaluate(
+            """() => {
+              window.__schedule = scheduleSites;
+              scheduleSites = () => {};  // live events would reload the real sites over the test's city
+              clearTimeout(sitesTimer);
+              const real = sites;
+              sites = Array.from({length: 12000}, (_, i) => ({id: `X${i}`, name: `X${i}`, grid: "g", town: "t",
+                district: "d", lat: 29.3 + (i % 120) * 0.004, lon: 106.3 + Math.floor(i / 120) * 0.004, open: 0,
+                worst: i === 6060 ? "red" : null, hazard: i === 6060 ? "landslide" : null, devices: [], cameras: []}));
+              mapView = null;
+              const t0 = performance.now();
+              drawMap();
+              const out = {ms: performance.now() - t0, clusters: document.querySelectorAll("#map .cluster").length,
+                markers: document.querySelectorAll("#map .marker").length,
+                red: document.querySelectorAll("#map .cluster circle.worst-red").length};
+              window.__realSites = real;
+              return out;
+            }"""
+        )
+        assert drawn["markers"] == 0 and 20 < drawn["clusters"] < 1500 and drawn["red"] == 1, drawn
+        assert drawn["ms"] < 3000, drawn
+        for _ in range(4):  # into the red cluster until its sites stand alone
+            if page.locator("#map .marker.worst-red").count():
+                break
+            page.locator("#map .cluster:has(circle.worst-red)").click()
+        page.wait_for_selector("#map .marker.worst-red.shape-triangle", timeout=5_000)
+        assert page.locator("#map-reset").is_visible()
+        page.locator("#map").screenshot(path=str(ARTIFACTS / "operator-page-map-zoomed.png"))
+        page.click("#map-reset")
+        page.evaluate("() => { sites = window.__realSites; scheduleSites = window.__schedule; drawMap(); }")
+        print(f"map of 12,000 sites drawn in {drawn['ms']:.0f} ms as {drawn['clusters']} clusters")
         # Times say their zone; the audit trail names the level and the assignee.
         assert "UTC+8" in page.locator("#detail").inner_text()
         assert page.locator("#detail th", has_text="assigned to").count() == 1
@@ -234,7 +275,7 @@ def test_live_board_acknowledge_map_chart_and_silences(browser, mosquitto, tmp_p
             return value or 0.0
 
         before = bad_reports()
-        smoke = {"category": "smoke", "text": "smoke over the ridge", "lat": 29.5101, "lon": 106.5299}
+        smoke = {"category": "smoke", "text": "smoke over the ridge", "lat": 29.4901, "lon": 106.5299}
         pub.publish("gw/reports/_nearest/resident-42", json.dumps(smoke).encode(), qos=1)
         pub.publish("gw/reports/S08/resident-42", b'{"category": "meteor"}', qos=1)
         assert pub.flush()

@@ -196,3 +196,13 @@ def test_applying_a_suggestion_refuses_an_unknown_detector_and_a_result_that_wou
     assert path.read_text() == original and not (path.parent / "gridwatch.yaml.bak").exists()
     diff = apply_detector_settings(path, "thermal", {"alarm": 60.0}, camera=True)
     assert "-      alarm: 55\n+      alarm: 60.0\n" in diff
+
+
+def test_a_basemap_that_is_not_there_stops_the_config_with_the_file_named(tmp_path):
+    from engine.config.loader import ConfigError, parse_config
+
+    with pytest.raises(ConfigError, match=r"api.basemap: no file .*nope\.geojson"):
+        parse_config("api: {basemap: nope.geojson}\n", "gridwatch.yaml", tmp_path)
+    (tmp_path / "city.geojson").write_text('{"type": "FeatureCollection", "features": []}')
+    cfg = parse_config("api: {basemap: city.geojson}\n", "gridwatch.yaml", tmp_path)
+    assert cfg.api.basemap == str((tmp_path / "city.geojson").resolve())
