@@ -243,6 +243,19 @@ def test_live_board_acknowledge_map_chart_and_silences(browser, mosquitto, tmp_p
         page.locator("#map").screenshot(path=str(ARTIFACTS / "operator-page-map-zoomed.png"))
         page.click("#map-reset")
         page.evaluate("() => { sites = window.__realSites; scheduleSites = window.__schedule; drawMap(); }")
+        # The wheel zooms about the pointer, a drag pans (pointer events: a finger and a pinch as well).
+        box = page.locator("#map").bounding_box()
+        assert box is not None
+        cx, cy = box["x"] + box["width"] / 2, box["y"] + box["height"] / 2
+        page.mouse.move(cx, cy)
+        page.mouse.wheel(0, -300)
+        page.wait_for_function("mapView !== null")
+        zoomed = page.evaluate("JSON.stringify(mapView)")
+        page.mouse.down()
+        page.mouse.move(cx + 80, cy + 10, steps=5)
+        page.mouse.up()
+        assert page.evaluate("JSON.stringify(mapView)") != zoomed, "dragging pans the map"
+        page.click("#map-reset")
         print(f"map of 12,000 sites drawn in {drawn['ms']:.0f} ms as {drawn['clusters']} clusters")
         # Times say their zone; the audit trail names the level and the assignee.
         assert "UTC+8" in page.locator("#detail").inner_text()

@@ -350,7 +350,8 @@ function projection(view, W, H, pad) {
   const coslat = Math.cos(((lat0 + lat1) / 2) * Math.PI / 180);
   const k = Math.min((W - 2 * pad) / Math.max((lon1 - lon0) * coslat, 1e-6), (H - 2 * pad) / Math.max(lat1 - lat0, 1e-6));
   const x0 = (W - (lon1 - lon0) * coslat * k) / 2, y0 = (H - (lat1 - lat0) * k) / 2;
-  return { k, coslat, px: (lon) => x0 + (lon - lon0) * coslat * k, py: (lat) => H - y0 - (lat - lat0) * k };
+  return { k, coslat, px: (lon) => x0 + (lon - lon0) * coslat * k, py: (lat) => H - y0 - (lat - lat0) * k,
+    lon: (x) => lon0 + (x - x0) / (coslat * k), lat: (y) => lat0 + (H - y0 - y) / k };
 }
 
 function drawBasemap(map, P) {
@@ -437,7 +438,71 @@ function drawMap() {
     });
   }
   drawScale(map, P, W, H);
+  mapFrame = { P, W, H };
   $("#map-reset").hidden = !mapView;
+}
+
+// Zoom with the wheel or a pinch, pan by dragging (mouse, pen or finger: pointer events), about the point
+// under the pointer. A drag is not a click on the site under it.
+let mapFrame = null;
+const pointers = new Map();
+let dragged = false;
+
+function svgPoint(ev) {
+  const r = $("#map").getBoundingClientRect();
+  return [(ev.clientX - r.left) * mapFrame.W / r.width, (ev.clientY - r.top) * mapFrame.H / r.height];
+}
+
+function zoomAt(x, y, factor) {
+  const { P, W, H } = mapFrame;
+  const [lat0, lat1, lon0, lon1] = [P.lat(H), P.lat(0), P.lon(0), P.lon(W)];
+  const la = P.lat(y), lo = P.lon(x);
+  mapView = [la - (la - lat0) / factor, la + (lat1 - la) / factor, lo - (lo - lon0) / factor, lo + (lon1 - lo) / factor];
+  drawMap();
+}
+
+function panBy(dx, dy) {
+  const { P, W, H } = mapFrame;
+  const dlon = dx / (P.coslat * P.k), dlat = dy / P.k;
+  mapView = [P.lat(H) + dlat, P.lat(0) + dlat, P.lon(0) - dlon, P.lon(W) - dlon];
+  drawMap();
+}
+
+function wireMapGestures() {
+  const map = $("#map");
+  map.addEventListener("wheel", (ev) => {
+    if (!mapFrame) return;
+    ev.preventDefault();
+    const [x, y] = svgPoint(ev);
+    zoomAt(x, y, ev.deltaY < 0 ? 1.25 : 0.8);
+  }, { passive: false });
+  map.addEventListener("pointerdown", (ev) => {
+    pointers.set(ev.pointerId, svgPoint(ev));
+    dragged = false;
+  });
+  map.addEventListener("pointermove", (ev) => {
+    if (!mapFrame || !pointers.has(ev.pointerId)) return;
+    const before = new Map(pointers);
+    const now = svgPoint(ev);
+    pointers.set(ev.pointerId, now);
+    if (pointers.size === 1) {
+      const [px, py] = before.get(ev.pointerId);
+      if (!dragged && Math.hypot(now[0] - px, now[1] - py) < 4) { pointers.set(ev.pointerId, [px, py]); return; }
+      dragged = true;
+      panBy(now[0] - px, now[1] - py);
+    } else if (pointers.size === 2) {  // a pinch: the distance between the two fingers
+      const [a, b] = [...before.values()], [c, d] = [...pointers.values()];
+      const was = Math.hypot(a[0] - b[0], a[1] - b[1]), is = Math.hypot(c[0] - d[0], c[1] - d[1]);
+      if (was > 0 && is > 0) {
+        dragged = true;
+        zoomAt((c[0] + d[0]) / 2, (c[1] + d[1]) / 2, is / was);
+      }
+    }
+  });
+  const up = (ev) => pointers.delete(ev.pointerId);
+  map.addEventListener("pointerup", up);
+  map.addEventListener("pointercancel", up);
+  map.addEventListener("click", (ev) => { if (dragged) { ev.stopPropagation(); dragged = false; } }, true);
 }
 
 // A view around a set of sites: a margin of a sixth of their span (at least ~200 m) for labels and cameras.
@@ -682,6 +747,7 @@ document.addEventListener("DOMContentLoaded", () => {
     else await showDetail(row.dataset.incidentId);
   }));
   $("#map-reset").addEventListener("click", () => { mapView = null; drawMap(); });
+  wireMapGestures();
   $("#site-panel").addEventListener("click", guard(async (ev) => {
     const b = ev.target.closest("button[data-device]");
     if (b) await loadChart($("#site-panel").dataset.site, b.dataset.device, b.dataset.metric);
