@@ -18,7 +18,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ValidationError
 
-from engine.config.models import EngineConfig
+from engine.config.models import EngineConfig, current_detector_types
 
 _ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 
@@ -264,6 +264,7 @@ def parse_config(text: str, file: str, base_dir: Path | None = None) -> EngineCo
     lines = _line_map(node)
     data = _substitute_values(data, file, lines)
     try:
+        current_detector_types()  # detectors registered after the config models were built count too
         return EngineConfig.model_validate(data, context={"base_dir": base_dir or Path(file).parent})
     except ValidationError as exc:
         issues = []

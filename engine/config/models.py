@@ -399,14 +399,19 @@ def _default_sinks() -> list[SinkConfig]:
     return [LogSinkConfig(type="log")]
 
 
+def _unions() -> tuple[Any, Any]:
+    """The discriminated unions of every detector config registered now (sensor, camera)."""
+    sensors: Any = Annotated[Union[tuple(registry.config_classes())], Field(discriminator="type")]  # noqa: UP007
+    cameras: Any = Annotated[Union[tuple(frame_registry.config_classes())], Field(discriminator="type")]  # noqa: UP007
+    return sensors, cameras
+
+
 if TYPE_CHECKING:
     DetectorSpec = DetectorConfig
     CameraDetectorSpec = CameraDetectorConfig
-else:
-    _classes = registry.config_classes()
-    DetectorSpec = Annotated[Union[tuple(_classes)], Field(discriminator="type")]  # noqa: UP007
-    _camera_classes = frame_registry.config_classes()
-    CameraDetectorSpec = Annotated[Union[tuple(_camera_classes)], Field(discriminator="type")]  # noqa: UP007
+else:  # the detectors registered when the config is imported; the loader takes up later ones (below)
+    DetectorSpec, CameraDetectorSpec = _unions()
+_UNION_OF = (tuple(registry.known()), tuple(frame_registry.known()))  # the types the unions were built from
 
 
 class CameraConfig(Strict):
@@ -596,3 +601,19 @@ def _read_csv(path: Path) -> list[dict[str, Any]]:
         raise ValueError(f"file not found: {path}")
     with path.open(newline="", encoding="utf-8") as fh:
         return [dict(row) for row in csv.DictReader(fh)]
+
+
+def current_detector_types() -> None:
+    """Rebuild the config models if detectors were registered since they were built (a plugin registered at
+    run time, after this module was imported): the loader calls it before it validates a config."""
+    global _UNION_OF
+    names = (tuple(registry.known()), tuple(frame_registry.known()))
+    if names == _UNION_OF:
+        return
+    sensors, cameras = _unions()
+    globals()["DetectorSpec"], globals()["CameraDetectorSpec"] = sensors, cameras
+    CamerasConfig.model_fields["detectors"].annotation = list[cameras]  # type: ignore[valid-type]
+    CamerasConfig.model_rebuild(force=True)
+    EngineConfig.model_fields["detectors"].annotation = list[sensors]  # type: ignore[valid-type]
+    EngineConfig.model_rebuild(force=True)
+    _UNION_OF = names

@@ -206,3 +206,37 @@ def test_a_basemap_that_is_not_there_stops_the_config_with_the_file_named(tmp_pa
     (tmp_path / "city.geojson").write_text('{"type": "FeatureCollection", "features": []}')
     cfg = parse_config("api: {basemap: city.geojson}\n", "gridwatch.yaml", tmp_path)
     assert cfg.api.basemap == str((tmp_path / "city.geojson").resolve())
+
+
+def test_a_detector_registered_after_the_config_was_imported_is_taken_by_the_loader(tmp_path):
+    """A plugin registered at run time (not through an entry point): the loader builds the detector union
+    from the registry as it is when a config is read, so the plugin's config validates, with its own fields."""
+    from typing import Literal
+
+    from pydantic import Field
+
+    from detectors.base import DetectorConfig, registry
+    from detectors.threshold import Threshold
+    from engine.config import models
+
+    class SiltGaugeConfig(DetectorConfig):
+        type: Literal["silt_gauge_test"] = Field("silt_gauge_test", description="Detector type.")
+        max_ntu: float = Field(500.0, gt=0, description="Turbidity that raises the level.")
+
+    class SiltGauge(Threshold):  # its processing borrowed: the config's type is what this test is about
+        config_class = SiltGaugeConfig  # type: ignore[assignment]
+
+    text = "detectors:\n  - {type: silt_gauge_test, max_ntu: 350}\n"
+    with pytest.raises(ConfigError, match="silt_gauge_test"):
+        parse_config(text, "gridwatch.yaml", tmp_path)
+    registry.register(SiltGauge)
+    try:
+        cfg = parse_config(text, "gridwatch.yaml", tmp_path)
+        (det,) = cfg.detectors
+        assert isinstance(det, SiltGaugeConfig) and det.max_ntu == 350
+        (issue,) = errors("detectors:\n  - {type: silt_gauge_test, max_ntu: -1}\n", tmp_path)
+        assert issue.field == "detectors[0].max_ntu" and issue.line == 2, issue
+    finally:
+        registry._classes.pop("silt_gauge_test", None)
+        models.current_detector_types()  # back to the shipped detectors
+    assert "silt_gauge_test" not in models.EngineConfig.model_json_schema()["$defs"]
