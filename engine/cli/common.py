@@ -64,11 +64,21 @@ def need_store_extra(cfg: EngineConfig) -> None:
         need_extra("postgres", "psycopg", "a PostgreSQL store")
 
 
+def need_cameras_extra(cfg: EngineConfig) -> None:
+    """Camera detectors in the config need OpenCV and (for the model) onnxruntime: the ``cameras`` extra."""
+    enabled = [d for d in cfg.cameras.detectors if d.enabled]
+    if enabled:
+        need_extra("cameras", "cv2", "the camera detectors of the config (cameras.detectors)")
+    if any(d.type == "smoke_fire_onnx" for d in enabled):
+        need_extra("cameras", "onnxruntime", "the smoke and fire model (smoke_fire_onnx)")
+
+
 def need_extras_for(cfg: EngineConfig) -> None:
-    """The optional parts a config needs to run locally: the embedded broker, a PostgreSQL store."""
+    """The optional parts a config needs to run locally: the embedded broker, a PostgreSQL store, cameras."""
     if cfg.mqtt.url == "embedded":
         need_extra("demo", "amqtt", "the embedded MQTT broker (mqtt.url: embedded)")
     need_store_extra(cfg)
+    need_cameras_extra(cfg)
 
 
 def install_stop(stop: asyncio.Event) -> None:

@@ -21,6 +21,7 @@ from engine.cli.common import (
     install_stop,
     load_or_exit,
     logger,
+    need_cameras_extra,
     need_extra,
     need_extras_for,
     need_store_extra,
@@ -75,6 +76,7 @@ def worker(config: ConfigOpt = DEFAULT_CONFIG, log_level: str = "info") -> None:
     cfg = load_or_exit(config)
     need_extra("kafka", "faust", "`gridwatch worker` (the scale-out runner)")
     need_store_extra(cfg)
+    need_cameras_extra(cfg)
     import faust
 
     from engine.runners.faust_app import GridwatchWorker
@@ -165,6 +167,7 @@ def check_config(
         sys.stdout.write(ref.markdown_reference())
         return
     cfg = load_or_exit(file)
+    need_cameras_extra(cfg)
     from engine.flow.cameras import CameraStage
     from engine.runners.assembly import build_pipeline, cadence_warnings, describe
 

@@ -13,12 +13,12 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-import cv2
 import numpy as np
 import numpy.typing as npt
 
 from detectors.vision.base import Frame
 from engine import MAX_FRAME_PIXELS
+from engine.extras import require
 
 MAX_PIXELS = MAX_FRAME_PIXELS
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".tif", ".tiff", ".npy"}
@@ -126,6 +126,14 @@ def checked_size(data: bytes, max_pixels: int = MAX_PIXELS) -> tuple[str, int, i
 THERMAL_SCENE_C = (-90.0, 300.0)  # a scene's median temperature outside this is a calibration error
 
 
+def opencv() -> Any:
+    """OpenCV, from the ``cameras`` extra: a clear stop naming it when it is not installed."""
+    require("cameras", "cv2", "decoding camera frames")
+    import cv2
+
+    return cv2
+
+
 def decode(
     data: bytes, thermal: bool = False, gain: float = 1.0, offset: float = 0.0, max_pixels: int = MAX_PIXELS
 ) -> Any:
@@ -135,10 +143,12 @@ def decode(
     as ``implausible_temperature``: a wrong calibration must not reach the detectors silently (every pixel
     at -270 °C never alarms).
 
+    >>> import cv2
     >>> ok, buf = cv2.imencode(".png", np.zeros((4, 6, 3), np.uint8))
     >>> decode(buf.tobytes()).shape
     (4, 6, 3)
     """
+    cv2 = opencv()
     kind, _w, _h = checked_size(data, max_pixels)
     try:
         if kind == "npy":
@@ -190,6 +200,7 @@ def read_frames(
     one camera and carry their frame number. A file that does not decode raises ``FrameError``, or, with
     ``on_error``, is handed to it and skipped.
     """
+    cv2 = opencv()
     for path in paths:
         if path.is_dir():
             files = sorted(p for p in path.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES | VIDEO_SUFFIXES)

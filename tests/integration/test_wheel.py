@@ -52,6 +52,14 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def test_the_installed_wheel_checks_the_shipped_config_with_its_camera_model(installed, tmp_path):
     shutil.copytree(ROOT / "config", tmp_path / "config")
+    # Without the `cameras` extra, a config with camera detectors stops at once with the extra to install.
+    assert run([str(installed / "python"), "-c", "import cv2"], tmp_path).returncode != 0, "cameras not installed"
+    bare = run([str(installed / "gridwatch"), "check-config", "config/gridwatch.yaml"], tmp_path)
+    assert bare.returncode == 2 and "pip install 'gridwatch[cameras]'" in bare.stderr, bare.stdout + bare.stderr
+    (wheel,) = installed.parent.parent.glob("dist/gridwatch-*.whl")
+    pip = [str(installed / "python"), "-m", "pip", "install", "-q", "--disable-pip-version-check"]
+    extra = run([*pip, "-c", str(ROOT / "constraints.txt"), f"{wheel}[cameras]"], tmp_path, timeout=900)
+    assert extra.returncode == 0, extra.stderr[-3000:]
     out = run([str(installed / "gridwatch"), "check-config", "config/gridwatch.yaml"], tmp_path)
     assert out.returncode == 0, out.stdout + out.stderr
     assert "smoke-fire-model" in out.stdout  # the ONNX model and its card came with the wheel

@@ -167,7 +167,9 @@ def test_loading_the_config_does_not_load_opencv_or_onnxruntime():
     import subprocess
     import sys
 
+    # ...nor does a sensor-only engine: the local runner, the CLI, grid reports (the `cameras` extra is optional)
     code = "import sys, engine.config.loader as l; l.load_config('config/gridwatch.yaml'); " \
+           "import engine.runners.local, engine.cli.engine_commands, engine.incidents.reports; " \
            "print(sorted(m for m in ('cv2', 'onnxruntime') if m in sys.modules))"  # fmt: skip
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]", out.stdout + out.stderr
