@@ -213,11 +213,14 @@ def test_live_board_acknowledge_map_chart_and_silences(browser, mosquitto, tmp_p
         frame.wait_for(timeout=10_000)
         page.wait_for_function("document.querySelector(\"#site-panel img[data-camera='cam-1']\").naturalWidth > 0")
         # A city's 12,000 sites: clustered (count and worst level), drawn at once; a cluster zooms in on a click.
+        # Live events reload the real sites over the test's city: stop that, and let a reload already under
+        # way (its request sent) land first.
+        page.evaluate(
+            "() => { window.__schedule = scheduleSites; scheduleSites = () => {}; clearTimeout(sitesTimer); }"
+        )
+        page.wait_for_timeout(2000)
         drawn = page.evaluate(
             """() => {
-              window.__schedule = scheduleSites;
-              scheduleSites = () => {};  // live events would reload the real sites over the test's city
-              clearTimeout(sitesTimer);
               const real = sites;
               sites = Array.from({length: 12000}, (_, i) => ({id: `X${i}`, name: `X${i}`, grid: "g", town: "t",
                 district: "d", lat: 29.3 + (i % 120) * 0.004, lon: 106.3 + Math.floor(i / 120) * 0.004, open: 0,
