@@ -28,7 +28,6 @@ import signal
 import sys
 import tempfile
 import time
-import uuid
 from collections import Counter
 from datetime import UTC, datetime
 from pathlib import Path
@@ -56,7 +55,9 @@ from tests.conftest import (  # noqa: E402
     Tansu,
     _mosquitto_binary,
     _tansu_binary,
+    create_pg_database,
     direct_events,
+    drop_pg_database,
     logged_url,
     publisher,
     wait_for,
@@ -125,24 +126,6 @@ def tracked(events: list[dict[str, Any]]) -> Counter[tuple[Any, ...]]:
     )  # fmt: skip
 
 
-def postgres_url() -> tuple[str, str, str]:
-    import psycopg
-
-    admin = os.environ.get("GRIDWATCH_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
-    name = f"gridwatch_bench_{uuid.uuid4().hex[:10]}"
-    with psycopg.connect(admin, autocommit=True, connect_timeout=3) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    base = admin.rsplit("/", 1)[0].replace("postgresql://", "postgresql+psycopg://", 1)
-    return f"{base}/{name}", admin, name
-
-
-def drop_database(admin: str, name: str) -> None:
-    import psycopg
-
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-
-
 def run(sites: int, tmp: Path, mosq: str, tansu_bin: str) -> dict[str, Any]:
     scenario = city_day(sites)
     rows = scenario.readings(base_ts=BASE)
@@ -150,7 +133,7 @@ def run(sites: int, tmp: Path, mosq: str, tansu_bin: str) -> dict[str, Any]:
     first, second = [r for r in rows if r[0] <= split], [r for r in rows if r[0] > split]
     receiver = Receiver()
     receiver.start()
-    store_url, admin, db = postgres_url()
+    store_url, db = create_pg_database("gridwatch_bench")
     mosquitto = Mosquitto(mosq, tmp)
     mosquitto.start()
     tansu = Tansu(tansu_bin, tmp)
@@ -297,7 +280,7 @@ def run(sites: int, tmp: Path, mosq: str, tansu_bin: str) -> dict[str, Any]:
         tansu.stop()
         mosquitto.stop()
         receiver.stop()
-        drop_database(admin, db)
+        drop_pg_database(db)
     return out
 
 

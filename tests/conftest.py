@@ -305,19 +305,34 @@ def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
         return
     import psycopg
 
-    admin = os.environ.get("GRIDWATCH_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
-    name = f"gridwatch_test_{uuid.uuid4().hex[:12]}"
     try:
-        conn = psycopg.connect(admin, autocommit=True, connect_timeout=3)
+        url, name = create_pg_database("gridwatch_test")
     except psycopg.OperationalError as exc:
         if os.environ.get("CI") == "true":  # CI has PostgreSQL: its half of the tests must run, not skip
-            pytest.fail(f"PostgreSQL not reachable at {admin} under CI=true ({exc})")
-        pytest.skip(f"PostgreSQL not reachable at {admin} ({exc}); set GRIDWATCH_TEST_PG to test on it")
-    with conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    base = admin.rsplit("/", 1)[0].replace("postgresql://", "postgresql+psycopg://", 1)
+            pytest.fail(f"PostgreSQL not reachable at {PG_ADMIN} under CI=true ({exc})")
+        pytest.skip(f"PostgreSQL not reachable at {PG_ADMIN} ({exc}); set GRIDWATCH_TEST_PG to test on it")
     try:
-        yield f"{base}/{name}"
+        yield url
     finally:
-        with psycopg.connect(admin, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        drop_pg_database(name)
+
+
+PG_ADMIN = os.environ.get("GRIDWATCH_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
+
+
+def create_pg_database(prefix: str) -> tuple[str, str]:
+    """A new, empty database on the PostgreSQL at ``PG_ADMIN``: (store URL, database name)."""
+    import psycopg
+
+    name = f"{prefix}_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(PG_ADMIN, autocommit=True, connect_timeout=3) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    base = PG_ADMIN.rsplit("/", 1)[0].replace("postgresql://", "postgresql+psycopg://", 1)
+    return f"{base}/{name}", name
+
+
+def drop_pg_database(name: str) -> None:
+    import psycopg
+
+    with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')

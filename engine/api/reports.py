@@ -16,7 +16,6 @@ from fastapi import APIRouter, HTTPException, Query
 from fastapi.responses import FileResponse
 from pydantic import BaseModel
 
-from engine import metrics
 from engine.api.auth import TokenAuth
 from engine.api.incidents import Act
 from engine.config.models import ApiToken, EngineConfig
@@ -84,11 +83,9 @@ def reports_router(
 
     @api.get("/reports/completion")
     def completion(user: ApiToken = viewer) -> dict[str, dict[str, Any]]:
-        """Per tier: the reported cases it holds (now, or when they were resolved) and the share resolved."""
-        out = store.report_completion()
-        for tier, t in out.items():  # the gauge as /metrics shows it, fresh
-            metrics.REPORT_COMPLETION.labels(tier).set(t["completion"])
-        return out
+        """Per tier: the reported cases it holds (now, or when they were resolved) and the share resolved (the
+        gauge ``gridwatch_report_completion_ratio``, read from the store at each scrape of /metrics)."""
+        return store.report_completion()
 
     @api.get("/reports/photos/{name}", response_class=FileResponse)
     def photo(name: str, user: ApiToken = viewer_or_query) -> FileResponse:

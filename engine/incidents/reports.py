@@ -30,8 +30,7 @@ from engine.incidents.tracker import GRID_REPORT
 from engine.ingest.frames import image_size
 from engine.ingest.topics import LOCATE, Topic, valid_id
 
-DETECTOR = GRID_REPORT
-Channel = Literal["api", "mqtt", "page"]
+Channel = Literal["api", "mqtt"]
 
 
 class ReportError(ValueError):
@@ -81,11 +80,11 @@ def locate(report: GridReport, sites: list[SiteConfig], max_distance_m: float) -
             if s.id == report.site:
                 return s
         raise ReportError(f"no site {report.site!r} in the config")
-    assert report.lat is not None and report.lon is not None
-    best = min(sites, key=lambda s: distance_m(report.lat or 0.0, report.lon or 0.0, s.lat, s.lon), default=None)
-    if best is None:
+    lat, lon = report.lat, report.lon
+    assert lat is not None and lon is not None
+    if not sites:
         raise ReportError("the config has no sites to file a report under")
-    d = distance_m(report.lat, report.lon, best.lat, best.lon)
+    d, best = min(((distance_m(lat, lon, s.lat, s.lon), s) for s in sites), key=lambda x: x[0])
     if d > max_distance_m:
         raise ReportError(
             f"no site within {max_distance_m:g} m of ({report.lat}, {report.lon}) (nearest: {best.id}, {d:.0f} m); "
@@ -200,7 +199,7 @@ def finding_of(spec: dict[str, Any], now: float | None = None) -> Finding:
     the report's own time, else at ``now`` (the applying engine's clock), else ``-inf`` (``stamped`` later)."""
     ts = spec["ts"] if spec["ts"] is not None else (now if now is not None else float("-inf"))
     return Finding(
-        DETECTOR,
+        GRID_REPORT,
         spec["hazard"],
         spec["site"],
         spec["reporter"],
@@ -213,11 +212,6 @@ def finding_of(spec: dict[str, Any], now: float | None = None) -> Finding:
 
 def stamped(f: Finding, now: float) -> Finding:
     """A report's finding that came without a time (``-inf``, from the bridge), at ``now``."""
-    if f.detector != DETECTOR or f.ts != float("-inf"):
+    if f.detector != GRID_REPORT or f.ts != float("-inf"):
         return f
     return Finding(f.detector, f.hazard, f.site, f.device, now, f.level, f.score, f.evidence, f.row)
-
-
-def is_reported(findings: Any) -> bool:
-    """Whether any of an incident's findings is a person's report."""
-    return any(f.detector == DETECTOR for f in findings)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import io
 import struct
 from collections.abc import Callable, Iterator
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -126,6 +127,7 @@ def checked_size(data: bytes, max_pixels: int = MAX_PIXELS) -> tuple[str, int, i
 THERMAL_SCENE_C = (-90.0, 300.0)  # a scene's median temperature outside this is a calibration error
 
 
+@cache
 def opencv() -> Any:
     """OpenCV, from the ``cameras`` extra: a clear stop naming it when it is not installed."""
     require("cameras", "cv2", "decoding camera frames")

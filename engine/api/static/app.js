@@ -215,12 +215,16 @@ function reportPhotos(findings) {
 
 // ---- grid reports: a person's report, and the completion rate per tier ---------------------------------
 
-async function loadReports() {
-  const [cats, done] = await Promise.all([api("/api/reports/categories"), api("/api/reports/completion")]);
+async function loadCategories() {
   const form = $("#report-form");
-  if (!form.category.options.length) {
-    form.category.innerHTML = Object.entries(cats).map(([c, h]) => `<option value="${esc(c)}">${esc(c)} (${esc(h)})</option>`).join("");
-  }
+  if (form.category.options.length) return;
+  const cats = await api("/api/reports/categories");
+  form.category.innerHTML = Object.entries(cats).map(([c, h]) => `<option value="${esc(c)}">${esc(c)} (${esc(h)})</option>`).join("");
+}
+
+async function loadReports() {
+  const [, done] = await Promise.all([loadCategories(), api("/api/reports/completion")]);
+  const form = $("#report-form");
   const known = new Set([...form.site.options].map((o) => o.value));
   for (const s of sites) if (!known.has(s.id)) form.site.insertAdjacentHTML("beforeend", `<option value="${esc(s.id)}">${esc(s.id)} ${esc(s.name)}</option>`);
   $("#completion tbody").innerHTML = Object.entries(done).map(([tier, t]) => `<tr><td>${esc(tier)}</td>
@@ -258,13 +262,11 @@ async function fileReport(form) {
   for (const e of res.events) upsert(e);
   const cur = res.incident_id && incidents.get(res.incident_id);
   if (cur) cur.reported = true;
-  if (document.body.classList.contains("reporter")) {
-    $("#report-result").textContent = `report ${res.report_id} filed at ${res.site} (${res.hazard}, ${res.level})`;
-    return;
-  }
-  renderBoard();
+  const reporter = document.body.classList.contains("reporter");
   $("#report-result").textContent = `report ${res.report_id} filed at ${res.site} (${res.hazard}, ${res.level})`
-    + (res.incident_id ? `: incident ${res.incident_id}` : "");
+    + (res.incident_id && !reporter ? `: incident ${res.incident_id}` : "");
+  if (reporter) return;
+  renderBoard();
   form.text.value = "";
   form.photo.value = "";
   await loadReports();
@@ -397,12 +399,10 @@ function drawMap() {
   const P = projection(view, W, H, pad);
   drawBasemap(map, P);
   const inView = sites.filter((s) => s.lat >= view[0] && s.lat <= view[1] && s.lon >= view[2] && s.lon <= view[3]);
-  // the projection fits the view's wider side: count what the frame shows, not only the view's box
-  const shown = inView.length;
   const cell = 36;
   const bins = new Map();
   for (const s of inView) {
-    const key = shown > CLUSTER_FROM ? `${Math.floor(P.px(s.lon) / cell)}:${Math.floor(P.py(s.lat) / cell)}` : s.id;
+    const key = inView.length > CLUSTER_FROM ? `${Math.floor(P.px(s.lon) / cell)}:${Math.floor(P.py(s.lat) / cell)}` : s.id;
     if (!bins.has(key)) bins.set(key, []);
     bins.get(key).push(s);
   }
@@ -718,8 +718,7 @@ async function connect() {
   document.body.classList.toggle("reporter", me.role === "reporter");
   $("#whoami").textContent = `${me.name} (${me.role})`;
   if (me.role === "reporter") {  // a grid worker's or a resident's token: the report form only
-    const cats = await api("/api/reports/categories");
-    $("#report-form").category.innerHTML = Object.entries(cats).map(([c, h]) => `<option value="${esc(c)}">${esc(c)} (${esc(h)})</option>`).join("");
+    await loadCategories();
     return;
   }
   await loadStatus();  // the city's time zone first: every time on the page is shown in it
