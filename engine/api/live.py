@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import orjson
@@ -68,3 +68,42 @@ class EventHub:
                 yield b"event: " + kind + b"\ndata: " + orjson.dumps(item) + b"\n\n"
         finally:
             self._subs.discard(q)
+
+
+class StoreFeed:
+    """Every incident event the store records, from any engine, to ``publish`` (a hub's): the page's stream on a
+    scale-out worker, which itself records only its own partitions' events.
+
+    ``poll`` reads the audit lines after the last one seen. On PostgreSQL a line with a lower id can commit
+    after a higher one (concurrent workers): an id skipped over is looked for again for ``gap_s`` seconds, so
+    it is published when it lands, once.
+    """
+
+    def __init__(
+        self, store: Any, publish: Callable[[list[dict[str, Any]]], None], gap_s: float = 30.0, max_gaps: int = 10_000
+    ) -> None:
+        self.store = store
+        self.publish = publish
+        self.gap_s = gap_s
+        self.max_gaps = max_gaps
+        self.cursor: int | None = None
+        self.gaps: dict[int, float] = {}  # id skipped over -> when it was first missed
+
+    def poll(self, now: float) -> int:
+        """Publish the events recorded since the last poll; returns how many (a store error propagates)."""
+        if self.cursor is None:  # the stream starts now; a page loads the board before it listens
+            self.cursor = int(self.store.last_event_id())
+            return 0
+        got = self.store.events_after(self.cursor, sorted(self.gaps))
+        for line_id, _event in got:
+            self.gaps.pop(line_id, None)
+            if line_id > self.cursor:
+                self.gaps.update(dict.fromkeys(range(self.cursor + 1, line_id), now))
+                self.cursor = line_id
+        for line_id in [i for i, t in self.gaps.items() if now - t > self.gap_s]:
+            del self.gaps[line_id]  # a rolled-back transaction's ids never land
+        if len(self.gaps) > self.max_gaps:
+            for line_id in sorted(self.gaps)[: len(self.gaps) - self.max_gaps]:
+                del self.gaps[line_id]
+        self.publish([event for _id, event in got])
+        return len(got)

@@ -5,10 +5,12 @@ from __future__ import annotations
 import re
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from fastapi import APIRouter, HTTPException
+import httpx
+from fastapi import APIRouter, HTTPException, Request
 from fastapi.responses import FileResponse, RedirectResponse, Response, StreamingResponse
 from fastapi.staticfiles import StaticFiles
 
@@ -23,13 +25,34 @@ from engine.store.store import Store
 
 STATIC = Path(__file__).parent / "static"
 SNAPSHOT_NAME = re.compile(r"^\d{1,16}\.jpg$")
+FORWARDED = "X-Gridwatch-Forwarded"  # a request one worker passed to another: never passed on again
+
+Held = tuple[DeviceIndex, ReadingHistory]
+
+
+@dataclass
+class Readings:
+    """Where the page's device charts and data clock come from.
+
+    ``of_site`` gives the history this engine keeps of a site's devices; on a scale-out worker whose
+    partitions do not hold the site, the API URL of the worker whose do (the chart is fetched from it), or
+    None while no worker holds it (a rebalance). ``clock`` gives the newest reading's own time and when it
+    arrived (None before the first).
+    """
+
+    of_site: Callable[[str], Held | str | None]
+    clock: Callable[[], tuple[float | None, float | None]]
+
+    @classmethod
+    def kept(cls, devices: DeviceIndex, history: ReadingHistory) -> Readings:
+        """Every site's readings in one history (``gridwatch run``)."""
+        return cls(lambda _site: (devices, history), lambda: (history.last_reading_ts, history.last_received_at))
 
 
 def operator_router(
     store: Store,
     config: Callable[[], EngineConfig],
-    devices: DeviceIndex,
-    history: ReadingHistory,
+    readings: Readings,
     hub: EventHub,
     auth: TokenAuth,
     snapshot_dir: Path | None = None,
@@ -38,6 +61,7 @@ def operator_router(
     viewer = auth.require("viewer")
     viewer_or_query = auth.require("viewer", allow_query=True)
     api = APIRouter(tags=["operator page"])
+    peers = httpx.Client(timeout=10.0)
 
     @api.get("/", include_in_schema=False)
     def index() -> RedirectResponse:
@@ -89,18 +113,29 @@ def operator_router(
     @api.get("/api/status")
     def status(user: ApiToken = viewer) -> dict[str, Any]:
         """When data last came in: the newest reading's own time and the wall-clock time it arrived (both
-        null until the first reading, and on a scale-out worker, whose readings the page does not see); and
-        the city's time zone, in which the page shows every time."""
+        null until the first reading; on a scale-out worker, of its own partitions); and the city's time
+        zone, in which the page shows every time."""
+        last_ts, received = readings.clock()
         return {
-            "last_reading_ts": history.last_reading_ts,
-            "last_received_at": history.last_received_at,
+            "last_reading_ts": last_ts,
+            "last_received_at": received,
             "now": time.time(),
             "timezone": config().timezone,
         }
 
     @api.get("/api/sites/{site}/devices/{device}/chart")
-    def chart(site: str, device: str, metric: str | None = None, user: ApiToken = viewer) -> dict[str, Any]:
-        """The device's recent readings of one metric with the thresholds its detectors apply."""
+    def chart(
+        site: str, device: str, request: Request, metric: str | None = None, user: ApiToken = viewer
+    ) -> dict[str, Any]:
+        """The device's recent readings of one metric with the thresholds its detectors apply. On a
+        scale-out, any worker answers: the chart comes from the worker whose partition holds the site."""
+        held = readings.of_site(site)
+        if held is None or (isinstance(held, str) and request.headers.get(FORWARDED)):
+            raise HTTPException(503, f"{site}'s partition is moving between workers; try again in a few seconds",
+                                headers={"Retry-After": "2"})  # fmt: skip
+        if isinstance(held, str):
+            return forwarded(held, request)
+        devices, history = held
         slot = devices.find(site, device)
         if slot is None:
             raise HTTPException(404, f"no readings from {site}/{device}")
@@ -119,6 +154,23 @@ def operator_router(
         ]
         chart = device_chart(chosen, ts, values, config().detectors, found)
         return {"site": site, "device": device, "metrics": metrics, **chart}
+
+    def forwarded(owner: str, request: Request) -> dict[str, Any]:
+        """The same request answered by the worker at ``owner``, with the asker's token."""
+        headers = {FORWARDED: "1", "Authorization": request.headers.get("authorization", "")}
+        try:
+            res = peers.get(owner.rstrip("/") + request.url.path, params=request.query_params, headers=headers)
+        except httpx.HTTPError as exc:
+            raise HTTPException(503, f"the worker holding this site ({owner}) does not answer: {exc}") from None
+        if res.status_code != 200:
+            try:
+                detail = res.json()["detail"]
+            except (ValueError, KeyError, TypeError):
+                detail = res.text
+            retry = {"Retry-After": "2"} if res.status_code == 503 else None
+            raise HTTPException(res.status_code, detail, headers=retry)
+        answer: dict[str, Any] = res.json()
+        return answer
 
     @api.get("/api/snapshots/{site}/{camera}/{name}", response_class=FileResponse)
     def snapshot(site: str, camera: str, name: str, user: ApiToken = viewer_or_query) -> FileResponse:

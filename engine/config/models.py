@@ -388,6 +388,13 @@ class ApiConfig(Strict):
         description="Readings kept per device and metric for the operator page's charts (432: 72 h at 10 min; "
         "12 bytes each; 0 keeps none).",
     )
+    advertise_url: str | None = Field(
+        None,
+        pattern=r"^https?://[^/\s]+/?$",
+        description="A scale-out worker's API as the other workers reach it (they fetch a site's device chart "
+        "from the worker holding it); default http://<host>:<port>, with this machine's name when host is "
+        "0.0.0.0 or ::.",
+    )
     basemap: str | None = Field(
         None,
         description="The operator map's background: a GeoJSON FeatureCollection (district and town boundaries, "

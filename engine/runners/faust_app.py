@@ -33,6 +33,7 @@ import asyncio
 import base64
 import importlib.util
 import logging
+import socket
 import time
 import weakref
 from dataclasses import dataclass
@@ -48,11 +49,11 @@ from faust.types import EventT
 from engine import metrics
 from engine.api.auth import TokenAuth
 from engine.api.incidents import incidents_router
-from engine.api.live import EventHub
-from engine.api.operator import mount_static, operator_router
+from engine.api.live import EventHub, StoreFeed
+from engine.api.operator import Held, Readings, mount_static, operator_router
 from engine.api.reports import reports_router
 from engine.api.server import ApiServer, create_app, refresh_store_gauges
-from engine.config.models import EngineConfig, WebhookSinkConfig
+from engine.config.models import ApiConfig, EngineConfig, WebhookSinkConfig
 from engine.core.batch import BatchBuilder
 from engine.core.clock import EngineClock
 from engine.core.devices import DeviceIndex
@@ -68,6 +69,7 @@ from engine.incidents.reports import stamped
 from engine.incidents.tracker import IncidentError, IncidentTracker
 from engine.ingest.camera_intake import CameraIntake
 from engine.ingest.decode import Rejection
+from engine.ingest.embedded_broker import free_port
 from engine.ingest.intake import deadletter_message
 from engine.ingest.mqtt_client import MqttClient, broker_address
 from engine.ingest.topics import TopicError, parse_topic
@@ -101,6 +103,7 @@ class PartitionDetect:
     pipeline: Pipeline
     site_state: SiteState
     loaded: set[str]
+    history: ReadingHistory  # the operator page's charts of the partition's devices
 
 
 @dataclass
@@ -116,6 +119,7 @@ class PartitionIncidents:
 
 
 SILENCE_REFRESH_S = 5.0
+FEED_POLL_S = 1.0  # how often a worker's page stream reads the store's new incident events
 ACTION_WAIT_S = 20.0
 
 
@@ -137,6 +141,10 @@ class GridwatchWorker:
                 "kafka.table_store is rocksdb:// but the rocksdict package is not installed: "
                 "pip install 'gridwatch[rocksdb]', or set kafka.table_store: memory://"
             )
+        # The HTTP port is taken now: the URL other workers reach this one's API at goes to Kafka with the
+        # group membership (Faust's canonical_url), so a worker finds which of them holds a site's partition.
+        self.http_port = (cfg.api.port or free_port(cfg.api.host)) if cfg.api.enabled else 0
+        self.advertised = advertised_url(cfg.api, self.http_port) if cfg.api.enabled else None
         self.app = faust.App(
             k.app_id,
             broker=k.url,
@@ -147,6 +155,7 @@ class GridwatchWorker:
             key_serializer="raw",
             value_serializer="raw",
             web_enabled=False,
+            canonical_url=self.advertised or "http://localhost:6066",  # Faust's default (its web is off)
             producer_acks=-1,
             consumer_auto_offset_reset="earliest",
             stream_wait_empty=False,
@@ -218,7 +227,8 @@ class GridwatchWorker:
         core = self.detecting.get(partition)
         if core is None:
             pipeline = build_pipeline(self.cfg)
-            core = self.detecting[partition] = PartitionDetect(pipeline, SiteState(pipeline), set())
+            history = ReadingHistory(self.cfg.api.history_points if self.cfg.api.enabled else 0)
+            core = self.detecting[partition] = PartitionDetect(pipeline, SiteState(pipeline), set(), history)
         return core
 
     async def detect(self, events: list[Record]) -> None:
@@ -278,6 +288,7 @@ class GridwatchWorker:
             metrics.REPLAYED.labels("detect").inc(n_in - len(batch))
         if not len(batch):
             return None
+        core.history.add(batch, time.time())
         failed_before = pipeline.failures_total
         try:
             # A detector that raises costs only its own findings of this batch (Pipeline.detect resets its
@@ -380,7 +391,6 @@ class GridwatchWorker:
         dispatcher = Dispatcher(self.cfg, tracker, self.store)
         dispatcher.shard_of = self.shard_of
         dispatcher.sinks = self._sink_names
-        dispatcher.on_notes = self.hub.publish
         reopen = self.cfg.incidents.reopen_within_s
         stored = [
             s
@@ -582,26 +592,55 @@ class GridwatchWorker:
             "open_incidents": sum(len(st.tracker.open) for st in self.handling.values()),
         }
 
+    def site_readings(self, site: str) -> Held | str | None:
+        """The history this worker keeps of a site's devices, the API URL of the worker whose partition
+        holds the site, or None while none does (a rebalance)."""
+        partition = partition_of(site, self.partitions)
+        core = self.detecting.get(partition)
+        if core is not None:
+            return core.pipeline.devices, core.history
+        topic = self.cfg.kafka.topic_readings
+        owners = self.app.assignor.external_topics_metadata()  # type: ignore[attr-defined]
+        owner = next((url for url, tps in owners.items() if partition in tps.get(topic, ())), None)
+        if owner is None or owner.rstrip("/") == (self.advertised or "").rstrip("/"):
+            return None if owner is None else (DeviceIndex(), ReadingHistory(0))  # ours: no readings yet
+        return str(owner)
+
+    def readings_clock(self) -> tuple[float | None, float | None]:
+        """The newest reading's time and arrival over this worker's partitions."""
+        kept = [core.history for core in self.detecting.values() if core.history.last_reading_ts is not None]
+        if not kept:
+            return None, None
+        return max(h.last_reading_ts or 0.0 for h in kept), max(h.last_received_at or 0.0 for h in kept)
+
     async def _serve_api(self) -> None:
-        """The same HTTP API, operator page and /metrics as ``gridwatch run`` (charts need the local runner)."""
+        """The same HTTP API, operator page and /metrics as ``gridwatch run``. A chart of a site another
+        worker holds is fetched from it; the page's live stream carries every partition's events, read from
+        the shared store (``StoreFeed``)."""
         cfg = self.cfg
         auth = TokenAuth(cfg.api.tokens)
         self.hub.attach(asyncio.get_running_loop())
         incidents = incidents_router(self.store, self.act, auth, time.time, lambda: list(cfg.silences))
         intake = self.camera_intake
-        page = operator_router(self.store, lambda: cfg, DeviceIndex(), ReadingHistory(0), self.hub, auth,
-                               Path(cfg.data_dir) / "snapshots",
+        readings = Readings(self.site_readings, self.readings_clock)
+        page = operator_router(self.store, lambda: cfg, readings, self.hub, auth, Path(cfg.data_dir) / "snapshots",
                                lambda site, cam: intake.latest_image(site, cam) if intake else None)  # fmt: skip
         reports = reports_router(self.store, self.act, auth, lambda: cfg, time.time, Path(cfg.data_dir) / "reports")
         app = create_app(self.health, None, (incidents, reports, page), auth, cfg.api.metrics_public,
                          lambda: refresh_store_gauges(self.store))  # fmt: skip
         mount_static(app)
-        server = ApiServer(app, cfg.api.host, cfg.api.port)
+        server = ApiServer(app, cfg.api.host, self.http_port)
         await server.start()
         self.api_url = server.url
-        logger.info("worker HTTP API at %s", server.url)
+        logger.info("worker HTTP API at %s (to the other workers: %s)", server.url, self.advertised)
+        feed = StoreFeed(self.store, self.hub.publish)
         try:
-            await asyncio.Event().wait()
+            while True:
+                try:
+                    await asyncio.to_thread(feed.poll, time.time())
+                except Exception:  # the store is out (readiness says so): the stream goes on when it is back
+                    logger.warning("the page's event feed could not read the store", exc_info=True)
+                await asyncio.sleep(FEED_POLL_S)
         finally:
             self.hub.close()
             await server.stop()
@@ -632,3 +671,17 @@ class GridwatchWorker:
             sinks.close()
             if self._mqtt is not None:
                 self._mqtt.stop()
+
+
+def advertised_url(api: ApiConfig, port: int) -> str:
+    """The URL the other workers reach this one's API at (``api.advertise_url``, or host and port).
+
+    >>> advertised_url(ApiConfig(host="127.0.0.1"), 8081)
+    'http://127.0.0.1:8081'
+    >>> advertised_url(ApiConfig(advertise_url="http://worker-2:8080/"), 8081)
+    'http://worker-2:8080'
+    """
+    if api.advertise_url:
+        return api.advertise_url.rstrip("/")
+    host = socket.gethostname() if api.host in ("0.0.0.0", "::", "") else api.host  # noqa: S104 (a comparison)
+    return f"http://{host}:{port}"

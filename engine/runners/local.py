@@ -19,7 +19,7 @@ from engine import metrics
 from engine.api.auth import TokenAuth
 from engine.api.incidents import incidents_router
 from engine.api.live import EventHub
-from engine.api.operator import mount_static, operator_router
+from engine.api.operator import Readings, mount_static, operator_router
 from engine.api.reports import reports_router
 from engine.api.server import ApiServer, create_app, refresh_store_gauges
 from engine.config.models import EngineConfig, WebhookSinkConfig
@@ -274,8 +274,7 @@ class LocalRunner:
             page = operator_router(
                 self.store,
                 lambda: self.cfg,
-                self.pipeline.devices,
-                self.history,
+                Readings.kept(self.pipeline.devices, self.history),
                 self.hub,
                 auth,
                 self.snapshot_dir,

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import orjson
-from sqlalchemy import bindparam, insert, select, update
+from sqlalchemy import bindparam, func, insert, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -221,6 +221,41 @@ class IncidentRecords(Database):
             audit = s.scalars(select(AuditRow).where(AuditRow.incident_id == incident_id).order_by(AuditRow.id)).all()
             out["audit"] = [{"at": a.at, "actor": a.actor, "action": a.action, "detail": a.detail} for a in audit]
             return out
+
+    def last_event_id(self) -> int:
+        """The newest audit line's id (0 for none): where a feed of the events recorded from now starts."""
+        with self.session() as s:
+            return int(s.scalar(select(func.max(AuditRow.id))) or 0)
+
+    def events_after(self, after: int, also: Iterable[int] = (), limit: int = 1000) -> list[tuple[int, dict[str, Any]]]:
+        """The incident events recorded after audit line ``after`` (and the lines ``also``), oldest first, as
+        the page's stream shows them: the incident as it is now, with the level, state and action the line
+        recorded. Any engine writing to the store is seen, so a scale-out worker's page shows every partition."""
+        wanted = AuditRow.id > after
+        also = list(also)
+        if also:
+            wanted = or_(wanted, AuditRow.id.in_(also))
+        with self.session() as s:
+            rows = s.execute(
+                select(AuditRow, IncidentRow)
+                .join(IncidentRow, IncidentRow.id == AuditRow.incident_id)
+                .where(wanted)
+                .order_by(AuditRow.id)
+                .limit(limit)
+            ).all()
+            ids = {i.id for _a, i in rows}
+            reported = set(
+                s.scalars(
+                    select(FindingRow.incident_id)
+                    .where(FindingRow.detector == GRID_REPORT, FindingRow.incident_id.in_(ids))
+                    .distinct()
+                )
+            )
+        return [
+            (a.id, {**incident_json(i), **a.detail, "action": a.action, "actor": a.actor, "at": a.at,
+                    "reported": i.id in reported})
+            for a, i in rows
+        ]  # fmt: skip
 
     def grid_reports(self, limit: int = 100) -> list[dict[str, Any]]:
         """People's reports (findings of ``grid_report``), newest first, each with its incident's state."""

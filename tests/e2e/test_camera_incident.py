@@ -102,7 +102,7 @@ def test_snapshot_route_needs_a_token_and_refuses_paths(tmp_path):
 
     from engine.api.auth import TokenAuth
     from engine.api.live import EventHub
-    from engine.api.operator import operator_router
+    from engine.api.operator import Readings, operator_router
     from engine.config.models import ApiToken, EngineConfig
     from engine.core.devices import DeviceIndex
     from engine.core.history import ReadingHistory
@@ -114,7 +114,14 @@ def test_snapshot_route_needs_a_token_and_refuses_paths(tmp_path):
     app = FastAPI()
     tokens = [ApiToken(name="v", token="v" * 20)]
     app.include_router(
-        operator_router(store, EngineConfig, DeviceIndex(), ReadingHistory(0), EventHub(), TokenAuth(tokens), tmp_path)
+        operator_router(
+            store,
+            EngineConfig,
+            Readings.kept(DeviceIndex(), ReadingHistory(0)),
+            EventHub(),
+            TokenAuth(tokens),
+            tmp_path,
+        )
     )
     client = TestClient(app)
     assert client.get("/api/snapshots/S1/cam/1000.jpg").status_code == 401

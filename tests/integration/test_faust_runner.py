@@ -267,6 +267,33 @@ async def read_topic(url: str, topic: str) -> list[dict[str, Any]]:
     return out
 
 
+class StreamListener:
+    """The incident events of an operator page's server-sent event stream, heard on a thread."""
+
+    def __init__(self, url: str) -> None:
+        import threading
+
+        self.url, self.stopped = url, False
+        self.events: list[dict[str, Any]] = []
+        self.thread = threading.Thread(target=self._listen, daemon=True)
+        self.thread.start()
+
+    def _listen(self) -> None:
+        import httpx
+
+        with httpx.stream("GET", self.url, timeout=None) as res:
+            for line in res.iter_lines():
+                if self.stopped:
+                    return
+                if line.startswith("data: "):
+                    event = orjson.loads(line[6:])
+                    if not event.get("resync"):
+                        self.events.append(event)
+
+    def stop(self) -> None:
+        self.stopped = True
+
+
 def served_at(process: Process, needle: str) -> str | None:
     return logged_url(process.text(), needle)
 
@@ -319,6 +346,18 @@ def test_operators_act_on_a_scale_out_through_any_worker_and_a_killed_worker_s_p
             return before == seen[0]
 
         assert wait_for(settled, 90)
+        # The page on either worker: a device chart of a site the other worker holds is fetched from it.
+        for site in ("S01", "S02", "S03"):
+            owner, asked = (a_url, b_url) if partition_of(site, 4) in owned_a else (b_url, a_url)
+            device = next(s for s in httpx.get(f"{asked}/api/sites", headers=auth).json() if s["id"] == site)
+            path = f"/api/sites/{site}/devices/{device['devices'][0]['id']}/chart"
+            here, there = (httpx.get(u + path, headers=auth, timeout=30) for u in (owner, asked))
+            assert here.status_code == there.status_code == 200, there.text
+            assert there.json() == here.json() and len(here.json()["values"]) > 10
+        assert httpx.get(f"{a_url}/api/sites/S01/devices/nope/chart", headers=auth).status_code == 404
+        assert httpx.get(f"{a_url}/api/sites/S01/devices/nope/chart").status_code == 401
+        # …and its live stream carries every partition's events, read from the shared store.
+        heard = StreamListener(f"{a_url}/api/stream?token={'o' * 24}")
         # Every open incident acknowledged through the worker that does not own its partition: queued in
         # the store, applied by the owner, answered to the asking worker.
         shards: set[int] = set()
@@ -337,6 +376,10 @@ def test_operators_act_on_a_scale_out_through_any_worker_and_a_killed_worker_s_p
             assert shown["acknowledged_by"] == "duty-officer"
             assert any(a["action"] == "acknowledged" and a["actor"] == "duty-officer" for a in shown["audit"])
         assert len(acked) >= 2, "acknowledged incidents of more than one site"
+        assert wait_for(lambda: set(acked) <= {e["incident_id"] for e in heard.events if e["action"] == "acknowledged"},
+                        15), heard.events  # fmt: skip
+        assert any(partition_of(e["site"], 4) in owned_b for e in heard.events), "B's partitions on A's page"
+        heard.stop()
         # Acknowledging twice is no news, whichever worker asks.
         some = acked[0]
         again = httpx.post(f"{b_url}/api/incidents/{some}/ack", json={}, headers=auth, timeout=30)

@@ -15,6 +15,7 @@ from openapi_spec_validator import validate
 
 from engine.api.auth import TokenAuth
 from engine.api.incidents import incidents_router
+from engine.api.live import StoreFeed
 from engine.config.models import ApiToken, EngineConfig
 from engine.core.findings import Finding
 from engine.core.levels import Level
@@ -24,7 +25,7 @@ from engine.dispatch.outbox import OutboxDelivery, RetryPolicy
 from engine.dispatch.sinks import PermanentDeliveryError
 from engine.incidents.tracker import IncidentTracker
 from engine.store.store import Notification, Store
-from engine.store.tables import Base
+from engine.store.tables import AuditRow, Base
 
 SITE = {"id": "S1", "lat": 29.5, "lon": 106.5, "grid": "g1", "town": "t1", "district": "d1"}
 
@@ -176,6 +177,41 @@ def test_incident_record_with_findings_and_audit(store):
     assert inc["audit"][1]["detail"]["comment"] == "on it"
     assert store.list_incidents(state="acknowledged")[0]["incident_id"] == inc["incident_id"]
     assert store.list_incidents(hazard="rainstorm") == []
+
+
+def test_the_store_feed_publishes_every_recorded_event_once_in_order_even_when_an_id_lands_late(store):
+    """A scale-out worker's page hears every partition's events through the store (StoreFeed)."""
+    d, tracker = desk(store)
+    got: list[dict[str, Any]] = []
+    feed = StoreFeed(store, got.extend, gap_s=30.0)
+    f = Finding("crack", "landslide", "S1", "crack-1", 0.0, Level.YELLOW, 2.0)
+    d.handle(tracker.apply([f]), now=0.0)  # before the feed starts: not news to a page that loaded the board
+    assert feed.poll(now=0.0) == 0 and got == []
+    (fired,) = d.handle(tracker.apply([Finding("crack", "landslide", "S1", "crack-1", 10.0, Level.RED, 3.0)]), now=10.0)
+    iid = fired.event["incident_id"]
+    d.acknowledge(iid, "duty", 30.0, comment="on it")
+    assert feed.poll(now=1.0) == 2
+    assert [(e["incident_id"], e["action"], e["level"], e["state"], e["actor"]) for e in got] == [
+        (iid, "raised", "red", "firing", "engine"), (iid, "acknowledged", "red", "acknowledged", "duty")
+    ]  # fmt: skip
+    assert got[1]["tier"] == fired.detail["tier"] and got[1]["reported"] is False
+    assert feed.poll(now=2.0) == 0, "nothing twice"
+    # PostgreSQL: a concurrent writer's lower id can commit after a higher one; it is published when it lands.
+    last = feed.cursor
+    assert last is not None
+    with store.session() as s:
+        s.add(AuditRow(id=last + 2, incident_id=iid, at=40.0, actor="a", action="commented", detail={}))
+    assert feed.poll(now=3.0) == 1 and got[-1]["actor"] == "a"
+    with store.session() as s:
+        s.add(AuditRow(id=last + 1, incident_id=iid, at=39.0, actor="b", action="commented", detail={}))
+    assert feed.poll(now=4.0) == 1 and got[-1]["actor"] == "b"
+    assert feed.poll(now=5.0) == 0 and not feed.gaps
+    # An id that never lands (a rolled-back transaction) is given up after gap_s.
+    with store.session() as s:
+        s.add(AuditRow(id=last + 5, incident_id=iid, at=41.0, actor="c", action="commented", detail={}))
+    assert feed.poll(now=6.0) == 1 and set(feed.gaps) == {last + 3, last + 4}
+    assert feed.poll(now=40.0) == 0 and not feed.gaps
+    assert [e["actor"] for e in got] == ["engine", "duty", "a", "b", "c"]
 
 
 def test_silenced_incident_is_recorded_but_not_queued(store):

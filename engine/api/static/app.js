@@ -78,7 +78,7 @@ function upsert(e) {
     // what the newest event says of muting; dispatch and fusion's confirmation stay once they happened
     silenced_by: e.silenced_by || null, inhibited_by: e.inhibited_by || null,
     dispatched: cur.dispatched || e.action === "dispatched", confidence: e.confidence || cur.confidence,
-    reported: cur.reported || (e.findings || []).some((f) => f.detector === "grid_report"),
+    reported: cur.reported || e.reported || (e.findings || []).some((f) => f.detector === "grid_report"),
   });
 }
 
