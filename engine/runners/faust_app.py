@@ -32,6 +32,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import importlib.util
+import ipaddress
 import logging
 import socket
 import time
@@ -683,5 +684,17 @@ def advertised_url(api: ApiConfig, port: int) -> str:
     """
     if api.advertise_url:
         return api.advertise_url.rstrip("/")
-    host = socket.gethostname() if api.host in ("0.0.0.0", "::", "") else api.host  # noqa: S104 (a comparison)
+    host = socket.gethostname() if listens_everywhere(api.host) else api.host
     return f"http://{host}:{port}"
+
+
+def listens_everywhere(host: str) -> bool:
+    """Whether ``host`` is the unspecified address (every interface), which no other machine can dial.
+
+    >>> listens_everywhere("::"), listens_everywhere("127.0.0.1"), listens_everywhere("worker-2")
+    (True, False, False)
+    """
+    try:
+        return not host or ipaddress.ip_address(host).is_unspecified
+    except ValueError:  # a host name
+        return False
