@@ -635,12 +635,19 @@ class GridwatchWorker:
         self.api_url = server.url
         logger.info("worker HTTP API at %s (to the other workers: %s)", server.url, self.advertised)
         feed = StoreFeed(self.store, self.hub.publish)
+        failing = False
         try:
             while True:
                 try:
                     await asyncio.to_thread(feed.poll, time.time())
                 except Exception:  # the store is out (readiness says so): the stream goes on when it is back
-                    logger.warning("the page's event feed could not read the store", exc_info=True)
+                    if not failing:
+                        logger.warning("the page's event feed cannot read the store", exc_info=True)
+                    failing = True
+                else:
+                    if failing:
+                        logger.info("the page's event feed reads the store again")
+                    failing = False
                 await asyncio.sleep(FEED_POLL_S)
         finally:
             self.hub.close()
