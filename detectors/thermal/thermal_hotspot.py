@@ -138,17 +138,19 @@ class ThermalHotspot(CameraDetector[ThermalHotspotConfig]):
     def _heat(self, image: npt.NDArray[Any]) -> npt.NDArray[np.float32]:
         import cv2  # imported where used: loading the config must not load OpenCV
 
-        img = image.astype(np.float32)
+        img = image.astype(np.float32)  # a copy: worked on in place below
         if img.ndim == 3:
             img = img.mean(axis=2)
         if self.config.units == "celsius":
             return img
         if self.config.contrast == "local":
-            img = img - cv2.GaussianBlur(img, (0, 0), self.config.local_sigma * img.shape[1])
+            img -= cv2.GaussianBlur(img, (0, 0), self.config.local_sigma * img.shape[1])
         sample = img[::4, ::4]  # the scene's robust statistics from a sixteenth of its pixels: 16x cheaper
         med = float(np.median(sample))
         mad = float(np.median(np.abs(sample - med))) * 1.4826
-        return (img - med) / max(mad, 1e-6)
+        img -= np.float32(med)
+        img /= np.float32(max(mad, 1e-6))
+        return img
 
     def observe(self, batch: FrameBatch, state: CameraState) -> list[Observation]:
         import cv2  # imported where used: loading the config must not load OpenCV
@@ -175,17 +177,20 @@ class ThermalHotspot(CameraDetector[ThermalHotspotConfig]):
             # Rate of rise against the camera's previous frame: a spot heating fast is at least a pre-alarm
             # even below the pre-alarm heat.
             rise = 0.0
-            rising = float(heat.max())
+            # The heat grid for scene memory, in score units; a hot pixel outside a blob of min_pixels is noise
+            # and counts just under the pre-alarm. Cell peaks are taken before scaling (the same maxima).
+            noise = (hot > 0) & ~kept
+            raw = self.cell_peaks(heat, floor=False)
+            rising = float(raw.max())
+            if noise.any():
+                raw = self.cell_peaks(np.where(noise, np.float32(cfg.pre_alarm * 0.999), heat), floor=False)
+            cells = np.maximum(raw, 0.0) / np.float32(cfg.alarm)
             prev_peak, prev_ts = model.get("peak"), model.get("peak_ts")
             if prev_peak is not None and prev_ts is not None and frame.ts > prev_ts:
                 rise = (rising - prev_peak) / ((frame.ts - prev_ts) / 60.0)
             model.update(peak=rising, peak_ts=frame.ts)
             new_view = self.view_changed(frame.image, model)
             score = max(0.0, best / cfg.alarm) if best > 0 else 0.0
-            # The heat grid for scene memory, in score units; a hot pixel outside a blob of min_pixels is noise
-            # and counts just under the pre-alarm.
-            scored = np.where((hot > 0) & ~kept, np.float32(cfg.pre_alarm * 0.999), heat) / np.float32(cfg.alarm)
-            cells = self.cell_peaks(scored.astype(np.float32))
             if cfg.rise_per_min and rise >= cfg.rise_per_min and rising >= cfg.rise_floor:
                 score = max(score, min(cfg.levels.values()))
                 yy, xx = np.unravel_index(int(np.argmax(heat)), heat.shape)
@@ -224,15 +229,16 @@ class ThermalHotspot(CameraDetector[ThermalHotspotConfig]):
             track.memory.clear()
         return super().against_memory(obs, track)
 
-    def cell_peaks(self, scored: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
-        """Each ``cell_px`` cell's peak of ``scored`` (a partial cell at the right or bottom edge counts)."""
+    def cell_peaks(self, scored: npt.NDArray[np.float32], floor: bool = True) -> npt.NDArray[np.float32]:
+        """Each ``cell_px`` cell's peak of ``scored`` (a partial cell at the right or bottom edge counts), at
+        least 0 unless ``floor`` is false."""
         c = self.config.cell_px
         h, w = scored.shape
         gh, gw = -(-h // c), -(-w // c)
         if h % c == 0 and w % c == 0:  # no partial cell: no padded copy
-            whole: npt.NDArray[np.float32] = np.maximum(scored.reshape(gh, c, gw, c).max(axis=(1, 3)), 0.0)
-            return whole
-        padded = np.full((gh * c, gw * c), -np.inf, np.float32)
-        padded[:h, :w] = scored
-        peaks: npt.NDArray[np.float32] = np.maximum(padded.reshape(gh, c, gw, c).max(axis=(1, 3)), 0.0)
-        return peaks
+            peaks: npt.NDArray[np.float32] = scored.reshape(gh, c, gw, c).max(axis=(1, 3))
+        else:
+            padded = np.full((gh * c, gw * c), -np.inf, np.float32)
+            padded[:h, :w] = scored
+            peaks = padded.reshape(gh, c, gw, c).max(axis=(1, 3))
+        return np.maximum(peaks, 0.0) if floor else peaks
