@@ -184,7 +184,7 @@ class ThermalHotspot(CameraDetector[ThermalHotspotConfig]):
             rising = float(raw.max())
             if noise.any():
                 raw = self.cell_peaks(np.where(noise, np.float32(cfg.pre_alarm * 0.999), heat), floor=False)
-            cells = np.maximum(raw, 0.0) / np.float32(cfg.alarm)
+            cells = (np.maximum(raw, 0.0) / np.float32(cfg.alarm)).astype(np.float32, copy=False)
             prev_peak, prev_ts = model.get("peak"), model.get("peak_ts")
             if prev_peak is not None and prev_ts is not None and frame.ts > prev_ts:
                 rise = (rising - prev_peak) / ((frame.ts - prev_ts) / 60.0)
