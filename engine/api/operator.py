@@ -26,6 +26,7 @@ from engine.store.store import Store
 STATIC = Path(__file__).parent / "static"
 SNAPSHOT_NAME = re.compile(r"^\d{1,16}\.jpg$")
 FORWARDED = "X-Gridwatch-Forwarded"  # a request one worker passed to another: never passed on again
+PASSED_BACK = ("content-type", "retry-after", "cache-control", "x-gridwatch-frame-ts")  # of the owner's answer
 
 Held = tuple[DeviceIndex, ReadingHistory]
 
@@ -92,10 +93,33 @@ def operator_router(
             )  # fmt: skip
         return out
 
+    def here_or_owner(site: str, request: Request) -> Held | Response:
+        """This engine's history of the site's devices, or (a scale-out worker whose partitions do not hold
+        the site) the answer of the worker whose do to the same request, with the asker's token: a site's
+        readings, camera frames and snapshots are with the worker of its partition."""
+        held = readings.of_site(site)
+        if held is None or (isinstance(held, str) and request.headers.get(FORWARDED)):
+            raise HTTPException(503, f"{site}'s partition is moving between workers; try again in a few seconds",
+                                headers={"Retry-After": "2"})  # fmt: skip
+        if not isinstance(held, str):
+            return held
+        headers = {FORWARDED: "1"}
+        if "authorization" in request.headers:
+            headers["Authorization"] = request.headers["authorization"]
+        try:
+            res = peers.get(held.rstrip("/") + request.url.path, params=request.query_params, headers=headers)
+        except httpx.HTTPError as exc:
+            raise HTTPException(503, f"the worker holding {site} ({held}) does not answer: {exc}") from None
+        passed = {k: v for k, v in res.headers.items() if k.lower() in PASSED_BACK}
+        return Response(res.content, res.status_code, headers=passed)
+
     @api.get("/api/cameras/{site}/{camera}/latest", response_class=Response)
-    def latest(site: str, camera: str, user: ApiToken = viewer_or_query) -> Response:
+    def latest(site: str, camera: str, request: Request, user: ApiToken = viewer_or_query) -> Response:
         """A camera's newest frame (visible as sent; thermal as a false-colour PNG of its °C), with its capture
         time in ``X-Gridwatch-Frame-Ts``. The token may come as ``?token=`` for <img> tags."""
+        owner = here_or_owner(site, request)
+        if isinstance(owner, Response):
+            return owner
         got = latest_frame(site, camera) if latest_frame is not None else None
         if got is None:
             raise HTTPException(404, f"no frame from {site}/{camera} yet")
@@ -123,18 +147,15 @@ def operator_router(
             "timezone": config().timezone,
         }
 
-    @api.get("/api/sites/{site}/devices/{device}/chart")
+    @api.get("/api/sites/{site}/devices/{device}/chart", response_model=None)
     def chart(
         site: str, device: str, request: Request, metric: str | None = None, user: ApiToken = viewer
-    ) -> dict[str, Any]:
+    ) -> dict[str, Any] | Response:
         """The device's recent readings of one metric with the thresholds its detectors apply. On a
         scale-out, any worker answers: the chart comes from the worker whose partition holds the site."""
-        held = readings.of_site(site)
-        if held is None or (isinstance(held, str) and request.headers.get(FORWARDED)):
-            raise HTTPException(503, f"{site}'s partition is moving between workers; try again in a few seconds",
-                                headers={"Retry-After": "2"})  # fmt: skip
-        if isinstance(held, str):
-            return forwarded(held, request)
+        held = here_or_owner(site, request)
+        if isinstance(held, Response):
+            return held
         devices, history = held
         slot = devices.find(site, device)
         if slot is None:
@@ -155,28 +176,15 @@ def operator_router(
         chart = device_chart(chosen, ts, values, config().detectors, found)
         return {"site": site, "device": device, "metrics": metrics, **chart}
 
-    def forwarded(owner: str, request: Request) -> dict[str, Any]:
-        """The same request answered by the worker at ``owner``, with the asker's token."""
-        headers = {FORWARDED: "1", "Authorization": request.headers.get("authorization", "")}
-        try:
-            res = peers.get(owner.rstrip("/") + request.url.path, params=request.query_params, headers=headers)
-        except httpx.HTTPError as exc:
-            raise HTTPException(503, f"the worker holding this site ({owner}) does not answer: {exc}") from None
-        if res.status_code != 200:
-            try:
-                detail = res.json()["detail"]
-            except (ValueError, KeyError, TypeError):
-                detail = res.text
-            retry = {"Retry-After": "2"} if res.status_code == 503 else None
-            raise HTTPException(res.status_code, detail, headers=retry)
-        answer: dict[str, Any] = res.json()
-        return answer
-
     @api.get("/api/snapshots/{site}/{camera}/{name}", response_class=FileResponse)
-    def snapshot(site: str, camera: str, name: str, user: ApiToken = viewer_or_query) -> FileResponse:
-        """The frame behind a camera finding (JPEG). The token may come as ``?token=`` for <img> tags."""
+    def snapshot(site: str, camera: str, name: str, request: Request, user: ApiToken = viewer_or_query) -> Response:
+        """The frame behind a camera finding (JPEG), from the worker whose partition holds the site on a
+        scale-out. The token may come as ``?token=`` for <img> tags."""
         if snapshot_dir is None or not SNAPSHOT_NAME.match(name) or {site, camera} & {"", ".", ".."}:
             raise HTTPException(404, "no such snapshot")
+        owner = here_or_owner(site, request)
+        if isinstance(owner, Response):
+            return owner
         path = snapshot_dir / site / camera / name
         if not path.is_file():
             raise HTTPException(404, "no such snapshot")

@@ -391,7 +391,7 @@ class ApiConfig(Strict):
     advertise_url: str | None = Field(
         None,
         pattern=r"^https?://[^/\s]+/?$",
-        description="A scale-out worker's API as the other workers reach it (they fetch a site's device chart "
+        description="A scale-out worker's API as the other workers reach it (they fetch a site's charts and frames "
         "from the worker holding it); default http://<host>:<port>, with this machine's name when host is "
         "0.0.0.0 or ::.",
     )
