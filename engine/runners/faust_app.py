@@ -596,16 +596,16 @@ class GridwatchWorker:
     def site_readings(self, site: str) -> Held | str | None:
         """The history this worker keeps of a site's devices, the API URL of the worker whose partition
         holds the site, or None while none does (a rebalance)."""
-        partition = partition_of(site, self.partitions)
+        partition = self.shard_of(site)
         core = self.detecting.get(partition)
         if core is not None:
             return core.pipeline.devices, core.history
         topic = self.cfg.kafka.topic_readings
         owners = self.app.assignor.external_topics_metadata()  # type: ignore[attr-defined]
-        owner = next((url for url, tps in owners.items() if partition in tps.get(topic, ())), None)
-        if owner is None or owner.rstrip("/") == (self.advertised or "").rstrip("/"):
-            return None if owner is None else (DeviceIndex(), ReadingHistory(0))  # ours: no readings yet
-        return str(owner)
+        owner = next((str(url).rstrip("/") for url, tps in owners.items() if partition in tps.get(topic, ())), None)
+        if owner == self.advertised:
+            return DeviceIndex(), ReadingHistory(0)  # ours, and no readings yet
+        return owner
 
     def readings_clock(self) -> tuple[float | None, float | None]:
         """The newest reading's time and arrival over this worker's partitions."""

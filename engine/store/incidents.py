@@ -198,14 +198,7 @@ class IncidentRecords(Database):
             q = q.where(IncidentRow.level == level)
         with self.session() as s:
             rows = s.scalars(q.order_by(IncidentRow.opened_at.desc(), IncidentRow.id).limit(limit)).all()
-            ids = [r.id for r in rows]
-            reported = set(
-                s.scalars(
-                    select(FindingRow.incident_id)
-                    .where(FindingRow.detector == GRID_REPORT, FindingRow.incident_id.in_(ids))
-                    .distinct()
-                )
-            )
+            reported = _reported(s, [r.id for r in rows])
             return [{**incident_json(r), "reported": r.id in reported} for r in rows]
 
     def incident(self, incident_id: str) -> dict[str, Any] | None:
@@ -243,14 +236,7 @@ class IncidentRecords(Database):
                 .order_by(AuditRow.id)
                 .limit(limit)
             ).all()
-            ids = {i.id for _a, i in rows}
-            reported = set(
-                s.scalars(
-                    select(FindingRow.incident_id)
-                    .where(FindingRow.detector == GRID_REPORT, FindingRow.incident_id.in_(ids))
-                    .distinct()
-                )
-            )
+            reported = _reported(s, {i.id for _a, i in rows})
         return [
             (a.id, {**incident_json(i), **a.detail, "action": a.action, "actor": a.actor, "at": a.at,
                     "reported": i.id in reported})
@@ -313,6 +299,17 @@ def finding_json(f: FindingRow) -> dict[str, Any]:
     """A stored finding as in an incident event (docs/contracts.md: "Incident event")."""
     return {"detector": f.detector, "device": f.device, "ts": f.ts, "level": f.level, "score": f.score,
             "evidence": f.evidence}  # fmt: skip
+
+
+def _reported(s: Session, ids: Iterable[str]) -> set[str]:
+    """Those of ``ids`` that a person reported (a ``grid_report`` finding is among their findings)."""
+    return set(
+        s.scalars(
+            select(FindingRow.incident_id)
+            .where(FindingRow.detector == GRID_REPORT, FindingRow.incident_id.in_(list(ids)))
+            .distinct()
+        )
+    )
 
 
 def incident_json(r: IncidentRow) -> dict[str, Any]:
