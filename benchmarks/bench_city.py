@@ -20,16 +20,12 @@ PostgreSQL at 127.0.0.1:5432 or $GRIDWATCH_TEST_PG: `make test` installs the fir
 
 from __future__ import annotations
 
-import json
-import os
-import platform
 import random
 import signal
 import sys
 import tempfile
 import time
 from collections import Counter
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -42,7 +38,7 @@ import yaml  # noqa: E402
 from rich.console import Console  # noqa: E402
 from rich.table import Table  # noqa: E402
 
-from benchmarks.output import results_dir  # noqa: E402
+from benchmarks.output import results_dir, write_results  # noqa: E402
 from engine.config.loader import load_config  # noqa: E402
 from engine.config.models import ApiConfig, ApiToken  # noqa: E402
 from engine.dispatch.dispatcher import DISPATCH_ACTIONS  # noqa: E402
@@ -320,18 +316,8 @@ def main() -> None:
     sites = 150 if quick else 600
     with tempfile.TemporaryDirectory() as tmp_name:
         out = run(sites, Path(tmp_name), mosq, tansu_bin)
-    result = {
-        "benchmark": "city",
-        "date": datetime.now(UTC).isoformat(timespec="seconds"),
-        "machine": {"python": platform.python_version(), "cores": os.cpu_count()},
-        "quick": quick,
-        "partitions": PARTITIONS,
-        "workers": WORKERS,
-        **out,
-    }
-    RESULTS.mkdir(parents=True, exist_ok=True)
+    result = write_results("city", {"partitions": PARTITIONS, "workers": WORKERS, **out}, quick)
     plot(result, RESULTS / "city.png")
-    (RESULTS / "city.json").write_text(json.dumps(result, indent=2))
     table = Table(title=f"city: {result['devices']:,} devices, {WORKERS} workers, {PARTITIONS} partitions, one killed")
     table.add_column("figure")
     table.add_column("value", justify="right")

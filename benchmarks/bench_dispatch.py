@@ -12,14 +12,11 @@ Run: .venv/bin/python benchmarks/bench_dispatch.py [--quick]
 
 from __future__ import annotations
 
-import json
 import os
-import platform
 import sys
 import tempfile
 import time
 import uuid
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +28,7 @@ from rich.table import Table
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.output import results_dir  # noqa: E402
+from benchmarks.output import results_dir, write_results  # noqa: E402
 from engine.config.models import EngineConfig  # noqa: E402 (after sys.path)
 from engine.core.findings import Finding  # noqa: E402
 from engine.core.levels import Level  # noqa: E402
@@ -143,15 +140,7 @@ def main() -> None:
     base = rows[0]["events_per_s"]
     for r in rows:
         r["ratio_to_jsonl"] = round(r["events_per_s"] / base, 3)
-    result = {
-        "benchmark": "dispatch",
-        "date": datetime.now(UTC).isoformat(timespec="seconds"),
-        "machine": {"python": platform.python_version(), "cores": os.cpu_count()},
-        "sites": sites,
-        "runs": rows,
-    }
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "dispatch.json").write_text(json.dumps(result, indent=2))
+    write_results("dispatch", {"sites": sites, "runs": rows})
     table = Table(title=f"dispatch: {2 * sites:,} incident events ({sites:,} incidents, fired then raised)")
     for col in ("store", "events/s", "× JSON Lines"):
         table.add_column(col, justify="right" if col != "store" else "left")

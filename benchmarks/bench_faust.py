@@ -14,14 +14,10 @@ Run: .venv/bin/python benchmarks/bench_faust.py [--quick]   (needs mosquitto and
 from __future__ import annotations
 
 import asyncio
-import json
-import os
-import platform
 import signal
 import sys
 import tempfile
 import time
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -36,7 +32,7 @@ sys.path.insert(0, str(ROOT))
 
 from aiokafka import AIOKafkaConsumer, TopicPartition  # noqa: E402
 
-from benchmarks.output import results_dir  # noqa: E402
+from benchmarks.output import results_dir, write_results  # noqa: E402
 from engine.config.models import ApiConfig, KafkaConfig, LogSinkConfig, MqttConfig, StoreConfig  # noqa: E402
 from tests.conftest import (  # noqa: E402
     Mosquitto,
@@ -281,19 +277,14 @@ def main() -> None:
                     tansu.stop()
         finally:
             mosquitto.stop()
-    result = {
-        "benchmark": "faust",
-        "date": datetime.now(UTC).isoformat(timespec="seconds"),
-        "machine": {"python": platform.python_version(), "cores": os.cpu_count()},
-        "quick": quick,
+    figures = {
         "partitions": PARTITIONS,
         "sites": sites,
         "devices": sites * DEVICES_PER_SITE,
         "readings_per_message": DEVICES_PER_SITE * STEPS_PER_MESSAGE,
         "phases": phases,
     }
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "faust.json").write_text(json.dumps(result, indent=2))
+    write_results("faust", figures, quick)
     title = f"faust: bridge + workers on Tansu, {sites * DEVICES_PER_SITE:,} devices, {PARTITIONS} partitions"
     table = Table(title=title)
     cols = ["phase", "readings", "publish_s", "bridge_readings_per_s", "done_s", "readings_per_s", "recover_s",

@@ -19,16 +19,13 @@ from __future__ import annotations
 import asyncio
 import gc
 import itertools
-import json
 import multiprocessing as mp
 import os
-import platform
 import sys
 import tempfile
 import threading
 import time
 from collections.abc import Iterator
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -41,7 +38,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from benchmarks.mqtt_blast import blast  # noqa: E402 (after sys.path)
-from benchmarks.output import results_dir  # noqa: E402
+from benchmarks.output import results_dir, write_results  # noqa: E402
 from engine.config.models import ApiConfig, IngestConfig, MqttConfig  # noqa: E402
 from engine.runners.local import LocalRunner  # noqa: E402
 from tests.conftest import Mosquitto, _mosquitto_binary, default_config  # noqa: E402
@@ -233,16 +230,7 @@ def main() -> None:
                     phases.append(run_phase(broker, mode, total, rate, f"bench-{len(phases)}"))
         finally:
             broker.stop()
-    result = {
-        "benchmark": "ingest_e2e",
-        "date": datetime.now(UTC).isoformat(timespec="seconds"),
-        "machine": {"python": platform.python_version(), "cores": os.cpu_count()},
-        "quick": quick,
-        "offered_load_seconds": seconds,
-        "phases": phases,
-    }
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "ingest_e2e.json").write_text(json.dumps(result, indent=2))
+    write_results("ingest_e2e", {"offered_load_seconds": seconds, "phases": phases}, quick)
     table = Table(title="ingest_e2e: Mosquitto on loopback, load generator in its own process")
     cols = ["mode", "offered_rate", "readings_published", "readings_processed", "generator_readings_per_s",
             "processed_readings_per_s", "messages_per_s", "latency_ms_p50", "latency_ms_p99"]  # fmt: skip

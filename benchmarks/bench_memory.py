@@ -14,11 +14,8 @@ Run: .venv/bin/python benchmarks/bench_memory.py [--quick]
 from __future__ import annotations
 
 import gc
-import json
 import os
-import platform
 import sys
-from datetime import UTC, datetime
 from pathlib import Path
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
@@ -32,7 +29,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from benchmarks.fleet import FULL_HISTORY_H, STEPS_PER_H, city_fleet  # noqa: E402 (after sys.path)
-from benchmarks.output import results_dir  # noqa: E402
+from benchmarks.output import results_dir, write_results  # noqa: E402
 from engine.config.loader import load_config  # noqa: E402
 from engine.core.allocator import tune_allocator  # noqa: E402
 from engine.core.history import ReadingHistory  # noqa: E402
@@ -82,10 +79,7 @@ def main() -> None:
     devices = len(pipeline.devices)
     peak = max(r for _, r in samples)
     state = pipeline.state_bytes()
-    result = {
-        "benchmark": "memory",
-        "date": datetime.now(UTC).isoformat(timespec="seconds"),
-        "machine": {"python": platform.python_version(), "cores": os.cpu_count(), "numpy": np.__version__},
+    figures = {
         "devices": devices,
         "baseline_rss_bytes": baseline,
         "rss_bytes": peak,
@@ -99,8 +93,7 @@ def main() -> None:
         "history_points": cfg.api.history_points,
         "history_bytes": history.nbytes(),
     }
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "memory.json").write_text(json.dumps(result, indent=2))
+    result = write_results("memory", figures, numpy=np.__version__)
     table = Table(title=f"memory: {devices:,} devices, {hours} h of readings: state and charts full")
     table.add_column("figure")
     table.add_column("value", justify="right")

@@ -18,13 +18,10 @@ Run (on a machine with a CUDA GPU and torch): python benchmarks/bench_model_gpu.
 
 from __future__ import annotations
 
-import json
 import os
-import platform
 import sys
 import time
 from collections.abc import Callable
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -40,7 +37,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from benchmarks.bench_detect_frames import jpeg_frames  # noqa: E402 (after sys.path)
-from benchmarks.output import results_dir  # noqa: E402
+from benchmarks.output import results_dir, write_results  # noqa: E402
 from detectors.vision.smoke_fire_onnx import SmokeFireOnnx, SmokeFireOnnxConfig  # noqa: E402
 from engine.ingest.frames import decode  # noqa: E402
 
@@ -148,19 +145,18 @@ def main() -> None:
 
     figures["gpu_end_to_end_batch_8"] = rate(end_to_end, seconds)
     device, how = gpu.device(), gpu.how
-    result: dict[str, Any] = {
-        "benchmark": "model_gpu",
-        "date": datetime.now(UTC).isoformat(timespec="seconds"),
-        "machine": {"python": platform.python_version(), "cores": os.cpu_count(), "gpu": device},
-        "onnxruntime": ort.__version__,
-        "providers": ort.get_available_providers(),
-        "gpu_runtime": how,
-        "max_abs_score_diff_vs_onnxruntime_cpu": max_diff,
-        "frames_per_s": {k: round(v, 1) for k, v in figures.items()},
-        "gpu_batch_8_vs_cpu_core": round(figures["gpu_batch_8"] / figures["cpu_1_core_batch_8"], 1),
-    }
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "model_gpu.json").write_text(json.dumps(result, indent=2))
+    write_results(
+        "model_gpu",
+        {
+            "onnxruntime": ort.__version__,
+            "providers": ort.get_available_providers(),
+            "gpu_runtime": how,
+            "max_abs_score_diff_vs_onnxruntime_cpu": max_diff,
+            "frames_per_s": {k: round(v, 1) for k, v in figures.items()},
+            "gpu_batch_8_vs_cpu_core": round(figures["gpu_batch_8"] / figures["cpu_1_core_batch_8"], 1),
+        },
+        gpu=device,
+    )
     table = Table(title=f"model_gpu: smoke_fire.onnx on {device} ({how})")
     table.add_column("run")
     table.add_column("frames/s", justify="right")
