@@ -115,11 +115,23 @@ def replay(
         typer.Option(help="With --direct: score against this ground truth (default: <file>.truth.csv if present)."),
     ] = None,
     report: Annotated[Path | None, typer.Option(help="With --truth: write the score as JSON here.")] = None,
-    site: Annotated[str, typer.Option(help="Camera recording: the site of a one-camera folder or video.")] = "S01",
-    camera_id: Annotated[str, typer.Option("--camera", help="Camera recording: the camera id.")] = "cam-1",
+    site: Annotated[
+        str | None,
+        typer.Option(
+            help="Camera recording: the site of a one-camera folder or video (default: 'replay', said first)."
+        ),
+    ] = None,
+    camera_id: Annotated[
+        str | None,
+        typer.Option("--camera", help="Camera recording: the camera id (default: the folder's or video's name)."),
+    ] = None,
     times: Annotated[
         str | None,
-        typer.Option(help="Camera recording: frame times from file names: epoch_ms, epoch_offset, epoch or a regex."),
+        typer.Option(
+            help="Camera recording: frame times from file names: epoch_ms, capture_ignition (alias figlib: "
+            "<capture epoch>_<seconds from ignition>), start_offset (<start epoch>_<offset>), epoch_offset (either, "
+            "told apart by the names), epoch or a regex."
+        ),
     ] = None,
     times_csv: Annotated[Path | None, typer.Option(help="Camera recording: frame times from a CSV file,ts.")] = None,
     start: Annotated[
@@ -184,21 +196,29 @@ def replay(
 
 
 def _replay_camera(
-    cfg: EngineConfig, path: Path, site: str, camera: str, frame_times: Any, thermal: bool,
+    cfg: EngineConfig, path: Path, site: str | None, camera: str | None, frame_times: Any, thermal: bool,
     out: Path | None, findings: Path | None,
 ) -> None:  # fmt: skip
-    """``replay`` of a camera recording: offline, through the camera stage, events like ``replay --direct``."""
-    from engine.ingest.camera_recording import RecordingError, recorded_frames
+    """``replay`` of a camera recording: offline, through the camera stage, events like ``replay --direct``.
+
+    The first line says which site and camera the frames are filed under (what was given, the sub-folders,
+    or what was assumed), and, where the names say it, the convention of the frame times and the ignition."""
+    from engine.ingest.camera_recording import RecordingError, cameras_in, recorded_frames
     from engine.runners.camera_replay import replay_cameras
 
     if not cfg.cameras.detectors:
         console.print(f"[red]the config has no camera detectors (cameras.detectors): nothing would look at {path}[/]")
         raise typer.Exit(2)
+    assumed = site is None or camera is None
+    site = site or "replay"
+    camera = camera or (path.stem if path.is_file() else path.resolve().name)
     try:
+        found_cameras = cameras_in(path, site, camera)
         frames = recorded_frames(path, site, camera, frame_times)
     except (OSError, RecordingError) as exc:
         console.print(f"[red]{exc}[/]")
         raise typer.Exit(2) from None
+    typer.echo(_replay_camera_header(cfg, path, found_cameras, assumed, frame_times))
     t0 = time.perf_counter()
     with Progress(console=console, transient=True) as progress:
         task = progress.add_task(f"replaying {len(frames)} frames", total=len(frames))
@@ -215,10 +235,49 @@ def _replay_camera(
         f"replayed {result.frames} frames of {cameras} camera(s) in {elapsed:.2f} s: {len(result.findings)} "
         f"findings, {len(result.events)} incident events" + (f" -> {out}" if out else "")
     )
+    ignition = frame_times.ignition if frame_times is not None else None
+    if ignition is not None:
+        firing = [e for e in result.events if e.get("state") == "firing"]
+        first = min((e["opened_at"] for e in firing), default=None)
+        before = len({e["incident_id"] for e in firing if e["opened_at"] < ignition})
+        when = f"{(first - ignition) / 60:+.1f} min from ignition" if first is not None else "none"
+        console.print(f"first incident: {when}; incidents opened before ignition: {before}")
     if result.undecodable:
         console.print(f"[yellow]{len(result.undecodable)} frame(s) could not be decoded and were skipped:[/]")
         for source, reason in result.undecodable:
             console.print(f"  {source}: {reason}")
+
+
+def _replay_camera_header(
+    cfg: EngineConfig, path: Path, cameras: list[tuple[str, str, Path]], assumed: bool, frame_times: Any
+) -> str:
+    """The first line of a camera replay: where the frames are filed, and how their times were read."""
+    from datetime import UTC, datetime
+
+    named = ", ".join(f"site {s!r} camera {c!r}" for s, c, _ in cameras[:4]) + (
+        f" and {len(cameras) - 4} more" if len(cameras) > 4 else ""
+    )
+    if len(cameras) == 1 and cameras[0][2] == path and assumed:
+        line = f"{path}: filed under {named} (assumed: give --site and --camera to file it under a configured camera)"
+    elif len(cameras) == 1 and cameras[0][2] == path:
+        line = f"{path}: filed under {named}"
+    else:
+        line = f"{path}: {len(cameras)} camera(s) from its <site>/<camera>/ sub-folders: {named}"
+    configured = {(c.site, c.id) for c in cfg.cameras.devices}
+    unknown = [f"{s}/{c}" for s, c, _ in cameras if (s, c) not in configured]
+    if unknown and configured:
+        line += f"; not in the config's cameras.devices (defaults apply): {', '.join(unknown[:4])}"
+    convention = getattr(frame_times, "convention", "")
+    if convention == "capture_ignition":
+        line += "; times: <capture epoch>_<seconds from ignition> (FIgLib)"
+    elif convention == "start_offset":
+        line += "; times: <start epoch>_<offset from the start>"
+    elif convention:
+        line += f"; times: {convention}"
+    ignition = getattr(frame_times, "ignition", None)
+    if ignition is not None:
+        line += f", ignition at {datetime.fromtimestamp(ignition, UTC).isoformat(timespec='seconds')}"
+    return line
 
 
 def _print_score(result: dict[str, Any]) -> None:

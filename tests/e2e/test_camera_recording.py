@@ -1,7 +1,8 @@
 """Camera recordings with their own frame times: offline replay, and publishing that drops nothing silently.
 
-A tower-camera-like recording (one frame a minute, files named ``<epoch>_<offset>.jpg`` as wildfire archives
-name them) is made from the camera simulator: haze all along, a distant plume from minute 40.
+A tower-camera-like recording (one frame a minute, files named ``<capture epoch>_<seconds from ignition>.jpg``
+as the wildfire ignition library FIgLib names them) is made from the camera simulator: haze all along, a
+distant plume from minute 40.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from engine.ingest.camera_recording import FrameTimes, RecordingError, recorded_
 from simulators.camera import visible_frame
 from tests.conftest import ROOT, RunnerThread, default_config, wait_for
 
-START = 1_465_065_360  # the epoch part of the names: the ignition time; offsets run from -40 to +40 min
+START = 1_465_065_360  # the ignition; names are <START + offset>_<offset>, offsets from -40 to +40 min
 
 
 def tower_recording(folder: Path, scene: str = "distant-smoke", minutes: int = 40) -> Path:
@@ -28,7 +29,7 @@ def tower_recording(folder: Path, scene: str = "distant-smoke", minutes: int = 4
         # seed 1: a plume the shipped model scores above its smoke threshold after JPEG (the benchmark
         # reports every seed; this test is about the replay: times, order, bad files, determinism)
         img = visible_frame(scene, 60.0 * (k + minutes), seed=1, start_s=60.0 * minutes)
-        cv2.imwrite(str(folder / f"{START}_{60 * k:+06d}.jpg"), img)
+        cv2.imwrite(str(folder / f"{START + 60 * k}_{60 * k:+06d}.jpg"), img)
     return folder
 
 
@@ -39,8 +40,14 @@ def gridwatch(*args: str, timeout: float = 300) -> subprocess.CompletedProcess[s
 
 def test_frame_times_from_names_csv_and_interval(tmp_path):
     rec = tower_recording(tmp_path / "tower", minutes=2)
-    frames = recorded_frames(rec, "T1", "tower", FrameTimes())
-    assert [f.ts - START for f in frames] == [-120.0, -60.0, 0.0, 60.0, 120.0], "epoch_offset found by itself"
+    times = FrameTimes()
+    frames = recorded_frames(rec, "T1", "tower", times)
+    assert [f.ts - START for f in frames] == [-120.0, -60.0, 0.0, 60.0, 120.0], "capture times, not doubled"
+    assert (times.convention, times.ignition) == ("capture_ignition", START)
+    figlib = FrameTimes("figlib")
+    assert [f.ts for f in recorded_frames(rec, "T1", "tower", figlib)] == [f.ts for f in frames]
+    with pytest.raises(RecordingError, match="capture_ignition"):  # a start shared by every name it is not
+        recorded_frames(rec, "T1", "tower", FrameTimes("start_offset"))
     csv_file = tmp_path / "times.csv"
     csv_file.write_text("file,ts\n" + "".join(f"{f.path.name},{1000 + k}\n" for k, f in enumerate(frames)))
     assert [f.ts for f in recorded_frames(rec, "T1", "tower", FrameTimes(csv_path=csv_file))] == [
@@ -51,6 +58,26 @@ def test_frame_times_from_names_csv_and_interval(tmp_path):
     (rec / "snapshot.jpg").write_bytes((rec / frames[0].path.name).read_bytes())
     with pytest.raises(RecordingError, match="cannot read capture times"):
         recorded_frames(rec, "T1", "tower", FrameTimes())
+
+
+def test_names_sharing_a_start_are_start_plus_offset(tmp_path):
+    rec = tmp_path / "seq"
+    rec.mkdir()
+    for k in range(3):
+        cv2.imwrite(str(rec / f"1700000000_{30 * k}.jpg"), visible_frame("haze", 0.0))
+    times = FrameTimes()
+    assert [f.ts for f in recorded_frames(rec, "S", "c", times)] == [1700000000.0, 1700000030.0, 1700000060.0]
+    assert (times.convention, times.ignition) == ("start_offset", None)
+
+
+def test_replay_without_site_and_camera_says_first_what_it_assumed(tmp_path):
+    rec = tower_recording(tmp_path / "tower-7", scene="haze", minutes=1)
+    res = gridwatch("replay", str(rec), "-c", str(ROOT / "config" / "gridwatch.yaml"))
+    assert res.returncode == 0, res.stdout + res.stderr
+    first = res.stdout.splitlines()[0]
+    assert "site 'replay' camera 'tower-7' (assumed" in first, first
+    assert "FIgLib" in first and "ignition at 2016-06-04T18:36:00+00:00" in first, first
+    assert "incidents opened before ignition: 0" in " ".join((res.stdout + res.stderr).split())
 
 
 def test_offline_replay_of_a_tower_recording_finds_the_plume_after_ignition_and_nothing_before(tmp_path):
