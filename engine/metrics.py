@@ -25,21 +25,25 @@ OUTBOX_DEAD = Counter(
     "Events set aside by a sink because they can never be delivered (refused by the receiver, or unformattable); "
     "kept in the store's outbox with their error.",
     ["sink"],
+    registry=REGISTRY,
 )
 TASK_FAILURES = Counter(
     "gridwatch_task_failures",
     "Background tasks (delivery, timers, camera loop) that raised and were restarted, by task.",
     ["task"],
+    registry=REGISTRY,
 )
 CHECKPOINT_FAILURES = Counter(
     "gridwatch_checkpoint_failures",
     "Checkpoint writes that failed (disk full, permissions); the messages they would have acknowledged wait.",
+    registry=REGISTRY,
 )
 DETECTOR_ERRORS = Counter(
     "gridwatch_detector_errors",
     "Batches on which a detector raised: the batch went on through the other detectors, the devices it "
     "held were reset in that detector's state, and the failure went to the dead-letter topic.",
     ["detector"],
+    registry=REGISTRY,
 )
 DETECT_SECONDS = Histogram(
     "gridwatch_detect_seconds",
@@ -148,6 +152,12 @@ STORE_ERRORS = Counter(
 )
 STORE_PENDING = Gauge(
     "gridwatch_store_pending_notifications", "Notifications kept in memory while the store is out.", registry=REGISTRY
+)
+STORE_POISON = Counter(
+    "gridwatch_store_refused_notifications",
+    "Notifications the store refused as data (a value it cannot hold, not an outage): logged and dropped so that "
+    "the ones after them are written.",
+    registry=REGISTRY,
 )
 STORE_DROPPED = Counter(
     "gridwatch_store_dropped_notifications",

@@ -9,6 +9,7 @@ from the config (``api.tokens``) with a role: ``viewer`` reads, ``operator`` als
 
 from __future__ import annotations
 
+import math
 from collections.abc import Awaitable, Callable
 from typing import Annotated, Any, Literal
 
@@ -20,6 +21,7 @@ from engine.config.models import ApiToken
 from engine.dispatch.actions import OperatorAction
 from engine.incidents.silences import Silence
 from engine.incidents.tracker import IncidentError
+from engine.ingest.bounds import Name, Text
 from engine.store.store import Notification, Store
 
 Act = Callable[[OperatorAction], Awaitable[list[Notification]]]
@@ -72,12 +74,12 @@ class IncidentDetail(Incident):
 
 class ActionIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    comment: str = Field("", max_length=2000, description="Why; recorded in the audit trail.")
+    comment: Text = Field("", max_length=2000, description="Why; recorded in the audit trail.")
 
 
 class AssignIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    to: str = Field(min_length=1, max_length=128, description="Who takes the incident on (at most 128 characters).")
+    to: Name = Field(min_length=1, max_length=128, description="Who takes the incident on (at most 128 characters).")
 
 
 class ActionOut(BaseModel):
@@ -87,27 +89,46 @@ class ActionOut(BaseModel):
     events: list[dict[str, Any]]
 
 
+MAX_SILENCE_S = 30 * 86400.0
+
+
 class SilenceIn(BaseModel):
     """A new silence: matchers, and a fixed window or a recurring one (``cron`` + ``duration_s``)."""
 
     model_config = ConfigDict(extra="forbid")
-    site: str | None = Field(None, max_length=128)
-    hazard: str | None = Field(None, max_length=64)
-    device: str | None = Field(None, max_length=128)
+    site: Name | None = Field(None, max_length=128)
+    hazard: Name | None = Field(None, max_length=64)
+    device: Name | None = Field(None, max_length=128)
     level: Literal["blue", "yellow", "orange", "red"] | None = None
     starts_at: float | None = Field(None, description="Epoch seconds; default now (the engine clock).")
     ends_at: float | None = None
     for_s: float | None = Field(None, gt=0, description="Instead of `ends_at`: active this long from `starts_at`.")
     cron: str | None = None
     duration_s: float | None = None
-    timezone: str = Field("UTC", max_length=64)
-    comment: str = Field("", max_length=2000)
+    timezone: Name = Field("UTC", max_length=64)
+    comment: Text = Field("", max_length=2000)
 
     @model_validator(mode="after")
     def _bounded(self) -> SilenceIn:
-        """A silence names what it mutes: ``{}`` would mute every alert of the city."""
-        if not any((self.site, self.hazard, self.device, self.level)):
-            raise ValueError("a silence needs at least one of site, hazard, device, level (`{}` would mute all)")
+        """A silence names what it mutes (``{}`` or ``{"site": "*"}`` would mute every alert of the city) and
+        ends: a silence made in a hurry at 3 a.m. must not mute a RED next month."""
+        named = [m for m in (self.site, self.hazard, self.device) if m is not None and m.strip("*?") != ""]
+        if not named and self.level is None:
+            raise ValueError(
+                "a silence needs at least one of site, hazard, device (not only wildcards), level "
+                "(`{}` or `*` would mute all)"
+            )
+        times = (self.starts_at, self.ends_at, self.for_s, self.duration_s)
+        if any(t is not None and not math.isfinite(t) for t in times):
+            raise ValueError("starts_at, ends_at, for_s and duration_s are finite numbers")
+        if self.ends_at is None and self.for_s is None and self.cron is None:
+            raise ValueError("a silence needs an end: `ends_at`, `for_s`, or a recurring window (`cron` + "
+                             "`duration_s`); a silence for ever belongs in the config, reviewed")  # fmt: skip
+        length = self.for_s if self.for_s is not None else None
+        if self.ends_at is not None and self.starts_at is not None:
+            length = self.ends_at - self.starts_at
+        if length is not None and length > MAX_SILENCE_S:
+            raise ValueError(f"a silence made through the API lasts at most {MAX_SILENCE_S / 86400:.0f} days")
         return self
 
 
@@ -203,6 +224,8 @@ def incidents_router(
         for_s = spec.pop("for_s")
         if for_s is not None:
             spec["ends_at"] = spec["starts_at"] + for_s
+        if spec["ends_at"] is not None and spec["ends_at"] - spec["starts_at"] > MAX_SILENCE_S:
+            raise HTTPException(422, f"a silence made through the API lasts at most {MAX_SILENCE_S / 86400:.0f} days")
         try:
             Silence.model_validate({**spec, "id": "check", "created_by": user.name})
         except ValueError as exc:

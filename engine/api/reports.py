@@ -52,6 +52,10 @@ def reports_router(
     @api.post("/reports", response_model=ReportOut, status_code=201, responses={422: {"description": "Refused"}})
     async def file_report(body: GridReport, user: ApiToken = reporter) -> ReportOut:
         """File a grid report: it opens or joins the site's incident for the category's hazard."""
+        if body.reporter is not None and body.reporter != user.name and user.role != "operator":
+            raise HTTPException(
+                422, f"reporter: a report is filed under its token's name ({user.name!r}); leave `reporter` out"
+            )
         try:
             by = body.reporter or user.name
             spec = accept(body, config(), by, "api", now(), photo_dir, may_raise_to_red=user.role == "operator")

@@ -112,6 +112,13 @@ class IngestConfig(Strict):
     max_future_s: float = Field(
         300.0, ge=0, description="Readings stamped further ahead of the engine clock are rejected."
     )
+    max_past_s: float = Field(
+        604800.0,
+        ge=0,
+        description="Readings, frames and reports stamped further behind the newest data time seen are rejected "
+        "(`stale_ts`): a device's store-and-forward backlog of up to this long is taken, a time from another era "
+        "is not. 0: no limit.",
+    )
     seq_window: int = Field(64, ge=1, le=4096, description="How many recent `seq` numbers per device are remembered.")
     metric_aliases: dict[str, str] = Field(
         default_factory=dict, description="Map device-specific value names onto contract metrics, e.g. {rain: rain_mm}."

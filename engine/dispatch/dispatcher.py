@@ -31,8 +31,30 @@ from engine.store.store import Notification, Store
 
 logger = logging.getLogger(__name__)
 
+
+def is_poison(exc: BaseException) -> bool:
+    """Whether the store refused the data itself (a value it cannot hold), not the connection or the disk:
+    writing the same again would fail for ever.
+
+    >>> from sqlalchemy.exc import DataError, OperationalError
+    >>> is_poison(DataError("INSERT", {}, ValueError("NUL"))), is_poison(OperationalError("x", {}, OSError()))
+    (True, False)
+    """
+    from sqlalchemy.exc import DataError, IntegrityError, ProgrammingError, StatementError
+
+    if isinstance(exc, DataError | IntegrityError | ProgrammingError):
+        return True
+    return isinstance(exc, StatementError) and isinstance(exc.orig, ValueError | TypeError)
+
+
 # Actions the dispatcher adds to the tracker's own (which are the same under every runner and batching).
 DISPATCH_ACTIONS = frozenset({"escalated", "reminder", "dispatched"})
+
+# An event this far behind the engine clock the dispatcher has already run to is late news (a device's
+# backlog, a frame that waited): its deadlines start when it arrives. Counted from its own time, a month-old
+# report would send a month of reminders at once. In-order data (a replay's batches, a live stream's small
+# skew between devices) is never this late, so its deadlines stay exactly at its own times.
+LATE_S = 60.0
 
 
 @dataclass
@@ -71,6 +93,7 @@ class Dispatcher:
         self.store = store
         self._esc: dict[str, Escalation] = {}
         self._next_due = float("inf")  # the earliest escalation or reminder (tick is a no-op before it)
+        self._clock = float("-inf")  # the latest engine clock handled (``_arrival``)
         self._gauged: set[tuple[str, str]] = set()  # open-incident gauge labels set so far
         self._deadlines: dict[str, list[int]] = {"ack": [0, 0], "resolve": [0, 0]}  # met, total
         self.api_silences: list[Silence] = store.silences() if store is not None else []
@@ -102,7 +125,8 @@ class Dispatcher:
     def handle(self, events: list[dict[str, Any]], now: float) -> list[Notification]:
         """Decide on the tracker's events; each counts from its own time (data time), not the batch's end,
         so deadlines do not depend on how the stream was batched."""
-        notes = [self._decide(e, min(now, e["updated_at"])) for e in events]
+        notes = [self._decide(e, self._arrival(min(now, e["updated_at"]))) for e in events]
+        self._clock = max(self._clock, now)
         # Findings that caused no event still move an incident's last finding and level times: they are
         # written with the notifications and the stream progress, in one transaction, so that whoever takes
         # the incident up (a restart, a scale-out worker after a takeover) starts exactly where this left off.
@@ -115,6 +139,10 @@ class Dispatcher:
             )
         self._record(notes)
         return notes
+
+    def _arrival(self, at: float) -> float:
+        """An event's time for its deadlines: its own, unless it is late news (``LATE_S``)."""
+        return self._clock if at < self._clock - LATE_S else at
 
     def _decide(self, e: dict[str, Any], now: float) -> Notification:
         action, iid = e["action"], e["incident_id"]
@@ -187,6 +215,7 @@ class Dispatcher:
         """Escalations and reminders due by ``now``. Called after every batch, so it returns at once while
         no deadline is due (the earliest one is kept)."""
         notes = self._due(now) if now >= self._next_due else []
+        self._clock = max(self._clock, now)
         self._record(notes)
         return notes
 
@@ -208,6 +237,9 @@ class Dispatcher:
                 at = min(esc.ack_due if can_escalate else float("inf"), esc.remind_at)
                 if at > now:
                     break
+                if not at + rule.repeat_s > at:  # no progress (a time of -1e300): never loop on it
+                    logger.error("incident %s has deadline %r that cannot advance; its timers restart now", iid, at)
+                    at = now
                 if can_escalate and esc.ack_due <= esc.remind_at:
                     esc.tier += 1
                     esc.ack_due, esc.remind_at = at + rule.ack_within_s, at + rule.repeat_s
@@ -297,6 +329,8 @@ class Dispatcher:
         try:
             self.store.record(self.unstored, self.sinks, self.shard_of, self.progress, list(self.untouched.values()))
         except Exception as exc:  # any driver's error: a full disk, a lost connection, a locked file
+            if is_poison(exc) and self._without_poison():
+                return
             if self.store_ok:
                 logger.error("the incident store is failing (%s); keeping notifications in memory", exc)
             self.store_ok = False
@@ -315,6 +349,27 @@ class Dispatcher:
         self.progress = {}
         self.untouched = {}
         metrics.STORE_PENDING.set(0)
+
+    def _without_poison(self) -> bool:
+        """The store refused the data, not the connection: write the held notifications one by one, so that
+        one the store cannot take (counted, logged, dropped) never blocks those after it. True when every
+        other one is written."""
+        assert self.store is not None
+        held, self.unstored = self.unstored, []
+        for i, note in enumerate(held):
+            try:
+                self.store.record([note], self.sinks, self.shard_of)
+            except Exception as exc:
+                if not is_poison(exc):  # the store went out meanwhile: keep the rest, in order
+                    self.unstored = held[i:]
+                    return False
+                metrics.STORE_POISON.inc()
+                logger.error("the store refuses notification %s of incident %s (%s): dropped, the rest go on",
+                             note.event.get("action"), note.event.get("incident_id"), str(exc)[:300])  # fmt: skip
+        self.store.record([], self.sinks, self.shard_of, self.progress, list(self.untouched.values()))
+        self.store_ok, self.progress, self.untouched = True, {}, {}
+        metrics.STORE_PENDING.set(0)
+        return True
 
     def restore(self, stored: list[dict[str, Any]]) -> None:
         """Escalation timers of the open incidents a previous engine left in the store."""

@@ -15,6 +15,7 @@ import base64
 import binascii
 import hashlib
 import math
+import secrets
 import struct
 from pathlib import Path
 from typing import Any, Literal
@@ -27,6 +28,7 @@ from engine.config.models import EngineConfig, ReportsConfig, SiteConfig
 from engine.core.findings import Finding
 from engine.core.levels import Level, LevelName
 from engine.incidents.tracker import GRID_REPORT
+from engine.ingest.bounds import Name, Text, TimeWindow
 from engine.ingest.frames import image_size
 from engine.ingest.topics import LOCATE, Topic, valid_id
 
@@ -42,15 +44,25 @@ class GridReport(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    category: str = Field(min_length=1, max_length=32, description="What was seen: a key of `reports.categories`.")
-    text: str = Field("", max_length=2000, description="What the person saw, in their words.")
+    category: Name = Field(min_length=1, max_length=32, description="What was seen: a key of `reports.categories`.")
+    text: Text = Field("", max_length=2000, description="What the person saw, in their words.")
     site: str | None = Field(None, max_length=128, description="The site; else `lat`/`lon` find the nearest.")
     lat: float | None = Field(None, ge=-90, le=90)
     lon: float | None = Field(None, ge=-180, le=180)
-    ts: float | None = Field(None, description="When it was seen (epoch s); default: when it arrived.")
+    ts: float | None = Field(
+        None,
+        description="When it was seen (epoch s), kept as `seen_at`; within `ingest.max_past_s` before and "
+        "`ingest.max_future_s` after the engine clock. The incident counts its deadlines from when the report "
+        "reaches the engine, not from this time.",
+    )
     level: LevelName | None = Field(None, description="How grave the reporter thinks it is (capped by config).")
     photo: str | None = Field(None, description="A JPEG or PNG, base64.")
-    reporter: str | None = Field(None, max_length=128, description="Who reports (MQTT: the topic's last part).")
+    reporter: Name | None = Field(
+        None,
+        max_length=128,
+        description="Who reports: always the token's name on the API (a different name is refused), the topic's "
+        "last part on MQTT.",
+    )
 
     @model_validator(mode="after")
     def _where(self) -> GridReport:
@@ -93,9 +105,20 @@ def locate(report: GridReport, sites: list[SiteConfig], max_distance_m: float) -
     return best
 
 
-def report_id(site: str, reporter: str, ts: float, text: str) -> str:
-    """Deterministic: the same report sent twice (an MQTT redelivery) is the same report."""
-    return hashlib.sha1(f"{site}|{reporter}|{ts:.3f}|{text}".encode(), usedforsecurity=False).hexdigest()[:16]
+def report_id() -> str:
+    """A new report's id: random, so that nobody can name (and overwrite the photo of) another's report.
+
+    >>> len(report_id()), report_id() != report_id()
+    (16, True)
+    """
+    return secrets.token_hex(8)
+
+
+def content_key(report: GridReport, site: str, reporter: str) -> str:
+    """What makes two deliveries the same report (an MQTT redelivery): who, where, when and what, photo
+    included. Used to apply a redelivery once, never as the report's id."""
+    parts = (site, reporter, report.category, repr(report.ts), report.text, report.photo or "")
+    return hashlib.sha256("\x1f".join(parts).encode()).hexdigest()
 
 
 def photo_bytes(report: GridReport, max_bytes: int) -> tuple[bytes, str] | None:
@@ -135,13 +158,16 @@ def accept(
     if hazard is None:
         raise ReportError(f"unknown category {report.category!r}; one of: {', '.join(sorted(rc.categories))}")
     site = locate(report, cfg.sites, rc.max_distance_m)
-    ts = now if report.ts is None else report.ts  # for the checks and the report's id
-    if not math.isfinite(ts) or ts > now + cfg.ingest.max_future_s:
-        raise ReportError(f"ts {ts} is in the future (the engine clock is {now:.0f})")
+    if report.ts is not None:
+        window = TimeWindow(cfg.ingest.max_future_s, cfg.ingest.max_past_s)
+        window.newest = now  # the same rule as a reading's, against the engine clock
+        late = window.reason(report.ts, now)
+        if late is not None:
+            raise ReportError(f"ts: {late} (the engine clock is {now:.0f})")
     level = Level.from_name(report.level or rc.default_level)
     cap = Level.RED if may_raise_to_red else Level.from_name(rc.max_level)
     level = min(level, cap)
-    rid = report_id(site.id, reporter, ts, report.text)
+    rid = report_id()
     evidence: dict[str, Any] = {
         "report_id": rid,
         "category": report.category,
@@ -149,6 +175,8 @@ def accept(
         "reporter": reporter,
         "channel": channel,
     }
+    if report.ts is not None:
+        evidence["seen_at"] = report.ts
     if report.lat is not None and report.lon is not None:
         evidence["lat"], evidence["lon"] = report.lat, report.lon
     photo = photo_bytes(report, rc.max_photo_bytes)
@@ -164,10 +192,12 @@ def accept(
         "site": site.id,
         "hazard": hazard,
         "reporter": reporter,
-        # A report that gives no time of its own is stamped when it is applied, with the engine clock of the
-        # worker that holds the site (data time): the wall clock here would be far off a replay's data time,
-        # and an incident's clock taken from it would fire a year of reminders at once.
-        "ts": report.ts,
+        "content_key": content_key(report, site.id, reporter),
+        # A report is stamped when it is applied, with the engine clock of the worker that holds the site (data
+        # time): a report is news when it arrives, whenever the person saw it (``seen_at``). Its own time would
+        # start the incident's deadlines in the past (a report dated a month back sent 718 reminders at once),
+        # and the wall clock here would be far off a replay's data time.
+        "ts": None,
         "level": level.label,
         "evidence": evidence,
     }

@@ -15,6 +15,7 @@ import orjson
 from engine.config.models import IngestConfig
 from engine.core.batch import BatchBuilder
 from engine.core.quantities import QUANTITIES, ValueName, alias_name, value_name
+from engine.ingest.bounds import TimeWindow
 from engine.ingest.sequence import SeqWindow
 from engine.ingest.timestamps import TimestampError, parse_ts
 from engine.ingest.topics import Topic, valid_id
@@ -50,6 +51,7 @@ class SensorDecoder:
         self.builder = builder
         self.known_sites = known_sites if cfg.reject_unknown_sites else None
         self.seq = SeqWindow(cfg.seq_window)
+        self.window = TimeWindow(cfg.max_future_s, cfg.max_past_s)
         self._aliases = {k: alias_name(k, v) for k, v in cfg.metric_aliases.items()}
 
     def _name(self, name: str) -> ValueName | None:
@@ -94,11 +96,9 @@ class SensorDecoder:
             ts = parse_ts(doc.get("ts"))
         except TimestampError as exc:
             return exc.reason, str(exc)
-        if ts > now + self.cfg.max_future_s:
-            return (
-                "future_ts",
-                f"ts is {ts - now:.0f} s ahead of the engine clock (limit {self.cfg.max_future_s:.0f} s)",
-            )
+        late = self.window.reason(ts, now)
+        if late is not None:
+            return late.reason, str(late)
         values = doc.get("values")
         if not isinstance(values, dict) or not values:
             return "no_values", "the reading needs a non-empty `values` object"
@@ -128,4 +128,5 @@ class SensorDecoder:
                 return "duplicate_seq", f"seq {seq} of {site}/{device} was already received"
         for mid, v in parsed:
             self.builder.add_slot(slot, ts, mid, v)
+        self.window.newest = max(self.window.newest, ts)
         return None

@@ -154,7 +154,7 @@ class LocalRunner:
                 spec = mqtt_report(t, payload, self.cfg, now, Path(self.cfg.data_dir) / "reports")
             except ReportError as exc:
                 return [Rejection("bad_report", str(exc)[:500], t.device)]
-            rid = spec["evidence"]["report_id"]
+            rid = spec["content_key"]
             if rid in seen:
                 return []
             seen[rid] = None

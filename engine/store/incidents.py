@@ -14,6 +14,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from engine.incidents.tracker import GRID_REPORT
+from engine.ingest.bounds import has_nul, without_nul
 from engine.store.database import Database
 from engine.store.tables import (
     AuditRow,
@@ -56,7 +57,12 @@ class IncidentRecords(Database):
         ``shard_of`` gives an incident's outbox rows their owner's shard (its site's partition);
         ``progress`` (stream → offset) is written in the same transaction (see ``StreamProgressRow``).
         """
-        notes = list(notes)
+        # Every entry refuses control characters; a NUL that got in by another path costs one character here,
+        # never the store (PostgreSQL refuses it in text, and the refused batch would fail every later write).
+        notes = [n if not has_nul((n.event, n.detail, n.resume)) else
+                 Notification(without_nul(n.event), n.at, n.notify, without_nul(n.detail), without_nul(n.resume))
+                 for n in notes]  # fmt: skip
+        touched = without_nul(touched) if touched and has_nul(touched) else touched
         if not (notes or progress or touched):
             return 0
         with self.session() as s, s.no_autoflush:

@@ -220,5 +220,6 @@ def test_an_inch_gauge_reports_rain_in_and_is_converted_at_ingest():
     got = [hour_of(f.ts) for f in det.process(b.take(), det.new_state())]
     want = exceeded([x is not None and x[0] for x in ref.usgs_storm_id(p, SEATTLE_ALPHA_MM, 1.13)], p)
     assert want and got == want
-    refused = decoder.decode(Topic("sensors", "S1", "g"), b'{"ts": 1, "values": {"rain_ft": 1}}', now=10.0)
+    last = report_ts(len(p) - 1)
+    refused = decoder.decode(Topic("sensors", "S1", "g"), b'{"ts": %d, "values": {"rain_ft": 1}}' % last, now=last)
     assert [r.reason for r in refused] == ["unknown_metric"]

@@ -60,7 +60,7 @@ def test_a_report_is_refused_with_what_to_change():
     with pytest.raises(ReportError, match="the photo is not an image"):
         bad = base64.b64encode(b"MZ\x90\x00 an executable").decode()
         accept(GridReport(category="crack", site="S1", photo=bad), cfg, "r", "api", 0.0, None)
-    with pytest.raises(ReportError, match="in the future"):
+    with pytest.raises(ReportError, match="ahead of the engine clock"):
         accept(GridReport(category="crack", site="S1", ts=10_000.0), cfg, "r", "api", 0.0, None)
     with pytest.raises(ValueError, match="needs `site`, or `lat` and `lon`"):
         GridReport(category="crack")
@@ -104,7 +104,8 @@ def test_an_mqtt_report_takes_site_and_reporter_from_its_topic():
     cfg = config()
     body = orjson.dumps({"category": "smoke", "text": "smoke on the ridge", "ts": 50.0, "lat": 29.5, "lon": 106.6})
     spec = mqtt_report(Topic("reports", "_nearest", "resident-42"), body, cfg, 100.0, None)
-    assert (spec["site"], spec["hazard"], spec["reporter"], spec["ts"]) == ("S2", "fire", "resident-42", 50.0)
+    assert (spec["site"], spec["hazard"], spec["reporter"], spec["ts"]) == ("S2", "fire", "resident-42", None)
+    assert spec["evidence"]["seen_at"] == 50.0, "when it was seen is kept; the incident starts when it arrives"
     assert spec["evidence"]["channel"] == "mqtt"
     named = mqtt_report(Topic("reports", "S1", "gw-1"), b'{"category": "flood"}', cfg, 100.0, None)
     assert (named["site"], named["hazard"], named["ts"]) == ("S1", "waterlogging", None)

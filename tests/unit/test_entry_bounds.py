@@ -1,0 +1,202 @@
+"""Every way in is bounded by the same rules (engine/ingest/bounds.py): one message cannot hang the engine,
+backdate an incident's deadlines into a storm of reminders, or wedge the store with a NUL byte."""
+
+from __future__ import annotations
+
+import threading
+
+import orjson
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from pydantic import ValidationError
+
+from engine.config.models import EngineConfig
+from engine.core.batch import BatchBuilder
+from engine.core.devices import DeviceIndex
+from engine.core.findings import Finding
+from engine.core.levels import Level
+from engine.dispatch.actions import OperatorAction, apply_action
+from engine.dispatch.dispatcher import Dispatcher
+from engine.incidents.reports import GridReport, ReportError, accept, finding_of, mqtt_report
+from engine.incidents.tracker import GRID_REPORT, IncidentTracker
+from engine.ingest.bounds import TimeWindow, plain_name, plain_text, without_nul
+from engine.ingest.decode import SensorDecoder
+from engine.ingest.topics import Topic
+from engine.store.store import Notification, Store
+
+SITES = [dict(id="S1", lat=29.5, lon=106.5, grid="g1", town="t1", district="d1")]
+NOW = 1_765_000_000.0  # December 2025
+DAY = 86400.0
+
+
+def config() -> EngineConfig:
+    return EngineConfig.model_validate(
+        {"sites": SITES, "routing": [dict(first="grid", ack_within_s=600, repeat_s=3600)]}
+    )
+
+
+def bounded(fn, timeout_s: float = 10.0):
+    """``fn()`` in a thread that must finish in time: a hang fails the test instead of the suite."""
+    out: list[object] = []
+    t = threading.Thread(target=lambda: out.append(fn()), daemon=True)
+    t.start()
+    t.join(timeout_s)
+    assert not t.is_alive(), f"did not finish in {timeout_s} s: the engine would hang here"
+    return out[0]
+
+
+def test_a_finding_at_minus_1e300_does_not_hang_the_dispatcher():
+    cfg = config()
+    tracker = IncidentTracker(cfg.incidents)
+    desk = Dispatcher(cfg, tracker)
+    f = Finding(GRID_REPORT, "landslide", "S1", "someone", -1e300, Level.ORANGE, 1.0, {"report_id": "x"})
+    notes = bounded(lambda: desk.report(f, NOW) + desk.tick(NOW) + desk.tick(NOW + 7200))
+    actions = [n.event["action"] for n in notes]
+    assert actions[0] == "fired" and len(actions) <= 6, actions
+
+
+def test_late_news_counts_its_deadlines_from_its_arrival_not_from_its_own_time():
+    cfg = config()
+    tracker = IncidentTracker(cfg.incidents)
+    desk = Dispatcher(cfg, tracker)
+    desk.tick(NOW)  # the engine clock stands at NOW
+    late = Finding("crack", "landslide", "S1", "crack-1", NOW - 6 * DAY, Level.ORANGE, 1.0)
+    notes = desk.handle(tracker.apply([late]), NOW) + desk.tick(NOW)
+    assert [n.event["action"] for n in notes] == ["fired"], "six days of reminders were sent at once"
+    assert [n.event["action"] for n in desk.tick(NOW + 600)] == ["escalated"]
+
+
+def test_in_order_data_keeps_every_deadline_at_its_own_time():
+    """A replay's batch spans hours of data time: its deadlines are the data's, as before."""
+    cfg = config()
+    tracker = IncidentTracker(cfg.incidents)
+    desk = Dispatcher(cfg, tracker)
+    events = tracker.apply([Finding("crack", "landslide", "S1", "crack-1", NOW, Level.ORANGE, 1.0)])
+    desk.handle(events, NOW + 5000)
+    assert [(n.event["action"], n.at) for n in desk.tick(NOW + 9000)] == [
+        ("escalated", NOW + 600), ("escalated", NOW + 1200), ("escalated", NOW + 1800), ("reminder", NOW + 5400),
+        ("reminder", NOW + 9000),
+    ]  # fmt: skip
+
+
+def test_a_report_from_another_era_is_refused_and_an_old_one_is_news_now():
+    cfg = config()
+    for ts in (-1e300, -1.0, NOW - 30 * DAY, NOW + 3600, float("nan")):
+        body = orjson.dumps({"category": "crack", "ts": ts}) if ts == ts else b'{"category": "crack", "ts": NaN}'
+        with pytest.raises(ReportError):
+            mqtt_report(Topic("reports", "S1", "gw-1"), body, cfg, NOW, None)
+    spec = mqtt_report(Topic("reports", "S1", "gw-1"), orjson.dumps({"category": "crack", "ts": NOW - DAY}), cfg, NOW,
+                       None)  # fmt: skip
+    assert spec["evidence"]["seen_at"] == NOW - DAY
+    assert finding_of(spec, NOW).ts == NOW, "the incident starts when the report arrives"
+    tracker = IncidentTracker(cfg.incidents)
+    desk = Dispatcher(cfg, tracker)
+    notes = apply_action(desk, OperatorAction(kind="report", actor="gw-1", report=spec), NOW) + desk.tick(NOW + 1)
+    assert [n.event["action"] for n in notes] == ["fired"]
+
+
+def test_report_ids_are_random_so_nobody_can_name_another_s_report():
+    cfg = config()
+    a = accept(GridReport(category="crack", site="S1", text="same", ts=NOW), cfg, "r", "mqtt", NOW, None)
+    b = accept(GridReport(category="crack", site="S1", text="same", ts=NOW), cfg, "r", "mqtt", NOW, None)
+    assert a["evidence"]["report_id"] != b["evidence"]["report_id"]
+    assert a["content_key"] == b["content_key"], "a redelivery is still recognised as the same report"
+
+
+@pytest.mark.parametrize("field", ["reporter", "text", "category"])
+def test_control_characters_are_refused_in_a_report(field):
+    with pytest.raises(ValidationError, match="control character U\\+0000"):
+        GridReport.model_validate({"category": "crack", "site": "S1", field: "a\x00b"})
+
+
+def test_the_same_time_rule_for_readings_iso_times_and_batches():
+    dec = SensorDecoder(config().ingest, BatchBuilder(DeviceIndex()))
+
+    def reasons(ts: object) -> list[str]:
+        body = orjson.dumps({"ts": ts, "values": {"rain_mm": 0.2}})
+        return [r.reason for r in dec.decode(Topic("sensors", "S1", "rain-1"), body, NOW)]
+
+    assert reasons(NOW) == []
+    assert reasons("1900-01-01T00:00:00+00:00") == ["bad_ts"], "an ISO date of 1900 is as invalid as -1"
+    assert reasons("0001-01-01T00:00:00+00:00") == ["bad_ts"]
+    assert reasons(-1) == ["bad_ts"]
+    assert reasons(NOW - 8 * DAY) == ["stale_ts"]
+    assert reasons(NOW - 6 * DAY) == [], "a week of a device's backlog is taken"
+    assert reasons(NOW + 301) == ["future_ts"]
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.floats(allow_nan=True, allow_infinity=True), st.floats(0, 1e10))
+def test_a_time_window_accepts_exactly_the_plausible_times(ts, now):
+    w = TimeWindow(max_future_s=300, max_past_s=DAY)
+    w.newest = now
+    ok = w.reason(ts, now) is None
+    assert ok == (ts == ts and 0 <= ts <= now + 300 and ts >= now - DAY)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.text(max_size=40))
+def test_plain_text_and_names_refuse_control_characters_and_keep_the_rest(s):
+    controls = {c for c in s if ord(c) < 32 or ord(c) == 127}
+    try:
+        assert plain_text(s) == s
+    except ValueError:
+        assert controls - {"\t", "\n", "\r"}
+    try:
+        assert plain_name(s) == s
+    except ValueError:
+        assert controls
+
+
+def test_the_store_writes_a_nul_that_got_in_and_keeps_writing(store_url):
+    """PostgreSQL refuses NUL in text: one such actor used to fail every later write of the store."""
+    store = Store(store_url)
+    store.migrate()
+    event = {
+        "incident_id": "i1", "site": "S1", "hazard": "landslide", "level": "red", "state": "firing",
+        "opened_at": NOW, "updated_at": NOW, "score": 1.0, "action": "assigned", "actor": "ops\x00",
+        "assigned_to": "x\x00y", "findings": [{"detector": "d\x00", "device": "c", "ts": NOW, "level": "red",
+                                                 "score": 1.0, "evidence": {"text\x00": "a\x00"}}],
+    }  # fmt: skip
+    store.record([Notification(event, NOW, True, {"receivers": ["grid:g1"], "comment": "\x00"})], ["log"])
+    later = {**event, "incident_id": "i2", "actor": "engine", "assigned_to": None, "findings": []}
+    store.record([Notification(later, NOW, True, {"receivers": ["grid:g1"]})], ["log"])
+    assert {i["incident_id"] for i in store.list_incidents()} == {"i1", "i2"}
+    assert store.incident("i1")["assigned_to"] == "x\ufffdy"  # type: ignore[index]
+    assert without_nul(["\x00"]) == ["\ufffd"]
+
+
+def test_every_metric_of_the_engine_is_on_the_registry_metrics_serves():
+    from prometheus_client import Counter, Gauge, Histogram
+
+    from engine import metrics
+
+    served = set(metrics.REGISTRY._names_to_collectors.values())
+    defined = {n: m for n, m in vars(metrics).items() if isinstance(m, Counter | Gauge | Histogram)}
+    assert {"TASK_FAILURES", "CHECKPOINT_FAILURES", "DETECTOR_ERRORS", "OUTBOX_DEAD", "STORE_POISON"} <= set(defined)
+    assert [n for n, m in defined.items() if m not in served] == []
+
+
+def test_a_notification_the_store_refuses_is_dropped_and_the_rest_are_written(tmp_path):
+    from sqlalchemy.exc import DataError
+
+    cfg = config()
+    store = Store(f"sqlite:///{tmp_path / 'gw.db'}")
+    store.migrate()
+    tracker = IncidentTracker(cfg.incidents)
+    desk = Dispatcher(cfg, tracker, store)
+    real = store.record
+
+    def picky(notes, *args, **kwargs):
+        if any(n.event.get("actor") == "poison" for n in notes):
+            raise DataError("INSERT", {}, ValueError("the store cannot hold this"))
+        return real(notes, *args, **kwargs)
+
+    store.record = picky  # type: ignore[method-assign]
+    (fired,) = desk.handle(tracker.apply([Finding("crack", "landslide", "S1", "c1", NOW, Level.ORANGE, 1.0)]), NOW)
+    iid = fired.event["incident_id"]
+    desk.assign(iid, "poison", "poison", NOW + 1)
+    desk.acknowledge(iid, "ops", NOW + 2)
+    assert desk.store_ok and desk.unstored == []
+    assert store.incident(iid)["acknowledged_by"] == "ops"  # type: ignore[index]
