@@ -43,7 +43,7 @@ from engine.evaluation import score  # noqa: E402
 from engine.runners.replay import replay_readings  # noqa: E402
 from simulators.scenario import load_scenario  # noqa: E402
 
-RESULTS = results_dir()  # results/quick/ for --quick: the recorded results stay
+RESULTS = results_dir()  # outside the checkout for --quick: only full runs write results files
 SCENARIOS = ("creep-to-failure", "storm-over-slope", "stable-slopes", "sensor-faults")
 console = Console()
 

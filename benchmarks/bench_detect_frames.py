@@ -39,7 +39,7 @@ from detectors.vision.flame_color_motion import FlameColorMotion, FlameColorMoti
 from detectors.vision.smoke_fire_onnx import SmokeFireOnnx, SmokeFireOnnxConfig  # noqa: E402
 from engine.ingest.frames import decode  # noqa: E402
 
-RESULTS = results_dir()  # results/quick/ for --quick: the recorded results stay
+RESULTS = results_dir()  # outside the checkout for --quick: only full runs write results files
 console = Console()
 
 

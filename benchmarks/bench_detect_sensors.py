@@ -56,7 +56,7 @@ from engine.core.devices import DeviceIndex  # noqa: E402
 from engine.metrics import REGISTRY  # noqa: E402
 from engine.runners.assembly import build_pipeline  # noqa: E402
 
-RESULTS = results_dir()  # results/quick/ for --quick: the recorded results stay
+RESULTS = results_dir()  # outside the checkout for --quick: only full runs write results files
 console = Console()
 
 

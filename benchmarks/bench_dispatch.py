@@ -37,7 +37,7 @@ from engine.incidents.tracker import IncidentTracker  # noqa: E402
 from engine.store.store import Notification, Store  # noqa: E402
 from engine.store.tables import AuditRow, FindingRow, IncidentRow, OutboxRow  # noqa: E402
 
-RESULTS = results_dir()  # results/quick/ for --quick: the recorded results stay
+RESULTS = results_dir()  # outside the checkout for --quick: only full runs write results files
 console = Console()
 PG_ADMIN = os.environ.get("GRIDWATCH_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
 

@@ -45,7 +45,7 @@ from tests.conftest import (  # noqa: E402
     wait_for,
 )
 
-RESULTS = results_dir()  # results/quick/ for --quick: the recorded results stay
+RESULTS = results_dir()  # outside the checkout for --quick: only full runs write results files
 console = Console()
 BASE = 1_700_000_000.0
 PARTITIONS = 8

@@ -43,7 +43,7 @@ from engine.config.models import ApiConfig, IngestConfig, MqttConfig  # noqa: E4
 from engine.runners.local import LocalRunner  # noqa: E402
 from tests.conftest import Mosquitto, _mosquitto_binary, default_config  # noqa: E402
 
-RESULTS = results_dir()  # results/quick/ for --quick: the recorded results stay
+RESULTS = results_dir()  # outside the checkout for --quick: only full runs write results files
 console = Console()
 SITES = 13_000
 GENERATORS = 1  # load generator processes for single-reading messages (each can offer 100,000/s and more)

@@ -35,7 +35,7 @@ from engine.core.allocator import tune_allocator  # noqa: E402
 from engine.core.history import ReadingHistory  # noqa: E402
 from engine.runners.assembly import build_pipeline  # noqa: E402
 
-RESULTS = results_dir()  # results/quick/ for --quick: the recorded results stay
+RESULTS = results_dir()  # outside the checkout for --quick: only full runs write results files
 console = Console()
 TARGET_BYTES = 1 << 30  # issue 9: at most 1 GB resident for 65,000 devices of full history
 

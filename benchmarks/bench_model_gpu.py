@@ -41,7 +41,7 @@ from benchmarks.output import results_dir, write_results  # noqa: E402
 from detectors.vision.smoke_fire_onnx import SmokeFireOnnx, SmokeFireOnnxConfig  # noqa: E402
 from engine.ingest.frames import decode  # noqa: E402
 
-RESULTS = results_dir()  # results/quick/ for --quick: the recorded results stay
+RESULTS = results_dir()  # outside the checkout for --quick: only full runs write results files
 console = Console()
 MODEL = ROOT / "models" / "smoke_fire.onnx"
 

@@ -1,5 +1,5 @@
-"""Where a benchmark writes its figures: ``benchmarks/results/`` (committed), or ``results/quick/`` for a
-``--quick`` run, so that a quick check never overwrites the recorded results."""
+"""Where a benchmark writes its figures: ``benchmarks/results/`` (committed) for a full run; a ``--quick`` run
+writes outside the checkout (``<tmp>/gridwatch-bench-quick/``), so that only full runs write results files."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import json
 import os
 import platform
 import sys
+import tempfile
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -15,9 +16,13 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def results_dir(argv: list[str] | None = None) -> Path:
-    """``benchmarks/results``, or its ``quick`` subfolder when ``--quick`` is among the arguments."""
-    quick = "--quick" in (sys.argv if argv is None else argv)
-    return ROOT / "benchmarks" / "results" / ("quick" if quick else "")
+    """``benchmarks/results``, or a folder outside the checkout when ``--quick`` is among the arguments
+    (``$GRIDWATCH_BENCH_QUICK_DIR`` if set)."""
+    if "--quick" in (sys.argv if argv is None else argv):
+        return Path(
+            os.environ.get("GRIDWATCH_BENCH_QUICK_DIR") or Path(tempfile.gettempdir()) / "gridwatch-bench-quick"
+        )
+    return ROOT / "benchmarks" / "results"
 
 
 def write_results(name: str, figures: dict[str, Any], quick: bool | None = None, **machine: Any) -> dict[str, Any]:

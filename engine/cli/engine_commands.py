@@ -127,27 +127,77 @@ def reload(
         console.print(f"[yellow]needs a restart to take effect: {', '.join(body['needs_restart'])}[/]")
 
 
+BENCH_DIR_ENV = "GRIDWATCH_BENCHMARKS"
+
+
+def benchmark_folders(cwd: Path | None = None) -> list[Path]:
+    """Where ``bench`` looks for ``bench_*.py``, in order: ``$GRIDWATCH_BENCHMARKS``, then ``benchmarks/`` beside
+    the installed ``engine`` package (a checkout, or an editable install), then ``benchmarks/`` in the working
+    directory or the first of its parents that has one. The scripts ship with the source, not the wheel.
+
+    >>> benchmark_folders(Path("/"))[-1]
+    PosixPath('/benchmarks')
+    """
+    import os
+
+    import engine
+
+    found = [Path(os.environ[BENCH_DIR_ENV])] if os.environ.get(BENCH_DIR_ENV) else []
+    found.append(Path(engine.__file__).resolve().parents[1] / "benchmarks")
+    here = (cwd or Path.cwd()).resolve()
+    found.extend(folder / "benchmarks" for folder in (here, *here.parents))
+    return list(dict.fromkeys(found))
+
+
 @app.command()
 def bench(
-    quick: Annotated[bool, typer.Option(help="Smaller fleets: a quick check that the benchmarks run.")] = False,
+    quick: Annotated[
+        bool, typer.Option(help="Smaller fleets: a quick check that the benchmarks run; writes no results files.")
+    ] = False,
     only: Annotated[str | None, typer.Option(help="Run only this benchmark (e.g. detect_sensors).")] = None,
+    against: Annotated[
+        str | None,
+        typer.Option(
+            help="A git commit whose core to run side by side in the same run (benchmarks that support it: "
+            "detect_sensors); the ratio is printed."
+        ),
+    ] = None,
 ) -> None:
-    """Run the benchmarks in benchmarks/ (tables on screen, figures in benchmarks/results/)."""
+    """Run the benchmarks in benchmarks/ (tables on screen; a full run records its figures in benchmarks/results/).
+
+    The folder is found from any working directory (see ``benchmark_folders``); no benchmark found, or none
+    named ``--only``, is an error (exit 2)."""
     import subprocess
 
-    folder = Path(__file__).resolve().parents[1] / "benchmarks"
+    candidates = benchmark_folders()
+    folder = next((f for f in candidates if any(f.glob("bench_*.py"))), None)
+    if folder is None:
+        console.print(
+            "[red]no benchmarks found[/] (bench_*.py) in: "
+            + ", ".join(str(f) for f in candidates[:3])
+            + ", …\nThe benchmarks come with the source checkout, not the installed package: run `gridwatch "
+            f"bench` inside a checkout of gridwatch, or set {BENCH_DIR_ENV} to its benchmarks/ folder."
+        )
+        raise typer.Exit(2)
     scripts = sorted(folder.glob("bench_*.py"))
     known = [p.stem.removeprefix("bench_") for p in scripts]
     if only is not None:
-        scripts = [p for p in scripts if p.stem == f"bench_{only}"]
+        scripts = [p for p in scripts if p.stem == f"bench_{only.removeprefix('bench_').removesuffix('.py')}"]
         if not scripts:
-            console.print(f"[red]no benchmark {only!r}; there are: {', '.join(known) or 'none'}[/]")
+            console.print(f"[red]no benchmark {only!r} in {folder}[/]; there are: {', '.join(known)}")
             raise typer.Exit(2)
     for script in scripts:
-        console.rule(script.stem.removeprefix("bench_"))
+        console.rule(f"{script.stem.removeprefix('bench_')} ({script})")
         args = [sys.executable, str(script), *(["--quick"] if quick else [])]
-        done = subprocess.run(args, check=False)  # noqa: S603 (the project's own benchmark scripts)
+        if against is not None:
+            if "--against" in script.read_text():
+                args += ["--against", against]
+            else:
+                console.print(f"[yellow]{script.stem} has no --against: runs this checkout only[/]")
+        # From the checkout's root: scripts read config/ and models/ beside benchmarks/.
+        done = subprocess.run(args, cwd=folder.parent, check=False)  # noqa: S603 (the project's own benchmarks)
         if done.returncode != 0:
+            console.print(f"[red]{script.name} failed (exit {done.returncode})[/]")
             raise typer.Exit(done.returncode)
 
 
