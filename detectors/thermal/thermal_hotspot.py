@@ -8,6 +8,15 @@ spread over the scene: a small fire stands out of the ground around it, while a 
 slope is hot all over and scores only at its edges. ``contrast: scene`` compares each pixel with the whole
 scene (median and MAD), as earlier versions did.
 
+Which it is comes from the frame where it says (``Frame.units``: the camera's declaration, or integer counts
+with no calibration) before the detector's ``units``: raw counts are never read as degrees. A frame taken
+as °C whose median is no scene temperature (-90 to 300 °C) is refused, never alarmed (detail ``refused``).
+
+Counts are auto-calibrated per camera from the scene's own statistics: the robust spread a pixel's excess is
+divided by is at least ``span_floor`` of the scene's 1st-99th percentile span, and the camera keeps a running
+value of it (``calibration_frames``), so a flat night scene or an automatic-gain 8-bit picture, whose spread is
+a count or two, does not turn noise or a warm person into a fire, and one frame does not recalibrate a camera.
+
 A hot spot is a blob above the pre-alarm heat. Its score is its peak heat over the alarm heat, so the
 shared confirmation's levels read: pre-alarm (orange) at ``pre_alarm/alarm``, alarm (red) at 1, clear
 below ``clear/alarm`` (e.g. 50 °C pre-alarm, 55 °C alarm, clear below 52 °C).
@@ -35,10 +44,12 @@ from detectors.vision.base import (
     CameraDetectorConfig,
     CameraState,
     CameraTrack,
+    Frame,
     FrameBatch,
     Observation,
     register_camera,
 )
+from engine.ingest.frames import THERMAL_SCENE_C
 
 
 class ThermalHotspotConfig(CameraDetectorConfig):
@@ -53,6 +64,16 @@ class ThermalHotspotConfig(CameraDetectorConfig):
     )
     local_sigma: float = Field(
         0.0125, gt=0, le=0.5, description="contrast local: the neighbourhood's Gaussian sigma, a share of the width."
+    )
+    span_floor: float = Field(
+        0.1,
+        ge=0,
+        le=1,
+        description="counts: the robust spread is at least this share of the scene's 1st-99th percentile span (an "
+        "automatic-gain picture or a flat night scene has a spread of a count or two).",
+    )
+    calibration_frames: int = Field(
+        10, ge=1, description="counts: a camera's spread is a running mean over about this many frames."
     )
     pre_alarm: float = Field(50.0, description="Pre-alarm heat (°C, or z-score with counts).")
     alarm: float = Field(55.0, description="Alarm heat (°C, or z-score with counts).")
@@ -128,28 +149,43 @@ class ThermalHotspot(CameraDetector[ThermalHotspotConfig]):
     def example_config(cls) -> ThermalHotspotConfig:
         return ThermalHotspotConfig(type="thermal_hotspot")
 
-    def heat(self, image: npt.NDArray[Any], key: str = "") -> npt.NDArray[np.float32]:
+    def units_of(self, frame: Frame) -> str:
+        """``counts`` where the frame or the detector says so: counts are never read as degrees."""
+        return "counts" if "counts" in (frame.units, self.config.units) else "celsius"
+
+    def heat(
+        self, image: npt.NDArray[Any], key: str = "", units: str | None = None, model: dict[str, Any] | None = None
+    ) -> npt.NDArray[np.float32]:
         """Heat in the detector's units, scaled so that the camera's own alarm (``camera_alarm``) reads as
-        the detector's ``alarm``."""
-        heat = self._heat(image)
+        the detector's ``alarm``; ``model``: the camera's state, where counts keep their calibration."""
+        heat = self._heat(image, units or self.config.units, model)
         own = self.config.alarm_of(key)
         return heat if own == self.config.alarm else (heat * (self.config.alarm / own)).astype(np.float32)
 
-    def _heat(self, image: npt.NDArray[Any]) -> npt.NDArray[np.float32]:
+    def _heat(self, image: npt.NDArray[Any], units: str, model: dict[str, Any] | None) -> npt.NDArray[np.float32]:
         import cv2  # imported where used: loading the config must not load OpenCV
 
+        cfg = self.config
         img = image.astype(np.float32)  # a copy: worked on in place below
         if img.ndim == 3:
             img = img.mean(axis=2)
-        if self.config.units == "celsius":
+        if units == "celsius":
             return img
-        if self.config.contrast == "local":
-            img -= cv2.GaussianBlur(img, (0, 0), self.config.local_sigma * img.shape[1])
+        span = 0.0
+        if cfg.span_floor:
+            lo, hi = np.percentile(img[::4, ::4], (1.0, 99.0))
+            span = float(hi - lo) * cfg.span_floor
+        if cfg.contrast == "local":
+            img -= cv2.GaussianBlur(img, (0, 0), cfg.local_sigma * img.shape[1])
         sample = img[::4, ::4]  # the scene's robust statistics from a sixteenth of its pixels: 16x cheaper
         med = float(np.median(sample))
-        mad = float(np.median(np.abs(sample - med))) * 1.4826
+        spread = max(float(np.median(np.abs(sample - med))) * 1.4826, span, 1e-6)
+        if model is not None:  # the camera's running calibration: one frame does not recalibrate it
+            known = model.get("spread")
+            spread = spread if known is None else known + (spread - known) / cfg.calibration_frames
+            model["spread"] = spread
         img -= np.float32(med)
-        img /= np.float32(max(mad, 1e-6))
+        img /= np.float32(spread)
         return img
 
     def observe(self, batch: FrameBatch, state: CameraState) -> list[Observation]:
@@ -158,8 +194,16 @@ class ThermalHotspot(CameraDetector[ThermalHotspotConfig]):
         cfg = self.config
         out: list[Observation] = []
         for frame in batch.frames:
-            heat = self.heat(frame.image, frame.key)
             model = state.track(frame.key).model
+            units = self.units_of(frame)
+            if units == "celsius":
+                median = float(np.median(frame.image))
+                if not THERMAL_SCENE_C[0] <= median <= THERMAL_SCENE_C[1]:
+                    # Not degrees (raw counts taken for °C, a wrong calibration): never an alarm.
+                    refused = {"refused": "implausible_temperature", "median": round(median, 1)}
+                    out.append(Observation(frame, {"fire": 0.0}, {"fire": []}, refused))
+                    continue
+            heat = self.heat(frame.image, frame.key, units, model)
             h, w = heat.shape
             hot = (heat >= cfg.pre_alarm).astype(np.uint8)
             best, region, area = 0.0, [], 0
@@ -198,7 +242,8 @@ class ThermalHotspot(CameraDetector[ThermalHotspotConfig]):
                 cells[cell] = max(float(cells[cell]), min(cfg.levels.values()))
                 if not region:
                     region = [(max(0, xx - 2) / w, max(0, yy - 2) / h, 5 / w, 5 / h)]
-            detail: dict[str, Any] = {"peak": round(best, 2), "area_px": area, "rise_per_min": round(rise, 3)}
+            detail: dict[str, Any] = {"peak": round(best, 2), "area_px": area, "rise_per_min": round(rise, 3),
+                                      "units": units}  # fmt: skip
             if new_view:
                 detail["new_view"] = True
             out.append(Observation(frame, {"fire": round(score, 6)}, {"fire": region}, detail, cells={"fire": cells}))

@@ -44,13 +44,16 @@ Box = tuple[float, float, float, float]  # x, y, w, h as fractions of the frame
 
 @dataclass
 class Frame:
-    """One decoded frame: visible frames are BGR uint8 (OpenCV's order), thermal frames float32 °C."""
+    """One decoded frame: visible frames are BGR uint8 (OpenCV's order), thermal frames float32, in °C
+    (``units`` "celsius": calibrated, or a radiometric camera's floats) or raw relative counts (``units``
+    "counts": integer frames of a camera with no calibration); "" where the source did not say."""
 
     site: str
     camera: str
     ts: float
     image: npt.NDArray[Any]
     source: str = ""  # file, frame number or topic, for `gridwatch score`
+    units: str = ""
 
     @property
     def key(self) -> str:

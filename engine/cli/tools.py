@@ -467,7 +467,14 @@ def score(
         paths, thermal=thermal or det.modality == "thermal", gain=gain, offset=offset,
         on_error=lambda p, e: failed.append((p, e)),
     )  # fmt: skip
+    is_thermal = thermal or det.modality == "thermal"
     for frame in frames:
+        if is_thermal and Path(frame.source).is_file():  # raw counts are counts, as the engine's intake says
+            from engine.config.models import CameraConfig
+            from engine.ingest.thermal_units import frame_units
+
+            cam = CameraConfig(site="score", id="score", kind="thermal", gain=gain, offset=offset)
+            frame.units = frame_units(Path(frame.source).read_bytes()[:65536], cam)[0]
         for obs in det.observe(FrameBatch([frame]), state):
             for label, value in obs.scores.items():
                 region = [[round(v, 4) for v in box] for box in obs.regions.get(label, [])]
@@ -478,12 +485,32 @@ def score(
                                      level.label if level else "", orjson.dumps(region).decode()])  # fmt: skip
                 else:
                     row = {"source": frame.source, "class": label, "score": value, "threshold": threshold,
-                           "alarm": bool(level), "level": level.label if level else None, "region": region}  # fmt: skip
+                           "alarm": bool(level), "level": level.label if level else None, "region": region,
+                           **alarm_region(obs, label, bool(level))}  # fmt: skip
                     sys.stdout.write(orjson.dumps(row).decode() + "\n")
     if failed:
         console.print(f"[yellow]{len(failed)} file(s) could not be decoded and were skipped:[/]")
         for path, err in failed:
             console.print(f"  {path}: {err}")
+
+
+def alarm_region(obs: Any, label: str, alarm: bool) -> dict[str, Any]:
+    """Where the alarm is (``score --json``): the box around the evidence of ``label`` as fractions of the frame
+    (``alarm_region``: x, y, w, h) and in pixels (``alarm_region_px``), its tiles and cells (``alarm_cells``:
+    one box each, fractions), and any detector detail; nulls where the frame does not alarm."""
+    from detectors.vision.base import union_box
+
+    boxes = obs.detail.get("alarm_cells", {}).get(label) or obs.regions.get(label, [])
+    box = union_box(boxes) if alarm else None
+    h, w = obs.frame.image.shape[:2]
+    return {
+        "alarm_region": [round(v, 4) for v in box] if box else None,
+        "alarm_region_px": [round(box[0] * w), round(box[1] * h), round(box[2] * w), round(box[3] * h)]
+        if box
+        else None,
+        "alarm_cells": [[round(v, 4) for v in b] for b in boxes] if box else [],
+        "detail": {k: v for k, v in obs.detail.items() if k != "alarm_cells"},
+    }
 
 
 @app.command()

@@ -442,6 +442,13 @@ class CameraConfig(Strict):
     )
     gain: float = Field(1.0, description="Thermal: temp_c = gain * raw + offset (per-camera calibration).")
     offset: float = Field(0.0, description="Thermal: see gain.")
+    units: Literal["auto", "celsius", "counts"] = Field(
+        "auto",
+        description="Thermal: what the frames' numbers are. celsius: °C (floats, or integer counts with gain and "
+        "offset); an integer frame with no calibration is refused (dead letter thermal_units). counts: raw relative "
+        "counts, judged against the scene (gain and offset unused). auto: integer frames with no calibration are "
+        "counts, any other °C.",
+    )
 
 
 class CamerasConfig(Strict):

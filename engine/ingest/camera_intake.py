@@ -23,6 +23,7 @@ from engine.config.models import CameraConfig, EngineConfig
 from engine.ingest.bounds import TimeWindow
 from engine.ingest.decode import Rejection
 from engine.ingest.frames import FrameError, checked_size, decode
+from engine.ingest.thermal_units import RefusedFrames, decode_camera_frame
 from engine.ingest.timestamps import TimestampError, parse_ts_text
 from engine.ingest.topics import Topic
 
@@ -68,6 +69,7 @@ class CameraIntake:
         self.window = TimeWindow(cfg.ingest.max_future_s, cfg.ingest.max_past_s)
         self.arrived = threading.Event()
         self.latest: dict[tuple[str, str], QueuedFrame] = {}  # each camera's newest frame (the operator page)
+        self.refused = RefusedFrames()  # cameras whose frames are refused lately (a readiness warning)
 
     def camera(self, t: Topic) -> CameraConfig:
         cam = self.cameras.get((t.site, t.device))
@@ -155,12 +157,13 @@ class CameraIntake:
         frames = []
         for f in queued:
             cam = f.config
-            try:
-                image = decode(f.payload, thermal=cam.kind == "thermal", gain=cam.gain, offset=cam.offset)
+            try:  # thermal: in the units the camera declares (counts are never read as degrees)
+                image, units = decode_camera_frame(f.payload, cam)
             except FrameError as exc:
+                self.refused.note(f.site, f.camera, exc.reason, f.received_at)
                 self._reject([Rejection(exc.reason, str(exc))], f.topic, f.payload[:64], f.received_at)
                 continue
-            frames.append(Frame(f.site, f.camera, f.ts, self.mask(image, cam), source=f.topic))
+            frames.append(Frame(f.site, f.camera, f.ts, self.mask(image, cam), source=f.topic, units=units))
         frames.sort(key=lambda f: (f.ts, f.site, f.camera))
         metrics.FRAMES.labels("analysed").inc(len(frames))
         return frames

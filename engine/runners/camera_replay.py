@@ -13,11 +13,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from detectors.vision.base import Frame
-from engine.config.models import EngineConfig
+from engine.config.models import CameraConfig, EngineConfig
 from engine.core.findings import Finding
 from engine.flow.cameras import CameraStage
 from engine.ingest.camera_recording import RecordedFrame, frame_bytes
-from engine.ingest.frames import FrameError, decode
+from engine.ingest.frames import FrameError
+from engine.ingest.thermal_units import decode_camera_frame
 from engine.runners.assembly import build_pipeline
 
 
@@ -45,24 +46,25 @@ def replay_cameras(
     """
     stage = CameraStage(cfg)
     pipeline = build_pipeline(cfg)
-    calib = {(c.site, c.id): c for c in cfg.cameras.devices}
+    configured = {(c.site, c.id): c for c in cfg.cameras.devices}
     thermal_keys = {(f.site, f.camera) for f in frames} if thermal else set(stage.thermal)
     out = CameraReplay()
     for i in range(0, len(frames), batch):
         chunk = frames[i : i + batch]
         decoded: list[Frame] = []
         for f, data in frame_bytes(chunk):
-            is_thermal = (f.site, f.camera) in thermal_keys
-            cam = calib.get((f.site, f.camera))
-            gain, offset = (cam.gain, cam.offset) if cam is not None else (1.0, 0.0)
-            try:
+            kind = "thermal" if (f.site, f.camera) in thermal_keys else "visible"
+            cam = configured.get((f.site, f.camera)) or CameraConfig(site=f.site, id=f.camera, kind=kind)
+            if cam.kind != kind:
+                cam = cam.model_copy(update={"kind": kind})
+            try:  # as the engine's intake decodes it: thermal in the units the camera declares
                 if data is None:
                     raise FrameError("not_an_image", "video frame could not be read")
-                image = decode(data, thermal=is_thermal, gain=gain, offset=offset)
+                image, units = decode_camera_frame(data, cam)
             except FrameError as exc:
                 out.undecodable.append((f.source, str(exc)))
                 continue
-            decoded.append(Frame(f.site, f.camera, f.ts, image, source=f.source))
+            decoded.append(Frame(f.site, f.camera, f.ts, image, source=f.source, units=units))
         found = stage.step(decoded, thermal_keys)
         out.findings.extend(found)
         out.events.extend(pipeline.observe(found))

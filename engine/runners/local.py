@@ -123,6 +123,7 @@ class LocalRunner:
         fleet_silent = bool(silent and quiet_s > silent)
         horizon = time.time() - 300.0
         detectors_failing = sorted({f.detector for f, at in self._failure_times if at >= horizon})
+        intake = self._camera_intake
         return {
             "ok": bool(
                 connected
@@ -143,6 +144,8 @@ class LocalRunner:
             "unacknowledged_until_stored": len(self._acks_for_store),
             "readings": self.pipeline.readings,
             "open_incidents": len(self.pipeline.tracker.open),
+            # A warning, not a failure: cameras whose frames were refused lately (wrong units or calibration)
+            "cameras_refusing_frames": intake.refused.recent(time.time()) if intake is not None else {},
         }
 
     def _mqtt_report(self, loop: asyncio.AbstractEventLoop) -> Callable[[Topic, bytes, float], list[Rejection]]:

@@ -381,3 +381,42 @@ def test_thermal_counts_are_calibrated_float_frames_are_degrees_and_a_wrong_cali
     with pytest.raises(FrameError) as exc:
         decode(npy(np.full((8, 8), 2931, dtype=np.uint16)), thermal=True, gain=0.01, offset=-273.15)  # a wrong scale
     assert exc.value.reason == "implausible_temperature" and "gain and offset" in str(exc.value)
+
+
+def test_thermal_counts_are_never_read_as_degrees():
+    """Issue 29: raw 16-bit counts on a camera declared in °C are refused; on a camera that does not say, they
+    are counts (judged against the scene), never degrees; a frame taken as °C with no scene temperature as its
+    median is refused by the detector, never alarmed."""
+    import io
+
+    from engine.config.models import CameraConfig
+    from engine.ingest.thermal_units import RefusedFrames, decode_camera_frame
+
+    def npy(arr: np.ndarray) -> bytes:
+        buf = io.BytesIO()
+        np.save(buf, arr)
+        return buf.getvalue()
+
+    rng = np.random.default_rng(3)
+    counts = (3000 + rng.normal(0, 40, (120, 160))).astype(np.uint16)  # a quiet scene of raw counts
+    declared = CameraConfig(site="S", id="ir", kind="thermal", units="celsius")
+    with pytest.raises(FrameError) as exc:
+        decode_camera_frame(npy(counts), declared)
+    assert exc.value.reason == "thermal_units"
+    refused = RefusedFrames()
+    refused.note("S", "ir", exc.value.reason, 10.0)
+    assert refused.recent(20.0) == {"S/ir": {"reason": "thermal_units", "frames": 1, "last_s_ago": 10.0}}
+
+    image, units = decode_camera_frame(npy(counts), CameraConfig(site="S", id="ir", kind="thermal"))
+    assert units == "counts"
+    det = ThermalHotspot(ThermalHotspotConfig())  # units: celsius, 50/55 °C: counts would alarm everywhere
+    state = det.new_state()
+    quiet = [det.process(FrameBatch([Frame("S", "ir", 60.0 * k, image, units=units)]), state) for k in range(4)]
+    assert quiet == [[], [], [], []]
+    (obs,) = det.observe(FrameBatch([Frame("S", "ir", 0.0, image.copy())]), det.new_state())  # no units said
+    assert obs.scores["fire"] == 0.0 and obs.detail["refused"] == "implausible_temperature"
+    fire = image.copy()
+    fire[60:64, 80:84] = 9000.0  # a fire in counts: thousands above the scene
+    found = [det.process(FrameBatch([Frame("S", "ir", 60.0 * k, fire, units=units)]), state) for k in range(4, 8)]
+    assert any(found), "a fire in counts still alarms"
+    assert found[-1][0].evidence["units"] == "counts"
