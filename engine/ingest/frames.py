@@ -45,32 +45,40 @@ def image_size(data: bytes) -> tuple[str, int, int]:
         w, h = struct.unpack(">II", data[16:24])
         return "png", w, h
     if data[:2] == b"\xff\xd8":
-        i = 2
-        while i + 9 < len(data):
-            if data[i] != 0xFF:
-                i += 1
-                continue
-            marker = data[i + 1]
-            if marker == 0xFF:  # a fill byte before the marker (JPEG allows any number): not a segment
-                i += 1
-                continue
-            if marker in (0xD8, 0x01) or 0xD0 <= marker <= 0xD7:
-                i += 2
-                continue
-            (length,) = struct.unpack(">H", data[i + 2 : i + 4])
-            if 0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC):
-                h, w = struct.unpack(">HH", data[i + 5 : i + 9])
-                return "jpeg", w, h
-            i += 2 + length
-        raise FrameError("not_an_image", "JPEG without a frame header")
+        return ("jpeg", *_jpeg_size(data))
     if data[:4] in (b"II*\x00", b"MM\x00*"):
         return ("tiff", *_tiff_size(data))
     if data[:6] == b"\x93NUMPY":
         shape = _npy_shape(data)
-        if len(shape) < 2:
-            raise FrameError("not_an_image", f".npy of shape {shape}")
         return "npy", int(shape[1]), int(shape[0])
     raise FrameError("not_an_image", "not a JPEG, PNG, TIFF or .npy payload")
+
+
+def _jpeg_size(data: bytes) -> tuple[int, int]:
+    """Width and height from a JPEG's frame header, walking its segments strictly: a stuffed ``FF 00`` or a
+    scan before the frame header is no JPEG that a decoder would read the same way, so it is refused rather
+    than sized by a guess that the decoder then contradicts."""
+    i = 2
+    while i + 9 < len(data):
+        if data[i] != 0xFF:
+            raise FrameError("not_an_image", f"JPEG with data between segments at byte {i}")
+        marker = data[i + 1]
+        if marker == 0xFF:  # a fill byte before the marker (JPEG allows any number): not a segment
+            i += 1
+            continue
+        if marker in (0x00, 0xD8, 0xD9, 0xDA) or 0xD0 <= marker <= 0xD7:
+            raise FrameError("not_an_image", f"JPEG with marker FF {marker:02X} before its frame header")
+        if marker == 0x01:
+            i += 2
+            continue
+        (length,) = struct.unpack(">H", data[i + 2 : i + 4])
+        if length < 2:
+            raise FrameError("not_an_image", f"JPEG segment FF {marker:02X} of length {length}")
+        if 0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC):
+            h, w = struct.unpack(">HH", data[i + 5 : i + 9])
+            return w, h
+        i += 2 + length
+    raise FrameError("not_an_image", "JPEG without a frame header")
 
 
 def _tiff_size(data: bytes) -> tuple[int, int]:
@@ -78,34 +86,44 @@ def _tiff_size(data: bytes) -> tuple[int, int]:
     try:
         (ifd,) = struct.unpack(end + "I", data[4:8])
         (count,) = struct.unpack(end + "H", data[ifd : ifd + 2])
-        w = h = 0
+        size: dict[int, int] = {}
         for k in range(count):
             tag, typ, _n = struct.unpack(end + "HHI", data[ifd + 2 + 12 * k : ifd + 10 + 12 * k])
             raw = data[ifd + 10 + 12 * k : ifd + 14 + 12 * k]
             value = struct.unpack(end + ("H" if typ == 3 else "I"), raw[:2] if typ == 3 else raw)[0]
-            if tag == 256:
-                w = value
-            elif tag == 257:
-                h = value
-        return w, h
+            if tag in (256, 257):
+                if tag in size:  # which one a decoder takes is its own choice: no guess here
+                    raise FrameError("not_an_image", f"TIFF with its {'width' if tag == 256 else 'height'} tag twice")
+                size[tag] = value
+        return size.get(256, 0), size.get(257, 0)
     except struct.error as exc:
         raise FrameError("not_an_image", f"truncated TIFF header ({exc})") from None
 
 
 def _npy_shape(data: bytes) -> tuple[int, ...]:
+    """The shape of a ``.npy`` frame, read by NumPy's own header parser, of a plain number type (no record
+    or sub-array type, whose real size the shape does not tell), and exactly as long as the payload: a
+    header that claims a small shape cannot make ``np.load`` allocate a large one."""
+    from numpy.lib import format as npy
+
+    f = io.BytesIO(data)
     try:
-        version = data[6]
-        if version == 1:
-            (hlen,) = struct.unpack("<H", data[8:10])
-            header = data[10 : 10 + hlen]
-        else:
-            (hlen,) = struct.unpack("<I", data[8:12])
-            header = data[12 : 12 + hlen]
-        text = header.decode("latin1")
-        shape_txt = text.split("'shape':")[1].split(")")[0].strip(" (")
-        return tuple(int(v) for v in shape_txt.split(",") if v.strip())
-    except (IndexError, ValueError, struct.error) as exc:
-        raise FrameError("not_an_image", f"bad .npy header ({exc})") from None
+        version = npy.read_magic(f)
+        if version not in ((1, 0), (2, 0), (3, 0)):
+            raise ValueError(f"version {version}")
+        read = npy.read_array_header_1_0 if version == (1, 0) else npy.read_array_header_2_0
+        shape, _fortran, dtype = read(f, max_header_size=1024)
+    except Exception as exc:  # numpy's header parser raises what literal_eval and tokenize raise
+        raise FrameError("not_an_image", f"bad .npy header ({type(exc).__name__})") from None
+    if dtype.names is not None or dtype.subdtype is not None or dtype.kind not in "uif" or dtype.itemsize > 8:
+        raise FrameError("not_an_image", f".npy of type {str(dtype)[:100]}: send plain numbers (uint8/16, float32)")
+    if len(shape) not in (2, 3) or (len(shape) == 3 and shape[2] > 4):
+        raise FrameError("not_an_image", f".npy of shape {shape}: a frame is HxW or HxWxC (C <= 4)")
+    size = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize if min(shape) > 0 else 0
+    held = len(data) - f.tell()
+    if size != held:
+        raise FrameError("not_an_image", f".npy header says {size} bytes of data, the payload holds {held}")
+    return tuple(int(v) for v in shape)
 
 
 def checked_size(data: bytes, max_pixels: int = MAX_PIXELS) -> tuple[str, int, int]:

@@ -256,7 +256,13 @@ def test_api_tokens_roles_errors_and_openapi(store):
     assert sil.status_code == 422 and "would mute all" in sil.text, "an empty silence would mute the whole city"
     too_long = client.post(f"/api/incidents/{iid}/assign", json={"to": "x" * 129}, headers=op)
     assert too_long.status_code == 422, "longer than the store's column: refused, not a failing store write"
+    sil = client.post("/api/silences", json={"site": "*", "for_s": 60}, headers=op)
+    assert sil.status_code == 422 and "not only wildcards" in sil.text, "`*` would mute the whole city too"
     sil = client.post("/api/silences", json={"site": "S1", "hazard": "landslide"}, headers=op)
+    assert sil.status_code == 422 and "needs an end" in sil.text, "a silence for ever would mute next month's RED"
+    sil = client.post("/api/silences", json={"site": "S1", "for_s": 90 * 86400}, headers=op)
+    assert sil.status_code == 422 and "at most 30 days" in sil.text
+    sil = client.post("/api/silences", json={"site": "S1", "hazard": "landslide", "for_s": 3600}, headers=op)
     assert sil.status_code == 201 and sil.json()["created_by"] == "ops"
     assert [s["id"] for s in client.get("/api/silences", headers=tv).json()] == [sil.json()["id"]]
     assert client.delete(f"/api/silences/{sil.json()['id']}", headers=op).status_code == 204

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import threading
 
+import numpy as np
 import orjson
 import pytest
 from hypothesis import given, settings
@@ -200,3 +201,75 @@ def test_a_notification_the_store_refuses_is_dropped_and_the_rest_are_written(tm
     desk.acknowledge(iid, "ops", NOW + 2)
     assert desk.store_ok and desk.unstored == []
     assert store.incident(iid)["acknowledged_by"] == "ops"  # type: ignore[index]
+
+
+def _npy(header: dict[str, object], body: bytes) -> bytes:
+    text = repr(header).encode() + b" " * 8 + b"\n"
+    return b"\x93NUMPY\x01\x00" + len(text).to_bytes(2, "little") + text + body
+
+
+def test_a_npy_frame_is_sized_by_numpy_s_own_header_and_must_be_as_long_as_it_says():
+    from engine.ingest.frames import FrameError, checked_size, decode
+
+    # 192 bytes whose header claims one pixel of a type that is itself a 100000x100000 array: np.load of it
+    # raised MemoryError in the camera stage and lost every queued frame
+    bomb = _npy({"descr": [("f", "<f8", (100000, 100000))], "fortran_order": False, "shape": (1, 1)}, b"\x00" * 64)
+    for payload in (
+        bomb,
+        _npy({"descr": "<u2", "fortran_order": False, "shape": (4000, 4000)}, b"\x00" * 64),  # short
+        _npy({"descr": "|O", "fortran_order": False, "shape": (2, 2)}, b"\x00" * 32),  # objects
+        _npy({"descr": "<u2", "fortran_order": False, "shape": (8,)}, b"\x00" * 16),  # not a frame
+    ):
+        with pytest.raises(FrameError, match="not_an_image"):
+            checked_size(payload)
+    import io
+
+    buf = io.BytesIO()
+    np.save(buf, np.full((12, 16), 3000, np.uint16))
+    assert checked_size(buf.getvalue()) == ("npy", 16, 12)
+    assert decode(buf.getvalue(), thermal=True, gain=0.01, offset=-10.0).shape == (12, 16)
+
+
+def test_a_jpeg_or_tiff_whose_header_could_be_read_two_ways_is_refused():
+    import cv2
+
+    from engine.ingest.frames import FrameError, checked_size
+
+    _ok, buf = cv2.imencode(".jpg", np.zeros((8, 8, 3), np.uint8))
+    good = buf.tobytes()
+    assert checked_size(good) == ("jpeg", 8, 8)
+    # a fake small frame header hidden behind a stuffed FF 00 before the real one
+    trick = good[:2] + b"\xff\x00" + b"\xff\xc0\x00\x11\x08\x00\x08\x00\x08\x03" + good[2:]
+    with pytest.raises(FrameError, match="not_an_image"):
+        checked_size(trick)
+    tiff = bytearray(b"II*\x00\x08\x00\x00\x00\x03\x00")
+    for tag, value in ((256, 8), (256, 60000), (257, 60000)):
+        tiff += tag.to_bytes(2, "little") + (3).to_bytes(2, "little") + (1).to_bytes(4, "little")
+        tiff += value.to_bytes(2, "little") + b"\x00\x00"
+    with pytest.raises(FrameError, match="width tag twice"):
+        checked_size(bytes(tiff))
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.binary(max_size=64), st.integers(0, 200), st.sampled_from(["png", "jpg", "npy", "tiff"]))
+def test_a_damaged_frame_is_refused_with_a_reason_never_raises_anything_else(noise, at, kind):
+    import io
+
+    import cv2
+
+    from engine.ingest.frames import FrameError, decode
+
+    if kind == "npy":
+        buf = io.BytesIO()
+        np.save(buf, np.full((6, 5), 3000, np.uint16))
+        data = buf.getvalue()
+    else:
+        _ok, enc = cv2.imencode(f".{kind}", np.full((6, 5, 3), 90, np.uint8))
+        data = enc.tobytes()
+    damaged = data[:at] + noise + data[at + len(noise) :]
+    try:
+        out = decode(damaged, thermal=kind in ("npy", "tiff"), gain=0.01, offset=-10.0)
+    except FrameError as exc:
+        assert exc.reason in ("not_an_image", "too_many_pixels", "implausible_temperature")
+    else:
+        assert out.shape[0] * out.shape[1] <= 40_000_000
