@@ -102,15 +102,25 @@ class RainWindow:
         closing = gap >= 1
         if closing.any():
             # Bins cur .. b-1 closed: rain as it stood before this reading; covered bins rising one a bin
-            # while the reports were continuous (else only the report's own bin counts, below).
+            # while the reports were continuous (else only the report's own bin counts, below). Only the
+            # ring slots of those bins are written (one for a gauge that reports every bin, at most the
+            # whole ring after a long silence), not each gauge's whole ring.
             s, c, bb = dev[closing], cur[closing], b[closing]
-            j = np.arange(self.bins)[None, :]
-            k = (bb - 1)[:, None] - ((bb - 1)[:, None] - j) % self.bins  # the latest bin < b in each slot
-            fill = k >= c[:, None]
-            rain_ring, cov_ring = st["rain_ring"][s], st["covered_ring"][s]
-            cov_k = covered[closing][:, None] + np.where(continuous[closing][:, None], k - c[:, None], 0)
-            st["rain_ring"][s] = np.where(fill, total[closing][:, None], rain_ring)
-            st["covered_ring"][s] = np.where(fill, cov_k, cov_ring)
+            m = np.minimum(bb - c, self.bins)  # slots to write per gauge
+            if bool((m == 1).all()):
+                k = bb - 1
+                flat = s * self.bins + k % self.bins
+                rain_at = total[closing]
+                cov_at = covered[closing] + np.where(continuous[closing], k - c, 0)
+            else:
+                first = np.cumsum(m) - m
+                which = np.repeat(np.arange(m.shape[0]), m)
+                k = bb[which] - 1 - (np.arange(which.shape[0]) - first[which])  # the newest m bins below b
+                flat = s[which] * self.bins + k % self.bins
+                rain_at = total[closing][which]
+                cov_at = covered[closing][which] + np.where(continuous[closing][which], k - c[which], 0)
+            st["rain_ring"].put(flat, rain_at)
+            st["covered_ring"].put(flat, cov_at)
         newly = np.where(new, 1, np.where(gap >= 1, np.where(continuous, gap, 1), 0))
         st["covered_total"][dev] = covered + newly
         st["rain_total"][dev] = total + mm
