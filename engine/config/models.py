@@ -458,6 +458,18 @@ class CamerasConfig(Strict):
     queue_frames: int = Field(
         8, ge=1, description="Frames waiting per camera; when the detectors fall behind, the oldest is dropped."
     )
+    max_cameras: int = Field(
+        5000,
+        ge=1,
+        description="At most this many cameras send frames (those in `devices` always may); frames of further new "
+        "camera ids are dead-lettered (`camera_limit`), so that a stream of invented ids cannot exhaust memory.",
+    )
+    latest_frames_mb: float = Field(
+        256.0,
+        gt=0,
+        description="Memory for each camera's newest frame (the operator page's camera view); beyond it the frames "
+        "of the cameras heard from least recently are let go.",
+    )
     detectors: list[CameraDetectorSpec] = Field(
         default_factory=list, description="Camera detectors (smoke_fire_onnx, flame_color_motion, thermal_hotspot)."
     )

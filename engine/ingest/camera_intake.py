@@ -69,6 +69,9 @@ class CameraIntake:
         self.window = TimeWindow(cfg.ingest.max_future_s, cfg.ingest.max_past_s)
         self.arrived = threading.Event()
         self.latest: dict[tuple[str, str], QueuedFrame] = {}  # each camera's newest frame (the operator page)
+        self._latest_bytes = 0
+        self.latest_max_bytes = int(cfg.cameras.latest_frames_mb * 1e6)
+        self.max_cameras = cfg.cameras.max_cameras
         self.refused = RefusedFrames()  # cameras whose frames are refused lately (a readiness warning)
 
     def camera(self, t: Topic) -> CameraConfig:
@@ -95,9 +98,14 @@ class CameraIntake:
         key = (t.site, t.device)
         with self._lock:
             last = self._last.get(key)
+            refused = last is None and key not in self.cameras and len(self._last) >= self.max_cameras
             if last is not None and 0 <= ts - last < cam.min_interval_s:
                 metrics.FRAMES.labels("skipped_interval").inc()
                 return
+        if refused:
+            detail = f"already {self.max_cameras} cameras (cameras.max_cameras): {t.site}/{t.device} not tracked"
+            self._reject([Rejection("camera_limit", detail)], topic, payload[:64], now)
+            return
         try:  # the header only: a bomb or a non-image is refused here, before it is queued
             checked_size(payload)
         except FrameError as exc:
@@ -110,13 +118,25 @@ class CameraIntake:
             self._last[key] = ts
             newest = self.latest.get(key)
             if newest is None or ts >= newest.ts:
-                self.latest[key] = queued
+                self._keep_latest(key, queued, newest)
             q = self._queues.setdefault(key, deque())
             if len(q) >= self.queue_frames:
                 q.popleft()  # a slow detector must not hold up the others: the oldest frame goes
                 metrics.FRAMES.labels("dropped").inc()
             q.append(queued)
         self.arrived.set()
+
+    def _keep_latest(self, key: tuple[str, str], frame: QueuedFrame, replaced: QueuedFrame | None) -> None:
+        """``frame`` as the camera's newest, within ``cameras.latest_frames_mb`` (under the lock): the cameras
+        heard from least recently are let go first (they show no frame on the page until their next one)."""
+        if replaced is not None:
+            self._latest_bytes -= len(replaced.payload)
+            del self.latest[key]  # to the end: the dict's order is the order cameras were last heard from
+        self.latest[key] = frame
+        self._latest_bytes += len(frame.payload)
+        while self._latest_bytes > self.latest_max_bytes and len(self.latest) > 1:
+            oldest = next(iter(self.latest))
+            self._latest_bytes -= len(self.latest.pop(oldest).payload)
 
     @staticmethod
     def mask(image: np.ndarray, cam: CameraConfig) -> np.ndarray:

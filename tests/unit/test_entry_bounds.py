@@ -273,3 +273,26 @@ def test_a_damaged_frame_is_refused_with_a_reason_never_raises_anything_else(noi
         assert exc.reason in ("not_an_image", "too_many_pixels", "implausible_temperature")
     else:
         assert out.shape[0] * out.shape[1] <= 40_000_000
+
+
+def test_invented_camera_ids_are_capped_and_the_newest_frames_kept_within_their_memory():
+    import cv2
+
+    from engine.ingest.camera_intake import CameraIntake
+
+    cfg = EngineConfig.model_validate(
+        {"sites": SITES, "cameras": {"max_cameras": 3, "latest_frames_mb": 0.05,
+                                     "devices": [{"site": "S1", "id": "tower", "kind": "visible"}]}}
+    )  # fmt: skip
+    rejected: list[str] = []
+    intake = CameraIntake(cfg, lambda rej, topic, payload, now: rejected.extend(r.reason for r in rej))
+    _ok, enc = cv2.imencode(".png", np.random.default_rng(1).integers(0, 255, (80, 80, 3), np.uint8))
+    frame = enc.tobytes()  # ~19 KB that PNG cannot shrink
+    for i in range(10):
+        cam = f"invented-{i}"
+        intake.handle(Topic("cameras", "S1", cam), f"gw/cameras/S1/{cam}", frame, {"ts": str(NOW + i)}, NOW + i)
+    assert rejected == ["camera_limit"] * 7
+    intake.handle(Topic("cameras", "S1", "tower"), "gw/cameras/S1/tower", frame, {"ts": str(NOW + 20)}, NOW + 20)
+    assert rejected == ["camera_limit"] * 7, "a configured camera always may send"
+    assert intake._latest_bytes <= 50_000 and ("S1", "tower") in intake.latest
+    assert sum(len(f.payload) for f in intake.latest.values()) == intake._latest_bytes
