@@ -204,6 +204,12 @@ def camera_figures() -> dict[str, float | str]:
                 r = vision.thermal_eval(vision.flame_t_frames(p, cam), ev["alarm_z"][cam])
                 out[f"flame_t/point_{p}/{cam}_fire_recall"] = r["fire_recall"]
                 out[f"flame_t/point_{p}/{cam}_false_alarm_rate"] = r["false_alarm_rate"]
+        if (data / "hit-uav-thermal").is_dir():
+            hit = vision.hit_uav_frames()
+            for cam in vision.THERMAL_CAMERAS:
+                out[f"hit_uav/{cam}_alarm_false_alarm_rate"] = vision.hit_uav_eval(hit, ev["alarm_z"][cam])[
+                    "false_alarm_rate"
+                ]
     return out
 
 

@@ -1,6 +1,7 @@
 """Evaluate the camera detectors on real recordings and simulated streams; write models/evaluation.json.
 
-`.venv/bin/python models/evaluate.py` (no torch needed). The figures quoted in models/README.md:
+`.venv/bin/python models/evaluate.py [vision|thermal]` (no torch needed; one part alone keeps the other's
+figures). The figures quoted in models/README.md:
 
 1. Cross-source photos: the leave-one-source-out figures the training script measured (each real source
    scored by a model that never saw it; `models/smoke_fire.json`, `cross_source`), copied here.
@@ -11,12 +12,15 @@
    after ignition, 3 seeds) and every hard-negative scene (haze, fog, clouds, low sun, ridge, red interior,
    lamps, headlights, a red car), through the engine's camera replay: minutes from ignition to the first
    incident event, and incidents before ignition or on a negative scene.
-4. FLAME-T (points A-C, each with three camera models, FLIR A35, Lepton and Tau, raw counts):
+4. FLAME-T (points A-C, each with three camera models, FLIR A35, Lepton and Tau, raw counts, evaluation
+   only):
    ``thermal_hotspot`` in counts mode with local contrast. The alarm z is calibrated on point A (the
    lowest that keeps every camera model's false alarms at or below 5 %) and reported per point and camera
    model: fire recall over the frames that hold a labelled fire (the hot spot found overlaps it) and the
    false-alarm rate on frames whose only hot spots are not fires (each frame with its fire boxes, and half
    a box around them, inpainted from the ground around them). FLAME-T has no frame without a fire.
+5. HIT-UAV (766 8-bit thermal frames from a drone, day and night, no fire): the share of frames that alarm
+   at each camera model's alarm z and at the shipped 55, each frame alone.
 """
 
 from __future__ import annotations
@@ -138,11 +142,11 @@ def flame_t_frames(point: str, camera: str) -> list[tuple[np.ndarray, list[tuple
     return out
 
 
-def thermal_eval(frames: list[Any], alarm_z: float, pre_frac: float = 0.6) -> dict[str, float]:
+def thermal_eval(frames: list[Any], alarm_z: float, pre_frac: float = 0.6, **config: Any) -> dict[str, float]:
     """Frame-level fire recall (over frames with a fire) and false alarms on fire-free repaints, by the
-    detector's own alarm rule (``frame_threshold``)."""
+    detector's own alarm rule (``frame_threshold``); ``config``: other detector fields."""
     det = ThermalHotspot(ThermalHotspotConfig(type="thermal_hotspot", units="counts", alarm=alarm_z,
-                                              pre_alarm=alarm_z * pre_frac, clear=alarm_z * 0.9))  # fmt: skip
+                                              pre_alarm=alarm_z * pre_frac, clear=alarm_z * 0.9, **config))  # fmt: skip
     low = det.frame_threshold("fire")
     hits, alarms = [], []
     for img, boxes in frames:
@@ -168,40 +172,78 @@ def thermal_eval(frames: list[Any], alarm_z: float, pre_frac: float = 0.6) -> di
 THERMAL_CAMERAS = ("A35", "Lepton", "Tau")
 
 
-def main() -> None:
+def hit_uav_frames() -> list[tuple[str, np.ndarray]]:
+    """HIT-UAV's 8-bit thermal frames (no fire: warm people, cars, sun-heated pavement), with day/night."""
+    files = sorted((DATA / "hit-uav-thermal" / "images").glob("*.jpg"))
+    return [("night" if f.name.startswith("1") else "day", cv2.imread(str(f), cv2.IMREAD_UNCHANGED)) for f in files]
+
+
+def hit_uav_eval(frames: list[tuple[str, np.ndarray]], alarm_z: float, pre_frac: float = 0.6) -> dict[str, Any]:
+    """The share of HIT-UAV frames that alarm (every one is a false alarm), day and night, each frame alone as
+    `gridwatch score` judges it, in counts (8-bit frames with no calibration are counts)."""
+    det = ThermalHotspot(ThermalHotspotConfig(type="thermal_hotspot", alarm=alarm_z, pre_alarm=alarm_z * pre_frac,
+                                              clear=alarm_z * 0.9))  # fmt: skip
+    low = det.frame_threshold("fire")
+    alarms: dict[str, list[bool]] = {"day": [], "night": []}
+    for light, img in frames:
+        (obs,) = det.observe(FrameBatch([Frame("hit-uav", "drone", 0.0, img, units="counts")]), det.new_state())
+        alarms[light].append(obs.scores["fire"] >= low)
+    every = alarms["day"] + alarms["night"]
+    return {"frames": len(every), "false_alarm_rate": round(float(np.mean(every)), 3),
+            **{f"{k}_false_alarm_rate": round(float(np.mean(v)), 3) for k, v in alarms.items() if v}}  # fmt: skip
+
+
+def main(only: str | None = None) -> None:
+    """Every figure, or ``only`` one part (``vision`` or ``thermal``), the others kept from evaluation.json."""
     card = json.loads((ROOT / "models" / "smoke_fire.json").read_text())
-    result: dict[str, Any] = {"date": time.strftime("%Y-%m-%d")}
+    path = ROOT / "models" / "evaluation.json"
+    result: dict[str, Any] = json.loads(path.read_text()) if only and path.exists() else {}
+    result["date"] = time.strftime("%Y-%m-%d")
     with Progress(console=console, transient=True) as progress:
         task = progress.add_task("cross-source figures", total=5)
-        result["cross_source"] = {"threshold_rule": card.get("threshold_rule"), "thresholds": card["thresholds"],
-                                  **card.get("cross_source", {})}  # fmt: skip
-        progress.update(task, advance=1, description="house6.mp4")
-        result["house6"] = house6()
-        progress.update(task, advance=1, description="simulated towers and hard negatives")
-        result["simulated"] = simulated_streams()
-        progress.update(task, advance=1, description="FLAME-T: calibrating on point A")
-        frames = {(p, c): flame_t_frames(p, c) for p in "ABC" for c in THERMAL_CAMERAS}
-        sweep = {
-            z: {c: thermal_eval(frames[("A", c)][::3], z) for c in THERMAL_CAMERAS}
-            for z in (20.0, 30.0, 40.0, 50.0, 55.0, 60.0, 70.0, 80.0)
-        }
-        alarm_z = {}  # per camera model (camera_alarm in config): the lowest z with <= 5 % false alarms at A
-        for c in THERMAL_CAMERAS:
-            ok = [z for z, r in sweep.items() if r[c]["false_alarm_rate"] <= 0.05]
-            alarm_z[c] = min(ok) if ok else max(sweep)
-        progress.update(task, advance=1, description="FLAME-T: evaluating A-C per camera model")
-        result["flame_t"] = {
+        if only in (None, "vision"):
+            result["cross_source"] = {"threshold_rule": card.get("threshold_rule"), "thresholds": card["thresholds"],
+                                      **card.get("cross_source", {})}  # fmt: skip
+            progress.update(task, advance=1, description="house6.mp4")
+            result["house6"] = house6()
+            progress.update(task, advance=1, description="simulated towers and hard negatives")
+            result["simulated"] = simulated_streams()
+        if only in (None, "thermal"):
+            progress.update(task, advance=1, description="FLAME-T: calibrating on point A")
+            result.update(thermal_figures())
+        progress.advance(task)
+    path.write_text(json.dumps(result, indent=2) + "\n")
+    console.print_json(json.dumps(result))
+
+
+def thermal_figures() -> dict[str, Any]:
+    """FLAME-T calibrated on point A and evaluated at A-C per camera model; HIT-UAV's false alarms."""
+    frames = {(p, c): flame_t_frames(p, c) for p in "ABC" for c in THERMAL_CAMERAS}
+    sweep = {
+        z: {c: thermal_eval(frames[("A", c)][::3], z) for c in THERMAL_CAMERAS}
+        for z in (20.0, 30.0, 40.0, 50.0, 55.0, 60.0, 70.0, 80.0)
+    }
+    alarm_z = {}  # per camera model (camera_alarm in config): the lowest z with <= 5 % false alarms at A
+    for c in THERMAL_CAMERAS:
+        ok = [z for z, r in sweep.items() if r[c]["false_alarm_rate"] <= 0.05]
+        alarm_z[c] = min(ok) if ok else max(sweep)
+    hit = hit_uav_frames()
+    return {
+        "flame_t": {
             "contrast": "local",
             "calibration_sweep_point_A": {str(z): r for z, r in sweep.items()},
             "alarm_z": alarm_z,
             "pre_alarm_z": {c: round(z * 0.6, 2) for c, z in alarm_z.items()},
             **{f"point_{p}": {c: thermal_eval(frames[(p, c)], alarm_z[c]) for c in THERMAL_CAMERAS} for p in "ABC"},
             "note": "calibrated on point A; points B and C are unseen scenes for every camera model",
-        }
-        progress.advance(task)
-    (ROOT / "models" / "evaluation.json").write_text(json.dumps(result, indent=2) + "\n")
-    console.print_json(json.dumps(result))
+        },
+        "hit_uav": {
+            "note": "no fire in any frame: every alarm is false; each camera model's alarm z, and the shipped 55",
+            **{c: hit_uav_eval(hit, alarm_z[c]) for c in THERMAL_CAMERAS},
+            "shipped_55": hit_uav_eval(hit, 55.0),
+        },
+    }
 
 
 if __name__ == "__main__":
-    main()
+    main(sys.argv[1] if len(sys.argv) > 1 else None)
