@@ -13,6 +13,7 @@ import shutil
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
@@ -34,9 +35,21 @@ def run(args: list[str], cwd: Path, timeout: float = 300) -> subprocess.Complete
     return subprocess.run(args, cwd=cwd, env=clean_env(), capture_output=True, text=True, timeout=timeout, check=False)
 
 
+@dataclass
+class Installed:
+    """The fresh venv's bin folder, and what ``check-config`` said there before the `cameras` extra went in."""
+
+    bin: Path
+    cv2_before_cameras: subprocess.CompletedProcess[str]
+    check_before_cameras: subprocess.CompletedProcess[str]
+
+
 @pytest.fixture(scope="module")
-def installed(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A fresh venv with the built wheel and its kafka and postgres extras; returns its bin folder."""
+def installed(tmp_path_factory: pytest.TempPathFactory) -> Installed:
+    """A fresh venv with the built wheel and its kafka and postgres extras, checked once without the `cameras`
+    extra, then with it installed: every test of the module gets the same, complete venv whatever order the
+    tests run in or which of them runs (the bridge-and-worker test needs the camera detectors of the shipped
+    config; it used to get them only from the other test installing the extra first)."""
     base = tmp_path_factory.mktemp("wheel")
     built = run([sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(base / "dist"), str(ROOT)], base)
     assert built.returncode == 0, built.stderr[-3000:]
@@ -47,25 +60,27 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> Path:
     pip = [str(venv / "bin" / "python"), "-m", "pip", "install", "-q", "--disable-pip-version-check"]
     done = run([*pip, "-c", str(ROOT / "constraints.txt"), f"{wheel}[kafka,postgres]"], base, timeout=900)
     assert done.returncode == 0, done.stderr[-3000:]
-    return venv / "bin"
+    work = base / "bare"
+    shutil.copytree(ROOT / "config", work / "config")
+    cv2 = run([str(venv / "bin" / "python"), "-c", "import cv2"], work)
+    bare = run([str(venv / "bin" / "gridwatch"), "check-config", "config/gridwatch.yaml"], work)
+    extra = run([*pip, "-c", str(ROOT / "constraints.txt"), f"{wheel}[cameras]"], base, timeout=900)
+    assert extra.returncode == 0, extra.stderr[-3000:]
+    return Installed(venv / "bin", cv2, bare)
 
 
 def test_the_installed_wheel_checks_the_shipped_config_with_its_camera_model(installed, tmp_path):
     shutil.copytree(ROOT / "config", tmp_path / "config")
-    # Without the `cameras` extra, a config with camera detectors stops at once with the extra to install.
-    assert run([str(installed / "python"), "-c", "import cv2"], tmp_path).returncode != 0, "cameras not installed"
-    bare = run([str(installed / "gridwatch"), "check-config", "config/gridwatch.yaml"], tmp_path)
+    # Without the `cameras` extra, a config with camera detectors stopped at once with the extra to install.
+    assert installed.cv2_before_cameras.returncode != 0, "cameras not installed"
+    bare = installed.check_before_cameras
     assert bare.returncode == 2 and "pip install 'gridwatch[cameras]'" in bare.stderr, bare.stdout + bare.stderr
-    (wheel,) = installed.parent.parent.glob("dist/gridwatch-*.whl")
-    pip = [str(installed / "python"), "-m", "pip", "install", "-q", "--disable-pip-version-check"]
-    extra = run([*pip, "-c", str(ROOT / "constraints.txt"), f"{wheel}[cameras]"], tmp_path, timeout=900)
-    assert extra.returncode == 0, extra.stderr[-3000:]
-    out = run([str(installed / "gridwatch"), "check-config", "config/gridwatch.yaml"], tmp_path)
+    out = run([str(installed.bin / "gridwatch"), "check-config", "config/gridwatch.yaml"], tmp_path)
     assert out.returncode == 0, out.stdout + out.stderr
     assert "smoke-fire-model" in out.stdout  # the ONNX model and its card came with the wheel
-    where = run([str(installed / "python"), "-c", "import detectors, engine; print(detectors.__file__)"], tmp_path)
+    where = run([str(installed.bin / "python"), "-c", "import detectors, engine; print(detectors.__file__)"], tmp_path)
     assert "site-packages" in where.stdout, "imported from the installed wheel, not the checkout"
-    gone = run([str(installed / "gridwatch"), "demo", "--duration", "1"], tmp_path)
+    gone = run([str(installed.bin / "gridwatch"), "demo", "--duration", "1"], tmp_path)
     assert gone.returncode == 2 and "pip install 'gridwatch[demo]'" in gone.stderr, gone.stdout + gone.stderr
 
 
@@ -88,7 +103,7 @@ def test_the_installed_wheel_runs_bridge_and_worker(installed, tansu, mosquitto,
     logs = {name: (tmp_path / f"{name}.log").open("wb") for name in ("worker", "bridge")}
     procs = {
         name: subprocess.Popen(
-            [str(installed / "gridwatch"), name, "-c", "gridwatch.yaml"],
+            [str(installed.bin / "gridwatch"), name, "-c", "gridwatch.yaml"],
             cwd=tmp_path, env={**env, "PYTHONUNBUFFERED": "1"}, stdout=logs[name], stderr=subprocess.STDOUT,
         )
         for name in ("worker", "bridge")
