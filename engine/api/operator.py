@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import re
 import time
 from collections.abc import Callable
@@ -17,6 +18,7 @@ from fastapi.staticfiles import StaticFiles
 from engine.api.auth import TokenAuth
 from engine.api.charts import device_chart
 from engine.api.live import EventHub
+from engine.api.peers import PEER_HEADER, checked_answer, sign, trusted_host
 from engine.config.models import ApiToken, EngineConfig
 from engine.core.devices import DeviceIndex
 from engine.core.history import ReadingHistory
@@ -26,6 +28,7 @@ from engine.store.store import Store
 STATIC = Path(__file__).parent / "static"
 SNAPSHOT_NAME = re.compile(r"^\d{1,16}\.jpg$")
 FORWARDED = "X-Gridwatch-Forwarded"  # a request one worker passed to another: never passed on again
+logger = logging.getLogger(__name__)
 PASSED_BACK = ("content-type", "retry-after", "cache-control", "x-gridwatch-frame-ts")  # of the owner's answer
 
 Held = tuple[DeviceIndex, ReadingHistory]
@@ -62,7 +65,7 @@ def operator_router(
     viewer = auth.require("viewer")
     viewer_or_query = auth.require("viewer", allow_query=True)
     api = APIRouter(tags=["operator page"])
-    peers = httpx.Client(timeout=10.0)
+    peers = httpx.Client(timeout=10.0, follow_redirects=False)
 
     @api.get("/", include_in_schema=False)
     def index() -> RedirectResponse:
@@ -103,15 +106,26 @@ def operator_router(
                                 headers={"Retry-After": "2"})  # fmt: skip
         if not isinstance(held, str):
             return held
-        headers = {FORWARDED: "1"}
-        if "authorization" in request.headers:
-            headers["Authorization"] = request.headers["authorization"]
+        api = config().api
+        if not api.peer_secret:
+            raise HTTPException(404, f"{site} is held by another worker and api.peer_secret is not set: open that "
+                                     "worker's page, or give every worker the same api.peer_secret")  # fmt: skip
+        if not trusted_host(held, api.peer_hosts):
+            logger.warning("not forwarding to %s: it is not in api.peer_hosts", held)
+            raise HTTPException(503, f"the worker holding {site} advertises a host not in api.peer_hosts")
+        path = request.url.path
+        headers = {FORWARDED: "1", PEER_HEADER: sign(api.peer_secret, path)}  # never the asker's token
+        params = httpx.QueryParams([(k, v) for k, v in request.query_params.multi_items() if k != "token"])
         try:
-            res = peers.get(held.rstrip("/") + request.url.path, params=request.query_params, headers=headers)
+            res = peers.get(held.rstrip("/") + path, params=params, headers=headers)
+            media = checked_answer(res.content, res.headers.get("content-type", ""))
         except httpx.HTTPError as exc:
             raise HTTPException(503, f"the worker holding {site} ({held}) does not answer: {exc}") from None
-        passed = {k: v for k, v in res.headers.items() if k.lower() in PASSED_BACK}
-        return Response(res.content, res.status_code, headers=passed)
+        except ValueError as exc:
+            logger.warning("the worker at %s answered %s with something else than asked: %s", held, path, exc)
+            raise HTTPException(502, f"the worker holding {site} answered with something else than asked") from None
+        passed = {k: v for k, v in res.headers.items() if k.lower() in PASSED_BACK and k.lower() != "content-type"}
+        return Response(res.content, res.status_code, headers=passed, media_type=media)
 
     @api.get("/api/cameras/{site}/{camera}/latest", response_class=Response)
     def latest(site: str, camera: str, request: Request, user: ApiToken = viewer_or_query) -> Response:

@@ -14,13 +14,13 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, HTTPException, Query
 from fastapi.responses import FileResponse
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from engine.api.auth import TokenAuth
 from engine.api.incidents import Act
 from engine.config.models import ApiToken, EngineConfig
 from engine.dispatch.actions import OperatorAction
-from engine.incidents.reports import GridReport, ReportError, accept
+from engine.incidents.reports import GridReport, ReportError, ReportQuota, accept
 from engine.store.store import Store
 
 PHOTO_NAME = re.compile(r"^[0-9a-f]{16}\.(jpg|png)$")
@@ -34,7 +34,11 @@ class ReportOut(BaseModel):
     hazard: str
     level: str
     incident_id: str | None
-    events: list[dict[str, Any]]
+    events: list[dict[str, Any]] = Field(
+        description="The incident events the report caused (operators and viewers only: they hold other people's "
+        "reports, a reporter's answer has none)."
+    )
+    note: str | None = Field(None, description="What was not kept (a photo over the quota).")
 
 
 def reports_router(
@@ -44,6 +48,7 @@ def reports_router(
     config: Callable[[], EngineConfig],
     now: Callable[[], float],
     photo_dir: Path | None,
+    quota: ReportQuota | None = None,
 ) -> APIRouter:
     reporter, viewer = auth.require("reporter"), auth.require("viewer")
     viewer_or_query = auth.require("viewer", allow_query=True)
@@ -58,19 +63,19 @@ def reports_router(
             )
         try:
             by = body.reporter or user.name
-            spec = accept(body, config(), by, "api", now(), photo_dir, may_raise_to_red=user.role == "operator")
+            spec = accept(body, config(), by, "api", now(), photo_dir, user.role == "operator", quota)
         except ReportError as exc:
-            raise HTTPException(422, str(exc)) from exc
+            raise HTTPException(429 if exc.reason == "rate_limited" else 422, str(exc)) from exc
         spec["evidence"]["token"] = user.name
         notes = await act(OperatorAction(kind="report", actor=user.name, report=spec))
-        events = [n.outgoing() for n in notes]
+        events = [n.outgoing() for n in notes] if user.role != "reporter" else []
         incident = events[0]["incident_id"] if events else None
         if incident is None:  # it joined an incident still pending: find it in the store
             found = store.list_incidents(None, spec["hazard"], spec["site"], open_only=True, limit=1)
             incident = found[0]["incident_id"] if found else None
         return ReportOut(
             report_id=spec["evidence"]["report_id"], site=spec["site"], hazard=spec["hazard"], level=spec["level"],
-            incident_id=incident, events=events,
+            incident_id=incident, events=events, note=spec["evidence"].get("photo_refused"),
         )  # fmt: skip
 
     @api.get("/reports/categories")

@@ -14,6 +14,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from engine import metrics
 from engine.api.auth import TokenAuth
+from engine.api.limits import RequestLimits
 from engine.ingest.embedded_broker import ensure_free, free_port
 
 logger = logging.getLogger(__name__)
@@ -26,6 +27,7 @@ def create_app(
     auth: TokenAuth | None = None,
     metrics_public: bool = True,
     before_scrape: Callable[[], None] | None = None,
+    max_body_bytes: int = 8_000_000,
 ) -> FastAPI:
     """The HTTP app; ``health`` returns the runner's view of itself (``ok`` true or false).
 
@@ -36,6 +38,7 @@ def create_app(
     store) before ``/metrics`` answers.
     """
     app = FastAPI(title="gridwatch", version="0.1.0")
+    app.add_middleware(RequestLimits, max_body_bytes=max_body_bytes)
     auth = auth or TokenAuth([])
     for router in routers:
         app.include_router(router)

@@ -388,6 +388,12 @@ class ApiConfig(Strict):
     metrics_public: bool = Field(
         True, description="Serve /metrics without a token (for Prometheus on a trusted network); false: a viewer's."
     )
+    max_body_bytes: int = Field(
+        8_000_000,
+        ge=65536,
+        description="Largest request body (a grid report with its photo, base64); larger ones get 413 before a byte "
+        "is parsed, and a write without a token gets 401 from its headers alone.",
+    )
     history_points: int = Field(
         432,
         ge=0,
@@ -402,6 +408,24 @@ class ApiConfig(Strict):
         "from the worker holding it); default http://<host>:<port>, with this machine's name when host is "
         "0.0.0.0 or ::.",
     )
+    peer_secret: str | None = Field(
+        None,
+        min_length=16,
+        repr=False,
+        description="Scale-out: a secret all workers share (use ${ENV_VAR}); a worker asks the worker holding a "
+        "site for its charts and frames with a signature made with it, never with the operator's token. Unset: "
+        "a worker shows only the sites of its own partitions.",
+    )
+    peer_hosts: list[str] = Field(
+        default_factory=list,
+        description="Scale-out: the host names or addresses the workers advertise; a worker forwards only to these "
+        "(empty: to any member of the group that signs with peer_secret).",
+    )
+    @field_validator("peer_secret", mode="before")
+    @classmethod
+    def _unset_when_empty(cls, v: object) -> object:
+        return None if v == "" else v  # ${GRIDWATCH_PEER_SECRET:-} with the variable unset
+
     basemap: str | None = Field(
         None,
         description="The operator map's background: a GeoJSON FeatureCollection (district and town boundaries, "
@@ -503,6 +527,18 @@ class ReportsConfig(Strict):
         2000.0, gt=0, description="A report by position is filed under the nearest site within this distance."
     )
     max_photo_bytes: int = Field(5_000_000, gt=0, description="Largest photo taken with a report.")
+    max_per_reporter_per_hour: int = Field(
+        30, ge=1, description="Reports one reporter may file in an hour; more are refused (`rate_limited`)."
+    )
+    max_per_site_per_hour: int = Field(
+        300, ge=1, description="Reports on one site in an hour, from everyone; more are refused (`rate_limited`)."
+    )
+    photo_quota_mb: float = Field(
+        2000.0,
+        gt=0,
+        description="Disk for reports' photos (data_dir/reports); when it is full a report is still filed, "
+        "without its photo, and says so.",
+    )
 
     @model_validator(mode="after")
     def _levels(self) -> ReportsConfig:

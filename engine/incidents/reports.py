@@ -14,9 +14,13 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
+import importlib.util
+import logging
 import math
 import secrets
 import struct
+import threading
+from collections import deque
 from pathlib import Path
 from typing import Any, Literal
 
@@ -29,14 +33,19 @@ from engine.core.findings import Finding
 from engine.core.levels import Level, LevelName
 from engine.incidents.tracker import GRID_REPORT
 from engine.ingest.bounds import Name, Text, TimeWindow
-from engine.ingest.frames import image_size
+from engine.ingest.frames import FrameError, checked_size, decode, opencv
 from engine.ingest.topics import LOCATE, Topic, valid_id
 
 Channel = Literal["api", "mqtt"]
+logger = logging.getLogger(__name__)
 
 
 class ReportError(ValueError):
-    """A report that cannot be taken: the reason says what to change."""
+    """A report that cannot be taken: the message says what to change; ``reason`` is the dead letter's."""
+
+    def __init__(self, detail: str, reason: str = "bad_report") -> None:
+        super().__init__(detail)
+        self.reason = reason
 
 
 class GridReport(BaseModel):
@@ -121,8 +130,65 @@ def content_key(report: GridReport, site: str, reporter: str) -> str:
     return hashlib.sha256("\x1f".join(parts).encode()).hexdigest()
 
 
+class ReportQuota:
+    """What strangers can make the engine keep, bounded: reports per reporter and per site in the last hour
+    (``reports.max_per_reporter_per_hour``, ``max_per_site_per_hour``) and the photos' disk
+    (``reports.photo_quota_mb``). Thread-safe (MQTT reports come on paho's thread, the API's on the loop).
+
+    >>> from engine.config.models import ReportsConfig
+    >>> q = ReportQuota(ReportsConfig(max_per_reporter_per_hour=2), None)
+    >>> q.admit("res-1", "S1", 0.0); q.admit("res-1", "S1", 10.0)
+    >>> q.admit("res-1", "S1", 20.0)
+    Traceback (most recent call last):
+    ...
+    engine.incidents.reports.ReportError: rate_limited: reporter res-1 filed 2 reports in the last hour ...
+    >>> q.admit("res-1", "S1", 3700.0)
+    """
+
+    WINDOW_S = 3600.0
+    MAX_KEYS = 100_000  # reporters and sites remembered; the least recently seen go first
+
+    def __init__(self, rc: ReportsConfig, photo_dir: Path | None) -> None:
+        self.rc = rc
+        self._times: dict[tuple[str, str], deque[float]] = {}
+        self._lock = threading.Lock()
+        files = photo_dir.glob("*") if photo_dir is not None and photo_dir.is_dir() else []
+        self.photo_bytes = sum(p.stat().st_size for p in files)
+
+    def admit(self, reporter: str, site: str, now: float) -> None:
+        """Count a report, or refuse it (``ReportError``, reason ``rate_limited``) when either is over."""
+        limits = (("reporter", reporter, self.rc.max_per_reporter_per_hour),
+                  ("site", site, self.rc.max_per_site_per_hour))  # fmt: skip
+        with self._lock:
+            seen = []
+            for kind, key, cap in limits:
+                times = self._times.pop((kind, key), None) or deque()
+                self._times[(kind, key)] = times  # to the end: most recently seen
+                while times and times[0] <= now - self.WINDOW_S:
+                    times.popleft()
+                if len(times) >= cap:
+                    setting = f"max_per_{kind}_per_hour"
+                    raise ReportError(f"rate_limited: {kind} {key} filed {len(times)} reports in the last hour "
+                                      f"(reports.{setting}); try again later", "rate_limited")  # fmt: skip
+                seen.append(times)
+            for times in seen:
+                times.append(now)
+            while len(self._times) > self.MAX_KEYS:
+                del self._times[next(iter(self._times))]
+
+    def keep_photo(self, size: int) -> bool:
+        """Whether a photo of ``size`` bytes fits the quota (and count it when it does)."""
+        with self._lock:
+            if self.photo_bytes + size > self.rc.photo_quota_mb * 1e6:
+                return False
+            self.photo_bytes += size
+            return True
+
+
 def photo_bytes(report: GridReport, max_bytes: int) -> tuple[bytes, str] | None:
-    """The decoded photo and its format (``jpeg``/``png``); ``ReportError`` if it is neither or too large."""
+    """The photo and its format (``jpeg``/``png``); ``ReportError`` if it is neither or too large. With
+    OpenCV (the ``cameras`` extra) it is decoded whole, its pixels counted as decoded, and kept re-encoded as
+    a JPEG: no metadata (a phone's position), nothing appended after the image (a PNG header then HTML)."""
     if not report.photo:
         return None
     text = report.photo.split(",", 1)[1] if report.photo.startswith("data:") else report.photo
@@ -133,12 +199,22 @@ def photo_bytes(report: GridReport, max_bytes: int) -> tuple[bytes, str] | None:
     except (binascii.Error, ValueError) as exc:
         raise ReportError(f"the photo is not base64: {exc}") from exc
     try:
-        kind, _w, _h = image_size(data)
+        kind, _w, _h = checked_size(data)
     except (ValueError, struct.error) as exc:
         raise ReportError(f"the photo is not an image: {exc}") from exc
     if kind not in ("jpeg", "png"):
         raise ReportError(f"the photo is {kind}; send a JPEG or PNG")
-    return data, kind
+    if importlib.util.find_spec("cv2") is None:
+        return data, kind  # header-checked only; served with nosniff under the page's CSP
+    try:
+        image = decode(data)
+    except FrameError as exc:
+        raise ReportError(f"the photo is not an image: {exc}") from exc
+    cv2 = opencv()
+    ok, buf = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, 90])
+    if not ok:
+        raise ReportError("the photo could not be re-encoded")
+    return bytes(buf.tobytes()), "jpeg"
 
 
 def accept(
@@ -149,6 +225,7 @@ def accept(
     now: float,
     photo_dir: Path | None,
     may_raise_to_red: bool = False,
+    quota: ReportQuota | None = None,
 ) -> dict[str, Any]:
     """Check a report against the config and keep its photo; returns the finding's spec (``finding_of``).
 
@@ -164,6 +241,9 @@ def accept(
         late = window.reason(report.ts, now)
         if late is not None:
             raise ReportError(f"ts: {late} (the engine clock is {now:.0f})")
+    photo = photo_bytes(report, rc.max_photo_bytes)  # before the quota: a refused photo costs no report
+    if quota is not None:
+        quota.admit(reporter, site.id, now)
     level = Level.from_name(report.level or rc.default_level)
     cap = Level.RED if may_raise_to_red else Level.from_name(rc.max_level)
     level = min(level, cap)
@@ -179,7 +259,10 @@ def accept(
         evidence["seen_at"] = report.ts
     if report.lat is not None and report.lon is not None:
         evidence["lat"], evidence["lon"] = report.lat, report.lon
-    photo = photo_bytes(report, rc.max_photo_bytes)
+    if photo is not None and quota is not None and not quota.keep_photo(len(photo[0])):
+        logger.warning("reports' photos are over reports.photo_quota_mb: report %s filed without its photo", rid)
+        evidence["photo_refused"] = "the photo storage is full (reports.photo_quota_mb): filed without the photo"
+        photo = None
     if photo is not None:
         data, kind = photo
         name = f"{rid}.{'jpg' if kind == 'jpeg' else 'png'}"
@@ -203,7 +286,14 @@ def accept(
     }
 
 
-def mqtt_report(topic: Topic, payload: bytes, cfg: EngineConfig, now: float, photo_dir: Path | None) -> dict[str, Any]:
+def mqtt_report(
+    topic: Topic,
+    payload: bytes,
+    cfg: EngineConfig,
+    now: float,
+    photo_dir: Path | None,
+    quota: ReportQuota | None = None,
+) -> dict[str, Any]:
     """A report from ``<prefix>/reports/<site>/<reporter>`` (``_nearest`` as the site: by its position),
     checked (``ReportError``: the dead letter's reason) and taken (``accept``)."""
     try:
@@ -221,7 +311,7 @@ def mqtt_report(topic: Topic, payload: bytes, cfg: EngineConfig, now: float, pho
     except ValidationError as exc:
         why = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'report'}: {e['msg']}" for e in exc.errors())
         raise ReportError(why) from exc
-    return accept(report, cfg, topic.device, "mqtt", now, photo_dir)
+    return accept(report, cfg, topic.device, "mqtt", now, photo_dir, quota=quota)
 
 
 def finding_of(spec: dict[str, Any], now: float | None = None) -> Finding:

@@ -58,7 +58,7 @@ class Intake:
         publish: Publish | None = None,
         on_full: Callable[[], None] | None = None,
         cameras: CameraIntake | None = None,
-        reports: Callable[[Topic, bytes, float], list[Rejection]] | None = None,
+        reports: Callable[[Topic, bytes, float, Callable[[], None]], list[Rejection] | None] | None = None,
     ) -> None:
         self.cfg = cfg
         self.prefix = cfg.mqtt.topic_prefix
@@ -72,7 +72,9 @@ class Intake:
         self._acks: list[Callable[[], None]] = []  # of the messages in the open batch
         self.taken_acks: list[Callable[[], None]] = []  # of the batch last taken, until it is processed
         self.cameras = cameras  # camera and thermal frames go there; without it they are ignored
-        self.reports = reports  # grid reports go there; without it they are dead-lettered (no_reports)
+        # Grid reports go there (without it they are dead-lettered, no_reports); it returns None when it has
+        # taken the message's acknowledgement, to call once the report is applied.
+        self.reports = reports
         ing = cfg.ingest
         self.limiter = (
             DeviceRateLimiter(ing.device_max_msgs_per_s, ing.device_burst) if ing.device_max_msgs_per_s else None
@@ -108,9 +110,10 @@ class Intake:
                 ack()
             return
         if t.kind == "reports":
+            refused: list[Rejection] | None
             try:
                 refused = (
-                    self.reports(t, payload, now)
+                    self.reports(t, payload, now, ack or _no_ack)
                     if self.reports is not None
                     else [Rejection("no_reports", "this runner takes grid reports over its HTTP API only")]
                 )
@@ -119,7 +122,7 @@ class Intake:
                 refused = [Rejection("internal_error", f"{type(exc).__name__}: {exc}"[:300])]
             if refused:
                 self.reject(refused, topic, payload[:65536], now)
-            if ack is not None:
+            if refused is not None and ack is not None:
                 ack()
             return
         if t.kind != "sensors":
@@ -233,3 +236,7 @@ class Intake:
         """The acknowledgements of the batch last taken, to call later (after a checkpoint, say)."""
         acks, self.taken_acks = self.taken_acks, []
         return acks
+
+
+def _no_ack() -> None:
+    """The acknowledgement of a message that needs none (QoS 0, a test's direct call)."""

@@ -32,7 +32,7 @@ from engine.config.models import EngineConfig
 from engine.core.batch import BatchBuilder
 from engine.core.devices import DeviceIndex
 from engine.core.quantities import METRIC_NAMES
-from engine.incidents.reports import ReportError, finding_of, mqtt_report
+from engine.incidents.reports import ReportError, ReportQuota, finding_of, mqtt_report
 from engine.ingest.decode import Rejection, SensorDecoder
 from engine.ingest.intake import deadletter_message
 from engine.ingest.mqtt_client import MqttClient, broker_address
@@ -66,6 +66,8 @@ class Bridge:
         self.devices = DeviceIndex()
         self.builder = BatchBuilder(self.devices)
         self.decoder = SensorDecoder(cfg.ingest, self.builder, {s.id for s in cfg.sites})
+        self._photo_dir = Path(cfg.data_dir) / "reports"
+        self.report_quota = ReportQuota(cfg.reports, self._photo_dir)
         self.ready = threading.Event()
         self.forwarded = 0
         self.rejected = 0
@@ -130,9 +132,9 @@ class Bridge:
         site, so that the worker that owns the site applies it. A report does not move data time (its
         watermark is null); its photo is kept in this bridge's ``data_dir/reports``."""
         try:
-            spec = mqtt_report(t, payload, self.cfg, now, Path(self.cfg.data_dir) / "reports")
+            spec = mqtt_report(t, payload, self.cfg, now, self._photo_dir, self.report_quota)
         except ReportError as exc:
-            self._reject([Rejection("bad_report", str(exc)[:500], t.device)], topic, payload[:65536], now)
+            self._reject([Rejection(exc.reason, str(exc)[:500], t.device)], topic, payload[:65536], now)
             ack()
             return
         record = findings_record([(finding_of(spec), None)], None)

@@ -66,7 +66,7 @@ from engine.dispatch.outbox import OutboxDelivery, RetryPolicy
 from engine.flow.cameras import CameraStage
 from engine.flow.pipeline import Pipeline, apply_findings
 from engine.flow.site_state import SiteState
-from engine.incidents.reports import stamped
+from engine.incidents.reports import ReportQuota, stamped
 from engine.incidents.tracker import IncidentError, IncidentTracker
 from engine.ingest.camera_intake import CameraIntake
 from engine.ingest.decode import Rejection
@@ -619,16 +619,19 @@ class GridwatchWorker:
         worker holds is fetched from it; the page's live stream carries every partition's events, read from
         the shared store (``StoreFeed``)."""
         cfg = self.cfg
-        auth = TokenAuth(cfg.api.tokens)
+        auth = TokenAuth(cfg.api.tokens, peer_secret=cfg.api.peer_secret)
         self.hub.attach(asyncio.get_running_loop())
         incidents = incidents_router(self.store, self.act, auth, time.time, lambda: list(cfg.silences))
         intake = self.camera_intake
         readings = Readings(self.site_readings, self.readings_clock)
         page = operator_router(self.store, lambda: cfg, readings, self.hub, auth, Path(cfg.data_dir) / "snapshots",
                                lambda site, cam: intake.latest_image(site, cam) if intake else None)  # fmt: skip
-        reports = reports_router(self.store, self.act, auth, lambda: cfg, time.time, Path(cfg.data_dir) / "reports")
+        photos = Path(cfg.data_dir) / "reports"
+        reports = reports_router(
+            self.store, self.act, auth, lambda: cfg, time.time, photos, ReportQuota(cfg.reports, photos)
+        )
         app = create_app(self.health, None, (incidents, reports, page), auth, cfg.api.metrics_public,
-                         lambda: refresh_store_gauges(self.store))  # fmt: skip
+                         lambda: refresh_store_gauges(self.store), cfg.api.max_body_bytes)  # fmt: skip
         mount_static(app)
         server = ApiServer(app, cfg.api.host, self.http_port)
         await server.start()

@@ -38,7 +38,7 @@ from engine.flow.checkpoint import (
     write_checkpoint,
 )
 from engine.flow.pipeline import DetectorFailure
-from engine.incidents.reports import ReportError, mqtt_report
+from engine.incidents.reports import ReportError, ReportQuota, mqtt_report
 from engine.ingest.camera_intake import CameraIntake
 from engine.ingest.decode import Rejection
 from engine.ingest.embedded_broker import EmbeddedBroker
@@ -83,6 +83,8 @@ class LocalRunner:
         self._checkpoint_lock = asyncio.Lock()
         self.pipeline = build_pipeline(cfg)
         self.clock = EngineClock()
+        self._photo_dir = Path(cfg.data_dir) / "reports"
+        self.report_quota = ReportQuota(cfg.reports, self._photo_dir)  # the API's and MQTT's reports together
         self.store = Store(cfg.store_url())
         self.dispatcher: Dispatcher | None = None
         self.checkpoint_path = Path(cfg.data_dir) / "checkpoint.npz"
@@ -148,15 +150,19 @@ class LocalRunner:
             "cameras_refusing_frames": intake.refused.recent(time.time()) if intake is not None else {},
         }
 
-    def _mqtt_report(self, loop: asyncio.AbstractEventLoop) -> Callable[[Topic, bytes, float], list[Rejection]]:
-        """A grid report from MQTT (on paho's thread): checked here, applied on the loop like the API's."""
+    def _mqtt_report(
+        self, loop: asyncio.AbstractEventLoop
+    ) -> Callable[[Topic, bytes, float, Callable[[], None]], list[Rejection] | None]:
+        """A grid report from MQTT (on paho's thread): checked here, applied on the loop like the API's, and
+        acknowledged to the broker once applied (a report that fails to apply is redelivered at restart)."""
         seen: dict[str, None] = {}  # report ids applied lately: a redelivered report is not a second one
 
-        def take(t: Topic, payload: bytes, now: float) -> list[Rejection]:
+        def take(t: Topic, payload: bytes, now: float, ack: Callable[[], None]) -> list[Rejection] | None:
             try:
-                spec = mqtt_report(t, payload, self.cfg, now, Path(self.cfg.data_dir) / "reports")
+                # the engine clock, as the API's reports: a report's time is checked against the data's time
+                spec = mqtt_report(t, payload, self.cfg, self.clock.now(), self._photo_dir, self.report_quota)
             except ReportError as exc:
-                return [Rejection("bad_report", str(exc)[:500], t.device)]
+                return [Rejection(exc.reason, str(exc)[:500], t.device)]
             rid = spec["content_key"]
             if rid in seen:
                 return []
@@ -165,8 +171,16 @@ class LocalRunner:
                 del seen[next(iter(seen))]
             action = OperatorAction(kind="report", actor=t.device, report=spec)
             done = asyncio.run_coroutine_threadsafe(self.act(action), loop)
-            done.add_done_callback(_log_failure)
-            return []
+
+            def applied(fut: concurrent.futures.Future[Any]) -> None:
+                _log_failure(fut)
+                if not fut.cancelled() and fut.exception() is None:
+                    ack()
+                else:
+                    seen.pop(rid, None)  # its redelivery is applied, not skipped
+
+            done.add_done_callback(applied)
+            return None
 
         return take
 
@@ -272,7 +286,7 @@ class LocalRunner:
             logger.info("took up %d open incidents from the store", len(self.pipeline.tracker.open))
         api: ApiServer | None = None
         if cfg.api.enabled:
-            auth = TokenAuth(cfg.api.tokens)
+            auth = TokenAuth(cfg.api.tokens, peer_secret=cfg.api.peer_secret)
             incidents = incidents_router(self.store, self.act, auth, self.clock.now, lambda: list(self.cfg.silences))
             page = operator_router(
                 self.store,
@@ -284,10 +298,10 @@ class LocalRunner:
                 self._latest_frame,
             )
             reports = reports_router(
-                self.store, self.act, auth, lambda: self.cfg, self.clock.now, Path(cfg.data_dir) / "reports"
+                self.store, self.act, auth, lambda: self.cfg, self.clock.now, self._photo_dir, self.report_quota
             )
             app = create_app(self.health, self.reload, (incidents, reports, page), auth, cfg.api.metrics_public,
-                             self._refresh_gauges)  # fmt: skip
+                             self._refresh_gauges, cfg.api.max_body_bytes)  # fmt: skip
             mount_static(app)
             api = ApiServer(app, cfg.api.host, cfg.api.port)
             await api.start()

@@ -308,7 +308,7 @@ def test_operators_act_on_a_scale_out_through_any_worker_and_a_killed_worker_s_p
     receiver = Receiver()
     receiver.start()
     ops = ApiToken(name="duty-officer", token="o" * 24, role="operator")
-    api = ApiConfig(port=0, tokens=[ops])
+    api = ApiConfig(port=0, tokens=[ops], peer_secret="p" * 24)
     config = kafka_config(tansu, mosquitto, tmp_path, store_url, receiver, partitions=4, api=api)
     auth = {"Authorization": "Bearer " + "o" * 24}
     first = Process("worker-a", ["worker", "-c", str(config)], tmp_path)

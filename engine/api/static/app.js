@@ -729,7 +729,14 @@ async function connect() {
 }
 
 document.addEventListener("DOMContentLoaded", () => {
-  token = new URLSearchParams(location.hash.slice(1)).get("token") || localStorage.getItem("gridwatch-token") || "";
+  const fromLink = new URLSearchParams(location.hash.slice(1)).get("token");
+  token = fromLink || localStorage.getItem("gridwatch-token") || "";
+  // A token that came in the link leaves the address bar (and the history, a shared screen, a screenshot) at once.
+  // It is kept as a typed one is, so a reload stays signed in.
+  if (fromLink) {
+    history.replaceState(null, "", location.pathname + location.search);
+    localStorage.setItem("gridwatch-token", fromLink);
+  }
   $("#token").value = token;
   $("#login").addEventListener("submit", guard(async (ev) => {
     ev.preventDefault();
