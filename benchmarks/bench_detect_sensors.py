@@ -122,11 +122,12 @@ def python_baseline(cfg: EngineConfig, sample: Fleet, timed_from: int) -> dict[s
         for ts, site, device, metric, value in sample.rows(first, last):
             for name, ref in routes.get(metric, ()):
                 if isinstance(ref, ReferenceIntensityDuration):
-                    out = ref.process(site, device, ts, value)
+                    found = ref.process(site, device, ts, value)
                 else:
                     out = ref.process(site, device, metric, ts, value)
-                if out is not None and keep is not None:
-                    keep.append((name, site, device, ts, out[0], round(out[1], 6)))
+                    found = [] if out is None else [(ts, *out)]
+                if keep is not None:
+                    keep.extend((name, site, device, at, level, round(score, 6)) for at, level, score in found)
 
     states = [d.new_state() for d in detectors]
     devices = DeviceIndex()

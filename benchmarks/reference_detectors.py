@@ -26,13 +26,15 @@ class _Gauge:
     end: float | None = None
     total: float = 0.0
     missing_s: float = 0.0
+    pause: list[tuple[float, float]] = field(default_factory=list)  # dry reports after rain: (ts, missing_s)
     active: bool = False
 
 
 class ReferenceIntensityDuration:
     """``rainfall_intensity_duration`` (without the AWI gate), one reading at a time, plain Python: the storm
-    method (current storm's mean intensity and duration) or fixed windows ``(t - D, t]`` (``gap_policy``
-    ``lower_bound`` for windows)."""
+    method (the storm's mean intensity and duration as Thresh reports them: a dry report after rain is
+    judged when the rain resumes, as a pause, or never, if the storm ends) or fixed windows ``(t - D, t]``
+    (``gap_policy`` ``lower_bound`` for windows)."""
 
     def __init__(self, cfg: RainfallIntensityDurationConfig) -> None:
         self.cfg = cfg
@@ -44,11 +46,23 @@ class ReferenceIntensityDuration:
         self.max_gap_s = cfg.max_gap_s if cfg.max_gap_s is not None else 1.5 * cfg.bin_s
         self.gauges: dict[tuple[str, str], _Gauge] = {}
 
-    def storm_ratio(self, g: _Gauge, ts: float, mm: float) -> float:
-        cfg, interval = self.cfg, self.cfg.bin_s
+    def storm_at(self, g: _Gauge, ts: float, total: float, missing_s: float) -> float:
+        """The ratio of the storm's intensity to the threshold at a report at ``ts`` with ``total`` mm so far."""
+        if self.cfg.gap_policy == "skip" and missing_s > 0:
+            return -math.inf
+        duration = (ts - g.start) / 3600.0
+        if duration <= 0:
+            return -math.inf
+        return total / duration / self.cfg.threshold_mm_h(duration)
+
+    def storm_judged(self, g: _Gauge, ts: float, mm: float) -> list[tuple[float, float]]:
+        """The reports this one decides, in order, as (ts, ratio): -inf for no storm; none for a dry report
+        that waits for the storm to resume or end."""
+        cfg, interval, gap = self.cfg, self.cfg.bin_s, self.cfg.storm_gap_h * 3600.0
+        new = g.last_ts is None
         if g.last_ts is None:
             g.start = g.dry_from = ts - interval
-            prev, hole = ts - interval, False
+            prev = ts - interval
         else:
             hole = ts - g.last_ts > self.max_gap_s
             prev = ts - interval if hole else g.last_ts
@@ -56,18 +70,31 @@ class ReferenceIntensityDuration:
                 g.missing_s += ts - g.last_ts - interval
                 if cfg.gap_policy == "skip":
                     g.dry_from = max(g.dry_from, prev)
-            if mm > 0 and prev - g.dry_from >= cfg.storm_gap_h * 3600.0:
-                g.start, g.total, g.missing_s, g.end = prev, 0.0, 0.0, None
-        g.total += mm
-        if mm > 0:
-            g.end = g.dry_from = ts
         g.last_ts = ts
-        if g.end is None or ts - g.end > cfg.storm_gap_h * 3600.0 or g.total <= 0 or g.end <= g.start:
-            return -math.inf
-        if cfg.gap_policy == "skip" and g.missing_s > 0:
-            return -math.inf
-        duration = (g.end - g.start) / 3600.0
-        return g.total / ((ts - g.start) / 3600.0) / self.cfg.threshold_mm_h(duration)
+        had_rain = g.end is not None and g.total > 0
+        out: list[tuple[float, float]] = []
+        if mm > 0:
+            if not new and prev - g.dry_from >= gap:  # a new storm: the pause was the last one's end
+                out += [(t, -math.inf) for t, _ in g.pause]
+                g.start, g.total, g.missing_s, g.end = prev, 0.0, 0.0, None
+            elif had_rain:  # the rain resumes: the dry reports were a pause of the storm
+                out += [(t, self.storm_at(g, t, g.total, missing)) for t, missing in g.pause]
+            g.pause = []
+            g.total += mm
+            g.end = g.dry_from = ts
+            out.append((ts, self.storm_at(g, ts, g.total, g.missing_s)))
+            return out
+        if not had_rain:
+            return [(ts, -math.inf)]
+        if ts - g.dry_from < gap:
+            g.pause.append((ts, g.missing_s))
+            return []
+        if cfg.gap_policy == "skip":  # the storm may still go on across missing data: keep the hours
+            g.pause.append((ts, g.missing_s))
+        else:
+            out += [(t, -math.inf) for t, _ in g.pause]
+            g.pause = []
+        return [*out, (ts, -math.inf)]
 
     def window_ratio(self, g: _Gauge, ts: float, mm: float) -> float:
         bin_s = self.cfg.bin_s
@@ -83,21 +110,26 @@ class ReferenceIntensityDuration:
             g.reports.popleft()
         return best
 
-    def process(self, site: str, device: str, ts: float, mm: float) -> tuple[int, float] | None:
-        """The (level, score) of a finding for this reading, or None (readings in time order)."""
+    def process(self, site: str, device: str, ts: float, mm: float) -> list[tuple[float, int, float]]:
+        """The findings this reading gives, as (ts, level, score): its own, and those of the dry reports
+        before it that it decides (readings in time order)."""
         g = self.gauges.setdefault((site, device), _Gauge())
-        best = self.storm_ratio(g, ts, mm) if self.cfg.method == "storm" else self.window_ratio(g, ts, mm)
-        if best >= self.lowest:
-            g.active = True
-        elif best < self.clear:
-            g.active = False
-        if not g.active:
-            return None
-        level = 1
-        for i, t in enumerate(self.levels, start=1):
-            if t is not None and best >= t:
-                level = max(level, i)
-        return level, best
+        storm = self.cfg.method == "storm"
+        judged = self.storm_judged(g, ts, mm) if storm else [(ts, self.window_ratio(g, ts, mm))]
+        out = []
+        for at, best in judged:
+            if best >= self.lowest:
+                g.active = True
+            elif best < self.clear:
+                g.active = False
+            if not g.active:
+                continue
+            level = 1
+            for i, t in enumerate(self.levels, start=1):
+                if t is not None and best >= t:
+                    level = max(level, i)
+            out.append((at, level, best))
+        return out
 
 
 @dataclass

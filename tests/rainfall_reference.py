@@ -66,33 +66,39 @@ def usgs_cumulative(
 def usgs_storm_id(
     p: list[float], alpha_mm: float, beta: float, gap: int = 3, policy: str = "skip"
 ) -> list[tuple[bool, float, float] | None]:
-    """Per hour: (exceeded, duration h, intensity mm/h) of the current storm as Thresh tracks it, or None.
+    """Per hour: (exceeded, duration h, intensity mm/h) of the storm as Thresh reports it, or None.
 
     Reading ``i`` is stamped at the end of its hour, time ``i + 1`` (hours). A storm begins with rain
-    after ``gap`` readings of exactly zero, at the time of the reading before; its duration runs to the
-    last rainy reading, its intensity divides the rain since it began by the time since it began; both
-    are recorded until ``gap`` hours after the last rain.
+    after ``gap`` readings of exactly zero, at the time of the reading before. While it lasts, an hour has
+    duration = time since the storm began (a dry hour inside the storm counts) and intensity = the storm's
+    rain so far over that time. A storm has ended once ``gap`` readings after its last rain are dry: those
+    hours report no storm. Thresh first records each hour as it comes (duration to the last rain so far,
+    the dry hours after it included) and rewrites the storm's hours when it ends (``track_storm``'s
+    post-storm correction); the values here are those rewritten ones. The hours after the last rain of a
+    storm that has not ended when the record does are undecided (None): Thresh prints its first values
+    there, which its next run rewrites.
     """
     q = _filled(p, policy)
-    out: list[tuple[bool, float, float] | None] = []
-    t_begin, t_end, began = 0.0, 1.0, 0  # record start: a storm began one reading before the first
+    out: list[tuple[bool, float, float] | None] = [None] * len(q)
+    t_begin, began, last_rain = 0.0, 0, -1  # record start: a storm began one reading before the first
+
+    def judge(j: int) -> tuple[bool, float, float] | None:
+        values = q[began : j + 1]
+        if any(math.isnan(x) for x in values):
+            return None
+        duration = float(j + 1) - t_begin
+        intensity = math.fsum(values) / duration
+        ratio = intensity / (alpha_mm * duration**-beta)
+        return (round(ratio - 1.0, 9) > 0, duration, intensity)
+
     for i, v in enumerate(q):
-        t = float(i + 1)
         if i >= gap and v > 0 and all(q[i - j] == 0 for j in range(1, gap + 1)):
             began, t_begin = i - 1, max(t_begin, float(i))
-        if v > 0 and t >= t_begin:
-            t_end = t
-        if t >= t_end and t - gap <= t_end and t_end >= t_begin and t_end > t_begin:
-            values = q[began : i + 1]
-            if any(math.isnan(x) for x in values):
-                out.append(None)
-                continue
-            duration = t_end - t_begin
-            intensity = math.fsum(values) / (t - t_begin)
-            ratio = intensity / (alpha_mm * duration**-beta)
-            out.append((round(ratio - 1.0, 9) > 0, duration, intensity))
-        else:
-            out.append(None)
+        if v > 0 and float(i + 1) >= t_begin:
+            for j in range(last_rain + 1, i + 1):  # the rain resumed (or began): its pause is part of the storm
+                if j >= began and float(j + 1) > t_begin:
+                    out[j] = judge(j)
+            last_rain = i
     return out
 
 

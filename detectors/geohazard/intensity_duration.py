@@ -148,28 +148,47 @@ class RainfallIntensityDuration(Detector[RainfallIntensityDurationConfig]):
             return f"storms {cfg.storm_gap_h:g} h apart cannot be told apart in reports {interval_s:g} s apart"
         return None
 
-    def storm_scores(
-        self, state: DeviceState, dev: np.ndarray, ts: np.ndarray, mm: np.ndarray
-    ) -> tuple[np.ndarray, Callable[[int], dict[str, object]]]:
-        """Ratio of the current storm's intensity to the threshold at its duration (strictly above 1 only
-        where it exceeds), and the evidence of a report (built only for the reports that raise a level)."""
+    def storm_ratio(self, duration_h: np.ndarray, intensity: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The threshold intensity at each duration (mm/h) and the observed intensity's ratio to it."""
         cfg = self.config
-        s = self.storm.add(state, dev, ts, mm)
-        dur = np.asarray(s["duration_h"], dtype=np.float64)
-        intensity = np.asarray(s["intensity_mm_h"], dtype=np.float64)
         alpha, beta = DEFAULTS[cfg.threshold_units]
         alpha = cfg.alpha if cfg.alpha is not None else alpha
         beta = cfg.beta if cfg.beta is not None else beta
         scale = MM_PER_INCH if cfg.threshold_units == "in" else 1.0
         with np.errstate(invalid="ignore", divide="ignore"):
-            threshold = alpha * scale * np.where(dur > 0, dur, np.nan) ** -beta
-            ratio = intensity / threshold
-            score = exceedance_index(ratio, np.ones_like(ratio), 1.0)
+            threshold = alpha * scale * np.where(duration_h > 0, duration_h, np.nan) ** -beta
+            return threshold, intensity / threshold
+
+    def storm_scores(
+        self, state: DeviceState, dev: np.ndarray, ts: np.ndarray, mm: np.ndarray, awi: np.ndarray | None = None
+    ) -> tuple[np.ndarray, Callable[[int], dict[str, object]], dict[str, np.ndarray], dict[str, np.ndarray]]:
+        """Ratio of the current storm's intensity to the threshold at its duration (strictly above 1 only
+        where it exceeds; -inf for a report not judged now: no storm, a skipped incomplete storm, or a dry
+        report pending until the storm resumes or ends), the evidence of a report (built only for the
+        reports that raise a level), the pending reports this one decides (``StormTracker.add``'s
+        ``resolved``, with their ``score``), and the tracker's ``pending`` and ``dropped`` masks."""
+        s = self.storm.add(state, dev, ts, mm, awi)
+        dur = np.asarray(s["duration_h"], dtype=np.float64)
+        intensity = np.asarray(s["intensity_mm_h"], dtype=np.float64)
+        threshold, ratio = self.storm_ratio(dur, intensity)
+        score = exceedance_index(ratio, np.ones_like(ratio), 1.0)
         missing = np.asarray(s["missing_h"], dtype=np.float64)
-        usable = np.asarray(s["current"], dtype=bool) & (dur > 0)
-        if cfg.gap_policy == "skip":
+        usable = np.asarray(s["current"], dtype=bool) & ~np.asarray(s["pending"], dtype=bool) & (dur > 0)
+        if self.config.gap_policy == "skip":
             usable &= missing == 0
         score = np.where(usable, score, -np.inf)
+        resolved: dict[str, np.ndarray] = s["resolved"]
+        r_threshold, r_ratio = self.storm_ratio(resolved["duration_h"], resolved["intensity_mm_h"])
+        r_usable = np.isfinite(resolved["ts"]) & (resolved["duration_h"] > 0)
+        if self.config.gap_policy == "skip":
+            r_usable &= resolved["missing_h"] == 0
+        r_score = exceedance_index(r_ratio.reshape(-1), np.ones(r_ratio.size), 1.0).reshape(r_ratio.shape)
+        resolved.update(
+            score=np.where(r_usable, r_score, -np.inf),
+            threshold_mm_h=r_threshold,
+            ratio=r_ratio,
+            total_mm=np.broadcast_to((s["total_mm"] - mm)[:, None], r_ratio.shape),
+        )
 
         def evidence(i: int) -> dict[str, object]:
             if not usable[i]:
@@ -185,7 +204,7 @@ class RainfallIntensityDuration(Detector[RainfallIntensityDurationConfig]):
                 "complete": bool(missing[i] == 0),
             }
 
-        return score, evidence
+        return score, evidence, resolved, {"pending": s["pending"], "dropped": s["dropped"]}
 
     def window_scores(
         self, state: DeviceState, dev: np.ndarray, ts: np.ndarray, mm: np.ndarray
@@ -222,20 +241,70 @@ class RainfallIntensityDuration(Detector[RainfallIntensityDurationConfig]):
         gate = self.config.awi_gate
         rows = batch.rows_of(self.metrics)
         found: list[Finding] = []
-        scores = self.storm_scores if self.config.method == "storm" else self.window_scores
+        storm = self.config.method == "storm"
         for r, dev, _ in channel_steps(batch.slot, batch.metric, rows, (METRIC_INDEX["rain_mm"],), state):
             ts, mm = batch.ts[r], batch.value[r]
-            score, evidence = scores(state, dev, ts, mm)
-            if gate is not None:
-                awi = gate.update(state, dev, ts, mm)
+            awi = gate.update(state, dev, ts, mm) if gate is not None else None
+            judged = np.ones(r.shape[0], dtype=bool)
+            if storm:
+                score, evidence, resolved, masks = self.storm_scores(state, dev, ts, mm, awi)
+                # The hours of a pause that the resumed rain decides come first, in their order; a pause that
+                # was a storm's last hours clears the level as those hours would have; a report still pending
+                # leaves it as it is.
+                found.extend(self.pause_findings(batch, state, r, dev, resolved))
+                state["active"][dev[masks["dropped"]]] = False
+                judged = ~masks["pending"]
+            else:
+                score, evidence = self.window_scores(state, dev, ts, mm)
+            if gate is not None and awi is not None:
                 score = np.where(awi >= gate.wet_mm, score, -np.inf)
             first = np.ones(r.shape[0], dtype=bool)
-            levels, active = hysteresis_level(score, self.levels, self.clear, first, state["active"][dev])
-            state["active"][dev] = active
+            levels = np.zeros(r.shape[0], dtype=np.int8)
+            carried = state["active"][dev[judged]]
+            lv, active = hysteresis_level(score[judged], self.levels, self.clear, first[judged], carried)
+            state["active"][dev[judged]] = active
+            levels[judged] = lv
             for i in np.flatnonzero(levels):
                 ev = evidence(int(i))
-                if gate is not None:
+                if awi is not None:
                     ev["awi_mm"] = round(float(awi[i]), 3)
                 found.append(self.finding(batch, int(r[i]), int(levels[i]), float(score[i]), ev))
         found.sort(key=lambda f: f.row)
+        return found
+
+    def pause_findings(
+        self, batch: ReadingBatch, state: DeviceState, r: np.ndarray, dev: np.ndarray, resolved: dict[str, np.ndarray]
+    ) -> list[Finding]:
+        """Findings for the dry reports of a pause, judged now that the rain has resumed (at the resuming
+        report's row, with the pause report's own time), one column of ``resolved`` after the other."""
+        gate = self.config.awi_gate
+        found: list[Finding] = []
+        for j in range(resolved["ts"].shape[1]):
+            held = np.flatnonzero(np.isfinite(resolved["ts"][:, j]))
+            if held.size == 0:
+                break
+            score = resolved["score"][held, j]
+            if gate is not None:
+                score = np.where(resolved["extra"][held, j] >= gate.wet_mm, score, -np.inf)
+            first = np.ones(held.shape[0], dtype=bool)
+            levels, active = hysteresis_level(score, self.levels, self.clear, first, state["active"][dev[held]])
+            state["active"][dev[held]] = active
+            for i in np.flatnonzero(levels):
+                row = int(held[i])
+                missing = float(resolved["missing_h"][row, j])
+                ev: dict[str, object] = {
+                    "method": "storm",
+                    "duration_h": round(float(resolved["duration_h"][row, j]), 3),
+                    "intensity_mm_h": round(float(resolved["intensity_mm_h"][row, j]), 3),
+                    "threshold_mm_h": round(float(resolved["threshold_mm_h"][row, j]), 3),
+                    "storm_total_mm": round(float(resolved["total_mm"][row, j]), 3),
+                    "ratio": round(float(resolved["ratio"][row, j]), 4),
+                    "missing_h": round(missing, 3),
+                    "complete": missing == 0,
+                    "pause": True,
+                }
+                if gate is not None:
+                    ev["awi_mm"] = round(float(resolved["extra"][row, j]), 3)
+                ts = float(resolved["ts"][row, j])
+                found.append(self.finding(batch, int(r[row]), int(levels[i]), float(score[i]), ev, ts=ts))
         return found

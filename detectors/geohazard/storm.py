@@ -3,14 +3,18 @@
 Definition (the USGS program Thresh, which tracks the Seattle intensity-duration threshold; Godt, Baum &
 Chleborad 2006): a storm starts with a rainy report that follows at least ``gap_h`` hours of dry reports,
 and it starts at the beginning of that report's interval (the time of the report before it). Rain that
-resumes after a shorter dry spell continues the storm. At a report at ``t`` within ``gap_h`` hours of the
-storm's last rain::
+resumes after a shorter dry spell continues the storm. At a report at ``t`` inside a storm::
 
-    duration  D = last_rain - start                 (hours, from the storm's start to its last rainy report)
+    duration  D = t - start                         (hours since the storm began; a pause in the rain counts)
     intensity I = storm_total / (t - start)         (mm/h, so it falls while the rain pauses)
 
-and after ``gap_h`` dry hours the storm has ended and there is no current storm. The start of a gauge's
-record counts as the start of a storm (one reporting interval before its first report).
+and once ``gap_h`` hours after its last rain have been dry the storm has ended: those hours have no storm
+(Thresh's post-storm correction gives them zero duration and intensity). Whether a dry report after rain
+is a pause inside the storm or one of its last hours is known only when the rain resumes within ``gap_h``
+(a pause: judged then, with the values above) or the storm ends (no storm): such a report is *pending*
+until then, kept in a small ring per gauge (``pause_slots``), and comes back in ``resolved`` at the report
+that decides it. The start of a gauge's record counts as the start of a storm (one reporting interval
+before its first report).
 
 Missing data: a report more than ``max_gap_s`` after the previous one leaves the time between missing, and
 its rain counts in its own reporting interval (``first_interval_s`` before it). Under ``gap_policy:
@@ -21,6 +25,9 @@ Thresh treats missing values.
 """
 
 from __future__ import annotations
+
+import math
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -41,8 +48,13 @@ class StormTracker:
         self.max_gap_s = max_gap_s
         self.first_interval_s = first_interval_s
         self.skip_gaps = gap_policy == "skip"
+        # Dry reports a pause holds: one a reporting interval, fewer than gap_h's worth. A gauge reporting
+        # more often keeps its first ones: a pause's ratio only falls (the same rain over a longer time),
+        # so the hours it raises are its first.
+        self.pause_slots = max(2, math.ceil(round(self.gap_s / first_interval_s, 9)) + 1)
 
     def state_spec(self) -> dict[str, StateArray]:
+        k = self.pause_slots
         return {
             "storm_last_ts": StateArray(np.float64, np.nan),  # the gauge's latest report
             "storm_dry_from": StateArray(np.float64, np.nan),  # end of its last rain (or where dry counting restarts)
@@ -50,12 +62,23 @@ class StormTracker:
             "storm_end": StateArray(np.float64, np.nan),  # last rainy report of the current storm
             "storm_total": StateArray(np.float64, 0.0),
             "storm_missing_s": StateArray(np.float64, 0.0),
+            # The pending dry reports of a pause, in order (the first pause_slots of them): time, missing
+            # data then, and the caller's value then (the AWI gate's water index).
+            "storm_pause_n": StateArray(np.int64, 0),
+            "storm_pause_ts": StateArray(np.float64, np.nan, (k,)),
+            "storm_pause_missing_s": StateArray(np.float64, 0.0, (k,)),
+            "storm_pause_extra": StateArray(np.float64, np.nan, (k,)),
         }
 
-    def add(self, st: DeviceState, dev: I64, ts: F64, mm: F64) -> dict[str, F64 | B]:
+    def add(self, st: DeviceState, dev: I64, ts: F64, mm: F64, extra: F64 | None = None) -> dict[str, Any]:
         """Take one report per gauge (``dev`` unique; a late report only adds its rain). Returns, per
-        report: ``current`` (a storm is current), ``duration_h``, ``intensity_mm_h``, ``total_mm``,
-        ``missing_h`` (hours of missing data inside the storm)."""
+        report: ``current`` (a storm is current: a rainy report of it, or a pending dry one), ``pending``
+        (a dry report after rain, judged when the rain resumes or not at all), ``duration_h``,
+        ``intensity_mm_h``, ``total_mm``, ``missing_h`` (hours of missing data inside the storm); and
+        ``resolved``: the pending reports this report decides to be a pause of the storm, a column each,
+        oldest first (NaN times where none), with their ``ts``, ``duration_h``, ``intensity_mm_h``,
+        ``missing_h`` and ``extra`` (what the caller passed with them); ``dropped``: the reports whose pending
+        reports turned out to be the last hours of a storm (no storm)."""
         last = st["storm_last_ts"][dev]
         dry_from = st["storm_dry_from"][dev]
         start, end = st["storm_start"][dev], st["storm_end"][dev]
@@ -72,29 +95,79 @@ class StormTracker:
         if self.skip_gaps:  # missing time is not dry: counting dry time restarts after the hole
             dry_from = np.where(hole, np.maximum(dry_from, prev), dry_from)
         missing = missing + np.where(hole, gap_s - self.first_interval_s, 0.0)
-        rainy = mm > 0
+        rainy = (mm > 0) & ~late
+        had_rain = np.isfinite(end) & (total > 0)  # a storm with rain before this report
         # A storm starts with rain after gap_h of dry time before this report's interval.
-        begins = rainy & ~new & ~late & (prev - dry_from >= self.gap_s)
+        begins = rainy & ~new & (prev - dry_from >= self.gap_s)
+        ended = ~rainy & ~late & had_rain & (ts - dry_from >= self.gap_s)
+        resumes = rainy & ~begins & had_rain
+        resolved = self._take_pause(st, dev, resumes, start, total)
+        dropped = (begins | (ended & (not self.skip_gaps))) & (st["storm_pause_n"][dev] > 0)
+        # No report of the pause is pending any more. Under `skip` a storm that has ended can still go on
+        # across missing data (no new storm can begin there), as in Thresh, whose next correction of the
+        # storm then rewrites its dry hours: they are held until a storm begins or the rain resumes.
+        settled = begins | resumes | (ended if not self.skip_gaps else np.zeros_like(ended))
+        if settled.any():
+            st["storm_pause_n"][dev[settled]] = 0
         start = np.where(begins, prev, start)
         total = np.where(begins, 0.0, total)
         missing = np.where(begins, 0.0, missing)
         end = np.where(begins, np.nan, end)
         total = total + mm
-        end = np.where(rainy & ~late, ts, end)
-        dry_from = np.where(rainy & ~late, ts, dry_from)
+        end = np.where(rainy, ts, end)
+        dry_from = np.where(rainy, ts, dry_from)
         now = np.where(late, last, ts)
+        pending = ~rainy & ~late & had_rain & ~ended
+        held = pending | (~rainy & ~late & had_rain & self.skip_gaps)
+        if held.any():
+            self._hold(st, dev[held], ts[held], missing[held], None if extra is None else extra[held])
         st["storm_last_ts"][dev] = now
         st["storm_dry_from"][dev] = dry_from
         st["storm_start"][dev], st["storm_end"][dev] = start, end
         st["storm_total"][dev], st["storm_missing_s"][dev] = total, missing
         with np.errstate(invalid="ignore", divide="ignore"):
-            current = np.isfinite(end) & (now - end <= self.gap_s) & (total > 0)
-            duration_h = (end - start) / 3600.0
-            intensity = total / ((now - start) / 3600.0)
+            current = (rainy & np.isfinite(start)) | pending | (late & np.isfinite(end) & (end == last))
+            duration_h = (now - start) / 3600.0
+            intensity = total / duration_h
         return {
             "current": current,
+            "pending": pending,
             "duration_h": np.where(current, duration_h, np.nan),
             "intensity_mm_h": np.where(current, intensity, np.nan),
             "total_mm": total,
             "missing_h": missing / 3600.0,
+            "resolved": resolved,
+            "dropped": dropped,
+        }
+
+    def _hold(self, st: DeviceState, dev: I64, ts: F64, missing_s: F64, extra: F64 | None) -> None:
+        """Keep dry reports of a pause until the storm resumes or ends (the first ``pause_slots``)."""
+        k = self.pause_slots
+        n = st["storm_pause_n"][dev]
+        room = n < k
+        at = (dev * k + n)[room]
+        st["storm_pause_ts"].put(at, ts[room])
+        st["storm_pause_missing_s"].put(at, missing_s[room])
+        st["storm_pause_extra"].put(at, np.nan if extra is None else extra[room])
+        st["storm_pause_n"][dev] = n + 1
+
+    def _take_pause(self, st: DeviceState, dev: I64, resumes: B, start: F64, total: F64) -> dict[str, F64]:
+        """The pending reports of the gauges whose rain ``resumes``, oldest first, valued as the pause of
+        their storm (the storm's start and its rain so far); NaN times elsewhere."""
+        k = self.pause_slots
+        n = st["storm_pause_n"][dev]
+        count = np.where(resumes, np.minimum(n, k), 0)
+        j = np.arange(k)[None, :]
+        slot = dev[:, None] * k + j
+        held = j < count[:, None]
+        t = np.where(held, st["storm_pause_ts"].take(slot), np.nan)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            duration_h = (t - start[:, None]) / 3600.0
+            intensity = total[:, None] / duration_h
+        return {
+            "ts": t,
+            "duration_h": duration_h,
+            "intensity_mm_h": intensity,
+            "missing_h": st["storm_pause_missing_s"].take(slot) / 3600.0,
+            "extra": st["storm_pause_extra"].take(slot),
         }

@@ -223,3 +223,24 @@ def test_an_inch_gauge_reports_rain_in_and_is_converted_at_ingest():
     last = report_ts(len(p) - 1)
     refused = decoder.decode(Topic("sensors", "S1", "g"), b'{"ts": %d, "values": {"rain_ft": 1}}' % last, now=last)
     assert [r.reason for r in refused] == ["unknown_metric"]
+
+
+def test_a_pause_counts_toward_the_storm_and_a_storm_s_last_dry_hours_raise_nothing():
+    # Rain, one dry hour, rain, then dry: the dry hour inside the storm has the storm's duration up to it (3 h,
+    # not 2 h to the rain before it) and is judged when the rain resumes; the three dry hours after the last
+    # rain end the storm and have none (Thresh's post-storm correction).
+    p = [10.0, 10.0, 0.0, 10.0, 0.0, 0.0, 0.0, 0.0]
+    cfg = RainfallIntensityDurationConfig(levels={"blue": 0.3}, clear=0.3)
+    det = RainfallIntensityDuration(cfg)
+    state, devices = det.new_state(), DeviceIndex()
+    seen: list[tuple[int, int, float, bool]] = []  # (hour fed, hour of the finding, duration, pause)
+    for i, v in enumerate(p):
+        b = BatchBuilder(devices)
+        b.add("S1", "g", report_ts(i), "rain_mm", v)
+        seen += [
+            (i, hour_of(f.ts), f.evidence["duration_h"], "pause" in f.evidence) for f in det.process(b.take(), state)
+        ]
+    assert seen == [(0, 0, 1.0, False), (1, 1, 2.0, False), (3, 2, 3.0, True), (3, 3, 4.0, False)]
+    want = ref.usgs_storm_id(p, 14.82, 0.39)
+    assert [w is not None for w in want] == [True, True, True, True, False, False, False, False]
+    assert want[2] is not None and want[2][1] == 3.0

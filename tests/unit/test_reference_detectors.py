@@ -32,9 +32,8 @@ def test_intensity_duration_matches_the_per_reading_reference(storm_rows, batch_
     ref = ReferenceIntensityDuration(cfg)
     expected = []
     for ts, site, device, _, mm in rain:
-        out = ref.process(site, device, ts, mm)
-        if out is not None:
-            expected.append((site, device, ts, out[0], round(out[1], 9)))
+        for at, level, score in ref.process(site, device, ts, mm):
+            expected.append((site, device, at, level, round(score, 9)))
     assert expected, "the storm should raise the reference"
     assert vectorized(RainfallIntensityDuration(cfg), rain, batch_size, 9) == expected
 
