@@ -38,6 +38,7 @@ from detectors.geohazard.rain_window import GapPolicy
 F64 = npt.NDArray[np.float64]
 I64 = npt.NDArray[np.int64]
 B = npt.NDArray[np.bool_]
+PAUSE_REPORT_S = 600.0  # a pause is held exactly for gauges reporting this often or less (10-minute gauges)
 
 
 class StormTracker:
@@ -48,10 +49,11 @@ class StormTracker:
         self.max_gap_s = max_gap_s
         self.first_interval_s = first_interval_s
         self.skip_gaps = gap_policy == "skip"
-        # Dry reports a pause holds: one a reporting interval, fewer than gap_h's worth. A gauge reporting
-        # more often keeps its first ones: a pause's ratio only falls (the same rain over a longer time),
-        # so the hours it raises are its first.
-        self.pause_slots = max(2, math.ceil(round(self.gap_s / first_interval_s, 9)) + 1)
+        # Dry reports a pause holds: fewer than gap_h's worth of reports every PAUSE_REPORT_S (or the
+        # reporting interval, if longer). A gauge reporting more often keeps its first ones: a pause's ratio
+        # only falls (the same rain over a longer time), so the hours it raises are its first.
+        every = min(first_interval_s, PAUSE_REPORT_S)
+        self.pause_slots = max(2, math.ceil(round(self.gap_s / every, 9)) + 1)
 
     def state_spec(self) -> dict[str, StateArray]:
         k = self.pause_slots
