@@ -17,7 +17,12 @@ samples of its recent frames (one sample every ``memory_interval_s``, ``memory_s
 engine a cell counts only where it reaches the alarm threshold *and* rises ``min_rise`` above its own
 normal, so a ridge that always scores as fire or a sky that always looks hazy never alarms, while a new
 plume in one cell does. A cell in alarm is not learned (the fire does not become normal) for at most
-``memory_size`` samples, after which a scene that stays the same is learned and its alarm resolves.
+``memory_size`` samples, after which a scene that stays the same is learned and its alarm resolves. A
+camera's first ``memory_warm_frames`` frames are all sampled whatever their spacing (a warm start): until
+then the normal is their per-cell maximum, so the memory protects from the second frame, not after half an
+hour of samples. With tiles (``smoke_fire_onnx``) the grid is the whole frame's, cell by cell, so a
+plume must be new against its own cell's recent past, and k of n frames with overlapping regions confirm
+that it persists.
 
 Camera detectors register in ``frame_registry`` (built-ins from this package, third parties through the
 ``gridwatch.camera_detectors`` entry points) and are configured under ``cameras.detectors``.
@@ -77,6 +82,22 @@ class Observation:
     regions: dict[str, list[Box]] = field(default_factory=dict)  # per class
     detail: dict[str, Any] = field(default_factory=dict)  # detector-specific evidence (heat, area, rise)
     cells: dict[str, npt.NDArray[np.float32]] = field(default_factory=dict)  # per class: per-cell scores, if any
+    # Where the cell grid lies on the frame (x, y, w, h as fractions; it may reach past the frame's edge, as a
+    # tiled grid of whole cells does); None: the grid covers the frame exactly.
+    grid_area: Box | None = None
+
+    def cell_box(self, row: int, col: int, shape: tuple[int, ...]) -> Box:
+        """The box of grid cell (row, col) of a grid of ``shape``, as fractions of the frame, clipped to it.
+
+        >>> o = Observation(Frame("S", "c", 0.0, np.zeros((4, 4), np.uint8)), {}, grid_area=(0.0, 0.5, 1.2, 0.6))
+        >>> o.cell_box(1, 1, (2, 2))
+        (0.6, 0.8, 0.4, 0.2)
+        """
+        gh, gw = shape[:2]
+        x0, y0, w, h = self.grid_area or (0.0, 0.0, 1.0, 1.0)
+        x, y = x0 + col * w / gw, y0 + row * h / gh
+        x1, y1 = min(1.0, x + w / gw), min(1.0, y + h / gh)
+        return (round(x, 6), round(y, 6), round(x1 - x, 6), round(y1 - y, 6))
 
     def best(self) -> tuple[str, float]:
         label = max(self.scores, key=lambda k: self.scores[k]) if self.scores else ""
@@ -110,6 +131,13 @@ class CameraDetectorConfig(DetectorConfig):
         60.0, gt=0, description="Scene memory: one sample of a camera's cell scores per this many seconds."
     )
     memory_size: int = Field(30, ge=1, description="Scene memory: samples whose per-cell median is the normal.")
+    memory_warm_frames: int = Field(
+        5,
+        ge=0,
+        description="Scene memory: a camera's first frames are all sampled whatever their spacing, and until there "
+        "are this many samples the normal is their per-cell maximum, so the memory protects from the second frame "
+        "instead of after memory_size samples.",
+    )
 
 
 C = TypeVar("C", bound=CameraDetectorConfig)
@@ -142,21 +170,28 @@ class SceneMemory:
     last_ts: float = float("-inf")
     frozen: npt.NDArray[np.int32] | None = None  # per cell: samples it has been kept out of learning
 
-    def normal(self, cells: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
-        """Per-cell median of the samples of the same grid shape (the frame itself on a camera's first frame)."""
+    def normal(self, cells: npt.NDArray[np.float32], warm: int = 0) -> npt.NDArray[np.float32]:
+        """Per-cell median of the samples of the same grid shape (the frame itself on a camera's first frame);
+        while there are fewer than ``warm`` samples, their per-cell maximum (the warm start)."""
         same = [s for s in self.samples if s.shape == cells.shape]
         if not same:
             return cells
-        out: npt.NDArray[np.float32] = np.median(np.stack(same), axis=0).astype(np.float32)
+        stack = np.stack(same)
+        out: npt.NDArray[np.float32] = (stack.max(axis=0) if len(same) < warm else np.median(stack, axis=0)).astype(
+            np.float32
+        )
         return out
 
     def learn(self, cells: npt.NDArray[np.float32], ts: float, interval_s: float, size: int,
-              alarmed: npt.NDArray[np.bool_], normal: npt.NDArray[np.float32] | None = None) -> None:  # fmt: skip
+              alarmed: npt.NDArray[np.bool_], normal: npt.NDArray[np.float32] | None = None,
+              warm: int = 0) -> None:  # fmt: skip
         """Take a sample at most every ``interval_s``; cells in alarm keep their normal (``normal``, as the
-        caller already has it, else computed) for ``size`` samples."""
-        if self.samples and ts - self.last_ts < interval_s:
+        caller already has it, else computed) for ``size`` samples. The first ``warm`` samples are taken from
+        every frame, whatever their spacing (the warm start)."""
+        warming = len(self.samples) < warm
+        if self.samples and ts - self.last_ts < interval_s and not warming:
             return
-        normal = self.normal(cells) if normal is None else normal
+        normal = self.normal(cells, warm) if normal is None else normal
         if self.frozen is None or self.frozen.shape != cells.shape:
             self.frozen = np.zeros(cells.shape, np.int32)
         self.frozen = np.where(alarmed, self.frozen + 1, 0).astype(np.int32)
@@ -183,21 +218,6 @@ class CameraState:
 
     def restore(self, snap: dict[str, Any]) -> None:
         self.tracks = copy.deepcopy(snap["tracks"])
-
-
-def changed_share(track: CameraTrack, image: npt.NDArray[Any], width: int = 64, pixel_delta: int = 10) -> float:
-    """The share of a small grey copy of the frame that changed since the camera's previous frame (1.0 for
-    the first): a cheap background model that tells a static scene from one worth a model's time."""
-    import cv2
-
-    grey = image if image.ndim == 2 else cv2.cvtColor(image, cv2.COLOR_BGR2GRAY)
-    h, w = grey.shape[:2]
-    small = cv2.resize(grey.astype(np.float32), (width, max(1, round(h * width / w))), interpolation=cv2.INTER_AREA)
-    prev = track.model.get("gate_grey")
-    track.model["gate_grey"] = small
-    if prev is None or prev.shape != small.shape:
-        return 1.0
-    return float(np.mean(np.abs(small - prev) > pixel_delta))
 
 
 def iou(a: Box, b: Box) -> float:
@@ -271,9 +291,10 @@ class CameraDetector(DetectorPlugin[C]):
             if cells is None:
                 cells = np.array([[score]], np.float32)
             memory = track.memory.setdefault(label, SceneMemory())
-            normal = memory.normal(cells)
+            normal = memory.normal(cells, cfg.memory_warm_frames)
             alarmed = (cells >= threshold) & (cells - normal >= cfg.min_rise)
-            memory.learn(cells, obs.frame.ts, cfg.memory_interval_s, cfg.memory_size, alarmed, normal)
+            memory.learn(cells, obs.frame.ts, cfg.memory_interval_s, cfg.memory_size, alarmed, normal,
+                         cfg.memory_warm_frames)  # fmt: skip
             if not alarmed.any():
                 value = float(np.max(cells[cells < threshold], initial=0.0)) if cells.size else 0.0
                 value = min(value, score)
@@ -282,8 +303,7 @@ class CameraDetector(DetectorPlugin[C]):
                 continue
             value = float(cells[alarmed].max())
             if label in obs.cells:  # the region is the cells that rose; a detector without a grid gives its own
-                gh, gw = cells.shape
-                boxes = [(c / gw, r / gh, 1.0 / gw, 1.0 / gh) for r, c in np.argwhere(alarmed).tolist()]
+                boxes = [obs.cell_box(r, c, cells.shape) for r, c in np.argwhere(alarmed).tolist()]
             else:
                 boxes = obs.regions.get(label, [])
             if not best[2] or self.level_of(label, value) > self.level_of(best[0], best[1]):
@@ -332,6 +352,8 @@ class CameraDetector(DetectorPlugin[C]):
             "frames": f"{len(hits)}/{len(track.recent)}", "region": [round(v, 4) for v in region] if region else None,
             **obs.detail,
         }  # fmt: skip
+        if len(boxes) > 1:  # the cells (tiles' cells, heat cells) the evidence is in, drawn on the snapshot
+            evidence["region_cells"] = [[round(v, 4) for v in b] for b in boxes[:64]]
         return Finding(self.name, cfg.hazard, f.site, f.camera, f.ts, level, confirmed, evidence)
 
 

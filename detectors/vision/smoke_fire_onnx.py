@@ -19,12 +19,13 @@ onnxruntime's threads are sized from config and do not busy-wait (``session.intr
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
 import numpy as np
 import numpy.typing as npt
-from pydantic import Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from detectors.vision.base import (
     Box,
@@ -33,13 +34,49 @@ from detectors.vision.base import (
     CameraState,
     FrameBatch,
     Observation,
-    changed_share,
     register_camera,
 )
 from engine.core.levels import LevelName
 
 ROOT = Path(__file__).resolve().parents[2]
 Result = tuple[dict[str, float], dict[str, list[Box]], dict[str, npt.NDArray[np.float32]]]  # scores, regions, cells
+
+
+class TileSettings(BaseModel):
+    """One camera's tiling (see ``SmokeFireOnnxConfig``); a field left out takes the detector's."""
+
+    model_config = ConfigDict(extra="forbid")
+    tile_px: int | None = Field(None, ge=0, description="The side of a tile in the frame's pixels (0: whole frame).")
+    tile_overlap: int | None = Field(None, ge=0, le=4, description="Grid cells shared by neighbouring tiles.")
+    band: tuple[float, float] | None = Field(None, description="Rows scored: top and bottom as fractions.")
+
+    @field_validator("band")
+    @classmethod
+    def _band(cls, v: tuple[float, float] | None) -> tuple[float, float] | None:
+        return v if v is None else check_band(v)
+
+
+def check_band(v: tuple[float, float]) -> tuple[float, float]:
+    if not 0.0 <= v[0] < v[1] <= 1.0:
+        raise ValueError(f"band {list(v)}: top and bottom as fractions of the frame, 0 <= top < bottom <= 1")
+    return v
+
+
+@dataclass(frozen=True)
+class TileLayout:
+    """Where the tiles of a frame lie: the band scored, its scale to the model's input, the grid of cells
+    over it and each tile's top-left cell. Tiles share a grid, so their cells paste into one per-frame grid."""
+
+    y0: int  # first row of the band, in frame pixels
+    y1: int
+    sx: float  # model pixels per frame pixel, across and down
+    sy: float
+    gh: int  # the grid over the band, in cells
+    gw: int
+    origins: tuple[tuple[int, int], ...]  # (row, col) of each tile's top-left cell
+    grid_area: Box  # the grid on the frame, as fractions (it may reach past the right and bottom edges)
+    context: bool = False  # the whole band is one more input, its cells spread over the grid
+    used: tuple[int, int] = (0, 0)  # (rows, cols) of the grid over the band itself (the rest is padding)
 
 
 class SmokeFireOnnxConfig(CameraDetectorConfig):
@@ -57,18 +94,68 @@ class SmokeFireOnnxConfig(CameraDetectorConfig):
         "orange and red lie half and four fifths of the way from it to 1.",
     )
     nms_iou: float = Field(0.45, gt=0, le=1, description="YOLO head: IoU above which overlapping boxes merge.")
-    batch_size: int = Field(8, ge=1, description="Frames per inference call.")
+    batch_size: int = Field(4, ge=1, description="Model inputs (tiles) per inference call (4: fastest on one core).")
+    tile_px: int = Field(
+        384,
+        ge=0,
+        description="Tiles: the side, in the frame's own pixels, of each square the model sees at its input size (a "
+        "frame whose band is smaller uses the band's short side): a 3072x2048 tower frame is seen at 0.42 of its "
+        "resolution in 48 tiles, a 640x360 CCTV frame in two. 0: the whole frame squashed into one input.",
+    )
+    tile_min_side: int = Field(
+        768,
+        ge=0,
+        description="Tiles only where the band's short side has at least this many pixels (1-8 MP tower frames); a "
+        "smaller frame (640x360 or 1280x720 CCTV) is seen whole, as one input.",
+    )
+    context: bool = Field(
+        True,
+        description="With tiles, the whole band is also seen as one input (what the model was trained on: a big fire "
+        "or a plume across tiles); its cells are spread over the tiles' grid and the higher score counts.",
+    )
+    tile_overlap: int = Field(
+        0, ge=0, le=4, description="Tiles: grid cells (of the model's grid across a tile) shared by neighbouring tiles."
+    )
+    band: tuple[float, float] = Field(
+        (0.0, 1.0),
+        description="Tiles: the rows of the frame scored, top and bottom as fractions (e.g. [0.2, 0.8] leaves out "
+        "the sky above a ridge and the foreground below it).",
+    )
+    camera_tiles: dict[str, TileSettings] = Field(
+        default_factory=dict,
+        description="Per camera (`site/camera` or `camera`): its own tile_px, tile_overlap and band.",
+    )
     motion_gate: float = Field(
         0.002,
         ge=0,
         le=1,
-        description="Frames in which less than this share of the scene changed since the camera's previous one "
-        "reuse its last result instead of running the model (0: run on every frame).",
+        description="A tile in which less than this share changed since the model last scored it (not since the "
+        "previous frame: slow growth adds up) reuses that score instead of running the model (0: run every tile).",
+    )
+    motion_pixel_delta: float = Field(
+        6.0, gt=0, description="Motion gate: a grey-level change (of 255) that counts a pixel of a tile as changed."
+    )
+    motion_max_age_s: float = Field(
+        300.0, gt=0, description="A tile's reused score is at most this old: after it the model scores it again."
     )
     threads: int = Field(1, ge=1, description="onnxruntime intra-op threads.")
     providers: list[str] = Field(
         ["CPUExecutionProvider"], description="onnxruntime execution providers in order of preference."
     )
+
+    @field_validator("band")
+    @classmethod
+    def _band(cls, v: tuple[float, float]) -> tuple[float, float]:
+        return check_band(v)
+
+    def tiling_of(self, key: str) -> tuple[int, int, tuple[float, float]]:
+        """(tile_px, tile_overlap, band) of the camera ``site/camera``: its own where set, else the detector's."""
+        own = self.camera_tiles.get(key) or self.camera_tiles.get(key.rpartition("/")[2]) or TileSettings()
+        return (
+            self.tile_px if own.tile_px is None else own.tile_px,
+            self.tile_overlap if own.tile_overlap is None else own.tile_overlap,
+            self.band if own.band is None else own.band,
+        )
 
     @field_validator("model")
     @classmethod
@@ -114,6 +201,7 @@ class SmokeFireOnnx(CameraDetector[SmokeFireOnnxConfig]):
         providers = [p for p in config.providers if p in available] or ["CPUExecutionProvider"]
         self.session = ort.InferenceSession(str(card["path"]), opts, providers=providers)
         self.input_name = self.session.get_inputs()[0].name
+        self.grid: int = int(card.get("grid", 5))
 
     @classmethod
     def example_config(cls) -> SmokeFireOnnxConfig:
@@ -127,54 +215,154 @@ class SmokeFireOnnx(CameraDetector[SmokeFireOnnxConfig]):
         t = float(self.thresholds[label])
         return {"yellow": t, "orange": round(t + (1 - t) * 0.5, 4), "red": round(t + (1 - t) * 0.8, 4)}
 
+    def layout(self, shape: tuple[int, ...], key: str) -> TileLayout:
+        """The tiles of a frame of ``shape`` from camera ``key`` (see ``TileLayout``)."""
+        h, w = shape[:2]
+        tile_px, overlap, band = self.config.tiling_of(key)
+        y0 = min(h - 1, int(band[0] * h))
+        y1 = max(y0 + 1, min(h, round(band[1] * h)))
+        bh, s = y1 - y0, self.size
+        g = self.grid
+        if tile_px <= 0 or min(bh, w) < self.config.tile_min_side:  # the whole band squashed into one input
+            return TileLayout(y0, y1, s / w, s / bh, g, g, ((0, 0),), (0.0, y0 / h, 1.0, bh / h), False, (g, g))
+        side = min(tile_px, bh, w)
+        scale = s / side
+        cell = s / g  # model pixels per cell
+        gw, gh = max(g, -(-round(w * scale) // cell)), max(g, -(-round(bh * scale) // cell))
+        gw, gh = int(gw), int(gh)
+        step = max(1, g - min(overlap, g - 1))
+        cols = sorted({*range(0, gw - g + 1, step), gw - g})
+        rows = sorted({*range(0, gh - g + 1, step), gh - g})
+        cell_px = cell / scale  # frame pixels per cell
+        area = (0.0, y0 / h, gw * cell_px / w, gh * cell_px / h)
+        used = (max(1, round(bh / cell_px)), max(1, round(w / cell_px)))
+        origins = tuple((r, c) for r in rows for c in cols)
+        return TileLayout(y0, y1, scale, scale, gh, gw, origins, area, self.config.context, used)
+
+    def model_view(self, image: npt.NDArray[np.uint8], lay: TileLayout) -> npt.NDArray[np.uint8]:
+        """The band at the model's scale, padded (edge pixels repeated) to whole cells: tiles are crops of it."""
+        import cv2  # imported where used: loading the config must not load OpenCV
+
+        band = image[lay.y0 : lay.y1]
+        cell = self.size // self.grid
+        size = (max(1, round(band.shape[1] * lay.sx)), max(1, round(band.shape[0] * lay.sy)))
+        view = cv2.resize(band, size, interpolation=cv2.INTER_AREA)
+        ph, pw = lay.gh * cell - view.shape[0], lay.gw * cell - view.shape[1]
+        if ph > 0 or pw > 0:
+            view = cv2.copyMakeBorder(view, 0, max(0, ph), 0, max(0, pw), cv2.BORDER_REPLICATE)
+        return np.asarray(view[: lay.gh * cell, : lay.gw * cell], np.uint8)
+
     def preprocess(self, image: npt.NDArray[np.uint8]) -> npt.NDArray[np.float32]:
+        """One frame as the model's whole-frame input (the former single-input path; tests, tools)."""
         import cv2  # imported where used: loading the config must not load OpenCV
 
         rgb = cv2.cvtColor(cv2.resize(image, (self.size, self.size), interpolation=cv2.INTER_AREA), cv2.COLOR_BGR2RGB)
         return (rgb.transpose(2, 0, 1).astype(np.float32) / 255.0).astype(np.float32)
 
     def observe(self, batch: FrameBatch, state: CameraState) -> list[Observation]:
-        frames = batch.frames
-        # Motion gate: a static scene reuses the camera's last result; only changed frames go to the model.
-        gated: list[bool] = []
-        seen: set[str] = set()  # cameras with an earlier frame in this batch (its result will be there)
-        for f in frames:
-            gate = self.config.motion_gate
-            still = gate > 0 and changed_share(state.track(f.key), f.image) < gate
-            gated.append(still and (f.key in seen or "last_result" in state.track(f.key).model))
-            seen.add(f.key)
-        todo = [f for f, g in zip(frames, gated, strict=True) if not g]
-        results: list[Result] = []
-        for i in range(0, len(todo), self.config.batch_size):
-            chunk = todo[i : i + self.config.batch_size]
-            x = np.stack([self.preprocess(f.image) for f in chunk])
-            outputs = self.session.run(None, {self.input_name: x})
-            for j in range(len(chunk)):
-                if self.head == "classifier_grid":
-                    results.append(self._grid(outputs[0][j], outputs[1][j]))
-                else:
-                    results.append(self._yolo(outputs[0][j]))
-        out: list[Observation] = []
-        fresh = iter(results)
-        for frame, g in zip(frames, gated, strict=True):
+        """Each frame in tiles at (or near) its own resolution; a tile whose content has not changed since the
+        model last scored it (its own reference, not the previous frame) and whose score is recent reuses it."""
+        import cv2  # imported where used: loading the config must not load OpenCV
+
+        if self.head != "classifier_grid":
+            return self._observe_whole(batch, state)
+        # A camera's frames go one after another (each is gated against what the one before left); frames of
+        # different cameras share the model's calls: the k-th frame of every camera is one wave.
+        waves: list[list[int]] = []
+        seen: dict[str, int] = {}
+        for i, f in enumerate(batch.frames):
+            k = seen[f.key] = seen.get(f.key, -1) + 1
+            if k == len(waves):
+                waves.append([])
+            waves[k].append(i)
+        if len(waves) > 1:
+            observed: dict[int, Observation] = {}
+            for wave in waves:
+                for i, obs in zip(wave, self.observe(FrameBatch([batch.frames[i] for i in wave]), state), strict=True):
+                    observed[i] = obs
+            return [observed[i] for i in range(len(batch.frames))]
+        cfg, s, g = self.config, self.size, self.grid
+        cell, ref = s // g, 8  # model pixels per cell; gate-copy pixels per cell
+        todo: list[tuple[int, int]] = []  # (frame, input) the model must score
+        crops: list[npt.NDArray[np.uint8]] = []
+        plans = []
+        for fi, frame in enumerate(batch.frames):
+            lay = self.layout(frame.image.shape, frame.key)
+            view = self.model_view(frame.image, lay)
+            inputs = [view[r * cell : r * cell + s, c * cell : c * cell + s] for r, c in lay.origins]
+            if lay.context:  # the band whole, as the model was trained to see a frame
+                rows, cols = lay.used
+                whole = cv2.resize(view[: rows * cell, : cols * cell], (s, s), interpolation=cv2.INTER_AREA)
+                inputs.append(np.asarray(whole, np.uint8))
             model = state.track(frame.key).model
-            if not g:
-                model["last_result"] = next(fresh)
-            scores, regions, cells = model["last_result"]
-            out.append(Observation(frame, dict(scores), {k: list(v) for k, v in regions.items()}, cells=dict(cells)))
+            tiles = model.get("tiles")
+            if tiles is None or tiles["layout"] != lay:
+                n = len(inputs)
+                tiles = model["tiles"] = {
+                    "layout": lay,
+                    "ref": np.zeros((n, ref * g, ref * g), np.uint8),  # each input's content when last scored
+                    "scored_at": np.full(n, -np.inf),
+                    "cells": np.zeros((n, len(self.labels), g, g), np.float32),
+                }
+            # The gate's copy of each input (8 pixels a cell), against its own copy from when the model last
+            # scored it: haze thickening a little each minute adds up until the tile is scored again.
+            now = [cv2.resize(cv2.cvtColor(x, cv2.COLOR_BGR2GRAY), (ref * g, ref * g), interpolation=cv2.INTER_AREA)
+                   for x in inputs]  # fmt: skip
+            for ti, x in enumerate(inputs):
+                fresh = frame.ts - tiles["scored_at"][ti] < cfg.motion_max_age_s
+                if fresh and cfg.motion_gate > 0:
+                    changed = float(np.mean(cv2.absdiff(now[ti], tiles["ref"][ti]) > cfg.motion_pixel_delta))
+                    if changed < cfg.motion_gate:
+                        continue
+                todo.append((fi, ti))
+                crops.append(x)
+            plans.append((lay, tiles, now))
+        fresh_cells: list[npt.NDArray[np.float32]] = []
+        for i in range(0, len(crops), cfg.batch_size):
+            chunk = np.stack(crops[i : i + cfg.batch_size])[..., ::-1]  # BGR to RGB
+            pixels = np.ascontiguousarray(chunk.transpose(0, 3, 1, 2), dtype=np.float32) / np.float32(255.0)
+            fresh_cells.extend(np.asarray(self.session.run(None, {self.input_name: pixels})[1], np.float32))
+        for (fi, ti), cells in zip(todo, fresh_cells, strict=True):
+            lay, tiles, now = plans[fi]
+            tiles["cells"][ti] = cells
+            tiles["ref"][ti] = now[ti]
+            tiles["scored_at"][ti] = batch.frames[fi].ts
+        out: list[Observation] = []
+        for frame, (lay, tiles, _now) in zip(batch.frames, plans, strict=True):
+            grid = np.zeros((len(self.labels), lay.gh, lay.gw), np.float32)
+            for (r, c), cells in zip(lay.origins, tiles["cells"][: len(lay.origins)], strict=True):
+                np.maximum(grid[:, r : r + g, c : c + g], cells, out=grid[:, r : r + g, c : c + g])
+            if lay.context:  # the whole band's cells, each spread over the tiles' cells it covers
+                rows, cols = lay.used
+                for k in range(len(self.labels)):
+                    spread = cv2.resize(tiles["cells"][-1][k], (cols, rows), interpolation=cv2.INTER_NEAREST)
+                    np.maximum(grid[k, :rows, :cols], spread, out=grid[k, :rows, :cols])
+            obs = Observation(frame, {}, {}, grid_area=lay.grid_area)
+            for k, label in enumerate(self.labels):
+                cells = grid[k]
+                obs.scores[label] = round(float(cells.max()), 6)
+                obs.cells[label] = cells
+                mark = np.argwhere(cells >= self.thresholds[label])
+                if not len(mark):  # no cell reaches the threshold: the region is the best cell
+                    mark = np.argwhere(cells == cells.max())[:1]
+                obs.regions[label] = [obs.cell_box(r, c, cells.shape) for r, c in mark.tolist()]
+            obs.detail["tiles"] = len(lay.origins)
+            out.append(obs)
         return out
 
-    def _grid(self, scores: npt.NDArray[Any], grid: npt.NDArray[Any]) -> Result:
-        g = grid.shape[-1]
-        result, regions, cells_of = {}, {}, {}
-        for k, label in enumerate(self.labels):
-            result[label] = round(float(scores[k]), 6)
-            cells_of[label] = np.asarray(grid[k], np.float32).copy()
-            cells = np.argwhere(grid[k] >= self.thresholds[label])
-            if not len(cells):
-                cells = np.argwhere(grid[k] == grid[k].max())[:1]
-            regions[label] = [(float(c) / g, float(r) / g, 1.0 / g, 1.0 / g) for r, c in cells.tolist()]
-        return result, regions, cells_of
+    def _observe_whole(self, batch: FrameBatch, state: CameraState) -> list[Observation]:
+        """A detection head (YOLO): the whole frame as one input, every frame."""
+        frames = batch.frames
+        results: list[Result] = []
+        for i in range(0, len(frames), self.config.batch_size):
+            chunk = frames[i : i + self.config.batch_size]
+            x = np.stack([self.preprocess(f.image) for f in chunk])
+            outputs = self.session.run(None, {self.input_name: x})
+            results.extend(self._yolo(outputs[0][j]) for j in range(len(chunk)))
+        return [
+            Observation(f, dict(scores), {k: list(v) for k, v in regions.items()}, cells=dict(cells))
+            for f, (scores, regions, cells) in zip(frames, results, strict=True)
+        ]
 
     def _yolo(self, raw: npt.NDArray[Any]) -> Result:
         import cv2  # imported where used: loading the config must not load OpenCV

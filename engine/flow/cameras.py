@@ -80,6 +80,7 @@ class CameraStage:
             lo, hi = float(img.min()), float(img.max())
             grey = ((img - lo) / max(hi - lo, 1e-6) * 255.0).astype(np.uint8)
             img = cv2.applyColorMap(grey, cv2.COLORMAP_INFERNO)
+        img = draw_region(img, finding.evidence.get("region"), finding.evidence.get("region_cells") or [])
         name = f"{round(frame.ts * 1000)}.jpg"
         path = self.snapshot_dir / frame.site / frame.camera / name
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -87,3 +88,31 @@ class CameraStage:
             path.write_bytes(cv2.imencode(".jpg", img, [cv2.IMWRITE_JPEG_QUALITY, 80])[1].tobytes())
         snapshot = f"/api/snapshots/{frame.site}/{frame.camera}/{name}"
         return dataclasses.replace(finding, evidence={**finding.evidence, "snapshot": snapshot})
+
+
+def draw_region(image: Any, region: list[float] | None, cells: list[list[float]]) -> Any:
+    """A copy of ``image`` with the alarm's cells (thin, orange) and the box around them (red) drawn on it;
+    boxes are x, y, w, h as fractions of the frame.
+
+    >>> import numpy as np
+    >>> out = draw_region(np.zeros((100, 200, 3), np.uint8), [0.5, 0.5, 0.25, 0.25], [])
+    >>> out[50, 120].tolist(), out[10, 10].tolist()
+    ([0, 0, 255], [0, 0, 0])
+    """
+    import cv2
+
+    if not region and not cells:
+        return image
+    out = image.copy()
+    h, w = out.shape[:2]
+    thick = max(1, round(max(h, w) / 400))
+
+    def corners(box: list[float]) -> tuple[tuple[int, int], tuple[int, int]]:
+        x, y, bw, bh = box
+        return (round(x * w), round(y * h)), (min(w - 1, round((x + bw) * w)), min(h - 1, round((y + bh) * h)))
+
+    for cell in cells:
+        cv2.rectangle(out, *corners(cell), (0, 165, 255), thick)
+    if region:
+        cv2.rectangle(out, *corners(region), (0, 0, 255), thick + 1)
+    return out

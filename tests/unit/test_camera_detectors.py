@@ -16,7 +16,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from detectors.thermal.thermal_hotspot import ThermalHotspot, ThermalHotspotConfig
-from detectors.vision.base import Frame, FrameBatch, Observation, frame_registry
+from detectors.vision.base import Frame, FrameBatch, Observation, frame_registry, iou
 from detectors.vision.flame_color_motion import FlameColorMotion, FlameColorMotionConfig
 from detectors.vision.smoke_fire_onnx import SmokeFireOnnx, SmokeFireOnnxConfig
 from engine.core.levels import Level
@@ -122,7 +122,9 @@ def grid_obs(cells: np.ndarray, ts: float, label: str = "smoke") -> Observation:
 
 
 def memory_detector(**kw: Any) -> SmokeFireOnnx:
-    return SmokeFireOnnx(SmokeFireOnnxConfig(confirm_k=2, confirm_n=3, memory_interval_s=60.0, memory_size=10, **kw))
+    return SmokeFireOnnx(
+        SmokeFireOnnxConfig(confirm_k=2, confirm_n=3, memory_interval_s=60.0, memory_size=10, memory_warm_frames=3, **kw)
+    )
 
 
 def test_scene_memory_a_hazy_sky_never_alarms_a_new_plume_in_one_cell_does():
@@ -420,3 +422,62 @@ def test_thermal_counts_are_never_read_as_degrees():
     found = [det.process(FrameBatch([Frame("S", "ir", 60.0 * k, fire, units=units)]), state) for k in range(4, 8)]
     assert any(found), "a fire in counts still alarms"
     assert found[-1][0].evidence["units"] == "counts"
+
+
+def test_tiles_cover_large_and_small_frames_per_camera_settings():
+    det = SmokeFireOnnx(SmokeFireOnnxConfig(camera_tiles={"S1/far": {"band": (0.25, 0.75), "tile_overlap": 1}}))
+    tower = det.layout((2048, 3072, 3), "S1/tower")
+    assert (len(tower.origins), tower.gh, tower.gw) == (48, 27, 40)  # 384 frame pixels per 160-pixel input
+    assert tower.context, "and the whole frame as one more input"
+    cctv = det.layout((360, 640, 3), "S1/cctv")
+    assert len(cctv.origins) == 1 and not cctv.context  # a small frame is seen whole, as before tiles
+    hd = det.layout((1080, 1920, 3), "S1/hd")
+    assert (len(hd.origins), hd.gh, hd.gw, hd.used) == (15, 15, 25, (14, 25))
+    far = det.layout((2048, 3072, 3), "S1/far")
+    assert (far.y0, far.y1, far.gh, len(far.origins)) == (512, 1536, 14, 40)  # its own band, overlapping tiles
+    whole = SmokeFireOnnx(SmokeFireOnnxConfig(tile_px=0)).layout((2048, 3072, 3), "S1/tower")
+    assert len(whole.origins) == 1 and (whole.gh, whole.gw) == (5, 5)
+    with pytest.raises(ValueError, match="band"):
+        SmokeFireOnnxConfig(band=(0.8, 0.2))
+
+
+def test_tiles_find_a_small_fire_where_it_is_in_a_large_frame():
+    """A fire photo in a 3072x2048 frame (2.3 % of it): in tiles it scores as fire, with the region on it;
+    squashed whole into one input, as before tiles, it is a few pixels."""
+    frame = np.ascontiguousarray(cv2.resize(visible_frame("haze", 0.0), (3072, 2048)))
+    x, y, side = 2304, 1152, 384
+    frame[y : y + side, x : x + side] = cv2.resize(image("fire"), (side, side))
+    det = SmokeFireOnnx(SmokeFireOnnxConfig())
+    (obs,) = det.observe(FrameBatch([Frame("S", "tower", 0.0, frame)]), det.new_state())
+    assert obs.scores["fire"] >= det.thresholds["fire"] and obs.detail["tiles"] == 48
+    fire_box = (x / 3072, y / 2048, side / 3072, side / 2048)
+    assert obs.regions["fire"] and all(iou(b, fire_box) > 0 for b in obs.regions["fire"]), obs.regions["fire"]
+    whole = SmokeFireOnnx(SmokeFireOnnxConfig(tile_px=0))
+    (squashed,) = whole.observe(FrameBatch([Frame("S", "tower", 0.0, frame)]), whole.new_state())
+    assert squashed.scores["fire"] < obs.scores["fire"]
+
+
+def test_motion_gate_compares_each_tile_with_what_the_model_last_saw_not_the_previous_frame():
+    det = SmokeFireOnnx(SmokeFireOnnxConfig(motion_max_age_s=600.0))
+    calls: list[int] = []
+    run = det.session.run
+
+    def counting_run(*args: Any, **kwargs: Any) -> Any:
+        calls.append(len(args[1]["image"]))
+        return run(*args, **kwargs)
+
+    det.session.run = counting_run  # type: ignore[method-assign]
+    state = det.new_state()
+    scene = cv2.resize(visible_frame("haze", 0.0), (1920, 1080))
+    det.observe(FrameBatch([Frame("S", "c", 0.0, scene)]), state)
+    assert sum(calls) == 16, "every tile of a new camera, and the frame whole"
+    calls.clear()
+    grown = scene.astype(np.int16)
+    for k in range(1, 9):  # haze thickening by 3 grey levels a minute: each frame differs little from the last
+        grown[100:200, 100:200] += 3
+        det.observe(FrameBatch([Frame("S", "c", 60.0 * k, np.clip(grown, 0, 255).astype(np.uint8))]), state)
+    # its one tile (and the whole frame's input) runs again each time its change adds up against its reference
+    assert calls == [2, 2], calls
+    calls.clear()
+    det.observe(FrameBatch([Frame("S", "c", 60.0 * 8 + 601.0, np.clip(grown, 0, 255).astype(np.uint8))]), state)
+    assert sum(calls) == 16, "a reused score is at most motion_max_age_s old"
