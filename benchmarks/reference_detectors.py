@@ -155,9 +155,14 @@ class ReferenceDisplacementRate:
 
     def velocity_per_day(self, ring: deque[tuple[float, float]], now: float) -> float:
         cfg = self.cfg
-        window_s = cfg.window_h * 3600.0
-        if len(ring) >= cfg.min_points:  # a slow sensor: widen to hold its last min_points readings
-            window_s = min(max(window_s, now - ring[-cfg.min_points][0]), max(cfg.max_window_h, cfg.window_h) * 3600.0)
+        window_s, longest_s = cfg.window_h * 3600.0, max(cfg.max_window_h, cfg.window_h) * 3600.0
+        need, few = cfg.min_points, min(cfg.min_points, cfg.slow_min_points)
+        if few < need and 2 <= few <= len(ring):  # too slow for min_points within max_window_h: its last few
+            step = (ring[-1][0] - ring[-few][0]) / (few - 1)
+            if step * (need - 1) > longest_s:
+                need = few
+        if len(ring) >= need:  # a slow sensor: widen to hold its last `need` readings
+            window_s = min(max(window_s, now - ring[-need][0]), longest_s)
         since = now - window_s
         pts = [p for p in ring if p[0] >= since]
         half = len(pts) // 2
@@ -167,7 +172,7 @@ class ReferenceDisplacementRate:
             if t1 > t0:
                 slopes.append((v1 - v0) / ((t1 - t0) / 3600.0))
         covered = bool(pts) and pts[-1][0] - pts[0][0] >= window_s / 2.0
-        if len(pts) < cfg.min_points or not covered or not slopes:
+        if len(pts) < need or not covered or not slopes:
             return math.nan
         return abs(statistics.median(slopes)) * 24.0
 

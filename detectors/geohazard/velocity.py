@@ -98,9 +98,26 @@ class TimeRing:
             np.clip(np.nan_to_num(need), window_h * 3600.0, max(max_h, window_h) * 3600.0), dtype=np.float64
         )
 
-    def rate_per_h(self, st: DeviceState, dev: I64, k: I64, now: F64, window_h: float | F64, min_points: int) -> F64:
+    def too_slow(self, st: DeviceState, dev: I64, k: I64, few: int, need: int, max_h: float) -> npt.NDArray[np.bool_]:
+        """Channels whose cadence (the mean interval of their last ``few`` readings) would spread ``need``
+        readings over more than ``max_h`` hours."""
+        p = self.points
+        channel = dev * self.channels + k
+        n = st[f"{self.name}_n"].reshape(-1).take(channel)
+        t = st[f"{self.name}_t"].reshape(-1)
+        if few > p or few < 2:
+            return np.zeros(dev.shape[0], dtype=bool)
+        newest = t.take(channel * p + (n - 1) % p)
+        oldest = t.take(channel * p + (n - few) % p)
+        with np.errstate(invalid="ignore"):
+            step = (newest - oldest) / (few - 1)
+            return np.asarray((n >= few) & (step * (need - 1) > max_h * 3600.0), dtype=bool)
+
+    def rate_per_h(
+        self, st: DeviceState, dev: I64, k: I64, now: F64, window_h: float | F64, min_points: int | I64
+    ) -> F64:
         """Theil's slope (units per hour) over readings of the last ``window_h`` (one for all channels or one
-        each); NaN with too few.
+        each); NaN with fewer than ``min_points`` (one for all or one each).
 
         Each channel's ring is gathered once, as one contiguous row; times rise within a channel, so the
         readings inside the window are the newest ``count`` of them, and the pairs half the window apart
@@ -157,6 +174,14 @@ class SlopeSensorConfig(DetectorConfig):
         description="A slow sensor's window widens to hold its last `min_points` readings (a GNSS survey every 11 "
         "days gets a 55-day window), up to this many hours; 0 < it <= window_h turns widening off.",
     )
+    slow_min_points: int = Field(
+        6,
+        ge=3,
+        description="A sensor whose cadence (the mean interval of its last readings) spreads `min_points` readings "
+        "over more than `max_window_h` gets its velocity from its last this many instead, in a window widened to "
+        "hold them (still at most `max_window_h`): GNSS surveyed every 11 days is rated on 6 surveys (55 days) "
+        "where 24 would need 253. At least `min_points` turns this off.",
+    )
 
 
 S = TypeVar("S", bound=SlopeSensorConfig)
@@ -175,26 +200,43 @@ class SlopeSensorDetector(Detector[S], Generic[S]):
         self, state: DeviceState, dev: I64, k: I64, ts: F64, window_h: float | None = None, min_points: int = 0
     ) -> F64:
         """Speed (units/day, sign dropped) over the last ``window_h`` (default: the config's window)."""
+        window = self.config.window_h if window_h is None else window_h
+        window_s, points = self.adapted_window(state, dev, k, ts, window, min_points or self.config.min_points)
+        return np.abs(self.ring.rate_per_h(state, dev, k, ts, window_s / 3600.0, points)) * 24.0
+
+    def adapted_window(
+        self, state: DeviceState, dev: I64, k: I64, ts: F64, window_h: float, min_points: int
+    ) -> tuple[F64, I64]:
+        """The window (s) and the readings each sensor's velocity needs, adapted to its cadence: ``window_h``
+        with ``min_points``, widened to hold the last ``min_points`` readings of a slow sensor, and for one too
+        slow for that within ``max_window_h`` the last ``slow_min_points`` readings (bounded the same way)."""
         cfg = self.config
-        window = cfg.window_h if window_h is None else window_h
-        points = min_points or cfg.min_points
-        widened = self.ring.window_s(state, dev, k, ts, window, points, cfg.max_window_h) / 3600.0
-        return np.abs(self.ring.rate_per_h(state, dev, k, ts, widened, points)) * 24.0
+        window_s = self.ring.window_s(state, dev, k, ts, window_h, min_points, cfg.max_window_h)
+        points = np.full(dev.shape[0], min_points, dtype=np.int64)
+        few = min(min_points, cfg.slow_min_points)
+        if few < min_points:
+            slow = self.ring.too_slow(state, dev, k, few, min_points, max(cfg.max_window_h, window_h))
+            if slow.any():
+                wide = self.ring.window_s(state, dev, k, ts, window_h, few, cfg.max_window_h)
+                window_s = np.where(slow, wide, window_s)
+                points = np.where(slow, few, points)
+        return window_s, points
 
     def cadence_problem(self, interval_s: float) -> str | None:
         cfg = self.config
         longest_h = max(cfg.max_window_h, cfg.window_h)
-        need_h = interval_s * (cfg.min_points - 1) / 3600.0
+        fewest = min(cfg.min_points, cfg.slow_min_points)
+        need_h = interval_s * (fewest - 1) / 3600.0
         if need_h > longest_h:
             return (
-                f"{cfg.min_points} readings {interval_s:g} s apart span more than max_window_h={longest_h:g} h: no "
-                f"velocity ever; raise max_window_h to {need_h:g} or lower min_points"
+                f"{fewest} readings {interval_s:g} s apart span more than max_window_h={longest_h:g} h: no "
+                f"velocity ever; raise max_window_h to {need_h:g} or lower slow_min_points"
             )
         if cfg.min_points > cfg.points:
             return f"points={cfg.points} cannot hold min_points={cfg.min_points} readings"
         return None
 
     def window_h(self, state: DeviceState, dev: I64, k: I64, ts: F64) -> F64:
-        """The window (hours) each sensor's velocity is taken over, widened for slow sensors."""
+        """The window (hours) each sensor's velocity is taken over, adapted to its cadence."""
         cfg = self.config
-        return self.ring.window_s(state, dev, k, ts, cfg.window_h, cfg.min_points, cfg.max_window_h) / 3600.0
+        return self.adapted_window(state, dev, k, ts, cfg.window_h, cfg.min_points)[0] / 3600.0

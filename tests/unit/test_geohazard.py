@@ -431,6 +431,34 @@ def test_a_sensor_surveyed_every_eleven_days_still_yields_a_velocity_and_a_forec
     assert run(DisplacementRate(off), rows)[0] == []
 
 
+def test_the_shipped_gnss_detectors_adapt_to_a_station_surveyed_every_eleven_days():
+    # The shipped GNSS detectors want 24 readings in a day (10-minute epochs); 24 surveys 11 days apart span
+    # 253 days, beyond max_window_h. Judged by its cadence, the station is rated on its last 6 surveys.
+    from engine.config.loader import load_config
+    from tests.conftest import ROOT
+
+    cfg = load_config(ROOT / "config" / "gridwatch.yaml")
+    shipped = {d.name: d for d in cfg.detectors}
+    rate, forecast = shipped["gnss-velocity"], shipped["gnss-failure-forecast"]
+    assert isinstance(rate, DisplacementRateConfig) and isinstance(forecast, InverseVelocityConfig)
+    assert rate.min_points == 24 and rate.slow_min_points < rate.min_points
+    t_h = np.arange(1, 37, dtype=np.float64) * 11 * 24.0
+    disp = voight_displacement(t_h, 150 * 24.0, 400 * 24.0, 0.5 / 24.0)
+    rows = [("S1", "gnss-1", t * 3600.0, "disp_mm", float(v)) for t, v in zip(t_h, disp, strict=True)]
+    det = DisplacementRate(rate.model_copy(update={"velocity_levels": {"blue": 0.3}, "angle_levels": {}}))
+    found, _ = run(det, rows)
+    assert found and found[0].evidence["velocity_per_day"] == pytest.approx(0.5, rel=0.05)
+    found, _ = run(InverseVelocity(forecast.model_copy(update={"min_velocity_per_day": 0.1})), rows)
+    assert found and abs(found[-1].evidence["predicted_failure_ts"] / 86400.0 - 400.0) < 30.0
+    assert det.cadence_problem(11 * 86400.0) is None
+    # A sensor too slow even for slow_min_points within max_window_h is named by check-config.
+    assert "slow_min_points" in (det.cadence_problem(30 * 86400.0) or "")
+    # Fast sensors keep their min_points: the same detector on 10-minute epochs is unchanged by the setting.
+    fast = [("S1", "gnss-2", 600.0 * i, "disp_mm", 0.01 * i) for i in range(400)]
+    off = DisplacementRate(det.config.model_copy(update={"slow_min_points": rate.min_points}))
+    assert [(f.ts, f.level) for f in run(det, fast)[0]] == [(f.ts, f.level) for f in run(off, fast)[0]]
+
+
 def test_a_forecast_whose_failure_time_has_passed_is_never_raised():
     # The slope accelerated towards a failure at 100.5 h but slowed down instead: at 101-110 h the fitted
     # line's zero lies in the past. Nothing may be rated red on it.
