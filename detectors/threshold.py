@@ -8,10 +8,10 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from detectors.base import Detector, DetectorConfig, DeviceState, StateArray, register
-from detectors.decision import hysteresis_level, previous_in_segment, sort_by_device, thresholds_array
+from detectors.decision import RequiredLevels, hysteresis_level, previous_in_segment, sort_by_device, thresholds_array
 from engine.core.batch import ReadingBatch
 from engine.core.findings import Finding
-from engine.core.levels import Level, LevelName
+from engine.core.levels import Level
 from engine.core.quantities import METRIC_INDEX, METRIC_NAMES
 
 
@@ -24,11 +24,13 @@ class ThresholdRule(BaseModel):
     compare: Literal["value", "rate_per_h"] = Field(
         "value", description="Compare the reading itself, or its change per hour since the device's previous reading."
     )
-    levels: dict[LevelName, float] = Field(
-        description="Threshold per level (blue, yellow, orange, red); at least one, not decreasing."
+    levels: RequiredLevels = Field(
+        description="Threshold per level (blue, yellow, orange, red); at least one, finite, not decreasing."
     )
     clear: float | None = Field(
-        None, description="An active device clears only below this (hysteresis); default: the lowest threshold."
+        None,
+        allow_inf_nan=False,
+        description="An active device clears only below this (hysteresis); default: the lowest threshold.",
     )
 
     @model_validator(mode="after")

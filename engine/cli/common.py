@@ -36,6 +36,9 @@ def setup_logging(level: str) -> None:
     logging.basicConfig(
         level=level.upper(), format="%(message)s", handlers=[RichHandler(console=console, show_path=False)]
     )
+    # httpx logs every request's URL at INFO: a webhook's URL carries its key (the sinks log it redacted).
+    for chatty in ("httpx", "httpcore"):
+        logging.getLogger(chatty).setLevel(max(logging.WARNING, logging.getLogger().level))
 
 
 def load_or_exit(path: Path) -> EngineConfig:

@@ -6,7 +6,7 @@ import csv
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Literal, Union
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
 
 from detectors.base import DetectorConfig, registry
 from detectors.fusion import FusionRule
@@ -131,6 +131,12 @@ class IngestConfig(Strict):
         ge=0,
         description="/readyz fails when no sensor reading and no camera frame at all has arrived for this long (a "
         "broker, bridge or network fault that silences the whole fleet); 0: off.",
+    )
+    wedged_after_s: float = Field(
+        60.0,
+        gt=0,
+        description="/readyz fails when one processing step (a batch through the detectors, incidents and store, an "
+        "operator action, the escalation clock's tick) has run this long: the engine is wedged, nothing else moves.",
     )
     max_devices: int = Field(
         200_000,
@@ -421,6 +427,7 @@ class ApiConfig(Strict):
         description="Scale-out: the host names or addresses the workers advertise; a worker forwards only to these "
         "(empty: to any member of the group that signs with peer_secret).",
     )
+
     @field_validator("peer_secret", mode="before")
     @classmethod
     def _unset_when_empty(cls, v: object) -> object:
@@ -621,17 +628,19 @@ class EngineConfig(Strict):
             return data  # the field validation says what is wrong with it
         sites = list(given)
         if data.get("sites_file"):
-            sites += _read_csv(base / data["sites_file"])
+            path = base / data["sites_file"]
+            sites += [_checked_row(SiteConfig, row, path, line) for line, row in _read_csv(path)]
         if data.get("devices_file"):
             by_id = {s.get("id") if isinstance(s, dict) else getattr(s, "id", None): s for s in sites}
-            for row in _read_csv(base / data["devices_file"]):
+            path = base / data["devices_file"]
+            for line, row in _read_csv(path):
                 site_id = row.pop("site", "")
                 if site_id not in by_id:
-                    raise ValueError(f"devices_file: device {row.get('id')!r} names unknown site {site_id!r}")
+                    raise ValueError(f"{path}:{line}: device {row.get('id')!r} names unknown site {site_id!r}")
                 row["metrics"] = [m for m in (row.get("metrics") or "").split(";") if m]
                 if not row.get("expected_interval_s"):
                     row.pop("expected_interval_s", None)
-                by_id[site_id].setdefault("devices", []).append(row)
+                by_id[site_id].setdefault("devices", []).append(_checked_row(DeviceConfig, row, path, line))
         if sites:
             data = {**data, "sites": sites}
         api = data.get("api")
@@ -665,11 +674,25 @@ class EngineConfig(Strict):
         return self.store.url or f"sqlite:///{Path(self.data_dir) / 'gridwatch.db'}"
 
 
-def _read_csv(path: Path) -> list[dict[str, Any]]:
+def _read_csv(path: Path) -> list[tuple[int, dict[str, Any]]]:
+    """The rows of a sites or devices file, each with its line number (for errors that name it)."""
     if not path.exists():
         raise ValueError(f"file not found: {path}")
     with path.open(newline="", encoding="utf-8") as fh:
-        return [dict(row) for row in csv.DictReader(fh)]
+        reader = csv.DictReader(fh)
+        return [(reader.line_num, dict(row)) for row in reader]
+
+
+def _checked_row(model: type[BaseModel], row: dict[str, Any], path: Path, line: int) -> dict[str, Any]:
+    """A CSV row checked as ``model`` here, so that an error names the file, the line and the column (checked
+    later with the config, it would point at the YAML). Returned as given: the config validates it again."""
+    try:
+        model.model_validate(row)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"]) or "row"
+        raise ValueError(f"{path}:{line}: {where}: {first['msg']} (value {first.get('input')!r:.60})") from None
+    return row
 
 
 def current_detector_types() -> None:

@@ -371,6 +371,27 @@ class Dispatcher:
         metrics.STORE_PENDING.set(0)
         return True
 
+    def held(self) -> dict[str, Any] | None:
+        """What is decided and not yet in the store (the store is out), as JSON: ``take_up_held`` writes it
+        after a restart. None when nothing is held."""
+        if not (self.unstored or self.untouched):
+            return None
+        notes = [{"event": n.event, "at": n.at, "notify": n.notify, "detail": n.detail, "resume": n.resume}
+                 for n in self.unstored]  # fmt: skip
+        return {"notes": notes, "progress": self.progress, "untouched": list(self.untouched.values())}
+
+    def take_up_held(self, held: dict[str, Any]) -> bool:
+        """Write what a previous engine held when it stopped (``held``) to the store, before anything else;
+        True when it is written (False: the store is still out, and it is held here again)."""
+        notes = [Notification(n["event"], n["at"], n["notify"], n["detail"], n["resume"]) for n in held["notes"]]
+        self.unstored[:0] = notes
+        self.progress = {**held.get("progress", {}), **self.progress}
+        for u in held.get("untouched", []):
+            self.untouched.setdefault(u[0], (u[0], u[1], u[2], u[3]))
+        if self.store is not None:
+            self._store([])
+        return self.store_ok and not self.unstored
+
     def restore(self, stored: list[dict[str, Any]]) -> None:
         """Escalation timers of the open incidents a previous engine left in the store."""
         for s in stored:

@@ -90,11 +90,26 @@ class OutboxDelivery:
                 t.cancel()
 
     async def _sink_loop(self, sink: Sink, stop: asyncio.Event) -> None:
+        failing_since: float | None = None  # an outage (the store out) is logged when it starts, each minute, ends
+        logged_at = 0.0
+        tries = 0
         while not stop.is_set():
             try:
                 await self.drain(sink)
-            except Exception:
-                logger.exception("outbox delivery to %s failed; retrying", sink.name)
+                if failing_since is not None:
+                    logger.warning("outbox delivery to %s works again after %.0f s (%d tries)", sink.name,
+                                   time.monotonic() - failing_since, tries)  # fmt: skip
+                failing_since, tries = None, 0
+            except Exception as exc:
+                tries += 1
+                now = time.monotonic()
+                if failing_since is None:
+                    failing_since = logged_at = now
+                    logger.exception("outbox delivery to %s failed; retrying", sink.name)
+                elif now - logged_at >= 60.0:
+                    logged_at = now
+                    logger.error("outbox delivery to %s still failing after %.0f s (%d tries): %s", sink.name,
+                                 now - failing_since, tries, repr(exc)[:300])  # fmt: skip
             waiter = asyncio.ensure_future(self._kick.wait())
             stopper = asyncio.ensure_future(stop.wait())
             await asyncio.wait({waiter, stopper}, timeout=self.poll_s, return_when=asyncio.FIRST_COMPLETED)

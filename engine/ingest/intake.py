@@ -36,7 +36,16 @@ def deadletter_message(rej: Rejection, topic: str, payload: bytes, received_at: 
         doc["payload_bytes"] = len(payload)
         payload = payload[:DEADLETTER_PAYLOAD_MAX]
     if rej.reading is not None:
-        doc["reading"] = rej.reading
+        try:
+            reading = orjson.dumps(rej.reading)
+        except (orjson.JSONEncodeError, TypeError):  # nested deeper than orjson writes (255 levels)
+            reading = b""
+            doc["reading_unsent"] = "the reading is nested too deep to send as JSON"
+        if len(reading) > DEADLETTER_PAYLOAD_MAX:
+            doc["reading_bytes"] = len(reading)
+            doc["reading_cut"] = reading[:DEADLETTER_PAYLOAD_MAX].decode("utf-8", "replace")
+        elif reading:
+            doc["reading"] = rej.reading
     else:
         try:
             doc["payload"] = payload.decode("utf-8")

@@ -8,7 +8,7 @@ import contextlib
 import logging
 import math
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -80,6 +80,7 @@ class LocalRunner:
         self.cfg = cfg
         self.config_path = config_path
         self._step_lock = asyncio.Lock()
+        self._step_since: float | None = None  # when the step under the lock began (the watchdog's clock)
         self._checkpoint_lock = asyncio.Lock()
         self.pipeline = build_pipeline(cfg)
         self.clock = EngineClock()
@@ -88,6 +89,7 @@ class LocalRunner:
         self.store = Store(cfg.store_url())
         self.dispatcher: Dispatcher | None = None
         self.checkpoint_path = Path(cfg.data_dir) / "checkpoint.npz"
+        self.held_path = Path(cfg.data_dir) / "held-notifications.json"
         self.history = ReadingHistory(cfg.api.history_points)
         self.snapshot_dir = Path(cfg.data_dir) / "snapshots"
         self._camera_intake: CameraIntake | None = None
@@ -115,6 +117,17 @@ class LocalRunner:
         self._last_reading_at = time.time()  # wall time of the last batch with readings (or of the start)
         self._purged = time.monotonic() - 3600.0 + 60.0  # the first purge a minute after the start
 
+    @contextlib.asynccontextmanager
+    async def _stepping(self) -> AsyncIterator[None]:
+        """The step lock (batches, operator actions, the clock's tick, a checkpoint's copy), timed: a step
+        that never ends (a detector or a store call that hangs) makes ``health`` not ready."""
+        async with self._step_lock:
+            self._step_since = time.monotonic()
+            try:
+                yield
+            finally:
+                self._step_since = None
+
     def health(self) -> dict[str, Any]:
         """Readiness: broker, store, background tasks, checkpoints and detectors all working."""
         connected = bool(self.client and self.client.connected.is_set())
@@ -126,9 +139,13 @@ class LocalRunner:
         horizon = time.time() - 300.0
         detectors_failing = sorted({f.detector for f, at in self._failure_times if at >= horizon})
         intake = self._camera_intake
+        since = self._step_since
+        step_s = time.monotonic() - since if since is not None else 0.0
+        wedged = step_s > self.cfg.ingest.wedged_after_s
         return {
             "ok": bool(
                 connected
+                and not wedged
                 and store_ok
                 and not tasks_failing
                 and self.checkpoint_error is None
@@ -136,6 +153,8 @@ class LocalRunner:
                 and not fleet_silent
             ),
             "seconds_since_last_reading": round(quiet_s, 1),
+            "wedged": wedged,  # one step has run longer than ingest.wedged_after_s: nothing else is processed
+            "step_running_s": round(step_s, 1),
             "fleet_silent": fleet_silent,
             "mqtt_connected": connected,
             "store_ok": store_ok,
@@ -198,7 +217,7 @@ class LocalRunner:
         if self.dispatcher is None:
             raise RuntimeError("the engine is not running")
         dispatcher = self.dispatcher
-        async with self._step_lock:
+        async with self._stepping():
             notes = await asyncio.to_thread(apply_action, dispatcher, action, self.clock.now())
         if self.delivery is not None:
             self.delivery.kick()
@@ -211,7 +230,7 @@ class LocalRunner:
                 await asyncio.wait_for(stop.wait(), timeout=every_s)
             if self.dispatcher is not None:
                 dispatcher = self.dispatcher
-                async with self._step_lock:
+                async with self._stepping():
                     notes = await asyncio.to_thread(dispatcher.tick, self.clock.now())
                     dispatcher.gauge_open()
                     if self._acks_for_store:
@@ -239,10 +258,13 @@ class LocalRunner:
         """Copy the detectors' state between batches, then write it while the next batches run."""
         async with self._checkpoint_lock:  # one writer at a time (the periodic one and the one on stop)
             buffers = await asyncio.to_thread(checkpoint_buffers, self.pipeline)  # while batches go on
-            async with self._step_lock:
+            async with self._stepping():
                 arrays = await asyncio.to_thread(checkpoint_arrays, self.pipeline, buffers)
                 acks, self._acks_for_checkpoint = self._acks_for_checkpoint, []
             try:
+                # What the store has not taken yet goes to disk first: the checkpoint marks its readings applied,
+                # so after a restart they would be dropped as replays, and the incident they made never stored.
+                await asyncio.to_thread(self._spill_held)
                 await asyncio.to_thread(write_checkpoint, arrays, self.checkpoint_path)
             except Exception as exc:
                 self._acks_for_checkpoint[:0] = acks  # not on disk: their messages stay unacknowledged
@@ -253,6 +275,31 @@ class LocalRunner:
             self._checkpointed = time.monotonic()
             for ack in acks:  # ack_after: checkpoint: these messages' effects are all on disk now
                 ack()
+
+    def _spill_held(self) -> None:
+        """The dispatcher's notifications held while the store is out, to ``held_path`` (gone when none)."""
+        held = self.dispatcher.held() if self.dispatcher is not None else None
+        if held is None:
+            self.held_path.unlink(missing_ok=True)
+            return
+        tmp = self.held_path.with_suffix(".tmp")
+        tmp.parent.mkdir(parents=True, exist_ok=True)
+        tmp.write_bytes(orjson.dumps(held))
+        tmp.replace(self.held_path)
+        logger.warning("%d notifications the store has not taken are kept in %s until it does",
+                       len(held["notes"]), self.held_path)  # fmt: skip
+
+    def _take_up_held(self) -> None:
+        """Write what the previous engine held (``_spill_held``) before taking up the store's incidents."""
+        if self.dispatcher is None or not self.held_path.is_file():
+            return
+        held = orjson.loads(self.held_path.read_bytes())
+        if self.dispatcher.take_up_held(held):
+            logger.info("wrote %d notifications the previous run held while its store was out", len(held["notes"]))
+            self.held_path.unlink(missing_ok=True)
+        else:
+            logger.error("the store still refuses the %d notifications held in %s; keeping them",
+                         len(held["notes"]), self.held_path)  # fmt: skip
 
     async def run(self, stop: asyncio.Event) -> RunSummary:
         cfg = self.cfg
@@ -270,6 +317,7 @@ class LocalRunner:
         self.dispatcher = Dispatcher(cfg, self.pipeline.tracker, self.store)
         self.hub.attach(loop)
         self.dispatcher.on_notes = self.hub.publish
+        await asyncio.to_thread(self._take_up_held)
         restored = load_checkpoint(self.pipeline, self.checkpoint_path)
         if restored:
             meta = checkpoint_meta(self.checkpoint_path) or {}
@@ -400,7 +448,7 @@ class LocalRunner:
         """Re-read the config file and apply it between batches (SIGHUP, ``POST /-/reload``)."""
         if self.config_path is None:
             return ReloadResult(ok=False, error="this engine was not started from a config file")
-        async with self._step_lock:
+        async with self._stepping():
             self.cfg, result = reload_from(self.pipeline, self.cfg, self.config_path)
             if result.ok and self.dispatcher is not None:
                 self.dispatcher.set_config(self.cfg)
@@ -420,7 +468,7 @@ class LocalRunner:
             if not findings and not frames:
                 continue
             latest = max(f.ts for f in frames) if frames else None
-            async with self._step_lock:
+            async with self._stepping():
                 events = await asyncio.to_thread(self._observe, findings, latest)
             self._after(events)
 
@@ -460,7 +508,7 @@ class LocalRunner:
             intake.ack_taken()
             return
         self._last_reading_at = time.time()
-        async with self._step_lock:
+        async with self._stepping():
             events = await asyncio.to_thread(self._step, batch)
         self._report_detector_failures()
         self._release_acks(intake.take_acks())

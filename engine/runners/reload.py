@@ -13,6 +13,7 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 from detectors.base import Detector, DeviceState, registry
 from engine.config.loader import ConfigError, load_config
@@ -66,7 +67,22 @@ def masked(key: str, value: Any) -> Any:
         from engine.dispatch.sinks import redact_url
 
         return redact_url(value)
+    if key.endswith("url") and isinstance(value, str) and "@" in value:
+        return _without_password(value)
     return value
+
+
+def _without_password(url: str) -> str:
+    """A URL's password masked (a store's or a broker's URL).
+
+    >>> _without_password("postgresql+psycopg://gridwatch:s3cr3t@db.example:5432/gw")
+    'postgresql+psycopg://gridwatch:•••@db.example:5432/gw'
+    """
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    host = parts.netloc.rsplit("@", 1)[1]
+    return urlunsplit(parts._replace(netloc=f"{parts.username}:•••@{host}"))
 
 
 def _name(old: Any, new: Any, index: int) -> str:

@@ -190,6 +190,78 @@ def test_store_outage_keeps_detecting_reports_it_and_loses_no_notification(mosqu
         assert [a["detail"]["seq"] for a in trail] == list(range(1, len(trail) + 1))
 
 
+def test_notifications_held_while_the_store_is_out_survive_a_clean_restart(mosquitto, tmp_path, storm_rows):
+    """The store is out for the whole storm and the engine is stopped cleanly: its checkpoint marks the readings
+    applied (their redelivery is dropped), so what it held in memory must reach the store after the restart."""
+    from sqlalchemy.exc import OperationalError
+
+    cfg = engine_config(mosquitto.url, tmp_path, "engine-it-store-out-restart")
+    engine = RunnerThread(cfg)
+
+    def out(notes, sinks, *args):
+        raise OperationalError("INSERT", {}, Exception("disk I/O error"))
+
+    engine.runner.store.record = out  # type: ignore[method-assign]
+    pub = publisher(mosquitto.url)
+    try:
+        for _ts, topic, payload in messages(storm_rows, "gw"):
+            pub.publish(topic, payload, qos=1)
+        assert pub.flush()
+        assert wait_for(lambda: engine.runner.summary.readings >= len(storm_rows), 60)
+        assert engine.runner.health()["store_pending"] > 0
+    finally:
+        engine.stop()
+    held = tmp_path / "held-notifications.json"
+    assert held.is_file(), "what the store did not take is on disk with the checkpoint"
+    again = RunnerThread(cfg)  # the store is back
+    try:
+        assert wait_for(lambda: not held.exists(), 30), "taken up and written at start"
+    finally:
+        pub.stop()
+        again.stop()
+    expected = [e for e in direct_events(storm_rows) if e["action"] not in DISPATCH_ACTIONS]
+    stored = Store(f"sqlite:///{tmp_path / 'gridwatch.db'}")
+    kept = sorted(
+        (i["incident_id"], a["action"], a["detail"]["level"])
+        for i in stored.list_incidents(limit=1000)
+        for a in (stored.incident(i["incident_id"]) or {})["audit"]
+        if a["action"] not in DISPATCH_ACTIONS
+    )
+    assert kept == sorted((e["incident_id"], e["action"], e["level"]) for e in expected), "every event, once"
+    assert any(e["level"] == "red" for e in expected)
+
+
+def test_a_wedged_step_makes_the_engine_not_ready_until_it_moves_again(mosquitto, tmp_path, storm_rows):
+    """A report that hung the engine left /readyz at 200 ok while no reading was processed again."""
+    import threading
+
+    cfg = engine_config(mosquitto.url, tmp_path, "engine-it-wedged")
+    cfg.ingest.wedged_after_s = 1.0
+    engine = RunnerThread(cfg)
+    release = threading.Event()
+    real_step = engine.runner._step
+
+    def hanging(batch):
+        release.wait(60)
+        return real_step(batch)
+
+    engine.runner._step = hanging  # type: ignore[method-assign]
+    pub = publisher(mosquitto.url)
+    try:
+        for _ts, topic, payload in messages(storm_rows[:5], "gw"):
+            pub.publish(topic, payload, qos=1)
+        assert pub.flush()
+        assert wait_for(lambda: engine.runner.health()["wedged"], 20)
+        health = engine.runner.health()
+        assert health["ok"] is False and health["step_running_s"] >= 1.0, health
+        release.set()
+        assert wait_for(lambda: engine.runner.health()["ok"], 20), engine.runner.health()
+    finally:
+        release.set()
+        pub.stop()
+        engine.stop()
+
+
 def test_broker_restart_mid_stream_loses_nothing_and_counts_nothing_twice(tmp_path, storm_rows):
     """Mosquitto (with persistence) restarts mid-stream; readings published while the engine is still
     reconnecting wait in its persistent session; every reading is processed exactly once."""

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from fastapi.testclient import TestClient
 
 from engine import metrics
@@ -78,7 +80,7 @@ def test_a_worker_answers_for_a_site_another_worker_holds_with_that_worker_s_ans
     frame = (5.0, b"\xff\xd8 local frame", "image/jpeg")
     cfg = {"api": {"peer_secret": secret}}
 
-    def router(config: dict[str, object]) -> TestClient:
+    def router(config: dict[str, Any]) -> TestClient:
         app = FastAPI()
         app.include_router(
             operator_router(store, lambda: EngineConfig.model_validate(config), readings, EventHub(), auth, tmp_path,

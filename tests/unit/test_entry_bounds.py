@@ -296,3 +296,43 @@ def test_invented_camera_ids_are_capped_and_the_newest_frames_kept_within_their_
     assert rejected == ["camera_limit"] * 7, "a configured camera always may send"
     assert intake._latest_bytes <= 50_000 and ("S1", "tower") in intake.latest
     assert sum(len(f.payload) for f in intake.latest.values()) == intake._latest_bytes
+
+
+def test_a_dead_letter_is_sent_for_a_reading_nested_too_deep_or_too_large_to_repeat():
+    from engine.ingest.decode import Rejection
+    from engine.ingest.intake import deadletter_message
+
+    deep: object = 1
+    for _ in range(400):
+        deep = {"x": deep}
+    for reading, key in ((deep, "reading_unsent"), ({"values": "v" * 100_000}, "reading_cut"), ({"a": 1}, "reading")):
+        doc = orjson.loads(deadletter_message(Rejection("malformed_reading", "d", "dev", reading), "t", b"", NOW))
+        assert key in doc and len(orjson.dumps(doc)) < 10_000
+
+
+def test_a_store_url_s_password_never_shows_in_a_reload_s_diff():
+    from engine.runners.reload import config_diff
+
+    old = {"store": {"url": "postgresql+psycopg://gw:old-s3cret@db/gw"}}
+    new = {"store": {"url": "postgresql+psycopg://gw:new-s3cret@db/gw"}}
+    (line,) = config_diff(old, new)
+    assert "s3cret" not in line and "gw:•••@db" in line
+
+
+def test_a_csv_row_s_error_names_the_file_and_line(tmp_path):
+    from engine.config.loader import ConfigError, load_config
+
+    (tmp_path / "sites.csv").write_text(
+        "id,name,lat,lon,grid,town,district\nS1,a,29.5,106.5,g,t,d\nS2,b,north,1,g,t,d\n"
+    )
+    (tmp_path / "gw.yaml").write_text("sites_file: sites.csv\n")
+    with pytest.raises(ConfigError, match=r"sites\.csv:3: lat: Input should be a valid number"):
+        load_config(tmp_path / "gw.yaml")
+
+
+@pytest.mark.parametrize("levels", [{"red": float("nan")}, {"red": float("inf")}, {}])
+def test_threshold_levels_must_be_finite_numbers(levels):
+    from detectors.threshold import ThresholdRule
+
+    with pytest.raises(ValidationError):
+        ThresholdRule(metric="water_level_m", levels=levels)
