@@ -72,8 +72,8 @@ def test_unknown_detector_type(tmp_path):
 def test_detector_rule_error_points_into_the_rule(tmp_path):
     text = "detectors:\n  - type: threshold\n    rules:\n      - metric: rain_mm\n        levels: {blue: 5, red: 2}\n"
     (issue,) = errors(text, tmp_path)
-    assert issue.field == "detectors[0].rules[0]"
-    assert issue.line == 4
+    assert issue.field == "detectors[0].rules[0].levels"
+    assert issue.line == 5
     assert "must not decrease" in issue.message
 
 
