@@ -21,7 +21,7 @@ from engine.ingest.topics import Topic
 REASONS = {
     "too_large", "malformed_json", "malformed_reading", "malformed_batch", "missing_ts", "bad_ts", "future_ts",
     "no_values", "unknown_metric", "non_numeric", "non_finite", "out_of_range", "bad_seq", "duplicate_seq",
-    "unknown_site",
+    "unknown_site", "stale_ts", "device_limit",
 }  # fmt: skip
 
 json_values = st.recursive(
