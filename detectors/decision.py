@@ -92,10 +92,19 @@ def _required(levels: dict[LevelName, float]) -> dict[LevelName, float]:
     return _ascending(levels)
 
 
+def _positive(levels: dict[LevelName, float]) -> dict[LevelName, float]:
+    below = {k: v for k, v in _required(levels).items() if v <= 0}
+    if below:
+        raise ValueError(f"level thresholds here are amounts or ratios above zero, not {below}")
+    return levels
+
+
 LevelThresholds = Annotated[dict[LevelName, float], AfterValidator(_ascending)]
 """A config field of thresholds per level (blue … red), validated not to decrease from blue to red."""
 RequiredLevels = Annotated[dict[LevelName, float], AfterValidator(_required)]
 """Thresholds per level of which there must be at least one (the detector's only way to alarm)."""
+PositiveLevels = Annotated[dict[LevelName, float], AfterValidator(_positive)]
+"""Required thresholds that are amounts or ratios (rain depth, observed over threshold intensity): above 0."""
 
 
 def latch(first: B, set_: B, reset: B, carried: B) -> B:

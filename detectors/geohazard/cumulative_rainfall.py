@@ -29,7 +29,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from detectors.base import Detector, DetectorConfig, DeviceState, StateArray, register
-from detectors.decision import RequiredLevels, channel_steps, hysteresis_level, thresholds_array
+from detectors.decision import PositiveLevels, RequiredLevels, channel_steps, hysteresis_level, thresholds_array
 from detectors.geohazard.rain_window import GapPolicyField, MaxGapField, RainWindow
 from engine.core.batch import ReadingBatch
 from engine.core.findings import Finding
@@ -90,7 +90,7 @@ class Accumulation(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     hours: float = Field(gt=0, description="Window length (hours).")
-    levels: RequiredLevels = Field(description="Rain depth (mm) per level.")
+    levels: PositiveLevels = Field(description="Rain depth (mm) per level.")
 
 
 class RainfallCumulativeConfig(DetectorConfig):

@@ -30,7 +30,7 @@ import numpy as np
 from pydantic import Field, model_validator
 
 from detectors.base import Detector, DetectorConfig, DeviceState, StateArray, register
-from detectors.decision import RequiredLevels, channel_steps, hysteresis_level, thresholds_array
+from detectors.decision import PositiveLevels, channel_steps, hysteresis_level, thresholds_array
 from detectors.geohazard.antecedent_water_index import WaterBalance
 from detectors.geohazard.cumulative_rainfall import exceedance_index, refuse_units
 from detectors.geohazard.rain_window import GapPolicyField, MaxGapField, RainWindow
@@ -73,7 +73,7 @@ class RainfallIntensityDurationConfig(DetectorConfig):
     )
     max_gap_s: MaxGapField = None
     gap_policy: GapPolicyField = "lower_bound"
-    levels: RequiredLevels = Field(
+    levels: PositiveLevels = Field(
         {"blue": 0.5, "yellow": 0.75, "orange": 1.0, "red": 1.5},
         description="Ratio of observed to threshold intensity per level.",
     )

@@ -336,3 +336,11 @@ def test_threshold_levels_must_be_finite_numbers(levels):
 
     with pytest.raises(ValidationError):
         ThresholdRule(metric="water_level_m", levels=levels)
+
+
+@pytest.mark.parametrize("levels", [{"red": -1.0}, {"blue": 0.0, "red": 1.0}])
+def test_rain_levels_that_are_amounts_or_ratios_must_be_above_zero(levels):
+    from detectors.geohazard.intensity_duration import RainfallIntensityDurationConfig
+
+    with pytest.raises(ValidationError, match="above zero"):
+        RainfallIntensityDurationConfig(levels=levels)
