@@ -72,6 +72,7 @@ class DisplacementRate(SlopeSensorDetector[DisplacementRateConfig]):
     """
 
     config_class = DisplacementRateConfig
+    reuse_slopes = True  # a velocity at every reading: its window shares all but one pair with the last one
 
     def __init__(self, config: DisplacementRateConfig) -> None:
         super().__init__(config)

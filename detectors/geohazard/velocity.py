@@ -8,7 +8,7 @@ a 29 % breakdown point: isolated spikes and multipath outliers do not move it.
 
 from __future__ import annotations
 
-from typing import Generic, Literal, TypeVar
+from typing import ClassVar, Generic, Literal, TypeVar
 
 import numpy as np
 import numpy.typing as npt
@@ -50,18 +50,33 @@ class TimeRing:
     [2.0]
     """
 
-    def __init__(self, name: str, points: int, channels: int) -> None:
+    def __init__(self, name: str, points: int, channels: int, slopes: bool = False) -> None:
         self.name = name
         self.points = points
         self.channels = channels
+        self.slopes = slopes
 
     def state_spec(self) -> dict[str, StateArray]:
         shape = (self.channels, self.points)
-        return {
+        spec = {
             f"{self.name}_t": StateArray(np.float64, np.nan, shape),
             f"{self.name}_v": StateArray(np.float64, np.nan, shape),
             f"{self.name}_n": StateArray(np.int64, 0, (self.channels,)),
         }
+        if self.slopes:
+            # Theil's pair slopes of the latest window, kept between readings: with the same number of pairs
+            # ``_sh``, the window of the next reading shares all but one pair with this one. ``_s[slot of a]``
+            # is the slope from reading ``a`` (the a-th pushed) to reading ``a + _sh``, held for the readings
+            # ``a`` in ``[_s0, _s1)``.
+            spec.update(
+                {
+                    f"{self.name}_s": StateArray(np.float64, np.nan, shape),
+                    f"{self.name}_sh": StateArray(np.int64, -1, (self.channels,)),
+                    f"{self.name}_s0": StateArray(np.int64, 0, (self.channels,)),
+                    f"{self.name}_s1": StateArray(np.int64, 0, (self.channels,)),
+                }
+            )
+        return spec
 
     def push(self, st: DeviceState, dev: I64, k: I64, ts: F64, values: F64) -> None:
         channel = dev * self.channels + k
@@ -114,7 +129,14 @@ class TimeRing:
             return np.asarray((n >= few) & (step * (need - 1) > max_h * 3600.0), dtype=bool)
 
     def rate_per_h(
-        self, st: DeviceState, dev: I64, k: I64, now: F64, window_h: float | F64, min_points: int | I64
+        self,
+        st: DeviceState,
+        dev: I64,
+        k: I64,
+        now: F64,
+        window_h: float | F64,
+        min_points: int | I64,
+        reuse: bool = False,
     ) -> F64:
         """Theil's slope (units per hour) over readings of the last ``window_h`` (one for all channels or one
         each); NaN with fewer than ``min_points`` (one for all or one each).
@@ -122,38 +144,101 @@ class TimeRing:
         Each channel's ring is gathered once, as one contiguous row; times rise within a channel, so the
         readings inside the window are the newest ``count`` of them, and the pairs half the window apart
         are picked out of those rows by position (ring slot of the ``j``-th oldest: ``(n + j) % points``).
+        With ``reuse`` (a ring made with ``slopes``, called for every reading with the same window rule),
+        the pair slopes are kept between calls: a channel whose window has as many pairs as at its last
+        reading computes only its newest pair and reads the others back (the same numbers, computed once).
         """
         p = self.points
         channel = dev * self.channels + k
         n = st[f"{self.name}_n"].reshape(-1).take(channel)
         t = st[f"{self.name}_t"].reshape(-1, p).take(channel, axis=0)
-        v = st[f"{self.name}_v"].reshape(-1, p).take(channel, axis=0)
         with np.errstate(invalid="ignore"):
             window_s = np.asarray(window_h, dtype=np.float64) * 3600.0
             count = np.count_nonzero(t >= (now - window_s)[:, None], axis=1)  # NaN (empty) is never inside
         half = count // 2
         oldest = (n - count) % p  # ring slot of the oldest reading in the window
+        rows = np.arange(dev.shape[0]) * p
+        t_flat = t.reshape(-1)
+        # The readings must span at least half the window: a few early points are no velocity.
+        span = t_flat.take(rows + (n - 1) % p) - t_flat.take(rows + oldest)
+        covered = (count > 0) & (span >= window_s / 2.0)
+        use = (count >= min_points) & covered
+        if not (reuse and self.slopes):
+            v = st[f"{self.name}_v"].reshape(-1, p).take(channel, axis=0)
+            return row_median(self.pair_slopes(t_flat, v.reshape(-1), rows, oldest, half), use)
+        return row_median(self.kept_slopes(st, channel, n, count, half, t_flat, rows, oldest), use)
+
+    def pair_slopes(self, t_flat: F64, v_flat: F64, rows: I64, oldest: I64, half: I64) -> F64:
+        """The slopes between the readings ``half`` apart in each gathered row (row ``r`` at ``rows[r]`` of
+        ``t_flat``/``v_flat``), NaN beyond a row's ``half`` pairs or where time does not advance."""
+        p = self.points
         i = np.arange(max(int(half.max(initial=0)), 1))  # as many pairs as the fullest window needs
         a = oldest[:, None] + i[None, :]
         a -= p * (a >= p)
         b = ((oldest + half) % p)[:, None] + i[None, :]
         b -= p * (b >= p)
-        rows = np.arange(dev.shape[0])[:, None] * p
-        a += rows
-        b += rows
-        t_flat, v_flat = t.reshape(-1), v.reshape(-1)
+        a += rows[:, None]
+        b += rows[:, None]
         dt = (t_flat.take(b) - t_flat.take(a)) / 3600.0
         dv = v_flat.take(b) - v_flat.take(a)
         with np.errstate(invalid="ignore", divide="ignore"):
             if bool((half == i.shape[0]).all()) and bool((dt > 0).all()):  # every window full and in order
-                slopes = dv / dt
-            else:
-                slopes = np.where((i[None, :] < half[:, None]) & (dt > 0), dv / dt, np.nan)
-        # The readings must span at least half the window: a few early points are no velocity.
-        r = rows[:, 0]
-        span = t_flat.take(r + (n - 1) % p) - t_flat.take(r + oldest)
-        covered = (count > 0) & (span >= window_s / 2.0)
-        return row_median(slopes, (count >= min_points) & covered)
+                return np.asarray(dv / dt, dtype=np.float64)
+            return np.asarray(np.where((i[None, :] < half[:, None]) & (dt > 0), dv / dt, np.nan), dtype=np.float64)
+
+    def kept_slopes(
+        self, st: DeviceState, channel: I64, n: I64, count: I64, half: I64, t_flat: F64, rows: I64, oldest: I64
+    ) -> F64:
+        """``pair_slopes`` of each channel's window, read back from the slopes kept in the state where they
+        are there (computing the newest pair where only it is missing), computed and kept where not."""
+        p, name = self.points, self.name
+        s_flat, v_state = st[f"{name}_s"].reshape(-1), st[f"{name}_v"].reshape(-1)
+        kept_h, s0_all, s1_all = (st[f"{name}_{x}"].reshape(-1) for x in ("sh", "s0", "s1"))
+        first = n - count  # the window's oldest reading (the first-th pushed)
+        s0, s1 = s0_all.take(channel), s1_all.take(channel)
+        same = (kept_h.take(channel) == half) & (s0 <= first) & (half > 0)
+        newest = first + half - 1  # the window's newest pair starts here
+        one_more = same & (s1 == newest)
+        steady = bool(one_more.all())  # the usual case: every window moved on by one reading
+        if steady or one_more.any():
+            r = slice(None) if steady else np.flatnonzero(one_more)
+            a, b = newest[r] % p, (newest[r] + half[r]) % p
+            base = channel[r] * p
+            dt = (t_flat.take(rows[r] + b) - t_flat.take(rows[r] + a)) / 3600.0
+            dv = v_state.take(base + b) - v_state.take(base + a)
+            with np.errstate(invalid="ignore", divide="ignore"):
+                s_flat.put(base + a, np.where(dt > 0, dv / dt, np.nan))
+            s1_all[channel[r]] = newest[r] + 1
+        kept = np.ones(channel.shape[0], dtype=bool) if steady else same & (s1_all.take(channel) > newest)
+        width = max(int(half.max(initial=0)), 1)
+        i = np.arange(width)
+        if steady and bool((half == width).all()):  # every window as wide: its slopes are the whole rows
+            at = (first % p)[:, None] + i[None, :]
+            at -= p * (at >= p)
+            return np.asarray(s_flat.take((channel * p)[:, None] + at), dtype=np.float64)
+        out = np.full((channel.shape[0], width), np.nan)
+        if kept.any():
+            r = np.flatnonzero(kept)
+            at = (first[r] % p)[:, None] + i[None, :]
+            at -= p * (at >= p)
+            got = s_flat.take((channel[r] * p)[:, None] + at)
+            out[r] = np.where(i[None, :] < half[r][:, None], got, np.nan)
+        fresh = ~kept & (half > 0)
+        if fresh.any():
+            r = np.flatnonzero(fresh)
+            v = v_state.reshape(-1, p).take(channel[r], axis=0)
+            t = t_flat.reshape(-1, p)[r]
+            slopes = self.pair_slopes(t.reshape(-1), v.reshape(-1), np.arange(r.shape[0]) * p, oldest[r], half[r])
+            out[r, : slopes.shape[1]] = slopes
+            # Keep them: slot of reading first + j holds the pair (first + j, first + j + half).
+            held = i[None, : slopes.shape[1]] < half[r][:, None]
+            at = (first[r] % p)[:, None] + i[None, : slopes.shape[1]]
+            at -= p * (at >= p)
+            s_flat.put(((channel[r] * p)[:, None] + at)[held], slopes[held])
+            kept_h[channel[r]] = half[r]
+            s0_all[channel[r]] = first[r]
+            s1_all[channel[r]] = first[r] + half[r]
+        return out
 
 
 class SlopeSensorConfig(DetectorConfig):
@@ -190,19 +275,24 @@ S = TypeVar("S", bound=SlopeSensorConfig)
 class SlopeSensorDetector(Detector[S], Generic[S]):
     """Base of the detectors that read velocity off cumulative displacement: its metrics and reading ring."""
 
+    # Keep Theil's pair slopes between readings (a detector that takes a velocity at every reading).
+    reuse_slopes: ClassVar[bool] = False
+
     def __init__(self, config: S) -> None:
         super().__init__(config)
         self.metrics = tuple(config.metrics)  # type: ignore[misc]
         self.metric_ids = tuple(METRIC_INDEX[m] for m in self.metrics)
-        self.ring = TimeRing("disp", config.points, len(self.metrics))
+        self.ring = TimeRing("disp", config.points, len(self.metrics), slopes=self.reuse_slopes)
 
     def velocity_per_day(
         self, state: DeviceState, dev: I64, k: I64, ts: F64, window_h: float | None = None, min_points: int = 0
     ) -> F64:
-        """Speed (units/day, sign dropped) over the last ``window_h`` (default: the config's window)."""
+        """Speed (units/day, sign dropped) over the last ``window_h`` (default: the config's window, whose
+        pair slopes are kept between readings where ``reuse_slopes``)."""
         window = self.config.window_h if window_h is None else window_h
         window_s, points = self.adapted_window(state, dev, k, ts, window, min_points or self.config.min_points)
-        return np.abs(self.ring.rate_per_h(state, dev, k, ts, window_s / 3600.0, points)) * 24.0
+        reuse = self.reuse_slopes and window_h is None and not min_points
+        return np.abs(self.ring.rate_per_h(state, dev, k, ts, window_s / 3600.0, points, reuse)) * 24.0
 
     def adapted_window(
         self, state: DeviceState, dev: I64, k: I64, ts: F64, window_h: float, min_points: int
