@@ -55,7 +55,7 @@ def test_the_displacement_detector_finds_the_same_with_and_without_kept_slopes(s
 
     def found(det: DisplacementRate) -> list[tuple[str, float, int, float, object]]:
         state = det.new_state()
-        out = []
+        out: list[tuple[str, float, int, float, object]] = []
         for b in batches(rows, DeviceIndex(), 500):
             out += [(f.device, f.ts, int(f.level), f.score, sorted(f.evidence.items())) for f in det.process(b, state)]
         return out
