@@ -237,7 +237,7 @@ def accept(
     site = locate(report, cfg.sites, rc.max_distance_m)
     if report.ts is not None:
         window = TimeWindow(cfg.ingest.max_future_s, cfg.ingest.max_past_s)
-        window.newest = now  # the same rule as a reading's, against the engine clock
+        window.observe(now)  # the same rule as a reading's, against the engine clock
         late = window.reason(report.ts, now)
         if late is not None:
             raise ReportError(f"ts: {late} (the engine clock is {now:.0f})")

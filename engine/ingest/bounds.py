@@ -108,6 +108,7 @@ class TimeWindow:
         self.max_future_s = max_future_s
         self.max_past_s = max_past_s
         self.newest = float("-inf")
+        self.oldest = 0.0  # the oldest time taken now: the newest less max_past_s (never before 1970)
 
     def reason(self, ts: float, now: float) -> TimestampError | None:
         """Why ``ts`` is refused, or None (nothing moves)."""
@@ -125,8 +126,15 @@ class TimeWindow:
             )
         return None
 
+    def observe(self, ts: float) -> None:
+        """``ts`` was taken: the newest data time moves on (and with it the oldest time taken)."""
+        if ts > self.newest:
+            self.newest = ts
+            if self.max_past_s > 0:
+                self.oldest = max(0.0, ts - self.max_past_s)
+
     def check(self, ts: float, now: float) -> None:
         exc = self.reason(ts, now)
         if exc is not None:
             raise exc
-        self.newest = max(self.newest, ts)
+        self.observe(ts)

@@ -96,9 +96,11 @@ class SensorDecoder:
             ts = parse_ts(doc.get("ts"))
         except TimestampError as exc:
             return exc.reason, str(exc)
-        late = self.window.reason(ts, now)
-        if late is not None:
-            return late.reason, str(late)
+        window = self.window
+        if not window.oldest <= ts <= now + window.max_future_s:  # the common case costs two comparisons
+            late = window.reason(ts, now)
+            if late is not None:
+                return late.reason, str(late)
         values = doc.get("values")
         if not isinstance(values, dict) or not values:
             return "no_values", "the reading needs a non-empty `values` object"
@@ -128,5 +130,6 @@ class SensorDecoder:
                 return "duplicate_seq", f"seq {seq} of {site}/{device} was already received"
         for mid, v in parsed:
             self.builder.add_slot(slot, ts, mid, v)
-        self.window.newest = max(self.window.newest, ts)
+        if ts > self.window.newest:
+            self.window.observe(ts)
         return None
