@@ -12,8 +12,13 @@ storm over the whole city, is measured. Two baselines in the same run:
   fleet, against the vectorized detectors of the same configs on the same readings, findings checked
   identical.
 
-Prints a table, writes benchmarks/results/detect_sensors.json and detect_sensors.png.
-Run: .venv/bin/python benchmarks/bench_detect_sensors.py [--quick]
+With ``--against COMMIT`` the same benchmark of another commit's core runs right after this one, on the
+same box (a git worktree of that commit, its own script, this interpreter), and the ratio of the two
+rates is printed and recorded: absolute rates differ 2x between boxes and runs, a ratio measured side by
+side does not.
+
+Prints a table, writes benchmarks/results/detect_sensors.json and detect_sensors.png (full runs only).
+Run: .venv/bin/python benchmarks/bench_detect_sensors.py [--quick] [--against COMMIT]
 """
 
 from __future__ import annotations
@@ -159,8 +164,41 @@ def python_baseline(cfg: EngineConfig, sample: Fleet, timed_from: int) -> dict[s
     }
 
 
+def against_commit(commit: str, quick: bool) -> dict[str, Any]:
+    """Run ``commit``'s own detect_sensors benchmark in a git worktree of it, now, on this box; its figures."""
+    import subprocess
+    import tempfile
+
+    sha = subprocess.run(
+        ["git", "-C", str(ROOT), "rev-parse", "--verify", f"{commit}^{{commit}}"],
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    if sha.returncode != 0:
+        raise SystemExit(f"--against {commit}: not a commit of {ROOT} ({sha.stderr.strip()})")
+    with tempfile.TemporaryDirectory(prefix="gridwatch-against-") as tmp:
+        tree, out = Path(tmp) / "tree", Path(tmp) / "quick"
+        subprocess.run(["git", "-C", str(ROOT), "worktree", "add", "--detach", str(tree), sha.stdout.strip()],
+                       check=True, capture_output=True)  # fmt: skip
+        try:
+            script = tree / "benchmarks" / "bench_detect_sensors.py"
+            console.rule(f"the same benchmark at {commit} ({sha.stdout.strip()[:10]})")
+            env = {**os.environ, "GRIDWATCH_BENCH_QUICK_DIR": str(out), "PYTHONPATH": str(tree)}
+            done = subprocess.run([sys.executable, str(script), *(["--quick"] if quick else [])], cwd=tree, env=env,
+                                  check=False)  # fmt: skip
+            if done.returncode != 0:
+                raise SystemExit(f"--against {commit}: its benchmark failed (exit {done.returncode})")
+            found = [out / "detect_sensors.json", *(tree / "benchmarks" / "results").glob("**/detect_sensors.json")]
+            newest = max((f for f in found if f.exists()), key=lambda f: f.stat().st_mtime)
+            theirs: dict[str, Any] = json.loads(newest.read_text())
+        finally:
+            subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force", str(tree)],
+                           check=False, capture_output=True)  # fmt: skip
+    return {"commit": commit, "sha": sha.stdout.strip(), **theirs}
+
+
 def main() -> None:
     quick = "--quick" in sys.argv
+    against = sys.argv[sys.argv.index("--against") + 1] if "--against" in sys.argv else None
     tune_allocator()  # as `gridwatch run` does
     sites = 2_000 if quick else 13_000
     cfg = load_config(ROOT / "config" / "gridwatch.yaml")
@@ -222,6 +260,17 @@ def main() -> None:
         **python,
         "state_bytes_per_device": round(pipeline.state_bytes() / len(pipeline.devices)),
     }
+    if against is not None:
+        theirs = against_commit(against, quick)
+        result["against"] = {
+            "commit": theirs["commit"],
+            "sha": theirs["sha"],
+            "readings_per_s": theirs["readings_per_s"],
+            "readings_per_s_runs": theirs.get("readings_per_s_runs"),
+            "per_detector_s": theirs.get("per_detector_s"),
+            "ratio": round(result["readings_per_s"] / theirs["readings_per_s"], 3),
+            "ratio_best": round(result["readings_per_s_best"] / theirs["readings_per_s_best"], 3),
+        }
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / "detect_sensors.json").write_text(json.dumps(result, indent=2))
     table = Table(
@@ -245,8 +294,15 @@ def main() -> None:
     ):
         value = result[key]
         table.add_row(key, f"{value:,}" if isinstance(value, int) and not isinstance(value, bool) else str(value))
+    total_s = sum(per_detector.values())
     for name, secs in per_detector.items():
-        table.add_row(f"  {name} (s)", f"{secs:.3f}")
+        table.add_row(f"  {name} (s)", f"{secs:.3f} ({100 * secs / total_s:.0f} %)")
+    if "against" in result:
+        other = result["against"]
+        table.add_row(f"readings_per_s at {other['commit']}, just after", f"{other['readings_per_s']:,}")
+        table.add_row(f"ratio to {other['commit']} (median, best)", f"{other['ratio']} / {other['ratio_best']}")
+        for name, secs in (other["per_detector_s"] or {}).items():
+            table.add_row(f"  {name} at {other['commit']} (s)", f"{secs:.3f}")
     console.print(table)
     plot(result)
 

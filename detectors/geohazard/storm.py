@@ -155,11 +155,12 @@ class StormTracker:
 
     def _take_pause(self, st: DeviceState, dev: I64, resumes: B, start: F64, total: F64) -> dict[str, F64]:
         """The pending reports of the gauges whose rain ``resumes``, oldest first, valued as the pause of
-        their storm (the storm's start and its rain so far); NaN times elsewhere."""
+        their storm (the storm's start and its rain so far); NaN times elsewhere (as many columns as the
+        longest pause among them: none in the usual batch)."""
         k = self.pause_slots
-        n = st["storm_pause_n"][dev]
-        count = np.where(resumes, np.minimum(n, k), 0)
-        j = np.arange(k)[None, :]
+        count = np.where(resumes, np.minimum(st["storm_pause_n"][dev], k), 0)
+        width = int(count.max(initial=0))
+        j = np.arange(width)[None, :]
         slot = dev[:, None] * k + j
         held = j < count[:, None]
         t = np.where(held, st["storm_pause_ts"].take(slot), np.nan)
