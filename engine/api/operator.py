@@ -19,10 +19,13 @@ from engine.api.auth import TokenAuth
 from engine.api.charts import device_chart
 from engine.api.live import EventHub
 from engine.api.peers import PEER_HEADER, checked_answer, sign, trusted_host
-from engine.config.models import ApiToken, EngineConfig
+from engine.config.models import TIERS, ApiToken, EngineConfig
 from engine.core.devices import DeviceIndex
 from engine.core.history import ReadingHistory
 from engine.core.levels import Level
+from engine.dispatch.routing import Router
+from engine.incidents.inhibition import inhibited_by
+from engine.incidents.silences import Silence, silenced_by
 from engine.store.store import Store
 
 STATIC = Path(__file__).parent / "static"
@@ -64,12 +67,18 @@ def operator_router(
 ) -> APIRouter:
     viewer = auth.require("viewer")
     viewer_or_query = auth.require("viewer", allow_query=True)
+    reporter = auth.require("reporter")
     api = APIRouter(tags=["operator page"])
     peers = httpx.Client(timeout=10.0, follow_redirects=False)
 
     @api.get("/", include_in_schema=False)
     def index() -> RedirectResponse:
         return RedirectResponse("/ui/")
+
+    @api.get("/api/report-sites")
+    def report_sites(user: ApiToken = reporter) -> list[dict[str, Any]]:
+        """The sites a report can be filed at, by name (a reporter whose phone gives no position chooses one)."""
+        return [{"id": s.id, "name": s.name or s.id, "town": s.town, "grid": s.grid} for s in config().sites]
 
     @api.get("/api/sites")
     def sites(user: ApiToken = viewer) -> list[dict[str, Any]]:
@@ -204,6 +213,54 @@ def operator_router(
             raise HTTPException(404, "no such snapshot")
         return FileResponse(path, media_type="image/jpeg")
 
+    routers: dict[int, Router] = {}
+
+    def router_of(cfg: EngineConfig) -> Router:
+        """The config's router, built once per (re)loaded config (a city's sites make it costly)."""
+        if id(cfg) not in routers:
+            routers.clear()
+            routers[id(cfg)] = Router(cfg)
+        return routers[id(cfg)]
+
+    @api.get("/api/board")
+    def board(user: ApiToken = viewer) -> dict[str, Any]:
+        """What the board shows beside each open incident, by id: the time to act (the newest failure-time
+        forecast, the acknowledgement deadline before the next escalation, the route's deadline to resolve),
+        confirmation by independent sources (fusion findings marked ``confirmed``), and what mutes it now (an
+        active silence, including one made a moment ago, or an inhibiting incident)."""
+        cfg = config()
+        now = time.time()
+        router = router_of(cfg)
+        silences = [*cfg.silences, *store.silences()]
+        open_ = store.open_incidents()
+        firing = [(i["site"], i["hazard"], i["level"]) for i in open_ if i["state"] != "pending"]
+        out: dict[str, Any] = {}
+        for inc in open_:
+            out[inc["incident_id"]] = board_entry(inc, router, silences, cfg, firing, now)
+        return {"now": now, "incidents": out}
+
+    @api.get("/api/silence-preview")
+    def silence_preview(
+        site: str | None = None,
+        hazard: str | None = None,
+        device: str | None = None,
+        level: str | None = None,
+        user: ApiToken = viewer,
+    ) -> dict[str, Any]:
+        """The open incidents a silence with these matchers would mute now, before it is made."""
+        try:
+            probe = Silence(id="preview", site=site or None, hazard=hazard or None, device=device or None,
+                            level=level or None)  # fmt: skip
+        except ValueError as exc:
+            raise HTTPException(422, str(exc).splitlines()[-1]) from None
+        named = [v for v in (site, hazard, device, level) if v and v.strip("*?")]
+        matched = []
+        for inc in store.open_incidents():
+            devices = {f["device"] for f in inc["findings"]}
+            if probe.matches(inc["site"], inc["hazard"], devices, inc["level"]):
+                matched.append({k: inc[k] for k in ("incident_id", "site", "hazard", "level", "state")})
+        return {"matches": matched, "names_something": bool(named)}
+
     @api.get("/api/stream")
     async def stream(user: ApiToken = viewer_or_query) -> StreamingResponse:
         """Server-sent events: every incident notification as it is recorded (``event: incident``).
@@ -217,6 +274,65 @@ def operator_router(
         )
 
     return api
+
+
+def board_entry(
+    inc: dict[str, Any],
+    router: Router,
+    silences: list[Silence],
+    cfg: EngineConfig,
+    firing: list[tuple[str, str, str]],
+    now: float,
+) -> dict[str, Any]:
+    """One open incident's line of ``/api/board`` (its stored findings and escalation state in ``inc``).
+
+    >>> from engine.config.models import EngineConfig
+    >>> cfg = EngineConfig(routing=[dict(first="town", ack_within_s=600, repeat_s=300)])
+    >>> inc = {"incident_id": "i1", "site": "S1", "hazard": "fire", "level": "red", "state": "firing",
+    ...        "opened_at": 0.0, "findings": [{"detector": "fusion:smoke-and-heat", "device": "ir-1", "ts": 5.0,
+    ...        "evidence": {"confirmed": True, "contributors": [{"detector": "smoke", "device": "cam-1"},
+    ...        {"detector": "thermal_hotspot", "device": "ir-1"}]}}],
+    ...        "escalation": {"tier": 1, "ack_due": 600.0, "acknowledged": False}}
+    >>> e = board_entry(inc, Router(cfg), [], cfg, [], now=100.0)
+    >>> e["confirmed"], e["ack_due"], e["next_tier"], e["resolve_due"]
+    (['cam-1 (smoke)', 'ir-1 (thermal_hotspot)'], 600.0, 'district', 86400.0)
+    """
+    findings = inc.get("findings", [])
+    level = Level.from_name(inc["level"])
+    rule = router.rule(inc["hazard"], level)
+    esc = inc.get("escalation") or {}
+    entry: dict[str, Any] = {"ack_within_s": rule.ack_within_s, "resolve_due": inc["opened_at"] + rule.resolve_within_s}
+    if inc["state"] == "firing" and esc and not esc.get("acknowledged"):
+        tier = int(esc.get("tier", 0))
+        entry["ack_due"] = esc.get("ack_due")
+        entry["next_tier"] = TIERS[tier + 1] if tier + 1 < len(TIERS) else None
+    forecasts = [f for f in findings if "predicted_failure_ts" in (f.get("evidence") or {})]
+    if forecasts:
+        newest = max(forecasts, key=lambda f: f["ts"])
+        ev = newest["evidence"]
+        entry["forecast"] = {"detector": newest["detector"], "as_of": newest["ts"],
+                             "failure_at": ev["predicted_failure_ts"], "ci95": ev.get("failure_ci95_ts")}  # fmt: skip
+    sources: list[str] = []
+    for f in findings:
+        ev = f.get("evidence") or {}
+        if ev.get("confirmed"):
+            for c in ev.get("contributors") or []:
+                name = f"{c.get('device')} ({c.get('detector')})"
+                if name not in sources:
+                    sources.append(name)
+    # Independent: at least two different devices agree (one camera seen twice confirms nothing).
+    if len({s.split(" ", 1)[0] for s in sources}) >= 2:
+        entry["confirmed"] = sources
+    devices = {f["device"] for f in findings}
+    silence = silenced_by(silences, now, inc["site"], inc["hazard"], devices, inc["level"])
+    if silence:
+        entry["silenced_by"] = silence
+    if cfg.inhibit:
+        others = [o for o in firing if o != (inc["site"], inc["hazard"], inc["level"])]
+        inhibitor = inhibited_by(cfg.inhibit, (inc["site"], inc["hazard"], inc["level"]), others)
+        if inhibitor:
+            entry["inhibited_by"] = inhibitor
+    return entry
 
 
 def cfg_basemap(cfg: EngineConfig) -> Path | None:

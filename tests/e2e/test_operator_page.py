@@ -46,6 +46,20 @@ def browser():
         b.close()
 
 
+WIDER_THAN_PAGE = """() => [...document.querySelectorAll('body *')]
+  .filter((e) => e instanceof HTMLElement && e.offsetParent !== null
+    && e.getBoundingClientRect().right > document.documentElement.clientWidth + 1)
+  .slice(0, 8).map((e) => `${e.tagName}#${e.id}.${e.className && e.className.baseVal === undefined ? e.className : ''}`
+    + ` ${Math.round(e.getBoundingClientRect().right)}`)"""
+
+
+def sideways(page) -> list[str]:
+    """The elements that stick out of the page's width (none, on a phone)."""
+    if page.evaluate("document.documentElement.scrollWidth") <= page.viewport_size["width"]:
+        return []
+    return page.evaluate(WIDER_THAN_PAGE) or ["the page scrolls sideways"]
+
+
 def test_live_board_acknowledge_map_chart_and_silences(browser, mosquitto, tmp_path, storm_rows):
     api_port = free_port("127.0.0.1")
     store_url = f"sqlite:///{tmp_path / 'gridwatch.db'}"
@@ -200,11 +214,15 @@ def test_live_board_acknowledge_map_chart_and_silences(browser, mosquitto, tmp_p
         fire_row = page.locator("#board tbody tr", has_text="fire")
         fire_row.wait_for(timeout=30_000)
         fire_row.locator("td").nth(1).click()
-        page.wait_for_selector("#detail svg.snapshot rect", state="attached", timeout=10_000)
-        href = page.get_attribute("#detail svg.snapshot image", "href")
+        page.wait_for_selector("#detail figure.snapshot .region", state="attached", timeout=10_000)
+        href = page.get_attribute("#detail figure.snapshot img", "src")
         assert href and href.startswith("/api/snapshots/S05/cam-1/")
         assert page.evaluate("h => fetch(h).then(r => r.status)", href) == 200  # served with the page's token
-        assert float(page.get_attribute("#detail svg.snapshot rect", "width") or 0) > 0
+        region = page.get_attribute("#detail figure.snapshot .region", "style") or ""
+        assert re.search(r"width:\s*[1-9][\d.]*%", region), region
+        # captioned: camera, detector, time in the city's zone
+        caption = page.locator("#detail figure.snapshot figcaption").first.inner_text()
+        assert "camera cam-1" in caption and "UTC+8" in caption, caption
         page.screenshot(path=str(ARTIFACTS / "operator-page-camera.png"), full_page=True)
         # The map: the city's own background layers (config api.basemap, served by the engine), a scale bar and
         # north arrow; S05's cameras beside it, the visible one's latest frame a click away.
@@ -217,19 +235,18 @@ def test_live_board_acknowledge_map_chart_and_silences(browser, mosquitto, tmp_p
         # A city's 12,000 sites: clustered (count and worst level), drawn at once; a cluster zooms in on a click.
         # Live events reload the real sites over the test's city: stop that, and let a reload already under
         # way (its request sent) land first.
-        page.evaluate(
-            "() => { window.__schedule = scheduleSites; scheduleSites = () => {}; clearTimeout(sitesTimer); }"
-        )
-        page.wait_for_timeout(2000)
+        page.evaluate("() => gridwatch.map.hold(true)")
+        page.wait_for_timeout(2500)
         drawn = page.evaluate(
             """() => {
-              const real = sites;
-              sites = Array.from({length: 12000}, (_, i) => ({id: `X${i}`, name: `X${i}`, grid: "g", town: "t",
+              const gw = window.gridwatch;
+              const real = gw.state.sites;
+              gw.state.sites = Array.from({length: 12000}, (_, i) => ({id: `X${i}`, name: `X${i}`, grid: "g", town: "t",
                 district: "d", lat: 29.3 + (i % 120) * 0.004, lon: 106.3 + Math.floor(i / 120) * 0.004, open: 0,
                 worst: i === 6060 ? "red" : null, hazard: i === 6060 ? "landslide" : null, devices: [], cameras: []}));
-              mapView = null;
+              gw.map.view.view = null;
               const t0 = performance.now();
-              drawMap();
+              gw.map.draw();
               const out = {ms: performance.now() - t0, clusters: document.querySelectorAll("#map .cluster").length,
                 markers: document.querySelectorAll("#map .marker").length,
                 red: document.querySelectorAll("#map .cluster circle.worst-red").length};
@@ -247,19 +264,21 @@ def test_live_board_acknowledge_map_chart_and_silences(browser, mosquitto, tmp_p
         assert page.locator("#map-reset").is_visible()
         page.locator("#map").screenshot(path=str(ARTIFACTS / "operator-page-map-zoomed.png"))
         page.click("#map-reset")
-        page.evaluate("() => { sites = window.__realSites; scheduleSites = window.__schedule; drawMap(); }")
+        page.evaluate(
+            "() => { gridwatch.state.sites = window.__realSites; gridwatch.map.hold(false); gridwatch.map.draw(); }"
+        )
         # The wheel zooms about the pointer, a drag pans (pointer events: a finger and a pinch as well).
         box = page.locator("#map").bounding_box()
         assert box is not None
         cx, cy = box["x"] + box["width"] / 2, box["y"] + box["height"] / 2
         page.mouse.move(cx, cy)
         page.mouse.wheel(0, -300)
-        page.wait_for_function("mapView !== null")
-        zoomed = page.evaluate("JSON.stringify(mapView)")
+        page.wait_for_function("gridwatch.map.view.view !== null")
+        zoomed = page.evaluate("JSON.stringify(gridwatch.map.view.view)")
         page.mouse.down()
         page.mouse.move(cx + 80, cy + 10, steps=5)
         page.mouse.up()
-        assert page.evaluate("JSON.stringify(mapView)") != zoomed, "dragging pans the map"
+        assert page.evaluate("JSON.stringify(gridwatch.map.view.view)") != zoomed, "dragging pans the map"
         page.click("#map-reset")
         print(f"map of 12,000 sites drawn in {drawn['ms']:.0f} ms as {drawn['clusters']} clusters")
         # Times say their zone; the audit trail names the level and the assignee.
@@ -319,14 +338,15 @@ def test_live_board_acknowledge_map_chart_and_silences(browser, mosquitto, tmp_p
         try:
             phone.goto(f"http://127.0.0.1:{api_port}/#token={OPERATOR}")
             phone.wait_for_selector("#board tbody tr", timeout=10_000)
+            phone.wait_for_selector("#status.live", timeout=10_000)  # the stream is open: it says live
             assert phone.evaluate("location.hash") == "", "the token from the link leaves the address bar"
-            assert phone.evaluate("document.documentElement.scrollWidth") <= 390
+            assert not (wide := sideways(phone)), ", ".join(wide)
             phone.screenshot(path=str(ARTIFACTS / "operator-page-phone.png"), full_page=True)
             phone.goto(f"http://127.0.0.1:{api_port}/#token={REPORTER}")
             phone.reload()
             phone.locator("#whoami", has_text="grid-app (reporter)").wait_for(timeout=10_000)
             assert phone.locator("#report-form").is_visible() and not phone.locator("#board-section").is_visible()
-            assert phone.evaluate("document.documentElement.scrollWidth") <= 390
+            assert not (wide := sideways(phone)), ", ".join(wide)
             phone.screenshot(path=str(ARTIFACTS / "operator-page-phone-reporter.png"), full_page=True)
             assert violations == [], "the page breaks its own Content-Security-Policy"
         finally:
