@@ -187,7 +187,7 @@ class RainfallIntensityDuration(Detector[RainfallIntensityDurationConfig]):
             score=np.where(r_usable, r_score, -np.inf),
             threshold_mm_h=r_threshold,
             ratio=r_ratio,
-            total_mm=np.broadcast_to((s["total_mm"] - mm)[:, None], r_ratio.shape),
+            total_mm=np.broadcast_to((s["total_mm"] - mm)[resolved["rows"]][:, None], r_ratio.shape),
         )
 
         def evidence(i: int) -> dict[str, object]:
@@ -279,6 +279,7 @@ class RainfallIntensityDuration(Detector[RainfallIntensityDurationConfig]):
         report's row, with the pause report's own time), one column of ``resolved`` after the other."""
         gate = self.config.awi_gate
         found: list[Finding] = []
+        step_row = resolved["rows"]  # the resuming report of each row of ``resolved``
         for j in range(resolved["ts"].shape[1]):
             held = np.flatnonzero(np.isfinite(resolved["ts"][:, j]))
             if held.size == 0:
@@ -287,8 +288,9 @@ class RainfallIntensityDuration(Detector[RainfallIntensityDurationConfig]):
             if gate is not None:
                 score = np.where(resolved["extra"][held, j] >= gate.wet_mm, score, -np.inf)
             first = np.ones(held.shape[0], dtype=bool)
-            levels, active = hysteresis_level(score, self.levels, self.clear, first, state["active"][dev[held]])
-            state["active"][dev[held]] = active
+            gauges = dev[step_row[held]]
+            levels, active = hysteresis_level(score, self.levels, self.clear, first, state["active"][gauges])
+            state["active"][gauges] = active
             for i in np.flatnonzero(levels):
                 row = int(held[i])
                 missing = float(resolved["missing_h"][row, j])
@@ -306,5 +308,6 @@ class RainfallIntensityDuration(Detector[RainfallIntensityDurationConfig]):
                 if gate is not None:
                     ev["awi_mm"] = round(float(resolved["extra"][row, j]), 3)
                 ts = float(resolved["ts"][row, j])
-                found.append(self.finding(batch, int(r[row]), int(levels[i]), float(score[i]), ev, ts=ts))
+                at = int(r[step_row[row]])
+                found.append(self.finding(batch, at, int(levels[i]), float(score[i]), ev, ts=ts))
         return found

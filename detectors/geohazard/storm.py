@@ -77,10 +77,10 @@ class StormTracker:
         report: ``current`` (a storm is current: a rainy report of it, or a pending dry one), ``pending``
         (a dry report after rain, judged when the rain resumes or not at all), ``duration_h``,
         ``intensity_mm_h``, ``total_mm``, ``missing_h`` (hours of missing data inside the storm); and
-        ``resolved``: the pending reports this report decides to be a pause of the storm, a column each,
-        oldest first (NaN times where none), with their ``ts``, ``duration_h``, ``intensity_mm_h``,
-        ``missing_h`` and ``extra`` (what the caller passed with them); ``dropped``: the reports whose pending
-        reports turned out to be the last hours of a storm (no storm)."""
+        ``resolved``: the pending reports this report decides to be a pause of the storm: ``rows`` (the
+        reports that decide them) and a row each of their ``ts`` (oldest first, NaN where none),
+        ``duration_h``, ``intensity_mm_h``, ``missing_h`` and ``extra`` (what the caller passed with them);
+        ``dropped``: the reports whose pending reports turned out to be the last hours of a storm (no storm)."""
         last = st["storm_last_ts"][dev]
         dry_from = st["storm_dry_from"][dev]
         start, end = st["storm_start"][dev], st["storm_end"][dev]
@@ -103,14 +103,14 @@ class StormTracker:
         begins = rainy & ~new & (prev - dry_from >= self.gap_s)
         ended = ~rainy & ~late & had_rain & (ts - dry_from >= self.gap_s)
         resumes = rainy & ~begins & had_rain
-        resolved = self._take_pause(st, dev, resumes, start, total)
-        dropped = (begins | (ended & (not self.skip_gaps))) & (st["storm_pause_n"][dev] > 0)
+        paused = st["storm_pause_n"][dev]
+        waiting = paused > 0
+        resolved = self._take_pause(st, dev, np.flatnonzero(resumes & waiting), paused, start, total)
         # No report of the pause is pending any more. Under `skip` a storm that has ended can still go on
         # across missing data (no new storm can begin there), as in Thresh, whose next correction of the
         # storm then rewrites its dry hours: they are held until a storm begins or the rain resumes.
-        settled = begins | resumes | (ended if not self.skip_gaps else np.zeros_like(ended))
-        if settled.any():
-            st["storm_pause_n"][dev[settled]] = 0
+        settled = begins | resumes | (ended & (not self.skip_gaps))
+        dropped = (begins | (ended & (not self.skip_gaps))) & waiting
         start = np.where(begins, prev, start)
         total = np.where(begins, 0.0, total)
         missing = np.where(begins, 0.0, missing)
@@ -122,7 +122,10 @@ class StormTracker:
         pending = ~rainy & ~late & had_rain & ~ended
         held = pending | (~rainy & ~late & had_rain & self.skip_gaps)
         if held.any():
-            self._hold(st, dev[held], ts[held], missing[held], None if extra is None else extra[held])
+            r = np.flatnonzero(held)
+            self._hold(st, dev[r], paused[r], ts[r], missing[r], None if extra is None else extra[r])
+        if held.any() or (settled & waiting).any():
+            st["storm_pause_n"][dev] = np.where(settled, 0, paused + held)
         st["storm_last_ts"][dev] = now
         st["storm_dry_from"][dev] = dry_from
         st["storm_start"][dev], st["storm_end"][dev] = start, end
@@ -142,32 +145,30 @@ class StormTracker:
             "dropped": dropped,
         }
 
-    def _hold(self, st: DeviceState, dev: I64, ts: F64, missing_s: F64, extra: F64 | None) -> None:
-        """Keep dry reports of a pause until the storm resumes or ends (the first ``pause_slots``)."""
+    def _hold(self, st: DeviceState, dev: I64, n: I64, ts: F64, missing_s: F64, extra: F64 | None) -> None:
+        """Keep dry reports of a pause (``n`` held so far) until the storm resumes or ends (the first
+        ``pause_slots``; the caller counts them)."""
         k = self.pause_slots
-        n = st["storm_pause_n"][dev]
         room = n < k
         at = (dev * k + n)[room]
         st["storm_pause_ts"].put(at, ts[room])
         st["storm_pause_missing_s"].put(at, missing_s[room])
         st["storm_pause_extra"].put(at, np.nan if extra is None else extra[room])
-        st["storm_pause_n"][dev] = n + 1
 
-    def _take_pause(self, st: DeviceState, dev: I64, resumes: B, start: F64, total: F64) -> dict[str, F64]:
-        """The pending reports of the gauges whose rain ``resumes``, oldest first, valued as the pause of
-        their storm (the storm's start and its rain so far); NaN times elsewhere (as many columns as the
-        longest pause among them: none in the usual batch)."""
+    def _take_pause(self, st: DeviceState, dev: I64, rows: I64, n: I64, start: F64, total: F64) -> dict[str, Any]:
+        """The pending reports of ``rows`` (gauges whose rain resumes after ``n`` held reports), oldest first,
+        valued as the pause of their storm (the storm's start and its rain so far); NaN times where a gauge
+        held fewer than the longest pause among them."""
         k = self.pause_slots
-        count = np.where(resumes, np.minimum(st["storm_pause_n"][dev], k), 0)
-        width = int(count.max(initial=0))
-        j = np.arange(width)[None, :]
-        slot = dev[:, None] * k + j
-        held = j < count[:, None]
-        t = np.where(held, st["storm_pause_ts"].take(slot), np.nan)
+        count = np.minimum(n[rows], k)
+        j = np.arange(int(count.max(initial=0)))[None, :]
+        slot = dev[rows][:, None] * k + j
+        t = np.where(j < count[:, None], st["storm_pause_ts"].take(slot), np.nan)
         with np.errstate(invalid="ignore", divide="ignore"):
-            duration_h = (t - start[:, None]) / 3600.0
-            intensity = total[:, None] / duration_h
+            duration_h = (t - start[rows][:, None]) / 3600.0
+            intensity = total[rows][:, None] / duration_h
         return {
+            "rows": rows,
             "ts": t,
             "duration_h": duration_h,
             "intensity_mm_h": intensity,
