@@ -88,6 +88,9 @@ class ThermalHotspotConfig(CameraDetectorConfig):
     cell_px: int = Field(
         8, ge=1, description="Scene memory: the side of a cell of the heat grid, in pixels (8: 20x15 on a 160x120)."
     )
+    cell_persist: int = Field(
+        1, ge=1, description="Scene memory: a heat cell counts when it rose in this many of the last confirm_n frames."
+    )
     confirm_k: int = Field(2, ge=1, description="An alarm needs this many of the last `confirm_n` frames.")
     confirm_n: int = Field(3, ge=1, description="Analysed frames of one camera considered for confirmation.")
     max_region_frac: float = Field(0.9, gt=0, le=1, description="A hot region larger than this share is discounted.")

@@ -85,6 +85,9 @@ class Observation:
     # Where the cell grid lies on the frame (x, y, w, h as fractions; it may reach past the frame's edge, as a
     # tiled grid of whole cells does); None: the grid covers the frame exactly.
     grid_area: Box | None = None
+    # Per cell (the shape of ``cells``): whether its score is new this frame; None: every cell is. A score a
+    # motion gate reused is no new evidence: it cannot rise again, nor count twice for persistence.
+    fresh: npt.NDArray[np.bool_] | None = None
 
     def cell_box(self, row: int, col: int, shape: tuple[int, ...]) -> Box:
         """The box of grid cell (row, col) of a grid of ``shape``, as fractions of the frame, clipped to it.
@@ -131,6 +134,18 @@ class CameraDetectorConfig(DetectorConfig):
         60.0, gt=0, description="Scene memory: one sample of a camera's cell scores per this many seconds."
     )
     memory_size: int = Field(30, ge=1, description="Scene memory: samples whose per-cell median is the normal.")
+    cell_persist: int = Field(
+        2,
+        ge=1,
+        description="Scene memory: a cell counts when it rose above its normal to the alarm in at least this many "
+        "of the camera's last confirm_n frames (a plume stays where it is; a model's flicker moves from cell to "
+        "cell).",
+    )
+    memory_normal: Literal["median", "max"] = Field(
+        "median",
+        description="Scene memory: a cell's normal is the median of its samples, or their maximum (a cell must then "
+        "rise above the highest it scored in the memory: for a model whose scores swing with the light).",
+    )
     memory_warm_frames: int = Field(
         5,
         ge=0,
@@ -169,17 +184,24 @@ class SceneMemory:
     samples: list[npt.NDArray[np.float32]] = field(default_factory=list)
     last_ts: float = float("-inf")
     frozen: npt.NDArray[np.int32] | None = None  # per cell: samples it has been kept out of learning
+    rose: list[npt.NDArray[np.bool_]] = field(default_factory=list)  # the last frames' cells that rose to alarm
 
-    def normal(self, cells: npt.NDArray[np.float32], warm: int = 0) -> npt.NDArray[np.float32]:
-        """Per-cell median of the samples of the same grid shape (the frame itself on a camera's first frame);
-        while there are fewer than ``warm`` samples, their per-cell maximum (the warm start)."""
+    def persistence(self, rose: npt.NDArray[np.bool_], frames: int) -> npt.NDArray[np.int32]:
+        """Per cell, in how many of the last ``frames`` frames (this one included) it rose to alarm."""
+        self.rose = [r for r in self.rose if r.shape == rose.shape][-(frames - 1) :] if frames > 1 else []
+        self.rose.append(rose)
+        out: npt.NDArray[np.int32] = np.sum(self.rose, axis=0, dtype=np.int32)
+        return out
+
+    def normal(self, cells: npt.NDArray[np.float32], warm: int = 0, how: str = "median") -> npt.NDArray[np.float32]:
+        """Per-cell median (``how``: or maximum) of the samples of the same grid shape (the frame itself on a
+        camera's first frame); while there are fewer than ``warm`` samples, their maximum (the warm start)."""
         same = [s for s in self.samples if s.shape == cells.shape]
         if not same:
             return cells
         stack = np.stack(same)
-        out: npt.NDArray[np.float32] = (stack.max(axis=0) if len(same) < warm else np.median(stack, axis=0)).astype(
-            np.float32
-        )
+        top = len(same) < warm or how == "max"
+        out: npt.NDArray[np.float32] = (stack.max(axis=0) if top else np.median(stack, axis=0)).astype(np.float32)
         return out
 
     def learn(self, cells: npt.NDArray[np.float32], ts: float, interval_s: float, size: int,
@@ -218,6 +240,23 @@ class CameraState:
 
     def restore(self, snap: dict[str, Any]) -> None:
         self.tracks = copy.deepcopy(snap["tracks"])
+
+
+def waves(batch: FrameBatch) -> list[list[int]]:
+    """The batch's frame indices in waves: wave k holds the k-th frame of every camera, in batch order.
+
+    >>> f = [Frame("S", c, 0.0, np.zeros((1, 1), np.uint8)) for c in "aab"]
+    >>> waves(FrameBatch(f))
+    [[0, 2], [1]]
+    """
+    out: list[list[int]] = []
+    seen: dict[str, int] = {}
+    for i, f in enumerate(batch.frames):
+        k = seen[f.key] = seen.get(f.key, -1) + 1
+        if k == len(out):
+            out.append([])
+        out[k].append(i)
+    return out
 
 
 def iou(a: Box, b: Box) -> float:
@@ -273,12 +312,16 @@ class CameraDetector(DetectorPlugin[C]):
         return level
 
     def process(self, batch: FrameBatch, state: CameraState) -> list[Finding]:
-        findings: list[Finding] = []
-        for obs in self.observe(batch, state):
-            finding = self.confirm(obs, state.track(obs.frame.key))
-            if finding is not None:
-                findings.append(finding)
-        return findings
+        """Observe and confirm wave by wave (the k-th frame of every camera is one wave), so that a camera's
+        frame is observed knowing what the confirmation of its previous frame left (a detector's gate may ask
+        its scene memory): a batch of many gives the findings of batches of one."""
+        found: list[tuple[int, Finding]] = []
+        for wave in waves(batch):
+            for i, obs in zip(wave, self.observe(FrameBatch([batch.frames[i] for i in wave]), state), strict=True):
+                finding = self.confirm(obs, state.track(obs.frame.key))
+                if finding is not None:
+                    found.append((i, finding))
+        return [f for _, f in sorted(found, key=lambda x: x[0])]
 
     def against_memory(self, obs: Observation, track: CameraTrack) -> tuple[str, float, list[Box]]:
         """The class, score and region that count after scene memory: only cells at or above the class's
@@ -291,13 +334,21 @@ class CameraDetector(DetectorPlugin[C]):
             if cells is None:
                 cells = np.array([[score]], np.float32)
             memory = track.memory.setdefault(label, SceneMemory())
-            normal = memory.normal(cells, cfg.memory_warm_frames)
-            alarmed = (cells >= threshold) & (cells - normal >= cfg.min_rise)
-            memory.learn(cells, obs.frame.ts, cfg.memory_interval_s, cfg.memory_size, alarmed, normal,
+            normal = memory.normal(cells, cfg.memory_warm_frames, cfg.memory_normal)
+            above = cells - normal >= cfg.min_rise  # cells that stand out of their own recent past
+            rose = (cells >= threshold) & above
+            if obs.fresh is not None and obs.fresh.shape == rose.shape:
+                rose &= obs.fresh
+            # A cell that stands out of its own past is not learned, even below the alarm: a plume's first,
+            # fainter frames must not become the normal it has to rise above.
+            memory.learn(cells, obs.frame.ts, cfg.memory_interval_s, cfg.memory_size, above, normal,
                          cfg.memory_warm_frames)  # fmt: skip
+            alarmed = rose & (memory.persistence(rose, cfg.confirm_n) >= cfg.cell_persist)
             if not alarmed.any():
-                value = float(np.max(cells[cells < threshold], initial=0.0)) if cells.size else 0.0
-                value = min(value, score)
+                # What holds an alarm (hysteresis) is a cell that still stands above its own normal, never a
+                # cell that always scores high; one that has just risen counts from its next frame.
+                value = float(np.max(cells[above], initial=0.0)) if cells.size else 0.0
+                value = min(value, score, float(np.nextafter(np.float32(threshold), np.float32(0.0))))
                 if value > best[1] and not best[2]:
                     best = (label, value, [])
                 continue

@@ -35,6 +35,7 @@ from detectors.vision.base import (
     FrameBatch,
     Observation,
     register_camera,
+    waves,
 )
 from engine.core.levels import LevelName
 
@@ -124,6 +125,11 @@ class SmokeFireOnnxConfig(CameraDetectorConfig):
     camera_tiles: dict[str, TileSettings] = Field(
         default_factory=dict,
         description="Per camera (`site/camera` or `camera`): its own tile_px, tile_overlap and band.",
+    )
+    memory_normal: Literal["median", "max"] = Field(
+        "max",
+        description="Scene memory: a cell must rise above the highest it scored in the memory (max), not its "
+        "median: the model's scores on an outdoor tile swing with the light.",
     )
     motion_gate: float = Field(
         0.002,
@@ -268,16 +274,10 @@ class SmokeFireOnnx(CameraDetector[SmokeFireOnnxConfig]):
             return self._observe_whole(batch, state)
         # A camera's frames go one after another (each is gated against what the one before left); frames of
         # different cameras share the model's calls: the k-th frame of every camera is one wave.
-        waves: list[list[int]] = []
-        seen: dict[str, int] = {}
-        for i, f in enumerate(batch.frames):
-            k = seen[f.key] = seen.get(f.key, -1) + 1
-            if k == len(waves):
-                waves.append([])
-            waves[k].append(i)
-        if len(waves) > 1:
+        parts = waves(batch)
+        if len(parts) > 1:
             observed: dict[int, Observation] = {}
-            for wave in waves:
+            for wave in parts:
                 for i, obs in zip(wave, self.observe(FrameBatch([batch.frames[i] for i in wave]), state), strict=True):
                     observed[i] = obs
             return [observed[i] for i in range(len(batch.frames))]
@@ -308,8 +308,21 @@ class SmokeFireOnnx(CameraDetector[SmokeFireOnnxConfig]):
             # scored it: haze thickening a little each minute adds up until the tile is scored again.
             now = [cv2.resize(cv2.cvtColor(x, cv2.COLOR_BGR2GRAY), (ref * g, ref * g), interpolation=cv2.INTER_AREA)
                    for x in inputs]  # fmt: skip
+            # A tile with a cell that rose lately is looked at again on every frame until it is confirmed or
+            # gone: persistence must come from new looks, never from a reused score.
+            suspect = np.zeros((lay.gh, lay.gw), bool)
+            for memory in state.track(frame.key).memory.values():
+                for rose in memory.rose:
+                    if rose.shape == suspect.shape:
+                        suspect |= rose
+            whole_suspect = bool(suspect.any())
             for ti, x in enumerate(inputs):
                 fresh = frame.ts - tiles["scored_at"][ti] < cfg.motion_max_age_s
+                if ti < len(lay.origins):
+                    r, c = lay.origins[ti]
+                    fresh = fresh and not suspect[r : r + g, c : c + g].any()
+                else:
+                    fresh = fresh and not whole_suspect
                 if fresh and cfg.motion_gate > 0:
                     changed = float(np.mean(cv2.absdiff(now[ti], tiles["ref"][ti]) > cfg.motion_pixel_delta))
                     if changed < cfg.motion_gate:
@@ -330,14 +343,17 @@ class SmokeFireOnnx(CameraDetector[SmokeFireOnnxConfig]):
         out: list[Observation] = []
         for frame, (lay, tiles, _now) in zip(batch.frames, plans, strict=True):
             grid = np.zeros((len(self.labels), lay.gh, lay.gw), np.float32)
-            for (r, c), cells in zip(lay.origins, tiles["cells"][: len(lay.origins)], strict=True):
+            fresh = np.zeros((lay.gh, lay.gw), bool)
+            for (r, c), cells, at in zip(lay.origins, tiles["cells"], tiles["scored_at"], strict=False):
                 np.maximum(grid[:, r : r + g, c : c + g], cells, out=grid[:, r : r + g, c : c + g])
+                fresh[r : r + g, c : c + g] |= at == frame.ts
             if lay.context:  # the whole band's cells, each spread over the tiles' cells it covers
                 rows, cols = lay.used
                 for k in range(len(self.labels)):
                     spread = cv2.resize(tiles["cells"][-1][k], (cols, rows), interpolation=cv2.INTER_NEAREST)
                     np.maximum(grid[k, :rows, :cols], spread, out=grid[k, :rows, :cols])
-            obs = Observation(frame, {}, {}, grid_area=lay.grid_area)
+                fresh[:rows, :cols] |= tiles["scored_at"][-1] == frame.ts
+            obs = Observation(frame, {}, {}, grid_area=lay.grid_area, fresh=fresh)
             for k, label in enumerate(self.labels):
                 cells = grid[k]
                 obs.scores[label] = round(float(cells.max()), 6)

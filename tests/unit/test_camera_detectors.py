@@ -138,8 +138,9 @@ def test_scene_memory_a_hazy_sky_never_alarms_a_new_plume_in_one_cell_does():
     plume = sky.copy()
     plume[3, 2] = 0.99  # a new plume over the ridge, one cell
     found = [det.confirm(grid_obs(plume, 60.0 * k), track) for k in range(20, 24)]
-    assert found[0] is None and found[1] is not None, "two of three frames confirm the plume"
-    assert found[1].evidence["region"] == [0.4, 0.6, 0.2, 0.2], "the region is the plume's cell, not the sky"
+    # the plume's cell counts from its second frame (cell_persist), and two of three frames confirm it
+    assert found[:2] == [None, None] and found[2] is not None, found
+    assert found[2].evidence["region"] == [0.4, 0.6, 0.2, 0.2], "the region is the plume's cell, not the sky"
 
 
 def test_scene_memory_keeps_an_alarmed_cell_out_of_the_normal_then_learns_a_scene_that_stays():
@@ -150,9 +151,10 @@ def test_scene_memory_keeps_an_alarmed_cell_out_of_the_normal_then_learns_a_scen
     for k in range(3):
         assert det.confirm(grid_obs(quiet, 60.0 * k, "fire"), track) is None
     fired = [det.confirm(grid_obs(fire, 60.0 * k, "fire"), track) is not None for k in range(3, 40)]
-    # memory_size 10 samples: the fire stays out of the normal for 10 samples, then a scene that stays the same
-    # becomes normal (median of 10 samples) and the alarm resolves
-    assert fired[1:10] == [True] * 9
+    # the fire's cell counts from its second frame and two frames confirm it; memory_size 10 samples: the fire
+    # stays out of the normal for 10 samples, then a scene that stays the same becomes normal and the alarm
+    # resolves
+    assert fired[:2] == [False, False] and fired[2:10] == [True] * 8
     assert not any(fired[-10:])
 
 
