@@ -54,7 +54,12 @@ function position() {
       reject(new Error("no position from the browser: choose the site from the list, then Report again"));
     };
     if (!navigator.geolocation) { fail(); return; }
-    navigator.geolocation.getCurrentPosition((p) => resolve(p.coords), fail, { timeout: 10000 });
+    // The browser's own timeout starts only once the position is allowed: a question nobody answers (or a
+    // phone that never asks) would wait for ever.
+    let done = false;
+    const once = (fn) => (arg) => { if (!done) { done = true; fn(arg); } };
+    setTimeout(once(fail), 8000);
+    navigator.geolocation.getCurrentPosition(once((p) => resolve(p.coords)), once(fail), { timeout: 8000 });
   });
 }
 
