@@ -67,25 +67,72 @@ def simulate(
         _publish_rows(rows, broker, prefix, speed or None)
 
 
+BROKER_WAIT_S = 5.0  # how long a publishing command waits for its broker before it gives up
+
+
+def _broker_url(broker: str) -> str:
+    """``broker`` if it is an MQTT URL, else the command ends with a usage error (exit 2)."""
+    if not broker.startswith(("mqtt://", "mqtts://")):
+        console.print(f"[red]--broker {broker!r} is not an MQTT URL: give mqtt://host:port[/]", soft_wrap=True)
+        raise typer.Exit(2)
+    return broker
+
+
+def _connected(client: Any, broker: str, what: str) -> None:
+    """Start ``client`` on ``broker``, or end the command with one line that says why (exit 1): a dead broker
+    must not look like a successful run."""
+    from engine.ingest.mqtt_client import broker_address
+
+    host, port = broker_address(broker)
+    try:
+        client.start(host, port, wait_s=BROKER_WAIT_S)
+    except OSError as exc:  # a host name that does not resolve
+        console.print(f"[red]cannot reach the MQTT broker {broker} to publish {what}: {exc}[/]", soft_wrap=True)
+        raise typer.Exit(1) from None
+    if not client.connected.is_set():
+        client.stop()
+        console.print(f"[red]cannot reach the MQTT broker {broker} to publish {what}: no connection within "
+                      f"{BROKER_WAIT_S:.0f} s (is it running, and is the address right?); nothing was published[/]",
+                      soft_wrap=True)  # fmt: skip
+        raise typer.Exit(1)
+
+
+def _broker_lost(client: Any, broker: str, sent: int, what: str) -> None:
+    """The broker went away while publishing: one line, exit 1."""
+    client.stop()
+    console.print(f"[red]lost the MQTT broker {broker} after {sent} {what}; the rest were not published[/]",
+                  soft_wrap=True)  # fmt: skip
+    raise typer.Exit(1)
+
+
 def _publish_rows(rows: list[Any], broker: str, prefix: str, speed: float | None) -> None:
     from engine.config.models import MqttConfig
-    from engine.ingest.mqtt_client import MqttClient, broker_address
+    from engine.ingest.mqtt_client import MqttClient
     from simulators.publish import messages, publish_paced
 
     total = sum(1 for _ in messages(rows, prefix))
-    client = MqttClient(MqttConfig(url=broker), client_id=f"gridwatch-sim-{time.time_ns()}", clean=True, track=True)
-    client.start(*broker_address(broker))
-    with Progress(console=console) as progress:
-        task = progress.add_task("publishing", total=total)
-        n = publish_paced(
-            rows,
-            lambda t, p: client.publish(t, p, qos=1),
-            prefix,
-            speed,
-            progress=lambda k: progress.update(task, completed=k),
-        )
+    client = MqttClient(
+        MqttConfig(url=_broker_url(broker)), client_id=f"gridwatch-sim-{time.time_ns()}", clean=True, track=True
+    )
+    _connected(client, broker, "the readings")
+    sent = [0]
+
+    def publish(topic: str, payload: bytes) -> None:
+        if not client.connected.is_set():
+            raise ConnectionError(topic)
+        client.publish(topic, payload, qos=1)
+        sent[0] += 1
+
+    try:
+        with Progress(console=console) as progress:
+            task = progress.add_task("publishing", total=total)
+            n = publish_paced(rows, publish, prefix, speed, progress=lambda k: progress.update(task, completed=k))
+    except (ConnectionError, OSError, RuntimeError):
+        _broker_lost(client, broker, sent[0], "messages")
     if not client.flush():
-        console.print("[yellow]the broker did not acknowledge every message in time[/]")
+        client.stop()
+        console.print(f"[red]the broker {broker} did not acknowledge every message in time; some may be lost[/]")
+        raise typer.Exit(1)
     client.stop()
     console.print(f"published {n} messages to {broker}")
 
@@ -578,7 +625,7 @@ def camera(
         console.print("[red]give --broker mqtt://host:port to publish, or --out DIR to write the frames[/]")
         raise typer.Exit(2)
     from engine.config.models import MqttConfig
-    from engine.ingest.mqtt_client import MqttClient, broker_address
+    from engine.ingest.mqtt_client import MqttClient
 
     topic = f"{prefix}/{'thermal' if thermal else 'cameras'}/{site}/{camera_id}"
     rejected: list[dict[str, Any]] = []
@@ -591,23 +638,33 @@ def camera(
         if isinstance(doc, dict) and doc.get("topic") == topic:
             rejected.append(doc)
 
-    cfg = MqttConfig(url=broker)
+    cfg = MqttConfig(url=_broker_url(broker))
     watcher = MqttClient(
         cfg, dead_letter, [f"{prefix}/deadletter/#"], client_id=f"gw-cam-dl-{time.time_ns()}", clean=True
     )
-    watcher.start(*broker_address(broker))
+    _connected(watcher, broker, "frames")
     client = MqttClient(cfg, client_id=f"gridwatch-camera-{time.time_ns()}", clean=True, track=True)
-    client.start(*broker_address(broker))
+    _connected(client, broker, "frames")
     n = 0
-    with Progress(console=console) as progress:
-        task = progress.add_task(f"publishing {source} to {topic}", total=frames)
-        for t, payload in feed:
-            if realtime:
-                time.sleep(max(0.0, start + t - time.time()))
-            client.publish(topic, payload, qos=1, user_properties={"ts": f"{start + t:.3f}"})
-            n += 1
-            progress.update(task, completed=n)
-    client.flush()
+    try:
+        with Progress(console=console) as progress:
+            task = progress.add_task(f"publishing {source} to {topic}", total=frames)
+            for t, payload in feed:
+                if realtime:
+                    time.sleep(max(0.0, start + t - time.time()))
+                if not client.connected.is_set():
+                    raise ConnectionError(topic)
+                client.publish(topic, payload, qos=1, user_properties={"ts": f"{start + t:.3f}"})
+                n += 1
+                progress.update(task, completed=n)
+    except (ConnectionError, OSError, RuntimeError):
+        watcher.stop()
+        _broker_lost(client, broker, n, "frames")
+    if not client.flush():
+        client.stop()
+        watcher.stop()
+        console.print(f"[red]the broker {broker} did not acknowledge all {n} frames in time; some may be lost[/]")
+        raise typer.Exit(1)
     client.stop()
     time.sleep(wait_s)
     watcher.stop()
