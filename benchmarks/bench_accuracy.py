@@ -5,7 +5,8 @@ does) and scores it against its ground truth: lead time of each warning level be
 failure, the failure-time forecast error, landslide incidents at sites that do not fail, and injected
 sensor faults reported as device_fault. Also the camera detectors' figures of ``models/README.md``:
 the model's cross-source F1 and false-alarm rates, simulated tower cameras (minutes from ignition to
-the first incident, incidents before it) and hard negatives through the camera replay and, where the
+the first incident, incidents before it) and hard negatives through the camera replay, the recorded
+plume streams on real backgrounds (``models/plume_streams.json``) and, where the
 real recordings are beside the checkout (``../shared/data``), the time to the first finding on
 ``house6.mp4`` and the thermal detector's recall and false alarms per FLAME-T camera model. The
 baseline in the same run is the previous results file, when there is one: each figure is shown with
@@ -191,6 +192,14 @@ def camera_figures() -> dict[str, float | str]:
         out[f"tower_sim/seed_{tower['seed']}/minutes_from_ignition"] = tower["minutes_from_ignition"] or "none"
         out[f"tower_sim/seed_{tower['seed']}/incidents_before_ignition"] = tower["incidents_before_ignition"]
     out["hard_negatives_sim/incidents"] = sum(n["incidents"] for n in sim["negatives"].values())
+    plumes = ROOT / "models" / "plume_streams.json"  # recorded by models/plume_streams.py (minutes to run)
+    if plumes.exists():
+        for size, r in json.loads(plumes.read_text())["summary"].items():
+            key = "plume_streams/" + size.replace(" ", "_").replace("(", "").replace(")", "")
+            out[f"{key}/found_within_10_min"] = f"{r['plumes_found_within_10_min']}/{r['streams']}"
+            out[f"{key}/streams_alarmed_before_ignition"] = r["streams_with_incidents_before_ignition"]
+            out[f"{key}/first_region_on_plume"] = f"{r['first_region_on_plume']}/{r['streams']}"
+            out[f"{key}/controls_with_incidents"] = f"{r['controls_with_incidents']}/{r['streams']}"
     if not (data / "fire-smoke-roboflow").is_dir():
         console.print(f"[yellow]no recordings at {data}: house6 and FLAME-T figures skipped[/]")
         return out

@@ -122,9 +122,10 @@ def grid_obs(cells: np.ndarray, ts: float, label: str = "smoke") -> Observation:
 
 
 def memory_detector(**kw: Any) -> SmokeFireOnnx:
-    return SmokeFireOnnx(
-        SmokeFireOnnxConfig(confirm_k=2, confirm_n=3, memory_interval_s=60.0, memory_size=10, memory_warm_frames=3, **kw)
+    cfg = SmokeFireOnnxConfig(
+        confirm_k=2, confirm_n=3, memory_interval_s=60.0, memory_size=10, memory_warm_frames=3, **kw
     )
+    return SmokeFireOnnx(cfg)
 
 
 def test_scene_memory_a_hazy_sky_never_alarms_a_new_plume_in_one_cell_does():
@@ -483,3 +484,30 @@ def test_motion_gate_compares_each_tile_with_what_the_model_last_saw_not_the_pre
     calls.clear()
     det.observe(FrameBatch([Frame("S", "c", 60.0 * 8 + 601.0, np.clip(grown, 0, 255).astype(np.uint8))]), state)
     assert sum(calls) == 16, "a reused score is at most motion_max_age_s old"
+
+
+def test_gridwatch_score_json_gives_the_alarm_region_and_reads_raw_counts_as_counts(tmp_path):
+    cv2.imwrite(str(tmp_path / "fire-in-a-field.png"), cv2.resize(image("fire"), (640, 640)))
+    rng = np.random.default_rng(4)
+    counts = (3000 + rng.normal(0, 30, (120, 160))).astype(np.uint16)
+    counts[60:63, 80:83] = 9000  # a fire, in raw counts
+    cv2.imwrite(str(tmp_path / "ir.tiff"), counts)
+    out = subprocess.run(
+        [sys.executable, "-m", "engine.cli", "score", "--detector", "smoke-fire-model", "--json",
+         str(tmp_path / "fire-in-a-field.png"), "-c", str(ROOT / "config" / "gridwatch.yaml")],
+        capture_output=True, text=True, timeout=120, check=False, cwd=ROOT,
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    fire = next(r for r in map(__import__("json").loads, out.stdout.splitlines()) if r["class"] == "fire")
+    assert fire["alarm"] and fire["alarm_cells"]
+    assert fire["alarm_region_px"] == [round(v * 640) for v in fire["alarm_region"]]
+    assert fire["alarm_region"] == [0.4, 0.6, 0.6, 0.4], "the cells with the flames (lower right), not the frame"
+    ir = subprocess.run(
+        [sys.executable, "-m", "engine.cli", "score", "--detector", "thermal", "--json", str(tmp_path / "ir.tiff"),
+         "-c", str(ROOT / "config" / "gridwatch.yaml")],
+        capture_output=True, text=True, timeout=120, check=False, cwd=ROOT,
+    )  # fmt: skip
+    (row,) = map(__import__("json").loads, ir.stdout.splitlines())
+    assert row["detail"]["units"] == "counts" and row["alarm"], row  # counts, judged against the scene
+    x, y, w, h = row["alarm_region_px"]
+    assert x <= 82 and x + w >= 80 and y <= 62 and y + h >= 60
