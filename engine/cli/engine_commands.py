@@ -267,7 +267,8 @@ def demo(
     cfg = cfg.model_copy(
         update={
             "mqtt": mqtt,
-            "api": ApiConfig(enabled=True, port=0, tokens=[demo_token]),
+            # the demo's own API (any free port, its own token), with the config's basemap: the map keeps the city
+            "api": ApiConfig(enabled=True, port=0, tokens=[demo_token], basemap=cfg.api.basemap),
             "sites": [
                 *cfg.sites,
                 *[s for s in EngineConfig.model_validate({"sites": sc.sites_config()}).sites if cfg.site(s.id) is None],

@@ -36,28 +36,82 @@ async def _hold(runner: LocalRunner, cfg: EngineConfig, console: Console) -> Non
     await done.wait()
 
 
+LEVEL_RANK = {"blue": 1, "yellow": 2, "orange": 3, "red": 4}
+
+
 class IncidentBoard:
-    """The latest event of every incident, rendered as a table."""
+    """The latest event of every incident, rendered as a table, RED first.
+
+    Events come from the engine's steps (``update``) and from its event log (``follow``), which also holds what
+    no step caused: grid reports and operator actions (a report's incident was missing from the board).
+
+    >>> b = IncidentBoard()
+    >>> b.update([{"incident_id": "a", "seq": 1, "updated_at": 1.0, "level": "blue", "hazard": "rainstorm",
+    ...            "site": "S1", "action": "fired", "findings": []}])
+    >>> [(e["incident_id"], e["level"]) for e in b.news()]
+    [('a', 'blue')]
+    >>> b.news()
+    []
+    """
 
     def __init__(self) -> None:
         self.latest: dict[str, dict[str, Any]] = {}
         self.lock = threading.Lock()
+        self._offset = 0
+        self._news: list[dict[str, Any]] = []
 
     def update(self, events: list[dict[str, Any]]) -> None:
         with self.lock:
             for e in events:
-                self.latest[e["incident_id"]] = e
+                cur = self.latest.get(e["incident_id"])
+                if cur is None or (e.get("updated_at", 0), e.get("seq", 0)) >= (
+                    cur.get("updated_at", 0),
+                    cur.get("seq", 0),
+                ):
+                    self.latest[e["incident_id"]] = e
+                    if e.get("action") in ("fired", "raised", "reopened") and (
+                        cur is None or cur.get("level") != e["level"]
+                    ):
+                        self._news.append(e)
+
+    def follow(self, log_path: Path) -> None:
+        """Take in the events appended to the engine's event log since the last call."""
+        try:
+            with log_path.open("rb") as f:
+                f.seek(self._offset)
+                data = f.read()
+        except FileNotFoundError:
+            return
+        end = data.rfind(b"\n") + 1  # a line still being written waits for the next call
+        self._offset += end
+        events = []
+        for line in data[:end].splitlines():
+            try:
+                events.append(orjson.loads(line))
+            except orjson.JSONDecodeError:
+                continue
+        self.update(events)
+
+    def news(self) -> list[dict[str, Any]]:
+        """Incidents opened or raised since the last call (each level change once)."""
+        with self.lock:
+            out, self._news = self._news, []
+        return out
 
     def table(self, base_ts: float) -> Table:
         t = Table(title="gridwatch incidents", expand=True)
         for col in ("level", "hazard", "site", "state", "opened (h)", "updated (h)", "findings", "first receiver"):
             t.add_column(col)
         with self.lock:
-            rows = sorted(self.latest.values(), key=lambda e: (e["state"] == "resolved", e["opened_at"]))
-        for e in rows[-20:]:
+            rows = sorted(
+                self.latest.values(),
+                key=lambda e: (e["state"] == "resolved", -LEVEL_RANK.get(e["level"], 0), -e["updated_at"]),
+            )
+        for e in rows[:20]:
+            reported = any(f.get("detector") == "grid_report" for f in e.get("findings", []))
             t.add_row(
                 f"[{LEVEL_STYLE[e['level']]}]{e['level'].upper()}[/]",
-                e["hazard"],
+                e["hazard"] + (" (reported)" if reported else ""),
                 e["site"],
                 e["state"],
                 f"{(e['opened_at'] - base_ts) / 3600:.1f}",
@@ -66,6 +120,17 @@ class IncidentBoard:
                 (e["route"] or ["-"])[0],
             )
         return t
+
+
+def announce(console: Console, board: IncidentBoard) -> None:
+    """One line in the terminal for each incident opened or raised since the last call."""
+    for e in board.news():
+        found = {f.get("detector", "") for f in e.get("findings", [])}
+        what = "reported" if e["action"] == "fired" and found == {"grid_report"} else e["action"]
+        if what != "reported" and found - {"grid_report"}:
+            what += f": {', '.join(sorted(d for d in found if d != 'grid_report')[:4])}"
+        style = LEVEL_STYLE.get(e["level"], "")
+        console.print(f"  [{style}]{e['level'].upper()}[/] {e['hazard']} at {e['site']} ({what})", soft_wrap=True)
 
 
 # The demo's cameras (config/gridwatch.yaml, site S05): a visible camera that sees smoke rise and then
@@ -122,16 +187,18 @@ DEMO_REPORTS = (
 )
 
 
-def play_reports(pub: MqttClient, cfg: EngineConfig) -> int:
-    """Publish the demo's grid reports (MQTT ``reports`` topic); returns how many."""
+def play_reports(pub: MqttClient, cfg: EngineConfig, which: tuple[int, ...] | None = None) -> int:
+    """Publish the demo's grid reports (MQTT ``reports`` topic), or those of them at the indexes ``which``;
+    returns how many."""
     where = {s.id: s for s in cfg.sites}
-    for site, reporter, body in DEMO_REPORTS:
+    chosen = [r for k, r in enumerate(DEMO_REPORTS) if which is None or k in which]
+    for site, reporter, body in chosen:
         doc: dict[str, object] = {k: v for k, v in body.items() if k != "near"}
         near = where.get(str(body.get("near", "")))
         if near is not None:
             doc.update(lat=near.lat + 0.0004, lon=near.lon - 0.0003)  # some 50 m from the site
         pub.publish(f"{cfg.mqtt.topic_prefix}/reports/{site}/{reporter}", orjson.dumps(doc), qos=0)
-    return len(DEMO_REPORTS)
+    return len(chosen)
 
 
 async def run_demo(
@@ -201,9 +268,18 @@ async def run_demo(
     ptask = progress.add_task("feed", total=total)
     try:
         with Live(console=console, refresh_per_second=4, transient=False) as live:
+            say = live.console.print
+
+            def show() -> None:
+                board.follow(log_path)
+                announce(live.console, board)
+                live.update(Group(board.table(base_ts), progress))
+
+            say(f"[bold]Phase 1 — the storm:[/] {scenario.name}, {scenario.duration_h:g} h of rain and slope sensors "
+                f"({len(rows)} readings) replayed in {duration_s:g} s", soft_wrap=True)  # fmt: skip
             while feeder.is_alive():
                 progress.update(ptask, completed=sent[0])
-                live.update(Group(board.table(base_ts), progress))
+                show()
                 await asyncio.sleep(0.25)
             progress.update(ptask, completed=sent[0])
             # Let the broker deliver everything still in flight; the engine's own count of readings is the
@@ -211,16 +287,33 @@ async def run_demo(
             await asyncio.to_thread(pub.flush, 2.0 if embedded else 30.0)
             deadline = time.monotonic() + 30.0
             while runner.pipeline.readings < len(rows) and time.monotonic() < deadline and not halt.is_set():
-                live.update(Group(board.table(base_ts), progress))
+                show()
                 await asyncio.sleep(0.2)
             await asyncio.sleep(max(0.2, cfg.ingest.batch_ms / 1000 * 4))
+            live_cams = ", ".join(
+                f"{cam} ({'thermal' if kind == 'thermal' else 'visible'})" for kind, _s, cam, _ in DEMO_CAMERAS
+            )
+            say(f"[bold]Phase 2 — now, live:[/] the storm has caught up with the present; cameras {live_cams} at "
+                f"{DEMO_CAMERAS[0][1]} go live", soft_wrap=True)  # fmt: skip
             cameras.start()  # the storm has caught up with the present: the cameras go live
-            play_reports(pub, cfg)
+            say(f"  grid worker {DEMO_REPORTS[1][1]} reports at {DEMO_REPORTS[1][0]}: {DEMO_REPORTS[1][2]['text']}",
+                soft_wrap=True)  # fmt: skip
+            play_reports(pub, cfg, which=(1,))
+            fire_at = time.monotonic() + camera_seconds(duration_s) / 3.0
+            smoke_reported = False
             while cameras.is_alive() and not halt.is_set():
-                live.update(Group(board.table(base_ts), progress))
+                if not smoke_reported and time.monotonic() >= fire_at:
+                    say(f"  a fire starts at {DEMO_CAMERAS[0][1]}; resident {DEMO_REPORTS[0][1]} reports: "
+                        f"{DEMO_REPORTS[0][2]['text']}", soft_wrap=True)  # fmt: skip
+                    play_reports(pub, cfg, which=(0,))
+                    smoke_reported = True
+                show()
                 await asyncio.sleep(0.25)
-            await asyncio.sleep(1.0)  # the last frames through the camera stage
-            live.update(Group(board.table(base_ts), progress))
+            if not smoke_reported and not halt.is_set():
+                play_reports(pub, cfg, which=(0,))
+            await asyncio.sleep(1.0)  # the last frames through the camera stage, and the reports
+            show()
+            say("[bold]Phase 3 — the scenario is over.[/]", soft_wrap=True)
         if hold and not halt.is_set():
             await _hold(runner, cfg, console)
     finally:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 
@@ -62,3 +63,48 @@ def test_demo_plays_the_whole_scenario_and_raises_the_slope_to_red(tmp_path):
     events = [orjson.loads(line) for line in (tmp_path / "incidents.jsonl").read_bytes().splitlines()]
     assert not [e for e in events if e["hazard"] == "device_fault"], "no false device faults on a second run"
     assert len(list((tmp_path / "runs").iterdir())) == 2, "each run has its own data dir"
+
+
+def test_demo_tells_its_story_keeps_its_basemap_and_boards_every_incident(tmp_path):
+    """The terminal announces each phase and each incident as it opens or rises; the board holds the grid
+    worker's report (its incident comes from an operator action, not a sensor step), RED first; the page's map
+    keeps the city's basemap (the demo's own API once dropped it)."""
+    import re
+    import urllib.request
+
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "engine.cli", "demo", "--duration", "6", "--out", str(tmp_path), "--no-hold",
+         "-c", str(ROOT / "config" / "gridwatch.yaml")],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=tmp_path, env={**os.environ, "COLUMNS": "200"},
+    )  # fmt: skip
+    try:
+        assert proc.stdout is not None
+        first = proc.stdout.readline()
+        page = re.search(r"(http://\S+)/ui/#token=(\S+)", first)
+        assert page, first
+        req = urllib.request.Request(
+            f"{page.group(1)}/api/basemap", headers={"Authorization": f"Bearer {page.group(2)}"}
+        )
+        with urllib.request.urlopen(req, timeout=10) as res:
+            basemap = orjson.loads(res.read())
+        assert len(basemap["features"]) > 0, "the demo's map keeps its basemap"
+        rest, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0, err[-2000:]
+    out = first + rest
+    for phase in ("Phase 1 — the storm", "Phase 2 — now, live", "cameras cam-1 (visible), ir-1 (thermal) at S05",
+                  "grid worker grid-worker-4 reports at S07", "resident resident-17 reports", "Phase 3"):  # fmt: skip
+        assert phase in out, (phase, out[-3000:])
+    assert re.search(r"RED\S* landslide at S02 \((raised|fired)", out), out[-3000:]
+    assert re.search(r"landslide at S07 \(reported\)", out), out[-3000:]
+    events = [orjson.loads(line) for line in (tmp_path / "incidents.jsonl").read_bytes().splitlines()]
+    logged = len({e["incident_id"] for e in events})
+    assert f" {logged} incidents (" in out, f"the summary counts every incident of the log ({logged})"
+    # the final board: RED first, the grid worker's report on it
+    board = out[out.index("gridwatch incidents") :]
+    levels = re.findall(r"│ (BLUE|YELLOW|ORANGE|RED)\s", board)
+    order = ["RED", "ORANGE", "YELLOW", "BLUE"]
+    assert levels and levels == sorted(levels, key=order.index), levels
+    assert "landslide (reported)" in board
