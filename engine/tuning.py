@@ -263,17 +263,74 @@ def score_sweep(
 
 def best_point(points: list[Point], level: str, constraint: Constraint) -> Point | None:
     """The highest-F1 point at ``level`` that the constraint allows. Ties go to the cautious side: fewer false
-    alarms, then more lead time (a tie on F1 is no reason to alarm more)."""
+    alarms; then the middle of the tied plateau, away from its edges (an edge is one sweep step from a worse
+    score, or the end of the sweep: a threshold of 0.0 one step from a false alarm, 0.125 where 0.97 scores as
+    well); then a config whose level thresholds all differ (yellow equal to blue is one level, not two); then
+    more lead time.
+
+    >>> def pt(x, f1):
+    ...     return Point({"x": x}, None, scores={"red": {"f1": f1, "false_alarms_per_site_month": 0.0,
+    ...                                                  "recall": 1.0, "lead_h_median": 10.0 - x}})
+    >>> best_point([pt(x, 0.5 if x == 0 else 1.0) for x in range(7)], "red", Constraint()).values
+    {'x': 3}
+    """
     ok = [p for p in points if p.scores and constraint.allows(p.scores[level])]
     if not ok:
         return None
 
-    def key(p: Point) -> tuple[float, float, float]:
+    def score(p: Point) -> tuple[float, float]:
         s = p.scores[level]
-        lead = s["lead_h_median"]
-        return (s["f1"], -float(s.get("false_alarms", 0)), lead if np.isfinite(lead) else -np.inf)
+        return (round(float(s["f1"]), 9), -float(s.get("false_alarms", 0)))
 
-    return max(ok, key=key)
+    top = max(score(p) for p in ok)
+    tied = [p for p in ok if score(p) == top]
+    margins = plateau_margins(points, tied)
+
+    def key(p: Point) -> tuple[float, bool, float]:
+        lead = p.scores[level].get("lead_h_median", float("nan"))
+        return (margins[id(p)], not degenerate_levels(p), lead if np.isfinite(lead) else -np.inf)
+
+    return max(tied, key=key)
+
+
+def plateau_margins(points: list[Point], tied: list[Point]) -> dict[int, float]:
+    """For each tied point: how many sweep steps (Chebyshev, over the sweep's grid) to the nearest point that
+    is not tied, or to the sweep's end. The point deepest inside the plateau is the safest choice."""
+    paths = sorted({k for p in points for k in p.values})
+    axes = {k: sorted({p.values[k] for p in points if k in p.values}) for k in paths}
+
+    def cell(p: Point) -> tuple[int, ...]:
+        return tuple(axes[k].index(p.values[k]) for k in paths)
+
+    inside = {id(p) for p in tied}
+    others = [cell(p) for p in points if id(p) not in inside]
+    out: dict[int, float] = {}
+    for p in tied:
+        c = cell(p)
+        edge = min((min(i + 1, len(axes[k]) - i) for i, k in zip(c, paths, strict=True)), default=0)
+        near = min((max(abs(a - b) for a, b in zip(c, o, strict=True)) for o in others), default=edge)
+        out[id(p)] = float(min(edge, near))
+    return out
+
+
+def degenerate_levels(p: Point) -> bool:
+    """Two levels of the point's config share one threshold (``levels``, anywhere in it)."""
+    if p.config is None:
+        return False
+
+    def walk(v: Any) -> bool:
+        if isinstance(v, dict):
+            levels = v.get("levels")
+            if isinstance(levels, dict):
+                nums = [x for x in levels.values() if isinstance(x, int | float)]
+                if len(nums) != len(set(nums)):
+                    return True
+            return any(walk(x) for x in v.values())
+        if isinstance(v, list):
+            return any(walk(x) for x in v)
+        return False
+
+    return walk(p.config.model_dump(mode="json"))
 
 
 def suggested_changes(detector: DetectorConfig, point: Point) -> dict[str, Any]:

@@ -136,3 +136,32 @@ def test_reload_keeps_state_where_the_layout_did_not_change(storm_rows):
 
 def test_config_diff_reports_added_and_removed_keys():
     assert config_diff({"a": 1}, {"b": 2}) == ["a: removed", "b: added 2"]
+
+
+def test_a_tied_plateau_suggests_its_middle_not_its_edge():
+    """F1 1.0 from 0.125 to 0.97 (a smoke threshold): the suggestion is well inside, not the edge next to the
+    false alarm; with two swept fields the centre of the tied region."""
+
+    def pt(values: dict[str, float], f1: float, lead: float = 5.0) -> Point:
+        scores = {"f1": f1, "false_alarms": 0, "false_alarms_per_site_month": 0.0, "recall": 1.0,
+                  "lead_h_median": lead}  # fmt: skip
+        return Point(values, None, scores={"red": scores})
+
+    xs = [round(0.1 + 0.025 * k, 3) for k in range(37)]  # 0.1 .. 1.0
+    points = [pt({"t": x}, 1.0 if 0.125 <= x <= 0.97 else 0.6, lead=10 - x) for x in xs]
+    best = best_point(points, "red", Constraint())
+    assert best is not None and 0.4 <= best.values["t"] <= 0.7, best.values
+    grid = [pt({"a": a, "b": b}, 1.0 if 1 <= a <= 5 and 1 <= b <= 5 else 0.5) for a in range(7) for b in range(7)]
+    best = best_point(grid, "red", Constraint())
+    assert best is not None and best.values == {"a": 3, "b": 3}
+
+
+def test_a_tie_prefers_levels_that_differ():
+    """Yellow at blue's threshold (0.5) scores as well as 0.6 on this data: the suggestion keeps two levels."""
+    det = registry.get("rainfall_intensity_duration").example_config()
+    points = [p for p in sweep_points(det, [Sweep.parse("levels.yellow=0.5:0.6:0.1")]) if p.config is not None]
+    assert [p.values["levels.yellow"] for p in points] == [0.5, 0.6]
+    for p in points:
+        p.scores = {"yellow": {"f1": 1.0, "false_alarms_per_site_month": 0.0, "recall": 1.0, "lead_h_median": 1.0}}
+    best = best_point(points, "yellow", Constraint())
+    assert best is not None and best.values["levels.yellow"] == 0.6
