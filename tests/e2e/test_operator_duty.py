@@ -344,6 +344,52 @@ def test_reported_position_to_the_metre_centres_the_map(browser, engine):
         page.close()
 
 
+def test_fire_snapshots_captioned_at_their_aspect_and_thermal_units(browser, engine):
+    page = signed_in(browser, engine, OPERATOR, DESKTOP)
+    try:
+        page.wait_for_selector("#status.live", timeout=15_000)
+        fire = page.locator("#board tbody tr", has=page.locator("td.site", has_text="S05")).filter(has_text="fire")
+        fire.first.locator("td.hazard").click()
+        page.wait_for_selector("#detail figure.snapshot img", timeout=10_000)
+        page.wait_for_function(
+            "[...document.querySelectorAll('#detail figure.snapshot img')].every(i => i.complete && i.naturalWidth)",
+            timeout=10_000,
+        )
+        shots = page.evaluate(
+            """() => [...document.querySelectorAll('#detail figure.snapshot')].map((f) => {
+              const img = f.querySelector('img'), r = img.getBoundingClientRect();
+              return {camera: f.dataset.camera, caption: f.querySelector('figcaption').textContent,
+                      natural: img.naturalWidth / img.naturalHeight, shown: r.width / r.height}; })"""
+        )
+        assert {s["camera"] for s in shots} >= {"cam-1", "ir-1"}, shots
+        for s in shots:
+            assert abs(s["shown"] - s["natural"]) < 0.02, f"a frame at its own aspect ratio: {s}"
+            assert f"camera {s['camera']}" in s["caption"] and "UTC+8" in s["caption"], s
+        thermal = page.locator("#detail tr", has=page.locator("td", has_text="ir-1")).filter(has_text="peak")
+        assert re.search(r"peak [\d.]+ (°C|z)", thermal.first.inner_text()), thermal.first.inner_text()
+        page.screenshot(path=str(ARTIFACTS / "duty-fire-snapshots.png"), full_page=True)
+    finally:
+        page.close()
+
+
+def test_the_map_follows_a_stream_of_events_within_its_maximum_wait(browser, engine):
+    """A steady stream of events (one every 200 ms) must not hold the map back: it reloads within 2 s."""
+    page = signed_in(browser, engine, OPERATOR, DESKTOP)
+    try:
+        page.wait_for_selector("#status.live", timeout=15_000)
+        page.wait_for_selector("#map .marker", timeout=10_000)
+        loads: list[float] = []
+        page.on("request", lambda r: loads.append(time.monotonic()) if r.url.endswith("/api/sites") else None)
+        t0 = time.monotonic()
+        page.evaluate("() => { window.__burst = setInterval(() => gridwatch.map.schedule(), 200); }")
+        page.wait_for_timeout(4500)
+        page.evaluate("() => clearInterval(window.__burst)")
+        assert loads and loads[0] - t0 < 2.6, [round(t - t0, 2) for t in loads]
+        assert len(loads) >= 2, "and again while the stream goes on"
+    finally:
+        page.close()
+
+
 def test_dead_engine_turns_the_page_grey(browser, engine):
     """Last: it stops the engine."""
     pages = [signed_in(browser, engine, OPERATOR, DESKTOP), signed_in(browser, engine, OPERATOR, PHONE)]
