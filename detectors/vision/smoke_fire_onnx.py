@@ -47,7 +47,9 @@ class TileSettings(BaseModel):
     """One camera's tiling (see ``SmokeFireOnnxConfig``); a field left out takes the detector's."""
 
     model_config = ConfigDict(extra="forbid")
-    tile_px: int | None = Field(None, ge=0, description="The side of a tile in the frame's pixels (0: whole frame).")
+    tile_px: int | None = Field(
+        None, ge=0, description="The side of a tile in the frame's pixels (0: whole frame); set, it tiles any size."
+    )
     tile_overlap: int | None = Field(None, ge=0, le=4, description="Grid cells shared by neighbouring tiles.")
     band: tuple[float, float] | None = Field(None, description="Rows scored: top and bottom as fractions.")
 
@@ -154,13 +156,15 @@ class SmokeFireOnnxConfig(CameraDetectorConfig):
     def _band(cls, v: tuple[float, float]) -> tuple[float, float]:
         return check_band(v)
 
-    def tiling_of(self, key: str) -> tuple[int, int, tuple[float, float]]:
-        """(tile_px, tile_overlap, band) of the camera ``site/camera``: its own where set, else the detector's."""
+    def tiling_of(self, key: str) -> tuple[int, int, tuple[float, float], int]:
+        """(tile_px, tile_overlap, band, tile_min_side) of the camera ``site/camera``: its own where set, else
+        the detector's; a camera that sets its own tile_px is tiled whatever its size."""
         own = self.camera_tiles.get(key) or self.camera_tiles.get(key.rpartition("/")[2]) or TileSettings()
         return (
             self.tile_px if own.tile_px is None else own.tile_px,
             self.tile_overlap if own.tile_overlap is None else own.tile_overlap,
             self.band if own.band is None else own.band,
+            self.tile_min_side if own.tile_px is None else 0,
         )
 
     @field_validator("model")
@@ -224,12 +228,12 @@ class SmokeFireOnnx(CameraDetector[SmokeFireOnnxConfig]):
     def layout(self, shape: tuple[int, ...], key: str) -> TileLayout:
         """The tiles of a frame of ``shape`` from camera ``key`` (see ``TileLayout``)."""
         h, w = shape[:2]
-        tile_px, overlap, band = self.config.tiling_of(key)
+        tile_px, overlap, band, min_side = self.config.tiling_of(key)
         y0 = min(h - 1, int(band[0] * h))
         y1 = max(y0 + 1, min(h, round(band[1] * h)))
         bh, s = y1 - y0, self.size
         g = self.grid
-        if tile_px <= 0 or min(bh, w) < self.config.tile_min_side:  # the whole band squashed into one input
+        if tile_px <= 0 or min(bh, w) < min_side:  # the whole band squashed into one input
             return TileLayout(y0, y1, s / w, s / bh, g, g, ((0, 0),), (0.0, y0 / h, 1.0, bh / h), False, (g, g))
         side = min(tile_px, bh, w)
         scale = s / side

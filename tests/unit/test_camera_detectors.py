@@ -428,7 +428,8 @@ def test_thermal_counts_are_never_read_as_degrees():
 
 
 def test_tiles_cover_large_and_small_frames_per_camera_settings():
-    det = SmokeFireOnnx(SmokeFireOnnxConfig(camera_tiles={"S1/far": {"band": (0.25, 0.75), "tile_overlap": 1}}))
+    det = SmokeFireOnnx(SmokeFireOnnxConfig(camera_tiles={"S1/far": {"band": (0.25, 0.75), "tile_overlap": 1},
+                                                          "hd-cctv": {"tile_px": 360}}))  # fmt: skip
     tower = det.layout((2048, 3072, 3), "S1/tower")
     assert (len(tower.origins), tower.gh, tower.gw) == (48, 27, 40)  # 384 frame pixels per 160-pixel input
     assert tower.context, "and the whole frame as one more input"
@@ -438,6 +439,8 @@ def test_tiles_cover_large_and_small_frames_per_camera_settings():
     assert (len(hd.origins), hd.gh, hd.gw, hd.used) == (15, 15, 25, (14, 25))
     far = det.layout((2048, 3072, 3), "S1/far")
     assert (far.y0, far.y1, far.gh, len(far.origins)) == (512, 1536, 14, 40)  # its own band, overlapping tiles
+    own = det.layout((720, 1280, 3), "S2/hd-cctv")  # a 720p camera tiled by its own setting
+    assert len(own.origins) == 8 and own.context
     whole = SmokeFireOnnx(SmokeFireOnnxConfig(tile_px=0)).layout((2048, 3072, 3), "S1/tower")
     assert len(whole.origins) == 1 and (whole.gh, whole.gw) == (5, 5)
     with pytest.raises(ValueError, match="band"):
