@@ -415,3 +415,47 @@ def test_dead_engine_turns_the_page_grey(browser, engine):
     finally:
         for p in pages:
             p.close()
+
+
+def test_an_unready_engine_says_what_fails_and_comes_back(browser, tmp_path):
+    """The engine answers but its broker is gone (/readyz 503): the banner names it, actions are disabled;
+    with the broker back the page is live again by itself."""
+    from tests.conftest import Mosquitto, _mosquitto_binary
+
+    binary = _mosquitto_binary()
+    if binary is None:
+        pytest.skip("mosquitto is not installed")
+    broker = Mosquitto(binary, tmp_path)
+    broker.start()
+    port = free_port("127.0.0.1")
+    cfg = default_config(
+        mqtt=MqttConfig(url=broker.url, client_id=f"engine-unready-{tmp_path.name}"),
+        data_dir=str(tmp_path),
+        store=StoreConfig(url=f"sqlite:///{tmp_path / 'gridwatch.db'}"),
+        api=ApiConfig(port=port, tokens=[{"name": "duty-officer", "token": OPERATOR, "role": "operator"}]),
+        sinks=[],
+    )
+    runner = RunnerThread(cfg)
+    eng = Engine(runner, f"http://127.0.0.1:{port}", "")
+    page = signed_in(browser, eng, OPERATOR, DESKTOP)
+    try:
+        page.wait_for_selector("#status.live", timeout=15_000)
+        body = {"category": "crack", "text": "cracks", "site": "S07"}  # an incident with buttons to disable
+        page.evaluate(
+            "([t, b]) => fetch('/api/reports', {method: 'POST', headers: {Authorization: 'Bearer ' + t,"
+            " 'Content-Type': 'application/json'}, body: JSON.stringify(b)})",
+            [OPERATOR, body],
+        )
+        page.wait_for_selector("#board button[data-act=ack]:enabled", timeout=10_000)
+        broker.stop()
+        page.locator("#banner", has_text="not ready: no broker connection").wait_for(timeout=20_000)
+        assert page.locator("#status").inner_text() == "not ready"
+        assert page.locator("#board button[data-act]:enabled").count() == 0
+        page.screenshot(path=str(ARTIFACTS / "duty-engine-unready.png"), full_page=True)
+        broker.start()
+        page.wait_for_selector("#banner[hidden]", state="attached", timeout=40_000)
+        page.wait_for_selector("#board button[data-act=ack]:enabled", timeout=5_000)
+    finally:
+        page.close()
+        runner.stop()
+        broker.stop()
