@@ -150,7 +150,8 @@ def test_a_tied_plateau_suggests_its_middle_not_its_edge():
     xs = [round(0.1 + 0.025 * k, 3) for k in range(37)]  # 0.1 .. 1.0
     points = [pt({"t": x}, 1.0 if 0.125 <= x <= 0.97 else 0.6, lead=10 - x) for x in xs]
     best = best_point(points, "red", Constraint())
-    assert best is not None and 0.4 <= best.values["t"] <= 0.7, best.values
+    assert best is not None
+    assert 0.4 <= best.values["t"] <= 0.7, best.values
     grid = [pt({"a": a, "b": b}, 1.0 if 1 <= a <= 5 and 1 <= b <= 5 else 0.5) for a in range(7) for b in range(7)]
     best = best_point(grid, "red", Constraint())
     assert best is not None and best.values == {"a": 3, "b": 3}
