@@ -85,11 +85,11 @@ def _connected(client: Any, broker: str, what: str) -> None:
 
     host, port = broker_address(broker)
     try:
-        client.start(host, port, wait_s=BROKER_WAIT_S)
+        client.start(host, port, wait_s=0)  # waited for here: the one line below says it, not a log warning too
     except OSError as exc:  # a host name that does not resolve
         console.print(f"[red]cannot reach the MQTT broker {broker} to publish {what}: {exc}[/]", soft_wrap=True)
         raise typer.Exit(1) from None
-    if not client.connected.is_set():
+    if not client.connected.wait(BROKER_WAIT_S):
         client.stop()
         console.print(f"[red]cannot reach the MQTT broker {broker} to publish {what}: no connection within "
                       f"{BROKER_WAIT_S:.0f} s (is it running, and is the address right?); nothing was published[/]",
