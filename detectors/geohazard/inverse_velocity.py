@@ -185,10 +185,10 @@ class InverseVelocity(SlopeSensorDetector[InverseVelocityConfig]):
                 continue
             r, dev, k, ts = r[due], dev[due], k[due], ts[due]  # noqa: PLW2901 (only the rows due)
             state["sample_bin"][dev, k] = sample_bin[due]
-            v = self.velocity_per_day(state, dev, k, ts)
+            v, window_h = self.velocity_and_window(state, dev, k, ts)
             moving = np.isfinite(v) & (v > 0)
             # A window's robust slope is the velocity of the window's middle, not of its newest reading.
-            mid = ts - self.window_h(state, dev, k, ts) * 1800.0
+            mid = ts - window_h * 1800.0
             self.samples.push(state, dev[moving], k[moving], mid[moving], v[moving])
             t_s, v_s = self.samples.recent(state, dev, k)
             # A slow sensor's fit window widens to hold its last min_fit_points samples, as its velocity window.

@@ -89,12 +89,13 @@ class TimeRing:
 
     def recent(self, st: DeviceState, dev: I64, k: I64) -> tuple[F64, F64]:
         """Each channel's ring, oldest first (NaN where not yet filled)."""
-        n = st[f"{self.name}_n"][dev, k]
-        idx = (n[:, None] + np.arange(self.points)[None, :]) % self.points
-        rows = np.arange(dev.shape[0])[:, None]
-        t = st[f"{self.name}_t"][dev, k][rows, idx]
-        v = st[f"{self.name}_v"][dev, k][rows, idx]
-        return t, v
+        p = self.points
+        channel = dev * self.channels + k
+        n = st[f"{self.name}_n"].reshape(-1).take(channel)
+        at = (n % p)[:, None] + np.arange(p)[None, :]
+        at -= p * (at >= p)
+        at += (channel * p)[:, None]
+        return st[f"{self.name}_t"].reshape(-1).take(at), st[f"{self.name}_v"].reshape(-1).take(at)
 
     def window_s(
         self, st: DeviceState, dev: I64, k: I64, now: F64, window_h: float, min_points: int, max_h: float
@@ -289,10 +290,17 @@ class SlopeSensorDetector(Detector[S], Generic[S]):
     ) -> F64:
         """Speed (units/day, sign dropped) over the last ``window_h`` (default: the config's window, whose
         pair slopes are kept between readings where ``reuse_slopes``)."""
+        return self.velocity_and_window(state, dev, k, ts, window_h, min_points)[0]
+
+    def velocity_and_window(
+        self, state: DeviceState, dev: I64, k: I64, ts: F64, window_h: float | None = None, min_points: int = 0
+    ) -> tuple[F64, F64]:
+        """``velocity_per_day`` and the window (hours) it was taken over, adapted to each sensor's cadence."""
         window = self.config.window_h if window_h is None else window_h
         window_s, points = self.adapted_window(state, dev, k, ts, window, min_points or self.config.min_points)
         reuse = self.reuse_slopes and window_h is None and not min_points
-        return np.abs(self.ring.rate_per_h(state, dev, k, ts, window_s / 3600.0, points, reuse)) * 24.0
+        velocity = np.abs(self.ring.rate_per_h(state, dev, k, ts, window_s / 3600.0, points, reuse)) * 24.0
+        return velocity, window_s / 3600.0
 
     def adapted_window(
         self, state: DeviceState, dev: I64, k: I64, ts: F64, window_h: float, min_points: int
