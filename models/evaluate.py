@@ -175,7 +175,8 @@ THERMAL_CAMERAS = ("A35", "Lepton", "Tau")
 def hit_uav_frames() -> list[tuple[str, np.ndarray]]:
     """HIT-UAV's 8-bit thermal frames (no fire: warm people, cars, sun-heated pavement), with day/night."""
     files = sorted((DATA / "hit-uav-thermal" / "images").glob("*.jpg"))
-    return [("night" if f.name.startswith("1") else "day", cv2.imread(str(f), cv2.IMREAD_UNCHANGED)) for f in files]
+    return [("night" if f.name.startswith("1") else "day", np.asarray(cv2.imread(str(f), cv2.IMREAD_UNCHANGED)))
+            for f in files]  # fmt: skip
 
 
 def hit_uav_eval(frames: list[tuple[str, np.ndarray]], alarm_z: float, pre_frac: float = 0.6) -> dict[str, Any]:

@@ -472,7 +472,7 @@ def test_motion_gate_compares_each_tile_with_what_the_model_last_saw_not_the_pre
         calls.append(len(args[1]["image"]))
         return run(*args, **kwargs)
 
-    det.session.run = counting_run  # type: ignore[method-assign]
+    det.session.run = counting_run
     state = det.new_state()
     scene = cv2.resize(visible_frame("haze", 0.0), (1920, 1080))
     det.observe(FrameBatch([Frame("S", "c", 0.0, scene)]), state)
