@@ -170,13 +170,14 @@ class RainfallCumulative(Detector[RainfallCumulativeConfig]):
         cols: list[np.ndarray] = []
         totals: dict[str, np.ndarray] = {}
         skip = self.config.gap_policy == "skip"
-        ct = self.config.cumulative
+        ct, accs, w = self.config.cumulative, self.config.accumulations, self.window
+        # Every window's start in one gather: the recent and antecedent ends, then each accumulation's.
+        recent = w.bins_of(ct.recent_days * 24.0) if ct else 0
+        ends = [recent, recent + w.bins_of(ct.antecedent_days * 24.0)] if ct else []
+        nb = np.array([*ends, *(w.bins_of(acc.hours) for acc in accs)], dtype=np.int64)
+        c0, cov0 = w.cumulative_before(state, dev, nb)
+        total, covered = state["rain_total"][dev], state["covered_total"][dev]
         if ct is not None:
-            recent_h, ante_h = ct.recent_days * 24.0, ct.antecedent_days * 24.0
-            w = self.window
-            nb = np.array([w.bins_of(recent_h), w.bins_of(recent_h) + w.bins_of(ante_h)], dtype=np.int64)
-            c0, cov0 = w.cumulative_before(state, dev, nb)
-            total, covered = state["rain_total"][dev], state["covered_total"][dev]
             p_recent = np.round(total - c0[:, 0], 9)
             p_ante = np.round(c0[:, 0] - c0[:, 1], 9)
             missing = (nb[0] - (covered - cov0[:, 0])) + (nb[1] - nb[0] - (cov0[:, 0] - cov0[:, 1]))
@@ -185,13 +186,13 @@ class RainfallCumulative(Detector[RainfallCumulativeConfig]):
             cols.append(np.where(skip & (missing > 0), -np.inf, index))
             totals["p_recent_mm"], totals["p_antecedent_mm"], totals["threshold_mm"] = p_recent, p_ante, need
             totals["missing_h"] = w.missing_hours(missing)
-        accs = self.config.accumulations
-        if accs:
-            depths, missing = self.window.totals(state, dev, tuple(acc.hours for acc in accs))
-            for j, acc in enumerate(accs):
-                cols.append(np.where(skip & (missing[:, j] > 0), -np.inf, depths[:, j]))
-                totals[f"rain_{acc.hours:g}h_mm"] = depths[:, j]
-                totals[f"rain_{acc.hours:g}h_missing_h"] = self.window.missing_hours(missing[:, j])
+        for j, acc in enumerate(accs, start=len(ends)):
+            # As RainWindow.totals: sums of decimals rounded (no 1e-15 residues), bins no report covered.
+            depth = np.round(total - c0[:, j], 9)
+            gaps = np.asarray(nb[j] - (covered - cov0[:, j]), dtype=np.int64)
+            cols.append(np.where(skip & (gaps > 0), -np.inf, depth))
+            totals[f"rain_{acc.hours:g}h_mm"] = depth
+            totals[f"rain_{acc.hours:g}h_missing_h"] = w.missing_hours(gaps)
         return np.stack(cols, axis=1), totals
 
     def process(self, batch: ReadingBatch, state: DeviceState) -> list[Finding]:
