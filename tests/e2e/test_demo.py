@@ -88,6 +88,8 @@ def test_demo_tells_its_story_keeps_its_basemap_and_boards_every_incident(tmp_pa
         with urllib.request.urlopen(req, timeout=10) as res:
             basemap = orjson.loads(res.read())
         assert len(basemap["features"]) > 0, "the demo's map keeps its basemap"
+        drawn = basemap_on_the_page(f"{page.group(1)}/ui/#token={page.group(2)}")
+        assert drawn is None or drawn > 0, "the page draws the basemap"
         rest, err = proc.communicate(timeout=120)
     finally:
         if proc.poll() is None:
@@ -108,3 +110,30 @@ def test_demo_tells_its_story_keeps_its_basemap_and_boards_every_incident(tmp_pa
     order = ["RED", "ORANGE", "YELLOW", "BLUE"]
     assert levels and levels == sorted(levels, key=order.index), levels
     assert "landslide (reported)" in board
+
+
+def basemap_on_the_page(url: str) -> int | None:
+    """The basemap areas the operator page draws (Chromium; a screenshot in test-artifacts/), or None without a
+    browser here."""
+    import shutil
+    from pathlib import Path
+
+    chromium = os.environ.get("GRIDWATCH_CHROMIUM", "/usr/bin/chromium")
+    if not (Path(chromium).exists() or shutil.which(chromium)):
+        return None
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        return None
+    artifacts = Path(os.environ.get("GRIDWATCH_ARTIFACTS", ROOT / "test-artifacts"))
+    artifacts.mkdir(parents=True, exist_ok=True)
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=chromium, headless=True, args=["--no-sandbox"])
+        try:
+            page = browser.new_page(viewport={"width": 1440, "height": 900})
+            page.goto(url)
+            page.wait_for_selector("#map .marker", timeout=15_000)
+            page.screenshot(path=str(artifacts / "demo-page.png"))
+            return page.locator("#map .basemap path.area").count()
+        finally:
+            browser.close()

@@ -56,7 +56,8 @@ function drawBasemap(map, P) {
       const name = f.properties && f.properties.name;
       if (name && parts[0] && parts[0][0]) {
         const xs = parts[0][0].map(([lon]) => P.px(lon)), ys = parts[0][0].map(([, lat]) => P.py(lat));
-        el("text", { x: Math.min(...xs) + 4, y: Math.min(...ys) + 12, class: `label ${kind}` }, g).textContent = name;
+        // a label stays in view when its area reaches beyond the map's edge
+        el("text", { x: Math.max(Math.min(...xs), 0) + 4, y: Math.max(Math.min(...ys), 0) + 12, class: `label ${kind}` }, g).textContent = name;
       }
     } else if (geom.type === "LineString" || geom.type === "MultiLineString") {
       const lines = geom.type === "LineString" ? [geom.coordinates] : geom.coordinates;
