@@ -405,6 +405,7 @@ def test_dead_engine_turns_the_page_grey(browser, engine):
             assert "does not answer" in banner and "last good contact" in banner, banner
             assert "engine-down" in (p.get_attribute("body", "class") or "")
             assert p.locator("#status").inner_text() == "no contact"
+            assert "live" not in (p.get_attribute("#last-data", "class") or ""), "the data clock is not green"
             assert p.locator("#board button[data-act]").count() > 0
             assert p.locator("#board button[data-act]:enabled").count() == 0, "every action disabled"
             assert p.locator("#silence-form button:enabled").count() == 0
