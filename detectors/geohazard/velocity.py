@@ -74,6 +74,9 @@ class TimeRing:
                     f"{self.name}_sh": StateArray(np.int64, -1, (self.channels,)),
                     f"{self.name}_s0": StateArray(np.int64, 0, (self.channels,)),
                     f"{self.name}_s1": StateArray(np.int64, 0, (self.channels,)),
+                    # The latest reading that came earlier than the one before it (-1: none): while it has
+                    # left the ring, the ring's times do not fall and a window is found by bisection.
+                    f"{self.name}_d": StateArray(np.int64, -1, (self.channels,)),
                 }
             )
         return spec
@@ -83,6 +86,11 @@ class TimeRing:
         counts = st[f"{self.name}_n"].reshape(-1)
         n = counts.take(channel)
         at = channel * self.points + n % self.points
+        if self.slopes:
+            before = st[f"{self.name}_t"].reshape(-1).take(channel * self.points + (n - 1) % self.points)
+            late = (n > 0) & (ts < before)
+            if late.any():
+                st[f"{self.name}_d"].reshape(-1)[channel[late]] = n[late]
         st[f"{self.name}_t"].reshape(-1)[at] = ts
         st[f"{self.name}_v"].reshape(-1)[at] = values
         counts[channel] = n + 1
@@ -152,9 +160,17 @@ class TimeRing:
         p = self.points
         channel = dev * self.channels + k
         n = st[f"{self.name}_n"].reshape(-1).take(channel)
+        window_s = np.asarray(window_h, dtype=np.float64) * 3600.0
+        if reuse and self.slopes:
+            t_state = st[f"{self.name}_t"].reshape(-1)
+            count = self.count_since(st, channel, n, np.broadcast_to(now - window_s, n.shape))
+            base = channel * p
+            oldest = (n - count) % p
+            span = t_state.take(base + (n - 1) % p) - t_state.take(base + oldest)
+            use = (count >= min_points) & (count > 0) & (span >= window_s / 2.0)
+            return row_median(self.kept_slopes(st, channel, n, count, count // 2, oldest), use)
         t = st[f"{self.name}_t"].reshape(-1, p).take(channel, axis=0)
         with np.errstate(invalid="ignore"):
-            window_s = np.asarray(window_h, dtype=np.float64) * 3600.0
             count = np.count_nonzero(t >= (now - window_s)[:, None], axis=1)  # NaN (empty) is never inside
         half = count // 2
         oldest = (n - count) % p  # ring slot of the oldest reading in the window
@@ -164,10 +180,36 @@ class TimeRing:
         span = t_flat.take(rows + (n - 1) % p) - t_flat.take(rows + oldest)
         covered = (count > 0) & (span >= window_s / 2.0)
         use = (count >= min_points) & covered
-        if not (reuse and self.slopes):
-            v = st[f"{self.name}_v"].reshape(-1, p).take(channel, axis=0)
-            return row_median(self.pair_slopes(t_flat, v.reshape(-1), rows, oldest, half), use)
-        return row_median(self.kept_slopes(st, channel, n, count, half, t_flat, rows, oldest), use)
+        v = st[f"{self.name}_v"].reshape(-1, p).take(channel, axis=0)
+        return row_median(self.pair_slopes(t_flat, v.reshape(-1), rows, oldest, half), use)
+
+    def count_since(self, st: DeviceState, channel: I64, n: I64, since: F64) -> I64:
+        """How many of each channel's readings are stamped ``since`` or later: by bisection where the ring's
+        times do not fall (the usual case: no late reading in it), else by comparing the whole ring."""
+        p = self.points
+        t_state = st[f"{self.name}_t"].reshape(-1)
+        descent = st[f"{self.name}_d"].reshape(-1).take(channel)
+        ordered = (descent < 0) | (descent <= n - p)
+        count = np.zeros(channel.shape[0], dtype=np.int64)
+        if not bool(ordered.all()):
+            r = np.flatnonzero(~ordered)
+            t = t_state.reshape(-1, p).take(channel[r], axis=0)
+            with np.errstate(invalid="ignore"):
+                count[r] = np.count_nonzero(t >= since[r][:, None], axis=1)
+        if ordered.any():
+            r = np.flatnonzero(ordered)
+            base, last, cut = channel[r] * p, n[r], since[r]
+            lo, hi = np.maximum(last - p, 0), last.copy()  # the first reading at or after `since` is in [lo, hi]
+            for _ in range(max(p, 1).bit_length()):
+                open_ = lo < hi
+                if not open_.any():
+                    break
+                mid = (lo + hi) // 2
+                inside = t_state.take(base + mid % p) >= cut
+                hi = np.where(open_ & inside, mid, hi)
+                lo = np.where(open_ & ~inside, mid + 1, lo)
+            count[r] = last - lo
+        return count
 
     def pair_slopes(self, t_flat: F64, v_flat: F64, rows: I64, oldest: I64, half: I64) -> F64:
         """The slopes between the readings ``half`` apart in each gathered row (row ``r`` at ``rows[r]`` of
@@ -187,13 +229,12 @@ class TimeRing:
                 return np.asarray(dv / dt, dtype=np.float64)
             return np.asarray(np.where((i[None, :] < half[:, None]) & (dt > 0), dv / dt, np.nan), dtype=np.float64)
 
-    def kept_slopes(
-        self, st: DeviceState, channel: I64, n: I64, count: I64, half: I64, t_flat: F64, rows: I64, oldest: I64
-    ) -> F64:
+    def kept_slopes(self, st: DeviceState, channel: I64, n: I64, count: I64, half: I64, oldest: I64) -> F64:
         """``pair_slopes`` of each channel's window, read back from the slopes kept in the state where they
         are there (computing the newest pair where only it is missing), computed and kept where not."""
         p, name = self.points, self.name
         s_flat, v_state = st[f"{name}_s"].reshape(-1), st[f"{name}_v"].reshape(-1)
+        t_state = st[f"{name}_t"].reshape(-1)
         kept_h, s0_all, s1_all = (st[f"{name}_{x}"].reshape(-1) for x in ("sh", "s0", "s1"))
         first = n - count  # the window's oldest reading (the first-th pushed)
         s0, s1 = s0_all.take(channel), s1_all.take(channel)
@@ -205,7 +246,7 @@ class TimeRing:
             r = slice(None) if steady else np.flatnonzero(one_more)
             a, b = newest[r] % p, (newest[r] + half[r]) % p
             base = channel[r] * p
-            dt = (t_flat.take(rows[r] + b) - t_flat.take(rows[r] + a)) / 3600.0
+            dt = (t_state.take(base + b) - t_state.take(base + a)) / 3600.0
             dv = v_state.take(base + b) - v_state.take(base + a)
             with np.errstate(invalid="ignore", divide="ignore"):
                 s_flat.put(base + a, np.where(dt > 0, dv / dt, np.nan))
@@ -228,7 +269,7 @@ class TimeRing:
         if fresh.any():
             r = np.flatnonzero(fresh)
             v = v_state.reshape(-1, p).take(channel[r], axis=0)
-            t = t_flat.reshape(-1, p)[r]
+            t = t_state.reshape(-1, p).take(channel[r], axis=0)
             slopes = self.pair_slopes(t.reshape(-1), v.reshape(-1), np.arange(r.shape[0]) * p, oldest[r], half[r])
             out[r, : slopes.shape[1]] = slopes
             # Keep them: slot of reading first + j holds the pair (first + j, first + j + half).

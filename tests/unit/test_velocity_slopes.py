@@ -1,6 +1,6 @@
 """Theil velocity with the pair slopes kept between readings equals computing every pair afresh: on any
-reporting pattern (regular, jittered, gaps, repeated times, a window that changes its number of pairs),
-several channels per step, rings that wrap, and sensors whose state is reset."""
+reporting pattern (regular, jittered, gaps, repeated times, late readings, a window that changes its number
+of pairs), several channels per step, rings that wrap, and sensors whose state is reset."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from engine.ingest.replay_file import batches
 
 step = st.tuples(
     st.lists(st.booleans(), min_size=3, max_size=3),  # which of 3 channels report
-    st.sampled_from([0.0, 300.0, 600.0, 600.0, 600.0, 610.0, 1800.0, 7200.0]),  # seconds since the last step
+    st.sampled_from([-900.0, 0.0, 300.0, 600.0, 600.0, 600.0, 610.0, 1800.0, 7200.0]),  # s since the last (< 0: late)
     st.sampled_from([6.0, 6.0, 6.0, 3.0, 12.0]),  # the window asked for
     st.booleans(),  # reset channel 0's state (a detector that raised)
 )
@@ -65,3 +65,22 @@ def test_the_displacement_detector_finds_the_same_with_and_without_kept_slopes(s
 
     with_kept = found(DisplacementRate(cfg))
     assert with_kept and with_kept == found(Afresh(cfg))
+
+
+def test_late_readings_in_small_rings_give_the_same_window_counts():
+    # Small rings and many late readings: a late reading at every position of the ring as it moves through.
+    rng = np.random.default_rng(7)
+    for points in (4, 5, 6):
+        ring = TimeRing("d", points=points, channels=1, slopes=True)
+        kept, fresh = DeviceState(ring.state_spec()), DeviceState(ring.state_spec())
+        kept.ensure(1)
+        fresh.ensure(1)
+        dev, k, clock = np.array([0]), np.array([0]), 0.0
+        for _ in range(400):
+            clock += float(rng.choice([-900.0, 0.0, 600.0, 600.0, 1200.0]))
+            ts, value = np.array([clock]), np.array([clock / 3600.0 + rng.normal()])
+            ring.push(kept, dev, k, ts, value)
+            ring.push(fresh, dev, k, ts, value)
+            for window_h in (0.5, 1.0, 3.0):
+                got = ring.rate_per_h(kept, dev, k, ts, window_h, 2, reuse=True)
+                assert np.array_equal(got, ring.rate_per_h(fresh, dev, k, ts, window_h, 2), equal_nan=True)
