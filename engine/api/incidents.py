@@ -14,7 +14,7 @@ from collections.abc import Awaitable, Callable
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, HTTPException, Query
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from engine.api.auth import TokenAuth
 from engine.config.models import ApiToken
@@ -113,10 +113,10 @@ class SilenceIn(BaseModel):
         """A silence names what it mutes (``{}`` or ``{"site": "*"}`` would mute every alert of the city) and
         ends: a silence made in a hurry at 3 a.m. must not mute a RED next month."""
         named = [m for m in (self.site, self.hazard, self.device) if m is not None and m.strip("*?") != ""]
-        if not named and self.level is None:
+        if not named:
             raise ValueError(
-                "a silence needs at least one of site, hazard, device (not only wildcards), level "
-                "(`{}` or `*` would mute all)"
+                "a silence needs at least one of site, hazard, device, not only wildcards (`{}`, `*` or a level "
+                "alone would mute the whole city; a city-wide silence belongs in the config, reviewed)"
             )
         times = (self.starts_at, self.ends_at, self.for_s, self.duration_s)
         if any(t is not None and not math.isfinite(t) for t in times):
@@ -228,8 +228,8 @@ def incidents_router(
             raise HTTPException(422, f"a silence made through the API lasts at most {MAX_SILENCE_S / 86400:.0f} days")
         try:
             Silence.model_validate({**spec, "id": "check", "created_by": user.name})
-        except ValueError as exc:
-            raise HTTPException(422, str(exc)) from exc
+        except ValidationError as exc:
+            raise HTTPException(422, "; ".join(e["msg"].removeprefix("Value error, ") for e in exc.errors())) from None
         silence = store.add_silence({**spec, "created_by": user.name})
         await act(REFRESH_SILENCES)
         return silence

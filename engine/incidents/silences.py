@@ -15,6 +15,7 @@ True
 
 from __future__ import annotations
 
+import logging
 from datetime import datetime
 from fnmatch import fnmatchcase
 from zoneinfo import ZoneInfo
@@ -23,6 +24,11 @@ from cronsim import CronSim, CronSimError
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from engine.core.levels import LevelName
+
+logger = logging.getLogger(__name__)
+LATEST_TS = 253402300799.0  # 9999-12-31: beyond it no calendar (nor the platform's time_t) has dates
+LONGEST_S = LATEST_TS
+MAX_WINDOW_S = 7 * 86400.0  # a recurring maintenance window
 
 
 class Silence(BaseModel):
@@ -66,6 +72,12 @@ class Silence(BaseModel):
     def _window(self) -> Silence:
         if (self.cron is None) != (self.duration_s is None):
             raise ValueError("a recurring window needs both `cron` and `duration_s`")
+        for name in ("starts_at", "ends_at", "duration_s"):
+            v = getattr(self, name)
+            if v is not None and not -LONGEST_S <= v <= LATEST_TS:
+                raise ValueError(f"`{name}` {v!r} is no time a silence can have")
+        if self.duration_s is not None and self.duration_s > MAX_WINDOW_S:
+            raise ValueError(f"a recurring window lasts at most {MAX_WINDOW_S / 86400:.0f} days (`duration_s`)")
         if self.ends_at is not None and self.ends_at <= self.starts_at:
             raise ValueError("`ends_at` must be after `starts_at`")
         return self
@@ -78,7 +90,11 @@ class Silence(BaseModel):
         tz = ZoneInfo(self.timezone)
         # cronsim yields start times strictly after its origin: the first one after (at - duration) opens the
         # window [start, start + duration) that covers ``at``, if it has started by then.
-        started = next(CronSim(self.cron, datetime.fromtimestamp(at - self.duration_s, tz)))
+        try:
+            started = next(CronSim(self.cron, datetime.fromtimestamp(at - self.duration_s, tz)))
+        except (OverflowError, OSError, ValueError, StopIteration):  # a window no calendar holds: it mutes nothing
+            logger.error("silence %s: its window cannot be computed at %r; it mutes nothing", self.id, at)
+            return False
         return started.timestamp() <= at
 
     def matches(self, site: str, hazard: str, devices: set[str], level: str) -> bool:
