@@ -263,9 +263,9 @@ def score_sweep(
 
 def best_point(points: list[Point], level: str, constraint: Constraint) -> Point | None:
     """The highest-F1 point at ``level`` that the constraint allows. Ties go to the cautious side: fewer false
-    alarms; then the middle of the tied plateau, away from its edges (an edge is one sweep step from a worse
-    score, or the end of the sweep: a threshold of 0.0 one step from a false alarm, 0.125 where 0.97 scores as
-    well); then a config whose level thresholds all differ (yellow equal to blue is one level, not two); then
+    alarms; then a config whose level thresholds all differ (yellow equal to blue is one level, not two); then
+    the middle of the tied plateau, away from its edges (an edge is one sweep step from a worse score, or the
+    end of the sweep: a threshold of 0.0 one step from a false alarm, 0.125 where 0.97 scores as well); then
     more lead time.
 
     >>> def pt(x, f1):
@@ -286,9 +286,9 @@ def best_point(points: list[Point], level: str, constraint: Constraint) -> Point
     tied = [p for p in ok if score(p) == top]
     margins = plateau_margins(points, tied)
 
-    def key(p: Point) -> tuple[float, bool, float]:
+    def key(p: Point) -> tuple[bool, float, float]:
         lead = p.scores[level].get("lead_h_median", float("nan"))
-        return (margins[id(p)], not degenerate_levels(p), lead if np.isfinite(lead) else -np.inf)
+        return (not degenerate_levels(p), margins[id(p)], lead if np.isfinite(lead) else -np.inf)
 
     return max(tied, key=key)
 
