@@ -22,6 +22,8 @@ from engine import MAX_FRAME_PIXELS
 from engine.extras import require
 
 MAX_PIXELS = MAX_FRAME_PIXELS
+MIN_SIDE_PX = 1
+MAX_ASPECT = 8  # a panorama of 4:1 is wide; 8:1 is no camera's frame
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".tif", ".tiff", ".npy"}
 VIDEO_SUFFIXES = {".mp4", ".avi", ".mkv", ".mov"}
 
@@ -139,6 +141,10 @@ def checked_size(data: bytes, max_pixels: int = MAX_PIXELS) -> tuple[str, int, i
     kind, w, h = image_size(data)
     if w <= 0 or h <= 0 or w * h > max_pixels:
         raise FrameError("too_many_pixels", f"{kind} of {w}x{h} pixels (limit {max_pixels})")
+    if min(w, h) < MIN_SIDE_PX or max(w, h) > MAX_ASPECT * min(w, h):
+        # no camera's frame: a 1x2,000,000 strip made the thermal blur run for minutes
+        raise FrameError("not_an_image", f"{kind} of {w}x{h} pixels is no camera frame (sides of at least "
+                                         f"{MIN_SIDE_PX} px, at most {MAX_ASPECT}:1)")  # fmt: skip
     return kind, w, h
 
 
@@ -193,6 +199,8 @@ def decode(
         scale, shift = (gain, offset) if calibrated else (1.0, 0.0)
         out: npt.NDArray[np.float32] = (arr.astype(np.float32) * scale + shift).astype(np.float32)
         out = out[:, :, 0] if out.ndim == 3 else out
+        if not np.isfinite(out).all():  # an infinity in the evidence was a RED the PostgreSQL store refused
+            raise FrameError("not_an_image", "a thermal frame holding NaN or infinite values; send finite numbers")
         in_celsius = not calibrated or (gain, offset) != (1.0, 0.0)  # uncalibrated counts are only relative
         median = float(np.median(out)) if in_celsius else 0.0
         if not THERMAL_SCENE_C[0] <= median <= THERMAL_SCENE_C[1]:

@@ -355,3 +355,33 @@ def test_a_silence_whose_window_no_calendar_holds_mutes_nothing_and_never_raises
     assert s.active(NOW) is False
     with pytest.raises(ValidationError, match="at most 7 days"):
         Silence(id="s", site="S1", cron="* * * * *", duration_s=30 * DAY)
+
+
+def test_a_thermal_frame_with_infinities_or_a_strip_shape_is_refused():
+    import io
+
+    from engine.ingest.frames import FrameError, decode
+
+    hot = np.full((120, 160), 20.0, np.float32)
+    hot[10:30, 10:40] = np.inf
+    buf = io.BytesIO()
+    np.save(buf, hot)
+    with pytest.raises(FrameError, match="NaN or infinite"):
+        decode(buf.getvalue(), thermal=True)
+    strip = io.BytesIO()
+    np.save(strip, np.zeros((1, 2_000_000), np.uint8))  # its blur ran for minutes in the camera stage
+    with pytest.raises(FrameError, match="no camera frame"):
+        decode(strip.getvalue(), thermal=True, gain=0.01, offset=-10.0)
+
+
+def test_the_store_writes_non_finite_evidence_as_null(store_url):
+    """PostgreSQL refused `Infinity` in JSON: the refused notification was a RED fire that reached no one."""
+    store = Store(store_url)
+    store.migrate()
+    finding = {"detector": "thermal", "device": "ir-1", "ts": NOW, "level": "red", "score": 1.0,
+               "evidence": {"peak_c": float("inf"), "mean_c": float("nan")}}  # fmt: skip
+    event = {"incident_id": "f1", "site": "S1", "hazard": "fire", "level": "red", "state": "firing",
+             "opened_at": NOW, "updated_at": NOW, "score": 1.0, "action": "fired", "findings": [finding]}  # fmt: skip
+    assert store.record([Notification(event, NOW, True, {"receivers": ["grid:g1"]})], ["log"]) == 1
+    (stored,) = store.incident("f1")["findings"]  # type: ignore[index]
+    assert stored["evidence"] == {"peak_c": None, "mean_c": None}
