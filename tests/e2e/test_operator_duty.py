@@ -200,6 +200,12 @@ def test_time_to_act_from_now_red_first_and_confirmation(browser, engine):
             assert said and abs(minutes(said.group(1)) - left_min) <= 2, (header, left_min)
         assert "confirmed by" in page.locator("#detail h3").inner_text()
         page.screenshot(path=str(ARTIFACTS / "duty-time-to-act.png"), full_page=True)
+        # The clocks move on by themselves (in place, every 5 s), with no event to redraw the board.
+        before = page.locator(f"tr[data-incident-id='{fire['id']}'] td.age").inner_text()
+        page.wait_for_function(
+            f"document.querySelector(\"tr[data-incident-id='{fire['id']}'] td.age\").textContent !== {before!r}",
+            timeout=70_000,
+        )
     finally:
         page.close()
 

@@ -83,6 +83,20 @@ export function renderBoard() {
   }).join("");
 }
 
+// The clocks move on: ages and countdowns are rewritten in place every few seconds, never the rows (a row
+// rebuilt under a pressed button would swallow the click).
+export function tickBoard() {
+  const t = now();
+  for (const row of document.querySelectorAll("#board tbody tr[data-incident-id]")) {
+    const i = state.incidents.get(row.dataset.incidentId);
+    if (!i) continue;
+    const ageCell = row.querySelector("td.age"), act = row.querySelector("td.act-by");
+    if (ageCell) ageCell.textContent = age(t - i.opened_at);
+    const html = timeToAct(i);
+    if (act && act.innerHTML !== html) act.innerHTML = html;
+  }
+}
+
 // Badges that tell a muted or special incident from a live one at a glance.
 export function tags(i) {
   const t = [];

@@ -3,7 +3,7 @@
 // map.js (the site map), charts.js (device charts), reports.js (grid reports), silences.js, live.js (the
 // stream and the watch on the engine), common.js (what they share).
 import { $, api, showError, state } from "./common.js";
-import { act, loadBoard, renderBoard, scheduleBoardExtras, upsert } from "./board.js";
+import { act, loadBoard, renderBoard, scheduleBoardExtras, tickBoard, upsert } from "./board.js";
 import { loadChart } from "./charts.js";
 import { showDetail } from "./incident.js";
 import { alertRed, checkReady, loadStatus, on, openStream, renderClock } from "./live.js";
@@ -104,7 +104,7 @@ document.addEventListener("DOMContentLoaded", () => {
     ev.preventDefault();
     await createSilence(ev.target);
   }));
-  setInterval(renderBoard, 15000);  // ages and countdowns move on
+  setInterval(tickBoard, 5000);  // ages and countdowns move on
   setInterval(renderClock, 1000);
   setInterval(() => { if (state.role) checkReady(); }, 5000);
   setInterval(() => { if (state.role && state.role !== "reporter") loadStatus().catch(() => {}); }, 10000);
