@@ -534,6 +534,9 @@ class ReportsConfig(Strict):
         2000.0, gt=0, description="A report by position is filed under the nearest site within this distance."
     )
     max_photo_bytes: int = Field(5_000_000, gt=0, description="Largest photo taken with a report.")
+    max_photo_pixels: int = Field(
+        16_000_000, gt=0, le=40_000_000, description="Most pixels of a report's photo (a phone's 12 MP is fine)."
+    )
     max_per_reporter_per_hour: int = Field(
         30, ge=1, description="Reports one reporter may file in an hour; more are refused (`rate_limited`)."
     )

@@ -32,7 +32,7 @@ from engine.config.models import EngineConfig
 from engine.core.batch import BatchBuilder
 from engine.core.devices import DeviceIndex
 from engine.core.quantities import METRIC_NAMES
-from engine.incidents.reports import ReportError, ReportQuota, finding_of, mqtt_report
+from engine.incidents.reports import ReportError, ReportQuota, ReportWorker, finding_of, mqtt_report
 from engine.ingest.decode import Rejection, SensorDecoder
 from engine.ingest.intake import deadletter_message
 from engine.ingest.mqtt_client import MqttClient, broker_address
@@ -68,6 +68,7 @@ class Bridge:
         self.decoder = SensorDecoder(cfg.ingest, self.builder, {s.id for s in cfg.sites})
         self._photo_dir = Path(cfg.data_dir) / "reports"
         self.report_quota = ReportQuota(cfg.reports, self._photo_dir)
+        self.report_worker = ReportWorker()
         self.ready = threading.Event()
         self.forwarded = 0
         self.rejected = 0
@@ -130,16 +131,26 @@ class Bridge:
     def _report(self, t: Topic, topic: str, payload: bytes, now: float, ack: Callable[[], None]) -> None:
         """A grid report: checked here (a bad one dead-lettered), then to the findings topic keyed by its
         site, so that the worker that owns the site applies it. A report does not move data time (its
-        watermark is null); its photo is kept in this bridge's ``data_dir/reports``."""
-        try:
-            spec = mqtt_report(t, payload, self.cfg, now, self._photo_dir, self.report_quota)
-        except ReportError as exc:
-            self._reject([Rejection(exc.reason, str(exc)[:500], t.device)], topic, payload[:65536], now)
+        watermark is null); its photo is kept in this bridge's ``data_dir/reports``. Checked on the reports'
+        thread (``ReportWorker``), never on paho's: a photo takes up to a second."""
+
+        def check() -> None:
+            try:
+                spec = mqtt_report(t, payload, self.cfg, now, self._photo_dir, self.report_quota)
+            except ReportError as exc:
+                self._reject([Rejection(exc.reason, str(exc)[:500], t.device)], topic, payload[:65536], now)
+                ack()
+                return
+            record = findings_record([(finding_of(spec), None)], None)
+            out = self.cfg.kafka.topic_findings
+            self._send(Outgoing(out, spec["site"].encode(), record, [("topic", topic.encode())], "reports", ack))
+
+        if not self.report_worker.submit(check):
+            busy = Rejection(
+                "rate_limited", "too many reports are waiting to be checked; send it again later", t.device
+            )
+            self._reject([busy], topic, payload[:65536], now)
             ack()
-            return
-        record = findings_record([(finding_of(spec), None)], None)
-        topic_out = self.cfg.kafka.topic_findings
-        self._send(Outgoing(topic_out, spec["site"].encode(), record, [("topic", topic.encode())], "reports", ack))
 
     def _reject(self, rejected: list[Rejection], topic: str, payload: bytes, now: float) -> None:
         for rej in rejected:
@@ -257,6 +268,7 @@ class Bridge:
         try:
             await stop.wait()
             await asyncio.to_thread(client.stop)  # no new messages; what we hold goes out, then we leave
+            await asyncio.to_thread(self.report_worker.close)  # reports being checked go out too
             await producing
         finally:
             producing.cancel()

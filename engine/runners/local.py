@@ -38,7 +38,7 @@ from engine.flow.checkpoint import (
     write_checkpoint,
 )
 from engine.flow.pipeline import DetectorFailure
-from engine.incidents.reports import ReportError, ReportQuota, mqtt_report
+from engine.incidents.reports import ReportError, ReportQuota, ReportWorker, mqtt_report
 from engine.ingest.camera_intake import CameraIntake
 from engine.ingest.decode import Rejection
 from engine.ingest.embedded_broker import EmbeddedBroker
@@ -86,6 +86,8 @@ class LocalRunner:
         self.clock = EngineClock()
         self._photo_dir = Path(cfg.data_dir) / "reports"
         self.report_quota = ReportQuota(cfg.reports, self._photo_dir)  # the API's and MQTT's reports together
+        self.report_worker = ReportWorker()
+        self._intake: Intake | None = None
         self.store = Store(cfg.store_url())
         self.dispatcher: Dispatcher | None = None
         self.checkpoint_path = Path(cfg.data_dir) / "checkpoint.npz"
@@ -172,19 +174,24 @@ class LocalRunner:
     def _mqtt_report(
         self, loop: asyncio.AbstractEventLoop
     ) -> Callable[[Topic, bytes, float, Callable[[], None]], list[Rejection] | None]:
-        """A grid report from MQTT (on paho's thread): checked here, applied on the loop like the API's, and
-        acknowledged to the broker once applied (a report that fails to apply is redelivered at restart)."""
+        """A grid report from MQTT: on paho's thread only queued (``ReportWorker``: its photo may take a second
+        to check), then checked on the reports' thread, applied on the loop like the API's, and acknowledged
+        to the broker once applied (a report that fails to apply is redelivered at restart)."""
         seen: dict[str, None] = {}  # report ids applied lately: a redelivered report is not a second one
+        prefix = self.cfg.mqtt.topic_prefix
 
-        def take(t: Topic, payload: bytes, now: float, ack: Callable[[], None]) -> list[Rejection] | None:
+        def check(t: Topic, payload: bytes, ack: Callable[[], None]) -> None:
+            now = self.clock.now()  # the engine clock, as the API's reports: checked against the data's time
             try:
-                # the engine clock, as the API's reports: a report's time is checked against the data's time
-                spec = mqtt_report(t, payload, self.cfg, self.clock.now(), self._photo_dir, self.report_quota)
+                spec = mqtt_report(t, payload, self.cfg, now, self._photo_dir, self.report_quota)
             except ReportError as exc:
-                return [Rejection(exc.reason, str(exc)[:500], t.device)]
+                self._reject_report(Rejection(exc.reason, str(exc)[:500], t.device), t, payload, prefix)
+                ack()
+                return
             rid = spec["content_key"]
             if rid in seen:
-                return []
+                ack()
+                return
             seen[rid] = None
             if len(seen) > 10_000:
                 del seen[next(iter(seen))]
@@ -199,9 +206,20 @@ class LocalRunner:
                     seen.pop(rid, None)  # its redelivery is applied, not skipped
 
             done.add_done_callback(applied)
+
+        def take(t: Topic, payload: bytes, now: float, ack: Callable[[], None]) -> list[Rejection] | None:
+            if not self.report_worker.submit(lambda: check(t, payload, ack)):
+                waiting = self.report_worker.max_pending
+                return [Rejection("rate_limited", f"{waiting} reports are waiting to be checked; send it again later",
+                                  t.device)]  # fmt: skip
             return None
 
         return take
+
+    def _reject_report(self, rej: Rejection, t: Topic, payload: bytes, prefix: str) -> None:
+        intake = self._intake
+        if intake is not None:
+            intake.reject([rej], f"{prefix}/reports/{t.site}/{t.device}", payload[:65536], time.time())
 
     def _latest_frame(self, site: str, camera: str) -> tuple[float, bytes, str] | None:
         intake = self._camera_intake
@@ -360,7 +378,7 @@ class LocalRunner:
         def batch_full() -> None:  # called on paho's thread
             loop.call_soon_threadsafe(self._full.set)
 
-        intake = Intake(cfg, self.pipeline.devices, on_full=batch_full, reports=self._mqtt_report(loop))
+        intake = self._intake = Intake(cfg, self.pipeline.devices, on_full=batch_full, reports=self._mqtt_report(loop))
         if self.cameras:
             intake.cameras = self._camera_intake = CameraIntake(cfg, intake.reject)
         manual_ack = cfg.mqtt.ack_after != "receipt" and protocol == "5"
@@ -433,6 +451,7 @@ class LocalRunner:
             await asyncio.gather(*background, return_exceptions=True)
             client.publish(status_topic, b"offline", qos=1, retain=True)
             await asyncio.to_thread(client.stop)
+            await asyncio.to_thread(self.report_worker.close)  # reports already taken are applied, then stored
             sinks.close()
             self.store.close()
             self.hub.close()

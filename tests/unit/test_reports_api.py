@@ -98,3 +98,24 @@ def test_a_photo_is_kept_as_the_image_it_is_and_within_its_quota(tmp_path):
     res = c.post("/api/reports", json={"category": "crack", "site": "S1", "photo": b64(buf.tobytes())}, headers=op)
     assert res.status_code == 201 and "photo storage is full" in res.json()["note"], "filed, without the photo"
     assert len(list((tmp_path / "photos").iterdir())) == 1
+
+
+def test_a_photo_beyond_the_pixel_bound_or_a_report_beyond_its_size_is_refused_before_it_costs_much(tmp_path):
+    import orjson
+    import pytest
+
+    from engine.incidents.reports import ReportError, mqtt_report
+    from engine.ingest.topics import Topic
+
+    c, _ = client(tmp_path, max_photo_pixels=1_000_000)
+    op = {"Authorization": f"Bearer {OPS}"}
+    res = c.post("/api/reports", json={"category": "crack", "site": "S1", "photo": b64(png(1200, 1000))}, headers=op)
+    assert res.status_code == 422 and "too_many_pixels" in res.text, "6000x6000 PNGs took a second each to decode"
+    cfg = EngineConfig.model_validate(
+        {"sites": [dict(id="S1", lat=29.5, lon=106.5, grid="g1", town="t1", district="d1")],
+         "reports": {"max_photo_bytes": 1000}}
+    )  # fmt: skip
+    with pytest.raises(ReportError) as refused:
+        mqtt_report(Topic("reports", "S1", "r"), orjson.dumps({"category": "crack", "text": "x" * 70_000}), cfg, NOW,
+                    None)  # fmt: skip
+    assert refused.value.reason == "too_large"
