@@ -376,6 +376,20 @@ def test_fire_snapshots_captioned_at_their_aspect_and_thermal_units(browser, eng
         page.screenshot(path=str(ARTIFACTS / "duty-fire-snapshots.png"), full_page=True)
     finally:
         page.close()
+    # The same under the page's own Content-Security-Policy (script-src 'self'): modules, no inline script.
+    strict = browser.new_page(viewport=DESKTOP)
+    violations: list[str] = []
+    strict.on("console", lambda m: violations.append(m.text) if "Content Security Policy" in m.text else None)
+    try:
+        strict.goto(f"{engine.url}/ui/#token={OPERATOR}")
+        row = strict.locator("#board tbody tr", has=strict.locator("td.site", has_text="S05")).filter(has_text="fire")
+        row.first.locator("td.hazard").click()
+        strict.wait_for_selector("#detail figure.snapshot .region", state="attached", timeout=10_000)
+        strict.locator("#map .camera").first.click()
+        strict.wait_for_selector("#site-panel figure", timeout=10_000)
+        assert violations == [], violations
+    finally:
+        strict.close()
 
 
 def test_the_map_follows_a_stream_of_events_within_its_maximum_wait(browser, engine):
