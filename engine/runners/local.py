@@ -81,6 +81,7 @@ class LocalRunner:
         self.config_path = config_path
         self._step_lock = asyncio.Lock()
         self._step_since: float | None = None  # when the step under the lock began (the watchdog's clock)
+        self._camera_since: float | None = None  # when the camera stage began its current frames
         self._checkpoint_lock = asyncio.Lock()
         self.pipeline = build_pipeline(cfg)
         self.clock = EngineClock()
@@ -141,9 +142,10 @@ class LocalRunner:
         horizon = time.time() - 300.0
         detectors_failing = sorted({f.detector for f, at in self._failure_times if at >= horizon})
         intake = self._camera_intake
-        since = self._step_since
+        since, camera_since = self._step_since, self._camera_since
         step_s = time.monotonic() - since if since is not None else 0.0
-        wedged = step_s > self.cfg.ingest.wedged_after_s
+        camera_s = time.monotonic() - camera_since if camera_since is not None else 0.0
+        wedged = step_s > self.cfg.ingest.wedged_after_s or camera_s > self.cfg.ingest.wedged_after_s
         return {
             "ok": bool(
                 connected
@@ -157,6 +159,7 @@ class LocalRunner:
             "seconds_since_last_reading": round(quiet_s, 1),
             "wedged": wedged,  # one step has run longer than ingest.wedged_after_s: nothing else is processed
             "step_running_s": round(step_s, 1),
+            "camera_stage_running_s": round(camera_s, 1),  # decoding and detecting the frames taken last
             "fleet_silent": fleet_silent,
             "mqtt_connected": connected,
             "store_ok": store_ok,
@@ -480,10 +483,14 @@ class LocalRunner:
         while not stop.is_set():
             if not await asyncio.to_thread(cams.arrived.wait, 0.25):
                 continue
-            frames = await asyncio.to_thread(cams.take)  # decoding happens here, off the network thread
-            if frames:
-                self._last_reading_at = time.time()  # a camera-only site is not a silent fleet
-            findings = await asyncio.to_thread(self.cameras.step, frames, set(cams.thermal))
+            self._camera_since = time.monotonic()  # the watchdog's clock: decoding and detecting a take
+            try:
+                frames = await asyncio.to_thread(cams.take)  # decoding happens here, off the network thread
+                if frames:
+                    self._last_reading_at = time.time()  # a camera-only site is not a silent fleet
+                findings = await asyncio.to_thread(self.cameras.step, frames, set(cams.thermal))
+            finally:
+                self._camera_since = None
             if not findings and not frames:
                 continue
             latest = max(f.ts for f in frames) if frames else None

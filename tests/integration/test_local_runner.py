@@ -262,6 +262,40 @@ def test_a_wedged_step_makes_the_engine_not_ready_until_it_moves_again(mosquitto
         engine.stop()
 
 
+def test_a_camera_stage_stuck_on_its_frames_makes_the_engine_not_ready(mosquitto, tmp_path):
+    """A 1x2,000,000 thermal strip kept the camera stage busy for minutes and a real fire waited 187 s while
+    /readyz answered 200: a stage that runs past ingest.wedged_after_s now fails readiness."""
+    import threading
+
+    import cv2
+    import numpy as np
+
+    cfg = engine_config(mosquitto.url, tmp_path, "engine-it-camera-stuck")
+    cfg.ingest.wedged_after_s = 1.0
+    engine = RunnerThread(cfg)
+    release = threading.Event()
+    real = engine.runner.cameras.step
+
+    def stuck(frames, thermal):
+        release.wait(60)
+        return real(frames, thermal)
+
+    engine.runner.cameras.step = stuck  # type: ignore[method-assign,assignment]
+    pub = publisher(mosquitto.url)
+    try:
+        _ok, jpg = cv2.imencode(".jpg", np.full((48, 64, 3), 90, np.uint8))
+        pub.publish("gw/cameras/S01/cam-stuck", jpg.tobytes(), qos=1)
+        assert pub.flush()
+        assert wait_for(lambda: engine.runner.health()["wedged"], 20), engine.runner.health()
+        assert engine.runner.health()["camera_stage_running_s"] >= 1.0
+        release.set()
+        assert wait_for(lambda: not engine.runner.health()["wedged"], 20)
+    finally:
+        release.set()
+        pub.stop()
+        engine.stop()
+
+
 def test_broker_restart_mid_stream_loses_nothing_and_counts_nothing_twice(tmp_path, storm_rows):
     """Mosquitto (with persistence) restarts mid-stream; readings published while the engine is still
     reconnecting wait in its persistent session; every reading is processed exactly once."""
