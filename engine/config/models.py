@@ -490,10 +490,11 @@ class CamerasConfig(Strict):
         8, ge=1, description="Frames waiting per camera; when the detectors fall behind, the oldest is dropped."
     )
     max_cameras: int = Field(
-        5000,
-        ge=1,
-        description="At most this many cameras send frames (those in `devices` always may); frames of further new "
-        "camera ids are dead-lettered (`camera_limit`), so that a stream of invented ids cannot exhaust memory.",
+        100,
+        ge=0,
+        description="At most this many cameras not in `devices` send frames (those in `devices` always may); frames "
+        "of further new camera ids are dead-lettered (`camera_limit`), so that a stream of invented ids cannot "
+        "exhaust memory: each camera's detectors keep several MB of scene memory (about 7.5 MB for 2 MP frames).",
     )
     latest_frames_mb: float = Field(
         256.0,

@@ -71,7 +71,8 @@ class CameraIntake:
         self.latest: dict[tuple[str, str], QueuedFrame] = {}  # each camera's newest frame (the operator page)
         self._latest_bytes = 0
         self.latest_max_bytes = int(cfg.cameras.latest_frames_mb * 1e6)
-        self.max_cameras = cfg.cameras.max_cameras
+        self.max_cameras = cfg.cameras.max_cameras  # of cameras not in the config
+        self._strangers: set[tuple[str, str]] = set()  # camera ids not in the config that send frames
         self.refused = RefusedFrames()  # cameras whose frames are refused lately (a readiness warning)
 
     def camera(self, t: Topic) -> CameraConfig:
@@ -98,12 +99,16 @@ class CameraIntake:
         key = (t.site, t.device)
         with self._lock:
             last = self._last.get(key)
-            refused = last is None and key not in self.cameras and len(self._last) >= self.max_cameras
+            stranger = key not in self.cameras and key not in self._strangers
+            refused = stranger and len(self._strangers) >= self.max_cameras
+            if stranger and not refused:
+                self._strangers.add(key)
             if last is not None and 0 <= ts - last < cam.min_interval_s:
                 metrics.FRAMES.labels("skipped_interval").inc()
                 return
         if refused:
-            detail = f"already {self.max_cameras} cameras (cameras.max_cameras): {t.site}/{t.device} not tracked"
+            detail = (f"already {self.max_cameras} cameras not in the config (cameras.max_cameras): "
+                      f"{t.site}/{t.device} not tracked; add it to cameras.devices")  # fmt: skip
             self._reject([Rejection("camera_limit", detail)], topic, payload[:64], now)
             return
         try:  # the header only: a bomb or a non-image is refused here, before it is queued
