@@ -35,7 +35,7 @@ export function timeToAct(i) {
   const out = [];
   if (b.forecast && i.state !== "resolved") {
     const left = b.forecast.failure_at - t;
-    const urgent = b.forecast.failure_at <= (b.resolve_due ?? Infinity) || left < (b.ack_within_s ?? 0) * 2;
+    const urgent = forecastUrgent(i, b.forecast.failure_at);
     const text = left > 0 ? `failure in ${age(left)}` : "failure overdue";
     out.push(`<span class="forecast-left${urgent ? " urgent" : ""}" title="forecast failure ${esc(utc(b.forecast.failure_at))} `
       + `(${esc(b.forecast.detector)}, as of ${esc(hhmm(b.forecast.as_of))})${urgent ? "; before the route's deadline" : ""}">`
@@ -49,6 +49,13 @@ export function timeToAct(i) {
       + `${b.next_tier ? `, or it escalates to the ${esc(b.next_tier)}` : ""}">${esc(text)}</span>`);
   }
   return out.join(" ");
+}
+
+// A failure forecast before the route's deadline to resolve the incident, or within two acknowledgement
+// periods from now, is the thing to act on first.
+export function forecastUrgent(i, failureAt) {
+  const b = state.board.get(i.incident_id) || {};
+  return failureAt <= (b.resolve_due ?? Infinity) || failureAt - now() < (b.ack_within_s ?? 0) * 2;
 }
 
 function rank(i) {

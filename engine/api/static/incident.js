@@ -1,7 +1,7 @@
 // An incident's detail: its header (level, state, what confirms or mutes it, the time to act from now), the
 // plan, camera snapshots with their captions, reported photos and positions, findings and the audit trail.
 import { $, age, api, esc, fmt, hhmm, now, state, unitOf, utc } from "./common.js";
-import { confirmation, inhibitedBy, silencedBy, tags, timeToAct } from "./board.js";
+import { confirmation, forecastUrgent, inhibitedBy, silencedBy, tags, timeToAct } from "./board.js";
 
 export async function showDetail(id) {
   const inc = await api(`/api/incidents/${id}`);
@@ -31,7 +31,7 @@ export async function showDetail(id) {
   box.innerHTML = `<h3><span class="badge lvl-${esc(inc.level)}">${esc(inc.level)}</span> ${esc(inc.hazard)} at ${esc(inc.site)}
       — ${esc(inc.state)}, ${confidence}${tags(known)}</h3>
     ${muted ? `<p class="muted-note">${muted}</p>` : ""}
-    ${fc ? `<p class="forecast">${forecastHtml(fc)}</p>` : ""}
+    ${fc ? `<p class="forecast">${forecastHtml(fc, inc.state !== "resolved" && forecastUrgent(known, fc.failure_at))}</p>` : ""}
     ${inc.state === "firing" ? `<p class="act-by">${timeToAct(known)}</p>` : ""}
     <p>Route: ${esc((inc.route || []).join(" → "))}</p>
     ${plan.title ? `<h4>Plan: ${esc(plan.title)} (${esc(plan.role)})</h4><ol>${steps}</ol>
@@ -64,10 +64,11 @@ export function forecastText(fc) {
   const left = fc.failure_at - now();
   return `failure ${utc(fc.failure_at)}${ci}, ${left > 0 ? `${age(left)} left` : "overdue"} (${fc.detector}, as of ${hhmm(fc.as_of)})`;
 }
-export function forecastHtml(fc) {
+export function forecastHtml(fc, urgent = true) {
   const ci = fc.ci95 ? ` (${hhmm(fc.ci95[0])}–${hhmm(fc.ci95[1])})` : "";
   const left = fc.failure_at - now();
-  return `failure ${esc(utc(fc.failure_at))}${esc(ci)}, <strong class="forecast-left urgent">${left > 0 ? `${esc(age(left))} left` : "overdue"}</strong>`
+  return `failure ${esc(utc(fc.failure_at))}${esc(ci)}, <strong class="forecast-left${urgent ? " urgent" : ""}"
+    title="${urgent ? "before the route's deadline: act now" : "after the route's deadline"}">${left > 0 ? `${esc(age(left))} left` : "overdue"}</strong>`
     + ` <span class="small">(${esc(fc.detector)}, as of ${esc(hhmm(fc.as_of))})</span>`;
 }
 export function newestForecast(findings) {
