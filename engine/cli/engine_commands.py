@@ -281,14 +281,16 @@ def demo(
     t = Table(title="demo summary")
     for col in ("hazard", "level", "incident events"):
         t.add_column(col)
-    for (hz, lv), n in sorted(summary.by_hazard_level.items()):
+    board.follow(out / "incidents.jsonl")  # the event log holds every event, those of reports and actions too
+    counted = board.logged or summary.by_hazard_level
+    for (hz, lv), n in sorted(counted.items()):
         t.add_row(hz, lv, str(n))
     out_console = Console()
     out_console.print(t)
     incidents = {e["incident_id"]: e for e in board.latest.values()}
     out_console.print(
         f"{summary.readings} readings processed, {summary.rejected} rejected, {len(incidents)} incidents "
-        f"({summary.events} events).\nEvent log: {out / 'incidents.jsonl'}; this run's data: {run_dir}\n"
+        f"({sum(counted.values())} events).\nEvent log: {out / 'incidents.jsonl'}; this run's data: {run_dir}\n"
         f"Metrics were served at {runner.api_url}/metrics while the demo ran; `gridwatch run` serves them "
         f"at the configured api.port."
     )

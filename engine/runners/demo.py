@@ -59,6 +59,7 @@ class IncidentBoard:
         self.lock = threading.Lock()
         self._offset = 0
         self._news: list[dict[str, Any]] = []
+        self.logged: dict[tuple[str, str], int] = {}  # events of the log by (hazard, level): reports' too
 
     def update(self, events: list[dict[str, Any]]) -> None:
         with self.lock:
@@ -90,6 +91,9 @@ class IncidentBoard:
                 events.append(orjson.loads(line))
             except orjson.JSONDecodeError:
                 continue
+        for e in events:
+            key = (e["hazard"], e["level"])
+            self.logged[key] = self.logged.get(key, 0) + 1
         self.update(events)
 
     def news(self) -> list[dict[str, Any]]:
