@@ -25,7 +25,10 @@ function whyUnready(r) {
   const parts = [];
   if (r.mqtt_connected === false) parts.push("no broker connection");
   if (r.store_ok === false) parts.push("the store is out (actions are held)");
-  if (r.wedged) parts.push(`a processing step has run ${Math.round(r.step_running_s)} s`);
+  if (r.wedged) {
+    const cams = r.camera_stage_running_s || 0, step = r.step_running_s || 0;
+    parts.push(cams > step ? `the camera stage has been busy ${age(cams)}` : `a processing step has run ${age(step)}`);
+  }
   if (r.fleet_silent) parts.push(`no reading from any device for ${age(r.seconds_since_last_reading)}`);
   if ((r.tasks_failing || []).length) parts.push(`failing: ${r.tasks_failing.join(", ")}`);
   if (r.checkpoint_error) parts.push("checkpoints fail");
