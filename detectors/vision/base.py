@@ -141,6 +141,14 @@ class CameraDetectorConfig(DetectorConfig):
         "of the camera's last confirm_n frames (a plume stays where it is; a model's flicker moves from cell to "
         "cell).",
     )
+    max_new_share: float = Field(
+        1.0,
+        gt=0,
+        le=1,
+        description="Scene memory on a grid of more than 100 cells (tiles): cells newly rising in one frame above this "
+        "share of the grid are a change of the light, not a plume (a plume starts in a few cells): they are learned, "
+        "not counted. 1: off.",
+    )
     memory_normal: Literal["median", "max"] = Field(
         "median",
         description="Scene memory: a cell's normal is the median of its samples, or their maximum (a cell must then "
@@ -339,6 +347,11 @@ class CameraDetector(DetectorPlugin[C]):
             rose = (cells >= threshold) & above
             if obs.fresh is not None and obs.fresh.shape == rose.shape:
                 rose &= obs.fresh
+            before = memory.rose[-1] if memory.rose and memory.rose[-1].shape == rose.shape else None
+            new = rose if before is None else rose & ~before
+            if cells.size > 100 and new.sum() > cfg.max_new_share * cells.size:
+                above = above & ~new  # a change of the light: learned as the new normal, not counted
+                rose = rose & ~new
             # A cell that stands out of its own past is not learned, even below the alarm: a plume's first,
             # fainter frames must not become the normal it has to rise above.
             memory.learn(cells, obs.frame.ts, cfg.memory_interval_s, cfg.memory_size, above, normal,

@@ -128,6 +128,13 @@ class SmokeFireOnnxConfig(CameraDetectorConfig):
         default_factory=dict,
         description="Per camera (`site/camera` or `camera`): its own tile_px, tile_overlap and band.",
     )
+    max_new_share: float = Field(
+        0.02,
+        gt=0,
+        le=1,
+        description="Tiles: cells newly rising in one frame above this share of the grid are a change of the light, "
+        "not a plume (learned, not counted); a distant plume starts in a few cells.",
+    )
     memory_normal: Literal["median", "max"] = Field(
         "max",
         description="Scene memory: a cell must rise above the highest it scored in the memory (max), not its "
@@ -293,21 +300,21 @@ class SmokeFireOnnx(CameraDetector[SmokeFireOnnxConfig]):
         for fi, frame in enumerate(batch.frames):
             lay = self.layout(frame.image.shape, frame.key)
             view = self.model_view(frame.image, lay)
-            inputs = [view[r * cell : r * cell + s, c * cell : c * cell + s] for r, c in lay.origins]
-            if lay.context:  # the band whole, as the model was trained to see a frame
-                rows, cols = lay.used
-                whole = cv2.resize(view[: rows * cell, : cols * cell], (s, s), interpolation=cv2.INTER_AREA)
-                inputs.append(np.asarray(whole, np.uint8))
             model = state.track(frame.key).model
             tiles = model.get("tiles")
             if tiles is None or tiles["layout"] != lay:
-                n = len(inputs)
+                n = len(lay.origins) + int(lay.context)
                 tiles = model["tiles"] = {
                     "layout": lay,
                     "ref": np.zeros((n, ref * g, ref * g), np.uint8),  # each input's content when last scored
                     "scored_at": np.full(n, -np.inf),
                     "cells": np.zeros((n, len(self.labels), g, g), np.float32),
                 }
+            inputs = [view[r * cell : r * cell + s, c * cell : c * cell + s] for r, c in lay.origins]
+            if lay.context:  # the band whole, as the model was trained to see a frame
+                rows, cols = lay.used
+                whole = cv2.resize(view[: rows * cell, : cols * cell], (s, s), interpolation=cv2.INTER_AREA)
+                inputs.append(np.asarray(whole, np.uint8))
             # The gate's copy of each input (8 pixels a cell), against its own copy from when the model last
             # scored it: haze thickening a little each minute adds up until the tile is scored again.
             now = [cv2.resize(cv2.cvtColor(x, cv2.COLOR_BGR2GRAY), (ref * g, ref * g), interpolation=cv2.INTER_AREA)
@@ -356,7 +363,6 @@ class SmokeFireOnnx(CameraDetector[SmokeFireOnnxConfig]):
                 for k in range(len(self.labels)):
                     spread = cv2.resize(tiles["cells"][-1][k], (cols, rows), interpolation=cv2.INTER_NEAREST)
                     np.maximum(grid[k, :rows, :cols], spread, out=grid[k, :rows, :cols])
-                fresh[:rows, :cols] |= tiles["scored_at"][-1] == frame.ts
             obs = Observation(frame, {}, {}, grid_area=lay.grid_area, fresh=fresh)
             for k, label in enumerate(self.labels):
                 cells = grid[k]
