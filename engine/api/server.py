@@ -8,7 +8,8 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import uvicorn
-from fastapi import APIRouter, FastAPI, Response
+from fastapi import APIRouter, FastAPI, Request, Response
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
@@ -38,6 +39,19 @@ def create_app(
     store) before ``/metrics`` answers.
     """
     app = FastAPI(title="gridwatch", version="0.1.0")
+
+    @app.exception_handler(RequestValidationError)
+    async def refused(request: Request, exc: RequestValidationError) -> JSONResponse:
+        """422 with where and what is wrong, never the input echoed: an input that cannot be written back as
+        JSON (a NaN, a lone surrogate) made the answer itself fail with a 500."""
+
+        def text(v: object) -> str | int:  # a key of the input may hold a lone surrogate
+            return v if isinstance(v, int) else str(v).encode("utf-8", "replace").decode("utf-8")
+
+        detail = [{"loc": [text(p) for p in e.get("loc", ())], "msg": text(e.get("msg", "")),
+                   "type": text(e.get("type", ""))} for e in exc.errors()]  # fmt: skip
+        return JSONResponse({"detail": detail}, status_code=422)
+
     app.add_middleware(RequestLimits, max_body_bytes=max_body_bytes)
     auth = auth or TokenAuth([])
     for router in routers:
@@ -85,7 +99,7 @@ def refresh_store_gauges(store: Any) -> None:
 class ApiServer:
     """Runs uvicorn as a task of the current event loop."""
 
-    def __init__(self, app: FastAPI, host: str, port: int) -> None:
+    def __init__(self, app: FastAPI, host: str, port: int, max_connections: int = 1000) -> None:
         self.host = host
         self.port = port or free_port(host)
         self._server = uvicorn.Server(
@@ -99,6 +113,10 @@ class ApiServer:
                 # The client address (the token lockout's key) is the socket's: a header such as
                 # X-Forwarded-For is anyone's to write, so a guesser could pick a fresh address each try.
                 proxy_headers=False,
+                # Connections and requests at once: beyond it a request gets 503 at once. 2 x 10,050 half-sent
+                # requests used up the process's files, and the checkpoint could not be written.
+                limit_concurrency=max_connections,
+                timeout_keep_alive=5,
             )
         )
         self._task: asyncio.Task[None] | None = None

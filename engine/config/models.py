@@ -394,6 +394,12 @@ class ApiConfig(Strict):
     metrics_public: bool = Field(
         True, description="Serve /metrics without a token (for Prometheus on a trusted network); false: a viewer's."
     )
+    max_connections: int = Field(
+        1000,
+        ge=10,
+        description="HTTP connections and requests at once; beyond it a request gets 503 (a flood of half-sent "
+        "requests cannot use up the engine's open files).",
+    )
     max_body_bytes: int = Field(
         8_000_000,
         ge=65536,

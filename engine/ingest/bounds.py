@@ -22,8 +22,10 @@ from pydantic import AfterValidator
 
 from engine.ingest.timestamps import TimestampError
 
-_CONTROL_IN_TEXT = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
-_CONTROL_IN_NAME = re.compile(r"[\x00-\x1f\x7f]")
+# Control characters, and the bidirectional overrides that make a name read backwards on the page
+_BIDI = "\u200e\u200f\u202a-\u202e\u2066-\u2069"
+_CONTROL_IN_TEXT = re.compile(f"[\\x00-\\x08\\x0b\\x0c\\x0e-\\x1f\\x7f{_BIDI}\\ud800-\\udfff]")
+_CONTROL_IN_NAME = re.compile(f"[\\x00-\\x1f\\x7f{_BIDI}\\ud800-\\udfff]")
 
 
 def plain_text(value: str) -> str:

@@ -633,7 +633,7 @@ class GridwatchWorker:
         app = create_app(self.health, None, (incidents, reports, page), auth, cfg.api.metrics_public,
                          lambda: refresh_store_gauges(self.store), cfg.api.max_body_bytes)  # fmt: skip
         mount_static(app)
-        server = ApiServer(app, cfg.api.host, self.http_port)
+        server = ApiServer(app, cfg.api.host, self.http_port, cfg.api.max_connections)
         await server.start()
         self.api_url = server.url
         logger.info("worker HTTP API at %s (to the other workers: %s)", server.url, self.advertised)

@@ -372,7 +372,7 @@ class LocalRunner:
             app = create_app(self.health, self.reload, (incidents, reports, page), auth, cfg.api.metrics_public,
                              self._refresh_gauges, cfg.api.max_body_bytes)  # fmt: skip
             mount_static(app)
-            api = ApiServer(app, cfg.api.host, cfg.api.port)
+            api = ApiServer(app, cfg.api.host, cfg.api.port, cfg.api.max_connections)
             await api.start()
             self.api_url = api.url
         prefix = cfg.mqtt.topic_prefix

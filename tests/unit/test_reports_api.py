@@ -7,11 +7,11 @@ import base64
 
 import cv2
 import numpy as np
-from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
 from engine.api.auth import TokenAuth
 from engine.api.reports import reports_router
+from engine.api.server import create_app
 from engine.config.models import ApiToken, EngineConfig
 from engine.dispatch.actions import OperatorAction, apply_action
 from engine.dispatch.dispatcher import Dispatcher
@@ -36,13 +36,9 @@ def client(tmp_path, **reports: object) -> tuple[TestClient, Store]:
 
     tokens = [ApiToken(name="ops", token=OPS, role="operator"), ApiToken(name="resident-7", token=RES, role="reporter")]
     photos = tmp_path / "photos"
-    app = FastAPI()
-    app.include_router(
-        reports_router(
-            store, act, TokenAuth(tokens), lambda: cfg, lambda: NOW, photos, ReportQuota(cfg.reports, photos)
-        )
-    )
-    return TestClient(app), store
+    auth = TokenAuth(tokens)
+    router = reports_router(store, act, auth, lambda: cfg, lambda: NOW, photos, ReportQuota(cfg.reports, photos))
+    return TestClient(create_app(lambda: {"ok": True}, routers=(router,), auth=auth)), store
 
 
 def b64(data: bytes) -> str:
@@ -119,3 +115,15 @@ def test_a_photo_beyond_the_pixel_bound_or_a_report_beyond_its_size_is_refused_b
         mqtt_report(Topic("reports", "S1", "r"), orjson.dumps({"category": "crack", "text": "x" * 70_000}), cfg, NOW,
                     None)  # fmt: skip
     assert refused.value.reason == "too_large"
+
+
+def test_what_cannot_be_echoed_or_stored_gets_a_4xx_never_a_500(tmp_path):
+    whole, _ = client(tmp_path)
+    op = {"Authorization": f"Bearer {OPS}", "Content-Type": "application/json"}
+    nan = whole.post("/api/reports", content=b'{"category": "crack", "lat": NaN, "lon": 1.0}', headers=op)
+    assert nan.status_code == 422, nan.text
+    lone = b'{"category": "crack", "site": "S1", "text": "\\udc00"}'
+    assert whole.post("/api/reports", content=lone, headers=op).status_code == 422, "its 422 echoed it: a 500"
+    rtl = whole.post("/api/reports", json={"category": "crack", "site": "S1", "text": "evil \u202efdp.exe"}, headers=op)
+    assert rtl.status_code == 422, "a right-to-left override makes text read backwards on the page"
+    assert whole.get("/api/reports?limit=1&x=%00", headers=op).status_code == 400, "a NUL reached PostgreSQL"
