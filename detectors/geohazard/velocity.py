@@ -50,6 +50,11 @@ class TimeRing:
     [2.0]
     """
 
+    # Kept slopes and bisection pay for their extra numpy calls only on a large step (a big batch's readings,
+    # not the few channels of a step of one-second readings): fewer channels x points than this and the ring
+    # is gathered and every pair computed, as without kept slopes (the same numbers either way).
+    reuse_from = 32_768
+
     def __init__(self, name: str, points: int, channels: int, slopes: bool = False) -> None:
         self.name = name
         self.points = points
@@ -161,7 +166,7 @@ class TimeRing:
         channel = dev * self.channels + k
         n = st[f"{self.name}_n"].reshape(-1).take(channel)
         window_s = np.asarray(window_h, dtype=np.float64) * 3600.0
-        if reuse and self.slopes:
+        if reuse and self.slopes and dev.shape[0] * p >= self.reuse_from:
             t_state = st[f"{self.name}_t"].reshape(-1)
             count = self.count_since(st, channel, n, np.broadcast_to(now - window_s, n.shape))
             base = channel * p
