@@ -317,8 +317,9 @@ class SmokeFireOnnx(CameraDetector[SmokeFireOnnxConfig]):
                 inputs.append(np.asarray(whole, np.uint8))
             # The gate's copy of each input (8 pixels a cell), against its own copy from when the model last
             # scored it: haze thickening a little each minute adds up until the tile is scored again.
+            blank = np.zeros((ref * g, ref * g), np.uint8)
             now = [cv2.resize(cv2.cvtColor(x, cv2.COLOR_BGR2GRAY), (ref * g, ref * g), interpolation=cv2.INTER_AREA)
-                   for x in inputs]  # fmt: skip
+                   if cfg.motion_gate > 0 else blank for x in inputs]  # fmt: skip
             # A tile with a cell that rose lately is looked at again on every frame until it is confirmed or
             # gone: persistence must come from new looks, never from a reused score.
             suspect = np.zeros((lay.gh, lay.gw), bool)
