@@ -6,17 +6,44 @@ amqtt speaks MQTT 3.1.1 only; real deployments point ``mqtt.url`` at Mosquitto o
 from __future__ import annotations
 
 import logging
+import secrets
 import socket
+from pathlib import Path
 from typing import Any
 
 logger = logging.getLogger(__name__)
 
 
 def free_port(host: str = "127.0.0.1") -> int:
-    """A TCP port nobody listens on right now."""
+    """A TCP port nobody listens on right now, taken below the kernel's range for outgoing connections: a
+    port from that range (what binding port 0 gives) can be handed to an outgoing connection (a Kafka client
+    opens many) before the caller listens on it, and the listener then fails with "address in use".
+
+    >>> 1024 <= free_port() < _outgoing_ports()[0]
+    True
+    """
+    low = _outgoing_ports()[0]
+    span = min(12000, low - 1024)
+    for _ in range(100) if span > 0 else ():
+        port = low - 1 - secrets.randbelow(span)
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            try:
+                s.bind((host, port))
+            except OSError:
+                continue
+            return port
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind((host, 0))
         return int(s.getsockname()[1])
+
+
+def _outgoing_ports() -> tuple[int, int]:
+    """The kernel's range of ports for outgoing connections (Linux; the usual default elsewhere)."""
+    try:
+        low, high = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()
+        return int(low), int(high)
+    except (OSError, ValueError):
+        return 32768, 60999
 
 
 class PortInUseError(RuntimeError):
