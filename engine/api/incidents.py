@@ -112,11 +112,15 @@ class SilenceIn(BaseModel):
     def _bounded(self) -> SilenceIn:
         """A silence names what it mutes (``{}`` or ``{"site": "*"}`` would mute every alert of the city) and
         ends: a silence made in a hurry at 3 a.m. must not mute a RED next month."""
-        named = [m for m in (self.site, self.hazard, self.device) if m is not None and m.strip("*?") != ""]
+        matchers = [m for m in (self.site, self.hazard, self.device) if m is not None]
+        if any("[" in m or "]" in m for m in matchers):
+            raise ValueError("silence matchers take `*` and `?` as wildcards only (a `[!~]*` set matched every site)")
+        named = [m for m in matchers if len(m.replace("*", "").replace("?", "")) >= 2]
         if not named:
             raise ValueError(
-                "a silence needs at least one of site, hazard, device, not only wildcards (`{}`, `*` or a level "
-                "alone would mute the whole city; a city-wide silence belongs in the config, reviewed)"
+                "a silence needs at least one of site, hazard, device with two or more characters that are not "
+                "wildcards (`{}`, `*`, `S*` or a level alone would mute the whole city; a city-wide silence belongs "
+                "in the config, reviewed)"
             )
         times = (self.starts_at, self.ends_at, self.for_s, self.duration_s)
         if any(t is not None and not math.isfinite(t) for t in times):

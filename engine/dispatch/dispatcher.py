@@ -94,6 +94,7 @@ class Dispatcher:
         self._esc: dict[str, Escalation] = {}
         self._next_due = float("inf")  # the earliest escalation or reminder (tick is a no-op before it)
         self._clock = float("-inf")  # the latest engine clock handled (``_arrival``)
+        self._muted: dict[str, tuple[str | None, str | None]] = {}  # firing incidents muted: by what
         self._gauged: set[tuple[str, str]] = set()  # open-incident gauge labels set so far
         self._deadlines: dict[str, list[int]] = {"ack": [0, 0], "resolve": [0, 0]}  # met, total
         self.api_silences: list[Silence] = store.silences() if store is not None else []
@@ -200,7 +201,33 @@ class Dispatcher:
         if silence or inhibitor:
             note.notify = False
             note.detail.update(silenced_by=silence, inhibited_by=inhibitor)
+            if e.get("state") in ("firing", "pending"):
+                self._muted[e["incident_id"]] = (silence, inhibitor)
+        elif note.notify:
+            self._muted.pop(e["incident_id"], None)
         return note
+
+    def _unmuted(self, now: float) -> list[Notification]:
+        """Incidents muted by a silence or an inhibition that has ended since, still firing: told now (a RED
+        that opened during a 15-minute silence stayed silent after it, until its next reminder at best)."""
+        notes: list[Notification] = []
+        for iid, (silence, inhibitor) in list(self._muted.items()):
+            inc = self.tracker.get(iid)
+            if inc is None or not inc.is_open or inc.state != "firing":
+                self._muted.pop(iid, None)
+                continue
+            event = self.tracker.event_of(iid, "reminder")
+            esc = self._esc.get(iid)
+            route = self.router.route(inc.site)
+            receivers = (
+                self._reached(route, esc) if esc is not None else [route[self.router.first_tier(inc.hazard, inc.level)]]
+            )
+            note = self._mute(Notification(event, now, True, {"receivers": receivers,
+                                                               "tier": TIERS[esc.tier] if esc else None}))  # fmt: skip
+            if note.notify:  # nothing mutes it any more
+                note.detail["unmuted"] = silence or inhibitor
+                notes.append(note)
+        return notes
 
     def _deadline(self, stage: str, met: bool) -> None:
         counts = self._deadlines[stage]
@@ -215,6 +242,8 @@ class Dispatcher:
         """Escalations and reminders due by ``now``. Called after every batch, so it returns at once while
         no deadline is due (the earliest one is kept)."""
         notes = self._due(now) if now >= self._next_due else []
+        if self._muted:
+            notes += self._unmuted(now)
         self._clock = max(self._clock, now)
         self._record(notes)
         return notes

@@ -23,7 +23,7 @@ from pydantic import AfterValidator
 from engine.ingest.timestamps import TimestampError
 
 # Control characters, and the bidirectional overrides that make a name read backwards on the page
-_BIDI = "\u200e\u200f\u202a-\u202e\u2066-\u2069"
+_BIDI = "\u061c\u200b-\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069"
 _CONTROL_IN_TEXT = re.compile(f"[\\x00-\\x08\\x0b\\x0c\\x0e-\\x1f\\x7f{_BIDI}\\ud800-\\udfff]")
 _CONTROL_IN_NAME = re.compile(f"[\\x00-\\x1f\\x7f{_BIDI}\\ud800-\\udfff]")
 

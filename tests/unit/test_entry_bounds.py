@@ -139,7 +139,8 @@ def test_a_time_window_accepts_exactly_the_plausible_times(ts, now):
 @settings(max_examples=300, deadline=None)
 @given(st.text(st.characters(codec=None), max_size=40) | st.sampled_from(["a\u202eb", "\u2066x", "ok\u200f"]))
 def test_plain_text_and_names_refuse_control_characters_and_keep_the_rest(s):
-    bidi = {"\u200e", "\u200f", *map(chr, range(0x202A, 0x202F)), *map(chr, range(0x2066, 0x206A))}
+    bidi = {"\u061c", "\u2028", "\u2029", *map(chr, range(0x200B, 0x2010)), *map(chr, range(0x202A, 0x202F)),
+            *map(chr, range(0x2066, 0x206A))}  # fmt: skip
     controls = {c for c in s if ord(c) < 32 or ord(c) == 127 or c in bidi or 0xD800 <= ord(c) <= 0xDFFF}
     try:
         assert plain_text(s) == s
@@ -386,3 +387,30 @@ def test_the_store_writes_non_finite_evidence_as_null(store_url):
     assert store.record([Notification(event, NOW, True, {"receivers": ["grid:g1"]})], ["log"]) == 1
     (stored,) = store.incident("f1")["findings"]  # type: ignore[index]
     assert stored["evidence"] == {"peak_c": None, "mean_c": None}
+
+
+def test_an_incident_muted_by_a_silence_that_ends_is_told_then():
+    """A RED that opened during a 15-second silence stayed silent after it."""
+    from engine.incidents.silences import Silence
+
+    cfg = config()
+    tracker = IncidentTracker(cfg.incidents)
+    desk = Dispatcher(cfg, tracker)
+    desk.api_silences = [Silence(id="crew", site="S1", starts_at=NOW - 1, ends_at=NOW + 15)]
+    (fired,) = desk.handle(tracker.apply([Finding("crack", "landslide", "S1", "c1", NOW, Level.RED, 1.0)]), NOW)
+    assert not fired.notify and fired.detail["silenced_by"] == "crew"
+    assert desk.tick(NOW + 10) == [], "still silenced"
+    (told,) = desk.tick(NOW + 16)
+    assert told.notify and told.detail["unmuted"] == "crew" and told.event["level"] == "red"
+    assert desk.tick(NOW + 17) == [], "once"
+
+
+def test_a_thermal_frame_of_more_pixels_than_a_thermal_core_has_is_refused():
+    import cv2
+
+    from engine.ingest.frames import FrameError, decode
+
+    _ok, png = cv2.imencode(".png", np.full((2100, 2100), 2000, np.uint16))  # 4.4 MP: its blur took minutes
+    with pytest.raises(FrameError, match="too_many_pixels"):
+        decode(png.tobytes(), thermal=True, gain=0.01, offset=-10.0)
+    assert decode(png.tobytes()).shape == (2100, 2100, 3), "as a visible frame it is fine"
