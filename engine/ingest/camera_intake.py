@@ -22,7 +22,7 @@ from engine import metrics
 from engine.config.models import CameraConfig, EngineConfig
 from engine.ingest.bounds import TimeWindow
 from engine.ingest.decode import Rejection
-from engine.ingest.frames import MAX_PIXELS, MAX_THERMAL_PIXELS, FrameError, checked_size, decode
+from engine.ingest.frames import FrameError, checked_size, decode, pixel_limit
 from engine.ingest.thermal_units import RefusedFrames, decode_camera_frame
 from engine.ingest.timestamps import TimestampError, parse_ts_text
 from engine.ingest.topics import Topic
@@ -113,7 +113,7 @@ class CameraIntake:
             self._reject([Rejection("camera_limit", detail)], topic, payload[:64], now)
             return
         try:  # the header only: a bomb or a non-image is refused here, before it is queued
-            checked_size(payload, MAX_THERMAL_PIXELS if cam.kind == "thermal" else MAX_PIXELS)
+            checked_size(payload, pixel_limit(cam.kind == "thermal"))
         except FrameError as exc:
             self._reject([Rejection(exc.reason, str(exc))], topic, payload[:64], now)
             return

@@ -26,6 +26,17 @@ MIN_SIDE_PX = 1
 # Thermal cores are at most 1280x1024; a thermal "frame" of 40 MP took the hot-spot blur minutes (its radius
 # grows with the width) while fires waited
 MAX_THERMAL_PIXELS = 4_000_000
+
+
+def pixel_limit(thermal: bool, max_pixels: int = MAX_PIXELS) -> int:
+    """The most pixels a frame may have: ``max_pixels``, and no more than a thermal core has for a thermal one.
+
+    >>> pixel_limit(False), pixel_limit(True)
+    (40000000, 4000000)
+    """
+    return min(max_pixels, MAX_THERMAL_PIXELS) if thermal else max_pixels
+
+
 MAX_ASPECT = 8  # a panorama of 4:1 is wide; 8:1 is no camera's frame
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".tif", ".tiff", ".npy"}
 VIDEO_SUFFIXES = {".mp4", ".avi", ".mkv", ".mov"}
@@ -178,7 +189,7 @@ def decode(
     (4, 6, 3)
     """
     cv2 = opencv()
-    kind, _w, _h = checked_size(data, min(max_pixels, MAX_THERMAL_PIXELS) if thermal else max_pixels)
+    kind, _w, _h = checked_size(data, pixel_limit(thermal, max_pixels))
     try:
         if kind == "npy":
             arr = np.load(io.BytesIO(data), allow_pickle=False)
