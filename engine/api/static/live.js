@@ -97,7 +97,10 @@ export function openStream() {
   stream.onerror = () => {
     streamOpen = false;
     if (streamLostAt === null) streamLostAt = Date.now();
-    setStatus("reconnecting…", "retry");
+    // EventSource retries by itself and errors again each time: once the engine is judged down the pill keeps
+    // saying so (a retry's "reconnecting…" overwrote the banner's "no contact").
+    if (state.engine === "down") judge();
+    else setStatus("reconnecting…", "retry");
     setTimeout(judge, STREAM_GRACE_MS + 100);
   };
 }
