@@ -288,6 +288,17 @@ class IncidentRecords(Database):
             if resolved_since is not None:
                 wanted = wanted | (IncidentRow.resolved_at >= resolved_since)
             rows = s.scalars(select(IncidentRow).where(wanted).order_by(IncidentRow.id)).all()
+            # Their findings in one query per chunk of incidents, not one per incident (the board asks often).
+            findings: dict[str, list[dict[str, Any]]] = {r.id: [] for r in rows}
+            ids = list(findings)
+            for i in range(0, len(ids), 1000):
+                chunk = (
+                    select(FindingRow)
+                    .where(FindingRow.incident_id.in_(ids[i : i + 1000]))
+                    .order_by(FindingRow.incident_id, FindingRow.detector, FindingRow.device)
+                )
+                for f in s.scalars(chunk):
+                    findings[f.incident_id].append(finding_json(f))
             out = []
             for r in rows:
                 inc = incident_json(r)
@@ -295,8 +306,7 @@ class IncidentRecords(Database):
                     group_key=r.group_key, last_finding_at=r.last_finding_at, escalation=r.escalation,
                     level_seen=r.level_seen,
                 )  # fmt: skip
-                found = s.scalars(select(FindingRow).where(FindingRow.incident_id == r.id)).all()
-                inc["findings"] = [finding_json(f) for f in found]
+                inc["findings"] = findings[r.id]
                 out.append(inc)
             return out
 

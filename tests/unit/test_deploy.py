@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
+import pytest
 import yaml
 
 from engine.config.loader import parse_config
@@ -45,3 +47,43 @@ def test_the_shipped_mosquitto_config_keeps_what_it_queues():
     assert int(conf["max_queued_messages"]) >= 1_000_000 and conf["max_queued_bytes"] == "0"
     compose = (ROOT / "deploy" / "docker-compose.yml").read_text()
     assert "./mosquitto.conf:/mosquitto/config/mosquitto.conf" in compose
+
+
+def test_the_shipped_mosquitto_config_drops_a_message_larger_than_any_frame_or_report(tmp_path):
+    """A 200 MB "report" cost the engine ~500 MB before it was refused; the shipped broker never passes one on."""
+    import paho.mqtt.client as paho
+
+    from tests.conftest import Mosquitto, _mosquitto_binary, wait_for
+
+    binary = _mosquitto_binary()
+    if binary is None:
+        pytest.skip("mosquitto is not installed (make test installs Debian's package when it can)")
+    shipped = [
+        ln for ln in (ROOT / "deploy" / "mosquitto.conf").read_text().splitlines() if ln.startswith("max_packet")
+    ]
+    assert shipped == ["max_packet_size 16777216"]
+    broker = Mosquitto(binary, tmp_path)
+    broker.conf.write_text(broker.conf.read_text() + shipped[0] + "\n")
+    broker.start()
+    got: list[int] = []
+    try:
+        sub = paho.Client(paho.CallbackAPIVersion.VERSION2, protocol=paho.MQTTv5)
+        sub.on_message = lambda c, u, m: got.append(len(m.payload))
+        sub.connect("127.0.0.1", broker.port)
+        sub.subscribe("gw/reports/#", qos=1)
+        sub.loop_start()
+        for size in (17_000_000, 6_700_000):  # over the bound; the largest photo a report may carry
+            pub = paho.Client(paho.CallbackAPIVersion.VERSION2, protocol=paho.MQTTv5)
+            pub.connect("127.0.0.1", broker.port)
+            pub.loop_start()
+            pub.publish("gw/reports/S1/r1", b"x" * size, qos=0)
+            time.sleep(0.5)
+            pub.loop_stop()
+            pub.disconnect()
+        assert wait_for(lambda: got, timeout_s=20)
+        time.sleep(0.5)
+        assert got == [6_700_000]
+        sub.loop_stop()
+        sub.disconnect()
+    finally:
+        broker.stop()
