@@ -53,9 +53,34 @@ class SensorDecoder:
         self.seq = SeqWindow(cfg.seq_window)
         self.window = TimeWindow(cfg.max_future_s, cfg.max_past_s)
         self._aliases = {k: alias_name(k, v) for k, v in cfg.metric_aliases.items()}
+        # Per reading, the hot path looks each value's name up once here: (metric, scale, offset, low, high) of
+        # the names met so far. Only names that mean a metric are kept, and those are few (metrics x units).
+        self._known: dict[str, tuple[int, float, float, float, float]] = {}
+        self._valid_devices: set[str] = set()  # device ids of gateway batches already checked (valid_id)
 
     def _name(self, name: str) -> ValueName | None:
         return self._aliases.get(name) or value_name(name)
+
+    def _metric(self, name: str) -> tuple[int, float, float, float, float] | None:
+        known = self._known.get(name)
+        if known is None:
+            vn = self._name(name)
+            if vn is None:
+                return None
+            known = self._known[name] = (vn.metric, vn.scale, vn.offset, _LOW[vn.metric], _HIGH[vn.metric])
+        return known
+
+    def _valid_device(self, device: object) -> bool:
+        if not isinstance(device, str):
+            return False
+        if device in self._valid_devices:
+            return True
+        if not valid_id(device):
+            return False
+        if len(self._valid_devices) >= 262_144:  # bounded: a stream of made-up ids costs a re-check, not memory
+            self._valid_devices.clear()
+        self._valid_devices.add(device)
+        return True
 
     def decode(self, topic: Topic, payload: bytes, now: float) -> list[Rejection]:
         if len(payload) > self.cfg.max_payload_bytes:
@@ -77,7 +102,7 @@ class SensorDecoder:
         rejected = []
         for item in items:
             device = item.get("device") if isinstance(item, dict) else None
-            if not isinstance(device, str) or not valid_id(device):
+            if not self._valid_device(device):
                 rejected.append(
                     Rejection(
                         "malformed_reading",
@@ -92,10 +117,20 @@ class SensorDecoder:
         return rejected
 
     def _reading(self, site: str, device: str, doc: dict[str, Any], now: float) -> tuple[str, str] | None:
-        try:
-            ts = parse_ts(doc.get("ts"))
-        except TimestampError as exc:
-            return exc.reason, str(exc)
+        raw = doc.get("ts")
+        # The common case first: a number (not a bool) that is a valid epoch time, checked as parse_ts would.
+        if type(raw) is float or type(raw) is int:
+            ts = float(raw)
+            if not ts >= 0.0 or ts == math.inf:
+                try:
+                    parse_ts(raw)
+                except TimestampError as exc:
+                    return exc.reason, str(exc)
+        else:
+            try:
+                ts = parse_ts(raw)
+            except TimestampError as exc:
+                return exc.reason, str(exc)
         window = self.window
         if not window.oldest <= ts <= now + window.max_future_s:  # the common case costs two comparisons
             late = window.reason(ts, now)
@@ -106,30 +141,38 @@ class SensorDecoder:
             return "no_values", "the reading needs a non-empty `values` object"
         parsed: list[tuple[int, float]] = []
         for name, value in values.items():
-            known = self._name(name)
+            known = self._metric(name)
             if known is None:
                 return "unknown_metric", f"metric {name!r} is not a contract metric, a unit of one, or an alias"
-            if isinstance(value, bool) or not isinstance(value, int | float):
+            kind = type(value)
+            if kind is not float and (kind is bool or not isinstance(value, int | float)):
                 return "non_numeric", f"value of {name} is {type(value).__name__}, not a number"
-            mid = known.metric
-            v = known.convert(float(value))
-            if not math.isfinite(v):
-                return "non_finite", f"value of {name} is not finite"
-            if v < _LOW[mid] or v > _HIGH[mid]:
-                return "out_of_range", f"{name}={v} is outside the possible {_LOW[mid]}…{_HIGH[mid]}"
+            mid, scale, offset, low, high = known
+            v = float(value)
+            if scale != 1.0 or offset != 0.0:
+                v = v * scale + offset
+            if not low <= v <= high:  # NaN fails it too
+                if not math.isfinite(v):
+                    return "non_finite", f"value of {name} is not finite"
+                return "out_of_range", f"{name}={v} is outside the possible {low}…{high}"
             parsed.append((mid, v))
         devices = self.builder.devices
-        if len(devices) >= self.cfg.max_devices and devices.find(site, device) is None:
-            return "device_limit", f"already {len(devices)} devices (ingest.max_devices): {site}/{device} not tracked"
-        slot = devices.slot(site, device)
+        slot = devices.find(site, device)
+        if slot is None:
+            if len(devices) >= self.cfg.max_devices:
+                return "device_limit", (
+                    f"already {len(devices)} devices (ingest.max_devices): {site}/{device} not tracked"
+                )
+            slot = devices.slot(site, device)
         seq = doc.get("seq")
         if seq is not None:
             if isinstance(seq, bool) or not isinstance(seq, int):
                 return "bad_seq", "seq must be an integer"
             if self.seq.is_duplicate(slot, seq):
                 return "duplicate_seq", f"seq {seq} of {site}/{device} was already received"
+        add = self.builder.add_slot
         for mid, v in parsed:
-            self.builder.add_slot(slot, ts, mid, v)
-        if ts > self.window.newest:
-            self.window.observe(ts)
+            add(slot, ts, mid, v)
+        if ts > window.newest:
+            window.observe(ts)
         return None
