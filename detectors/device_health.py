@@ -41,7 +41,7 @@ from detectors.decision import channel_steps, metric_positions
 from engine.core.batch import ReadingBatch
 from engine.core.findings import Finding
 from engine.core.levels import Level, LevelName
-from engine.core.quantities import METRIC_INDEX, METRIC_NAMES
+from engine.core.quantities import MEASURED_METRICS, METRIC_INDEX, METRIC_NAMES
 
 F64 = npt.NDArray[np.float64]
 FaultKind = Literal["silent", "stuck", "out_of_range", "jump", "clock_skew", "duplicate", "out_of_order", "flood"]
@@ -59,7 +59,13 @@ class DeviceHealthConfig(DetectorConfig):
 
     type: Literal["device_health"] = Field("device_health", description="Detector type.")
     hazard: str = Field("device_fault", description="Hazard name findings are filed under.")
-    metrics: list[str] = Field(list(METRIC_NAMES), min_length=1, description="Metrics whose sensors are checked.")
+    metrics: list[str] = Field(
+        list(MEASURED_METRICS),
+        min_length=1,
+        description="Metrics whose sensors are checked. The device-health metrics (battery_pct, rssi_dbm, snr_db) "
+        "may be added: with a range (`ranges: {battery_pct: [15, 100]}`) a flat battery is an `out_of_range` fault; "
+        "add them to `stuck_exempt` too (a battery reads 100 % for weeks).",
+    )
     expected_interval_s: float | None = Field(
         None, gt=0, description="Reporting interval of every sensor; default: learned per sensor from its data."
     )

@@ -14,6 +14,19 @@ DEADLETTERS = Counter(
     ["reason"],
     registry=REGISTRY,
 )
+LORAWAN_UPLINKS = Counter(
+    "gridwatch_lorawan_uplinks",
+    "LoRaWAN uplinks and status events from network servers, by network and result: taken (their reading went "
+    "into a batch, or they had none to give) or refused (dead-lettered with the reason).",
+    ["network", "result"],
+    registry=REGISTRY,
+)
+DATALOGGER_READINGS = Counter(
+    "gridwatch_datalogger_readings",
+    "Readings dataloggers posted over HTTP, by group and result: taken or refused (dead-lettered).",
+    ["group", "result"],
+    registry=REGISTRY,
+)
 BATCH_SIZE = Histogram(
     "gridwatch_batch_readings",
     "Readings per processed batch.",

@@ -446,6 +446,160 @@ class ApiConfig(Strict):
     )
 
 
+class LorawanProfile(Strict):
+    """How the decoded fields of one device profile's uplinks become gridwatch values.
+
+    A decoded field listed in ``fields`` is taken as the value name it maps to; one whose own name is a
+    gridwatch value name (``rain_mm``, ``water_level_ft``) is taken as it is; any other is left out.
+    """
+
+    name: str = Field(
+        description="The device profile: ChirpStack's `deviceProfileName`, The Things Stack's "
+        "`version_ids.model_id`, or the `profile` that `lorawan.devices` entries name."
+    )
+    fields: dict[str, str] = Field(
+        default_factory=dict,
+        description="Decoded field (a dotted path for a nested one: `sensor.level`) → gridwatch value name: a "
+        "contract metric, or one with another unit's suffix that ingest converts (`water_level_cm`, `temp_f`, "
+        "`pore_pressure_hpa`), or a device-health metric (`battery_pct`).",
+    )
+
+    @field_validator("fields")
+    @classmethod
+    def _value_names(cls, v: dict[str, str]) -> dict[str, str]:
+        from engine.core.quantities import value_name
+
+        bad = sorted(name for name in v.values() if value_name(name) is None)
+        if bad:
+            raise ValueError(
+                f"{', '.join(bad)}: not a contract metric ({', '.join(METRIC_NAMES)}) nor one with a unit suffix "
+                "ingest converts (rain_in, water_level_cm, temp_f, …)"
+            )
+        targets = list(v.values())
+        twice = sorted({t for t in targets if targets.count(t) > 1})
+        if twice:
+            raise ValueError(f"two decoded fields map to {', '.join(twice)}: keep one")
+        return v
+
+
+class LorawanDevice(Strict):
+    """One LoRaWAN device placed at a gridwatch site."""
+
+    dev_eui: str = Field(pattern=r"^[0-9A-Fa-f]{16}$", description="The device's DevEUI (16 hex digits).")
+    site: str = Field(description="The gridwatch site it is installed at.")
+    id: str | None = Field(
+        None,
+        pattern=r"^[A-Za-z0-9_][A-Za-z0-9_.:@-]{0,127}$",
+        description="Its gridwatch device id; default: The Things Stack's device_id, else `eui-<deveui>`.",
+    )
+    profile: str | None = Field(None, description="The `lorawan.profiles` entry of its fields; default: its "
+                                "device profile as the network server names it.")  # fmt: skip
+
+
+class LorawanNetwork(Strict):
+    """A LoRaWAN network server whose MQTT integration publishes the uplinks."""
+
+    name: str = Field(pattern=r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}$", description="Name in metrics and logs.")
+    kind: Literal["chirpstack", "tts"] = Field(
+        description="`chirpstack` (ChirpStack v4: `application/<id>/device/<deveui>/event/up` and `…/status`) or "
+        "`tts` (The Things Stack v3: `v3/<app>@<tenant>/devices/<device>/up`)."
+    )
+    mqtt: MqttConfig | None = Field(
+        None,
+        description="The network server's broker (url, user, password or password_file, TLS); unset: the engine's "
+        "own broker. Its client id gets `-lorawan-<name>` appended.",
+    )
+    topics: list[str] | None = Field(
+        None,
+        min_length=1,
+        description="Topic filters to subscribe to; default: every application's uplinks (and ChirpStack's "
+        "battery status events).",
+    )
+
+    @field_validator("mqtt")
+    @classmethod
+    def _broker(cls, v: MqttConfig | None) -> MqttConfig | None:
+        if v is not None and v.url == "embedded":
+            raise ValueError("a network server's broker is mqtt://host:port or mqtts://host:port (unset: the engine's)")
+        return v
+
+    def subscriptions(self) -> list[str]:
+        if self.topics:
+            return self.topics
+        if self.kind == "chirpstack":
+            return ["application/+/device/+/event/up", "application/+/device/+/event/status"]
+        return ["v3/+/devices/+/up"]
+
+
+class LorawanConfig(Strict):
+    """LoRaWAN sensors: uplinks from network servers' MQTT integrations, taken as readings (local runner)."""
+
+    networks: list[LorawanNetwork] = Field(default_factory=list, description="Network servers to take uplinks from.")
+    profiles: list[LorawanProfile] = Field(
+        default_factory=list, description="Decoded field → gridwatch value name, per device profile."
+    )
+    devices: list[LorawanDevice] = Field(
+        default_factory=list, description="Devices by DevEUI: their site, id and profile."
+    )
+    site_tag: str = Field(
+        "gridwatch_site",
+        description="ChirpStack device tag naming the site of a device not in `devices` (its id is then "
+        "`eui-<deveui>`, or the tag `gridwatch_device`); uplinks of a device with neither are dead-lettered "
+        "(`unknown_device`).",
+    )
+    signal: bool = Field(True, description="Keep each uplink's best RSSI and SNR as `rssi_dbm` and `snr_db`.")
+    battery: bool = Field(
+        True,
+        description="Keep the battery the network reports as `battery_pct` (ChirpStack's status events, The "
+        "Things Stack's `last_battery_percentage` on the uplink that carried it).",
+    )
+
+    @model_validator(mode="after")
+    def _unique(self) -> LorawanConfig:
+        for what, names in (
+            ("networks", [n.name for n in self.networks]),
+            ("profiles", [p.name for p in self.profiles]),
+            ("devices", [d.dev_eui.lower() for d in self.devices]),
+        ):
+            twice = sorted({n for n in names if names.count(n) > 1})
+            if twice:
+                raise ValueError(f"lorawan.{what}: {', '.join(twice)} given twice; keep one entry each")
+        known = {p.name for p in self.profiles}
+        unknown = sorted({d.profile for d in self.devices if d.profile is not None and d.profile not in known})
+        if unknown:
+            raise ValueError(f"lorawan.devices name profiles that lorawan.profiles has not: {', '.join(unknown)}")
+        return self
+
+
+class DataloggerGroup(Strict):
+    """Dataloggers that share a token and the sites they may post readings for."""
+
+    name: str = Field(pattern=r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}$", description="Name in metrics and dead letters.")
+    token: str = Field(min_length=16, repr=False, description="Their bearer token; use ${ENV_VAR}.")
+    sites: list[str] = Field(min_length=1, description="Sites whose readings they may post; others are refused.")
+
+
+class DataloggerConfig(Strict):
+    """Dataloggers that post readings over HTTP (`POST /api/ingest`, CSV or JSON), a token per group."""
+
+    groups: list[DataloggerGroup] = Field(default_factory=list, description="Groups of dataloggers; none: no endpoint.")
+    max_body_bytes: int = Field(
+        1_000_000, ge=1024, description="Largest body; a larger one gets 413 before it is parsed (api.max_body_bytes "
+        "still bounds every request)."
+    )  # fmt: skip
+    max_readings: int = Field(10_000, ge=1, description="Most readings (CSV rows) in one body; more get 413.")
+
+    @model_validator(mode="after")
+    def _unique(self) -> DataloggerConfig:
+        names = [g.name for g in self.groups]
+        tokens = [g.token for g in self.groups]
+        if len(set(names)) != len(names):
+            raise ValueError("datalogger.groups: each group needs its own name")
+        if len(set(tokens)) != len(tokens):
+            raise ValueError("datalogger.groups: two groups share a token; give each group its own")
+        return self
+
+
 def _default_sinks() -> list[SinkConfig]:
     return [LogSinkConfig(type="log")]
 
@@ -621,6 +775,13 @@ class EngineConfig(Strict):
     store: StoreConfig = Field(default_factory=StoreConfig, description="Incident store.")
     api: ApiConfig = Field(default_factory=ApiConfig, description="HTTP server.")
     reports: ReportsConfig = Field(default_factory=ReportsConfig, description="Grid reports by people.")
+    lorawan: LorawanConfig = Field(
+        default_factory=LorawanConfig,
+        description="LoRaWAN sensors: uplinks of ChirpStack v4 or The Things Stack v3 over MQTT, as readings.",
+    )
+    datalogger: DataloggerConfig = Field(
+        default_factory=DataloggerConfig, description="Dataloggers posting readings over HTTP, a token per group."
+    )
     kafka: KafkaConfig = Field(
         default_factory=KafkaConfig, description="Kafka, for the scale-out runner (`gridwatch bridge`, `worker`)."
     )
@@ -675,6 +836,26 @@ class EngineConfig(Strict):
         dupe_sites = sorted({n for n in site_ids if site_ids.count(n) > 1})
         if dupe_sites:
             raise ValueError(f"site ids must be unique: {dupe_sites}")
+        return self
+
+    @model_validator(mode="after")
+    def _device_network_sites(self) -> EngineConfig:
+        """LoRaWAN devices and datalogger groups name configured sites (a typo would file readings nowhere)."""
+        sites = {s.id for s in self.sites}
+        for i, dev in enumerate(self.lorawan.devices):
+            if dev.site not in sites:
+                raise ValueError(f"lorawan.devices.{i}: site {dev.site!r} of {dev.dev_eui} is not in `sites`; "
+                                 "add the site or fix the name")  # fmt: skip
+        for group in self.datalogger.groups:
+            unknown = sorted(set(group.sites) - sites)
+            if unknown:
+                raise ValueError(f"datalogger.groups {group.name!r}: sites {', '.join(unknown)} are not in `sites`; "
+                                 "add them or fix the names")  # fmt: skip
+        api_tokens = {t.token for t in self.api.tokens}
+        shared = [g.name for g in self.datalogger.groups if g.token in api_tokens]
+        if shared:
+            raise ValueError(f"datalogger.groups {', '.join(shared)}: the token is also an api.tokens one; give the "
+                             "dataloggers their own")  # fmt: skip
         return self
 
     def site(self, site_id: str) -> SiteConfig | None:

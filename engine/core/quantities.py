@@ -6,6 +6,10 @@ and are rejected at ingest as ``out_of_range`` rather than passed on to detector
 Units belong to the value's name: a metric's suffix is its unit (``rain_mm``), and a device that reports in
 another unit says so in the name it sends (``rain_in``, ``water_level_ft``, ``temp_f``). Ingest converts such
 values into the contract's unit (``value_name``), so a detector never sees inches where it expects mm.
+
+The last three are a device's own health, not the ground's: a battery's charge and the radio signal of its
+last uplink (LoRaWAN networks report both). They are kept like any metric (history, ``device_health`` when
+its config names them, thresholds) and no hazard detector reads them.
 """
 
 from __future__ import annotations
@@ -33,10 +37,17 @@ QUANTITIES: tuple[Quantity, ...] = (
     Quantity("pore_pressure_kpa", "kPa", -200.0, 5000.0, "pore-water pressure"),
     Quantity("water_level_m", "m", -100.0, 1000.0, "water level above the gauge datum"),
     Quantity("temp_c", "degC", -80.0, 1500.0, "temperature"),
+    # Device health: the battery and the radio link of the device itself
+    Quantity("battery_pct", "%", 0.0, 100.0, "battery charge left"),
+    Quantity("rssi_dbm", "dBm", -200.0, 30.0, "received signal strength of the device's last uplink"),
+    Quantity("snr_db", "dB", -50.0, 50.0, "signal-to-noise ratio of the device's last uplink"),
 )
 
 METRIC_NAMES: tuple[str, ...] = tuple(q.name for q in QUANTITIES)
 METRIC_INDEX: dict[str, int] = {name: i for i, name in enumerate(METRIC_NAMES)}
+HEALTH_METRICS: tuple[str, ...] = ("battery_pct", "rssi_dbm", "snr_db")
+# What the instruments measure of the ground, water and air: the metrics hazard detectors and device_health watch
+MEASURED_METRICS: tuple[str, ...] = tuple(m for m in METRIC_NAMES if m not in HEALTH_METRICS)
 
 # Other units a contract unit (its name suffix) can be reported in: (scale, offset), contract = v * scale + offset.
 CONVERSIONS: dict[str, dict[str, tuple[float, float]]] = {

@@ -116,6 +116,14 @@ class SensorDecoder:
                 rejected.append(Rejection(reason[0], reason[1], device, item))
         return rejected
 
+    def reading(self, site: str, device: str, doc: dict[str, Any], now: float) -> Rejection | None:
+        """One reading already placed at its site and device (a LoRaWAN uplink's, a datalogger's row): checked
+        as every reading of a sensor message, and added to the batch when it passes."""
+        if self.known_sites is not None and site not in self.known_sites:
+            return Rejection("unknown_site", f"site {site!r} is not in the config", device)
+        reason = self._reading(site, device, doc, now)
+        return None if reason is None else Rejection(reason[0], reason[1], device)
+
     def _reading(self, site: str, device: str, doc: dict[str, Any], now: float) -> tuple[str, str] | None:
         raw = doc.get("ts")
         # The common case first: a number (not a bool) that is a valid epoch time, checked as parse_ts would.

@@ -7,6 +7,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
 import orjson
@@ -173,6 +174,55 @@ class Intake:
             self.reject(rejected, topic, payload, now)
         if full and self._on_full is not None:
             self._on_full()
+
+    def take_readings(
+        self,
+        kind: str,
+        topic: str,
+        payload: bytes,
+        readings: list[tuple[str, str, dict[str, Any]]],
+        refused: list[Rejection],
+        now: float,
+        ack: Callable[[], None] | None = None,
+        redelivered: bool = False,
+    ) -> list[Rejection]:
+        """Readings that another adapter placed (a LoRaWAN uplink, a datalogger's post: ``kind``) into the batch,
+        checked as a sensor message's; the refused ones, those given and those the checks found, are
+        dead-lettered with ``topic`` and ``payload`` and returned. ``ack`` as in ``handle``."""
+        counter = self._messages.get(kind)
+        if counter is None:
+            counter = self._messages[kind] = metrics.MESSAGES.labels(kind)
+        counter.inc()
+        rejected = list(refused)
+        with self._lock:
+            before = len(self.builder)
+            try:
+                for site, device, doc in readings:
+                    rej = self.decoder.reading(site, device, doc, now)
+                    if rej is not None:
+                        rejected.append(rej if len(readings) == 1 else replace(rej, reading=doc))
+            except Exception as exc:  # a bug: the message is dead-lettered and acknowledged, never held
+                logger.exception("taking the readings of %s failed", topic)
+                self.builder.truncate(before)
+                rejected.append(Rejection("internal_error", f"{type(exc).__name__}: {exc}"[:300]))
+            added = len(self.builder) - before
+            if redelivered:
+                self.builder.mark_redelivered(before)
+            if added and self.first_at is None:
+                self.first_at = time.monotonic()
+            full = len(self.builder) >= self.cfg.ingest.batch_max
+            if ack is not None:
+                if added:
+                    self._acks.append(ack)
+                else:
+                    ack()
+        if added:
+            metrics.READINGS.inc(added)
+        if rejected:
+            self.reject(rejected, topic, payload, now)
+        if full and self._on_full is not None:
+            self._on_full()
+        return rejected
 
     def _allowed(self, topic: str, payload: bytes, now: float) -> bool:
         """The device's rate limit; a refused message is counted, and dead-lettered once a minute per device

@@ -17,6 +17,7 @@ import orjson
 
 from engine import metrics
 from engine.api.auth import TokenAuth
+from engine.api.datalogger import datalogger_router
 from engine.api.incidents import incidents_router
 from engine.api.live import EventHub
 from engine.api.operator import Readings, mount_static, operator_router
@@ -44,6 +45,7 @@ from engine.ingest.decode import Rejection
 from engine.ingest.embedded_broker import EmbeddedBroker
 from engine.ingest.intake import Intake
 from engine.ingest.mqtt_client import MqttClient, broker_address
+from engine.ingest.network_servers import NetworkServerSource
 from engine.ingest.topics import Topic, engine_status_topic, subscriptions
 from engine.runners.assembly import build_pipeline, build_sinks
 from engine.runners.reload import ReloadResult, reload_from
@@ -110,6 +112,7 @@ class LocalRunner:
         self._full = asyncio.Event()
         self._checkpointed = time.monotonic()
         self.client: MqttClient | None = None
+        self.network_sources: list[NetworkServerSource] = []  # LoRaWAN network servers (lorawan.networks)
         self._acks_for_checkpoint: list[Callable[[], None]] = []  # ack_after: checkpoint
         self.supervisor = Supervisor()
         self.checkpoint_error: str | None = None  # the last checkpoint write's error, until one succeeds
@@ -141,6 +144,7 @@ class LocalRunner:
         fleet_silent = bool(silent and quiet_s > silent)
         horizon = time.time() - 300.0
         detectors_failing = sorted({f.detector for f, at in self._failure_times if at >= horizon})
+        networks = {s.network.name: s.connected for s in self.network_sources}
         intake = self._camera_intake
         since, camera_since = self._step_since, self._camera_since
         step_s = time.monotonic() - since if since is not None else 0.0
@@ -155,6 +159,7 @@ class LocalRunner:
                 and self.checkpoint_error is None
                 and not detectors_failing
                 and not fleet_silent
+                and all(networks.values())
             ),
             "seconds_since_last_reading": round(quiet_s, 1),
             "wedged": wedged,  # one step has run longer than ingest.wedged_after_s: nothing else is processed
@@ -162,6 +167,7 @@ class LocalRunner:
             "camera_stage_running_s": round(camera_s, 1),  # decoding and detecting the frames taken last
             "fleet_silent": fleet_silent,
             "mqtt_connected": connected,
+            "lorawan_connected": networks,  # per network server: its broker connected
             "store_ok": store_ok,
             "tasks_failing": tasks_failing,
             "checkpoint_error": self.checkpoint_error,
@@ -369,8 +375,9 @@ class LocalRunner:
             reports = reports_router(
                 self.store, self.act, auth, lambda: self.cfg, self.clock.now, self._photo_dir, self.report_quota
             )
-            app = create_app(self.health, self.reload, (incidents, reports, page), auth, cfg.api.metrics_public,
-                             self._refresh_gauges, cfg.api.max_body_bytes)  # fmt: skip
+            loggers = (datalogger_router(cfg.datalogger, lambda: self._intake),) if cfg.datalogger.groups else ()
+            app = create_app(self.health, self.reload, (incidents, reports, page, *loggers), auth,
+                             cfg.api.metrics_public, self._refresh_gauges, cfg.api.max_body_bytes)  # fmt: skip
             mount_static(app)
             api = ApiServer(app, cfg.api.host, cfg.api.port, cfg.api.max_connections)
             await api.start()
@@ -426,6 +433,10 @@ class LocalRunner:
                                                     delivery_stop))  # fmt: skip
         self._deadletter = intake.publish_deadletter
         await asyncio.to_thread(client.start, host, port)
+        for net in cfg.lorawan.networks:
+            source = NetworkServerSource(cfg, net, intake)
+            self.network_sources.append(source)
+            await asyncio.to_thread(source.start, (host, port), protocol)
         client.publish(status_topic, b"online", qos=1, retain=True)
         logger.info("engine running: broker %s:%s, %d detectors", host, port, len(self.pipeline.detectors))
         self.ready.set()
@@ -452,6 +463,8 @@ class LocalRunner:
         finally:
             delivery_stop.set()  # the last events go out (the MQTT sink still has its client) before we leave
             await asyncio.gather(*background, return_exceptions=True)
+            for source in self.network_sources:
+                await asyncio.to_thread(source.stop)
             client.publish(status_topic, b"offline", qos=1, retain=True)
             await asyncio.to_thread(client.stop)
             await asyncio.to_thread(self.report_worker.close)  # reports already taken are applied, then stored

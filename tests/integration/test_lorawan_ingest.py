@@ -1,0 +1,84 @@
+"""LoRaWAN uplinks over a real Mosquitto: ChirpStack v4 and The Things Stack v3 payloads, as their documentation
+shows them, through the local runner's network-server subscriptions; bad ones dead-lettered on the engine's broker."""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+import orjson
+import pytest
+
+from engine.config.models import (
+    ApiConfig,
+    LogSinkConfig,
+    LorawanConfig,
+    LorawanDevice,
+    LorawanNetwork,
+    LorawanProfile,
+    MqttConfig,
+)
+from tests.conftest import RunnerThread, default_config, publisher, wait_for
+from tests.integration.test_local_runner import Listener
+
+pytestmark = pytest.mark.integration
+DATA = Path(__file__).resolve().parents[1] / "data" / "lorawan"
+CS_TOPIC = "application/17c82e96-be03-4f38-aef3-f83d48582d97/device/0101010101010101/event/up"
+TTS_TOPIC = "v3/app1@tenant1/devices/dev1/up"
+
+
+def iso(ts: float) -> str:
+    return datetime.fromtimestamp(ts, UTC).isoformat()
+
+
+def test_uplinks_of_both_network_servers_become_readings_and_bad_ones_dead_letters(mosquitto, tmp_path):
+    cfg = default_config(
+        mqtt=MqttConfig(url=mosquitto.url, client_id="engine-it-lorawan"),
+        data_dir=str(tmp_path),
+        api=ApiConfig(enabled=False),
+        sinks=[LogSinkConfig(path=str(tmp_path / "incidents.jsonl"))],
+    )
+    site_id = cfg.sites[0].id
+    cfg = cfg.model_copy(update={"lorawan": LorawanConfig(
+        networks=[LorawanNetwork(name="city-chirpstack", kind="chirpstack"),  # on the engine's broker
+                  LorawanNetwork(name="ttn", kind="tts", mqtt=MqttConfig(url=mosquitto.url, client_id="gw-it"))],
+        profiles=[LorawanProfile(name="Test device-profile", fields={"crack": "crack_mm"}),
+                  LorawanProfile(name="the-things-uno", fields={"temperature": "temp_c"})],
+        devices=[LorawanDevice(dev_eui="0101010101010101", site=site_id, id="crack-lora-1"),
+                 LorawanDevice(dev_eui="0004A30B001C0530", site=site_id)],
+    )})  # fmt: skip
+    listener = Listener(mosquitto.url, ["gw/deadletter/#"])
+    engine = RunnerThread(cfg)
+    pub = publisher(mosquitto.url)
+    try:
+        assert wait_for(lambda: engine.runner.health()["lorawan_connected"] == {"city-chirpstack": True, "ttn": True})
+        now = time.time()
+        cs = orjson.loads((DATA / "chirpstack_v4_up.json").read_bytes())
+        tts = orjson.loads((DATA / "tts_v3_up.json").read_bytes())
+        pub.publish(CS_TOPIC, orjson.dumps(cs | {"time": iso(now)}))  # the documented uplink: no codec, no object
+        for k in range(3):
+            pub.publish(
+                CS_TOPIC, orjson.dumps(cs | {"time": iso(now + k), "fCnt": k + 1, "object": {"crack": 1.5 + k}})
+            )
+        tts["uplink_message"]["received_at"] = iso(now)
+        pub.publish(TTS_TOPIC, orjson.dumps(tts))
+        pub.publish(TTS_TOPIC, b"{not json")
+        assert pub.flush()
+        # 3 ChirpStack uplinks x (crack, rssi, snr) + 1 TTS uplink x (temp, rssi, snr)
+        assert wait_for(lambda: engine.runner.pipeline.readings >= 12, 30), engine.runner.pipeline.readings
+        assert wait_for(lambda: len(listener.received) >= 2, 15)
+        reasons = sorted((t, d["topic"]) for t, d in listener.received)
+        assert reasons == [("gw/deadletter/malformed_json", TTS_TOPIC), ("gw/deadletter/no_decoded_payload", CS_TOPIC)]
+        sources = {s.network.name: (s.taken, s.refused) for s in engine.runner.network_sources}
+        assert sources == {"city-chirpstack": (3, 1), "ttn": (1, 1)}
+        history = engine.runner.history
+        slot = engine.runner.pipeline.devices.find(site_id, "crack-lora-1")
+        assert slot is not None
+        ts, values = history.series(slot, "crack_mm")
+        assert list(values) == [1.5, 2.5, 3.5] and ts[0] == pytest.approx(now, abs=1e-3)
+    finally:
+        pub.stop()
+        engine.stop()
+        listener.stop()
+    assert engine.runner.pipeline.readings == 12
