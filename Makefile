@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed-stamp
 PYTEST_ARGS ?=
 DEMO_ARGS ?=
 
-.PHONY: demo test lint audit typecheck bench soak schema mosquitto chromium clean
+.PHONY: demo test lint audit typecheck bench soak schema mosquitto chromium rtsp-server clean
 
 $(STAMP): pyproject.toml constraints.txt
 	@test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -53,7 +53,17 @@ chromium:
 	  elif command -v sudo >/dev/null 2>&1; then sudo -n apt-get install -y -qq chromium; fi; \
 	} || echo "chromium could not be installed: the operator page's browser tests will be skipped"
 
-test: $(STAMP) $(BROKER_STAMP) mosquitto chromium lint
+# The camera-source tests' RTSP server: GStreamer's gst-rtsp-server run by Debian's python3 (tests/rtsp_server.py).
+RTSP_PACKAGES := python3-gi gir1.2-gst-rtsp-server-1.0 gstreamer1.0-plugins-base gstreamer1.0-plugins-good \
+  gstreamer1.0-plugins-ugly
+rtsp-server:
+	@/usr/bin/python3 tests/rtsp_server.py --check >/dev/null 2>&1 || { \
+	  echo "installing GStreamer's RTSP server (Debian packages) for the camera-source tests"; \
+	  if [ "$$(id -u)" = 0 ]; then apt-get install -y -qq $(RTSP_PACKAGES) >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq $(RTSP_PACKAGES); }; \
+	  elif command -v sudo >/dev/null 2>&1; then sudo -n apt-get install -y -qq $(RTSP_PACKAGES); fi; \
+	} || echo "GStreamer's RTSP server could not be installed: the RTSP camera tests will be skipped"
+
+test: $(STAMP) $(BROKER_STAMP) mosquitto chromium rtsp-server lint
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
 
 bench: $(STAMP)

@@ -150,6 +150,31 @@ FRAMES = Counter(
     ["outcome"],
     registry=REGISTRY,
 )
+FRAME_AGE = Histogram(
+    "gridwatch_frame_age_seconds",
+    "How old camera frames are (wall time minus their capture time) when the camera stage takes them to score.",
+    buckets=(0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0),
+    registry=REGISTRY,
+)
+CAMERA_SOURCE_FRAMES = Counter(
+    "gridwatch_camera_source_frames",
+    "Frames the engine pulled from cameras' streams, snapshot URLs and video devices (cameras.devices[].source), "
+    "by outcome: taken (handed on), refused (no camera's frame: too large, too many pixels, wrong aspect).",
+    ["outcome"],
+    registry=REGISTRY,
+)
+CAMERA_SOURCE_RECONNECTS = Counter(
+    "gridwatch_camera_source_reconnects",
+    "Times a pulled camera could not be reached or its stream ended, and it was tried again after a backoff, "
+    "by kind of source (rtsp, http, onvif, device).",
+    ["scheme"],
+    registry=REGISTRY,
+)
+CAMERA_SOURCES_WITHOUT_FRAMES = Gauge(
+    "gridwatch_camera_sources_without_frames",
+    "Pulled cameras that gave no frame for longer than their no_frames_after_s (/readyz names them).",
+    registry=REGISTRY,
+)
 FRAME_SECONDS = Histogram(
     "gridwatch_frame_detect_seconds",
     "Time one camera detector spent on one batch of frames.",

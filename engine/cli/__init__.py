@@ -1,7 +1,7 @@
 """The ``gridwatch`` command line: one Typer app, its commands in the modules beside this one.
 
 - ``common``: the app, config loading, logging and the optional-parts check every command shares;
-- ``engine_commands``: run, bridge, worker, reload, check-config, bench, demo;
+- ``engine_commands``: run, bridge, pull-cameras, worker, reload, check-config, bench, demo;
 - ``tools``: simulate, replay, tune, score, camera;
 - ``incidents``: the incidents client (list, show, ack, assign, resolve, dispatch).
 """

@@ -74,6 +74,9 @@ def need_cameras_extra(cfg: EngineConfig) -> None:
         need_extra("cameras", "cv2", "the camera detectors of the config (cameras.detectors)")
     if any(d.type == "smoke_fire_onnx" for d in enabled):
         need_extra("cameras", "onnxruntime", "the smoke and fire model (smoke_fire_onnx)")
+    pulled = [f"{c.site}/{c.id}" for c in cfg.cameras.devices if c.source is not None]
+    if pulled:
+        need_extra("cameras", "cv2", f"pulling cameras' streams (cameras.devices[].source of {', '.join(pulled[:3])})")
 
 
 def need_extras_for(cfg: EngineConfig) -> None:

@@ -1,4 +1,5 @@
-"""The engine's own commands: ``run``, ``bridge``, ``worker``, ``reload``, ``check-config``, ``bench`` and ``demo``."""
+"""The engine's own commands: ``run``, ``bridge``, ``pull-cameras``, ``worker``, ``reload``, ``check-config``, ``bench``
+and ``demo``."""
 
 from __future__ import annotations
 
@@ -67,6 +68,47 @@ def bridge(config: ConfigOpt = DEFAULT_CONFIG, log_level: str = "info") -> None:
 
     done = run_bridge(cfg)
     logger.info("bridge stopped: %d messages forwarded, %d rejected", done.forwarded, done.rejected)
+
+
+@app.command("pull-cameras")
+def pull_cameras(config: ConfigOpt = DEFAULT_CONFIG, log_level: str = "info") -> None:
+    """Scale-out: pull the cameras that have a `source` (RTSP, HTTP snapshots, ONVIF, video devices) and publish
+    their frames to gw/cameras/<site>/<camera>, the capture time in the MQTT v5 user property `ts`, until
+    SIGINT/SIGTERM. (`gridwatch run` pulls them itself: run this only for bridges and workers.)"""
+    import threading
+
+    setup_logging(log_level)
+    cfg = load_or_exit(config)
+    if not any(c.source for c in cfg.cameras.devices):
+        typer.echo(f"{config}: no camera has a source (cameras.devices[].source): nothing to pull", err=True)
+        raise typer.Exit(2)
+    if cfg.mqtt.url == "embedded":
+        typer.echo(f"{config}: mqtt.url is `embedded`: give the broker the bridges read (mqtt://host:port)", err=True)
+        raise typer.Exit(2)
+    need_extra("cameras", "cv2", "`gridwatch pull-cameras`")
+    from engine.config.models import CameraConfig
+    from engine.ingest.camera_sources import CameraSources
+    from engine.ingest.mqtt_client import MqttClient, broker_address
+
+    client = MqttClient(cfg.mqtt, client_id=f"{cfg.mqtt.client_id}-cameras", clean=True)
+    client.start(*broker_address(cfg.mqtt.url))
+    prefix = cfg.mqtt.topic_prefix
+
+    def publish(cam: CameraConfig, payload: bytes, ts: float) -> None:
+        kind = "thermal" if cam.kind == "thermal" else "cameras"
+        # QoS 0: a frame lost while the broker is away is replaced by the next one; queued ones would only be late
+        client.publish(f"{prefix}/{kind}/{cam.site}/{cam.id}", payload, qos=0, user_properties={"ts": f"{ts:.3f}"})
+
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    sources = CameraSources(cfg, publish)
+    sources.start()
+    stop.wait()
+    sources.stop()
+    client.stop()
+    taken = sum(s.health.frames for s in sources.sources)
+    logger.info("pull-cameras stopped: %d frames published from %d cameras", taken, len(sources.sources))
 
 
 @app.command()
@@ -222,9 +264,12 @@ def check_config(
     from engine.runners.assembly import build_pipeline, cadence_warnings, describe
 
     pipeline = build_pipeline(cfg)  # detectors construct: catches what only their constructors check (a model file, …)
-    CameraStage(cfg)
+    stage = CameraStage(cfg)
     for warning in cadence_warnings(cfg, pipeline.detectors):
         print(f"warning: {warning}")
+    if not stage and any(c.source for c in cfg.cameras.devices):
+        print("warning: cameras.devices have a source but cameras.detectors is empty: `gridwatch run` does not pull "
+              "them (`gridwatch pull-cameras` publishes them to MQTT)")  # fmt: skip
     d = describe(cfg)
     print(
         f"ok: {file}: {d['sites']} sites, {d['devices']} devices, detectors: {', '.join(d['detectors']) or 'none'}; "

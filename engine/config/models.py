@@ -619,6 +619,92 @@ else:  # the detectors registered when the config is imported; the loader takes 
 _UNION_OF = (tuple(registry.known()), tuple(frame_registry.known()))  # the types the unions were built from
 
 
+SOURCE_SCHEMES = ("rtsp://", "rtsps://", "http://", "https://", "onvif://")
+
+
+class CameraSourceConfig(Strict):
+    """Where the engine pulls a camera's frames itself (instead of the camera publishing them over MQTT)."""
+
+    url: str = Field(
+        description="rtsp://host:554/path (an IP camera's stream), http(s)://host/snapshot.jpg (a still per pull), "
+        "onvif://host[:port] (the stream URL asked of the camera with ONVIF GetStreamUri), or a local video device "
+        "(/dev/video0, or its index: 0). No user or password in it: use `username` and `password`/`password_file`."
+    )
+    username: str | None = Field(None, description="The camera's user; use ${ENV_VAR} rather than a literal.")
+    password: str | None = Field(
+        None, description="The camera's password; use ${ENV_VAR}, never a literal.", repr=False
+    )
+    password_file: str | None = Field(
+        None, description="Read the camera's password from this file (a Docker or systemd secret) instead."
+    )
+    http_auth: Literal["digest", "basic"] = Field(
+        "digest", description="http(s) snapshots and ONVIF: how the user and password are sent (most cameras: digest)."
+    )
+    interval_s: float | None = Field(
+        None,
+        gt=0,
+        description="Seconds between the frames taken (default: the camera's min_interval_s, or 1 s when that is 0). "
+        "An RTSP stream is read at its own rate and its newest frame taken at each interval.",
+    )
+    timeout_s: float = Field(10.0, gt=0, le=300, description="Connecting to the camera and waiting for one frame.")
+    backoff_s: float = Field(1.0, gt=0, description="First wait before reconnecting after a failure; it doubles.")
+    backoff_max_s: float = Field(
+        8.0,
+        gt=0,
+        description="Longest wait between reconnection attempts: a camera whose server comes back is streaming "
+        "again within this (and the time to open its stream).",
+    )
+    no_frames_after_s: float | None = Field(
+        None,
+        gt=0,
+        description="A camera without a frame for this long is reported in /readyz's cameras_without_frames and the "
+        "gridwatch_camera_sources_without_frames gauge (default: 3 intervals, at least 10 s).",
+    )
+    rtsp_transport: Literal["tcp", "udp"] = Field(
+        "tcp", description="RTSP: TCP (interleaved, passes NAT and firewalls, no lost packets) or UDP."
+    )
+    onvif_profile: int = Field(0, ge=0, description="onvif://: which of the camera's media profiles (0: the first).")
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, v: str) -> str:
+        if v.isdigit() or v.startswith("/dev/"):
+            return v
+        if not v.lower().startswith(SOURCE_SCHEMES):
+            raise ValueError("use rtsp://, rtsps://, http://, https://, onvif://, /dev/videoN or a device index")
+        netloc = v.split("://", 1)[1].split("/", 1)[0]
+        if "@" in netloc:
+            raise ValueError(
+                "no user or password in the URL (it would reach logs): give `username` and `password: ${ENV_VAR}` "
+                "or `password_file`"
+            )
+        return v
+
+    @model_validator(mode="after")
+    def _secrets(self) -> CameraSourceConfig:
+        if self.password is not None and self.password_file is not None:
+            raise ValueError("give `password` or `password_file`, not both")
+        if self.password_file is not None and not Path(self.password_file).is_file():
+            raise ValueError(f"password_file: no file {self.password_file}")
+        if self.backoff_max_s < self.backoff_s:
+            raise ValueError("backoff_max_s must be at least backoff_s")
+        return self
+
+    @property
+    def scheme(self) -> str:
+        """``rtsp``, ``http``, ``onvif`` or ``device`` (rtsps and https are rtsp and http over TLS)."""
+        if "://" not in self.url:
+            return "device"
+        s = self.url.split("://", 1)[0].lower()
+        return {"rtsps": "rtsp", "https": "http"}.get(s, s)
+
+    def secret(self) -> str | None:
+        """The camera's password, from the config (its environment) or from ``password_file``."""
+        if self.password_file is not None:
+            return Path(self.password_file).read_text(encoding="utf-8").strip()
+        return self.password
+
+
 class CameraConfig(Strict):
     """One camera: where it is, what it sees, and how its frames are treated."""
 
@@ -640,6 +726,26 @@ class CameraConfig(Strict):
         "counts, judged against the scene (gain and offset unused). auto: integer frames with no calibration are "
         "counts, any other °C.",
     )
+    source: CameraSourceConfig | None = Field(
+        None,
+        description="Pull the camera's frames from its RTSP stream, HTTP snapshot URL or a local video device (the "
+        "`cameras` extra). Unset: the camera publishes its frames to gw/cameras/<site>/<camera>.",
+    )
+
+    @model_validator(mode="after")
+    def _source_kind(self) -> CameraConfig:
+        if self.source is not None and self.kind == "thermal" and self.source.scheme != "http":
+            raise ValueError(
+                "a thermal camera's video stream is a false-colour picture, not temperatures: pull its radiometric "
+                "frames from an http(s) snapshot URL (TIFF or .npy), or publish them to gw/thermal/<site>/<camera>"
+            )
+        return self
+
+    def pull_interval_s(self) -> float:
+        """Seconds between pulled frames: the source's ``interval_s``, else ``min_interval_s`` (1 s when 0)."""
+        if self.source is not None and self.source.interval_s is not None:
+            return self.source.interval_s
+        return self.min_interval_s or 1.0
 
 
 class CamerasConfig(Strict):

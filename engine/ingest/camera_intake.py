@@ -11,6 +11,7 @@ property ``ts`` (epoch seconds or ISO-8601 with offset) when present, else the a
 from __future__ import annotations
 
 import threading
+import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -181,7 +182,9 @@ class CameraIntake:
                 q.clear()
             self.arrived.clear()
         frames = []
+        now = time.time()
         for f in queued:
+            metrics.FRAME_AGE.observe(now - f.ts)  # a frame scored late is a fire seen late
             cam = f.config
             try:  # thermal: in the units the camera declares (counts are never read as degrees)
                 image, units = decode_camera_frame(f.payload, cam)

@@ -153,13 +153,26 @@ def checked_size(data: bytes, max_pixels: int = MAX_PIXELS) -> tuple[str, int, i
     engine.ingest.frames.FrameError: too_many_pixels: png of 9000x9000 pixels (limit 40000000)
     """
     kind, w, h = image_size(data)
+    check_dimensions(kind, w, h, max_pixels)
+    return kind, w, h
+
+
+def check_dimensions(kind: str, w: int, h: int, max_pixels: int = MAX_PIXELS) -> None:
+    """Refuse a frame of ``w`` x ``h`` pixels that no camera sends (``checked_size``'s bounds, for a frame
+    that is already decoded, such as one pulled from a camera's stream).
+
+    >>> check_dimensions("rtsp", 1920, 1080)
+    >>> check_dimensions("rtsp", 8000, 6000)
+    Traceback (most recent call last):
+    ...
+    engine.ingest.frames.FrameError: too_many_pixels: rtsp of 8000x6000 pixels (limit 40000000)
+    """
     if w <= 0 or h <= 0 or w * h > max_pixels:
         raise FrameError("too_many_pixels", f"{kind} of {w}x{h} pixels (limit {max_pixels})")
     if min(w, h) < MIN_SIDE_PX or max(w, h) > MAX_ASPECT * min(w, h):
         # no camera's frame: a 1x2,000,000 strip made the thermal blur run for minutes
         raise FrameError("not_an_image", f"{kind} of {w}x{h} pixels is no camera frame (sides of at least "
                                          f"{MIN_SIDE_PX} px, at most {MAX_ASPECT}:1)")  # fmt: skip
-    return kind, w, h
 
 
 THERMAL_SCENE_C = (-90.0, 300.0)  # a scene's median temperature outside this is a calibration error

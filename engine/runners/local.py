@@ -23,7 +23,7 @@ from engine.api.live import EventHub
 from engine.api.operator import Readings, mount_static, operator_router
 from engine.api.reports import reports_router
 from engine.api.server import ApiServer, create_app, refresh_store_gauges
-from engine.config.models import EngineConfig, WebhookSinkConfig
+from engine.config.models import CameraConfig, EngineConfig, WebhookSinkConfig
 from engine.core.clock import EngineClock
 from engine.core.history import ReadingHistory
 from engine.dispatch.actions import OperatorAction, apply_action
@@ -41,6 +41,7 @@ from engine.flow.checkpoint import (
 from engine.flow.pipeline import DetectorFailure
 from engine.incidents.reports import ReportError, ReportQuota, ReportWorker, mqtt_report
 from engine.ingest.camera_intake import CameraIntake
+from engine.ingest.camera_sources import CameraSources
 from engine.ingest.decode import Rejection
 from engine.ingest.embedded_broker import EmbeddedBroker
 from engine.ingest.intake import Intake
@@ -99,6 +100,7 @@ class LocalRunner:
         self.snapshot_dir = Path(cfg.data_dir) / "snapshots"
         self._camera_intake: CameraIntake | None = None
         self.cameras = CameraStage(cfg, self.snapshot_dir)
+        self.camera_sources: CameraSources | None = None  # the cameras the engine pulls (RTSP, HTTP, devices)
         self.hub = EventHub()
         self.delivery: OutboxDelivery | None = None
         self.summary = RunSummary()
@@ -178,6 +180,8 @@ class LocalRunner:
             "open_incidents": len(self.pipeline.tracker.open),
             # A warning, not a failure: cameras whose frames were refused lately (wrong units or calibration)
             "cameras_refusing_frames": intake.refused.recent(time.time()) if intake is not None else {},
+            # A warning too: pulled cameras (cameras.devices[].source) with no frame lately, and why
+            "cameras_without_frames": self.camera_sources.without_frames(time.time()) if self.camera_sources else {},
         }
 
     def _mqtt_report(
@@ -432,6 +436,10 @@ class LocalRunner:
             background.append(self.supervisor.start("cameras", lambda: self._camera_loop(cams, delivery_stop),
                                                     delivery_stop))  # fmt: skip
         self._deadletter = intake.publish_deadletter
+        if cams is not None:
+            self.camera_sources = self._pull_cameras(cams, intake)
+        elif any(c.source for c in cfg.cameras.devices):
+            logger.warning("cameras with a source are not pulled: the config has no camera detectors")
         await asyncio.to_thread(client.start, host, port)
         for net in cfg.lorawan.networks:
             source = NetworkServerSource(cfg, net, intake)
@@ -439,6 +447,8 @@ class LocalRunner:
             await asyncio.to_thread(source.start, (host, port), protocol)
         client.publish(status_topic, b"online", qos=1, retain=True)
         logger.info("engine running: broker %s:%s, %d detectors", host, port, len(self.pipeline.detectors))
+        if self.camera_sources:
+            self.camera_sources.start()
         self.ready.set()
         batch_s = cfg.ingest.batch_ms / 1000.0
         try:
@@ -461,6 +471,8 @@ class LocalRunner:
             except Exception:  # the messages it would acknowledge stay with the broker, redelivered at restart
                 logger.exception("the last checkpoint could not be written to %s", self.checkpoint_path)
         finally:
+            if self.camera_sources:
+                await asyncio.to_thread(self.camera_sources.stop)
             delivery_stop.set()  # the last events go out (the MQTT sink still has its client) before we leave
             await asyncio.gather(*background, return_exceptions=True)
             for source in self.network_sources:
@@ -490,6 +502,23 @@ class LocalRunner:
                 self.dispatcher.sinks = [s.name for s in self.delivery.sinks] if self.delivery else []
         metrics.CONFIG_RELOADS.labels("ok" if result.ok else "refused").inc()
         return result
+
+    def _pull_cameras(self, cams: CameraIntake, intake: Intake) -> CameraSources:
+        """The cameras the engine pulls itself: their frames enter the camera intake as an MQTT frame would."""
+        prefix = self.cfg.mqtt.topic_prefix
+
+        def address(cam: CameraConfig) -> tuple[Topic, str]:
+            kind = "thermal" if cam.kind == "thermal" else "cameras"
+            return Topic(kind, cam.site, cam.id), f"{prefix}/{kind}/{cam.site}/{cam.id}"
+
+        def pulled(cam: CameraConfig, payload: bytes, ts: float) -> None:
+            t, topic = address(cam)
+            cams.handle(t, topic, payload, {"ts": repr(ts)}, time.time())
+
+        def refused(cam: CameraConfig, reason: str, detail: str) -> None:
+            intake.reject([Rejection(reason, detail, cam.id)], address(cam)[1], b"", time.time())
+
+        return CameraSources(self.cfg, pulled, refused)
 
     async def _camera_loop(self, cams: CameraIntake, stop: asyncio.Event) -> None:
         """Frames through the camera detectors outside the step lock; their findings join the incidents."""
