@@ -26,7 +26,7 @@ import numpy as np
 from pydantic import Field, model_validator
 
 from detectors.base import DeviceState, StateArray, register
-from detectors.decision import LevelThresholds, channel_steps, hysteresis_level, thresholds_array
+from detectors.decision import LevelThresholds, channel_steps, hysteresis_level, metric_positions, thresholds_array
 from detectors.geohazard.velocity import SlopeSensorConfig, SlopeSensorDetector
 from engine.core.batch import ReadingBatch
 from engine.core.findings import Finding
@@ -114,10 +114,33 @@ class DisplacementRate(SlopeSensorDetector[DisplacementRateConfig]):
         learned = np.maximum(total / np.maximum(n, 1), cfg.min_baseline_per_day)
         return np.where((n > 0) & ~learning, learned, np.nan)
 
+    def without_unrated(self, batch: ReadingBatch, state: DeviceState, rows: np.ndarray) -> np.ndarray:
+        """The rows left after taking in those of channels that get no velocity at any reading of this batch.
+
+        A velocity needs readings spanning half the window (``rate_per_h``); a sensor whose ring of ``points``
+        readings spans less (a crack meter read every second keeps 72 s of a 6 h window) has none at any reading
+        whose newest-to-oldest span stays short. For those the step would only push the readings, learn no
+        baseline (no velocity) and clear the level latches: done here for all their readings at once, exactly.
+        """
+        if rows.size == 0:
+            return rows
+        k = metric_positions(batch.metric[rows], self.metric_ids)
+        dev = state.rows_for(batch.slot[rows])
+        # Every window is at least window_h (``window_s``); a hair less covers its round trip through hours.
+        short = self.ring.span_at_most(state, dev, k, batch.ts[rows]) < self.config.window_h * 3600.0 / 2.0 * (1 - 1e-9)
+        if not short.any():
+            return rows
+        self.ring.push_all(state, dev[short], k[short], batch.ts[rows[short]], batch.value[rows[short]])
+        for j, (thresholds, _clear) in enumerate(self.tests):
+            if np.isfinite(thresholds).any():
+                state["active"][dev[short], k[short], j] = False  # no velocity: below every clear level
+        return rows[~short]
+
     def process(self, batch: ReadingBatch, state: DeviceState) -> list[Finding]:
         cfg = self.config
         rows = batch.rows_of(self.metrics)
         found: list[Finding] = []
+        rows = self.without_unrated(batch, state, rows)
         for r, dev, k in channel_steps(batch.slot, batch.metric, rows, self.metric_ids, state):
             ts = batch.ts[r]
             self.ring.push(state, dev, k, ts, batch.value[r])

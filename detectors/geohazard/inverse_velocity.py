@@ -26,7 +26,7 @@ import numpy.typing as npt
 from pydantic import Field, model_validator
 
 from detectors.base import DeviceState, StateArray, register
-from detectors.decision import channel_steps
+from detectors.decision import channel_steps, metric_positions
 from detectors.geohazard.velocity import SlopeSensorConfig, SlopeSensorDetector, TimeRing
 from engine.core.batch import ReadingBatch
 from engine.core.findings import Finding
@@ -172,9 +172,34 @@ class InverseVelocity(SlopeSensorDetector[InverseVelocityConfig]):
             "sample_bin": StateArray(np.int64, NO_SAMPLE, (k,)),
         }
 
+    def without_undue(self, batch: ReadingBatch, state: DeviceState, rows: np.ndarray) -> np.ndarray:
+        """The rows left after taking in those of sensors that take no velocity sample in this batch.
+
+        A sensor samples its velocity at its first reading of each ``sample_h`` bin; one whose readings here
+        all fall in bins it has sampled (a crack meter read every second, sampled once an hour) only pushes
+        them onto its ring: done here for all of them at once, exactly as the step would.
+        """
+        if rows.size == 0:
+            return rows
+        k = metric_positions(batch.metric[rows], self.metric_ids)
+        dev = state.rows_for(batch.slot[rows])
+        ts = batch.ts[rows]
+        channel = dev * len(self.metrics) + k
+        uniq, inv = np.unique(channel, return_inverse=True)
+        newest_bin = np.full(uniq.shape[0], np.iinfo(np.int64).min)
+        np.maximum.at(newest_bin, inv, np.floor(ts / (self.config.sample_h * 3600.0)).astype(np.int64))
+        # A reading is due where its bin is past every bin sampled before it: some reading of the batch is due
+        # exactly where the channel's newest bin here is past the one sampled last.
+        sampled = newest_bin <= state["sample_bin"].reshape(-1).take(uniq)
+        quiet = sampled[inv]
+        if quiet.any():
+            self.ring.push_all(state, dev[quiet], k[quiet], ts[quiet], batch.value[rows[quiet]])
+        kept: np.ndarray = rows[~quiet]
+        return kept
+
     def process(self, batch: ReadingBatch, state: DeviceState) -> list[Finding]:
         cfg = self.config
-        rows = batch.rows_of(self.metrics)
+        rows = self.without_undue(batch, state, batch.rows_of(self.metrics))
         found: list[Finding] = []
         for r, dev, k in channel_steps(batch.slot, batch.metric, rows, self.metric_ids, state):
             ts = batch.ts[r]

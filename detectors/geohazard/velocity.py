@@ -100,6 +100,57 @@ class TimeRing:
         st[f"{self.name}_v"].reshape(-1)[at] = values
         counts[channel] = n + 1
 
+    def push_all(self, st: DeviceState, dev: I64, k: I64, ts: F64, values: F64) -> None:
+        """``push`` of readings of which a channel may have several, in arrival order: the state is as if they
+        had been pushed one at a time (a channel's last ``points`` of them land in its ring).
+
+        >>> ring = TimeRing("d", points=3, channels=1, slopes=True)
+        >>> st = DeviceState(ring.state_spec()); st.ensure(2)
+        >>> ring.push_all(st, np.array([0, 1, 0, 0, 0]), np.zeros(5, np.int64), np.array([1., 5, 2, 4, 3]), np.ones(5))
+        >>> st["d_t"][:2, 0].tolist(), st["d_n"][:2, 0].tolist(), st["d_d"][:2, 0].tolist()  # 3 came late
+        ([[3.0, 2.0, 4.0], [5.0, nan, nan]], [4, 1], [3, -1])
+        """
+        p = self.points
+        channel = dev * self.channels + k
+        order = np.argsort(channel, kind="stable")
+        ch, t_sorted, v_sorted = channel[order], ts[order], values[order]
+        first = np.ones(ch.shape[0], dtype=bool)
+        first[1:] = ch[1:] != ch[:-1]
+        idx = np.arange(ch.shape[0])
+        start = np.maximum.accumulate(np.where(first, idx, 0))
+        counts = st[f"{self.name}_n"].reshape(-1)
+        n = counts.take(ch) + (idx - start)  # each reading's number in its channel
+        t_ring = st[f"{self.name}_t"].reshape(-1)
+        if self.slopes:
+            before = np.empty_like(t_sorted)
+            before[1:] = t_sorted[:-1]
+            before[first] = t_ring.take(ch[first] * p + (n[first] - 1) % p)
+            late = (n > 0) & (t_sorted < before)
+            if late.any():
+                np.maximum.at(st[f"{self.name}_d"].reshape(-1), ch[late], n[late])  # the latest late one
+        last = np.ones(ch.shape[0], dtype=bool)
+        last[:-1] = first[1:]
+        end = idx[last]  # each channel's last row
+        total = np.repeat(n[end] + 1, np.diff(np.r_[0, end + 1]))
+        keep = n >= total - p  # older ones would be overwritten within this batch
+        at = ch[keep] * p + n[keep] % p
+        t_ring[at] = t_sorted[keep]
+        st[f"{self.name}_v"].reshape(-1)[at] = v_sorted[keep]
+        counts[ch[last]] = n[last] + 1
+
+    def span_at_most(self, st: DeviceState, dev: I64, k: I64, ts: F64) -> F64:
+        """Per row, a bound on the time its channel's readings span at any of these readings (pushed in
+        order): the newest of them less the oldest time in the ring or among them."""
+        channel = dev * self.channels + k
+        uniq, inv = np.unique(channel, return_inverse=True)
+        with np.errstate(invalid="ignore"):
+            oldest = np.fmin.reduce(st[f"{self.name}_t"].reshape(-1, self.points).take(uniq, axis=0), axis=1)
+        low = np.full(uniq.shape[0], np.inf)
+        high = np.full(uniq.shape[0], -np.inf)
+        np.minimum.at(low, inv, ts)
+        np.maximum.at(high, inv, ts)
+        return np.asarray((high - np.fmin(low, oldest))[inv], dtype=np.float64)
+
     def recent(self, st: DeviceState, dev: I64, k: I64) -> tuple[F64, F64]:
         """Each channel's ring, oldest first (NaN where not yet filled)."""
         p = self.points

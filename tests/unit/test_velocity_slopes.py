@@ -10,7 +10,9 @@ from hypothesis import strategies as st
 
 from detectors.base import DeviceState
 from detectors.geohazard.displacement_rate import DisplacementRate, DisplacementRateConfig
+from detectors.geohazard.inverse_velocity import InverseVelocity, InverseVelocityConfig
 from detectors.geohazard.velocity import TimeRing
+from engine.core.batch import ReadingBatch
 from engine.core.devices import DeviceIndex
 from engine.ingest.replay_file import batches
 
@@ -88,3 +90,105 @@ def test_late_readings_in_small_rings_give_the_same_window_counts():
             for window_h in (0.5, 1.0, 3.0):
                 got = ring.rate_per_h(kept, dev, k, ts, window_h, 2, reuse=True)
                 assert np.array_equal(got, ring.rate_per_h(fresh, dev, k, ts, window_h, 2), equal_nan=True)
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 2), st.sampled_from([-5.0, 0.0, 1.0, 1.0, 2.0, 600.0])), max_size=40))
+def test_pushing_a_batch_at_once_leaves_the_ring_as_pushing_one_at_a_time(readings):
+    ring = TimeRing("d", points=5, channels=1, slopes=True)
+    at_once, one_by_one = DeviceState(ring.state_spec()), DeviceState(ring.state_spec())
+    at_once.ensure(3)
+    one_by_one.ensure(3)
+    clock = np.zeros(3)
+    dev, ts = [], []
+    for d, dt in readings:
+        clock[d] += dt
+        dev.append(d)
+        ts.append(clock[d])
+    if not dev:
+        return
+    dev_a, ts_a = np.array(dev, dtype=np.int64), np.array(ts)
+    values = np.arange(len(dev), dtype=np.float64)
+    k = np.zeros(len(dev), dtype=np.int64)
+    half = len(dev) // 2  # two batches: the second pushes onto rings the first left
+    for part in (slice(0, half), slice(half, None)):
+        ring.push_all(at_once, dev_a[part], k[part], ts_a[part], values[part])
+        for i in range(len(dev))[part]:
+            ring.push(one_by_one, dev_a[i : i + 1], k[i : i + 1], ts_a[i : i + 1], values[i : i + 1])
+    for name in ("d_t", "d_v", "d_n", "d_d"):
+        assert np.array_equal(at_once[name], one_by_one[name], equal_nan=True), name
+
+
+mixed_stream = st.lists(
+    st.tuples(
+        st.integers(0, 3),  # device: 0-1 read every second, 2-3 every ten minutes (rated)
+        st.sampled_from([1.0, 1.0, 1.0, 0.0, -3.0, 5.0]),  # time step in the device's own unit
+        st.floats(-0.5, 3.0),  # movement since the last reading
+    ),
+    min_size=1,
+    max_size=150,
+)
+
+
+@settings(max_examples=60, deadline=None)
+@given(mixed_stream, st.sampled_from([1, 7, 40, 1000]))
+def test_channels_without_a_velocity_taken_in_at_once_change_nothing(plan, batch_size):
+    # Sensors whose readings cannot span half the window (one-second crack meters) are taken in without the
+    # step loop: findings and every state array but the kept-slope cache as when every reading is stepped.
+    cfg = DisplacementRateConfig(metrics=["crack_mm"], window_h=1.0, points=12, min_points=3, baseline_h=2.0)
+    rows, clock, disp = [], np.full(4, 1.8e9), np.zeros(4)
+    for d, step_, move in plan:
+        clock[d] += step_ * (1.0 if d < 2 else 600.0)
+        disp[d] += move
+        rows.append((float(clock[d]), "S1", f"crack-{d}", "crack_mm", float(disp[d])))
+
+    class Stepped(DisplacementRate):
+        def without_unrated(self, batch: ReadingBatch, state: DeviceState, rows: np.ndarray) -> np.ndarray:
+            return rows
+
+    def run(det: DisplacementRate) -> tuple[list[object], DeviceState]:
+        state = det.new_state()
+        out: list[object] = []
+        for b in batches(rows, DeviceIndex(), batch_size):
+            out += [(f.device, f.ts, int(f.level), f.score, sorted(f.evidence.items())) for f in det.process(b, state)]
+        return out, state
+
+    got, got_state = run(DisplacementRate(cfg))
+    want, want_state = run(Stepped(cfg))
+    assert got == want
+    for name in ("disp_t", "disp_v", "disp_n", "disp_d", "base_sum", "base_n", "base_start", "active"):
+        assert np.array_equal(got_state[name], want_state[name], equal_nan=True), name
+
+
+@settings(max_examples=60, deadline=None)
+@given(mixed_stream, st.sampled_from([1, 7, 40, 1000]))
+def test_readings_that_sample_no_velocity_taken_in_at_once_change_no_forecast(plan, batch_size):
+    # The failure forecast samples a velocity once per sample_h bin: sensors with no reading due here (a
+    # one-second crack meter between its hourly samples) only push theirs, all at once, as the steps would.
+    cfg = InverseVelocityConfig(
+        metrics=["crack_mm"], window_h=0.5, points=12, min_points=3, sample_h=0.25, fit_window_h=3.0,
+        min_fit_points=3, min_r2=0.0, max_t_stat=0.1, min_speedup=1.0,
+    )  # fmt: skip
+    rows, clock, disp, speed = [], np.full(4, 1.8e9), np.zeros(4), np.ones(4)
+    for d, step_, move in plan:
+        clock[d] += step_ * (1.0 if d < 2 else 600.0)
+        speed[d] *= 1.1 if move > 0 else 1.0  # accelerating, mostly
+        disp[d] += speed[d]
+        rows.append((float(clock[d]), "S1", f"crack-{d}", "crack_mm", float(disp[d])))
+
+    class Stepped(InverseVelocity):
+        def without_undue(self, batch: ReadingBatch, state: DeviceState, rows: np.ndarray) -> np.ndarray:
+            return rows
+
+    def run(det: InverseVelocity) -> tuple[list[object], DeviceState]:
+        state = det.new_state()
+        out: list[object] = []
+        for b in batches(rows, DeviceIndex(), batch_size):
+            out += [(f.device, f.ts, int(f.level), f.score, sorted(f.evidence.items())) for f in det.process(b, state)]
+        return out, state
+
+    got, got_state = run(InverseVelocity(cfg))
+    want, want_state = run(Stepped(cfg))
+    assert got == want
+    for name in got_state.arrays:
+        assert np.array_equal(got_state[name], want_state[name], equal_nan=True), name
