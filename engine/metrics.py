@@ -87,6 +87,13 @@ SINK_ERRORS = Counter(
 SINK_DELIVERED = Counter(
     "gridwatch_sink_deliveries", "Events delivered to a sink from the outbox.", ["sink"], registry=REGISTRY
 )
+NOTIFY_MESSAGES = Counter(
+    "gridwatch_notify_messages",
+    "Messages to people by a people-facing sink (Apprise), by outcome: sent, held (a receiver's rate limit), "
+    "summary (held events sent as one message), failed (an attempt; retried).",
+    ["sink", "outcome"],
+    registry=REGISTRY,
+)
 OUTBOX_BACKLOG = Gauge(
     "gridwatch_outbox_backlog", "Events in the outbox not yet delivered, by sink.", ["sink"], registry=REGISTRY
 )

@@ -79,12 +79,37 @@ def need_cameras_extra(cfg: EngineConfig) -> None:
         need_extra("cameras", "cv2", f"pulling cameras' streams (cameras.devices[].source of {', '.join(pulled[:3])})")
 
 
+def need_notify_extra(cfg: EngineConfig) -> None:
+    """An Apprise sink (SMS, e-mail, chat) in the config needs Apprise: the ``notify`` extra."""
+    named = [f"sinks[{i}]" for i, s in enumerate(cfg.sinks) if s.type == "apprise"]
+    if named:
+        need_extra("notify", "apprise", f"the people-facing sink of the config ({', '.join(named)}: type apprise)")
+
+
+def check_receivers(cfg: EngineConfig) -> None:
+    """Every Apprise receiver's URL is one Apprise can use (stop naming the receiver, never the URL), and a
+    warning for each receiver that names no part of the config."""
+    from engine.config.notify import AppriseSinkConfig
+    from engine.dispatch.apprise_sink import build_receivers, receiver_warnings
+
+    for i, s in enumerate(cfg.sinks):
+        if isinstance(s, AppriseSinkConfig):
+            try:
+                build_receivers(s, f"sinks[{i}]")
+            except (ValueError, OSError) as exc:
+                typer.echo(f"config error: {exc}", err=True)
+                raise typer.Exit(2) from None
+    for warning in receiver_warnings(cfg):
+        print(f"warning: {warning}")
+
+
 def need_extras_for(cfg: EngineConfig) -> None:
-    """The optional parts a config needs to run locally: the embedded broker, a PostgreSQL store, cameras."""
+    """The optional parts a config needs to run locally: the embedded broker, a PostgreSQL store, cameras, Apprise."""
     if cfg.mqtt.url == "embedded":
         need_extra("demo", "amqtt", "the embedded MQTT broker (mqtt.url: embedded)")
     need_store_extra(cfg)
     need_cameras_extra(cfg)
+    need_notify_extra(cfg)
 
 
 def install_stop(stop: asyncio.Event) -> None:

@@ -18,6 +18,7 @@ from engine.cli.common import (
     DEFAULT_CONFIG,
     ConfigOpt,
     app,
+    check_receivers,
     console,
     install_stop,
     load_or_exit,
@@ -25,6 +26,7 @@ from engine.cli.common import (
     need_cameras_extra,
     need_extra,
     need_extras_for,
+    need_notify_extra,
     need_store_extra,
     setup_logging,
 )
@@ -119,6 +121,7 @@ def worker(config: ConfigOpt = DEFAULT_CONFIG, log_level: str = "info") -> None:
     need_extra("kafka", "faust", "`gridwatch worker` (the scale-out runner)")
     need_store_extra(cfg)
     need_cameras_extra(cfg)
+    need_notify_extra(cfg)
     import faust
 
     from engine.runners.faust_app import GridwatchWorker
@@ -260,6 +263,8 @@ def check_config(
         return
     cfg = load_or_exit(file)
     need_cameras_extra(cfg)
+    need_notify_extra(cfg)
+    check_receivers(cfg)
     from engine.flow.cameras import CameraStage
     from engine.runners.assembly import build_pipeline, cadence_warnings, describe
 

@@ -127,6 +127,7 @@ def incidents_show(
         d = a["detail"]
         note = d.get("comment") or (f"silenced by {d['silenced_by']}" if d.get("silenced_by") else "")
         note = note or (f"inhibited by {d['inhibited_by']}" if d.get("inhibited_by") else "")
+        note = note or d.get("note") or ""  # a people-facing sink's delivery: sent, held, failed
         audit.add_row(_when(a["at"], zone), a["actor"], a["action"], ", ".join(d.get("receivers") or []), note)
     stdout.print(audit)
 

@@ -210,10 +210,12 @@ def _hint(err: dict[str, Any], loc: tuple[Any, ...]) -> str:
 
 
 def _display_loc(loc: tuple[Any, ...]) -> tuple[Any, ...]:
-    # Discriminated unions add the tag ('threshold') as a loc element; it is not a key in the file.
+    # Discriminated unions add the tag ('threshold', a sink's 'apprise') as a loc element; it is not a key in the file.
     from detectors.base import registry
+    from engine.config.models import SinkConfig
 
-    known = set(registry.known())
+    sinks = typing.get_args(typing.get_args(SinkConfig)[0])
+    known = set(registry.known()) | {m.model_fields["type"].default for m in sinks}
     out = []
     for i, part in enumerate(loc):
         if isinstance(part, str) and part in known and i > 0 and isinstance(loc[i - 1], int):

@@ -11,6 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationIn
 from detectors.base import DetectorConfig, registry
 from detectors.fusion import FusionRule
 from detectors.vision.base import CameraDetectorConfig, frame_registry
+from engine.config.notify import AppriseSinkConfig
 from engine.core.levels import Level, LevelName
 from engine.core.quantities import METRIC_NAMES
 from engine.incidents.inhibition import InhibitRule
@@ -271,7 +272,7 @@ class WebhookSinkConfig(Strict):
 
 
 SinkConfig = Annotated[
-    Union[LogSinkConfig, MqttSinkConfig, ConsoleSinkConfig, WebhookSinkConfig],  # noqa: UP007
+    Union[LogSinkConfig, MqttSinkConfig, ConsoleSinkConfig, WebhookSinkConfig, AppriseSinkConfig],  # noqa: UP007
     Field(discriminator="type"),
 ]
 

@@ -96,6 +96,9 @@ class OutboxDelivery:
         while not stop.is_set():
             try:
                 await self.drain(sink)
+                flush_held = getattr(sink, "flush_held", None)
+                if flush_held is not None:  # a people-facing sink: summaries of what its rate limits held
+                    await asyncio.to_thread(flush_held)
                 if failing_since is not None:
                     logger.warning("outbox delivery to %s works again after %.0f s (%d tries)", sink.name,
                                    time.monotonic() - failing_since, tries)  # fmt: skip

@@ -4,16 +4,20 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from detectors.base import Detector, registry
 from detectors.fusion import SiteFusion
 from engine.config.models import ConsoleSinkConfig, EngineConfig, LogSinkConfig, MqttSinkConfig, WebhookSinkConfig
+from engine.config.notify import AppriseSinkConfig
 from engine.core.devices import DeviceIndex
 from engine.dispatch.routing import Router
 from engine.dispatch.sinks import ConsoleSink, LogSink, MqttSink, Sink, SinkSet, WebhookSink
 from engine.flow.pipeline import Pipeline
 from engine.incidents.tracker import IncidentTracker
+
+if TYPE_CHECKING:
+    from engine.store.store import Store
 
 
 def build_pipeline(cfg: EngineConfig, devices: DeviceIndex | None = None) -> Pipeline:
@@ -50,9 +54,11 @@ def build_sinks(
     publish: Callable[..., object] | None = None,
     log_path: Path | None = None,
     extra: list[Sink] | None = None,
+    store: Store | None = None,
 ) -> SinkSet:
+    """The configured sinks; a people-facing one (Apprise) needs the ``store`` (what each receiver got)."""
     sinks: list[Sink] = []
-    for s in cfg.sinks:
+    for i, s in enumerate(cfg.sinks):
         if isinstance(s, LogSinkConfig):
             sinks.append(LogSink(s, log_path))
         elif isinstance(s, MqttSinkConfig):
@@ -62,6 +68,10 @@ def build_sinks(
             sinks.append(ConsoleSink(s))
         elif isinstance(s, WebhookSinkConfig):
             sinks.append(WebhookSink(s))
+        elif isinstance(s, AppriseSinkConfig) and store is not None:
+            from engine.dispatch.apprise_sink import AppriseSink  # the `notify` extra, only when configured
+
+            sinks.append(AppriseSink(s, store, cfg, where=f"sinks[{i}]"))
     sinks.extend(extra or [])
     return SinkSet(sinks)
 

@@ -55,6 +55,7 @@ from engine.api.operator import Held, Readings, mount_static, operator_router
 from engine.api.reports import reports_router
 from engine.api.server import ApiServer, create_app, refresh_store_gauges
 from engine.config.models import ApiConfig, EngineConfig, WebhookSinkConfig
+from engine.config.notify import AppriseSinkConfig
 from engine.core.batch import BatchBuilder
 from engine.core.clock import EngineClock
 from engine.core.devices import DeviceIndex
@@ -665,11 +666,11 @@ class GridwatchWorker:
             self._mqtt = MqttClient(cfg.mqtt, client_id=f"{cfg.kafka.app_id}-worker-{id(self)}", clean=True)
             await asyncio.to_thread(self._mqtt.start, host, port)
             publish = self._mqtt.publish
-        sinks = build_sinks(cfg, publish, self._log_path)
+        sinks = build_sinks(cfg, publish, self._log_path, store=self.store)
         policies = {
             s.name or s.type: RetryPolicy(s.backoff_s, s.backoff_max_s, s.max_attempts)
             for s in cfg.sinks
-            if isinstance(s, WebhookSinkConfig)
+            if isinstance(s, WebhookSinkConfig | AppriseSinkConfig)
         }
         self._sink_names = [s.name for s in sinks.sinks]
         for stage in self.handling.values():

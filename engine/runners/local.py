@@ -24,6 +24,7 @@ from engine.api.operator import Readings, mount_static, operator_router
 from engine.api.reports import reports_router
 from engine.api.server import ApiServer, create_app, refresh_store_gauges
 from engine.config.models import CameraConfig, EngineConfig, WebhookSinkConfig
+from engine.config.notify import AppriseSinkConfig
 from engine.core.clock import EngineClock
 from engine.core.history import ReadingHistory
 from engine.dispatch.actions import OperatorAction, apply_action
@@ -417,11 +418,11 @@ class LocalRunner:
         def publish(topic: str, payload: bytes, retain: bool = False) -> Any:
             return client.publish(topic, payload, retain=retain)
 
-        sinks = build_sinks(cfg, publish, self._log_path, self._extra_sinks)
+        sinks = build_sinks(cfg, publish, self._log_path, self._extra_sinks, store=self.store)
         policies = {
             s.name or s.type: RetryPolicy(s.backoff_s, s.backoff_max_s, s.max_attempts)
             for s in cfg.sinks
-            if isinstance(s, WebhookSinkConfig)
+            if isinstance(s, WebhookSinkConfig | AppriseSinkConfig)
         }
         self.dispatcher.sinks = [s.name for s in sinks.sinks]
         self.delivery = OutboxDelivery(self.store, sinks.sinks, policies)

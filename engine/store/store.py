@@ -6,7 +6,8 @@ are written together, so a sink that is down delays delivery and loses nothing, 
 
 Each part lives in its own module over one session factory (``database.Database``): ``incidents``
 (writes by the dispatcher, reads by the API), ``outbox`` (delivery and retention), ``silences`` and
-``actions`` (the scale-out's operator actions). ``Store`` is all of them on one database.
+``actions`` (the scale-out's operator actions), ``receivers`` (what people-facing sinks sent each receiver).
+``Store`` is all of them on one database.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from engine.store.actions import OperatorActions
 from engine.store.database import Database, alembic_config, make_engine
 from engine.store.incidents import IncidentRecords, Notification, finding_json, incident_json
 from engine.store.outbox import Outbox, OutboxItem
+from engine.store.receivers import ReceiverMessages
 from engine.store.silences import Silences
 
 __all__ = [
@@ -23,7 +25,7 @@ __all__ = [
 ]  # fmt: skip
 
 
-class Store(IncidentRecords, Outbox, OperatorActions, Silences):
+class Store(IncidentRecords, Outbox, OperatorActions, Silences, ReceiverMessages):
     """SQLite by default, PostgreSQL by URL; ``migrate()`` brings the schema to the latest revision.
 
     >>> st = Store("sqlite://")

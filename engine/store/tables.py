@@ -133,3 +133,27 @@ class OperatorActionRow(Base):
     state: Mapped[str] = mapped_column(String(16), default="pending")  # pending, applied, refused
     result: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
     finished_at: Mapped[float | None] = mapped_column(Float, nullable=True)
+
+
+class ReceiverMessageRow(Base):
+    """What one receiver of a people-facing sink (Apprise) got of one outbox event: ``sent`` on its own,
+    ``held`` by the receiver's rate limit, ``summarised`` once a summary message carried it; a summary
+    itself is a ``summary`` row. A retried event skips the receivers it already reached, and the rate
+    limit counts the rows of its window, across restarts and workers."""
+
+    __tablename__ = "receiver_messages"
+    __table_args__ = (
+        Index("ix_receiver_messages_delivery", "sink", "receiver", "delivery", unique=True),
+        Index("ix_receiver_messages_state", "sink", "receiver", "state", "at"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    sink: Mapped[str] = mapped_column(String(64))
+    receiver: Mapped[str] = mapped_column(String(200))
+    delivery: Mapped[str] = mapped_column(String(200))
+    incident_id: Mapped[str] = mapped_column(String(32))
+    state: Mapped[str] = mapped_column(String(16))  # sent, held, summarising, summarised, summary
+    at: Mapped[float] = mapped_column(Float)
+    level: Mapped[str] = mapped_column(String(8))
+    line: Mapped[str] = mapped_column(Text)  # the event in one line, for a summary
+    summary: Mapped[str | None] = mapped_column(String(200), nullable=True)  # the summary that carries it

@@ -15,6 +15,7 @@ export const state = {
   zone: "UTC",           // the city's time zone (config `timezone`, from /api/status)
   clockOffset: 0,        // the engine's clock minus the page's, in seconds
   engine: "unknown",     // live | unready | down | unknown: see live.js
+  openIncident: "",      // the incident a link in a message names (#incident=<id>): shown once signed in
 };
 
 export function esc(text) {

@@ -20,7 +20,7 @@ export async function showDetail(id) {
     <td>${esc(a.action)}${a.times > 1 ? ` ×${a.times} (to ${esc(utc(a.last))})` : ""}</td>
     <td>${esc((a.detail.receivers || []).join(", "))}</td>
     <td>${esc(a.detail.comment || (a.detail.silenced_by ? `silenced by ${a.detail.silenced_by}` : "")
-      || (a.detail.inhibited_by ? `inhibited by ${a.detail.inhibited_by}` : ""))}</td></tr>`).join("");
+      || (a.detail.inhibited_by ? `inhibited by ${a.detail.inhibited_by}` : "") || a.detail.note || "")}</td></tr>`).join("");
   const known = { ...(state.incidents.get(id) || {}), ...inc };
   const sources = confirmation(known);
   const muted = [

@@ -32,6 +32,12 @@ async function connect() {
   await Promise.all([loadSites(), loadSilences()]);
   await loadReports();
   openStream();
+  if (state.openIncident) {
+    const id = state.openIncident;
+    state.openIncident = "";
+    await showDetail(id);
+    $("#detail").scrollIntoView();
+  }
 }
 
 on("incident", (e) => {
@@ -54,7 +60,11 @@ on("change", (engine) => {
 window.gridwatch = { state, map: { draw: drawMap, hold: holdSites, view: mapState, schedule: scheduleSites }, renderBoard };
 
 document.addEventListener("DOMContentLoaded", () => {
-  const fromLink = new URLSearchParams(location.hash.slice(1)).get("token");
+  const linked = new URLSearchParams(location.hash.slice(1));
+  const fromLink = linked.get("token");
+  // A message to a person (SMS, e-mail, chat) links to its incident: #incident=<id> opens it once signed in.
+  const linkedIncident = linked.get("incident") || "";
+  state.openIncident = /^[A-Za-z0-9_-]{1,64}$/.test(linkedIncident) ? linkedIncident : "";
   state.token = fromLink || localStorage.getItem("gridwatch-token") || "";
   // A token that came in the link leaves the address bar (and the history, a shared screen, a screenshot) at once.
   // It is kept as a typed one is, so a reload stays signed in.

@@ -1,0 +1,114 @@
+"""Config of the people-facing sink: Apprise URLs (SMS gateways, e-mail, chat) per receiver of the routing,
+with a rate limit per receiver (``engine.dispatch.apprise_sink``)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from engine.core.levels import LevelName
+
+RECEIVER_KINDS = ("grid", "town", "district", "city", "contact")
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+
+
+class NotifyRateLimit(_Strict):
+    """How many messages one receiver gets; beyond it events are held and sent as one summary.
+
+    A burst of incidents (a storm over a district) must not send a phone a hundred SMS: each receiver gets at
+    most ``messages`` within ``window_s``; what comes beyond is held (the incident's audit trail says so) and
+    goes out as one summary message, at most every ``summary_every_s``, or as soon as the window has room.
+    """
+
+    messages: int = Field(5, ge=1, description="Messages one receiver gets within `window_s` before events are held.")
+    window_s: float = Field(600.0, gt=0, description="The window the messages are counted over (seconds).")
+    summary_every_s: float = Field(
+        300.0, gt=0, description="While events are held, one summary of them goes out at most this often (seconds)."
+    )
+
+
+class AppriseReceiverConfig(_Strict):
+    """One person or group reached through one Apprise URL (an SMS gateway, a mailbox, a chat)."""
+
+    to: str = Field(
+        description="Whom this is, as the routing names receivers: `grid:<grid>`, `town:<town>`, "
+        "`district:<district>`, `city:<city>` (`town:*`: every town), or `contact:<name>` for a plan's contact "
+        "(`plans[].contacts`, reached by one-key dispatch)."
+    )
+    name: str | None = Field(
+        None,
+        description="Name in the audit trail and the rate limit (unique in the sink); defaults to `to`. Give one "
+        "when several URLs serve one receiver (e-mail and chat).",
+    )
+    url: str | None = Field(
+        None,
+        description="The Apprise URL (https://github.com/caronc/apprise/wiki), e.g. mailto://, json://, tgram://, "
+        "dingtalk://; it holds keys: use ${ENV_VAR}, never a literal. It is never logged.",
+        repr=False,
+    )
+    url_file: str | None = Field(None, description="Read the URL from this file (a Docker or systemd secret) instead.")
+    min_level: LevelName = Field("blue", description="Only events of incidents at this level or above reach it.")
+
+    @model_validator(mode="after")
+    def _check(self) -> AppriseReceiverConfig:
+        kind, sep, unit = self.to.partition(":")
+        if not sep or kind not in RECEIVER_KINDS or not unit:
+            raise ValueError(
+                f"`to` must be <tier>:<name> with tier one of {', '.join(RECEIVER_KINDS)} (e.g. town:Nanshan, "
+                f"town:*, contact:Geotech team); got {self.to[:80]!r}"
+            )
+        if (self.url is None) == (self.url_file is None):
+            raise ValueError(f"receiver {self.label}: give `url` (from ${{ENV_VAR}}) or `url_file`, one of them")
+        if self.url_file is not None and not Path(self.url_file).is_file():
+            raise ValueError(f"receiver {self.label}: url_file: no file {self.url_file}")
+        if self.url is not None and "://" not in self.url:  # the value itself is never repeated: it is a secret
+            raise ValueError(f"receiver {self.label}: `url` is not an Apprise URL (<scheme>://…)")
+        return self
+
+    @property
+    def label(self) -> str:
+        """The receiver's name in the trail, the rate limit and every message about it."""
+        return self.name or self.to
+
+    def secret_url(self) -> str:
+        """The URL, from the config (its environment) or from ``url_file``."""
+        if self.url_file is not None:
+            return Path(self.url_file).read_text(encoding="utf-8").strip()
+        return self.url or ""
+
+
+class AppriseSinkConfig(_Strict):
+    """Incident events to people through Apprise: SMS, e-mail and chat, one URL per receiver of the routing."""
+
+    type: Literal["apprise"] = Field("apprise", description="Sink kind (needs the `notify` extra).")
+    name: str | None = Field(None, description="Name in the outbox and metrics; defaults to the type.")
+    public_url: str | None = Field(
+        None,
+        description="Where people open the operator page (e.g. https://gridwatch.example.org): each message links "
+        "to `<public_url>/#incident=<id>`. Unset: messages carry the incident id only.",
+    )
+    receivers: list[AppriseReceiverConfig] = Field(min_length=1, description="Who is reached, and through which URL.")
+    rate_limit: NotifyRateLimit = Field(
+        default_factory=NotifyRateLimit, description="Messages per receiver; beyond it, held and summarised."
+    )
+    timeout_s: float = Field(15.0, gt=0, description="Give up on one message after this long.")
+    backoff_s: float = Field(2.0, gt=0, description="First retry delay of a failed message; doubles each time.")
+    backoff_max_s: float = Field(300.0, gt=0, description="Longest retry delay.")
+    max_attempts: int = Field(
+        0, ge=0, description="Give up on an event after this many attempts (0: never; the incident's news waits)."
+    )
+
+    @model_validator(mode="after")
+    def _unique(self) -> AppriseSinkConfig:
+        labels = [r.label for r in self.receivers]
+        dupes = sorted({n for n in labels if labels.count(n) > 1})
+        if dupes:
+            raise ValueError(f"receivers share a name: {dupes}; give each URL of one receiver its own `name`")
+        if self.public_url is not None and not self.public_url.startswith(("http://", "https://")):
+            raise ValueError("public_url: use the page's http:// or https:// address")
+        return self

@@ -1,0 +1,266 @@
+"""The Apprise sink behind the outbox, in one process: real Apprise sending to a real local SMTP server and a
+real local HTTP chat endpoint, the real store and dispatcher. What each receiver gets, once; retries that skip
+whom an event already reached; rate limits that hold a burst and summarise it; URLs that never leak."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from pathlib import Path
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from typer.testing import CliRunner
+
+from engine.cli import app
+from engine.config.loader import ConfigError, parse_config
+from engine.config.models import EngineConfig
+from engine.core.findings import Finding
+from engine.core.levels import Level
+from engine.dispatch.apprise_sink import AppriseSink, Redactor
+from engine.dispatch.dispatcher import Dispatcher
+from engine.dispatch.outbox import OutboxDelivery, RetryPolicy
+from engine.dispatch.routing import Router
+from engine.incidents.tracker import IncidentTracker
+from engine.store.store import Store
+from engine.store.tables import OutboxRow
+from tests.conftest import wait_for
+from tests.notify_receivers import CHAT_TOKEN, SMTP_PASSWORD, ChatReceiver, SmtpReceiver
+
+SITES = [
+    {"id": "S1", "name": "Hillside above road 12", "lat": 29.5, "lon": 106.5, "grid": "g1", "town": "t1",
+     "district": "d1"},
+    {"id": "S2", "lat": 29.6, "lon": 106.6, "grid": "g1", "town": "t1", "district": "d1"},
+]  # fmt: skip
+PLAN = {"hazard": "landslide", "level": "red", "title": "Evacuate", "role": "district emergency office",
+        "steps": ["Evacuate the danger zone now", "Keep the road closed"], "contacts": ["Geotech team"]}  # fmt: skip
+
+
+@pytest.fixture
+def chat():
+    receiver = ChatReceiver()
+    yield receiver
+    receiver.stop()
+
+
+@pytest.fixture
+def smtp():
+    receiver = SmtpReceiver()
+    receiver.start()
+    yield receiver
+    receiver.stop()
+
+
+def engine_config(receivers: list[dict], sites: list[dict[str, object]] | None = None, **sink: object) -> EngineConfig:
+    apprise = {"type": "apprise", "name": "people", "public_url": "https://gridwatch.example.org",
+               "receivers": receivers, "backoff_s": 0.05, **sink}  # fmt: skip
+    return EngineConfig(
+        city="Chongqing", timezone="Asia/Shanghai", sites=SITES + (sites or []), plans=[PLAN], sinks=[apprise],
+        routing=[{"first": "grid", "ack_within_s": 600, "repeat_s": 100_000}],
+    )  # fmt: skip
+
+
+class Desk:
+    """The dispatcher writing to the store's outbox, and the outbox delivering to the Apprise sink."""
+
+    def __init__(self, cfg: EngineConfig, store: Store) -> None:
+        self.cfg, self.store = cfg, store
+        router = Router(cfg)
+        self.tracker = IncidentTracker(cfg.incidents, route_of=router.route, plan_of=router.plan)
+        self.dispatcher = Dispatcher(cfg, self.tracker, store)
+        self.dispatcher.sinks = ["people"]
+        self.sink = AppriseSink(cfg.sinks[0], store, cfg)  # type: ignore[arg-type]
+        self.delivery = OutboxDelivery(store, [self.sink], {"people": RetryPolicy(0.05, 0.1)})
+
+    def red(self, site: str, ts: float) -> str:
+        f = Finding("crack", "landslide", site, "crack-1", ts, Level.RED, 5.0)
+        (note,) = self.dispatcher.handle(self.tracker.apply([f]), now=ts)
+        self.sent = {**note.event, "receivers": note.detail["receivers"]}  # as the outbox holds it
+        return str(note.event["incident_id"])
+
+    def drain(self, final: bool = False) -> int:
+        return asyncio.run(self.delivery.drain(self.sink, final=final))
+
+    def restart(self) -> None:
+        """A new sink on the same store, as an engine started again has."""
+        self.sink.close()
+        self.sink = AppriseSink(self.cfg.sinks[0], self.store, self.cfg)  # type: ignore[arg-type]
+        self.delivery = OutboxDelivery(self.store, [self.sink], {"people": RetryPolicy(0.05, 0.1)})
+
+
+@pytest.fixture
+def store(tmp_path: Path):
+    st = Store(f"sqlite:///{tmp_path / 'gridwatch.db'}")
+    st.migrate()
+    yield st
+    st.close()
+
+
+def trail(store: Store, incident_id: str) -> list[tuple[str, list[str], str]]:
+    """The incident's audit lines as the API's detail (and the page) shows them: action, receivers, note."""
+    inc = store.incident(incident_id)
+    assert inc is not None
+    return [(a["action"], a["detail"].get("receivers", []), a["detail"].get("note", "")) for a in inc["audit"]]
+
+
+def test_each_receiver_gets_the_plan_level_site_and_link_once_and_a_retry_reaches_only_who_missed_it(store, smtp, chat):
+    cfg = engine_config([{"to": "grid:g1", "name": "g1-mail", "url": smtp.url("g1@example.org")},
+                         {"to": "grid:*", "name": "g1-chat", "url": chat.url()},
+                         {"to": "town:t1", "url": smtp.url("t1@example.org"), "min_level": "red"},
+                         {"to": "district:d1", "url": smtp.url("d1@example.org")}])  # fmt: skip
+    desk = Desk(cfg, store)
+    now = time.time()
+    iid = desk.red("S1", now)
+    # The chat endpoint is down: the e-mail goes, the event stays in the outbox for the chat.
+    assert desk.drain() == 0
+    (mail,) = smtp.mails
+    assert mail.to == ["g1@example.org"]
+    assert mail.subject == "[RED] landslide at S1 Hillside above road 12: new incident"
+    assert "RED landslide at S1 Hillside above road 12 (t1, d1): new incident." in mail.body
+    assert "Plan: Evacuate (district emergency office)\n1. Evacuate the danger zone now\n2. Keep the road closed" in (
+        mail.body
+    )
+    assert "Contacts: Geotech team" in mail.body
+    assert f"Open: https://gridwatch.example.org/#incident={iid}" in mail.body
+    assert "UTC+08:00" in mail.body  # the city's time zone
+    (row,) = store.outbox_due("people")
+    assert row.attempts == 1
+    chat.start()
+    desk.drain(final=True)
+    assert len(smtp.mails) == 1, "the e-mail receiver already had it: not sent again"
+    (post,) = chat.posts
+    assert post["title"] == mail.subject and f"#incident={iid}" in post["message"] and post["type"] == "failure"
+    assert store.outbox_backlog() == {}
+    # An engine started again that finds the event due again (killed before it marked the row) sends nothing.
+    desk.restart()
+    desk.sink.send(desk.sent, f"{iid}.1.people")
+    assert (len(smtp.mails), len(chat.posts)) == (1, 1)
+    lines = trail(store, iid)
+    assert ("notified", ["g1-mail"], "mailto message sent to g1-mail") in lines
+    assert ("notified", ["g1-chat"], "json message sent to g1-chat") in lines
+    (failed,) = [line for line in lines if line[0] == "notify_failed"]
+    assert failed[1] == ["g1-chat"] and "attempt 1; retried" in failed[2]
+    # Acknowledged, then resolved: both go to everyone who heard of it (the town's receiver takes red only).
+    for note in desk.dispatcher.acknowledge(iid, "duty officer", now + 10):
+        assert note.detail["receivers"] == ["grid:g1"]
+    desk.drain()
+    assert [m.subject.split(": ")[-1] for m in smtp.to("g1@example.org")] == ["new incident", "acknowledged"]
+    assert "Acknowledged by duty officer, open since" in smtp.to("g1@example.org")[1].body
+    assert smtp.to("t1@example.org") == [] and smtp.to("d1@example.org") == []
+
+
+def test_no_url_reaches_the_log_the_trail_or_the_outbox(store, smtp, chat, caplog):
+    cfg = engine_config([{"to": "grid:g1", "name": "g1-chat", "url": chat.url()},
+                         {"to": "grid:g1", "name": "g1-mail", "url": smtp.url("g1@example.org")}])  # fmt: skip
+    smtp.stop()  # both down: every failure text is written somewhere
+    desk = Desk(cfg, store)
+    caplog.set_level("DEBUG")
+    iid = desk.red("S1", time.time())
+    desk.drain()
+    (row,) = store.outbox_due("people")
+    with store.session() as s:
+        stored = s.get(OutboxRow, row.id)
+        error = stored.last_error if stored is not None else None
+    assert error and "g1-chat" in error and "g1-mail" in error
+    texts = [error, caplog.text, repr(trail(store, iid)), repr(cfg), str(cfg.sinks[0])]
+    for text in texts:
+        for secret in (CHAT_TOKEN, SMTP_PASSWORD, f"127.0.0.1:{chat.port}", "hooks/duty"):
+            assert secret not in text, (secret, text[:2000])
+
+
+def test_a_burst_is_held_per_receiver_and_summarised_even_across_a_restart(store, chat):
+    sites: list[dict[str, object]] = [
+        {"id": f"B{k:02d}", "lat": 29.5, "lon": 106.5, "grid": "g1", "town": "t1", "district": "d1"} for k in range(20)
+    ]
+    cfg = engine_config(
+        [{"to": "grid:g1", "url": chat.url("grid")}, {"to": "town:t1", "url": chat.url("town")}], sites,
+        rate_limit={"messages": 3, "window_s": 600, "summary_every_s": 0.5},
+    )  # fmt: skip
+    chat.start()
+    desk = Desk(cfg, store)
+    now = time.time()
+    ids = [desk.red(str(s["id"]), now + k) for k, s in enumerate(sites)]
+    desk.drain()
+    assert [p["path"] for p in chat.posts] == ["/grid"] * 3, "three messages, then the burst is held"
+    assert desk.sink.flush_held() == 0, "no summary before summary_every_s"
+    held = trail(store, ids[-1])[-1]
+    assert held[0] == "notify_held" and held[1] == ["grid:g1"] and "rate limit of 3 messages per 600 s" in held[2]
+    desk.restart()  # what is held is in the store, not in memory
+    assert wait_for(lambda: desk.sink.flush_held() or len(chat.posts) > 3, 10)
+    summary = chat.posts[3]
+    assert summary["title"] == "[RED] gridwatch: 17 events on 17 incidents held for you"
+    assert "17 events held for grid:g1 since" in summary["message"] and "… and" not in summary["message"]
+    assert all(f"incident {i}" in summary["message"] for i in ids[3:]) and ids[0] not in summary["message"]
+    assert trail(store, ids[5])[-1][0] == "notify_summarised"
+    # Later news for one of them joins the next summary, never overtaking it.
+    desk.dispatcher.acknowledge(ids[0], "duty officer", now + 30)
+    desk.drain()
+    assert len(chat.posts) == 4
+    assert wait_for(lambda: desk.sink.flush_held() or len(chat.posts) > 4, 10)
+    assert "acknowledged (incident " + ids[0] in chat.posts[4]["message"]
+    assert store.receivers_holding("people") == []
+    assert all(p["path"] == "/grid" for p in chat.posts), "the town is not on these incidents' route yet"
+
+
+ALPHABET = st.characters(min_codepoint=33, max_codepoint=126, exclude_characters="/?&=@:#,;%")
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    password=st.text(ALPHABET, min_size=3, max_size=24),
+    token=st.text(ALPHABET, min_size=4, max_size=40).filter(lambda t: not (t.isdigit() and len(t) <= 5)),  # a port
+    host=st.from_regex(r"[a-z][a-z0-9-]{3,20}\.example\.org", fullmatch=True),
+    prefix=st.text(max_size=20),
+)
+def test_redaction_cuts_every_key_of_a_url_out_of_any_text(password, token, host, prefix):
+    url = f"json://bot:{password}@{host}:8443/hooks/{token}?+X-Key={token[::-1]}"
+    cut = Redactor(url)
+    said = f"{prefix}POST {url} to {host} as bot:{password} with {token} and {token[::-1]} failed"
+    out = cut(said)
+    for secret in (password, token, token[::-1], host):
+        assert secret not in out.replace(prefix, ""), out
+
+
+@pytest.mark.parametrize(
+    ("receiver", "says"),
+    [
+        ({"to": "twn:Nanshan", "url": "json://k3y-abcdef@h/p"}, "`to` must be <tier>:<name>"),
+        ({"to": "town:t1"}, "give `url` (from ${ENV_VAR}) or `url_file`, one of them"),
+        ({"to": "town:t1", "url": "k3y-abcdef"}, "`url` is not an Apprise URL"),
+        ({"to": "town:t1", "url_file": "/no/such/secret"}, "url_file: no file /no/such/secret"),
+    ],
+)
+def test_a_bad_receiver_stops_at_load_naming_its_field_never_its_url(receiver, says):
+    text = (
+        "sinks:\n  - type: apprise\n    receivers:\n"
+        f"      - {{{', '.join(f'{k}: {v!r}' for k, v in receiver.items())}}}\n"
+    )
+    with pytest.raises(ConfigError) as err:
+        parse_config(text, "cfg.yaml")
+    (issue,) = err.value.issues
+    assert issue.field == "sinks[0].receivers[0]" and issue.line == 4 and says in issue.message, str(issue)
+    assert "k3y-abcdef" not in str(err.value)
+
+
+def test_check_config_refuses_a_url_apprise_cannot_use_and_warns_of_a_receiver_nobody_routes_to(tmp_path, monkeypatch):
+    secret = tmp_path / "town-mail-url"
+    secret.write_text("mailto://gw:k3y-abcdef@127.0.0.1:2525?mode=insecure&to=t1@example.org&from=gw@example.org\n")
+    monkeypatch.setenv("GW_TEST_CHAT_URL", "json://127.0.0.1:9/hooks/k3y-abcdef")
+    path = tmp_path / "gridwatch.yaml"
+    path.write_text(
+        "city: Chongqing\n"
+        "sites: [{id: S1, lat: 29.5, lon: 106.5, grid: g1, town: Nanshan, district: d1}]\n"
+        "sinks:\n  - type: apprise\n    receivers:\n"
+        f"      - {{to: town:Nanshn, url_file: {secret}}}\n"
+        "      - {to: grid:g1, url: '${GW_TEST_CHAT_URL}'}\n"
+    )
+    ok = CliRunner().invoke(app, ["check-config", str(path)])
+    assert ok.exit_code == 0, ok.output
+    assert "warning: sinks[0].receivers[0].to: town:Nanshn is no town of the config's sites (did you mean " \
+           "town:Nanshan?)" in ok.output  # fmt: skip
+    monkeypatch.setenv("GW_TEST_CHAT_URL", "nosuchservice://k3y-abcdef/x")
+    bad = CliRunner().invoke(app, ["check-config", str(path)])
+    assert bad.exit_code == 2
+    assert "sinks[0].receivers[1] (grid:g1): Apprise cannot use this URL (scheme 'nosuchservice')" in bad.output
+    assert "k3y-abcdef" not in ok.output + bad.output
