@@ -236,7 +236,7 @@ def test_config_errors_name_the_field_and_the_fix(tmp_path):
     with pytest.raises(ConfigError) as own_broker:
         parse_config(base + "lorawan: {networks: [{name: cs, kind: chirpstack, mqtt: {url: embedded}}]}\n", "gw.yaml",
                      tmp_path)  # fmt: skip
-    assert "lorawan.networks[0].mqtt" in str(own_broker.value)
+    assert "lorawan.networks[0]" in str(own_broker.value) and "mqtt://host:port" in str(own_broker.value)
 
 
 # Property tests: the parsers take any JSON at all and either give a reading or raise UplinkError.
