@@ -661,9 +661,6 @@ class CameraSourceConfig(Strict):
         description="A camera without a frame for this long is reported in /readyz's cameras_without_frames and the "
         "gridwatch_camera_sources_without_frames gauge (default: 3 intervals, at least 10 s).",
     )
-    rtsp_transport: Literal["tcp", "udp"] = Field(
-        "tcp", description="RTSP: TCP (interleaved, passes NAT and firewalls, no lost packets) or UDP."
-    )
     onvif_profile: int = Field(0, ge=0, description="onvif://: which of the camera's media profiles (0: the first).")
 
     @field_validator("url")

@@ -47,8 +47,17 @@ logger = logging.getLogger(__name__)
 Deliver = Callable[[CameraConfig, bytes, float], None]  # (camera, JPEG/PNG/TIFF bytes, capture time)
 Refuse = Callable[[CameraConfig, str, str], None]  # (camera, dead-letter reason, detail)
 
-_URL_IN_TEXT = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://[^\s'\"<>]+")
-_OPEN_LOCK = threading.Lock()  # OpenCV takes FFmpeg's options from the environment: one open at a time sets it
+_URL_IN_TEXT = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://[^\s'\"<>]*[^\s'\"<>.,:;)]")  # not the sentence's stop
+# RTSP over TCP (interleaved: through NAT and firewalls, no lost packets smearing H.264 frames), and a short probe
+# of the stream (FFmpeg's default of 5 s delayed every connection)
+FFMPEG_OPTIONS = "rtsp_transport;tcp|analyzeduration;1000000|probesize;1000000"
+
+
+def ffmpeg_options() -> None:
+    """OpenCV reads FFmpeg's options from one environment variable, for every stream of the process: set it
+    unless the operator has (``OPENCV_FFMPEG_CAPTURE_OPTIONS="rtsp_transport;udp"`` for cameras that only do UDP).
+    """
+    os.environ.setdefault("OPENCV_FFMPEG_CAPTURE_OPTIONS", FFMPEG_OPTIONS)
 
 
 def redact(url: str) -> str:
@@ -251,19 +260,12 @@ class CameraSource:
         if url.isdigit() or url.startswith("/dev/"):
             cap = cv2.VideoCapture(int(url) if url.isdigit() else url)
         else:
-            # FFmpeg's RTSP options reach OpenCV only through this variable, read as the stream opens
-            opts = f"rtsp_transport;{self.src.rtsp_transport}|analyzeduration;1000000|probesize;1000000"
-            with _OPEN_LOCK:
-                before = os.environ.get("OPENCV_FFMPEG_CAPTURE_OPTIONS")
-                os.environ["OPENCV_FFMPEG_CAPTURE_OPTIONS"] = opts
-                try:
-                    params = [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, timeout_ms, cv2.CAP_PROP_READ_TIMEOUT_MSEC, timeout_ms]
-                    cap = cv2.VideoCapture(url, cv2.CAP_FFMPEG, params)
-                finally:
-                    if before is None:
-                        os.environ.pop("OPENCV_FFMPEG_CAPTURE_OPTIONS", None)
-                    else:
-                        os.environ["OPENCV_FFMPEG_CAPTURE_OPTIONS"] = before
+            ffmpeg_options()
+            # One decoding thread a camera: a camera has its own thread, and FFmpeg's default (a thread per core
+            # for every stream) would spin on the cores the ingest path needs
+            params = [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, timeout_ms, cv2.CAP_PROP_READ_TIMEOUT_MSEC, timeout_ms,
+                      cv2.CAP_PROP_N_THREADS, 1]  # fmt: skip
+            cap = cv2.VideoCapture(url, cv2.CAP_FFMPEG, params)
         if not cap.isOpened():
             cap.release()
             raise SourceError(f"could not open {redact(url)} (unreachable, refused, or no video there)")
@@ -454,6 +456,7 @@ class CameraSources:
         return bool(self.sources)
 
     def start(self) -> None:
+        ffmpeg_options()  # before the threads: the environment is set once, not while they open streams
         for s in self.sources:
             s.start()
             logger.info("pulling camera %s from %s every %g s", s.key, s.describe(), s.interval_s)
