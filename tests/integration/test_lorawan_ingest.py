@@ -1,9 +1,11 @@
 """LoRaWAN uplinks over a real Mosquitto: ChirpStack v4 and The Things Stack v3 payloads, as their documentation
-shows them, through the local runner's network-server subscriptions; bad ones dead-lettered on the engine's broker."""
+shows them, through the local runner's network-server subscriptions; bad ones dead-lettered on the engine's broker;
+and a datalogger's post to the engine's own HTTP server into the same intake."""
 
 from __future__ import annotations
 
 import time
+import urllib.request
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -12,6 +14,8 @@ import pytest
 
 from engine.config.models import (
     ApiConfig,
+    DataloggerConfig,
+    DataloggerGroup,
     LogSinkConfig,
     LorawanConfig,
     LorawanDevice,
@@ -26,6 +30,7 @@ pytestmark = pytest.mark.integration
 DATA = Path(__file__).resolve().parents[1] / "data" / "lorawan"
 CS_TOPIC = "application/17c82e96-be03-4f38-aef3-f83d48582d97/device/0101010101010101/event/up"
 TTS_TOPIC = "v3/app1@tenant1/devices/dev1/up"
+LOGGER_TOKEN = "piezometer-loggers-0123"
 
 
 def iso(ts: float) -> str:
@@ -36,11 +41,12 @@ def test_uplinks_of_both_network_servers_become_readings_and_bad_ones_dead_lette
     cfg = default_config(
         mqtt=MqttConfig(url=mosquitto.url, client_id="engine-it-lorawan"),
         data_dir=str(tmp_path),
-        api=ApiConfig(enabled=False),
+        api=ApiConfig(port=0),
         sinks=[LogSinkConfig(path=str(tmp_path / "incidents.jsonl"))],
     )
     site_id = cfg.sites[0].id
-    cfg = cfg.model_copy(update={"lorawan": LorawanConfig(
+    loggers = DataloggerConfig(groups=[DataloggerGroup(name="piezo", token=LOGGER_TOKEN, sites=[site_id])])
+    cfg = cfg.model_copy(update={"datalogger": loggers, "lorawan": LorawanConfig(
         networks=[LorawanNetwork(name="city-chirpstack", kind="chirpstack"),  # on the engine's broker
                   LorawanNetwork(name="ttn", kind="tts", mqtt=MqttConfig(url=mosquitto.url, client_id="gw-it"))],
         profiles=[LorawanProfile(name="Test device-profile", fields={"crack": "crack_mm"}),
@@ -77,8 +83,19 @@ def test_uplinks_of_both_network_servers_become_readings_and_bad_ones_dead_lette
         assert slot is not None
         ts, values = history.series(slot, "crack_mm")
         assert list(values) == [1.5, 2.5, 3.5] and ts[0] == pytest.approx(now, abs=1e-3)
+        # A datalogger's post goes into the same intake (the engine's own HTTP server)
+        csv = f"ts,site,device,metric,value\n{now:.3f},{site_id},pz-9,pore_pressure_kpa,41.5\n".encode()
+        post = urllib.request.Request(
+            f"{engine.runner.api_url}/api/ingest",
+            data=csv,
+            method="POST",
+            headers={"Authorization": f"Bearer {LOGGER_TOKEN}", "Content-Type": "text/csv"},
+        )
+        with urllib.request.urlopen(post, timeout=10) as res:
+            assert orjson.loads(res.read()) == {"taken": 1, "refused": 0, "refusals": []}
+        assert wait_for(lambda: engine.runner.pipeline.readings >= 13, 15)
     finally:
         pub.stop()
         engine.stop()
         listener.stop()
-    assert engine.runner.pipeline.readings == 12
+    assert engine.runner.pipeline.readings == 13

@@ -4,6 +4,7 @@ dead letter of every kind of bad uplink, and property tests of the parsers."""
 from __future__ import annotations
 
 import copy
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -357,3 +358,28 @@ def test_parsers_read_the_docs_examples_field_by_field():
     up = tts_uplink(TTS_UP, example("tts_v3_up.json"))
     assert (up.dev_eui, up.device_id, up.profile, up.fcnt) == ("0004a30b001c0530", "dev1", "the-things-uno", 1)
     assert up.decoded == {"temperature": 1.0, "luminosity": 0.64} and up.battery is None
+
+
+def test_a_flat_battery_reported_by_the_network_is_a_device_fault_where_device_health_watches_it(monkeypatch):
+    from detectors.device_health import DeviceHealth, DeviceHealthConfig
+
+    monkeypatch.setattr("time.time", lambda: NOW_2022 + 7200)
+    e = Engine()
+    doc = example("chirpstack_v4_status.json")
+    for k, level in enumerate([80.0, 80.0, 80.0, 9.5]):  # the same level for hours, then flat
+        when = datetime.fromtimestamp(NOW_2022 + 600 * k, UTC).isoformat()
+        e.chirpstack.handle(CS_STATUS, orjson.dumps(doc | {"time": when, "batteryLevel": level}))
+    batch = e.intake.take()
+    cfg = DeviceHealthConfig(
+        metrics=["crack_mm", "battery_pct"],
+        stuck_exempt=["battery_pct"],
+        ranges={"battery_pct": (15.0, 100.0)},
+        stuck_count=3,
+    )
+    det = DeviceHealth(cfg)
+    found = det.process(batch, det.new_state())
+    assert [(f.device, f.evidence["fault"], f.evidence.get("metric")) for f in found] == [
+        ("gauge-1", "out_of_range", "battery_pct")
+    ]
+    assert DeviceHealthConfig().metrics == ["rain_mm", "disp_mm", "tilt_deg", "crack_mm", "soil_moisture_pct",
+                                            "pore_pressure_kpa", "water_level_m", "temp_c"]  # fmt: skip
