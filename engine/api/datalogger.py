@@ -52,6 +52,13 @@ def csv_readings(text: str, max_readings: int) -> tuple[list[Reading], list[Reje
     >>> [(b.reason, b.detail) for b in bad]
     [('non_numeric', 'line 4: value of rain_in is not a number')]
     """
+    try:
+        return _csv_readings(text, max_readings)
+    except csv.Error as exc:  # a NUL, a cell over the csv module's 128 KB
+        raise BodyError(f"not CSV: {exc}") from None
+
+
+def _csv_readings(text: str, max_readings: int) -> tuple[list[Reading], list[Rejection]]:
     rows = csv.reader(io.StringIO(text))
     header = next(rows, None)
     if header is None or tuple(h.strip().lower() for h in header) != CSV_COLUMNS:
@@ -67,6 +74,10 @@ def csv_readings(text: str, max_readings: int) -> tuple[list[Reading], list[Reje
             refused.append(Rejection("malformed_reading", f"line {n}: {len(row)} cells, not {len(CSV_COLUMNS)}"))
             continue
         ts_text, site, device, metric, value_text = (cell.strip() for cell in row)
+        if not valid_id(device):
+            refused.append(Rejection("malformed_reading", f"line {n}: device {device[:64]!r} is not an id (1-128 "
+                                     "letters, digits, _ . : @ -)"))  # fmt: skip
+            continue
         try:
             ts = parse_ts_text(ts_text)
         except TimestampError as exc:
@@ -164,7 +175,7 @@ def datalogger_router(cfg: DataloggerConfig, intake: Callable[[], Intake | None]
             target.take_readings, "datalogger", f"http/ingest/{group.name}", body, kept, refused, time.time()
         )
         n_refused = len(rejected)
-        taken = len(kept) - (n_refused - before)
+        taken = max(0, len(kept) - (n_refused - before))
         metrics.DATALOGGER_READINGS.labels(group.name, "taken").inc(taken)
         metrics.DATALOGGER_READINGS.labels(group.name, "refused").inc(n_refused)
         refusals = [{"reason": r.reason, "detail": r.detail, "device": r.device} for r in rejected[:20]]

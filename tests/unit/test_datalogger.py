@@ -6,6 +6,7 @@ import time
 from typing import Any
 
 import orjson
+import pytest
 from fastapi.testclient import TestClient
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -82,6 +83,11 @@ def test_tokens_bodies_and_limits():
     res = e.post(HILL, b"when,where,what\n1,2,3\n")
     assert res.status_code == 422 and "ts,site,device,metric,value" in res.text
     assert e.post(HILL, b"[1, 2]", "application/json").status_code == 422
+    for device in (b"a\x00b", b"../etc"):
+        res = e.post(HILL, header + b"1700000000,S1," + device + b",rain_mm,1\n")
+        assert res.json()["refusals"][0]["reason"] == "malformed_reading"
+    with pytest.raises(BodyError, match="not CSV"):
+        csv_readings(header.decode() + '1,S1,a,rain_mm,"' + "9" * 200_000 + '"\n', 10)
     assert e.post(HILL, header + b"1700000000,S1,a,rain_mm,1\n" * 4).status_code == 413  # 4 rows, 3 allowed
     assert e.post(HILL, header + b"x" * 3000).status_code == 413  # over max_body_bytes
 
@@ -92,7 +98,7 @@ def test_tokens_bodies_and_limits():
 
     res = e.client.post("/api/ingest", content=chunks(), headers={"Authorization": f"Bearer {HILL}"})
     assert res.status_code == 413 and "datalogger.max_body_bytes" in res.text
-    assert e.readings() == [] and e.deadletters == []
+    assert e.readings() == [] and [d["reason"] for d in e.deadletters] == ["malformed_reading"] * 2
 
 
 cells = st.text(st.characters(blacklist_categories=["Cs"]), max_size=12)

@@ -275,7 +275,7 @@ def _fuzzed(base: dict[str, Any], data: st.DataObject) -> dict[str, Any]:
     return doc
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=150, deadline=None)
 @given(st.data())
 def test_any_json_in_an_uplink_gives_a_reading_or_an_uplink_error(data):
     kind = data.draw(st.sampled_from(["chirpstack", "tts"]))
@@ -297,7 +297,7 @@ def test_any_json_in_an_uplink_gives_a_reading_or_an_uplink_error(data):
 receptions = st.lists(st.fixed_dictionaries({"rssi": st.integers(-140, -20)}, optional={"snr": numbers}), max_size=4)
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=100, deadline=None)
 @given(
     decoded=st.dictionaries(st.sampled_from(["level", "bat", "rain_mm", "temp_f", "junk"]), numbers, min_size=1),
     rx=receptions,
