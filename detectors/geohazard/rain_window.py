@@ -78,7 +78,8 @@ class RainWindow:
             "rain_last_ts": StateArray(np.float64, np.nan),
             "rain_ring": StateArray(np.float64, 0.0, (self.bins,)),
             "covered_total": StateArray(np.int64, 0),
-            "covered_ring": StateArray(np.int64, 0, (self.bins,)),
+            # Covered bins counted from the gauge's first: int32 holds 245,000 years of hourly bins in half the bytes
+            "covered_ring": StateArray(np.int32, 0, (self.bins,)),
         }
 
     def bin_of(self, ts: F64) -> I64:
@@ -136,7 +137,7 @@ class RainWindow:
         flat = (dev * self.bins)[:, None] + start % self.bins
         before_first = start < st["rain_first_bin"][dev][:, None]
         rain = st["rain_ring"].reshape(-1).take(flat)
-        cov = st["covered_ring"].reshape(-1).take(flat)
+        cov = st["covered_ring"].reshape(-1).take(flat).astype(np.int64)
         rain[before_first] = 0.0
         cov[before_first] = 0
         return rain, cov

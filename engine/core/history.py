@@ -3,9 +3,10 @@
 A ring of the last ``points`` readings per (device slot, metric) channel, in blocks of 4,096 channels
 added as the fleet grows: a new block is zero pages until written, and growing never copies what is
 held, so a fleet coming online does not stall the step. A batch is written in one vectorized pass per
-block. Memory: 12 bytes a point, so the default 432 points (72 h at 10-minute reporting) cost 5 KB per
-channel, 330 MB for 65,000 single-metric devices; set ``api.history_points`` lower (or 0 to keep none)
-on a box that is short of memory.
+block. A point is its time to the second (epoch seconds as uint32, good until 2106: a chart needs no
+finer) and its value as float32: 8 bytes, so the default 432 points (72 h at 10-minute reporting) cost
+3.5 KB per channel, 225 MB for 65,000 single-metric devices; set ``api.history_points`` lower (or 0 to
+keep none) on a box that is short of memory.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from engine.core.batch import ReadingBatch
 from engine.core.quantities import METRIC_NAMES
 
 BLOCK = 4096  # channels a block
+TS_MAX = float(np.iinfo(np.uint32).max)
 
 
 class ReadingHistory:
@@ -36,7 +38,7 @@ class ReadingHistory:
         self.points = points
         self._lookup = np.full(0, -1, np.int64)  # slot * len(METRIC_NAMES) + metric → channel, -1: none yet
         self._n = 0  # channels handed out
-        self._ts: list[npt.NDArray[np.float64]] = []  # block b holds channels b * BLOCK ...
+        self._ts: list[npt.NDArray[np.uint32]] = []  # block b holds channels b * BLOCK ... (epoch s)
         self._value: list[npt.NDArray[np.float32]] = []
         self.count = np.zeros(0, np.int64)
         self.last_reading_ts: float | None = None  # the latest reading's own time, for the page's data clock
@@ -53,7 +55,7 @@ class ReadingHistory:
             self._lookup[new] = np.arange(self._n, self._n + new.size)
             self._n += new.size
         while len(self._ts) * BLOCK < self._n:  # slots are only read below a channel's count: no fill needed
-            self._ts.append(np.zeros((BLOCK, self.points)))
+            self._ts.append(np.zeros((BLOCK, self.points), dtype=np.uint32))
             self._value.append(np.zeros((BLOCK, self.points), dtype=np.float32))
         if self._n > self.count.shape[0]:
             self.count = np.concatenate([self.count, np.zeros(len(self._ts) * BLOCK - self.count.shape[0], np.int64)])
@@ -83,7 +85,8 @@ class ReadingHistory:
         starts = np.r_[0, np.flatnonzero(np.diff(sorted_ch)) + 1]
         rank = np.arange(sorted_ch.shape[0]) - np.repeat(starts, np.diff(np.r_[starts, sorted_ch.shape[0]]))
         pos = (self.count[sorted_ch] + rank) % self.points
-        ts, value = batch.ts[order], batch.value[order]
+        ts = np.rint(np.clip(batch.ts[order], 0.0, TS_MAX)).astype(np.uint32)
+        value = batch.value[order]
         block = sorted_ch // BLOCK
         cuts = np.searchsorted(block, np.arange(block[0], block[-1] + 2))  # channels are sorted: one slice a block
         for b, lo, hi in zip(range(int(block[0]), int(block[-1]) + 1), cuts[:-1], cuts[1:], strict=True):
@@ -101,7 +104,8 @@ class ReadingHistory:
         n = int(self.count[ch])
         idx = np.arange(max(0, n - self.points), n) % self.points
         b, row = divmod(ch, BLOCK)
-        return self._ts[b][row, idx].tolist(), self._value[b][row, idx].astype(np.float64).round(6).tolist()
+        times = self._ts[b][row, idx].astype(np.float64).tolist()
+        return times, self._value[b][row, idx].astype(np.float64).round(6).tolist()
 
     def metrics_of(self, slot: int) -> list[str]:
         """The metrics a device has reported, in the order it first reported them."""
