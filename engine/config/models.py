@@ -650,10 +650,10 @@ class CameraSourceConfig(Strict):
     timeout_s: float = Field(10.0, gt=0, le=300, description="Connecting to the camera and waiting for one frame.")
     backoff_s: float = Field(1.0, gt=0, description="First wait before reconnecting after a failure; it doubles.")
     backoff_max_s: float = Field(
-        8.0,
+        6.0,
         gt=0,
-        description="Longest wait between reconnection attempts: a camera whose server comes back is streaming "
-        "again within this (and the time to open its stream).",
+        description="Longest wait between reconnection attempts (give or take 10 %): a camera whose server comes "
+        "back is streaming again within this and the time to open its stream (about 1 s).",
     )
     no_frames_after_s: float | None = Field(
         None,

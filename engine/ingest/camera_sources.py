@@ -462,7 +462,7 @@ class CameraSources:
             logger.info("pulling camera %s from %s every %g s", s.key, s.describe(), s.interval_s)
         metrics.CAMERA_SOURCES_WITHOUT_FRAMES.set_function(lambda: len(self.without_frames(time.time())))
 
-    def stop(self, wait_s: float = 15.0) -> None:
+    def stop(self, wait_s: float = 3.0) -> None:
         for s in self.sources:
             s.stop()
         deadline = time.monotonic() + wait_s

@@ -167,7 +167,7 @@ def test_rtsp_camera_through_the_engine_survives_its_server_going_away(mosquitto
     told = caplog.text + str(state)
     for form in (PASSWORD, quote(PASSWORD, safe=""), quote(PASSWORD)):
         assert form not in told, "the camera's password reached a log or /readyz"
-    print(f"rtsp: {count2 - count0:.0f} frames scored, mean age {(sum2 - sum0) / (count2 - count0):.2f} s, "
+    print(f"rtsp: {count2 - count0:.0f} frames scored, mean age {(sum2 - sum0) / (count2 - count0) * 1000:.1f} ms, "
           f"all <= 2 s; frames again {recovered_s:.1f} s after the server came back")  # fmt: skip
 
 
