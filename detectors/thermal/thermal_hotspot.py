@@ -32,6 +32,7 @@ camera whose fire is a few pixels with less contrast than the hot rocks around i
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any, ClassVar, Literal
 
 import numpy as np
@@ -140,6 +141,19 @@ class ThermalHotspotConfig(CameraDetectorConfig):
         return self
 
 
+@dataclass(frozen=True)
+class DismissedHotSpot:
+    """A hot spot an operator called a false alarm: where (x, y, w, h as fractions of the frame), at what time
+    of day (seconds after midnight UTC, within ``window_s``), how hot (in score units) and until when."""
+
+    region: tuple[float, float, float, float]
+    time_of_day: float
+    score: float
+    expires_at: float
+    window_s: float = 3600.0
+    rise: float = 0.2
+
+
 @register_camera
 class ThermalHotspot(CameraDetector[ThermalHotspotConfig]):
     """Per camera: the last peak and its time (rate of rise); its normal heat per cell is the scene memory."""
@@ -147,6 +161,11 @@ class ThermalHotspot(CameraDetector[ThermalHotspotConfig]):
     config_class = ThermalHotspotConfig
     modality: ClassVar[Literal["visible", "thermal"]] = "thermal"
     classes: ClassVar[tuple[str, ...]] = ("fire",)
+
+    def __init__(self, config: ThermalHotspotConfig) -> None:
+        super().__init__(config)
+        # Per camera (``site/camera``): hot spots operators called false alarms (the camera stage's learning).
+        self.dismissed: dict[str, list[DismissedHotSpot]] = {}
 
     @classmethod
     def example_config(cls) -> ThermalHotspotConfig:
@@ -249,7 +268,9 @@ class ThermalHotspot(CameraDetector[ThermalHotspotConfig]):
                                       "units": units}  # fmt: skip
             if new_view:
                 detail["new_view"] = True
-            out.append(Observation(frame, {"fire": round(score, 6)}, {"fire": region}, detail, cells={"fire": cells}))
+            obs = Observation(frame, {"fire": round(score, 6)}, {"fire": region}, detail, cells={"fire": cells})
+            self.leave_out_dismissed(obs)
+            out.append(obs)
         return out
 
     def view_changed(self, image: npt.NDArray[Any], model: dict[str, Any]) -> bool:
@@ -276,6 +297,35 @@ class ThermalHotspot(CameraDetector[ThermalHotspotConfig]):
         if obs.detail.get("new_view"):
             track.memory.clear()
         return super().against_memory(obs, track)
+
+    def leave_out_dismissed(self, obs: Observation) -> None:
+        """Cells of the camera's dismissed hot spots (``dismissed``: set by the camera stage's learning from
+        operators' "false alarm" verdicts) count as cold while the frame is within ``window_s`` of the time
+        of day of the dismissal and they are no hotter than ``rise`` above the heat dismissed: a roof the
+        afternoon sun heats stays quiet every afternoon, a fire on it still alarms."""
+        spots = self.dismissed.get(obs.frame.key)
+        cells = obs.cells.get("fire")
+        if not spots or cells is None:
+            return
+        day = obs.frame.ts % 86400.0
+        gh, gw = cells.shape
+        rows = (np.arange(gh) + 0.5) / gh * (gh * self.config.cell_px) / obs.frame.image.shape[0]
+        cols = (np.arange(gw) + 0.5) / gw * (gw * self.config.cell_px) / obs.frame.image.shape[1]
+        left_out = np.zeros(cells.shape, bool)
+        for spot in spots:
+            if (
+                obs.frame.ts >= spot.expires_at
+                or min(abs(day - spot.time_of_day), 86400.0 - abs(day - spot.time_of_day)) > spot.window_s
+            ):
+                continue
+            x, y, w, h = spot.region
+            inside = ((rows >= y) & (rows <= y + h))[:, None] & ((cols >= x) & (cols <= x + w))[None, :]
+            left_out |= inside & (cells <= spot.score * (1.0 + spot.rise))
+        if left_out.any():
+            cells = np.where(left_out, np.float32(0.0), cells).astype(np.float32)
+            obs.cells["fire"] = cells
+            obs.scores["fire"] = min(obs.scores.get("fire", 0.0), round(float(cells.max(initial=0.0)), 6))
+            obs.detail["dismissed_cells"] = int(left_out.sum())
 
     def cell_peaks(self, scored: npt.NDArray[np.float32], floor: bool = True) -> npt.NDArray[np.float32]:
         """Each ``cell_px`` cell's peak of ``scored`` (a partial cell at the right or bottom edge counts), at

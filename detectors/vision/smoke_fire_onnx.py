@@ -18,7 +18,9 @@ onnxruntime's threads are sized from config and do not busy-wait (``session.intr
 
 from __future__ import annotations
 
+import hashlib
 import json
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar, Literal
@@ -37,8 +39,10 @@ from detectors.vision.base import (
     register_camera,
     waves,
 )
+from detectors.vision.camera_heads import LearnedHead
 from engine.core.levels import LevelName
 
+logger = logging.getLogger(__name__)
 ROOT = Path(__file__).resolve().parents[2]
 Result = tuple[dict[str, float], dict[str, list[Box]], dict[str, npt.NDArray[np.float32]]]  # scores, regions, cells
 
@@ -219,10 +223,129 @@ class SmokeFireOnnx(CameraDetector[SmokeFireOnnxConfig]):
         self.session = ort.InferenceSession(str(card["path"]), opts, providers=providers)
         self.input_name = self.session.get_inputs()[0].name
         self.grid: int = int(card.get("grid", 5))
+        self.model_path = Path(card["path"])
+        self._session_args = (opts, providers)
+        # Per-camera learned heads (detectors.vision.camera_heads), installed by the camera stage's learning;
+        # the model's per-cell features and logits are outputs only once ``enable_cell_outputs`` has run.
+        self.heads: dict[str, LearnedHead] = {}
+        self.feature_count = 0
+        self.model_sha = ""
 
     @classmethod
     def example_config(cls) -> SmokeFireOnnxConfig:
         return SmokeFireOnnxConfig(type="smoke_fire_onnx", confirm_k=2, confirm_n=3)
+
+    def enable_cell_outputs(self) -> int:
+        """Reload the model with its per-cell features and logits as outputs (``cell_features``); returns the
+        feature count F (0: this model has no such layer, or the ``onnx`` package is missing: no learning). The
+        shipped outputs are unchanged, bit for bit."""
+        if self.feature_count or self.head != "classifier_grid":
+            return self.feature_count
+        try:
+            import onnx
+        except ImportError:
+            logger.warning("the onnx package is not installed: cameras cannot learn from verdicts (pip install onnx)")
+            return 0
+        import onnxruntime as ort
+
+        from detectors.vision.cell_features import with_cell_outputs
+
+        data = self.model_path.read_bytes()
+        added = with_cell_outputs(onnx.load_from_string(data))
+        if not added.features:
+            logger.warning("model %s has no per-cell features under its grid: cameras cannot learn", self.model_path)
+            return 0
+        opts, providers = self._session_args
+        self.session = ort.InferenceSession(added.model, opts, providers=providers)
+        self.feature_count, self.model_sha = added.features, hashlib.sha256(data).hexdigest()
+        return self.feature_count
+
+    def head_of(self, key: str) -> LearnedHead | None:
+        """Camera ``key``'s learned head, else the one set for every camera (``*``), else None (shipped)."""
+        return self.heads.get(key) or self.heads.get("*")
+
+    def set_head(self, key: str, head: LearnedHead | None) -> None:
+        """Camera ``key`` (``site/camera``; ``*``: every camera without its own, as ``gridwatch score --head``)
+        scores with ``head`` from its next frame (None: the shipped head)."""
+        if head is None:
+            self.heads.pop(key, None)
+        elif head.features != self.feature_count or head.model != self.model_sha:
+            raise ValueError(f"{key}'s learned head v{head.version} was fitted on another model's features")
+        else:
+            self.heads[key] = head
+
+    def inputs(self, image: npt.NDArray[np.uint8], lay: TileLayout) -> list[npt.NDArray[np.uint8]]:
+        """The model's inputs for a frame: its tiles, then (``lay.context``) the whole band."""
+        import cv2  # imported where used: loading the config must not load OpenCV
+
+        s, cell = self.size, self.size // self.grid
+        view = self.model_view(image, lay)
+        out = [view[r * cell : r * cell + s, c * cell : c * cell + s] for r, c in lay.origins]
+        if lay.context:  # the band whole, as the model was trained to see a frame
+            rows, cols = lay.used
+            whole = cv2.resize(view[: rows * cell, : cols * cell], (s, s), interpolation=cv2.INTER_AREA)
+            out.append(np.asarray(whole, np.uint8))
+        return out
+
+    def _run(self, crops: list[npt.NDArray[np.uint8]], keys: list[str]) -> list[npt.NDArray[np.float32]]:
+        """Per-cell probabilities of each input (of camera ``keys[i]``), with that camera's learned head."""
+        out: list[npt.NDArray[np.float32]] = []
+        learned = bool(self.heads) and self.feature_count > 0
+        for i in range(0, len(crops), self.config.batch_size):
+            chunk = np.stack(crops[i : i + self.config.batch_size])[..., ::-1]  # BGR to RGB
+            pixels = np.ascontiguousarray(chunk.transpose(0, 3, 1, 2), dtype=np.float32) / np.float32(255.0)
+            res = self.session.run(None, {self.input_name: pixels})
+            grid = np.asarray(res[1], np.float32)
+            if learned:
+                for j, key in enumerate(keys[i : i + self.config.batch_size]):
+                    head = self.head_of(key)
+                    if head is not None:
+                        z = head.correct(res[3][j : j + 1], res[2][j : j + 1])[0]
+                        grid[j] = 1.0 / (1.0 + np.exp(-z))
+            out.extend(grid)
+        return out
+
+    def cell_table(
+        self, image: npt.NDArray[np.uint8], key: str, near: list[Box] | None = None
+    ) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.float32], npt.NDArray[np.float32]]:
+        """Every input cell of a frame as it reaches the shipped head: its box on the frame (x, y, w, h as
+        fractions, clipped), its features (F) and its shipped logits (C); (M, 4), (M, F), (M, C). ``near``: only
+        the inputs (tiles, the whole band) that overlap these boxes. Needs ``enable_cell_outputs``."""
+        if not self.feature_count:
+            raise RuntimeError("enable_cell_outputs first: the model gives no per-cell features")
+        lay = self.layout(image.shape, key)
+        g = self.grid
+        ax, ay, aw, ah = lay.grid_area
+        cw, ch = aw / lay.gw, ah / lay.gh  # one grid cell, as fractions of the frame
+        per_input = [[(ax + (c0 + c) * cw, ay + (r0 + r) * ch, cw, ch) for r in range(g) for c in range(g)]
+                     for r0, c0 in lay.origins]  # fmt: skip
+        if lay.context:  # the band's cells, each spread over the grid cells it covers
+            rows, cols = lay.used
+            per_input.append([(ax + c * cols / g * cw, ay + r * rows / g * ch, cols / g * cw, rows / g * ch)
+                              for r in range(g) for c in range(g)])  # fmt: skip
+
+        def touches(cells: list[Box]) -> bool:
+            x0, y0 = cells[0][0], cells[0][1]
+            x1, y1 = cells[-1][0] + cells[-1][2], cells[-1][1] + cells[-1][3]
+            return any(x0 < x + w and x < x1 and y0 < y + h and y < y1 for x, y, w, h in near or [])
+
+        chosen = [i for i, cells in enumerate(per_input) if near is None or touches(cells)]
+        crops = self.inputs(image, lay)
+        crops = [crops[i] for i in chosen]
+        feats, logits = [], []
+        for i in range(0, len(crops), self.config.batch_size):
+            chunk = np.stack(crops[i : i + self.config.batch_size])[..., ::-1]
+            pixels = np.ascontiguousarray(chunk.transpose(0, 3, 1, 2), dtype=np.float32) / np.float32(255.0)
+            res = self.session.run(None, {self.input_name: pixels})
+            feats.append(np.asarray(res[2], np.float32))
+            logits.append(np.asarray(res[3], np.float32))
+        n_feat, n_cls = self.feature_count, len(self.labels)
+        f = np.concatenate(feats).transpose(0, 2, 3, 1).reshape(-1, n_feat) if feats else np.zeros((0, n_feat))
+        z = np.concatenate(logits).transpose(0, 2, 3, 1).reshape(-1, n_cls) if logits else np.zeros((0, n_cls))
+        b = np.asarray([box for i in chosen for box in per_input[i]], np.float32).reshape(-1, 4)
+        x1, y1 = np.minimum(1.0, b[:, 0] + b[:, 2]), np.minimum(1.0, b[:, 1] + b[:, 3])
+        b[:, 2], b[:, 3] = x1 - b[:, 0], y1 - b[:, 1]
+        return b, f.astype(np.float32), z.astype(np.float32)
 
     def class_levels(self, label: str) -> dict[LevelName, float]:
         """Levels set in config apply to every class; else the card's threshold is yellow (the alarm) and
@@ -292,29 +415,27 @@ class SmokeFireOnnx(CameraDetector[SmokeFireOnnxConfig]):
                 for i, obs in zip(wave, self.observe(FrameBatch([batch.frames[i] for i in wave]), state), strict=True):
                     observed[i] = obs
             return [observed[i] for i in range(len(batch.frames))]
-        cfg, s, g = self.config, self.size, self.grid
-        cell, ref = s // g, 8  # model pixels per cell; gate-copy pixels per cell
+        cfg, g = self.config, self.grid
+        ref = 8  # gate-copy pixels per cell
         todo: list[tuple[int, int]] = []  # (frame, input) the model must score
         crops: list[npt.NDArray[np.uint8]] = []
         plans = []
         for fi, frame in enumerate(batch.frames):
             lay = self.layout(frame.image.shape, frame.key)
-            view = self.model_view(frame.image, lay)
             model = state.track(frame.key).model
             tiles = model.get("tiles")
-            if tiles is None or tiles["layout"] != lay:
+            head = self.head_of(frame.key)
+            version = head.version if head is not None else 0  # a new head: every tile is scored again
+            if tiles is None or tiles["layout"] != lay or tiles.get("head", 0) != version:
                 n = len(lay.origins) + int(lay.context)
                 tiles = model["tiles"] = {
                     "layout": lay,
                     "ref": np.zeros((n, ref * g, ref * g), np.uint8),  # each input's content when last scored
                     "scored_at": np.full(n, -np.inf),
                     "cells": np.zeros((n, len(self.labels), g, g), np.float32),
+                    "head": version,
                 }
-            inputs = [view[r * cell : r * cell + s, c * cell : c * cell + s] for r, c in lay.origins]
-            if lay.context:  # the band whole, as the model was trained to see a frame
-                rows, cols = lay.used
-                whole = cv2.resize(view[: rows * cell, : cols * cell], (s, s), interpolation=cv2.INTER_AREA)
-                inputs.append(np.asarray(whole, np.uint8))
+            inputs = self.inputs(frame.image, lay)
             # The gate's copy of each input (8 pixels a cell), against its own copy from when the model last
             # scored it: haze thickening a little each minute adds up until the tile is scored again.
             blank = np.zeros((ref * g, ref * g), np.uint8)
@@ -342,11 +463,7 @@ class SmokeFireOnnx(CameraDetector[SmokeFireOnnxConfig]):
                 todo.append((fi, ti))
                 crops.append(x)
             plans.append((lay, tiles, now))
-        fresh_cells: list[npt.NDArray[np.float32]] = []
-        for i in range(0, len(crops), cfg.batch_size):
-            chunk = np.stack(crops[i : i + cfg.batch_size])[..., ::-1]  # BGR to RGB
-            pixels = np.ascontiguousarray(chunk.transpose(0, 3, 1, 2), dtype=np.float32) / np.float32(255.0)
-            fresh_cells.extend(np.asarray(self.session.run(None, {self.input_name: pixels})[1], np.float32))
+        fresh_cells = self._run(crops, [batch.frames[fi].key for fi, _ti in todo])
         for (fi, ti), cells in zip(todo, fresh_cells, strict=True):
             lay, tiles, now = plans[fi]
             tiles["cells"][ti] = cells

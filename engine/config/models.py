@@ -746,6 +746,60 @@ class CameraConfig(Strict):
         return self.min_interval_s or 1.0
 
 
+class CameraLearningConfig(Strict):
+    """Cameras that learn their own scene from the operators' verdicts (false alarm, real fire, real smoke).
+
+    A visible camera's verdict labels the cells of its alarm's frames; the camera's own head on the model's
+    frozen per-cell features is refit at once (``smoke_fire_onnx``), and used only if it still finds every
+    confirmed fire of that camera and no longer alarms on its dismissed scenes. A thermal camera's "false
+    alarm" teaches its hot-spot memory that place at that time of day.
+    """
+
+    enabled: bool = Field(True, description="Take verdicts and learn from them (off: verdicts are refused).")
+    max_dismissed_share: float = Field(
+        0.25,
+        gt=0,
+        le=1,
+        description="A dismissed region larger than this share of the frame is refused: a camera must not learn to "
+        "ignore its whole view (draw a box around the part that is not fire).",
+    )
+    dismissed_expire_s: float = Field(
+        30 * 86400.0,
+        gt=0,
+        description="A dismissed scene is forgotten this long after the last verdict that named it (the scene may "
+        "change: a field burnt, a roof gone); a confirmed fire or smoke is never forgotten.",
+    )
+    max_examples: int = Field(
+        500, ge=10, description="Labelled cells kept per camera (the oldest dismissed ones go first, confirmed last)."
+    )
+    margin: float = Field(
+        0.5,
+        ge=0,
+        description="A head is used only if every dismissed cell scores this far (in logits) under the alarm.",
+    )
+    frames_per_verdict: int = Field(
+        4, ge=1, le=16, description="The alarm's frames (newest first) whose cells a verdict labels."
+    )
+    anchors_per_frame: int = Field(
+        24,
+        ge=0,
+        description="Other cells of those frames kept as they are (the shipped head's own score): they keep the "
+        "correction from drifting on the rest of the scene.",
+    )
+    hot_spot_window_s: float = Field(
+        3600.0,
+        gt=0,
+        description="Thermal: a dismissed hot spot is ignored within this long of the same time of day (a roof the "
+        "afternoon sun heats), in the same place, unless it grows hotter than when it was dismissed.",
+    )
+    hot_spot_rise: float = Field(
+        0.2,
+        ge=0,
+        description="Thermal: a dismissed hot spot alarms again once its score exceeds the dismissed one by this "
+        "share.",
+    )
+
+
 class CamerasConfig(Strict):
     """Cameras and the detectors that watch their frames."""
 
@@ -768,6 +822,10 @@ class CamerasConfig(Strict):
     )
     detectors: list[CameraDetectorSpec] = Field(
         default_factory=list, description="Camera detectors (smoke_fire_onnx, flame_color_motion, thermal_hotspot)."
+    )
+    learning: CameraLearningConfig = Field(
+        default_factory=CameraLearningConfig,
+        description="Learning each camera's scene from the operators' verdicts (data_dir/camera_heads).",
     )
 
 

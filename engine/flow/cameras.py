@@ -9,14 +9,20 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+from collections import OrderedDict, deque
 from pathlib import Path
 from time import perf_counter
 from typing import Any
 
-from detectors.vision.base import CameraDetector, CameraState, Frame, FrameBatch, frame_registry
+from detectors.thermal.thermal_hotspot import ThermalHotspot
+from detectors.vision.base import Box, CameraDetector, CameraState, Frame, FrameBatch, frame_registry
+from detectors.vision.smoke_fire_onnx import SmokeFireOnnx
 from engine import metrics
 from engine.config.models import EngineConfig
 from engine.core.findings import Finding
+from engine.flow.camera_learning import AlarmFrame, CameraLearning, Verdict, VerdictError
+
+ALARM_CAMERAS = 64  # cameras whose latest alarm frames are held in memory for a verdict (the rest: on disk)
 
 logger = logging.getLogger(__name__)
 
@@ -25,10 +31,12 @@ class CameraStage:
     """The configured camera detectors and their per-camera state.
 
     ``snapshot_dir``: where the frame behind each finding is written as JPEG; the finding's evidence then
-    names it (``snapshot``: the API path that serves it) beside the detected ``region``.
+    names it (``snapshot``: the API path that serves it) beside the detected ``region``; with learning, the
+    frame as it came (``<ms>.frame.jpg``, what a verdict learns from) beside it. ``learning_dir``: where the
+    cameras' learned heads are kept (None: in memory).
     """
 
-    def __init__(self, cfg: EngineConfig, snapshot_dir: Path | None = None) -> None:
+    def __init__(self, cfg: EngineConfig, snapshot_dir: Path | None = None, learning_dir: Path | None = None) -> None:
         self.detectors: list[CameraDetector[Any]] = [
             frame_registry.build(d) for d in cfg.cameras.detectors if d.enabled
         ]
@@ -36,6 +44,14 @@ class CameraStage:
         self.snapshot_dir = snapshot_dir
         self.thermal = {(c.site, c.id) for c in cfg.cameras.devices if c.kind == "thermal"}
         self.failures: list[tuple[str, str, list[str]]] = []  # (detector, error, cameras), newest last
+        self.learning: CameraLearning | None = None
+        settings = cfg.cameras.learning
+        self.alarm_frames: OrderedDict[str, deque[AlarmFrame]] = OrderedDict()
+        self.frames_per_verdict = settings.frames_per_verdict
+        visible = next((d for d in self.detectors if isinstance(d, SmokeFireOnnx)), None)
+        heat = next((d for d in self.detectors if isinstance(d, ThermalHotspot)), None)
+        if settings.enabled and (visible is not None or heat is not None):
+            self.learning = CameraLearning(settings, visible, heat, learning_dir)
 
     def __bool__(self) -> bool:
         return bool(self.detectors)
@@ -65,9 +81,57 @@ class CameraStage:
                 continue
             metrics.FRAME_SECONDS.labels(det.name).observe(perf_counter() - t0)
             by_key = {(f.site, f.camera, f.ts): f for f in mine}
-            findings.extend(self._with_snapshot(x, by_key.get((x.site, x.device, x.ts))) for x in found)
+            for x in found:
+                frame = by_key.get((x.site, x.device, x.ts))
+                if frame is not None and self.learning is not None:
+                    self._hold_alarm_frame(frame, x)
+                findings.append(self._with_snapshot(x, frame))
         findings.sort(key=lambda f: (f.ts, f.site, f.device, f.detector))
+        if self.learning is not None:
+            for changed in self.learning.expire(max(f.ts for f in frames)):
+                logger.info("camera %s: dismissed scenes expired; head version %s", changed["camera"],
+                            changed["version"])  # fmt: skip
         return findings
+
+    def _hold_alarm_frame(self, frame: Frame, finding: Finding) -> None:
+        """The camera's latest alarm frames, for a verdict on them (a few cameras' worth, newest used)."""
+        held = self.alarm_frames.pop(frame.key, None) or deque(maxlen=self.frames_per_verdict)
+        label = str(finding.evidence.get("class", ""))
+        held.appendleft(AlarmFrame(frame.ts, frame.image, boxes_of(finding.evidence), float(finding.score), label))
+        self.alarm_frames[frame.key] = held
+        while len(self.alarm_frames) > ALARM_CAMERAS:
+            self.alarm_frames.popitem(last=False)
+
+    def verdict(self, v: Verdict, findings: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+        """Learn from an operator's verdict on camera ``v``'s alarm: the frames of ``findings`` (the incident's
+        findings of that camera, as the store gives them), else the camera's latest alarm frames held here;
+        see ``CameraLearning.verdict``."""
+        if self.learning is None:
+            raise VerdictError("no camera detector here learns (cameras.learning.enabled, smoke_fire_onnx)")
+        thermal = (v.site, v.camera) in self.thermal
+        frames = self._alarm_frames_of(v, findings, thermal)
+        return self.learning.verdict(v, frames, thermal)
+
+    def _alarm_frames_of(self, v: Verdict, findings: list[dict[str, Any]] | None, thermal: bool) -> list[AlarmFrame]:
+        held = list(self.alarm_frames.get(v.key, ()))
+        if findings is None:
+            return held
+        mine = sorted((f for f in findings if f.get("device") == v.camera), key=lambda f: -float(f["ts"]))
+        out: list[AlarmFrame] = []
+        for f in mine[: self.frames_per_verdict]:
+            ts = float(f["ts"])
+            frame = next((a for a in held if a.ts == ts), None)
+            if frame is None and self.snapshot_dir is not None and not thermal:
+                import cv2
+
+                path = self.snapshot_dir / v.site / v.camera / f"{round(ts * 1000)}.frame.jpg"
+                image = cv2.imread(str(path), cv2.IMREAD_COLOR) if path.is_file() else None
+                if image is not None:
+                    ev = f.get("evidence") or {}
+                    frame = AlarmFrame(ts, image, boxes_of(ev), float(f.get("score", 0.0)), str(ev.get("class", "")))
+            if frame is not None:
+                out.append(frame)
+        return out
 
     def _with_snapshot(self, finding: Finding, frame: Frame | None) -> Finding:
         if frame is None or self.snapshot_dir is None:
@@ -86,8 +150,17 @@ class CameraStage:
         path.parent.mkdir(parents=True, exist_ok=True)
         if not path.exists():
             path.write_bytes(cv2.imencode(".jpg", img, [cv2.IMWRITE_JPEG_QUALITY, 80])[1].tobytes())
+        clean = path.with_suffix(".frame.jpg")
+        if self.learning is not None and frame.image.ndim == 3 and not clean.exists():  # what a verdict learns from
+            clean.write_bytes(cv2.imencode(".jpg", frame.image, [cv2.IMWRITE_JPEG_QUALITY, 92])[1].tobytes())
         snapshot = f"/api/snapshots/{frame.site}/{frame.camera}/{name}"
         return dataclasses.replace(finding, evidence={**finding.evidence, "snapshot": snapshot})
+
+
+def boxes_of(evidence: dict[str, Any]) -> list[Box]:
+    """A finding's cells (``region_cells``), else its ``region``, as boxes."""
+    cells = evidence.get("region_cells") or ([evidence["region"]] if evidence.get("region") else [])
+    return [(float(b[0]), float(b[1]), float(b[2]), float(b[3])) for b in cells]
 
 
 def draw_region(image: Any, region: list[float] | None, cells: list[list[float]]) -> Any:

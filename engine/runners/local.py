@@ -23,6 +23,7 @@ from engine.api.live import EventHub
 from engine.api.operator import Readings, mount_static, operator_router
 from engine.api.reports import reports_router
 from engine.api.server import ApiServer, create_app, refresh_store_gauges
+from engine.api.verdicts import StageLearner, verdicts_router
 from engine.config.models import CameraConfig, EngineConfig, WebhookSinkConfig
 from engine.config.notify import AppriseSinkConfig
 from engine.core.clock import EngineClock
@@ -100,7 +101,7 @@ class LocalRunner:
         self.history = ReadingHistory(cfg.api.history_points)
         self.snapshot_dir = Path(cfg.data_dir) / "snapshots"
         self._camera_intake: CameraIntake | None = None
-        self.cameras = CameraStage(cfg, self.snapshot_dir)
+        self.cameras = CameraStage(cfg, self.snapshot_dir, Path(cfg.data_dir) / "camera_heads")
         self.camera_sources: CameraSources | None = None  # the cameras the engine pulls (RTSP, HTTP, devices)
         self.hub = EventHub()
         self.delivery: OutboxDelivery | None = None
@@ -381,7 +382,9 @@ class LocalRunner:
                 self.store, self.act, auth, lambda: self.cfg, self.clock.now, self._photo_dir, self.report_quota
             )
             loggers = (datalogger_router(cfg.datalogger, lambda: self._intake),) if cfg.datalogger.groups else ()
-            app = create_app(self.health, self.reload, (incidents, reports, page, *loggers), auth,
+            learner = StageLearner(self.cameras) if self.cameras.learning is not None else None
+            verdicts = verdicts_router(self.store, lambda: learner, auth, self.clock.now)
+            app = create_app(self.health, self.reload, (incidents, reports, page, verdicts, *loggers), auth,
                              cfg.api.metrics_public, self._refresh_gauges, cfg.api.max_body_bytes)  # fmt: skip
             mount_static(app)
             api = ApiServer(app, cfg.api.host, cfg.api.port, cfg.api.max_connections)

@@ -6,7 +6,8 @@ are written together, so a sink that is down delays delivery and loses nothing, 
 
 Each part lives in its own module over one session factory (``database.Database``): ``incidents``
 (writes by the dispatcher, reads by the API), ``outbox`` (delivery and retention), ``silences`` and
-``actions`` (the scale-out's operator actions), ``receivers`` (what people-facing sinks sent each receiver).
+``actions`` (the scale-out's operator actions), ``receivers`` (what people-facing sinks sent each receiver),
+``verdicts`` (operators' verdicts on camera alarms, in the audit trail).
 ``Store`` is all of them on one database.
 """
 
@@ -18,6 +19,7 @@ from engine.store.incidents import IncidentRecords, Notification, finding_json, 
 from engine.store.outbox import Outbox, OutboxItem
 from engine.store.receivers import ReceiverMessages
 from engine.store.silences import Silences
+from engine.store.verdicts import VerdictRecords
 
 __all__ = [
     "Database", "Notification", "OutboxItem", "Store", "alembic_config", "finding_json", "incident_json",
@@ -25,7 +27,7 @@ __all__ = [
 ]  # fmt: skip
 
 
-class Store(IncidentRecords, Outbox, OperatorActions, Silences, ReceiverMessages):
+class Store(IncidentRecords, Outbox, OperatorActions, Silences, ReceiverMessages, VerdictRecords):
     """SQLite by default, PostgreSQL by URL; ``migrate()`` brings the schema to the latest revision.
 
     >>> st = Store("sqlite://")

@@ -1,0 +1,409 @@
+"""Cameras that learn their own scene from the operators' verdicts, per camera, in the engine.
+
+A verdict (``Verdict``: "false_alarm", "fire" or "smoke", optionally with the region corrected on the
+snapshot) on a camera's alarm labels the cells of the alarm's frames:
+
+- visible cameras (``smoke_fire_onnx``): the cells in the region become the camera's labelled examples
+  (``detectors.vision.camera_heads``: confirmed, dismissed, and anchors from the rest of the frame), and the
+  camera's head is refit at once; a head that still finds every confirmed cell and keeps every dismissed one
+  under the alarm becomes the camera's next version, else the verdict is refused with the reason;
+- thermal cameras (``thermal_hotspot``): a "false alarm" adds the hot spot, its time of day and its heat to the
+  camera's hot-spot memory (``DismissedHotSpot``).
+
+Safe learning: a dismissed region larger than ``max_dismissed_share`` of the frame is refused with an
+explanation (``VerdictError``); dismissed scenes expire ``dismissed_expire_s`` after the last verdict that
+named them (``expire`` refits); a confirmed fire is never outvoted: a head that would miss it is refused.
+
+Kept under ``data_dir/camera_heads/<site>/<camera>/`` (``root``; None: in memory, as a replay does):
+``heads.json`` (every version, the current one, the log of verdicts and rollbacks) and ``examples.npz``, so a
+restart gives the same heads. Rolling back to any earlier version (0: the shipped head) is one call.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import threading
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import numpy.typing as npt
+
+from detectors.thermal.thermal_hotspot import DismissedHotSpot, ThermalHotspot
+from detectors.vision.base import Box
+from detectors.vision.camera_heads import ANCHOR, DISMISSED, REAL, Examples, LearnedHead, fit_head
+from detectors.vision.smoke_fire_onnx import SmokeFireOnnx
+from engine.config.models import CameraLearningConfig
+
+logger = logging.getLogger(__name__)
+VERDICTS = ("false_alarm", "fire", "smoke")
+MAX_VERSIONS = 50  # versions kept per camera (the log keeps every verdict)
+
+
+class VerdictError(ValueError):
+    """A verdict refused before anything was learned (the region is too large, the camera unknown…)."""
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """An operator's verdict on one camera's alarm. ``region``: x, y, w, h as fractions of the frame (None:
+    the alarm's own cells); ``at``: when it was given, on the engine clock."""
+
+    site: str
+    camera: str
+    verdict: Literal["false_alarm", "fire", "smoke"]
+    at: float
+    actor: str = ""
+    region: Box | None = None
+    incident_id: str = ""
+    comment: str = ""
+
+    @property
+    def key(self) -> str:
+        return f"{self.site}/{self.camera}"
+
+
+@dataclass
+class AlarmFrame:
+    """One frame of an alarm: the picture (visible BGR, thermal as decoded), its time, and the alarm's
+    region and cells on it (x, y, w, h as fractions) and score."""
+
+    ts: float
+    image: npt.NDArray[Any]
+    boxes: list[Box]
+    score: float = 0.0
+    label: str = ""  # the class that alarmed ("": unknown, a dismissal then quiets every class there)
+
+
+@dataclass
+class CameraModel:
+    """One camera's learned state: its head versions, the current one (0: shipped), examples and log."""
+
+    versions: list[LearnedHead] = field(default_factory=list)
+    current: int = 0
+    examples: Examples | None = None
+    hot_spots: list[DismissedHotSpot] = field(default_factory=list)
+    log: list[dict[str, Any]] = field(default_factory=list)
+
+    def head(self) -> LearnedHead | None:
+        return next((h for h in self.versions if h.version == self.current), None)
+
+
+def region_share(boxes: list[Box]) -> float:
+    """The share of the frame the boxes cover (overlaps counted once, on a 200x200 raster).
+
+    >>> region_share([(0.0, 0.0, 0.5, 0.5), (0.25, 0.25, 0.5, 0.5)])
+    0.4375
+    """
+    raster = np.zeros((200, 200), bool)
+    for x, y, w, h in boxes:
+        raster[round(y * 200) : round((y + h) * 200), round(x * 200) : round((x + w) * 200)] = True
+    return float(raster.mean())
+
+
+def cells_in(cells: npt.NDArray[np.float32], boxes: list[Box]) -> npt.NDArray[np.bool_]:
+    """Which cells (rows of x, y, w, h) have their centre in one of ``boxes``; where none does, the cells
+    that overlap them (a box smaller than a cell still names it).
+
+    >>> c = np.array([[0, 0, 0.5, 0.5], [0.5, 0, 0.5, 0.5]], np.float32)
+    >>> cells_in(c, [(0.1, 0.1, 0.2, 0.2)]).tolist(), cells_in(c, [(0.6, 0.0, 0.3, 0.5)]).tolist()
+    ([True, False], [False, True])
+    """
+    cx, cy = cells[:, 0] + cells[:, 2] / 2, cells[:, 1] + cells[:, 3] / 2
+    inside = np.zeros(len(cells), bool)
+    overlap = np.zeros(len(cells), bool)
+    for x, y, w, h in boxes:
+        inside |= (cx >= x) & (cx <= x + w) & (cy >= y) & (cy <= y + h)
+        overlap |= (cells[:, 0] < x + w) & (cells[:, 0] + cells[:, 2] > x) & (cells[:, 1] < y + h)
+        overlap &= cells[:, 1] + cells[:, 3] > y
+    return inside if inside.any() else overlap
+
+
+class CameraLearning:
+    """The cameras' learned heads and hot-spot memories, their examples and versions, installed in the
+    detectors they belong to. Thread-safe: verdicts come from the API's thread, frames from the camera
+    stage's."""
+
+    def __init__(
+        self,
+        settings: CameraLearningConfig,
+        visible: SmokeFireOnnx | None,
+        thermal: ThermalHotspot | None,
+        root: Path | None = None,
+    ) -> None:
+        self.settings = settings
+        self._visible = visible
+        self._enabled: bool | None = None  # the model's cell outputs are added at first need (a second's work)
+        self._reference: tuple[npt.NDArray[np.float32], npt.NDArray[np.float32]] | None = None
+        self.thermal = thermal
+        self.root = root
+        self.cameras: dict[str, CameraModel] = {}
+        self.lock = threading.Lock()
+        self.next_expiry = float("inf")
+        if root is not None and root.is_dir():
+            for heads in sorted(root.glob("*/*/heads.json")):
+                self._load(f"{heads.parent.parent.name}/{heads.parent.name}", heads.parent)
+
+    @property
+    def visible(self) -> SmokeFireOnnx | None:
+        """The visible detector, once its model gives per-cell features (None: it cannot learn)."""
+        if self._visible is None:
+            return None
+        if self._enabled is None:
+            self._enabled = self._visible.enable_cell_outputs() > 0
+        return self._visible if self._enabled else None
+
+    def reference(self) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.float32]]:
+        """Cells the shipped head is sure of on fire and plume scenes of the camera simulator (its training
+        scenes), computed once: what a camera's head must keep as it is (``fit_head``'s ``reference``)."""
+        if self._reference is None:
+            from simulators.camera import visible_frame
+
+            det = self.visible
+            assert det is not None
+            bar = np.log(np.array([t / (1 - t) for t in (det.frame_threshold(k) for k in det.labels)]))
+            feats, logits = [], []
+            for scene, t, start in (("fire", 60.0, 5.0), ("smoke", 60.0, 5.0), ("distant-smoke", 600.0, 5.0)):
+                for seed in (1, 2, 3):
+                    _cells, f, z = det.cell_table(visible_frame(scene, t, seed=seed, start_s=start), "reference/sim")
+                    sure = (z >= bar).any(axis=1)
+                    feats.append(f[sure])
+                    logits.append(z[sure])
+            self._reference = (np.concatenate(feats), np.concatenate(logits))
+        return self._reference
+
+    # Verdicts
+
+    def verdict(self, v: Verdict, frames: list[AlarmFrame], thermal: bool) -> dict[str, Any]:
+        """Learn from a verdict on the camera's alarm ``frames`` (newest first); returns what happened: the
+        camera's version, whether a new head was accepted (``learned``) or why not (``reason``), the examples
+        and the refit's seconds. ``VerdictError`` when the verdict is refused outright."""
+        if not self.settings.enabled:
+            raise VerdictError("cameras.learning.enabled is false: verdicts are not taken")
+        if v.verdict not in VERDICTS:
+            raise VerdictError(f"verdict {v.verdict!r}: one of {', '.join(VERDICTS)}")
+        if v.region is not None:
+            x, y, w, h = v.region
+            if not (0 <= x < 1 and 0 <= y < 1 and 0 < w <= 1 - x + 1e-6 and 0 < h <= 1 - y + 1e-6):
+                raise VerdictError(f"region {list(v.region)}: x, y, w, h as fractions of the frame, inside it")
+        frames = frames[: self.settings.frames_per_verdict]
+        if not frames:
+            raise VerdictError(f"no frame of {v.key}'s alarm is kept to learn from (its snapshots are gone)")
+        boxes = [v.region] if v.region is not None else [b for f in frames[:1] for b in f.boxes]
+        if not boxes:
+            raise VerdictError("the alarm has no region: draw a box on the snapshot around what was judged")
+        share = region_share(boxes)
+        if v.verdict == "false_alarm" and share > self.settings.max_dismissed_share:
+            raise VerdictError(
+                f"the dismissed region covers {share:.0%} of the frame, more than cameras.learning."
+                f"max_dismissed_share ({self.settings.max_dismissed_share:.0%}): a camera must not learn to ignore "
+                "its whole view; draw a box around the part that is not fire"
+            )
+        with self.lock:
+            if thermal:
+                return self._thermal_verdict(v, frames, boxes)
+            return self._visible_verdict(v, frames, boxes)
+
+    def _visible_verdict(self, v: Verdict, frames: list[AlarmFrame], boxes: list[Box]) -> dict[str, Any]:
+        det = self.visible
+        if det is None:
+            raise VerdictError("the visible model gives no per-cell features (or onnx is missing): nothing to learn")
+        cam = self.cameras.setdefault(v.key, CameraModel())
+        ex = cam.examples if cam.examples is not None else Examples.empty(det.feature_count, len(det.labels))
+        verdict_id = len(cam.log) + 1
+        if v.verdict == "false_alarm":
+            for b in boxes:
+                ex = ex.refreshed(b, v.at)  # dismissed again: its expiry starts again
+        else:  # now confirmed: what was dismissed here is no longer
+            old = cells_in(ex.box, boxes) & (ex.kind == DISMISSED) if len(ex) else np.zeros(0, bool)
+            ex = ex.where(~old)
+        labelled = 0
+        for f in frames:
+            if v.verdict == "false_alarm":
+                cls = det.labels.index(f.label) if f.label in det.labels else -1
+            else:
+                cls = det.labels.index(v.verdict)
+            cells, feats, logits = det.cell_table(f.image, v.key, near=boxes)
+            mine = cells_in(cells, boxes)
+            labelled += int(mine.sum())
+            kind = DISMISSED if v.verdict == "false_alarm" else REAL
+            ex = ex.added(feats[mine], logits[mine], kind, cls, v.at, verdict_id, cells[mine])
+            if kind == DISMISSED and self.settings.anchors_per_frame:
+                rest = np.flatnonzero(~mine)
+                top = rest[np.argsort(-logits[rest].max(axis=1), kind="stable")[: self.settings.anchors_per_frame]]
+                ex = ex.added(feats[top], logits[top], ANCHOR, -1, v.at, verdict_id, cells[top])
+        ex = ex.bounded(self.settings.max_examples)
+        fit = self._fit(cam, ex, v.at)
+        entry = {"at": v.at, "actor": v.actor, "action": "verdict", "verdict": v.verdict, "incident_id": v.incident_id,
+                 "region": list(v.region) if v.region else None, "frames": len(frames), "cells": labelled,
+                 "learned": fit["learned"], "reason": fit["reason"], "version": cam.current,
+                 "refit_s": fit["refit_s"]}  # fmt: skip
+        cam.log.append(entry)
+        self._save(v.key, cam)
+        return {"camera": v.key, "kind": "visible", **entry, "examples": cam.examples.counts() if cam.examples else {}}
+
+    def _fit(self, cam: CameraModel, ex: Examples, now: float) -> dict[str, Any]:
+        """Refit on ``ex``; a head that passes becomes the next version and ``ex`` the camera's examples."""
+        det = self.visible
+        assert det is not None
+        thresholds = np.array([det.frame_threshold(k) for k in det.labels])
+        number = max((h.version for h in cam.versions), default=0) + 1
+        s = self.settings
+        fit = fit_head(ex, thresholds, now, s.dismissed_expire_s, s.margin, number, det.model_sha, self.reference())
+        out = {"learned": False, "reason": fit.reason, "refit_s": round(fit.seconds, 3)}
+        live = ex.live(now, s.dismissed_expire_s)
+        if fit.head is None and not (live.kind != ANCHOR).any():  # nothing left to learn: the shipped head
+            cam.examples, cam.current = live, 0
+            out.update(learned=True, reason="")
+        elif fit.head is not None:
+            cam.versions.append(fit.head)
+            del cam.versions[:-MAX_VERSIONS]
+            cam.examples, cam.current = live, fit.head.version
+            out["learned"] = True
+        self._install_head(cam, self._key_of(cam))
+        self._plan_expiry()
+        return out
+
+    def _thermal_verdict(self, v: Verdict, frames: list[AlarmFrame], boxes: list[Box]) -> dict[str, Any]:
+        if self.thermal is None:
+            raise VerdictError("no thermal_hotspot detector is configured: nothing to learn")
+        cam = self.cameras.setdefault(v.key, CameraModel())
+        s = self.settings
+        if v.verdict == "false_alarm":
+            for f in frames:
+                for b in boxes:
+                    expires = v.at + s.dismissed_expire_s
+                    spot = DismissedHotSpot(b, f.ts % 86400.0, f.score, expires, s.hot_spot_window_s, s.hot_spot_rise)
+                    cam.hot_spots.append(spot)
+        else:  # confirmed: no dismissal covering it stands
+            cam.hot_spots = [h for h in cam.hot_spots if not cells_in(np.asarray([h.region], np.float32), boxes)[0]]
+        self.thermal.dismissed[v.key] = list(cam.hot_spots)
+        entry = {"at": v.at, "actor": v.actor, "action": "verdict", "verdict": v.verdict, "incident_id": v.incident_id,
+                 "region": list(v.region) if v.region else None, "frames": len(frames), "learned": True,
+                 "reason": "", "hot_spots": len(cam.hot_spots)}  # fmt: skip
+        cam.log.append(entry)
+        self._save(v.key, cam)
+        return {"camera": v.key, "kind": "thermal", **entry}
+
+    # Versions
+
+    def rollback(self, key: str, version: int, actor: str, at: float) -> dict[str, Any]:
+        """Use version ``version`` of camera ``key``'s head again (0: the shipped head); examples are kept."""
+        with self.lock:
+            cam = self.cameras.get(key)
+            if cam is None:
+                raise VerdictError(f"{key} has learned nothing: it uses the shipped head")
+            if version != 0 and all(h.version != version for h in cam.versions):
+                known = ", ".join(str(h.version) for h in cam.versions) or "none"
+                raise VerdictError(f"{key} has no head version {version} (versions: 0 (shipped), {known})")
+            cam.current = version
+            self._install_head(cam, key)
+            cam.log.append({"at": at, "actor": actor, "action": "rollback", "version": version})
+            self._save(key, cam)
+            return self.status(key)
+
+    def status(self, key: str) -> dict[str, Any]:
+        """Camera ``key``'s version, examples and versions, as the page shows them."""
+        cam = self.cameras.get(key) or CameraModel()
+        head = cam.head()
+        return {
+            "camera": key,
+            "version": cam.current,
+            "examples": cam.examples.counts() if cam.examples is not None else {},
+            "versions": [
+                {"version": h.version, "created_at": h.created_at, "examples": h.examples} for h in cam.versions
+            ],
+            "hot_spots": len(cam.hot_spots),
+            "model": head.model[:12] if head else None,
+            "log": cam.log[-20:],
+        }
+
+    def expire(self, now: float) -> list[dict[str, Any]]:
+        """Refit the cameras whose dismissed scenes expired by ``now`` (data time); what changed."""
+        if now < self.next_expiry:
+            return []
+        out = []
+        with self.lock:
+            s = self.settings
+            for key, cam in self.cameras.items():
+                cam.hot_spots = [h for h in cam.hot_spots if h.expires_at > now]
+                if self.thermal is not None and key in self.thermal.dismissed:
+                    self.thermal.dismissed[key] = list(cam.hot_spots)
+                ex = cam.examples
+                if ex is None or len(ex.live(now, s.dismissed_expire_s)) == len(ex) or self.visible is None:
+                    continue
+                result = self._fit(cam, ex, now)
+                cam.log.append({"at": now, "actor": "engine", "action": "expired", **result, "version": cam.current})
+                self._save(key, cam)
+                out.append({"camera": key, **result, "version": cam.current})
+            self._plan_expiry()
+        return out
+
+    def _plan_expiry(self) -> None:
+        soon = [float(c.examples.at[c.examples.kind != REAL].min()) for c in self.cameras.values()
+                if c.examples is not None and (c.examples.kind != REAL).any()]  # fmt: skip
+        soon += [h.expires_at - self.settings.dismissed_expire_s for c in self.cameras.values() for h in c.hot_spots]
+        self.next_expiry = min(soon, default=float("inf")) + self.settings.dismissed_expire_s
+
+    def _key_of(self, cam: CameraModel) -> str:
+        return next(k for k, c in self.cameras.items() if c is cam)
+
+    def _install_head(self, cam: CameraModel, key: str) -> None:
+        if self._visible is None or (cam.current == 0 and key not in self._visible.heads):
+            return  # nothing to install: no model reload for a camera on the shipped head
+        if self.visible is None:
+            return
+        head = cam.head()
+        try:
+            self.visible.set_head(key, head)
+        except ValueError as exc:  # fitted on another model (a retrained file): the shipped head
+            logger.warning("%s; it uses the shipped head until it learns again", exc)
+            self.visible.set_head(key, None)
+
+    # Files
+
+    def _dir(self, key: str) -> Path | None:
+        if self.root is None:
+            return None
+        site, _, camera = key.partition("/")
+        return self.root / site / camera
+
+    def _save(self, key: str, cam: CameraModel) -> None:
+        folder = self._dir(key)
+        if folder is None:
+            return
+        folder.mkdir(parents=True, exist_ok=True)
+        if cam.examples is not None:
+            tmp = folder / "examples.tmp.npz"
+            np.savez(tmp, **cam.examples.save())  # type: ignore[arg-type]
+            os.replace(tmp, folder / "examples.npz")
+        doc = {"current": cam.current, "versions": [h.to_json() for h in cam.versions],
+               "hot_spots": [asdict(h) for h in cam.hot_spots], "log": cam.log[-1000:]}  # fmt: skip
+        tmp_json = folder / "heads.tmp.json"
+        tmp_json.write_text(json.dumps(doc))
+        os.replace(tmp_json, folder / "heads.json")
+
+    def _load(self, key: str, folder: Path) -> None:
+        try:
+            doc = json.loads((folder / "heads.json").read_text())
+            cam = CameraModel(
+                [LearnedHead.from_json(h) for h in doc.get("versions", [])],
+                int(doc.get("current", 0)),
+                None,
+                [DismissedHotSpot(**{**h, "region": tuple(h["region"])}) for h in doc.get("hot_spots", [])],
+                list(doc.get("log", [])),
+            )
+            if (folder / "examples.npz").is_file():
+                with np.load(folder / "examples.npz") as arrays:
+                    cam.examples = Examples.load(arrays)
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            logger.error("%s: cannot read the camera's learned head (%s); it uses the shipped head", folder, exc)
+            return
+        self.cameras[key] = cam
+        self._install_head(cam, key)
+        if self.thermal is not None and cam.hot_spots:
+            self.thermal.dismissed[key] = list(cam.hot_spots)
+        self._plan_expiry()

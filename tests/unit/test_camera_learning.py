@@ -1,0 +1,250 @@
+"""Cameras that learn from verdicts: the model's cell outputs, the per-camera head (fit, acceptance, safe
+learning), versions, rollback and restart, the thermal hot-spot memory, and the verdict file."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from detectors.thermal.thermal_hotspot import ThermalHotspot, ThermalHotspotConfig
+from detectors.vision.base import Frame, FrameBatch
+from detectors.vision.camera_heads import DISMISSED, REAL, Examples, fit_head, logit
+from detectors.vision.cell_features import with_cell_outputs
+from detectors.vision.smoke_fire_onnx import SmokeFireOnnx, SmokeFireOnnxConfig
+from engine.config.models import CameraLearningConfig
+from engine.flow.camera_learning import AlarmFrame, CameraLearning, Verdict, VerdictError
+from engine.ingest.verdict_file import VerdictFileError, parse_region, read_verdicts
+
+ROOT = Path(__file__).resolve().parents[2]
+FRAMES = ROOT / "tests" / "data" / "frames"
+KEY = "S1/cam-1"
+
+
+@pytest.fixture(scope="module")
+def detector() -> SmokeFireOnnx:
+    det = SmokeFireOnnx(SmokeFireOnnxConfig(type="smoke_fire_onnx"))
+    assert det.enable_cell_outputs() == 192
+    return det
+
+
+def image(name: str) -> np.ndarray:
+    img = cv2.imread(str(FRAMES / f"{name}.jpg"))
+    assert img is not None
+    return img
+
+
+def alarm(det: SmokeFireOnnx, name: str, label: str) -> AlarmFrame:
+    """The frame and the cells where ``label`` reaches its threshold (what a finding's region_cells holds)."""
+    img = image(name)
+    obs = det.observe(FrameBatch([Frame("S1", "cam-1", 0.0, img)]), det.new_state())[0]
+    cells = obs.cells[label]
+    marked = np.argwhere(cells >= det.frame_threshold(label))
+    assert len(marked), f"the shipped head does not alarm on {name}"
+    return AlarmFrame(0.0, img, [obs.cell_box(r, c, cells.shape) for r, c in marked.tolist()], float(cells.max()))
+
+
+def scores(det: SmokeFireOnnx, name: str) -> dict[str, float]:
+    return det.observe(FrameBatch([Frame("S1", "cam-1", 0.0, image(name))]), det.new_state())[0].scores
+
+
+def test_cell_outputs_leave_the_shipped_outputs_bit_identical() -> None:
+    """The features and logits are extra outputs: scores and grid are what the shipped file gives, bit for bit,
+    and the logits are the features through the head's last 1x1 convolution."""
+    model = onnx.load(str(ROOT / "models" / "smoke_fire.onnx"))
+    added = with_cell_outputs(model)
+    x = np.random.default_rng(0).random((2, 3, 160, 160), dtype=np.float32)
+    before = ort.InferenceSession(str(ROOT / "models" / "smoke_fire.onnx")).run(None, {"image": x})
+    after = ort.InferenceSession(added.model).run(None, {"image": x})
+    assert [a.tobytes() for a in before] == [b.tobytes() for b in after[:2]]
+    assert after[2].shape == (2, 192, 5, 5) and after[3].shape == (2, 2, 5, 5)
+    np.testing.assert_allclose(1 / (1 + np.exp(-after[3])), after[1], atol=1e-6)
+
+
+def synthetic(n_dismissed: int = 40, n_real: int = 10) -> Examples:
+    rng = np.random.default_rng(3)
+    ex = Examples.empty(8, 2)
+    box = np.zeros((1, 4), np.float32)
+    feats = rng.random((n_dismissed, 8), np.float32) + np.eye(8, dtype=np.float32)[0] * 2
+    logits = np.full((n_dismissed, 2), 4.0, np.float32)
+    ex = ex.added(feats, logits, DISMISSED, -1, 100.0, 1, box.repeat(n_dismissed, 0))
+    feats = rng.random((n_real, 8), np.float32) + np.eye(8, dtype=np.float32)[1] * 2
+    return ex.added(feats, np.full((n_real, 2), 4.0, np.float32), REAL, 1, 100.0, 2, box.repeat(n_real, 0))
+
+
+def test_fit_is_deterministic_and_meets_both_rules() -> None:
+    thr = np.array([0.93, 0.97])
+    a = fit_head(synthetic(), thr, 100.0, 1e9, 0.5, 1, "m")
+    b = fit_head(synthetic(), thr, 100.0, 1e9, 0.5, 1, "m")
+    assert a.head is not None and b.head is not None
+    assert a.head.weights.tobytes() == b.head.weights.tobytes() and a.head.bias.tobytes() == b.head.bias.tobytes()
+    ex = synthetic()
+    z = a.head.correct_rows(ex.logits, ex.features)
+    assert (z[ex.kind == REAL, 1] >= logit(0.97)).all()
+    assert (z[ex.kind == DISMISSED] < logit(thr) - 0.5).all()
+
+
+def test_a_confirmed_fire_is_never_outvoted() -> None:
+    """Dismissing cells that look exactly like a confirmed one: no head can do both; none is accepted."""
+    ex = synthetic()
+    same = ex.where(ex.kind == REAL)
+    ex = ex.added(same.features, same.logits, DISMISSED, -1, 200.0, 3, same.box)
+    fit = fit_head(ex, np.array([0.93, 0.97]), 200.0, 1e9, 0.5, 2, "m")
+    assert fit.head is None and "confirmed cells would be missed" in fit.reason
+
+
+def test_dismissed_scenes_expire_confirmed_ones_do_not() -> None:
+    ex = synthetic()
+    assert len(ex.live(100.0 + 50, expire_s=10)) == int((ex.kind == REAL).sum())
+    assert len(ex.refreshed((0, 0, 1, 1), 150.0).live(155.0, expire_s=10)) == len(ex)
+
+
+def test_verdicts_learn_roll_back_and_survive_a_restart(detector: SmokeFireOnnx, tmp_path: Path) -> None:
+    """A false alarm on the smoke photo quiets it; the fire photo confirmed still alarms; rollback to the
+    shipped head and back; a second learner on the same folder gives the same head and the same scores."""
+    shipped = scores(detector, "smoke")
+    thr = detector.frame_threshold("smoke")
+    assert shipped["smoke"] >= thr
+    learning = CameraLearning(CameraLearningConfig(max_dismissed_share=1.0), detector, None, tmp_path)
+    fire = learning.verdict(Verdict("S1", "cam-1", "fire", 10.0, "ops"), [alarm(detector, "fire", "fire")], False)
+    assert fire["learned"] and fire["version"] == 1
+    out = learning.verdict(Verdict("S1", "cam-1", "false_alarm", 20.0, "ops"), [alarm(detector, "smoke", "smoke")],
+                           False)  # fmt: skip
+    assert out["learned"], out["reason"]
+    assert out["version"] == 2 and out["refit_s"] < 5.0
+    assert scores(detector, "smoke")["smoke"] < thr
+    assert scores(detector, "fire")["fire"] >= detector.frame_threshold("fire")
+    learned = scores(detector, "smoke")
+
+    assert learning.rollback(KEY, 0, "ops", 30.0)["version"] == 0
+    assert scores(detector, "smoke") == shipped
+    learning.rollback(KEY, 2, "ops", 40.0)
+    assert scores(detector, "smoke") == learned
+    with pytest.raises(VerdictError, match="no head version 7"):
+        learning.rollback(KEY, 7, "ops", 50.0)
+
+    detector.heads.clear()
+    again = CameraLearning(CameraLearningConfig(), detector, None, tmp_path)
+    assert again.status(KEY)["version"] == 2
+    assert scores(detector, "smoke") == learned
+    assert [h["version"] for h in again.status(KEY)["versions"]] == [1, 2]
+    detector.heads.clear()
+
+
+def test_a_dismissed_region_over_the_bound_is_refused(detector: SmokeFireOnnx) -> None:
+    learning = CameraLearning(CameraLearningConfig(max_dismissed_share=0.25), detector, None, None)
+    frame = AlarmFrame(0.0, image("smoke"), [])
+    with pytest.raises(VerdictError, match=r"covers 64% of the frame.*max_dismissed_share"):
+        learning.verdict(Verdict("S1", "cam-1", "false_alarm", 1.0, region=(0.1, 0.1, 0.8, 0.8)), [frame], False)
+    with pytest.raises(VerdictError, match="no frame"):
+        learning.verdict(Verdict("S1", "cam-1", "false_alarm", 1.0, region=(0.1, 0.1, 0.1, 0.1)), [], False)
+    assert KEY not in detector.heads
+
+
+def test_a_dismissed_hot_spot_is_quiet_at_that_time_of_day_unless_hotter() -> None:
+    det = ThermalHotspot(ThermalHotspotConfig(type="thermal_hotspot", confirm_k=1, confirm_n=1, scene_memory=False))
+    learning = CameraLearning(CameraLearningConfig(), None, det, None)
+    roof = np.full((120, 160), 20.0, np.float32)
+    roof[40:60, 40:60] = 70.0  # a roof the afternoon sun heats
+    t = 1_700_000_000.0  # a day's 22:13 UTC
+    first = det.observe(FrameBatch([Frame("S1", "ir-1", t, roof)]), det.new_state())[0]
+    assert first.scores["fire"] >= 1.0
+    box = (0.2, 0.3, 0.2, 0.2)
+    learning.verdict(Verdict("S1", "ir-1", "false_alarm", t, region=box),
+                     [AlarmFrame(t, roof, [box], first.scores["fire"])], True)  # fmt: skip
+
+    def judged(ts: float, img: np.ndarray) -> float | None:
+        found = det.process(FrameBatch([Frame("S1", "ir-1", ts, img)]), det.new_state())
+        return found[0].score if found else None
+
+    assert judged(t + 86400 + 600, roof) is None  # the next day, ten minutes later: quiet
+    assert judged(t + 86400 + 6 * 3600, roof) is not None  # another time of day: it alarms
+    hotter = roof.copy()
+    hotter[45:55, 45:55] = 150.0
+    assert judged(t + 86400, hotter) is not None  # a fire on the roof: it alarms
+
+
+def test_verdict_file(tmp_path: Path) -> None:
+    good = tmp_path / "v.csv"
+    good.write_text("ts,camera,verdict,region\n1700000060,T1/tower,false alarm,0.1 0.2 0.3 0.4\n"
+                    "2023-11-14T22:13:20+00:00,tower,smoke,\n")  # fmt: skip
+    rows = read_verdicts(good, "T9")
+    assert [(r.ts, r.site, r.camera, r.verdict, r.region) for r in rows] == [
+        (1700000000.0, "T9", "tower", "smoke", None),
+        (1700000060.0, "T1", "tower", "false_alarm", (0.1, 0.2, 0.3, 0.4)),
+    ]
+    bad = tmp_path / "v.jsonl"
+    bad.write_text('{"ts": 1, "camera": "a/b", "verdict": "fire"}\n{"ts": 2, "camera": "a/b", "verdict": "maybe"}\n')
+    with pytest.raises(VerdictFileError, match=r"v.jsonl:2: verdict 'maybe': one of false_alarm, fire, smoke"):
+        read_verdicts(bad)
+    bad.write_text('{"ts": 1, "camera": "a/b", "verdict": "fire", "region": [0.5, 0.5, 0.6, 0.1]}\n')
+    with pytest.raises(VerdictFileError, match="reaches past the frame's edge"):
+        read_verdicts(bad)
+
+
+@given(st.lists(st.one_of(st.floats(allow_nan=True), st.text(max_size=6)), max_size=6) | st.text(max_size=30))
+def test_parse_region_takes_four_fractions_or_says_why(value: object) -> None:
+    try:
+        got = parse_region(value)
+    except ValueError as exc:
+        assert "region" in str(exc)
+        return
+    if got is not None:
+        x, y, w, h = got
+        assert 0 <= x < 1 and 0 <= y < 1 and w > 0 and h > 0 and x + w <= 1 + 1e-6 and y + h <= 1 + 1e-6
+
+
+def test_the_api_takes_an_operator_s_verdict_and_rollback(tmp_path: Path) -> None:
+    """A camera finding through the camera stage (snapshot and frame on disk) into the store; a viewer may not
+    judge it, a region over the bound is refused with the reason, an operator's false alarm is learned and
+    written in the audit trail; the camera's version shows and rolls back."""
+    from fastapi.testclient import TestClient
+
+    from engine.api.auth import TokenAuth
+    from engine.api.server import create_app
+    from engine.api.verdicts import StageLearner, verdicts_router
+    from engine.config.models import ApiToken, EngineConfig
+    from engine.flow.cameras import CameraStage
+    from engine.incidents.tracker import IncidentPolicy, IncidentTracker
+    from engine.store.store import Notification, Store
+
+    spec = {"type": "smoke_fire_onnx", "confirm_k": 1, "confirm_n": 1, "scene_memory": False}
+    cfg = EngineConfig.model_validate({"cameras": {"detectors": [spec]}})
+    stage = CameraStage(cfg, tmp_path / "snapshots", tmp_path / "heads")
+    found = stage.step([Frame("S1", "cam-1", 100.0, image("smoke"))])
+    assert found and (tmp_path / "snapshots" / "S1" / "cam-1" / "100000.frame.jpg").is_file()
+    store = Store(f"sqlite:///{tmp_path / 'gridwatch.db'}")
+    store.migrate()
+    tracker = IncidentTracker(IncidentPolicy(emit_pending=True))
+    events = [e for f in found for e in tracker.observe(f)]
+    store.record([Notification(e, 100.0, False, {}) for e in events], [])
+    incident = events[0]["incident_id"]
+    tokens = [ApiToken(name="ops", token="o" * 20, role="operator"), ApiToken(name="eyes", token="v" * 20)]
+    stage.alarm_frames.clear()  # as after a restart: the frame comes from disk
+    app = create_app(lambda: {"ok": True}, routers=(verdicts_router(store, lambda: StageLearner(stage),
+                                                                     TokenAuth(tokens), lambda: 200.0),))  # fmt: skip
+    client = TestClient(app)
+    ops, eyes = {"Authorization": "Bearer " + "o" * 20}, {"Authorization": "Bearer " + "v" * 20}
+    url = f"/api/incidents/{incident}/verdict"
+    assert client.post(url, json={"verdict": "false_alarm"}, headers=eyes).status_code == 403
+    big = client.post(url, json={"verdict": "false_alarm", "region": [0, 0, 0.9, 0.9]}, headers=ops)
+    assert big.status_code == 422 and "max_dismissed_share" in big.json()["detail"]
+    assert client.post(url, json={"verdict": "maybe"}, headers=ops).status_code == 422
+    done = client.post(url, json={"verdict": "false_alarm", "region": [0.3, 0.3, 0.3, 0.3], "comment": "steam"},
+                       headers=ops)  # fmt: skip
+    assert done.status_code == 200, done.text
+    assert done.json()["learned"] and done.json()["version"] == 1
+    audit = store.incident(incident)["audit"]  # type: ignore[index]
+    assert audit[-1]["action"] == "verdict" and audit[-1]["actor"] == "ops"
+    assert audit[-1]["detail"]["verdict"] == "false_alarm" and audit[-1]["detail"]["version"] == 1
+    status = client.get("/api/cameras/S1/cam-1/learning", headers=eyes).json()
+    assert status["version"] == 1 and status["examples"]["dismissed"] > 0
+    assert client.post("/api/cameras/S1/cam-1/rollback", json={"version": 0}, headers=eyes).status_code == 403
+    back = client.post("/api/cameras/S1/cam-1/rollback", json={"version": 0}, headers=ops)
+    assert back.status_code == 200 and back.json()["version"] == 0
