@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import io
 import os
 import re
 import signal
@@ -115,7 +116,7 @@ def _ages() -> tuple[float, float, float]:
     )
 
 
-def test_rtsp_camera_through_the_engine_survives_its_server_going_away(mosquitto, rtsp, tmp_path, caplog):
+def test_rtsp_camera_through_the_engine_survives_its_server_going_away(mosquitto, rtsp, tmp_path, caplog, capfd):
     secret = tmp_path / "camera-password"
     secret.write_text(PASSWORD + "\n")
     cameras = CamerasConfig.model_validate(
@@ -164,7 +165,7 @@ def test_rtsp_camera_through_the_engine_survives_its_server_going_away(mosquitto
             assert fresh2 - fresh1 == count2 - count1, "a frame over 2 s old was scored after the reconnection"
         finally:
             engine.stop()
-    told = caplog.text + str(state)
+    told = caplog.text + str(state) + "".join(capfd.readouterr())  # FFmpeg's own messages too (stderr)
     for form in (PASSWORD, quote(PASSWORD, safe=""), quote(PASSWORD)):
         assert form not in told, "the camera's password reached a log or /readyz"
     print(f"rtsp: {count2 - count0:.0f} frames scored, mean age {(sum2 - sum0) / (count2 - count0) * 1000:.1f} ms, "
@@ -244,6 +245,8 @@ def test_onvif_discovery_finds_the_stream(rtsp):
 
 JPEG = cv2.imencode(".jpg", np.full((48, 64, 3), 128, np.uint8))[1].tobytes()
 STRIP = cv2.imencode(".png", np.zeros((10, 1000, 3), np.uint8))[1].tobytes()  # 100:1, no camera's frame
+RADIOMETRIC = np.full((24, 32), 21.5, np.float32)  # a thermal camera's frame in °C
+RADIOMETRIC[10:12, 15:17] = 240.0
 
 
 class SnapshotCamera(BaseHTTPRequestHandler):
@@ -257,7 +260,10 @@ class SnapshotCamera(BaseHTTPRequestHandler):
             self.send_header("Content-Length", "0")
             self.end_headers()
             return
-        body = {"/snap.jpg": JPEG, "/big.jpg": JPEG + bytes(200_000), "/strip.png": STRIP}[self.path.split("?")[0]]
+        npy = io.BytesIO()
+        np.save(npy, RADIOMETRIC)
+        body = {"/snap.jpg": JPEG, "/big.jpg": JPEG + bytes(200_000), "/strip.png": STRIP,
+                "/radiometric.npy": npy.getvalue()}[self.path.split("?")[0]]  # fmt: skip
         self.send_response(200)
         self.send_header("Content-Type", "image/jpeg")
         self.send_header("Content-Length", str(len(body)))
@@ -282,12 +288,14 @@ def _snapshot(url: str, password: str = PASSWORD, **source: Any) -> CameraConfig
 
 def test_http_snapshots_enter_the_camera_intake_with_their_capture_time(snapshot_camera):
     refused: list[str] = []
-    cfg = EngineConfig(cameras={"devices": [_snapshot(f"{snapshot_camera}/snap.jpg").model_dump()]})
+    ir = _snapshot(f"{snapshot_camera}/radiometric.npy").model_copy(update={"id": "ir-1", "kind": "thermal"})
+    cfg = EngineConfig(cameras={"devices": [_snapshot(f"{snapshot_camera}/snap.jpg").model_dump(), ir.model_dump()]})
     intake = CameraIntake(cfg, lambda rejected, topic, payload, now: refused.extend(r.reason for r in rejected))
     cam = cfg.cameras.devices[0]
 
     def into_intake(c: CameraConfig, payload: bytes, ts: float) -> None:
-        intake.handle(Topic("cameras", c.site, c.id), f"gw/cameras/{c.site}/{c.id}", payload, {"ts": repr(ts)},
+        kind = "thermal" if c.kind == "thermal" else "cameras"  # as the engine addresses a pulled frame
+        intake.handle(Topic(kind, c.site, c.id), f"gw/{kind}/{c.site}/{c.id}", payload, {"ts": repr(ts)},
                       time.time())  # fmt: skip
 
     source = CameraSource(cam, into_intake)
@@ -308,6 +316,19 @@ def test_http_snapshots_enter_the_camera_intake_with_their_capture_time(snapshot
     strip.start()
     assert wait_for(lambda: "not_an_image" in refused, 10), refused
     strip.stop(5)
+
+    # A thermal camera is pulled from its radiometric snapshot (°C as it came), never from its video stream
+    thermal = CameraSource(cfg.cameras.devices[1], into_intake)
+    thermal.start()
+    hot: list[Any] = []
+
+    def thermal_taken() -> bool:
+        hot.extend(f for f in intake.take() if f.camera == "ir-1")
+        return bool(hot)
+
+    assert wait_for(thermal_taken, 10), refused
+    thermal.stop(5)
+    assert hot[0].image.dtype == np.float32 and float(hot[0].image.max()) == 240.0 and hot[0].units == "celsius"
 
 
 def test_http_snapshot_refusals_say_why_and_never_the_password(snapshot_camera):

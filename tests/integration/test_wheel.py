@@ -42,6 +42,7 @@ class Installed:
     bin: Path
     cv2_before_cameras: subprocess.CompletedProcess[str]
     check_before_cameras: subprocess.CompletedProcess[str]
+    pulled_before_cameras: subprocess.CompletedProcess[str]  # a config whose only camera is pulled (a source)
 
 
 @pytest.fixture(scope="module")
@@ -64,9 +65,13 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> Installed:
     shutil.copytree(ROOT / "config", work / "config")
     cv2 = run([str(venv / "bin" / "python"), "-c", "import cv2"], work)
     bare = run([str(venv / "bin" / "gridwatch"), "check-config", "config/gridwatch.yaml"], work)
+    (work / "pulled.yaml").write_text(
+        "cameras:\n  devices:\n    - {site: S01, id: tower-1, source: {url: 'rtsp://cam/1'}}\n"
+    )
+    pulled = run([str(venv / "bin" / "gridwatch"), "check-config", "pulled.yaml"], work)
     extra = run([*pip, "-c", str(ROOT / "constraints.txt"), f"{wheel}[cameras]"], base, timeout=900)
     assert extra.returncode == 0, extra.stderr[-3000:]
-    return Installed(venv / "bin", cv2, bare)
+    return Installed(venv / "bin", cv2, bare, pulled)
 
 
 def test_the_installed_wheel_checks_the_shipped_config_with_its_camera_model(installed, tmp_path):
@@ -75,6 +80,9 @@ def test_the_installed_wheel_checks_the_shipped_config_with_its_camera_model(ins
     assert installed.cv2_before_cameras.returncode != 0, "cameras not installed"
     bare = installed.check_before_cameras
     assert bare.returncode == 2 and "pip install 'gridwatch[cameras]'" in bare.stderr, bare.stdout + bare.stderr
+    pulled = installed.pulled_before_cameras  # a camera pulled over RTSP needs OpenCV's FFmpeg: the same extra
+    assert pulled.returncode == 2 and "pip install 'gridwatch[cameras]'" in pulled.stderr, pulled.stdout + pulled.stderr
+    assert "cameras.devices[].source of S01/tower-1" in pulled.stderr
     out = run([str(installed.bin / "gridwatch"), "check-config", "config/gridwatch.yaml"], tmp_path)
     assert out.returncode == 0, out.stdout + out.stderr
     assert "smoke-fire-model" in out.stdout  # the ONNX model and its card came with the wheel
@@ -138,3 +146,13 @@ def test_the_installed_wheel_runs_bridge_and_worker(installed, tansu, mosquitto,
             p.wait(30)
         for f in logs.values():
             f.close()
+
+
+def test_the_installed_wheel_names_the_notify_extra_for_a_people_facing_sink(installed, tmp_path):
+    """The venv has no `notify` extra: a config with an Apprise sink stops with the line that installs it."""
+    (tmp_path / "people.yaml").write_text(
+        "sinks:\n  - {type: apprise, receivers: [{to: 'town:*', url: 'json://duty.example.org/hook'}]}\n"
+    )
+    out = run([str(installed.bin / "gridwatch"), "check-config", "people.yaml"], tmp_path)
+    assert out.returncode == 2 and "pip install 'gridwatch[notify]'" in out.stderr, out.stdout + out.stderr
+    assert "sinks[0]: type apprise" in out.stderr and "duty.example.org" not in out.stdout + out.stderr
