@@ -533,7 +533,7 @@ class LorawanNetwork(Strict):
 
 
 class LorawanConfig(Strict):
-    """LoRaWAN sensors: uplinks from network servers' MQTT integrations, taken as readings (local runner)."""
+    """LoRaWAN sensors: uplinks from network servers' MQTT integrations, taken as readings (`run`, `bridge`)."""
 
     networks: list[LorawanNetwork] = Field(default_factory=list, description="Network servers to take uplinks from.")
     profiles: list[LorawanProfile] = Field(

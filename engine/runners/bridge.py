@@ -4,7 +4,8 @@ The bridge subscribes through an MQTT v5 shared subscription (``$share/<group>/g
 several bridges of one group split the load, and validates sensor messages exactly as the local runner
 does (rejections go to ``gw/deadletter/<reason>`` with the reason). Accepted readings are produced to
 ``gridwatch.readings`` keyed by site; camera and thermal frames go as they came to ``gridwatch.frames``
-and ``gridwatch.thermal``.
+and ``gridwatch.thermal``. LoRaWAN network servers' uplinks (``lorawan.networks``) are read as the local
+runner reads them (``engine/ingest/network_servers.py``) and go as readings too.
 
 Nothing is lost when either side restarts: the bridge holds each QoS 1 message unacknowledged until
 Kafka has acknowledged the record (``acks=all``), retrying a failed send for as long as it takes; a
@@ -36,6 +37,7 @@ from engine.incidents.reports import ReportError, ReportQuota, ReportWorker, fin
 from engine.ingest.decode import Rejection, SensorDecoder
 from engine.ingest.intake import deadletter_message
 from engine.ingest.mqtt_client import MqttClient, broker_address
+from engine.ingest.network_servers import NetworkServerSource
 from engine.ingest.topics import Topic, TopicError, deadletter_topic, parse_topic
 from engine.runners.records import encode_readings, ensure_topics, findings_record
 
@@ -77,6 +79,8 @@ class Bridge:
         self._in_flight = 0
         self._lock = threading.Lock()
         self.client: MqttClient | None = None
+        self.network_sources: list[NetworkServerSource] = []  # LoRaWAN network servers (lorawan.networks)
+        self._decoding = threading.Lock()  # the decoder is shared by the MQTT clients' threads
         self._producer_ok = False
         self.http_url: str | None = None
 
@@ -110,8 +114,9 @@ class Bridge:
         if t.kind != "sensors":
             ack()  # device status: the scale-out runner does not use it
             return
-        rejected = self.decoder.decode(t, payload, now)
-        batch = self.builder.take()
+        with self._decoding:
+            rejected = self.decoder.decode(t, payload, now)
+            batch = self.builder.take()
         if rejected:
             self._reject(rejected, topic, payload, now)
         if not len(batch):
@@ -127,6 +132,53 @@ class Bridge:
         ]
         record = encode_readings(t.site, rows)
         self._send(Outgoing(kafka.topic_readings, t.site.encode(), record, [("topic", topic.encode())], "sensors", ack))
+
+    def take_readings(
+        self,
+        kind: str,
+        topic: str,
+        payload: bytes,
+        readings: list[tuple[str, str, dict[str, Any]]],
+        refused: list[Rejection],
+        now: float,
+        ack: Callable[[], None] | None = None,
+        redelivered: bool = False,
+    ) -> list[Rejection]:
+        """Readings placed by a LoRaWAN uplink (``NetworkServerSource``): checked as a sensor message's, then
+        produced to the readings topic keyed by site; ``ack`` once Kafka has every record."""
+        metrics.MESSAGES.labels(kind).inc()
+        rejected = list(refused)
+        with self._decoding:
+            for site, device, doc in readings:
+                rej = self.decoder.reading(site, device, doc, now)
+                if rej is not None:
+                    rejected.append(rej)
+            batch = self.builder.take()
+        if rejected:
+            self._reject(rejected, topic, payload, now)
+        done = ack or _no_ack
+        if not len(batch):
+            done()
+            return rejected
+        metrics.READINGS.inc(len(batch))
+        by_site: dict[str, list[tuple[str, float, str, float]]] = {}
+        devices = self.devices
+        for s, ts, m, v in zip(batch.slot.tolist(), batch.ts.tolist(), batch.metric.tolist(), batch.value.tolist(),
+                               strict=True):  # fmt: skip
+            by_site.setdefault(devices.site_of_slot(s), []).append((devices.device_of_slot(s), ts, METRIC_NAMES[m], v))
+        left = [len(by_site)]
+
+        def one_sent() -> None:  # the message is acknowledged once Kafka has each site's record
+            left[0] -= 1
+            if not left[0]:
+                done()
+
+        kafka = self.cfg.kafka
+        for site, rows in by_site.items():
+            record = encode_readings(site, rows)
+            self._send(Outgoing(kafka.topic_readings, site.encode(), record, [("topic", topic.encode())], kind,
+                                one_sent))  # fmt: skip
+        return rejected
 
     def _report(self, t: Topic, topic: str, payload: bytes, now: float, ack: Callable[[], None]) -> None:
         """A grid report: checked here (a bad one dead-lettered), then to the findings topic keyed by its
@@ -263,10 +315,17 @@ class Bridge:
             self.http_url = http.url
             logger.info("bridge metrics and health at %s", http.url)
         await asyncio.to_thread(client.start, host, port)
+        for net in cfg.lorawan.networks:
+            source = NetworkServerSource(cfg, net, self)
+            self.network_sources.append(source)
+            await asyncio.to_thread(source.start, (host, port), "5", 10.0, cfg.kafka.bridge_group,
+                                    cfg.kafka.bridge_client_id)  # fmt: skip
         self.ready.set()
         logger.info("bridge running: MQTT %s:%s → Kafka %s", host, port, cfg.kafka.url)
         try:
             await stop.wait()
+            for source in self.network_sources:
+                await asyncio.to_thread(source.stop)
             await asyncio.to_thread(client.stop)  # no new messages; what we hold goes out, then we leave
             await asyncio.to_thread(self.report_worker.close)  # reports being checked go out too
             await producing
@@ -281,8 +340,10 @@ class Bridge:
     def health(self) -> dict[str, Any]:
         """What ``/readyz`` says of this bridge: connected to the MQTT broker and to Kafka."""
         mqtt_ok = self.client is not None and self.client.connected.is_set()
+        networks = {s.network.name: s.connected for s in self.network_sources}
         return {
-            "ok": bool(mqtt_ok and self._producer_ok),
+            "ok": bool(mqtt_ok and self._producer_ok and all(networks.values())),
+            "lorawan_connected": networks,
             "runner": "bridge",
             "mqtt_connected": mqtt_ok,
             "kafka_producer": self._producer_ok,
@@ -308,3 +369,7 @@ def run_bridge(cfg: EngineConfig, stop: asyncio.Event | None = None) -> Bridge:
 
     asyncio.run(main())
     return bridge
+
+
+def _no_ack() -> None:
+    """The acknowledgement of a message that needs none (QoS 0)."""

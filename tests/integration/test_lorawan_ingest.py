@@ -4,6 +4,8 @@ and a datalogger's post to the engine's own HTTP server into the same intake."""
 
 from __future__ import annotations
 
+import asyncio
+import threading
 import time
 import urllib.request
 from datetime import UTC, datetime
@@ -16,6 +18,7 @@ from engine.config.models import (
     ApiConfig,
     DataloggerConfig,
     DataloggerGroup,
+    KafkaConfig,
     LogSinkConfig,
     LorawanConfig,
     LorawanDevice,
@@ -23,7 +26,9 @@ from engine.config.models import (
     LorawanProfile,
     MqttConfig,
 )
+from engine.runners.bridge import Bridge
 from tests.conftest import RunnerThread, default_config, publisher, wait_for
+from tests.integration.test_faust_runner import read_topic
 from tests.integration.test_local_runner import Listener
 
 pytestmark = pytest.mark.integration
@@ -37,6 +42,19 @@ def iso(ts: float) -> str:
     return datetime.fromtimestamp(ts, UTC).isoformat()
 
 
+def lorawan(site_id: str, url: str) -> LorawanConfig:
+    """Two network servers on the test's Mosquitto: ChirpStack on the engine's broker setting, The Things Stack
+    with its own broker setting."""
+    return LorawanConfig(
+        networks=[LorawanNetwork(name="city-chirpstack", kind="chirpstack"),  # on the engine's broker
+                  LorawanNetwork(name="ttn", kind="tts", mqtt=MqttConfig(url=url, client_id="gw-it"))],
+        profiles=[LorawanProfile(name="Test device-profile", fields={"crack": "crack_mm"}),
+                  LorawanProfile(name="the-things-uno", fields={"temperature": "temp_c"})],
+        devices=[LorawanDevice(dev_eui="0101010101010101", site=site_id, id="crack-lora-1"),
+                 LorawanDevice(dev_eui="0004A30B001C0530", site=site_id)],
+    )  # fmt: skip
+
+
 def test_uplinks_of_both_network_servers_become_readings_and_bad_ones_dead_letters(mosquitto, tmp_path):
     cfg = default_config(
         mqtt=MqttConfig(url=mosquitto.url, client_id="engine-it-lorawan"),
@@ -46,14 +64,7 @@ def test_uplinks_of_both_network_servers_become_readings_and_bad_ones_dead_lette
     )
     site_id = cfg.sites[0].id
     loggers = DataloggerConfig(groups=[DataloggerGroup(name="piezo", token=LOGGER_TOKEN, sites=[site_id])])
-    cfg = cfg.model_copy(update={"datalogger": loggers, "lorawan": LorawanConfig(
-        networks=[LorawanNetwork(name="city-chirpstack", kind="chirpstack"),  # on the engine's broker
-                  LorawanNetwork(name="ttn", kind="tts", mqtt=MqttConfig(url=mosquitto.url, client_id="gw-it"))],
-        profiles=[LorawanProfile(name="Test device-profile", fields={"crack": "crack_mm"}),
-                  LorawanProfile(name="the-things-uno", fields={"temperature": "temp_c"})],
-        devices=[LorawanDevice(dev_eui="0101010101010101", site=site_id, id="crack-lora-1"),
-                 LorawanDevice(dev_eui="0004A30B001C0530", site=site_id)],
-    )})  # fmt: skip
+    cfg = cfg.model_copy(update={"datalogger": loggers, "lorawan": lorawan(site_id, mosquitto.url)})
     listener = Listener(mosquitto.url, ["gw/deadletter/#"])
     engine = RunnerThread(cfg)
     pub = publisher(mosquitto.url)
@@ -99,3 +110,46 @@ def test_uplinks_of_both_network_servers_become_readings_and_bad_ones_dead_lette
         engine.stop()
         listener.stop()
     assert engine.runner.pipeline.readings == 13
+
+
+def test_a_bridge_takes_uplinks_as_readings_records_for_the_workers(tansu, mosquitto, tmp_path):
+    cfg = default_config(
+        mqtt=MqttConfig(url=mosquitto.url, client_id="unused-lorawan-bridge"),
+        data_dir=str(tmp_path),
+        kafka=KafkaConfig(url=tansu.url, partitions=2, bridge_client_id="bridge-lorawan-it", bridge_group="g-lora"),
+    )
+    site_id = cfg.sites[0].id
+    cfg = cfg.model_copy(update={"lorawan": lorawan(site_id, mosquitto.url)})
+    bridge = Bridge(cfg)
+    loop, stop = asyncio.new_event_loop(), asyncio.Event()
+    thread = threading.Thread(target=lambda: loop.run_until_complete(bridge.run(stop)), daemon=True)
+    thread.start()
+    listener = Listener(mosquitto.url, ["gw/deadletter/#"])
+    pub = publisher(mosquitto.url)
+    try:
+        assert bridge.ready.wait(60)
+        assert bridge.health()["lorawan_connected"] == {"city-chirpstack": True, "ttn": True}
+        now = time.time() - 60.0
+        cs = orjson.loads((DATA / "chirpstack_v4_up.json").read_bytes())
+        pub.publish(CS_TOPIC, orjson.dumps(cs | {"time": iso(now), "fCnt": 5, "object": {"crack": 2.25}}))
+        pub.publish(CS_TOPIC, orjson.dumps(cs | {"time": iso(now)}))  # no decoded object
+        assert pub.flush()
+
+        def forwarded() -> list[tuple[str, str, float, str, float]]:
+            got = asyncio.run(read_topic(tansu.url, "gridwatch.readings"))
+            return sorted((d["site"], dev, ts, m, v) for d in got for dev, ts, m, v in d["readings"])
+
+        assert wait_for(lambda: len(forwarded()) >= 3, 60, interval_s=0.5)
+        rows = forwarded()
+        assert [(r[0], r[1], r[3], r[4]) for r in rows] == [
+            (site_id, "crack-lora-1", "crack_mm", 2.25),
+            (site_id, "crack-lora-1", "rssi_dbm", -36.0),
+            (site_id, "crack-lora-1", "snr_db", 10.5),
+        ]
+        assert all(abs(r[2] - now) < 1e-3 for r in rows)  # the network's time
+        assert wait_for(lambda: [t for t, _ in listener.received] == ["gw/deadletter/no_decoded_payload"], 15)
+    finally:
+        pub.stop()
+        listener.stop()
+        loop.call_soon_threadsafe(stop.set)
+        thread.join(30)
