@@ -390,15 +390,21 @@ def _frame_scores(counts: list[int]) -> dict[str, float]:
     }  # fmt: skip
 
 
-def _score_frames(args: tuple[list[str], list[dict[str, set[str]]], DetectorConfig]) -> dict[str, dict[str, float]]:
+def _score_frames(
+    args: tuple[list[str], list[dict[str, set[str]]], DetectorConfig, tuple[str, int | None] | None],
+) -> dict[str, dict[str, float]]:
     """Frame-level scores per class of one camera detector config over image folders (no confirmation), by
     the detector's one alarm rule (``level_of``: the levels it sweeps are recomputed with the config). Each
     folder is a camera: its scores are also given under ``<class>@<folder>``."""
     from detectors.vision.base import Frame, FrameBatch, frame_registry
     from engine.ingest.frames import decode
 
-    folders, truths, config = args
+    folders, truths, config, head = args
     det = frame_registry.build(config)
+    if head is not None:  # a camera's learned head (``tune --head``)
+        from engine.flow.camera_learning import use_head_file
+
+        use_head_file(det, Path(head[0]), head[1])
     counts: dict[str, list[int]] = {c: [0, 0, 0, 0] for c in det.classes}  # tp, fp, fn, tn
     per_camera: dict[str, list[int]] = {}
     for folder, truth in zip(folders, truths, strict=True):
@@ -424,8 +430,11 @@ def tune_frames(
     sweeps: list[Sweep],
     workers: int = 0,
     on_point_done: Any = None,
+    head: Path | None = None,
+    head_version: int | None = None,
 ) -> tuple[Point, list[Point]]:
-    """``tune`` for a camera detector: image folders with per-frame labels instead of replays and events."""
+    """``tune`` for a camera detector: image folders with per-frame labels instead of replays and events;
+    ``head``: scored with a camera's learned head (its folder or heads.json; ``head_version``, else current)."""
     detector = find_camera_detector(cfg, detector_id)
     if detector is None:
         raise TuneError(f"no camera detector {detector_id!r} in the config")
@@ -440,4 +449,13 @@ def tune_frames(
         if missing:
             raise TuneError(f"{folder}: the truth names frames that are not there, e.g. {missing[0]}")
     names = [str(f) for f in folders]
-    return score_sweep(detector, sweeps, lambda c: (names, truths, c), _score_frames, workers, on_point_done)
+    learned: tuple[str, int | None] | None = None
+    if head is not None:
+        from detectors.vision.camera_heads import read_head
+
+        try:
+            read_head(head, head_version)  # a bad file stops here, not in each worker
+        except ValueError as exc:
+            raise TuneError(str(exc)) from None
+        learned = (str(head), head_version)
+    return score_sweep(detector, sweeps, lambda c: (names, truths, c, learned), _score_frames, workers, on_point_done)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -186,6 +187,13 @@ def replay(
     ] = None,
     interval: Annotated[float | None, typer.Option(help="Camera recording: seconds between frames.")] = None,
     thermal: Annotated[bool, typer.Option(help="Camera recording: the frames are thermal.")] = False,
+    verdicts: Annotated[
+        Path | None,
+        typer.Option(
+            help="Camera recording: operators' verdicts applied at their times (CSV or JSON Lines: ts, camera, "
+            "verdict false_alarm/fire/smoke, optional region 'x y w h' as fractions); the cameras learn from them."
+        ),
+    ] = None,
 ) -> None:
     """Replay a recorded or simulated feed through the core (--direct) or into the broker."""
     from engine.ingest.replay_file import ReplayFileError, read_rows
@@ -200,8 +208,11 @@ def replay(
         except (OSError, ValueError) as exc:  # RecordingError, TimestampError
             console.print(f"[red]{exc}[/]")
             raise typer.Exit(2) from None
-        _replay_camera(cfg, file, site, camera_id, frame_times, thermal, out, findings)
+        _replay_camera(cfg, file, site, camera_id, frame_times, thermal, out, findings, verdicts)
         return
+    if verdicts is not None:
+        console.print("[red]--verdicts: only a camera recording (an image folder or a video) takes verdicts[/]")
+        raise typer.Exit(2)
     try:
         rows = list(read_rows(file))
     except (OSError, ReplayFileError) as exc:
@@ -244,7 +255,7 @@ def replay(
 
 def _replay_camera(
     cfg: EngineConfig, path: Path, site: str | None, camera: str | None, frame_times: Any, thermal: bool,
-    out: Path | None, findings: Path | None,
+    out: Path | None, findings: Path | None, verdicts_file: Path | None = None,
 ) -> None:  # fmt: skip
     """``replay`` of a camera recording: offline, through the camera stage, events like ``replay --direct``.
 
@@ -259,17 +270,20 @@ def _replay_camera(
     assumed = site is None or camera is None
     site = site or "replay"
     camera = camera or (path.stem if path.is_file() else path.resolve().name)
+    from engine.ingest.verdict_file import VerdictFileError, read_verdicts
+
     try:
         found_cameras = cameras_in(path, site, camera)
         frames = recorded_frames(path, site, camera, frame_times)
-    except (OSError, RecordingError) as exc:
+        verdicts = read_verdicts(verdicts_file, site) if verdicts_file is not None else None
+    except (OSError, RecordingError, VerdictFileError) as exc:
         console.print(f"[red]{exc}[/]")
         raise typer.Exit(2) from None
     typer.echo(_replay_camera_header(cfg, path, found_cameras, assumed, frame_times))
     t0 = time.perf_counter()
     with Progress(console=console, transient=True) as progress:
         task = progress.add_task(f"replaying {len(frames)} frames", total=len(frames))
-        result = replay_cameras(cfg, frames, thermal, on_batch=lambda n: progress.advance(task, n))
+        result = replay_cameras(cfg, frames, thermal, on_batch=lambda n: progress.advance(task, n), verdicts=verdicts)
     elapsed = time.perf_counter() - t0
     for name, rows in ((out, result.events), (findings, result.findings)):
         if name is not None:
@@ -289,6 +303,10 @@ def _replay_camera(
         before = len({e["incident_id"] for e in firing if e["opened_at"] < ignition})
         when = f"{(first - ignition) / 60:+.1f} min from ignition" if first is not None else "none"
         console.print(f"first incident: {when}; incidents opened before ignition: {before}")
+    for v in result.verdicts:
+        when = datetime.fromtimestamp(v["at"], UTC).isoformat(timespec="seconds") if "at" in v else "?"
+        what = f"learned: head v{v.get('version')}" if v.get("learned") else f"not learned: {v.get('reason')}"
+        console.print(f"verdict {v.get('verdict')} on {v.get('camera')} at {when}: {what}")
     if result.undecodable:
         console.print(f"[yellow]{len(result.undecodable)} frame(s) could not be decoded and were skipped:[/]")
         for source, reason in result.undecodable:
@@ -349,6 +367,13 @@ def _print_score(result: dict[str, Any]) -> None:
     console.print(f"device_fault findings not matching an injected fault: {result['unexpected_faults']}")
 
 
+HEAD_OPTION = typer.Option(
+    help="A camera's learned head: its folder data_dir/camera_heads/<site>/<camera> (or heads.json there); the "
+    "current version unless --head-version."
+)
+HEAD_VERSION_OPTION = typer.Option(help="With --head: the version to use (0: the shipped head).")
+
+
 @app.command()
 def tune(
     data: Annotated[
@@ -381,6 +406,8 @@ def tune(
         typer.Option(help="Camera detector: at most this share of frames without the class may alarm, e.g. 0.05."),
     ] = None,
     workers: Annotated[int, typer.Option(help="Parallel processes (default: one per core).")] = 0,
+    head: Annotated[Path | None, HEAD_OPTION] = None,
+    head_version: Annotated[int | None, HEAD_VERSION_OPTION] = None,
     apply: Annotated[
         bool,
         typer.Option(
@@ -436,10 +463,15 @@ def tune(
         n_points = 1
         for s in sweeps:
             n_points *= len(s.values)
-        runner = tune_frames if camera_cfg is not None else run_tune
+        if head is not None and camera_cfg is None:
+            raise TuneError("--head: a learned head belongs to a camera detector (smoke_fire_onnx)")
         with Progress(console=console, transient=True) as progress:
             task = progress.add_task(f"scoring {n_points + 1} configs", total=n_points + 1)
-            current, points = runner(cfg, data, truth, detector, sweeps, workers, lambda: progress.advance(task))
+            done = lambda: progress.advance(task)  # noqa: E731
+            if camera_cfg is not None:
+                current, points = tune_frames(cfg, data, truth, detector, sweeps, workers, done, head, head_version)
+            else:
+                current, points = run_tune(cfg, data, truth, detector, sweeps, workers, done)
     except (TuneError, OSError) as exc:
         console.print(f"[red]{exc}[/]")
         raise typer.Exit(2) from None
@@ -481,10 +513,13 @@ def score(
     ] = None,
     gain: Annotated[float, typer.Option(help="Thermal calibration: temp_c = gain * raw + offset.")] = 1.0,
     offset: float = 0.0,
+    head: Annotated[Path | None, HEAD_OPTION] = None,
+    head_version: Annotated[int | None, HEAD_VERSION_OPTION] = None,
 ) -> None:
     """What one camera detector thinks of each frame, by the one alarm rule: source, class, score, the alarm
     threshold, alarm (1/0), level and region. Each frame alone (no confirmation, no scene memory).
-    Files that do not decode are listed at the end; the others are scored."""
+    Files that do not decode are listed at the end; the others are scored. ``--head``: with a camera's
+    learned head (what its operators' verdicts taught it) instead of the shipped one."""
     import csv
 
     from detectors.vision.base import FrameBatch, frame_registry
@@ -505,6 +540,14 @@ def score(
             raise typer.Exit(2)
         det_cfg = det_cfg.model_copy(update={"units": units})
     det = cls(det_cfg)
+    if head is not None:
+        from engine.flow.camera_learning import use_head_file
+
+        try:
+            use_head_file(det, head, head_version)
+        except ValueError as exc:
+            console.print(f"[red]{exc}[/]")
+            raise typer.Exit(2) from None
     state = det.new_state()
     writer = None if as_json else csv.writer(sys.stdout)
     if writer is not None:

@@ -34,13 +34,26 @@ import numpy.typing as npt
 
 from detectors.thermal.thermal_hotspot import DismissedHotSpot, ThermalHotspot
 from detectors.vision.base import Box
-from detectors.vision.camera_heads import ANCHOR, DISMISSED, REAL, Examples, LearnedHead, fit_head
+from detectors.vision.camera_heads import ANCHOR, DISMISSED, REAL, Examples, LearnedHead, fit_head, read_head
 from detectors.vision.smoke_fire_onnx import SmokeFireOnnx
 from engine.config.models import CameraLearningConfig
 
 logger = logging.getLogger(__name__)
 VERDICTS = ("false_alarm", "fire", "smoke")
 MAX_VERSIONS = 50  # versions kept per camera (the log keeps every verdict)
+
+
+def use_head_file(det: Any, path: Path, version: int | None = None) -> LearnedHead | None:
+    """Score every camera of ``det`` (a ``smoke_fire_onnx`` detector) with a camera's learned head, read from
+    its folder or ``heads.json`` (``gridwatch score/tune --head``); ``ValueError`` says why it cannot."""
+    if not isinstance(det, SmokeFireOnnx):
+        raise ValueError(f"--head: only a smoke_fire_onnx detector has learned heads, not {det.name}")
+    head = read_head(path, version)
+    if head is not None:
+        if not det.enable_cell_outputs():
+            raise ValueError(f"--head: the model {det.model_path} gives no per-cell features (or onnx is missing)")
+        det.set_head("*", head)
+    return head
 
 
 class VerdictError(ValueError):
@@ -192,7 +205,8 @@ class CameraLearning:
         frames = frames[: self.settings.frames_per_verdict]
         if not frames:
             raise VerdictError(f"no frame of {v.key}'s alarm is kept to learn from (its snapshots are gone)")
-        boxes = [v.region] if v.region is not None else [b for f in frames[:1] for b in f.boxes]
+        # the operator's box, else the cells of the newest frame that has some (a frame the alarm only held has none)
+        boxes = [v.region] if v.region is not None else next((list(f.boxes) for f in frames if f.boxes), [])
         if not boxes:
             raise VerdictError("the alarm has no region: draw a box on the snapshot around what was judged")
         share = region_share(boxes)

@@ -110,7 +110,15 @@ class CameraStage:
             raise VerdictError("no camera detector here learns (cameras.learning.enabled, smoke_fire_onnx)")
         thermal = (v.site, v.camera) in self.thermal
         frames = self._alarm_frames_of(v, findings, thermal)
-        return self.learning.verdict(v, frames, thermal)
+        result = self.learning.verdict(v, frames, thermal)
+        if v.verdict == "false_alarm" and result.get("learned"):
+            # Not fire: the alarm the camera holds (hysteresis, k of n) starts afresh with what it learned.
+            for state in self.states:
+                track = state.tracks.get(v.key)
+                if track is not None:
+                    track.level, track.quiet = 0, 0
+                    track.recent.clear()
+        return result
 
     def _alarm_frames_of(self, v: Verdict, findings: list[dict[str, Any]] | None, thermal: bool) -> list[AlarmFrame]:
         held = list(self.alarm_frames.get(v.key, ()))

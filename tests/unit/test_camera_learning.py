@@ -248,3 +248,50 @@ def test_the_api_takes_an_operator_s_verdict_and_rollback(tmp_path: Path) -> Non
     assert client.post("/api/cameras/S1/cam-1/rollback", json={"version": 0}, headers=eyes).status_code == 403
     back = client.post("/api/cameras/S1/cam-1/rollback", json={"version": 0}, headers=ops)
     assert back.status_code == 200 and back.json()["version"] == 0
+
+
+def test_cli_replays_verdicts_and_scores_and_tunes_with_a_learned_head(detector: SmokeFireOnnx, tmp_path: Path) -> None:
+    """`replay FOLDER --verdicts FILE` applies them (and names a bad row); `score --head` and `tune --head`
+    score with a camera's learned head."""
+    import json
+
+    from typer.testing import CliRunner
+
+    from engine.cli import app
+
+    learning = CameraLearning(CameraLearningConfig(), detector, None, tmp_path / "heads")
+    learning.verdict(Verdict("S1", "cam-1", "false_alarm", 1.0, region=(0.3, 0.3, 0.3, 0.3)),
+                     [AlarmFrame(0.0, image("smoke"), [])], False)  # fmt: skip
+    detector.heads.clear()
+    head = tmp_path / "heads" / "S1" / "cam-1"
+    run = CliRunner().invoke
+    photo = str(FRAMES / "smoke.jpg")
+
+    def smoke(args: list[str]) -> float:
+        res = run(app, ["score", photo, "--detector", "smoke_fire_onnx", "--json", *args])
+        assert res.exit_code == 0, res.output
+        return float(next(json.loads(x) for x in res.output.splitlines() if '"smoke"' in x)["score"])
+
+    assert smoke(["--head", str(head)]) < smoke([])
+    assert smoke(["--head", str(head), "--head-version", "0"]) == smoke([])
+    bad = run(app, ["score", photo, "--detector", "smoke_fire_onnx", "--head", str(tmp_path)])
+    assert bad.exit_code == 2 and "not a camera's learned heads" in " ".join(bad.output.split())
+    tuned = run(app, ["tune", "--detector", "smoke-fire-model", "--data", str(FRAMES), "--truth",
+                      str(FRAMES / "truth.csv"), "--sweep", "thresholds.smoke=0.5:1.0:0.5", "--level", "smoke",
+                      "--out", str(tmp_path / "tune"), "--workers", "1", "--head", str(head),
+                      "-c", str(ROOT / "config" / "gridwatch.yaml")])  # fmt: skip
+    assert tuned.exit_code == 0, tuned.output
+
+    rec = tmp_path / "rec" / "T1" / "tower"
+    rec.mkdir(parents=True)
+    for k in range(3):
+        cv2.imwrite(str(rec / f"{1_700_000_000_000 + 60_000 * k}.jpg"), image("smoke"))
+    verdicts = tmp_path / "verdicts.csv"
+    verdicts.write_text("ts,camera,verdict,region\n1700000060,T1/tower,false_alarm,0.3 0.3 0.3 0.3\n")
+    args = ["replay", str(tmp_path / "rec"), "--times", "epoch_ms", "--verdicts", str(verdicts)]
+    done = run(app, args)
+    assert done.exit_code == 0, done.output
+    assert "verdict false_alarm on T1/tower at 2023-11-14T22:14:20+00:00" in " ".join(done.output.split())
+    verdicts.write_text("ts,camera,verdict\n1700000060,T1/tower,perhaps\n")
+    refused = run(app, args)
+    assert refused.exit_code == 2 and "verdicts.csv:2: verdict 'perhaps'" in " ".join(refused.output.split())
