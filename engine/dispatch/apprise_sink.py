@@ -18,6 +18,7 @@ import logging
 import re
 import time
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
@@ -174,6 +175,9 @@ def build_receivers(cfg: AppriseSinkConfig, where: str) -> list[Receiver]:
                 f"{where}.receivers[{i}] ({r.label}): Apprise cannot use this URL (scheme {scheme!r}){why}; check it "
                 "against https://github.com/caronc/apprise/wiki (the URL itself is not shown: it holds keys)"
             )
+        # Apprise pauses between two messages of one URL (5.5 s for most services), asleep in the delivery
+        # thread: a second event to one receiver held up everyone's news. The rate limit per receiver paces them.
+        plugin.request_rate_per_sec = 0
         notifier = apprise.Apprise()
         notifier.add(plugin)
         channel = url.split("://", 1)[0].lower()
@@ -343,6 +347,7 @@ class AppriseSink:
         self._failures: dict[tuple[str, str], int] = {}  # (delivery, receiver) -> failed attempts, for the trail
         self._summary_retry: dict[str, tuple[float, float]] = {}  # receiver -> (next try, backoff) after a failure
         self._next_flush = 0.0  # look for held events at once: a previous engine may have left some
+        self._pool = ThreadPoolExecutor(max_workers=min(8, len(self.receivers)), thread_name_prefix=f"{self.name}-")
         self._purged_at = 0.0
         store.receiver_unclaim(self.name)  # summaries under way when the last engine stopped: held again
 
@@ -359,23 +364,28 @@ class AppriseSink:
         title, body = self.writer.event(event)
         line = event_line(event)
         failed: list[str] = []
+        due: list[Receiver] = []
         for r in targets:
             if r.label in reached:
                 continue
             now = time.time()
-            if self._over_limit(r, now):
-                note = (
-                    f"held for {r.label}: over its rate limit of {self.cfg.rate_limit.messages} messages per "
-                    f"{self.cfg.rate_limit.window_s:g} s; it goes out in a summary"
-                )
-                audit = self._audit(event, r, "notify_held", now, delivery, note)
-                if self.store.receiver_mark(self.name, r.label, delivery, event["incident_id"], "held", now,
-                                            event["level"], line, audit):  # fmt: skip
-                    metrics.NOTIFY_MESSAGES.labels(self.name, "held").inc()
-                    logger.info("sink %s: %s (incident %s)", self.name, note, event["incident_id"])
-                self._next_flush = min(self._next_flush, now + 1.0)
+            if not self._over_limit(r, now):
+                due.append(r)
                 continue
-            ok, why = self._notify(r, title, body, NOTIFY_TYPE.get(event["level"], "info"))
+            note = (
+                f"held for {r.label}: over its rate limit of {self.cfg.rate_limit.messages} messages per "
+                f"{self.cfg.rate_limit.window_s:g} s; it goes out in a summary"
+            )
+            audit = self._audit(event, r, "notify_held", now, delivery, note)
+            if self.store.receiver_mark(self.name, r.label, delivery, event["incident_id"], "held", now,
+                                        event["level"], line, audit):  # fmt: skip
+                metrics.NOTIFY_MESSAGES.labels(self.name, "held").inc()
+                logger.info("sink %s: %s (incident %s)", self.name, note, event["incident_id"])
+            self._next_flush = min(self._next_flush, now + 1.0)
+        # The receivers of one event at once: a mail server that takes its time-out holds up no one else's news.
+        notify_type = NOTIFY_TYPE.get(event["level"], "info")
+        outcomes = list(self._pool.map(lambda r: self._notify(r, title, body, notify_type), due))
+        for r, (ok, why) in zip(due, outcomes, strict=True):
             now = time.time()
             if ok:
                 self._failures.pop((delivery, r.label), None)
@@ -483,6 +493,7 @@ class AppriseSink:
         return 1
 
     def close(self) -> None:
+        self._pool.shutdown(wait=False, cancel_futures=True)
         for r in self.receivers:
             if r.redact in _APPRISE_LOG_FILTER.redactors:
                 _APPRISE_LOG_FILTER.redactors.remove(r.redact)

@@ -210,6 +210,20 @@ def test_time_to_act_from_now_red_first_and_confirmation(browser, engine):
         page.close()
 
 
+def test_a_link_in_a_message_opens_its_incident(browser, engine):
+    """A message to a person (SMS, e-mail, chat: the `apprise` sink) links to `<public_url>/#incident=<id>`: the
+    page opens that incident once signed in, on a phone."""
+    slide = next(i for i in engine.open_incidents() if i["hazard"] == "landslide" and i["level"] == "red")
+    page = browser.new_page(viewport=PHONE, bypass_csp=True)
+    try:
+        page.goto(f"{engine.url}/ui/#token={OPERATOR}&incident={slide['incident_id']}")
+        page.wait_for_selector(f"#detail[data-id='{slide['incident_id']}']:not([hidden])", timeout=15_000)
+        assert f"landslide at {slide['site']}" in page.locator("#detail h3").inner_text()
+        assert "token=" not in page.url, "the token leaves the address bar"
+    finally:
+        page.close()
+
+
 def test_silence_preview_tags_at_once_and_inhibition(browser, engine):
     page = signed_in(browser, engine, OPERATOR, DESKTOP)
     try:

@@ -5,6 +5,7 @@ whom an event already reached; rate limits that hold a burst and summarise it; U
 from __future__ import annotations
 
 import asyncio
+import shutil
 import time
 from pathlib import Path
 
@@ -25,7 +26,7 @@ from engine.dispatch.routing import Router
 from engine.incidents.tracker import IncidentTracker
 from engine.store.store import Store
 from engine.store.tables import OutboxRow
-from tests.conftest import wait_for
+from tests.conftest import ROOT, wait_for
 from tests.notify_receivers import CHAT_TOKEN, SMTP_PASSWORD, ChatReceiver, SmtpReceiver
 
 SITES = [
@@ -264,3 +265,24 @@ def test_check_config_refuses_a_url_apprise_cannot_use_and_warns_of_a_receiver_n
     assert bad.exit_code == 2
     assert "sinks[0].receivers[1] (grid:g1): Apprise cannot use this URL (scheme 'nosuchservice')" in bad.output
     assert "k3y-abcdef" not in ok.output + bad.output
+
+
+def test_the_shipped_configs_commented_example_checks_ok(tmp_path, monkeypatch):
+    """The commented `apprise` sink of config/gridwatch.yaml, uncommented, is a config check-config passes."""
+    text = (ROOT / "config" / "gridwatch.yaml").read_text()
+    start = text.index("  # - type: apprise\n")
+    end = text.index("\n\n", start)
+    example = "\n".join(line.replace("  # ", "  ", 1) for line in text[start:end].splitlines())
+    secret = tmp_path / "town-duty-mail"
+    secret.write_text("mailtos://duty:k3y-abcdef@smtp.example.org?to=town@example.org&from=gw@example.org\n")
+    example = example.replace("/run/secrets/town-duty-mail", str(secret))
+    monkeypatch.setenv("GW_SMS_GRID_1", "json://sms-gateway.example.org/send?+Authorization=k3y-abcdef")
+    monkeypatch.setenv("GW_DISTRICT_DINGTALK", "dingtalk://k3yabcdef0123/")
+    monkeypatch.setenv("GRIDWATCH_DATA_DIR", str(tmp_path / "data"))
+    shutil.copytree(ROOT / "config", tmp_path / "config")
+    path = tmp_path / "config" / "gridwatch.yaml"
+    path.write_text(text[:end] + "\n" + example + text[end:])
+    result = CliRunner().invoke(app, ["check-config", str(path)])
+    assert result.exit_code == 0 and result.output.splitlines()[-1].startswith("ok"), result.output
+    assert "warning: sinks" not in result.output
+    assert "k3y-abcdef" not in result.output and "k3yabcdef0123" not in result.output
