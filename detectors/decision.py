@@ -153,6 +153,20 @@ def metric_positions(batch_metric: npt.NDArray[np.int16], metric_ids: tuple[int,
     return lookup[batch_metric.astype(np.int64)]
 
 
+def channels_repeat(channel: I64) -> bool:
+    """Whether any channel number appears more than once (a batch that holds several readings of a sensor).
+
+    >>> channels_repeat(np.array([3, 0, 7])), channels_repeat(np.array([3, 0, 3]))
+    (False, True)
+    """
+    if channel.shape[0] < 2:
+        return False
+    idx = np.arange(channel.shape[0])
+    probe = np.empty(int(channel.max()) + 1, dtype=np.int64)
+    probe[channel] = idx
+    return not bool((probe[channel] == idx).all())
+
+
 def channel_steps(
     batch_slots: I64,
     batch_metric: npt.NDArray[np.int16],

@@ -37,7 +37,7 @@ import numpy.typing as npt
 from pydantic import Field, field_validator
 
 from detectors.base import Detector, DetectorConfig, DeviceState, StateArray, register
-from detectors.decision import channel_steps, metric_positions
+from detectors.decision import channel_steps, channels_repeat, metric_positions
 from engine.core.batch import ReadingBatch
 from engine.core.findings import Finding
 from engine.core.levels import Level, LevelName
@@ -325,6 +325,8 @@ class DeviceHealth(Detector[DeviceHealthConfig]):
         n_k = len(self.metrics)
         k_all = metric_positions(batch.metric[rows], self.metric_ids)
         channel = state.rows_for(batch.slot[rows]) * n_k + k_all  # may grow the state
+        if not channels_repeat(channel):
+            return rows  # one reading a sensor: the step loop takes one step, as cheap as this
         order = np.argsort(channel, kind="stable")
         ch, r, k = channel[order], rows[order], k_all[order]
         ts, v = batch.ts[r], batch.value[r]

@@ -26,7 +26,14 @@ import numpy as np
 from pydantic import Field, model_validator
 
 from detectors.base import DeviceState, StateArray, register
-from detectors.decision import LevelThresholds, channel_steps, hysteresis_level, metric_positions, thresholds_array
+from detectors.decision import (
+    LevelThresholds,
+    channel_steps,
+    channels_repeat,
+    hysteresis_level,
+    metric_positions,
+    thresholds_array,
+)
 from detectors.geohazard.velocity import SlopeSensorConfig, SlopeSensorDetector
 from engine.core.batch import ReadingBatch
 from engine.core.findings import Finding
@@ -126,6 +133,8 @@ class DisplacementRate(SlopeSensorDetector[DisplacementRateConfig]):
             return rows
         k = metric_positions(batch.metric[rows], self.metric_ids)
         dev = state.rows_for(batch.slot[rows])
+        if not channels_repeat(dev * len(self.metrics) + k):
+            return rows  # one reading a sensor: one step, as cheap as this
         # Every window is at least window_h (``window_s``); a hair less covers its round trip through hours.
         short = self.ring.span_at_most(state, dev, k, batch.ts[rows]) < self.config.window_h * 3600.0 / 2.0 * (1 - 1e-9)
         if not short.any():

@@ -26,7 +26,7 @@ import numpy.typing as npt
 from pydantic import Field, model_validator
 
 from detectors.base import DeviceState, StateArray, register
-from detectors.decision import channel_steps, metric_positions
+from detectors.decision import channel_steps, channels_repeat, metric_positions
 from detectors.geohazard.velocity import SlopeSensorConfig, SlopeSensorDetector, TimeRing
 from engine.core.batch import ReadingBatch
 from engine.core.findings import Finding
@@ -185,6 +185,8 @@ class InverseVelocity(SlopeSensorDetector[InverseVelocityConfig]):
         dev = state.rows_for(batch.slot[rows])
         ts = batch.ts[rows]
         channel = dev * len(self.metrics) + k
+        if not channels_repeat(channel):
+            return rows  # one reading a sensor: one step, as cheap as this
         uniq, inv = np.unique(channel, return_inverse=True)
         newest_bin = np.full(uniq.shape[0], np.iinfo(np.int64).min)
         np.maximum.at(newest_bin, inv, np.floor(ts / (self.config.sample_h * 3600.0)).astype(np.int64))

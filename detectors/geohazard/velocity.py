@@ -141,10 +141,22 @@ class TimeRing:
     def span_at_most(self, st: DeviceState, dev: I64, k: I64, ts: F64) -> F64:
         """Per row, a bound on the time its channel's readings span at any of these readings (pushed in
         order): the newest of them less the oldest time in the ring or among them."""
+        p = self.points
         channel = dev * self.channels + k
         uniq, inv = np.unique(channel, return_inverse=True)
-        with np.errstate(invalid="ignore"):
-            oldest = np.fmin.reduce(st[f"{self.name}_t"].reshape(-1, self.points).take(uniq, axis=0), axis=1)
+        n = st[f"{self.name}_n"].reshape(-1).take(uniq)
+        t_state = st[f"{self.name}_t"].reshape(-1)
+        # Where no late reading is in the ring its times rise: the oldest is the first reading it holds.
+        oldest = t_state.take(uniq * p + np.maximum(n - p, 0) % p)
+        if self.slopes:
+            descent = st[f"{self.name}_d"].reshape(-1).take(uniq)
+            jumbled = np.flatnonzero((descent >= 0) & (descent > n - p))
+        else:
+            jumbled = np.arange(uniq.shape[0])
+        if jumbled.size:
+            with np.errstate(invalid="ignore"):
+                rings = t_state.reshape(-1, p).take(uniq[jumbled], axis=0)
+                oldest[jumbled] = np.fmin.reduce(rings, axis=1)
         low = np.full(uniq.shape[0], np.inf)
         high = np.full(uniq.shape[0], -np.inf)
         np.minimum.at(low, inv, ts)
