@@ -73,7 +73,13 @@ def bridge(config: ConfigOpt = DEFAULT_CONFIG, log_level: str = "info") -> None:
 
 
 @app.command("pull-cameras")
-def pull_cameras(config: ConfigOpt = DEFAULT_CONFIG, log_level: str = "info") -> None:
+def pull_cameras(
+    config: ConfigOpt = DEFAULT_CONFIG,
+    log_level: str = "info",
+    metrics_port: Annotated[
+        int | None, typer.Option(help="Serve Prometheus /metrics here (the cameras without frames, frames taken).")
+    ] = None,
+) -> None:
     """Scale-out: pull the cameras that have a `source` (RTSP, HTTP snapshots, ONVIF, video devices) and publish
     their frames to gw/cameras/<site>/<camera>, the capture time in the MQTT v5 user property `ts`, until
     SIGINT/SIGTERM. (`gridwatch run` pulls them itself: run this only for bridges and workers.)"""
@@ -105,6 +111,12 @@ def pull_cameras(config: ConfigOpt = DEFAULT_CONFIG, log_level: str = "info") ->
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
     sources = CameraSources(cfg, publish)
+    if metrics_port is not None:
+        from prometheus_client import start_http_server
+
+        from engine import metrics
+
+        start_http_server(metrics_port, cfg.api.host, registry=metrics.REGISTRY)
     sources.start()
     stop.wait()
     sources.stop()

@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
+import httpx
 import numpy as np
 import pytest
 
@@ -364,10 +365,15 @@ def test_pull_cameras_publishes_frames_with_their_capture_time(mosquitto, snapsh
     sub = MqttClient(MqttConfig(url=mosquitto.url), lambda t, p, props: got.append((p, props)),
                      subscriptions=[topic], client_id=f"watch-{tmp_path.name}", clean=True)  # fmt: skip
     sub.start(*broker_address(mosquitto.url))
-    proc = subprocess.Popen([sys.executable, "-m", "engine.cli", "pull-cameras", "--config", str(config)], cwd=ROOT,
+    port = free_port("127.0.0.1")
+    args = ["pull-cameras", "--config", str(config), "--metrics-port", str(port)]
+    proc = subprocess.Popen([sys.executable, "-m", "engine.cli", *args], cwd=ROOT,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT)  # fmt: skip
     try:
         assert wait_for(lambda: len(got) >= 2, 30)
+        scraped = httpx.get(f"http://127.0.0.1:{port}/metrics").text
+        assert 'gridwatch_camera_source_frames_total{outcome="taken"}' in scraped
+        assert "gridwatch_camera_sources_without_frames 0.0" in scraped
     finally:
         proc.send_signal(signal.SIGTERM)
         out, _ = proc.communicate(timeout=30)
