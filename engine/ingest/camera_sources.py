@@ -30,6 +30,7 @@ import re
 import secrets
 import threading
 import time
+import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -213,7 +214,8 @@ class CameraSource:
                 error = self.scrub(str(exc))
             except Exception as exc:  # a thread that dies silently is a camera that goes dark: log and retry
                 error = self.scrub(f"{type(exc).__name__}: {exc}")
-                logger.exception("camera %s (%s) failed: %s", self.key, self.describe(), error)
+                # the traceback scrubbed too: its last line is the exception's text, which may hold the URL
+                logger.error("camera %s (%s) failed: %s", self.key, self.describe(), self.scrub(traceback.format_exc()))
             if self._stop.is_set():
                 return
             self._failures += 1
