@@ -47,15 +47,24 @@ class ReloadResult:
 
 
 SECRET_FIELDS = frozenset({"password", "secret", "token", "tls_key_file"})
+# URL schemes whose secrets sit only in the user part (or nowhere): any other URL (an Apprise sink's receiver:
+# tgram://, mailto://, json://…) is masked whole.
+PLAIN_SCHEMES = frozenset({
+    "http", "https", "mqtt", "mqtts", "tcp", "ws", "wss", "kafka", "rtsp", "rtsps", "onvif", "sqlite",
+    "postgresql", "postgresql+psycopg", "postgres",
+})  # fmt: skip
 
 
 def masked(key: str, value: Any) -> Any:
-    """A config value as a reload may log, return and print it: secrets masked, webhook URLs without keys.
+    """A config value as a reload may log, return and print it: secrets masked, webhook URLs without keys,
+    Apprise URLs whole.
 
     >>> masked("token", "s3cr3t-0123456789"), masked("url", "https://h.example/hook/K3Y?sig=1"), masked("port", 80)
     ('•••', 'https://h.example/…', 80)
     >>> masked("api", {"tokens": [{"name": "ops", "token": "s3cr3t-0123456789"}]})
     {'tokens': [{'name': 'ops', 'token': '•••'}]}
+    >>> masked("url", "tgram://123456789:AAHdqTcv/12315544/"), masked("url", "mqtt://broker.example:1883")
+    ('tgram://•••', 'mqtt://broker.example:1883')
     """
     if isinstance(value, dict):
         return {k: masked(str(k), v) for k, v in value.items()}
@@ -67,6 +76,9 @@ def masked(key: str, value: Any) -> Any:
         from engine.dispatch.sinks import redact_url
 
         return redact_url(value)
+    scheme = value.split("://", 1)[0].lower() if isinstance(value, str) and "://" in value else None
+    if key == "url" and scheme is not None and scheme not in PLAIN_SCHEMES:  # an Apprise URL: keys anywhere in it
+        return f"{scheme}://•••"
     if key.endswith("url") and isinstance(value, str) and "@" in value:
         return _without_password(value)
     return value

@@ -286,3 +286,12 @@ def test_the_shipped_configs_commented_example_checks_ok(tmp_path, monkeypatch):
     assert result.exit_code == 0 and result.output.splitlines()[-1].startswith("ok"), result.output
     assert "warning: sinks" not in result.output
     assert "k3y-abcdef" not in result.output and "k3yabcdef0123" not in result.output
+
+
+def test_a_reload_s_diff_shows_no_receiver_url():
+    from engine.runners.reload import config_diff
+
+    old = engine_config([{"to": "grid:g1", "url": "tgram://123456789:AAHdq-old/12315544/"}])
+    new = engine_config([{"to": "grid:g1", "url": "tgram://123456789:AAHdq-new/12315544/"}])
+    (line,) = config_diff(old.model_dump(mode="json"), new.model_dump(mode="json"))
+    assert line == "sinks[people].receivers[0].url: 'tgram://•••' -> 'tgram://•••'"
