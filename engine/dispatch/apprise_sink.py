@@ -31,6 +31,7 @@ from engine.core.levels import Level
 
 if TYPE_CHECKING:
     from engine.config.models import EngineConfig
+    from engine.store.receivers import HeldEvent
     from engine.store.store import Store
 
 logger = logging.getLogger(__name__)
@@ -273,17 +274,15 @@ class MessageWriter:
     def event(self, e: dict[str, Any]) -> tuple[str, str]:
         site = self.sites.get(e["site"])
         where = f"{e['site']} {site.name}".strip() if site else e["site"]
-        words = ACTION_WORDS.get(e.get("action", ""), e.get("action", ""))
+        action, actor = e.get("action", ""), e.get("actor")  # the actor of this event (none: the engine)
+        words = ACTION_WORDS.get(action, action)
+        if actor and action in ("assigned", "dispatched"):
+            words += f" by {actor}"
         title = f"[{e['level'].upper()}] {e['hazard']} at {where}: {words}"
         place = f" ({site.town}, {site.district})" if site else ""
         lines = [f"{e['level'].upper()} {e['hazard']} at {where}{place}: {words}."]
         who = ", ".join(e.get("receivers") or [])
-        actor = e.get("actor") or e.get("acknowledged_by")
-        by = (
-            f" by {actor}"
-            if actor and e.get("action") in ("acknowledged", "resolved", "assigned", "dispatched")
-            else ""
-        )
+        by = f" by {actor}" if actor and action in ("acknowledged", "resolved") else ""
         if e["state"] == "resolved":
             state = (
                 f"Resolved{by} at {self.when(e.get('updated_at', e['opened_at']))} (opened {self.when(e['opened_at'])})"
@@ -349,6 +348,7 @@ class AppriseSink:
         self._next_flush = 0.0  # look for held events at once: a previous engine may have left some
         self._pool = ThreadPoolExecutor(max_workers=min(8, len(self.receivers)), thread_name_prefix=f"{self.name}-")
         self._purged_at = 0.0
+        self._gone: set[str] = set()  # receivers with held events that the config no longer has (warned once)
         store.receiver_unclaim(self.name)  # summaries under way when the last engine stopped: held again
 
     # Sending one event
@@ -450,7 +450,10 @@ class AppriseSink:
         for label in self.store.receivers_holding(self.name):
             r = self.by_label.get(label)
             if r is None:
-                logger.warning("sink %s: events held for %s, which the config no longer has", self.name, label)
+                if label not in self._gone:
+                    self._gone.add(label)
+                    logger.warning("sink %s: events held for %s, which the config no longer has: not sent (they "
+                                   "are forgotten after %.0f days)", self.name, label, RETENTION_S / 86400)  # fmt: skip
                 continue
             retry_at, _backoff = self._summary_retry.get(label, (0.0, 0.0))
             count, last = self.store.receiver_window(self.name, label, now - limit.window_s)
@@ -478,19 +481,28 @@ class AppriseSink:
             metrics.NOTIFY_MESSAGES.labels(self.name, "failed").inc()
             logger.warning("sink %s: summary of %d held events to %s failed (retried in %.0f s): %s", self.name,
                            len(held), r.label, backoff, why)  # fmt: skip
+            if backoff == self.cfg.backoff_s:  # the first failure of this summary: the incidents' trails say so
+                note = f"{r.channel} summary to {r.label} failed (retried): {why}"
+                self.store.receiver_audit(self._summary_audit(r, held, "notify_failed", at, token, note))
             return 0
         self._summary_retry.pop(r.label, None)
         note = f"{r.channel} summary of {len(held)} held events sent to {r.label}"
-        audit = [
-            {"incident_id": iid, "at": at, "actor": self.name, "action": "notify_summarised",
-             "detail": {"sink": self.name, "receivers": [r.label], "channel": r.channel, "delivery": token,
-                        "events": sum(1 for h in held if h.incident_id == iid), "note": note}}
-            for iid in dict.fromkeys(h.incident_id for h in held)
-        ]  # fmt: skip
+        audit = self._summary_audit(r, held, "notify_summarised", at, token, note)
         self.store.receiver_summarised(self.name, r.label, token, at, f"summary of {len(held)} events", audit)
         metrics.NOTIFY_MESSAGES.labels(self.name, "summary").inc()
         logger.info("sink %s: %s", self.name, note)
         return 1
+
+    def _summary_audit(
+        self, r: Receiver, held: list[HeldEvent], action: str, at: float, token: str, note: str
+    ) -> list[dict[str, Any]]:
+        """One audit line per incident a summary carries."""
+        return [
+            {"incident_id": iid, "at": at, "actor": self.name, "action": action,
+             "detail": {"sink": self.name, "receivers": [r.label], "channel": r.channel, "delivery": token,
+                        "events": sum(1 for h in held if h.incident_id == iid), "note": note}}
+            for iid in dict.fromkeys(h.incident_id for h in held)
+        ]  # fmt: skip
 
     def close(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)

@@ -148,9 +148,10 @@ class ReceiverMessages(Database):
             s.execute(q.values(state="held", summary=None))
 
     def receiver_purge(self, sink: str, before: float) -> int:
-        """Forget what was sent or summarised before ``before`` (held events stay until summarised)."""
+        """Forget what was sent, summarised or held before ``before`` (a receiver held that long is no longer in
+        the config: its summary would never go)."""
         with self.session() as s:
-            done = ReceiverMessageRow.state.in_(("sent", "summarised", "summary"))
+            done = ReceiverMessageRow.state.in_(("sent", "summarised", "summary", "held"))
             result = s.execute(
                 delete(ReceiverMessageRow).where(ReceiverMessageRow.sink == sink, done, ReceiverMessageRow.at < before)
             )
