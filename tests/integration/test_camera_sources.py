@@ -169,8 +169,9 @@ def test_rtsp_camera_through_the_engine_survives_its_server_going_away(mosquitto
     told = caplog.text + str(state) + "".join(capfd.readouterr())  # FFmpeg's own messages too (stderr)
     for form in (PASSWORD, quote(PASSWORD, safe=""), quote(PASSWORD)):
         assert form not in told, "the camera's password reached a log or /readyz"
-    print(f"rtsp: {count2 - count0:.0f} frames scored, mean age {(sum2 - sum0) / (count2 - count0) * 1000:.1f} ms, "
-          f"all <= 2 s; frames again {recovered_s:.1f} s after the server came back")  # fmt: skip
+    with capfd.disabled():  # the figures, for the report (pytest -s)
+        print(f"rtsp: {count2 - count0:.0f} frames scored, mean age {(sum2 - sum0) / (count2 - count0) * 1000:.1f} ms, "
+              f"all <= 2 s; frames again {recovered_s:.1f} s after the server came back")  # fmt: skip
 
 
 def _element(body: str, name: str) -> str:
