@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeGuard
 
 import orjson
 
@@ -70,7 +70,7 @@ class SensorDecoder:
             known = self._known[name] = (vn.metric, vn.scale, vn.offset, _LOW[vn.metric], _HIGH[vn.metric])
         return known
 
-    def _valid_device(self, device: object) -> bool:
+    def _valid_device(self, device: object) -> TypeGuard[str]:
         if not isinstance(device, str):
             return False
         if device in self._valid_devices:
