@@ -12,13 +12,13 @@ storm over the whole city, is measured. Two baselines in the same run:
   fleet, against the vectorized detectors of the same configs on the same readings, findings checked
   identical.
 
-With ``--against COMMIT`` the same benchmark of another commit's core runs right after this one, on the
-same box (a git worktree of that commit, its own script, this interpreter), and the ratio of the two
-rates is printed and recorded: absolute rates differ 2x between boxes and runs, a ratio measured side by
-side does not.
+With ``--against COMMIT[,COMMIT...]`` the same benchmark of each other commit's core runs right after this
+one, on the same box (a git worktree of that commit, its own script, this interpreter), and the ratio of
+the rates is printed and recorded: absolute rates differ 2x between boxes and runs, a ratio measured side
+by side does not.
 
 Prints a table, writes benchmarks/results/detect_sensors.json and detect_sensors.png (full runs only).
-Run: .venv/bin/python benchmarks/bench_detect_sensors.py [--quick] [--against COMMIT]
+Run: .venv/bin/python benchmarks/bench_detect_sensors.py [--quick] [--against COMMIT[,COMMIT...]]
 """
 
 from __future__ import annotations
@@ -46,7 +46,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from benchmarks.fleet import FULL_HISTORY_H, STEPS_PER_H, Fleet, city_fleet  # noqa: E402 (after sys.path)
-from benchmarks.output import results_dir  # noqa: E402
+from benchmarks.output import against_commits, results_dir, run_at_commit  # noqa: E402
 from benchmarks.reference_detectors import ReferenceDisplacementRate, ReferenceIntensityDuration  # noqa: E402
 from detectors.base import Detector  # noqa: E402
 from detectors.geohazard.displacement_rate import DisplacementRate, DisplacementRateConfig  # noqa: E402
@@ -164,41 +164,9 @@ def python_baseline(cfg: EngineConfig, sample: Fleet, timed_from: int) -> dict[s
     }
 
 
-def against_commit(commit: str, quick: bool) -> dict[str, Any]:
-    """Run ``commit``'s own detect_sensors benchmark in a git worktree of it, now, on this box; its figures."""
-    import subprocess
-    import tempfile
-
-    sha = subprocess.run(
-        ["git", "-C", str(ROOT), "rev-parse", "--verify", f"{commit}^{{commit}}"],
-        capture_output=True, text=True, check=False,
-    )  # fmt: skip
-    if sha.returncode != 0:
-        raise SystemExit(f"--against {commit}: not a commit of {ROOT} ({sha.stderr.strip()})")
-    with tempfile.TemporaryDirectory(prefix="gridwatch-against-") as tmp:
-        tree, out = Path(tmp) / "tree", Path(tmp) / "quick"
-        subprocess.run(["git", "-C", str(ROOT), "worktree", "add", "--detach", str(tree), sha.stdout.strip()],
-                       check=True, capture_output=True)  # fmt: skip
-        try:
-            script = tree / "benchmarks" / "bench_detect_sensors.py"
-            console.rule(f"the same benchmark at {commit} ({sha.stdout.strip()[:10]})")
-            env = {**os.environ, "GRIDWATCH_BENCH_QUICK_DIR": str(out), "PYTHONPATH": str(tree)}
-            done = subprocess.run([sys.executable, str(script), *(["--quick"] if quick else [])], cwd=tree, env=env,
-                                  check=False)  # fmt: skip
-            if done.returncode != 0:
-                raise SystemExit(f"--against {commit}: its benchmark failed (exit {done.returncode})")
-            found = [out / "detect_sensors.json", *(tree / "benchmarks" / "results").glob("**/detect_sensors.json")]
-            newest = max((f for f in found if f.exists()), key=lambda f: f.stat().st_mtime)
-            theirs: dict[str, Any] = json.loads(newest.read_text())
-        finally:
-            subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force", str(tree)],
-                           check=False, capture_output=True)  # fmt: skip
-    return {"commit": commit, "sha": sha.stdout.strip(), **theirs}
-
-
 def main() -> None:
     quick = "--quick" in sys.argv
-    against = sys.argv[sys.argv.index("--against") + 1] if "--against" in sys.argv else None
+    against = against_commits()
     tune_allocator()  # as `gridwatch run` does
     sites = 2_000 if quick else 13_000
     cfg = load_config(ROOT / "config" / "gridwatch.yaml")
@@ -262,18 +230,22 @@ def main() -> None:
         **python,
         "state_bytes_per_device": round(pipeline.state_bytes() / len(pipeline.devices)),
     }
-    if against is not None:
-        theirs = against_commit(against, quick)
-        result["against"] = {
-            "commit": theirs["commit"],
-            "sha": theirs["sha"],
-            "readings_per_s": theirs["readings_per_s"],
-            "readings_per_s_runs": theirs.get("readings_per_s_runs"),
-            "per_detector_s": theirs.get("per_detector_s"),
-            "per_detector_s_best": theirs.get("per_detector_s_best"),
-            "ratio": round(result["readings_per_s"] / theirs["readings_per_s"], 3),
-            "ratio_best": round(result["readings_per_s_best"] / theirs["readings_per_s_best"], 3),
-        }
+    # Each commit named runs this benchmark right after, on the same box: ratios, not absolute rates, compare.
+    result["against"] = []
+    for commit in against:
+        theirs = run_at_commit(commit, "bench_detect_sensors.py", "detect_sensors", quick, console.rule)
+        result["against"].append(
+            {
+                "commit": theirs["commit"],
+                "sha": theirs["sha"],
+                "readings_per_s": theirs["readings_per_s"],
+                "readings_per_s_runs": theirs.get("readings_per_s_runs"),
+                "per_detector_s": theirs.get("per_detector_s"),
+                "per_detector_s_best": theirs.get("per_detector_s_best"),
+                "ratio": round(result["readings_per_s"] / theirs["readings_per_s"], 3),
+                "ratio_best": round(result["readings_per_s_best"] / theirs["readings_per_s_best"], 3),
+            }
+        )
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / "detect_sensors.json").write_text(json.dumps(result, indent=2))
     table = Table(
@@ -304,8 +276,7 @@ def main() -> None:
             f"{secs:.3f} ({100 * secs / total_s:.0f} %); best {best[name]:.3f} ({100 * best[name] / total_best:.0f} %)"
         )
         table.add_row(f"  {name} (s)", share)
-    if "against" in result:
-        other = result["against"]
+    for other in result["against"]:
         table.add_row(f"readings_per_s at {other['commit']}, just after", f"{other['readings_per_s']:,}")
         table.add_row(f"ratio to {other['commit']} (median, best)", f"{other['ratio']} / {other['ratio_best']}")
         for name, secs in (other["per_detector_s"] or {}).items():

@@ -10,8 +10,12 @@ Three runs, each against a fresh engine:
    whether every reading published was processed.
 The baseline in the same run is the load generator's own publish rate (what the broker accepts).
 
+With ``--against COMMIT[,COMMIT...]`` each other commit's own version of this benchmark runs right after
+(a git worktree of it, this interpreter, the same box), and the ratios of the processed rates are recorded.
+
 Prints a table, writes benchmarks/results/ingest_e2e.json and ingest_e2e.png.
-Run: .venv/bin/python benchmarks/bench_ingest_e2e.py [--quick]   (needs `mosquitto`; `make test` installs it)
+Run: .venv/bin/python benchmarks/bench_ingest_e2e.py [--quick] [--against COMMIT[,COMMIT...]]
+(needs `mosquitto`; `make test` installs it)
 """
 
 from __future__ import annotations
@@ -38,7 +42,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from benchmarks.mqtt_blast import blast  # noqa: E402 (after sys.path)
-from benchmarks.output import results_dir, write_results  # noqa: E402
+from benchmarks.output import against_commits, results_dir, run_at_commit, write_results  # noqa: E402
 from engine.config.models import ApiConfig, IngestConfig, MqttConfig  # noqa: E402
 from engine.runners.local import LocalRunner  # noqa: E402
 from tests.conftest import Mosquitto, _mosquitto_binary, default_config  # noqa: E402
@@ -232,7 +236,25 @@ def main() -> None:
                     phases.append(run_phase(broker, mode, total, rate, f"bench-{len(phases)}"))
         finally:
             broker.stop()
-    write_results("ingest_e2e", {"offered_load_seconds": seconds, "phases": phases}, quick)
+    # Each commit named runs its own version of this benchmark right after, on the same box: ratios compare.
+    against = []
+    for commit in against_commits():
+        theirs = run_at_commit(commit, "bench_ingest_e2e.py", "ingest_e2e", quick, console.rule)
+        keep = ("mode", "offered_rate", "processed_readings_per_s", "messages_per_s", "nothing_dropped",
+                "engine_cpu_share", "engine_cpu_us_per_message", "latency_ms_p50", "latency_ms_p99")  # fmt: skip
+        their_phases = [{k: ph.get(k) for k in keep} for ph in theirs["phases"]]
+        against.append(
+            {
+                "commit": commit,
+                "sha": theirs["sha"],
+                "phases": their_phases,
+                "ratio_processed": [
+                    round(ours["processed_readings_per_s"] / max(th["processed_readings_per_s"] or 1, 1), 3)
+                    for ours, th in zip(phases, their_phases, strict=False)
+                ],
+            }
+        )
+    write_results("ingest_e2e", {"offered_load_seconds": seconds, "phases": phases, "against": against}, quick)
     table = Table(title="ingest_e2e: Mosquitto on loopback, load generator in its own process")
     cols = ["mode", "offered_rate", "readings_published", "readings_processed", "generator_readings_per_s",
             "processed_readings_per_s", "messages_per_s", "latency_ms_p50", "latency_ms_p99"]  # fmt: skip
@@ -241,6 +263,14 @@ def main() -> None:
     for p in phases:
         table.add_row(*(f"{p[c]:,}" if isinstance(p[c], int) else str(p[c]) for c in cols))
     console.print(table)
+    for other in against:
+        console.print(
+            f"at {other['commit']}, just after: processed "
+            + ", ".join(f"{ph['processed_readings_per_s']:,}" for ph in other["phases"])
+            + f" readings/s (ours / theirs: {', '.join(str(r) for r in other['ratio_processed'])}); "
+            f"at 65,000/s offered p50 / p99 {other['phases'][-1]['latency_ms_p50']} / "
+            f"{other['phases'][-1]['latency_ms_p99']} ms"
+        )
 
     import matplotlib
 

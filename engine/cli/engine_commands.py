@@ -215,8 +215,8 @@ def bench(
     against: Annotated[
         str | None,
         typer.Option(
-            help="A git commit whose core to run side by side in the same run (benchmarks that support it: "
-            "detect_sensors); the ratio is printed."
+            help="Git commits (comma-separated) whose own benchmark to run side by side in the same run (benchmarks "
+            "that support it: detect_sensors, ingest_e2e); the ratios are printed and recorded."
         ),
     ] = None,
 ) -> None:

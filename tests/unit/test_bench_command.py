@@ -67,3 +67,13 @@ def test_bench_with_no_benchmarks_found_fails_with_what_to_do(tmp_path, monkeypa
     result = CliRunner().invoke(app, ["bench", "--quick"])
     assert result.exit_code == 2
     assert "no benchmarks found" in result.output and "GRIDWATCH_BENCHMARKS" in result.output
+
+
+def test_against_takes_one_commit_or_several() -> None:
+    from benchmarks.output import against_commits
+
+    assert against_commits(["bench", "--quick"]) == []
+    assert against_commits(["bench", "--against", "6650354"]) == ["6650354"]
+    assert against_commits(["bench", "--against", "6650354,5dcd576", "--quick"]) == ["6650354", "5dcd576"]
+    with pytest.raises(SystemExit, match="needs a commit"):
+        against_commits(["bench", "--against"])
