@@ -224,6 +224,27 @@ def test_live_board_acknowledge_map_chart_and_silences(browser, mosquitto, tmp_p
         caption = page.locator("#detail figure.snapshot figcaption").first.inner_text()
         assert "camera cam-1" in caption and "UTC+8" in caption, caption
         page.screenshot(path=str(ARTIFACTS / "operator-page-camera.png"), full_page=True)
+        # The operator's verdict: a box drawn on the snapshot with the pointer, "False alarm" with a comment; the
+        # camera learns at once, the page says so, shows the camera's head and offers the rollback.
+        page.locator("#detail section.verdict button[data-draw]").click()
+        page.locator("#detail figure.snapshot .frame").first.scroll_into_view_if_needed()
+        frame_box = page.locator("#detail figure.snapshot .frame").first.bounding_box()
+        assert frame_box is not None
+        page.mouse.move(frame_box["x"] + frame_box["width"] * 0.2, frame_box["y"] + frame_box["height"] * 0.2)
+        page.mouse.down()
+        page.mouse.move(frame_box["x"] + frame_box["width"] * 0.4, frame_box["y"] + frame_box["height"] * 0.45, steps=5)
+        page.mouse.up()
+        assert page.locator("#detail figure.snapshot .drawn").count() == 1
+        page.once("dialog", lambda d: d.accept("steam from the works"))
+        page.locator("#detail section.verdict button[data-verdict='false_alarm']").click()
+        page.wait_for_function("(document.querySelector('#detail section.verdict .verdict-result') || {})"
+                               ".textContent?.startsWith('Learned')", timeout=30_000)  # fmt: skip
+        page.wait_for_function("document.querySelector('#detail .camera-model').textContent.includes('head v1')")
+        assert page.locator("#detail .camera-model button[data-rollback='0']").count() == 1
+        fire_id = page.get_attribute("#detail", "data-id")
+        audit = (Store(store_url).incident(fire_id or "") or {}).get("audit", [])
+        assert any(a["action"] == "verdict" and a["actor"] == "duty-officer" for a in audit), audit
+        page.screenshot(path=str(ARTIFACTS / "operator-page-verdict.png"), full_page=True)
         # The map: the city's own background layers (config api.basemap, served by the engine), a scale bar and
         # north arrow; S05's cameras beside it, the visible one's latest frame a click away.
         assert page.locator("#map .basemap path.area").count() == 2 and page.locator("#map .line.river").count() == 1

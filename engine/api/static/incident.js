@@ -2,6 +2,7 @@
 // plan, camera snapshots with their captions, reported photos and positions, findings and the audit trail.
 import { $, age, api, esc, fmt, hhmm, now, state, unitOf, utc } from "./common.js";
 import { confirmation, forecastUrgent, inhibitedBy, silencedBy, tags, timeToAct } from "./board.js";
+import { verdictPanel, wireVerdicts } from "./verdicts.js";
 
 export async function showDetail(id) {
   const inc = await api(`/api/incidents/${id}`);
@@ -17,7 +18,7 @@ export async function showDetail(id) {
   const audit = collapseReminders(inc.audit).map((a) => `<tr><td>${esc(utc(a.at))}</td><td>${esc(a.actor)}</td>
     <td>${a.detail.level ? `<span class="badge lvl-${esc(a.detail.level)}">${esc(a.detail.level)}</span>` : ""}</td>
     <td>${esc(a.detail.assigned_to || "")}</td>
-    <td>${esc(a.action)}${a.times > 1 ? ` ×${a.times} (to ${esc(utc(a.last))})` : ""}</td>
+    <td>${esc(a.action)}${a.action === "verdict" ? ` ${esc(a.detail.verdict || "")}` : ""}${a.times > 1 ? ` ×${a.times} (to ${esc(utc(a.last))})` : ""}</td>
     <td>${esc((a.detail.receivers || []).join(", "))}</td>
     <td>${esc(a.detail.comment || (a.detail.silenced_by ? `silenced by ${a.detail.silenced_by}` : "")
       || (a.detail.inhibited_by ? `inhibited by ${a.detail.inhibited_by}` : "") || a.detail.note || "")}</td></tr>`).join("");
@@ -36,10 +37,11 @@ export async function showDetail(id) {
     <p>Route: ${esc((inc.route || []).join(" → "))}</p>
     ${plan.title ? `<h4>Plan: ${esc(plan.title)} (${esc(plan.role)})</h4><ol>${steps}</ol>
       ${checklist ? `<p>Checklist:</p><ul>${checklist}</ul>` : ""}` : ""}
-    ${snapshots(inc.findings)}${reportPhotos(inc.findings)}
+    ${snapshots(inc.findings)}${verdictPanel(inc)}${reportPhotos(inc.findings)}
     <h4>Findings</h4><div class="scroll"><table><tr><th>detector</th><th>device</th><th>time</th><th>level</th><th>score</th><th>evidence</th></tr>${findings}</table></div>
     <h4>Audit trail</h4><div class="scroll"><table><tr><th>time</th><th>actor</th><th>level</th><th>assigned to</th><th>action</th><th>receivers</th><th>note</th></tr>${audit}</table></div>`;
   box.hidden = false;
+  wireVerdicts(box, id, () => showDetail(id));
 }
 
 // Reminders repeat every few minutes until someone acknowledges: one line per run of them.

@@ -1,0 +1,133 @@
+// An operator's verdict on a camera incident (false alarm, real fire, real smoke), optionally with a box drawn
+// on the snapshot (mouse, finger or pen), and the camera's learned head: its version, examples and a rollback.
+import { api, esc, state, utc } from "./common.js";
+
+// The newest camera finding with a snapshot: the camera a verdict judges.
+export function judgedCamera(findings) {
+  const cams = findings.filter((f) => f.evidence && f.evidence.snapshot);
+  return cams.length ? cams.reduce((a, b) => (b.ts > a.ts ? b : a)).device : null;
+}
+
+export function verdictPanel(inc) {
+  const camera = judgedCamera(inc.findings);
+  if (!camera) return "";
+  const operator = state.role === "operator";
+  const buttons = operator ? `<div class="buttons">
+      <button data-verdict="false_alarm">False alarm</button>
+      <button data-verdict="fire">Real fire</button>
+      <button data-verdict="smoke">Real smoke</button>
+      <button data-draw>Draw a box</button></div>
+    <p class="verdict-hint">Optional: draw a box on ${esc(camera)}'s snapshot around what you judge
+      (the whole alarm otherwise).</p>` : "";
+  return `<section class="verdict" data-camera="${esc(camera)}" data-site="${esc(inc.site)}">
+    <h4>Verdict on camera ${esc(camera)}</h4>${buttons}
+    <p class="verdict-result" role="status"></p><p class="camera-model">model: …</p></section>`;
+}
+
+// Wire the panel of the detail box ``box`` for incident ``id``; ``reload`` shows the detail again.
+export function wireVerdicts(box, id, reload) {
+  const panel = box.querySelector("section.verdict");
+  if (!panel) return;
+  const { camera, site } = panel.dataset;
+  const figure = box.querySelector(`figure.snapshot[data-camera="${CSS.escape(camera)}"] .frame`);
+  let drawn = null;  // [x, y, w, h] as fractions of the snapshot
+  const result = panel.querySelector(".verdict-result");
+  const say = (text, bad = false) => { result.textContent = text; result.classList.toggle("bad", bad); };
+
+  const drawButton = panel.querySelector("button[data-draw]");
+  if (drawButton && figure) {
+    drawButton.addEventListener("click", () => {
+      const on = !figure.classList.contains("drawing");
+      figure.classList.toggle("drawing", on);
+      drawButton.textContent = on ? "Stop drawing" : "Draw a box";
+      if (on) say("Drag over the snapshot to draw the box.");
+    });
+    let start = null;
+    const at = (ev) => {
+      const r = figure.getBoundingClientRect();
+      return [Math.min(1, Math.max(0, (ev.clientX - r.left) / r.width)), Math.min(1, Math.max(0, (ev.clientY - r.top) / r.height))];
+    };
+    const show = (b) => {
+      let mark = figure.querySelector(".drawn");
+      if (!mark) {
+        mark = document.createElement("span");
+        mark.className = "drawn";
+        figure.appendChild(mark);
+      }
+      const pct = (v) => `${(v * 100).toFixed(2)}%`;
+      Object.assign(mark.style, { left: pct(b[0]), top: pct(b[1]), width: pct(b[2]), height: pct(b[3]) });
+    };
+    figure.addEventListener("pointerdown", (ev) => {
+      if (!figure.classList.contains("drawing")) return;
+      ev.preventDefault();
+      figure.setPointerCapture(ev.pointerId);
+      start = at(ev);
+    });
+    figure.addEventListener("pointermove", (ev) => {
+      if (!start) return;
+      const p = at(ev);
+      drawn = [Math.min(start[0], p[0]), Math.min(start[1], p[1]), Math.abs(p[0] - start[0]), Math.abs(p[1] - start[1])];
+      show(drawn);
+    });
+    const end = () => {
+      if (!start) return;
+      start = null;
+      if (!drawn || drawn[2] < 0.01 || drawn[3] < 0.01) { drawn = null; figure.querySelector(".drawn")?.remove(); return; }
+      drawn = drawn.map((v) => Math.round(v * 10000) / 10000);
+      say(`Box drawn: ${(drawn[2] * drawn[3] * 100).toFixed(0)}% of the frame.`);
+    };
+    figure.addEventListener("dragstart", (ev) => { if (figure.classList.contains("drawing")) ev.preventDefault(); });
+    figure.addEventListener("pointerup", end);
+    figure.addEventListener("pointercancel", end);
+  }
+
+  panel.addEventListener("click", async (ev) => {
+    const verdict = ev.target.dataset.verdict;
+    const rollback = ev.target.dataset.rollback;
+    try {
+      if (verdict) {
+        const words = { false_alarm: "a false alarm", fire: "a real fire", smoke: "real smoke" }[verdict];
+        const comment = window.prompt(`Judge ${camera}'s alarm as ${words}${drawn ? " (in the box drawn)" : ""}? `
+          + "The camera learns from it. Comment for the audit trail (optional):", "");
+        if (comment === null) return;
+        const body = { verdict, camera, comment, ...(drawn ? { region: drawn } : {}) };
+        const res = await api(`/api/incidents/${id}/verdict`, { method: "POST", body: JSON.stringify(body) });
+        const text = res.learned ? `Learned: ${camera} now uses head v${res.version}.`
+          : `Not learned: ${res.reason}`;
+        await reload();
+        const again = document.querySelector("#detail section.verdict .verdict-result");
+        if (again) { again.textContent = text; again.classList.toggle("bad", !res.learned); }
+      } else if (rollback !== undefined) {
+        const version = Number(rollback);
+        if (!window.confirm(`Roll ${camera} back to ${version ? `head v${version}` : "the shipped head"}?`)) return;
+        await api(`/api/cameras/${encodeURIComponent(site)}/${encodeURIComponent(camera)}/rollback`,
+          { method: "POST", body: JSON.stringify({ version }) });
+        await showModel(panel, site, camera);
+        say(`${camera} uses ${version ? `head v${version}` : "the shipped head"} again.`);
+      }
+    } catch (err) {
+      say(err.message, true);
+    }
+  });
+  showModel(panel, site, camera).catch((err) => {
+    panel.querySelector(".camera-model").textContent = `model: ${err.message}`;
+  });
+}
+
+// The camera's head: its version, what it learned from, and (operators) a rollback to the version before.
+async function showModel(panel, site, camera) {
+  const m = await api(`/api/cameras/${encodeURIComponent(site)}/${encodeURIComponent(camera)}/learning`);
+  const ex = m.examples || {};
+  const learned = `${ex.dismissed || 0} dismissed and ${ex.real || 0} confirmed cells`;
+  const versions = (m.versions || []).map((v) => v.version).filter((v) => v !== m.version);
+  const earlier = versions.filter((v) => v < m.version);
+  const back = m.version ? (earlier.length ? earlier[earlier.length - 1] : 0) : null;
+  const button = state.role === "operator" && back !== null
+    ? ` <button data-rollback="${back}">Roll back to ${back ? `v${back}` : "the shipped head"}</button>` : "";
+  const last = (m.log || []).filter((l) => l.action === "verdict").pop();
+  const note = last ? ` · last verdict ${esc(last.verdict)} by ${esc(last.actor)} at ${esc(utc(last.at))}` : "";
+  const hot = m.hot_spots ? ` · ${m.hot_spots} dismissed hot spots` : "";
+  panel.querySelector(".camera-model").innerHTML = m.version
+    ? `model: head v${m.version} of ${esc(camera)} (${learned})${hot}${note}${button}`
+    : `model: the shipped head${hot}${note}${button}`;
+}
