@@ -299,3 +299,28 @@ def test_a_reload_s_diff_shows_no_receiver_url():
     new = engine_config([{"to": "grid:g1", "url": "tgram://123456789:AAHdq-new/12315544/"}])
     (line,) = config_diff(old.model_dump(mode="json"), new.model_dump(mode="json"))
     assert line == "sinks[people].receivers[0].url: 'tgram://•••' -> 'tgram://•••'"
+
+
+def test_receiver_marks_claims_and_purge_on_each_store(store_url):
+    """What the scale-out relies on, on SQLite and PostgreSQL: a mark is written once (a second worker's is
+    refused), one summary takes the held events (a second, at once, gets none), a failed one gives them back."""
+    st = Store(store_url)
+    st.migrate()
+    try:
+        mark = dict(sink="people", receiver="town:t1", incident_id="i1", level="red", line="RED at S1")
+        assert st.receiver_mark(delivery="i1.1.people", state="sent", at=100.0, **mark)
+        assert not st.receiver_mark(delivery="i1.1.people", state="sent", at=101.0, **mark)
+        for seq in (2, 3):
+            assert st.receiver_mark(delivery=f"i1.{seq}.people", state="held", at=100.0 + seq, **mark)
+        assert st.receiver_window("people", "town:t1", since=0.0) == (1, 100.0)
+        assert st.receivers_holding("people") == ["town:t1"]
+        first = st.receiver_claim("people", "town:t1", "summary.a")
+        assert [h.line for h in first] == ["RED at S1"] * 2
+        assert st.receiver_claim("people", "town:t1", "summary.b") == []
+        st.receiver_unclaim("people", "summary.a")
+        assert len(st.receiver_claim("people", "town:t1", "summary.c")) == 2
+        st.receiver_summarised("people", "town:t1", "summary.c", 200.0, "summary of 2 events", [])
+        assert st.receivers_holding("people") == [] and st.receiver_window("people", "town:t1", 150.0) == (1, 200.0)
+        assert st.receiver_purge("people", before=1000.0) == 4
+    finally:
+        st.close()
