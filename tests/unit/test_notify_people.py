@@ -307,11 +307,14 @@ def test_receiver_marks_claims_and_purge_on_each_store(store_url):
     st = Store(store_url)
     st.migrate()
     try:
-        mark = dict(sink="people", receiver="town:t1", incident_id="i1", level="red", line="RED at S1")
-        assert st.receiver_mark(delivery="i1.1.people", state="sent", at=100.0, **mark)
-        assert not st.receiver_mark(delivery="i1.1.people", state="sent", at=101.0, **mark)
+
+        def mark(delivery: str, state: str, at: float) -> bool:
+            return st.receiver_mark("people", "town:t1", delivery, "i1", state, at, "red", "RED at S1")
+
+        assert mark("i1.1.people", "sent", 100.0)
+        assert not mark("i1.1.people", "sent", 101.0)
         for seq in (2, 3):
-            assert st.receiver_mark(delivery=f"i1.{seq}.people", state="held", at=100.0 + seq, **mark)
+            assert mark(f"i1.{seq}.people", "held", 100.0 + seq)
         assert st.receiver_window("people", "town:t1", since=0.0) == (1, 100.0)
         assert st.receivers_holding("people") == ["town:t1"]
         first = st.receiver_claim("people", "town:t1", "summary.a")
