@@ -412,7 +412,7 @@ class ApiConfig(Strict):
         ge=0,
         le=10_000,
         description="Readings kept per device and metric for the operator page's charts (432: 72 h at 10 min; "
-        "12 bytes each; 0 keeps none).",
+        "8 bytes each, times to the second; 0 keeps none).",
     )
     advertise_url: str | None = Field(
         None,
