@@ -7,6 +7,7 @@ from __future__ import annotations
 import email
 import email.policy
 import logging
+import socket
 import threading
 import time
 from dataclasses import dataclass
@@ -127,3 +128,31 @@ class ChatReceiver:
             self._server.shutdown()
             self._server.server_close()
             self._server = None
+
+
+class HangingServer:
+    """A server that takes TCP connections and never says a word (a mail server behind a broken firewall):
+    a client waits for its greeting until its own time-out. Counts the connections it took."""
+
+    def __init__(self) -> None:
+        self.port = free_port("127.0.0.1")
+        self.connections = 0
+        self._sock = socket.create_server(("127.0.0.1", self.port))
+        self._held: list[socket.socket] = []
+        self._closed = False
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while not self._closed:
+            try:
+                conn, _ = self._sock.accept()
+            except OSError:
+                return
+            self.connections += 1
+            self._held.append(conn)
+
+    def stop(self) -> None:
+        self._closed = True
+        self._sock.close()
+        for conn in self._held:
+            conn.close()

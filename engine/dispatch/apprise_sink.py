@@ -53,6 +53,7 @@ NOTIFY_TYPE = {"red": "failure", "orange": "warning", "yellow": "warning", "blue
 SUMMARY_LINES = 20  # the most events one summary lists (it counts the rest)
 IDLE_CHECK_S = 60.0  # held events of another worker (or a previous engine) are looked for this often
 RETENTION_S = 7 * 86400.0
+HANGING_S = 2.0  # an attempt that failed after this long (or half of timeout_s) hung: a time-out, not a refusal
 _DELIMITERS = re.compile(r"[/?&=@:#,;\s]+")
 
 
@@ -345,6 +346,7 @@ class AppriseSink:
             logger.warning("%s: it receives nothing", warning)
         self._failures: dict[tuple[str, str], int] = {}  # (delivery, receiver) -> failed attempts, for the trail
         self._summary_retry: dict[str, tuple[float, float]] = {}  # receiver -> (next try, backoff) after a failure
+        self._hanging: dict[str, tuple[float, int]] = {}  # receiver -> (not tried before, hangs in a row)
         self._next_flush = 0.0  # look for held events at once: a previous engine may have left some
         self._pool = ThreadPoolExecutor(max_workers=min(8, len(self.receivers)), thread_name_prefix=f"{self.name}-")
         self._purged_at = 0.0
@@ -384,7 +386,7 @@ class AppriseSink:
             self._next_flush = min(self._next_flush, now + 1.0)
         # The receivers of one event at once: a mail server that takes its time-out holds up no one else's news.
         notify_type = NOTIFY_TYPE.get(event["level"], "info")
-        outcomes = list(self._pool.map(lambda r: self._notify(r, title, body, notify_type), due))
+        outcomes = list(self._pool.map(lambda r: self._try(r, title, body, notify_type), due))
         for r, (ok, why) in zip(due, outcomes, strict=True):
             now = time.time()
             if ok:
@@ -412,6 +414,22 @@ class AppriseSink:
         limit = self.cfg.rate_limit
         sent, _last = self.store.receiver_window(self.name, r.label, now - limit.window_s)
         return sent >= limit.messages or r.label in self.store.receivers_holding(self.name)
+
+    def _try(self, r: Receiver, title: str, body: str, notify_type: str) -> tuple[bool, str]:
+        """``_notify``, unless the receiver's last attempt hung until its time-out (a mail server that takes
+        connections and never answers): then it is not tried again until its backoff has passed, so that each
+        event for it does not hold the delivery loop, and everyone else's news, for ``timeout_s`` again."""
+        hung_until, hangs = self._hanging.get(r.label, (0.0, 0))
+        if time.time() < hung_until:
+            return False, f"not tried: its last attempt hung; tried again in {hung_until - time.time():.0f} s"
+        started = time.monotonic()
+        ok, why = self._notify(r, title, body, notify_type)
+        if ok:
+            self._hanging.pop(r.label, None)
+        elif time.monotonic() - started >= min(HANGING_S, 0.5 * self.cfg.timeout_s):
+            wait = min(self.cfg.backoff_max_s, self.cfg.backoff_s * 2**hangs)
+            self._hanging[r.label] = (time.time() + wait, hangs + 1)
+        return ok, why
 
     def _notify(self, r: Receiver, title: str, body: str, notify_type: str) -> tuple[bool, str]:
         """One message through Apprise; whether it went, and why not (redacted)."""
@@ -470,7 +488,7 @@ class AppriseSink:
         if not held:
             return 0
         title, body, notify_type = self.writer.summary(r.label, held, self.cfg.rate_limit)
-        ok, why = self._notify(r, title, body, notify_type)
+        ok, why = self._try(r, title, body, notify_type)
         at = time.time()
         if not ok:
             self.store.receiver_unclaim(self.name, token)

@@ -27,7 +27,7 @@ from engine.incidents.tracker import IncidentTracker
 from engine.store.store import Store
 from engine.store.tables import OutboxRow
 from tests.conftest import ROOT, wait_for
-from tests.notify_receivers import CHAT_TOKEN, SMTP_PASSWORD, ChatReceiver, SmtpReceiver
+from tests.notify_receivers import CHAT_TOKEN, SMTP_PASSWORD, ChatReceiver, HangingServer, SmtpReceiver
 
 SITES = [
     {"id": "S1", "name": "Hillside above road 12", "lat": 29.5, "lon": 106.5, "grid": "g1", "town": "t1",
@@ -327,3 +327,27 @@ def test_receiver_marks_claims_and_purge_on_each_store(store_url):
         assert st.receiver_purge("people", before=1000.0) == 4
     finally:
         st.close()
+
+
+def test_a_hanging_mail_server_is_not_waited_for_again_until_its_backoff(store, chat):
+    """A receiver whose server takes the connection and never answers costs one time-out, not one per event:
+    the next event reaches the others at once and leaves it for its retry."""
+    hanging = HangingServer()
+    chat.start()
+    try:
+        url = f"mailto://gw:pw-123@127.0.0.1:{hanging.port}?mode=insecure&from=gw@example.org&to=t1@example.org"
+        cfg = engine_config(
+            [{"to": "grid:g1", "name": "hung-mail", "url": url}, {"to": "grid:g1", "name": "chat", "url": chat.url()}],
+            [{"id": "S3", "lat": 29.5, "lon": 106.5, "grid": "g1", "town": "t1", "district": "d1"}],
+            timeout_s=1.0, backoff_s=30.0,
+        )  # fmt: skip
+        desk = Desk(cfg, store)
+        now = time.time()
+        first, second = desk.red("S1", now), desk.red("S3", now + 1)
+        desk.drain()
+        assert [p["message"].rsplit("=", 1)[1] for p in chat.posts] == [first, second]
+        assert hanging.connections == 1, "the second event did not wait for the hanging server again"
+        lines = [line for line in trail(store, second) if line[0] == "notify_failed"]
+        assert lines and "not tried: its last attempt hung" in lines[0][2]
+    finally:
+        hanging.stop()
