@@ -6,7 +6,8 @@ failure, the failure-time forecast error, landslide incidents at sites that do n
 sensor faults reported as device_fault. Also the camera detectors' figures of ``models/README.md``:
 the model's cross-source F1 and false-alarm rates, simulated tower cameras (minutes from ignition to
 the first incident, incidents before it) and hard negatives through the camera replay, the recorded
-plume streams on real backgrounds (``models/plume_streams.json``) and, where the
+plume streams on real backgrounds (``models/plume_streams.json``), a camera learning from its operator's
+verdicts (``models/verdict_streams.py``: the first false alarm dismissed, a plume later) and, where the
 real recordings are beside the checkout (``../shared/data``), the time to the first finding on
 ``house6.mp4`` and the thermal detector's recall and false alarms per FLAME-T camera model. The
 baseline in the same run is the previous results file, when there is one: each figure is shown with
@@ -200,6 +201,7 @@ def camera_figures() -> dict[str, float | str]:
             out[f"{key}/streams_alarmed_before_ignition"] = r["streams_with_incidents_before_ignition"]
             out[f"{key}/first_region_on_plume"] = f"{r['first_region_on_plume']}/{r['streams']}"
             out[f"{key}/controls_with_incidents"] = f"{r['controls_with_incidents']}/{r['streams']}"
+    out.update(verdict_figures())
     if not (data / "fire-smoke-roboflow").is_dir():
         console.print(f"[yellow]no recordings at {data}: house6 and FLAME-T figures skipped[/]")
         return out
@@ -219,6 +221,32 @@ def camera_figures() -> dict[str, float | str]:
                 out[f"hit_uav/{cam}_alarm_false_alarm_rate"] = vision.hit_uav_eval(hit, ev["alarm_z"][cam])[
                     "false_alarm_rate"
                 ]
+    return out
+
+
+def verdict_figures() -> dict[str, float | str]:
+    """A camera that learns from its operator (models/verdict_streams.py): a recurring false alarm (a chimney's
+    smoke every 20 minutes) dismissed once per alarm it still raises (at most 3 verdicts), a real plume (and a
+    fire) later in the same camera; per stream, the nuisance episodes that alarm without verdicts and after the
+    last one, the verdicts it took, minutes from ignition to the plume's first finding without and with them,
+    and the refit's CPU seconds with 500 examples."""
+    sys.path.insert(0, str(ROOT / "models"))
+    import verdict_streams
+
+    with console.status("a camera learning from its operator's verdicts"):
+        vs = verdict_streams.figures(0)
+    out: dict[str, float | str] = {}
+    for row in vs["streams"]:
+        key = "verdict_streams/" + row["stream"].replace(" ", "_")
+        before, after = row["without_verdicts"], row.get("with_verdicts") or {}
+        out[f"{key}/nuisance_episodes_without_verdicts"] = before["nuisance_episodes_alarmed"]
+        out[f"{key}/verdicts"] = len(row.get("verdicts", []))
+        out[f"{key}/nuisance_episodes_after_last_verdict"] = after.get("nuisance_episodes_alarmed_after_last_verdict",
+                                                                       "-")  # fmt: skip
+        for name, r in (("without", before), ("with", after)):
+            minutes = r.get("plume_minutes_from_ignition")
+            out[f"{key}/plume_minutes_{name}_verdicts"] = "none" if minutes is None else minutes
+    out["verdict_streams/refit_500_examples_cpu_s"] = vs["refit"]["cpu_s"]
     return out
 
 
