@@ -54,6 +54,7 @@ from engine.api.live import EventHub, StoreFeed
 from engine.api.operator import Held, Readings, mount_static, operator_router
 from engine.api.reports import reports_router
 from engine.api.server import ApiServer, create_app, refresh_store_gauges
+from engine.api.verdicts import verdicts_router
 from engine.config.models import ApiConfig, EngineConfig, WebhookSinkConfig
 from engine.config.notify import AppriseSinkConfig
 from engine.core.batch import BatchBuilder
@@ -631,7 +632,8 @@ class GridwatchWorker:
         reports = reports_router(
             self.store, self.act, auth, lambda: cfg, time.time, photos, ReportQuota(cfg.reports, photos)
         )
-        app = create_app(self.health, None, (incidents, reports, page), auth, cfg.api.metrics_public,
+        verdicts = verdicts_router(self.store, lambda: None, auth, time.time)  # learning: `gridwatch run` only (503)
+        app = create_app(self.health, None, (incidents, reports, page, verdicts), auth, cfg.api.metrics_public,
                          lambda: refresh_store_gauges(self.store), cfg.api.max_body_bytes)  # fmt: skip
         mount_static(app)
         server = ApiServer(app, cfg.api.host, self.http_port, cfg.api.max_connections)

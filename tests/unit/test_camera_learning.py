@@ -134,6 +134,10 @@ def test_verdicts_learn_roll_back_and_survive_a_restart(detector: SmokeFireOnnx,
     assert again.status(KEY)["version"] == 2
     assert scores(detector, "smoke") == learned
     assert [h["version"] for h in again.status(KEY)["versions"]] == [1, 2]
+    # the dismissed scene expires (data time): refit on what is left, the confirmed fire
+    changed = again.expire(20.0 + CameraLearningConfig().dismissed_expire_s)
+    assert [c["camera"] for c in changed] == [KEY] and again.status(KEY)["examples"]["dismissed"] == 0
+    assert again.status(KEY)["version"] == 3 and again.expire(1e12) == []
     detector.heads.clear()
 
 
