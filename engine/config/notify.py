@@ -102,6 +102,13 @@ class AppriseSinkConfig(_Strict):
     max_attempts: int = Field(
         0, ge=0, description="Give up on an event after this many attempts (0: never; the incident's news waits)."
     )
+    hold_after_failures: int = Field(
+        3,
+        ge=0,
+        description="After this many failed attempts at one event, a receiver's message is held for its next "
+        "summary (sent once it answers again), so that one receiver's outage does not hold back the incident's "
+        "later news to the others (0: retry it in order for ever).",
+    )
 
     @model_validator(mode="after")
     def _unique(self) -> AppriseSinkConfig:

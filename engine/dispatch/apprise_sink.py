@@ -315,7 +315,7 @@ class MessageWriter:
         window = f"{limit.window_s / 60:g} min" if limit.window_s >= 60 else f"{limit.window_s:g} s"
         lines = [
             f"{len(held)} events held for {label} since {self.when(min(h.at for h in held))} "
-            f"(rate limit: {limit.messages} messages per {window}):"
+            f"(over its rate limit of {limit.messages} messages per {window}, or while it did not answer):"
         ]
         lines += [h.line for h in ordered[:SUMMARY_LINES]]
         if len(ordered) > SUMMARY_LINES:
@@ -397,11 +397,23 @@ class AppriseSink:
                 metrics.NOTIFY_MESSAGES.labels(self.name, "sent").inc()
                 continue
             metrics.NOTIFY_MESSAGES.labels(self.name, "failed").inc()
-            failed.append(f"{r.label} ({r.channel}): {why}")
             attempt = self._failures.get((delivery, r.label), 0) + 1
             if len(self._failures) > 10_000:
                 self._failures.clear()
             self._failures[(delivery, r.label)] = attempt
+            if 0 < self.cfg.hold_after_failures <= attempt:  # its outage must not hold the others' later news
+                note = (
+                    f"{r.channel} message to {r.label} failed {attempt} times ({why}); held for its next summary, "
+                    "sent once it answers again"
+                )
+                audit = self._audit(event, r, "notify_held", now, delivery, note)
+                if self.store.receiver_mark(self.name, r.label, delivery, event["incident_id"], "held", now,
+                                            event["level"], line, audit):  # fmt: skip
+                    metrics.NOTIFY_MESSAGES.labels(self.name, "held").inc()
+                self._failures.pop((delivery, r.label), None)
+                self._next_flush = min(self._next_flush, now + 1.0)
+                continue
+            failed.append(f"{r.label} ({r.channel}): {why}")
             if attempt & (attempt - 1) == 0:  # attempts 1, 2, 4, 8…: a long outage does not flood the trail
                 note = f"{r.channel} message to {r.label} failed (attempt {attempt}; retried): {why}"
                 self.store.receiver_audit([self._audit(event, r, "notify_failed", now, delivery, note)])

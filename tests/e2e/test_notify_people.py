@@ -69,6 +69,7 @@ sinks:
     public_url: https://gridwatch.example.org
     backoff_s: 0.3
     backoff_max_s: 1
+    hold_after_failures: 0     # the town's e-mail retried in order, never turned into a summary
     receivers:
       - {{to: "grid:g1", name: g1-mail, url: "${{GW_E2E_GRID_MAIL}}"}}
       - {{to: "grid:g1", name: g1-chat, url: "${{GW_E2E_GRID_CHAT}}"}}

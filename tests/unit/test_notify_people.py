@@ -351,3 +351,26 @@ def test_a_hanging_mail_server_is_not_waited_for_again_until_its_backoff(store, 
         assert lines and "not tried: its last attempt hung" in lines[0][2]
     finally:
         hanging.stop()
+
+
+def test_a_receiver_that_keeps_failing_gets_its_news_in_a_summary_and_holds_back_no_one(store, smtp, chat):
+    cfg = engine_config(
+        [{"to": "grid:g1", "name": "g1-chat", "url": chat.url()}, {"to": "grid:g1", "name": "g1-mail",
+                                                                    "url": smtp.url("g1@example.org")}],
+        hold_after_failures=2,
+    )  # fmt: skip
+    desk = Desk(cfg, store)  # the chat endpoint is down
+    now = time.time()
+    iid = desk.red("S1", now)
+    desk.drain()
+    desk.drain(final=True)  # its second failure: held for the chat's next summary, the event is done
+    assert store.outbox_backlog() == {} and len(smtp.mails) == 1
+    held = trail(store, iid)[-1]
+    assert held[0] == "notify_held" and "json message to g1-chat failed 2 times" in held[2]
+    desk.dispatcher.acknowledge(iid, "duty officer", now + 10)
+    desk.drain()
+    assert [m.subject.split(": ")[-1] for m in smtp.mails] == ["new incident", "acknowledged"], "not held back"
+    chat.start()
+    assert wait_for(lambda: desk.sink.flush_held() or chat.posts, 10)
+    (summary,) = chat.posts
+    assert "2 events held for g1-chat" in summary["message"] and "acknowledged (incident" in summary["message"]
