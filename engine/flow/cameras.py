@@ -23,6 +23,7 @@ from engine.core.findings import Finding
 from engine.flow.camera_learning import AlarmFrame, CameraLearning, Verdict, VerdictError
 
 ALARM_CAMERAS = 64  # cameras whose latest alarm frames are held in memory for a verdict (the rest: on disk)
+CLEAN_FRAME_EVERY_S = 30.0
 
 logger = logging.getLogger(__name__)
 
@@ -32,7 +33,8 @@ class CameraStage:
 
     ``snapshot_dir``: where the frame behind each finding is written as JPEG; the finding's evidence then
     names it (``snapshot``: the API path that serves it) beside the detected ``region``; with learning, the
-    frame as it came (``<ms>.frame.jpg``, what a verdict learns from) beside it. ``learning_dir``: where the
+    frame as it came (``<ms>.frame.jpg``, what a verdict learns from) beside it, one per camera every
+    ``CLEAN_FRAME_EVERY_S`` of capture time at most. ``learning_dir``: where the
     cameras' learned heads are kept (None: in memory).
     """
 
@@ -47,6 +49,7 @@ class CameraStage:
         self.learning: CameraLearning | None = None
         settings = cfg.cameras.learning
         self.alarm_frames: OrderedDict[str, deque[AlarmFrame]] = OrderedDict()
+        self._clean_at: dict[str, float] = {}  # per camera: the capture time of the last frame kept as it came
         self.frames_per_verdict = settings.frames_per_verdict
         visible = next((d for d in self.detectors if isinstance(d, SmokeFireOnnx)), None)
         heat = next((d for d in self.detectors if isinstance(d, ThermalHotspot)), None)
@@ -126,7 +129,9 @@ class CameraStage:
             return held
         mine = sorted((f for f in findings if f.get("device") == v.camera), key=lambda f: -float(f["ts"]))
         out: list[AlarmFrame] = []
-        for f in mine[: self.frames_per_verdict]:
+        for f in mine:
+            if len(out) >= self.frames_per_verdict:
+                break
             ts = float(f["ts"])
             frame = next((a for a in held if a.ts == ts), None)
             if frame is None and self.snapshot_dir is not None and not thermal:
@@ -158,9 +163,13 @@ class CameraStage:
         path.parent.mkdir(parents=True, exist_ok=True)
         if not path.exists():
             path.write_bytes(cv2.imencode(".jpg", img, [cv2.IMWRITE_JPEG_QUALITY, 80])[1].tobytes())
+        # The frame as it came, what a verdict learns from: at most one per camera every CLEAN_FRAME_EVERY_S of
+        # capture time (an alarm's findings come with every frame; a verdict learns from a few of them).
         clean = path.with_suffix(".frame.jpg")
-        if self.learning is not None and frame.image.ndim == 3 and not clean.exists():  # what a verdict learns from
+        last = self._clean_at.get(frame.key, float("-inf"))
+        if self.learning is not None and frame.image.ndim == 3 and abs(frame.ts - last) >= CLEAN_FRAME_EVERY_S:
             clean.write_bytes(cv2.imencode(".jpg", frame.image, [cv2.IMWRITE_JPEG_QUALITY, 92])[1].tobytes())
+            self._clean_at[frame.key] = frame.ts
         snapshot = f"/api/snapshots/{frame.site}/{frame.camera}/{name}"
         return dataclasses.replace(finding, evidence={**finding.evidence, "snapshot": snapshot})
 
