@@ -37,7 +37,9 @@ def setup_logging(level: str) -> None:
         level=level.upper(), format="%(message)s", handlers=[RichHandler(console=console, show_path=False)]
     )
     # httpx logs every request's URL at INFO: a webhook's URL carries its key (the sinks log it redacted).
-    for chatty in ("httpx", "httpcore"):
+    # Apprise says "Notifying 1 service(s)" and "Sent Email to …" at INFO for every message: the Apprise sink
+    # logs what counts (held, summarised, failed) and the audit trail has every message.
+    for chatty in ("httpx", "httpcore", "apprise"):
         logging.getLogger(chatty).setLevel(max(logging.WARNING, logging.getLogger().level))
 
 

@@ -395,6 +395,7 @@ class AppriseSink:
                 self.store.receiver_mark(self.name, r.label, delivery, event["incident_id"], "sent", now,
                                          event["level"], line, audit)  # fmt: skip
                 metrics.NOTIFY_MESSAGES.labels(self.name, "sent").inc()
+                logger.info("sink %s: %s message sent to %s (%s)", self.name, r.channel, r.label, line)
                 continue
             metrics.NOTIFY_MESSAGES.labels(self.name, "failed").inc()
             attempt = self._failures.get((delivery, r.label), 0) + 1
