@@ -14,6 +14,8 @@ from pathlib import Path
 from time import perf_counter
 from typing import Any
 
+import numpy as np
+
 from detectors.thermal.thermal_hotspot import ThermalHotspot
 from detectors.vision.base import Box, CameraDetector, CameraState, Frame, FrameBatch, frame_registry
 from detectors.vision.smoke_fire_onnx import SmokeFireOnnx
@@ -134,13 +136,15 @@ class CameraStage:
                 break
             ts = float(f["ts"])
             frame = next((a for a in held if a.ts == ts), None)
+            ev = f.get("evidence") or {}
+            if frame is None and thermal:  # a hot spot is learned from where, when and how hot: no pixels needed
+                frame = AlarmFrame(ts, np.zeros((1, 1), np.float32), boxes_of(ev), float(f.get("score", 0.0)))
             if frame is None and self.snapshot_dir is not None and not thermal:
                 import cv2
 
                 path = self.snapshot_dir / v.site / v.camera / f"{round(ts * 1000)}.frame.jpg"
                 image = cv2.imread(str(path), cv2.IMREAD_COLOR) if path.is_file() else None
                 if image is not None:
-                    ev = f.get("evidence") or {}
                     frame = AlarmFrame(ts, image, boxes_of(ev), float(f.get("score", 0.0)), str(ev.get("class", "")))
             if frame is not None:
                 out.append(frame)

@@ -299,3 +299,24 @@ def test_cli_replays_verdicts_and_scores_and_tunes_with_a_learned_head(detector:
     verdicts.write_text("ts,camera,verdict\n1700000060,T1/tower,perhaps\n")
     refused = run(app, args)
     assert refused.exit_code == 2 and "verdicts.csv:2: verdict 'perhaps'" in " ".join(refused.output.split())
+
+
+def test_a_thermal_verdict_after_a_restart_needs_only_the_finding(tmp_path: Path) -> None:
+    """A hot spot is learned from where, when and how hot (the stored finding): no frame needs to be kept; a
+    second stage on the same folder has the camera's hot-spot memory."""
+    from engine.config.models import EngineConfig
+    from engine.flow.cameras import CameraStage
+
+    cfg = EngineConfig.model_validate({"cameras": {
+        "devices": [{"site": "S1", "id": "ir-1", "kind": "thermal"}],
+        "detectors": [{"type": "thermal_hotspot"}],
+    }})  # fmt: skip
+    stage = CameraStage(cfg, None, tmp_path)
+    finding = {"device": "ir-1", "ts": 1_700_000_000.0, "score": 1.3, "evidence": {"region": [0.2, 0.3, 0.2, 0.2]}}
+    out = stage.verdict(Verdict("S1", "ir-1", "false_alarm", 1_700_000_100.0, "ops"), [finding])
+    assert out["kind"] == "thermal" and out["hot_spots"] == 1
+    again = CameraStage(cfg, None, tmp_path)
+    (heat,) = again.detectors
+    assert isinstance(heat, ThermalHotspot)
+    (spot,) = heat.dismissed["S1/ir-1"]
+    assert spot.region == (0.2, 0.3, 0.2, 0.2) and spot.score == 1.3 and spot.time_of_day == 1_700_000_000.0 % 86400
