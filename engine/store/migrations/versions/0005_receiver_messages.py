@@ -31,9 +31,7 @@ def upgrade() -> None:
         sa.Column("summary", sa.String(length=200), nullable=True),
         sa.PrimaryKeyConstraint("id"),
     )
-    op.create_index(
-        "ix_receiver_messages_delivery", "receiver_messages", ["sink", "receiver", "delivery"], unique=True
-    )
+    op.create_index("ix_receiver_messages_delivery", "receiver_messages", ["sink", "receiver", "delivery"], unique=True)
     op.create_index("ix_receiver_messages_state", "receiver_messages", ["sink", "receiver", "state", "at"])
 
 
