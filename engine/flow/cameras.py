@@ -51,6 +51,7 @@ class CameraStage:
         self.learning: CameraLearning | None = None
         settings = cfg.cameras.learning
         self.alarm_frames: OrderedDict[str, deque[AlarmFrame]] = OrderedDict()
+        self.thermal_seen: set[tuple[str, str]] = set()  # cameras whose frames came as thermal, not in the config
         self._clean_at: dict[str, float] = {}  # per camera: the capture time of the last frame kept as it came
         self.frames_per_verdict = settings.frames_per_verdict
         visible = next((d for d in self.detectors if isinstance(d, SmokeFireOnnx)), None)
@@ -65,6 +66,7 @@ class CameraStage:
         if not frames or not self.detectors:
             return []
         thermal = self.thermal | (thermal or set())
+        self.thermal_seen.update(k for k in thermal if k not in self.thermal)
         findings: list[Finding] = []
         for det, state in zip(self.detectors, self.states, strict=True):
             mine = [f for f in frames if ((f.site, f.camera) in thermal) == (det.modality == "thermal")]
@@ -113,7 +115,13 @@ class CameraStage:
         see ``CameraLearning.verdict``."""
         if self.learning is None:
             raise VerdictError("no camera detector here learns (cameras.learning.enabled, smoke_fire_onnx)")
-        thermal = (v.site, v.camera) in self.thermal
+        # Thermal when the config says so, when its frames came as thermal, or when its findings are a thermal
+        # detector's (the same camera id is never both).
+        modality = {d.name: d.modality for d in self.detectors}
+        judged = [f for f in findings or [] if f.get("device") == v.camera]
+        thermal = (v.site, v.camera) in self.thermal | self.thermal_seen or any(
+            modality.get(f.get("detector", "")) == "thermal" for f in judged
+        )
         frames = self._alarm_frames_of(v, findings, thermal)
         result = self.learning.verdict(v, frames, thermal)
         if v.verdict == "false_alarm" and result.get("learned"):
