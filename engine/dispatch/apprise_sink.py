@@ -17,6 +17,7 @@ from __future__ import annotations
 import logging
 import re
 import time
+import traceback
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -102,6 +103,9 @@ class RedactingFilter(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         if self.redactors:
             text = record.getMessage()
+            if record.exc_info:  # a traceback's text can hold the URL too: redacted with the message
+                text += "\n" + "".join(traceback.format_exception(*record.exc_info)).rstrip()
+                record.exc_info, record.exc_text = None, None
             for cut in self.redactors:
                 text = cut(text)
             record.msg, record.args = text, None

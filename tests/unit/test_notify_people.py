@@ -5,6 +5,7 @@ whom an event already reached; rate limits that hold a burst and summarise it; U
 from __future__ import annotations
 
 import asyncio
+import logging
 import shutil
 import time
 from pathlib import Path
@@ -374,3 +375,15 @@ def test_a_receiver_that_keeps_failing_gets_its_news_in_a_summary_and_holds_back
     assert wait_for(lambda: desk.sink.flush_held() or chat.posts, 10)
     (summary,) = chat.posts
     assert "2 events held for g1-chat" in summary["message"] and "acknowledged (incident" in summary["message"]
+
+
+def test_apprise_s_own_log_lines_and_tracebacks_are_redacted(store, chat, caplog):
+    Desk(engine_config([{"to": "grid:g1", "url": chat.url()}]), store)
+    caplog.set_level("DEBUG")
+    try:
+        raise ValueError(f"cannot post to http://127.0.0.1:{chat.port}/hooks/duty?token={CHAT_TOKEN}")
+    except ValueError:
+        logging.getLogger("apprise").exception("JSON POST to /hooks/duty (%s) failed", CHAT_TOKEN)
+    logging.getLogger("urllib3.connectionpool").debug('"POST /hooks/duty?t=%s HTTP/1.1" 200', CHAT_TOKEN)
+    assert "JSON POST to /…/… (…) failed" in caplog.text and "ValueError: cannot post to" in caplog.text
+    assert CHAT_TOKEN not in caplog.text and "hooks/duty" not in caplog.text
