@@ -129,6 +129,15 @@ def test_verdicts_learn_roll_back_and_survive_a_restart(detector: SmokeFireOnnx,
     with pytest.raises(VerdictError, match="no head version 7"):
         learning.rollback(KEY, 7, "ops", 50.0)
 
+    # learning is deterministic: the same verdicts from scratch give the same head, bit for bit
+    first = learning.cameras[KEY].head()
+    detector.heads.clear()
+    redo = CameraLearning(CameraLearningConfig(max_dismissed_share=1.0), detector, None, None)
+    redo.verdict(Verdict("S1", "cam-1", "fire", 10.0, "ops"), [alarm(detector, "fire", "fire")], False)
+    redo.verdict(Verdict("S1", "cam-1", "false_alarm", 20.0, "ops"), [alarm(detector, "smoke", "smoke")], False)
+    second = redo.cameras[KEY].head()
+    assert first is not None and second is not None
+    assert first.weights.tobytes() == second.weights.tobytes() and first.bias.tobytes() == second.bias.tobytes()
     detector.heads.clear()
     again = CameraLearning(CameraLearningConfig(), detector, None, tmp_path)
     assert again.status(KEY)["version"] == 2
