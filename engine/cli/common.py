@@ -88,9 +88,9 @@ def need_notify_extra(cfg: EngineConfig) -> None:
         need_extra("notify", "apprise", f"the people-facing sink of the config ({', '.join(named)}: type apprise)")
 
 
-def check_receivers(cfg: EngineConfig) -> None:
-    """Every Apprise receiver's URL is one Apprise can use (stop naming the receiver, never the URL), and a
-    warning for each receiver that names no part of the config."""
+def check_receivers(cfg: EngineConfig, warn: bool = True) -> None:
+    """Every Apprise receiver's URL is one Apprise can use (stop naming the receiver, never the URL), and
+    (``warn``) a warning for each receiver that names no part of the config (a running engine logs those)."""
     from engine.config.notify import AppriseSinkConfig
     from engine.dispatch.apprise_sink import build_receivers, receiver_warnings
 
@@ -101,7 +101,7 @@ def check_receivers(cfg: EngineConfig) -> None:
             except (ValueError, OSError) as exc:
                 typer.echo(f"config error: {exc}", err=True)
                 raise typer.Exit(2) from None
-    for warning in receiver_warnings(cfg):
+    for warning in receiver_warnings(cfg) if warn else []:
         print(f"warning: {warning}")
 
 

@@ -39,6 +39,7 @@ def run(config: ConfigOpt = DEFAULT_CONFIG, log_level: str = "info") -> None:
     setup_logging(log_level)
     cfg = load_or_exit(config)
     need_extras_for(cfg)
+    check_receivers(cfg, warn=False)
     from engine.runners.local import LocalRunner
 
     async def main() -> None:
@@ -134,6 +135,7 @@ def worker(config: ConfigOpt = DEFAULT_CONFIG, log_level: str = "info") -> None:
     need_store_extra(cfg)
     need_cameras_extra(cfg)
     need_notify_extra(cfg)
+    check_receivers(cfg, warn=False)
     import faust
 
     from engine.runners.faust_app import GridwatchWorker

@@ -269,7 +269,9 @@ def test_check_config_refuses_a_url_apprise_cannot_use_and_warns_of_a_receiver_n
     bad = CliRunner().invoke(app, ["check-config", str(path)])
     assert bad.exit_code == 2
     assert "sinks[0].receivers[1] (grid:g1): Apprise cannot use this URL (scheme 'nosuchservice')" in bad.output
-    assert "k3y-abcdef" not in ok.output + bad.output
+    run = CliRunner().invoke(app, ["run", "-c", str(path)])  # the engine stops at start, before anything runs
+    assert run.exit_code == 2 and "sinks[0].receivers[1] (grid:g1): Apprise cannot use this URL" in run.output
+    assert "k3y-abcdef" not in ok.output + bad.output + run.output
 
 
 def test_the_shipped_configs_commented_example_checks_ok(tmp_path, monkeypatch):
