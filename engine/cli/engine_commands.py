@@ -333,6 +333,8 @@ def demo(
             "mqtt": mqtt,
             # the demo's own API (any free port, its own token), with the config's basemap: the map keeps the city
             "api": ApiConfig(enabled=True, port=0, tokens=[demo_token], basemap=cfg.api.basemap),
+            # a simulated storm must not reach anyone's phone: no people-facing (Apprise) sink
+            "sinks": [s for s in cfg.sinks if s.type != "apprise"],
             "sites": [
                 *cfg.sites,
                 *[s for s in EngineConfig.model_validate({"sites": sc.sites_config()}).sites if cfg.site(s.id) is None],
