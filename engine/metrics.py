@@ -189,6 +189,20 @@ FRAME_SECONDS = Histogram(
     buckets=(0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5),
     registry=REGISTRY,
 )
+CAMERA_VERDICTS = Counter(
+    "gridwatch_camera_verdicts",
+    "Operators' verdicts on camera alarms, by verdict (false_alarm, fire, smoke) and outcome (learned: the camera's "
+    "new head or hot-spot memory is in use; kept: no head passed, the camera keeps its own; refused: a region over "
+    "the bound, no frame, learning off).",
+    ["verdict", "outcome"],
+    registry=REGISTRY,
+)
+CAMERA_REFIT_SECONDS = Histogram(
+    "gridwatch_camera_refit_seconds",
+    "Time one refit of a camera's learned head took (the examples' features extracted, the head fitted).",
+    buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0),
+    registry=REGISTRY,
+)
 AUTH_FAILURES = Counter(
     "gridwatch_api_auth_failures", "API requests with a wrong token (guessing is slowed down).", registry=REGISTRY
 )

@@ -123,7 +123,15 @@ class CameraStage:
             modality.get(f.get("detector", "")) == "thermal" for f in judged
         )
         frames = self._alarm_frames_of(v, findings, thermal)
-        result = self.learning.verdict(v, frames, thermal)
+        t0 = perf_counter()
+        try:
+            result = self.learning.verdict(v, frames, thermal)
+        except VerdictError:
+            metrics.CAMERA_VERDICTS.labels(v.verdict, "refused").inc()
+            raise
+        metrics.CAMERA_VERDICTS.labels(v.verdict, "learned" if result.get("learned") else "kept").inc()
+        if not thermal:
+            metrics.CAMERA_REFIT_SECONDS.observe(perf_counter() - t0)
         if v.verdict == "false_alarm" and result.get("learned"):
             # Not fire: the alarm the camera holds (hysteresis, k of n) starts afresh with what it learned.
             for state in self.states:

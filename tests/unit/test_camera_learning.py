@@ -219,6 +219,7 @@ def test_the_api_takes_an_operator_s_verdict_and_rollback(tmp_path: Path) -> Non
     written in the audit trail; the camera's version shows and rolls back."""
     from fastapi.testclient import TestClient
 
+    from engine import metrics
     from engine.api.auth import TokenAuth
     from engine.api.server import create_app
     from engine.api.verdicts import StageLearner, verdicts_router
@@ -253,6 +254,9 @@ def test_the_api_takes_an_operator_s_verdict_and_rollback(tmp_path: Path) -> Non
                        headers=ops)  # fmt: skip
     assert done.status_code == 200, done.text
     assert done.json()["learned"] and done.json()["version"] == 1
+    counted = metrics.REGISTRY.get_sample_value
+    assert (counted("gridwatch_camera_verdicts_total", {"verdict": "false_alarm", "outcome": "refused"}) or 0) >= 1
+    assert (counted("gridwatch_camera_verdicts_total", {"verdict": "false_alarm", "outcome": "learned"}) or 0) >= 1
     audit = store.incident(incident)["audit"]  # type: ignore[index]
     assert audit[-1]["action"] == "verdict" and audit[-1]["actor"] == "ops"
     assert audit[-1]["detail"]["verdict"] == "false_alarm" and audit[-1]["detail"]["version"] == 1
