@@ -389,3 +389,21 @@ def test_apprise_s_own_log_lines_and_tracebacks_are_redacted(store, chat, caplog
     logging.getLogger("urllib3.connectionpool").debug('"POST /hooks/duty?t=%s HTTP/1.1" 200', CHAT_TOKEN)
     assert "JSON POST to /…/… (…) failed" in caplog.text and "ValueError: cannot post to" in caplog.text
     assert CHAT_TOKEN not in caplog.text and "hooks/duty" not in caplog.text
+
+
+def test_one_key_dispatch_reaches_the_plan_s_contacts_and_tiers_with_the_plan(store, chat):
+    cfg = engine_config([{"to": "contact:Geotech team", "url": chat.url("geotech")},
+                         {"to": "district:*", "url": chat.url("district")}])  # fmt: skip
+    chat.start()
+    desk = Desk(cfg, store)
+    now = time.time()
+    iid = desk.red("S1", now)
+    desk.drain()
+    assert chat.posts == [], "the first news goes to the grid, which has no receiver here"
+    (note,) = desk.dispatcher.dispatch(iid, "duty officer", now + 5)
+    assert "Geotech team" in note.detail["receivers"]
+    desk.drain()
+    assert sorted(p["path"] for p in chat.posts) == ["/district", "/geotech"]
+    for post in chat.posts:
+        assert post["title"].endswith("dispatched with its response plan by duty officer")
+        assert "1. Evacuate the danger zone now" in post["message"]
