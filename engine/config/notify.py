@@ -3,10 +3,11 @@ with a rate limit per receiver (``engine.dispatch.apprise_sink``)."""
 
 from __future__ import annotations
 
+import csv
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, model_validator
 
 from engine.core.levels import LevelName
 
@@ -92,7 +93,15 @@ class AppriseSinkConfig(_Strict):
         description="Where people open the operator page (e.g. https://gridwatch.example.org): each message links "
         "to `<public_url>/#incident=<id>`. Unset: messages carry the incident id only.",
     )
-    receivers: list[AppriseReceiverConfig] = Field(min_length=1, description="Who is reached, and through which URL.")
+    receivers: list[AppriseReceiverConfig] = Field(
+        default_factory=list, description="Who is reached, and through which URL (and those of `receivers_file`)."
+    )
+    receivers_file: str | None = Field(
+        None,
+        description="A CSV of receivers, relative to the config file (columns `to,name,url,min_level`; `name` and "
+        "`min_level` may be empty): a city's directory of grid workers and duty officers. It holds the URLs: mount "
+        "it as a secret. An error names its line and column, never a URL.",
+    )
     rate_limit: NotifyRateLimit = Field(
         default_factory=NotifyRateLimit, description="Messages per receiver; beyond it, held and summarised."
     )
@@ -110,8 +119,21 @@ class AppriseSinkConfig(_Strict):
         "later news to the others (0: retry it in order for ever).",
     )
 
+    @model_validator(mode="before")
+    @classmethod
+    def _load_receivers_file(cls, data: Any, info: ValidationInfo) -> Any:
+        if not isinstance(data, dict) or not isinstance(data.get("receivers_file"), str):
+            return data
+        path = Path((info.context or {}).get("base_dir", ".")) / data["receivers_file"]
+        given = data.get("receivers") or []
+        if not isinstance(given, list):
+            return data  # the field's own validation says what is wrong
+        return {**data, "receivers": [*given, *read_receivers(path)]}
+
     @model_validator(mode="after")
     def _unique(self) -> AppriseSinkConfig:
+        if not self.receivers:
+            raise ValueError("no receivers: give `receivers`, or a `receivers_file` with at least one row")
         labels = [r.label for r in self.receivers]
         dupes = sorted({n for n in labels if labels.count(n) > 1})
         if dupes:
@@ -119,3 +141,25 @@ class AppriseSinkConfig(_Strict):
         if self.public_url is not None and not self.public_url.startswith(("http://", "https://")):
             raise ValueError("public_url: use the page's http:// or https:// address")
         return self
+
+
+def read_receivers(path: Path) -> list[dict[str, str]]:
+    """The rows of a receivers file, each checked here so that an error names the file, the line and the column
+    (never the value: the URL holds keys)."""
+    if not path.is_file():
+        raise ValueError(f"receivers_file: no file {path}")
+    out = []
+    with path.open(newline="", encoding="utf-8") as fh:
+        reader = csv.DictReader(fh)
+        for row in reader:
+            fields = {k: (v or "").strip() for k, v in row.items() if k is not None}
+            fields = {k: v for k, v in fields.items() if v or k in ("to", "url")}
+            try:
+                AppriseReceiverConfig.model_validate(fields)
+            except ValidationError as exc:
+                first = exc.errors()[0]
+                where = ".".join(str(p) for p in first["loc"]) or "row"
+                msg = first["msg"].removeprefix("Value error, ")
+                raise ValueError(f"{path}:{reader.line_num}: {where}: {msg}") from None
+            out.append(fields)
+    return out

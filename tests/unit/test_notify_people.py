@@ -407,3 +407,30 @@ def test_one_key_dispatch_reaches_the_plan_s_contacts_and_tiers_with_the_plan(st
     for post in chat.posts:
         assert post["title"].endswith("dispatched with its response plan by duty officer")
         assert "1. Evacuate the danger zone now" in post["message"]
+
+
+def test_a_receivers_file_lists_a_city_s_staff_and_a_bad_row_is_named_by_line_never_by_url(tmp_path):
+    (tmp_path / "people.csv").write_text(
+        "to,name,url,min_level\n"
+        "grid:g1,g1-mail,mailto://gw:k3y-abcdef@smtp.example.org?from=gw@example.org&to=g1@example.org,\n"
+        "town:t1,,json://duty.example.org/hooks/k3y-abcdef,orange\n"
+    )
+    (tmp_path / "gridwatch.yaml").write_text(
+        "sites: [{id: S1, lat: 29.5, lon: 106.5, grid: g1, town: t1, district: d1}]\n"
+        "sinks:\n  - type: apprise\n    receivers_file: people.csv\n"
+        "    receivers: [{to: 'district:d1', url: 'json://d1.example.org/x'}]\n"
+    )
+    ok = CliRunner().invoke(app, ["check-config", str(tmp_path / "gridwatch.yaml")])
+    assert ok.exit_code == 0 and "warning" not in ok.output, ok.output
+    cfg = parse_config((tmp_path / "gridwatch.yaml").read_text(), str(tmp_path / "gridwatch.yaml"), tmp_path)
+    sink = cfg.sinks[0]
+    assert [(r.label, r.min_level) for r in sink.receivers] == [  # type: ignore[union-attr]
+        ("district:d1", "blue"), ("g1-mail", "blue"), ("town:t1", "orange")
+    ]  # fmt: skip
+    (tmp_path / "people.csv").write_text(
+        "to,name,url,min_level\ngrid:g1,,json://duty.example.org/hooks/k3y-abcdef,\ntown:t1,,k3y-abcdef,\n"
+    )
+    bad = CliRunner().invoke(app, ["check-config", str(tmp_path / "gridwatch.yaml")])
+    said = f"{tmp_path / 'people.csv'}:3: row: receiver town:t1: `url` is not an Apprise URL"
+    assert bad.exit_code == 2 and said in bad.output, bad.output
+    assert "k3y-abcdef" not in ok.output + bad.output
