@@ -205,8 +205,8 @@ class CameraLearning:
         frames = frames[: self.settings.frames_per_verdict]
         if not frames:
             raise VerdictError(f"no frame of {v.key}'s alarm is kept to learn from (its snapshots are gone)")
-        # the operator's box, else the cells of the newest frame that has some (a frame the alarm only held has none)
-        boxes = [v.region] if v.region is not None else next((list(f.boxes) for f in frames if f.boxes), [])
+        # the operator's box, else the alarm's cells in its frames (a frame the alarm only held has none)
+        boxes = [v.region] if v.region is not None else list(dict.fromkeys(b for f in frames for b in f.boxes))
         if not boxes:
             raise VerdictError("the alarm has no region: draw a box on the snapshot around what was judged")
         share = region_share(boxes)
