@@ -8,6 +8,7 @@ a 29 % breakdown point: isolated spikes and multipath outliers do not move it.
 
 from __future__ import annotations
 
+import math
 from typing import ClassVar, Generic, Literal, TypeVar
 
 import numpy as np
@@ -441,6 +442,18 @@ class SlopeSensorDetector(Detector[S], Generic[S]):
             )
         if cfg.min_points > cfg.points:
             return f"points={cfg.points} cannot hold min_points={cfg.min_points} readings"
+        span_s = interval_s * (cfg.points - 1)
+        if span_s < cfg.window_h * 3600.0 / 2.0:  # a rate needs readings spanning half its window
+            need = math.ceil(cfg.window_h * 3600.0 / 2.0 / interval_s) + 1
+            fix = (
+                f"raise points to {need}"
+                if need <= 1024
+                else f"send a reading every {math.ceil(cfg.window_h * 1800.0 / 1023)} s or less often"
+            )
+            return (
+                f"points={cfg.points} readings {interval_s:g} s apart span {span_s:g} s, less than half the "
+                f"{cfg.window_h:g} h window: no velocity ever; {fix}, or lower window_h"
+            )
         return None
 
     def window_h(self, state: DeviceState, dev: I64, k: I64, ts: F64) -> F64:

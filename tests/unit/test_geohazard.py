@@ -453,6 +453,11 @@ def test_the_shipped_gnss_detectors_adapt_to_a_station_surveyed_every_eleven_day
     assert det.cadence_problem(11 * 86400.0) is None
     # A sensor too slow even for slow_min_points within max_window_h is named by check-config.
     assert "slow_min_points" in (det.cadence_problem(30 * 86400.0) or "")
+    # So is one too fast for its ring: 160 GNSS epochs a second apart never span half a day.
+    assert "raise points to" not in (det.cadence_problem(1.0) or "")
+    assert "no velocity ever" in (det.cadence_problem(1.0) or "")
+    assert "raise points to 361" in (det.cadence_problem(120.0) or "")
+    assert det.cadence_problem(600.0) is None
     # Fast sensors keep their min_points: the same detector on 10-minute epochs is unchanged by the setting.
     fast = [("S1", "gnss-2", 600.0 * i, "disp_mm", 0.01 * i) for i in range(400)]
     off = DisplacementRate(det.config.model_copy(update={"slow_min_points": rate.min_points}))
