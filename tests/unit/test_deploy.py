@@ -52,6 +52,7 @@ def test_the_shipped_mosquitto_config_keeps_what_it_queues():
 def test_the_shipped_mosquitto_config_drops_a_message_larger_than_any_frame_or_report(tmp_path):
     """A 200 MB "report" cost the engine ~500 MB before it was refused; the shipped broker never passes one on."""
     import paho.mqtt.client as paho
+    from paho.mqtt.enums import CallbackAPIVersion
 
     from tests.conftest import Mosquitto, _mosquitto_binary, wait_for
 
@@ -67,13 +68,13 @@ def test_the_shipped_mosquitto_config_drops_a_message_larger_than_any_frame_or_r
     broker.start()
     got: list[int] = []
     try:
-        sub = paho.Client(paho.CallbackAPIVersion.VERSION2, protocol=paho.MQTTv5)
+        sub = paho.Client(CallbackAPIVersion.VERSION2, protocol=paho.MQTTv5)
         sub.on_message = lambda c, u, m: got.append(len(m.payload))
         sub.connect("127.0.0.1", broker.port)
         sub.subscribe("gw/reports/#", qos=1)
         sub.loop_start()
         for size in (17_000_000, 6_700_000):  # over the bound; the largest photo a report may carry
-            pub = paho.Client(paho.CallbackAPIVersion.VERSION2, protocol=paho.MQTTv5)
+            pub = paho.Client(CallbackAPIVersion.VERSION2, protocol=paho.MQTTv5)
             pub.connect("127.0.0.1", broker.port)
             pub.loop_start()
             pub.publish("gw/reports/S1/r1", b"x" * size, qos=0)
