@@ -157,23 +157,8 @@ class Intake:
                 logger.exception("decoding a message on %s failed", topic)
                 self.builder.truncate(before)  # none of the message's readings, as for any dead letter
                 rejected = [Rejection("internal_error", f"{type(exc).__name__}: {exc}"[:300])]
-            added = len(self.builder) - before
-            if redelivered:
-                self.builder.mark_redelivered(before)
-            if added and self.first_at is None:
-                self.first_at = time.monotonic()
-            full = len(self.builder) >= self.cfg.ingest.batch_max
-            if ack is not None:
-                if added:
-                    self._acks.append(ack)
-                else:
-                    ack()
-        if added:
-            metrics.READINGS.inc(added)
-        if rejected:
-            self.reject(rejected, topic, payload, now)
-        if full and self._on_full is not None:
-            self._on_full()
+            added, full = self._kept(before, ack, redelivered)
+        self._after(added, full, rejected, topic, payload, now)
 
     def take_readings(
         self,
@@ -205,24 +190,33 @@ class Intake:
                 logger.exception("taking the readings of %s failed", topic)
                 self.builder.truncate(before)
                 rejected.append(Rejection("internal_error", f"{type(exc).__name__}: {exc}"[:300]))
-            added = len(self.builder) - before
-            if redelivered:
-                self.builder.mark_redelivered(before)
-            if added and self.first_at is None:
-                self.first_at = time.monotonic()
-            full = len(self.builder) >= self.cfg.ingest.batch_max
-            if ack is not None:
-                if added:
-                    self._acks.append(ack)
-                else:
-                    ack()
+            added, full = self._kept(before, ack, redelivered)
+        self._after(added, full, rejected, topic, payload, now)
+        return rejected
+
+    def _kept(self, before: int, ack: Callable[[], None] | None, redelivered: bool) -> tuple[int, bool]:
+        """Under the lock, after one message's readings went into the batch from index ``before``: how many
+        were added and whether the batch is full; ``ack`` waits for the batch when some were, else runs now."""
+        added = len(self.builder) - before
+        if redelivered:
+            self.builder.mark_redelivered(before)
+        if added and self.first_at is None:
+            self.first_at = time.monotonic()
+        if ack is not None:
+            if added:
+                self._acks.append(ack)
+            else:
+                ack()
+        return added, len(self.builder) >= self.cfg.ingest.batch_max
+
+    def _after(self, added: int, full: bool, rejected: list[Rejection], topic: str, payload: bytes, now: float) -> None:
+        """Outside the lock: count the readings, dead-letter the refused ones, start a full batch."""
         if added:
             metrics.READINGS.inc(added)
         if rejected:
             self.reject(rejected, topic, payload, now)
         if full and self._on_full is not None:
             self._on_full()
-        return rejected
 
     def _allowed(self, topic: str, payload: bytes, now: float) -> bool:
         """The device's rate limit; a refused message is counted, and dead-lettered once a minute per device
