@@ -14,14 +14,20 @@ comparison, at 3072x2048 with ``tile_px: 0`` (the whole frame as one input, the 
 Reported per stream: minutes from ignition to the first incident, incidents before ignition, whether the
 first finding's region touches the plume, and incidents on the control.
 
-Run: ``.venv/bin/python models/plume_streams.py [N [SIZE]]`` (N backgrounds, default 6; SIZE: only that row,
-e.g. "3072x2048 tiles", written to plume_streams_quick.json); writes ``models/plume_streams.json``. The
-plumes are drawn, not real: this measures timing, memory and regions on real backgrounds, not detection of
-real smoke.
+Single frames: each of the sample's no-fire frames scaled to 3072x2048 is scored once in tiles by a fresh
+detector (no memory, no confirmation), and the share of frames, and of model inputs (48 tiles and the whole),
+with a cell at a class's threshold is reported: what a tile's evidence is worth before time.
+
+Run: ``.venv/bin/python models/plume_streams.py [N [SIZE]] [--model NAME=CARD ...] [--out FILE]`` (N
+backgrounds, default 6; SIZE: only that row, e.g. "3072x2048 tiles"; each ``--model`` runs every row and the
+single frames with that model card instead of the shipped one, so models compare in one run); writes
+``models/plume_streams.json`` (``plume_streams_quick.json`` with SIZE). The plumes are drawn, not real: this
+measures timing, memory and regions on real backgrounds, not detection of real smoke.
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import sys
 import tempfile
@@ -35,7 +41,8 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from detectors.vision.base import Box, iou  # noqa: E402
+from detectors.vision.base import Box, CameraState, Frame, FrameBatch, iou  # noqa: E402
+from detectors.vision.smoke_fire_onnx import SmokeFireOnnx, SmokeFireOnnxConfig  # noqa: E402
 from engine.config.loader import load_config  # noqa: E402
 from engine.ingest.camera_recording import FrameTimes, recorded_frames  # noqa: E402
 from engine.runners.camera_replay import replay_cameras  # noqa: E402
@@ -117,42 +124,93 @@ def run_stream(cfg: Any, bg: np.ndarray, seed: int, plume: bool) -> dict[str, An
     return out
 
 
+def with_model(cfg: Any, card: str | None) -> Any:
+    """``cfg`` with the smoke-and-fire detector reading the model card ``card`` (None: as shipped)."""
+    if card is None:
+        return cfg
+    dets = [d.model_copy(update={"model": card}) if d.type == "smoke_fire_onnx" else d for d in cfg.cameras.detectors]
+    return cfg.model_copy(update={"cameras": cfg.cameras.model_copy(update={"detectors": dets})})
+
+
+def single_frames(cfg: Any, paths: list[Path]) -> dict[str, Any]:
+    """Each no-fire frame at 3072x2048, scored once in tiles by a fresh detector: the share of frames and of
+    model inputs (tiles and the whole) with a cell at a class's threshold, per class and for either."""
+    spec = next(d for d in cfg.cameras.detectors if d.type == "smoke_fire_onnx")
+    det = SmokeFireOnnx(SmokeFireOnnxConfig.model_validate({**spec.model_dump(), "motion_gate": 0}))
+    frames: dict[str, list[bool]] = {"fire": [], "smoke": [], "either": []}
+    inputs: dict[str, list[float]] = {"fire": [], "smoke": [], "either": []}
+    for path in paths:
+        img = cv2.resize(np.asarray(cv2.imread(str(path)), np.uint8), (3072, 2048), interpolation=cv2.INTER_CUBIC)
+        state = CameraState()
+        det.observe(FrameBatch([Frame("T1", "tower", T0, img)]), state)
+        cells = state.track("T1/tower").model["tiles"]["cells"]  # (inputs, classes, G, G)
+        top = cells.reshape(len(cells), len(det.labels), -1).max(axis=2)
+        hit = {k: top[:, i] >= det.thresholds[k] for i, k in enumerate(det.labels)}
+        hit["either"] = hit["fire"] | hit["smoke"]
+        for k, h in hit.items():
+            frames[k].append(bool(h.any()))
+            inputs[k].append(float(h.mean()))
+    return {"frames": len(paths), "inputs_per_frame": len(cells), "thresholds": det.thresholds,
+            "frames_alarming": {k: round(float(np.mean(v)), 3) for k, v in frames.items()},
+            "inputs_alarming": {k: round(float(np.mean(v)), 3) for k, v in inputs.items()}}  # fmt: skip
+
+
 def main() -> None:
-    n = int(sys.argv[1]) if len(sys.argv) > 1 else 6
-    only = sys.argv[2] if len(sys.argv) > 2 else ""  # a size's name: run only it (a quick check)
-    cfg = load_config(ROOT / "config" / "gridwatch.yaml")
-    former = [d.model_copy(update={"tile_px": 0}) if d.type == "smoke_fire_onnx" else d for d in cfg.cameras.detectors]
-    whole_cfg = cfg.model_copy(update={"cameras": cfg.cameras.model_copy(update={"detectors": former})})
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("n", type=int, nargs="?", default=6, help="Backgrounds (streams).")
+    ap.add_argument("only", nargs="?", default="", help="Run only this size's row (a quick check).")
+    ap.add_argument("--model", action="append", default=[], help="NAME=CARD: also run with this model card.")
+    ap.add_argument("--out", type=Path, help="Where to write the results (default models/plume_streams.json).")
+    ap.add_argument("--no-single", action="store_true", help="Skip the single-frame alarm shares.")
+    args = ap.parse_args()
+    n, only = args.n, args.only
+    shipped = load_config(ROOT / "config" / "gridwatch.yaml")
+    models: list[tuple[str, str | None]] = [("shipped", None)]
+    models += [(m.split("=", 1)[0], m.split("=", 1)[1]) for m in args.model]
     rows: list[dict[str, Any]] = []
-    for seed, path in enumerate(backgrounds(n), start=1):
-        native = np.asarray(cv2.imread(str(path)), np.uint8)
-        tower = cv2.resize(native, (3072, 2048), interpolation=cv2.INTER_CUBIC)
-        for size, bg, c in (("native", native, cfg), ("3072x2048 tiles", tower, cfg),
-                            ("3072x2048 whole (former)", tower, whole_cfg)):  # fmt: skip
-            if only and size != only:
-                continue
-            row = {"background": path.name, "size": size, "frame": f"{bg.shape[1]}x{bg.shape[0]}",
-                   "plume": run_stream(c, bg, seed, True), "control": run_stream(c, bg, seed, False)}  # fmt: skip
-            print(json.dumps(row), flush=True)
-            rows.append(row)
+    single: dict[str, Any] = {}
+    for model, card in models:
+        cfg = with_model(shipped, card)
+        former = [d.model_copy(update={"tile_px": 0}) if d.type == "smoke_fire_onnx" else d
+                  for d in cfg.cameras.detectors]  # fmt: skip
+        whole_cfg = cfg.model_copy(update={"cameras": cfg.cameras.model_copy(update={"detectors": former})})
+        if not args.no_single:
+            single[model] = single_frames(cfg, backgrounds(10_000))
+            print(json.dumps({"model": model, "single_frames": single[model]}), flush=True)
+        for seed, path in enumerate(backgrounds(n), start=1):
+            native = np.asarray(cv2.imread(str(path)), np.uint8)
+            tower = cv2.resize(native, (3072, 2048), interpolation=cv2.INTER_CUBIC)
+            for size, bg, c in (("native", native, cfg), ("3072x2048 tiles", tower, cfg),
+                                ("3072x2048 whole (former)", tower, whole_cfg)):  # fmt: skip
+                if only and size != only:
+                    continue
+                row = {"model": model, "background": path.name, "size": size, "frame": f"{bg.shape[1]}x{bg.shape[0]}",
+                       "plume": run_stream(c, bg, seed, True), "control": run_stream(c, bg, seed, False)}  # fmt: skip
+                print(json.dumps(row), flush=True)
+                rows.append(row)
     summary: dict[str, Any] = {}
-    for size in sorted({r["size"] for r in rows}):
-        mine = [r for r in rows if r["size"] == size]
+    for key in sorted({(r["model"], r["size"]) for r in rows}):
+        mine = [r for r in rows if (r["model"], r["size"]) == key]
         found = [r["plume"]["minutes_from_ignition"] for r in mine if r["plume"]["minutes_from_ignition"] is not None]
-        summary[size] = {
+        # A first incident whose region misses the plume is no finding of it (the control's false alarm).
+        on_plume = [r["plume"]["minutes_from_ignition"] for r in mine if r["plume"]["minutes_from_ignition"] is not None
+                    and r["plume"].get("first_region_on_plume")]  # fmt: skip
+        summary[f"{key[0]}: {key[1]}"] = {
             "streams": len(mine),
-            "plumes_found_within_10_min": sum(1 for m in found if m <= 10),
-            "plumes_found": len(found),
-            "median_minutes_to_first_incident": float(np.median(found)) if found else None,
+            "plumes_found_within_10_min": sum(1 for m in on_plume if m <= 10),
+            "plumes_found": len(on_plume),
+            "minutes_to_first_incident_on_plume": sorted(on_plume),
+            "first_incidents_after_ignition": len(found),
             "streams_with_incidents_before_ignition": sum(1 for r in mine if r["plume"]["incidents_before_ignition"]),
             "first_region_on_plume": sum(1 for r in mine if r["plume"].get("first_region_on_plume")),
             "controls_with_incidents": sum(1 for r in mine if r["control"]["incidents"]),
         }
     out = {"date": time.strftime("%Y-%m-%d"), "ignition_minute": IGNITION_MIN, "minutes": SPAN_MIN,
+           "models": {m: c or "models/smoke_fire.json" for m, c in models}, "single_frames_3072x2048": single,
            "summary": summary, "streams": rows}  # fmt: skip
-    name = "plume_streams.json" if not only else "plume_streams_quick.json"
-    (ROOT / "models" / name).write_text(json.dumps(out, indent=2) + "\n")
-    print(json.dumps(summary, indent=2))
+    path = args.out or ROOT / "models" / ("plume_streams.json" if not only else "plume_streams_quick.json")
+    path.write_text(json.dumps(out, indent=2) + "\n")
+    print(json.dumps({"single_frames": single, "summary": summary}, indent=2))
 
 
 if __name__ == "__main__":
