@@ -197,6 +197,19 @@ CAMERA_VERDICTS = Counter(
     ["verdict", "outcome"],
     registry=REGISTRY,
 )
+CAMERA_SNAPSHOT_BYTES = Gauge(
+    "gridwatch_camera_snapshot_bytes",
+    "Bytes of camera snapshots and frames kept for verdicts on disk (data_dir/snapshots), within "
+    "cameras.snapshot_quota_mb.",
+    registry=REGISTRY,
+)
+CAMERA_SNAPSHOTS_PRUNED = Counter(
+    "gridwatch_camera_snapshots_pruned",
+    "Camera snapshots and kept frames deleted, oldest first, by reason: quota (over cameras.snapshot_quota_mb) or "
+    "age (older than cameras.snapshot_retention_days); never one an open incident still shows.",
+    ["reason"],
+    registry=REGISTRY,
+)
 CAMERA_REFIT_SECONDS = Histogram(
     "gridwatch_camera_refit_seconds",
     "Time one refit of a camera's learned head took (the examples' features extracted, the head fitted).",

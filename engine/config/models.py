@@ -820,6 +820,18 @@ class CamerasConfig(Strict):
         description="Memory for each camera's newest frame (the operator page's camera view); beyond it the frames "
         "of the cameras heard from least recently are let go.",
     )
+    snapshot_quota_mb: float = Field(
+        5000.0,
+        gt=0,
+        description="Disk for the cameras' alarm snapshots and the frames kept for verdicts (data_dir/snapshots); "
+        "beyond it the oldest are deleted first, never one an open incident still shows.",
+    )
+    snapshot_retention_days: float = Field(
+        30.0,
+        gt=0,
+        description="Snapshots and kept frames captured longer ago than this (against the newest frame's capture "
+        "time) are deleted, unless an open incident still shows them.",
+    )
     detectors: list[CameraDetectorSpec] = Field(
         default_factory=list, description="Camera detectors (smoke_fire_onnx, flame_color_motion, thermal_hotspot)."
     )

@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 from collections import OrderedDict, deque
+from collections.abc import Collection
 from pathlib import Path
 from time import perf_counter
 from typing import Any
@@ -23,6 +24,7 @@ from engine import metrics
 from engine.config.models import EngineConfig
 from engine.core.findings import Finding
 from engine.flow.camera_learning import AlarmFrame, CameraLearning, Verdict, VerdictError
+from engine.flow.snapshot_retention import SnapshotRetention
 
 ALARM_CAMERAS = 64  # cameras whose latest alarm frames are held in memory for a verdict (the rest: on disk)
 CLEAN_FRAME_EVERY_S = 30.0
@@ -36,7 +38,8 @@ class CameraStage:
     ``snapshot_dir``: where the frame behind each finding is written as JPEG; the finding's evidence then
     names it (``snapshot``: the API path that serves it) beside the detected ``region``; with learning, the
     frame as it came (``<ms>.frame.jpg``, what a verdict learns from) beside it, one per camera every
-    ``CLEAN_FRAME_EVERY_S`` of capture time at most. ``learning_dir``: where the
+    ``CLEAN_FRAME_EVERY_S`` of capture time at most; both within ``cameras.snapshot_quota_mb`` and
+    ``snapshot_retention_days`` (``retention``; the runner calls ``prune``). ``learning_dir``: where the
     cameras' learned heads are kept (None: in memory).
     """
 
@@ -46,6 +49,10 @@ class CameraStage:
         ]
         self.states: list[CameraState] = [d.new_state() for d in self.detectors]
         self.snapshot_dir = snapshot_dir
+        self.retention: SnapshotRetention | None = None
+        if snapshot_dir is not None:
+            quota = round(cfg.cameras.snapshot_quota_mb * 1e6)
+            self.retention = SnapshotRetention(snapshot_dir, quota, cfg.cameras.snapshot_retention_days * 86400.0)
         self.thermal = {(c.site, c.id) for c in cfg.cameras.devices if c.kind == "thermal"}
         self.failures: list[tuple[str, str, list[str]]] = []  # (detector, error, cameras), newest last
         self.learning: CameraLearning | None = None
@@ -182,16 +189,26 @@ class CameraStage:
         path = self.snapshot_dir / frame.site / frame.camera / name
         path.parent.mkdir(parents=True, exist_ok=True)
         if not path.exists():
-            path.write_bytes(cv2.imencode(".jpg", img, [cv2.IMWRITE_JPEG_QUALITY, 80])[1].tobytes())
+            self._write(path, cv2.imencode(".jpg", img, [cv2.IMWRITE_JPEG_QUALITY, 80])[1].tobytes())
         # The frame as it came, what a verdict learns from: at most one per camera every CLEAN_FRAME_EVERY_S of
         # capture time (an alarm's findings come with every frame; a verdict learns from a few of them).
         clean = path.with_suffix(".frame.jpg")
         last = self._clean_at.get(frame.key, float("-inf"))
         if self.learning is not None and frame.image.ndim == 3 and abs(frame.ts - last) >= CLEAN_FRAME_EVERY_S:
-            clean.write_bytes(cv2.imencode(".jpg", frame.image, [cv2.IMWRITE_JPEG_QUALITY, 92])[1].tobytes())
+            self._write(clean, cv2.imencode(".jpg", frame.image, [cv2.IMWRITE_JPEG_QUALITY, 92])[1].tobytes())
             self._clean_at[frame.key] = frame.ts
         snapshot = f"/api/snapshots/{frame.site}/{frame.camera}/{name}"
         return dataclasses.replace(finding, evidence={**finding.evidence, "snapshot": snapshot})
+
+    def _write(self, path: Path, data: bytes) -> None:
+        path.write_bytes(data)
+        if self.retention is not None:
+            self.retention.kept(path, len(data))
+
+    def prune(self, now: float, held: Collection[str] = ()) -> list[str]:
+        """Keep the snapshots and kept frames within their quota and age at capture time ``now``, sparing
+        ``held`` (``held_snapshots`` of the open incidents); the files deleted."""
+        return self.retention.prune(now, held) if self.retention is not None else []
 
 
 def boxes_of(evidence: dict[str, Any]) -> list[Box]:

@@ -68,6 +68,7 @@ from engine.dispatch.outbox import OutboxDelivery, RetryPolicy
 from engine.flow.cameras import CameraStage
 from engine.flow.pipeline import Pipeline, apply_findings
 from engine.flow.site_state import SiteState
+from engine.flow.snapshot_retention import held_snapshots
 from engine.incidents.reports import ReportQuota, stamped
 from engine.incidents.tracker import IncidentError, IncidentTracker
 from engine.ingest.camera_intake import CameraIntake
@@ -338,7 +339,12 @@ class GridwatchWorker:
                 continue
             ts = bytes(headers.get("ts", b"")).decode() or repr(time.time())
             cams.handle(t, topic, ev.value, {"ts": ts}, time.time())
-        findings = await asyncio.to_thread(lambda: self.cameras.step(cams.take(), set(cams.thermal)))
+        frames = await asyncio.to_thread(cams.take)  # decoded here, off the event loop
+        findings = await asyncio.to_thread(self.cameras.step, frames, set(cams.thermal))
+        if frames and self.cameras.retention is not None:  # what this worker's open incidents show is kept
+            async with self._incidents_lock:  # the trackers change on threads under this lock
+                held = held_snapshots(inc for p in self.handling.values() for inc in p.tracker.open.values())
+            await asyncio.to_thread(self.cameras.prune, max(f.ts for f in frames), held)
         for rej, topic, payload, at in self._camera_dead:  # refused on arrival or when decoded
             await self.deadletter_topic.send(value=deadletter_message(rej, topic, payload, at))
         self._camera_dead.clear()

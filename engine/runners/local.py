@@ -41,6 +41,7 @@ from engine.flow.checkpoint import (
     write_checkpoint,
 )
 from engine.flow.pipeline import DetectorFailure
+from engine.flow.snapshot_retention import held_snapshots
 from engine.incidents.reports import ReportError, ReportQuota, ReportWorker, mqtt_report
 from engine.ingest.camera_intake import CameraIntake
 from engine.ingest.camera_sources import CameraSources
@@ -542,7 +543,10 @@ class LocalRunner:
             latest = max(f.ts for f in frames) if frames else None
             async with self._stepping():
                 events = await asyncio.to_thread(self._observe, findings, latest)
+                held = held_snapshots(self.pipeline.tracker.open.values())
             self._after(events)
+            if latest is not None and self.cameras.retention is not None:
+                await asyncio.to_thread(self.cameras.prune, latest, held)
 
     def _observe(self, findings: list[Any], latest: float | None = None) -> list[dict[str, Any]]:
         """Camera findings into the incidents; frames that showed nothing still move data time to ``latest``,
