@@ -12,6 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationIn
 from engine.core.levels import LevelName
 
 RECEIVER_KINDS = ("grid", "town", "district", "city", "contact")
+MAX_LABEL = 200  # receiver_messages.receiver is VARCHAR(200): PostgreSQL refuses a longer one
 
 
 class _Strict(BaseModel):
@@ -63,6 +64,9 @@ class AppriseReceiverConfig(_Strict):
                 f"`to` must be <tier>:<name> with tier one of {', '.join(RECEIVER_KINDS)} (e.g. town:Nanshan, "
                 f"town:*, contact:Geotech team); got {self.to[:80]!r}"
             )
+        if len(self.to) > MAX_LABEL or (self.name is not None and len(self.name) > MAX_LABEL):
+            raise ValueError(f"`to` and `name` are at most {MAX_LABEL} characters (the store's receiver column); got "
+                             f"{max(len(self.to), len(self.name or ''))}")  # fmt: skip
         if (self.url is None) == (self.url_file is None):
             raise ValueError(f"receiver {self.label}: give `url` (from ${{ENV_VAR}}) or `url_file`, one of them")
         if self.url_file is not None and not Path(self.url_file).is_file():

@@ -235,6 +235,8 @@ def test_redaction_cuts_every_key_of_a_url_out_of_any_text(password, token, host
         ({"to": "town:t1"}, "give `url` (from ${ENV_VAR}) or `url_file`, one of them"),
         ({"to": "town:t1", "url": "k3y-abcdef"}, "`url` is not an Apprise URL"),
         ({"to": "town:t1", "url_file": "/no/such/secret"}, "url_file: no file /no/such/secret"),
+        ({"to": "contact:" + "x" * 193, "url": "json://k3y-abcdef@h/p"}, "at most 200 characters"),
+        ({"to": "town:t1", "name": "n" * 201, "url": "json://k3y-abcdef@h/p"}, "at most 200 characters"),
     ],
 )
 def test_a_bad_receiver_stops_at_load_naming_its_field_never_its_url(receiver, says):
