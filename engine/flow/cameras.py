@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import threading
 from collections import OrderedDict, deque
 from collections.abc import Collection
 from pathlib import Path
@@ -60,6 +61,10 @@ class CameraStage:
         self.alarm_frames: OrderedDict[str, deque[AlarmFrame]] = OrderedDict()
         self.thermal_seen: set[tuple[str, str]] = set()  # cameras whose frames came as thermal, not in the config
         self._clean_at: dict[str, float] = {}  # per camera: the capture time of the last frame kept as it came
+        # Cameras whose held alarm a verdict restarts: the verdict comes on the API's thread, the tracks are the
+        # stage's, so the stage restarts them itself at its next step (never while a detector is updating one).
+        self._restart: set[str] = set()
+        self._restart_lock = threading.Lock()
         self.frames_per_verdict = settings.frames_per_verdict
         visible = next((d for d in self.detectors if isinstance(d, SmokeFireOnnx)), None)
         heat = next((d for d in self.detectors if isinstance(d, ThermalHotspot)), None)
@@ -72,6 +77,14 @@ class CameraStage:
     def step(self, frames: list[Frame], thermal: set[tuple[str, str]] | None = None) -> list[Finding]:
         if not frames or not self.detectors:
             return []
+        with self._restart_lock:
+            restart, self._restart = self._restart, set()
+        for key in restart:
+            for state in self.states:
+                track = state.tracks.get(key)
+                if track is not None:
+                    track.level, track.quiet = 0, 0
+                    track.recent.clear()
         thermal = self.thermal | (thermal or set())
         self.thermal_seen.update(k for k in thermal if k not in self.thermal)
         findings: list[Finding] = []
@@ -140,12 +153,10 @@ class CameraStage:
         if not thermal:
             metrics.CAMERA_REFIT_SECONDS.observe(perf_counter() - t0)
         if v.verdict == "false_alarm" and result.get("learned"):
-            # Not fire: the alarm the camera holds (hysteresis, k of n) starts afresh with what it learned.
-            for state in self.states:
-                track = state.tracks.get(v.key)
-                if track is not None:
-                    track.level, track.quiet = 0, 0
-                    track.recent.clear()
+            # Not fire: the alarm the camera holds (hysteresis, k of n) starts afresh with what it learned, from
+            # the stage's next step (its own thread).
+            with self._restart_lock:
+                self._restart.add(v.key)
         return result
 
     def _alarm_frames_of(self, v: Verdict, findings: list[dict[str, Any]] | None, thermal: bool) -> list[AlarmFrame]:

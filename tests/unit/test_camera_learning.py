@@ -333,3 +333,27 @@ def test_a_thermal_verdict_after_a_restart_needs_only_the_finding(tmp_path: Path
     assert isinstance(heat, ThermalHotspot)
     (spot,) = heat.dismissed["S1/ir-1"]
     assert spot.region == (0.2, 0.3, 0.2, 0.2) and spot.score == 1.3 and spot.time_of_day == 1_700_000_000.0 % 86400
+
+
+def test_a_verdict_restarts_the_held_alarm_on_the_stage_s_own_thread(tmp_path: Path) -> None:
+    """A verdict comes on the API's thread while the stage's thread may be updating the camera's track (a
+    cleared deque under a detector's loop over it fails that detector's whole batch): the verdict leaves the
+    track to the stage, which restarts the held alarm at its next step."""
+    from engine.config.models import EngineConfig
+    from engine.flow.cameras import CameraStage
+
+    cfg = EngineConfig.model_validate({"cameras": {
+        "devices": [{"site": "S1", "id": "ir-1", "kind": "thermal"}],
+        "detectors": [{"type": "thermal_hotspot"}],
+    }})  # fmt: skip
+    stage = CameraStage(cfg, None, tmp_path)
+    track = stage.states[0].track("S1/ir-1")
+    track.level, track.quiet = 2, 1
+    track.recent.extend([(1.3, (0.2, 0.3, 0.2, 0.2))] * 3)
+    finding = {"device": "ir-1", "ts": 1_700_000_000.0, "score": 1.3, "evidence": {"region": [0.2, 0.3, 0.2, 0.2]}}
+    out = stage.verdict(Verdict("S1", "ir-1", "false_alarm", 1_700_000_100.0, "ops"), [finding])
+    assert out["learned"]
+    assert track.level == 2 and len(track.recent) == 3  # untouched by the verdict's thread
+    cold = np.full((60, 80), 20.0, np.float32)
+    stage.step([Frame("S1", "ir-1", 1_700_000_200.0, cold)])
+    assert track.level == 0 and len(track.recent) == 1 and track.recent[0][0] == 0.0
