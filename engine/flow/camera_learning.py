@@ -25,6 +25,7 @@ import json
 import logging
 import os
 import threading
+import zipfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -413,7 +414,7 @@ class CameraLearning:
             if (folder / "examples.npz").is_file():
                 with np.load(folder / "examples.npz") as arrays:
                     cam.examples = Examples.load(arrays)
-        except (OSError, ValueError, KeyError, TypeError) as exc:
+        except (OSError, ValueError, KeyError, TypeError, AttributeError, zipfile.BadZipFile) as exc:
             logger.error("%s: cannot read the camera's learned head (%s); it uses the shipped head", folder, exc)
             return
         self.cameras[key] = cam

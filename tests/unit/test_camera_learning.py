@@ -357,3 +357,17 @@ def test_a_verdict_restarts_the_held_alarm_on_the_stage_s_own_thread(tmp_path: P
     cold = np.full((60, 80), 20.0, np.float32)
     stage.step([Frame("S1", "ir-1", 1_700_000_200.0, cold)])
     assert track.level == 0 and len(track.recent) == 1 and track.recent[0][0] == 0.0
+
+
+@pytest.mark.parametrize(("heads", "examples"), [("[]", None), ('{"current": 0}', b"PK\x03\x04truncated")])
+def test_a_damaged_camera_folder_leaves_that_camera_on_the_shipped_head(tmp_path: Path, heads: str,
+                                                                        examples: bytes | None) -> None:  # fmt: skip
+    """A heads.json that is not an object, or an examples.npz cut short (a disk that filled, a copy by hand),
+    costs that camera its learning, never the engine's start."""
+    folder = tmp_path / "S1" / "cam-1"
+    folder.mkdir(parents=True)
+    (folder / "heads.json").write_text(heads)
+    if examples is not None:
+        (folder / "examples.npz").write_bytes(examples)
+    learning = CameraLearning(CameraLearningConfig(), None, None, tmp_path)
+    assert learning.cameras == {} and learning.status(KEY)["version"] == 0
