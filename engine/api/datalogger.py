@@ -71,22 +71,24 @@ def _csv_readings(text: str, max_readings: int) -> tuple[list[Reading], list[Rej
         if n - 1 > max_readings:
             raise OverflowError(f"more than {max_readings} rows (datalogger.max_readings); post them in parts")
         if len(row) != len(CSV_COLUMNS):
-            refused.append(Rejection("malformed_reading", f"line {n}: {len(row)} cells, not {len(CSV_COLUMNS)}"))
+            refused.append(Rejection("malformed_reading", f"line {n}: {len(row)} cells, not {len(CSV_COLUMNS)}",
+                                     reading=row))  # fmt: skip
             continue
         ts_text, site, device, metric, value_text = (cell.strip() for cell in row)
         if not valid_id(device):
             refused.append(Rejection("malformed_reading", f"line {n}: device {device[:64]!r} is not an id (1-128 "
-                                     "letters, digits, _ . : @ -)"))  # fmt: skip
+                                     "letters, digits, _ . : @ -)", reading=row))  # fmt: skip
             continue
         try:
             ts = parse_ts_text(ts_text)
         except TimestampError as exc:
-            refused.append(Rejection(exc.reason, f"line {n}: {exc}", device[:128]))
+            refused.append(Rejection(exc.reason, f"line {n}: {exc}", device[:128], row))
             continue
         try:
             value = float(value_text)
         except ValueError:
-            refused.append(Rejection("non_numeric", f"line {n}: value of {metric[:64]} is not a number", device[:128]))
+            refused.append(Rejection("non_numeric", f"line {n}: value of {metric[:64]} is not a number", device[:128],
+                                     row))  # fmt: skip
             continue
         doc = grouped.setdefault((site, device, ts), {"ts": ts, "values": {}})
         doc["values"][metric] = value

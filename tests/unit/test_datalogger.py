@@ -101,6 +101,19 @@ def test_tokens_bodies_and_limits():
     assert e.readings() == [] and [d["reason"] for d in e.deadletters] == ["malformed_reading"] * 2
 
 
+def test_a_refused_csv_row_is_dead_lettered_with_its_row_not_the_whole_body():
+    """Each refused row's dead letter carries that row (as a JSON item's carries the item), not the body's
+    first 4 KB, which need not even hold the row."""
+    e = Endpoint()
+    rows = ["1,S1,../x,rain_mm,1", "a,b"] + [f"1700000000,S1,rg-{i},rain_mm,x{'9' * 60}" for i in range(60)]
+    res = e.post(HILL, ("ts,site,device,metric,value\n" + "\n".join(rows) + "\n").encode())
+    assert res.status_code == 200 and res.json()["refused"] == 62
+    letters = [d for d in e.deadletters if not d["reason"].endswith("_more")]  # past the limit: one summary
+    assert len(letters) == 10 and all("payload" not in d for d in letters), letters[0]
+    assert [d["reading"] for d in letters[:2]] == [["1", "S1", "../x", "rain_mm", "1"], ["a", "b"]]
+    assert max(len(orjson.dumps(d)) for d in letters) < 400
+
+
 cells = st.text(st.characters(blacklist_categories=["Cs"]), max_size=12)
 
 
