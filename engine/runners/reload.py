@@ -79,9 +79,25 @@ def masked(key: str, value: Any) -> Any:
     scheme = value.split("://", 1)[0].lower() if isinstance(value, str) and "://" in value else None
     if key == "url" and scheme is not None and scheme not in PLAIN_SCHEMES:  # an Apprise URL: keys anywhere in it
         return f"{scheme}://•••"
+    if key.endswith("url") and isinstance(value, str) and scheme is not None and "?" in value:
+        value = _query_masked(value)  # a camera's rtsp://cam/live?user=admin&pwd=…, a store's ?password=…
     if key.endswith("url") and isinstance(value, str) and "@" in value:
         return _without_password(value)
     return value
+
+
+def _query_masked(url: str) -> str:
+    """A URL's query values masked (cameras take their user and password there too).
+
+    >>> _query_masked("rtsp://10.0.0.5:554/live?channel=1&pwd=s3cr3t&x")
+    'rtsp://10.0.0.5:554/live?channel=•••&pwd=•••&x'
+    """
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return "•••"
+    query = "&".join(f"{kv.split('=', 1)[0]}=•••" if "=" in kv else kv for kv in parts.query.split("&"))
+    return urlunsplit(parts._replace(query=query))
 
 
 def _without_password(url: str) -> str:

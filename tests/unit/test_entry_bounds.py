@@ -321,6 +321,18 @@ def test_a_store_url_s_password_never_shows_in_a_reload_s_diff():
     assert "s3cret" not in line and "gw:•••@db" in line
 
 
+def test_a_camera_url_s_query_credentials_never_show_in_a_reload_s_diff():
+    """Many cameras take their user and password in the URL's query (rtsp://cam/live?user=admin&pwd=…)."""
+    from engine.runners.reload import config_diff
+
+    cam = {"site": "S1", "id": "tower", "source": {"url": "rtsp://10.0.0.5:554/live?user=admin&pwd=old-s3cret"}}
+    old = {"cameras": {"devices": [cam]}}
+    new = {"cameras": {"devices": [{**cam, "source": {"url": "rtsp://10.0.0.5:554/live?user=admin&pwd=new-s3cret"}}]}}
+    lines = config_diff(old, new)
+    assert lines and not any("s3cret" in line or "admin" in line for line in lines), lines
+    assert "rtsp://10.0.0.5:554/live?user=•••&pwd=•••" in lines[0]
+
+
 def test_a_csv_row_s_error_names_the_file_and_line(tmp_path):
     from engine.config.loader import ConfigError, load_config
 
