@@ -30,6 +30,11 @@ from engine.runners.local import LocalRunner, RunSummary
 
 ROOT = Path(__file__).resolve().parent.parent
 
+# The CLI's messages (rich) wrap at the terminal's width, 80 columns without one: a message naming a file
+# under a long temporary path (pytest-xdist's per-worker folders add `popen-gwN/`) came out split mid-name.
+# The tests read messages, not line breaks: every command they run, in process or not, gets 200 columns.
+os.environ["COLUMNS"] = "200"
+
 
 def _mosquitto_binary() -> str | None:
     return shutil.which("mosquitto") or next((p for p in ("/usr/sbin/mosquitto",) if os.access(p, os.X_OK)), None)
