@@ -63,8 +63,13 @@ rtsp-server:
 	  elif command -v sudo >/dev/null 2>&1; then sudo -n apt-get install -y -qq $(RTSP_PACKAGES); fi; \
 	} || echo "GStreamer's RTSP server could not be installed: the RTSP camera tests will be skipped"
 
+# Two pytest-xdist workers, one test file each at a time (--dist loadfile: a module's fixtures, such as the
+# wheel's venv or the operator-duty engine, are made once and its tests keep their order). Most tests wait on
+# processes, brokers and I/O, so two workers nearly halve the wall time even on 2 cores (13.7 -> 8 min).
+# PYTEST_WORKERS=0 runs every test in one process.
+PYTEST_WORKERS ?= 2
 test: $(STAMP) $(BROKER_STAMP) mosquitto chromium rtsp-server lint
-	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -q -n $(PYTEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
 
 bench: $(STAMP)
 	$(BIN)/gridwatch bench $(BENCH_ARGS)
