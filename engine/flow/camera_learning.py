@@ -387,19 +387,25 @@ class CameraLearning:
         return self.root / site / camera
 
     def _save(self, key: str, cam: CameraModel) -> None:
+        """Write the camera's state; a disk that is full or read-only costs the copy on disk (said in the log),
+        never the camera stage (``expire`` saves on its thread) nor what was learned."""
         folder = self._dir(key)
         if folder is None:
             return
-        folder.mkdir(parents=True, exist_ok=True)
-        if cam.examples is not None:
-            tmp = folder / "examples.tmp.npz"
-            np.savez(tmp, **cam.examples.save())  # type: ignore[arg-type]
-            os.replace(tmp, folder / "examples.npz")
-        doc = {"current": cam.current, "versions": [h.to_json() for h in cam.versions],
-               "hot_spots": [asdict(h) for h in cam.hot_spots], "log": cam.log[-1000:]}  # fmt: skip
-        tmp_json = folder / "heads.tmp.json"
-        tmp_json.write_text(json.dumps(doc))
-        os.replace(tmp_json, folder / "heads.json")
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            if cam.examples is not None:
+                tmp = folder / "examples.tmp.npz"
+                np.savez(tmp, **cam.examples.save())  # type: ignore[arg-type]
+                os.replace(tmp, folder / "examples.npz")
+            doc = {"current": cam.current, "versions": [h.to_json() for h in cam.versions],
+                   "hot_spots": [asdict(h) for h in cam.hot_spots], "log": cam.log[-1000:]}  # fmt: skip
+            tmp_json = folder / "heads.tmp.json"
+            tmp_json.write_text(json.dumps(doc))
+            os.replace(tmp_json, folder / "heads.json")
+        except OSError as exc:
+            logger.error("%s: cannot save the camera's learned head (%s); it is in use until the engine stops, and "
+                         "saved with the camera's next change", folder, exc)  # fmt: skip
 
     def _load(self, key: str, folder: Path) -> None:
         try:

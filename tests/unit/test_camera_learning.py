@@ -371,3 +371,21 @@ def test_a_damaged_camera_folder_leaves_that_camera_on_the_shipped_head(tmp_path
         (folder / "examples.npz").write_bytes(examples)
     learning = CameraLearning(CameraLearningConfig(), None, None, tmp_path)
     assert learning.cameras == {} and learning.status(KEY)["version"] == 0
+
+
+def test_a_learned_head_that_cannot_be_saved_stops_nothing(detector: SmokeFireOnnx, tmp_path: Path,
+                                                            caplog: pytest.LogCaptureFixture) -> None:  # fmt: skip
+    """A disk that is full or read-only (here: a file where the folder goes) costs the copy on disk: the verdict
+    is learned, and the expiry on the camera stage's thread (which saves too) does not fail every frame."""
+    blocked = tmp_path / "camera_heads"
+    blocked.write_text("a file where the folder goes")
+    learning = CameraLearning(CameraLearningConfig(max_dismissed_share=1.0), detector, None, blocked)
+    try:
+        out = learning.verdict(Verdict("S1", "cam-1", "false_alarm", 20.0, "ops"),
+                               [alarm(detector, "smoke", "smoke")], False)  # fmt: skip
+        assert out["learned"] and out["version"] == 1
+        changed = learning.expire(20.0 + CameraLearningConfig().dismissed_expire_s)
+        assert [c["camera"] for c in changed] == [KEY] and learning.status(KEY)["version"] == 0
+        assert "cannot save the camera's learned head" in caplog.text
+    finally:
+        detector.heads.clear()
