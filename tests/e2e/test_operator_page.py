@@ -9,10 +9,13 @@ test artefacts (``test-artifacts/``, or ``$GRIDWATCH_ARTIFACTS``).
 
 from __future__ import annotations
 
+import functools
+import http.server
 import json
 import os
 import re
 import shutil
+import threading
 import time
 from pathlib import Path
 
@@ -387,3 +390,37 @@ def test_live_board_acknowledge_map_chart_and_silences(browser, mosquitto, tmp_p
         page.close()
         pub.stop()
         engine.stop()
+
+
+def test_verdict_outcome_words(browser, tmp_path):
+    """What the page says after a verdict: a thermal camera has hot spots, not head versions ("head vundefined"
+    was said), and a visible camera back on the shipped head says so (not "head v0")."""
+    static = ROOT / "engine" / "api" / "static"
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(static))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    page = browser.new_page()
+    try:
+        page.goto(f"http://127.0.0.1:{server.server_address[1]}/style.css")
+        said = page.evaluate("""async () => {
+          const { verdictOutcome } = await import("/verdicts.js");
+          return [
+            verdictOutcome("ir-1", { kind: "thermal", learned: true, hot_spots: 0, reason: "" }),
+            verdictOutcome("ir-1", { kind: "thermal", learned: true, hot_spots: 2, reason: "" }),
+            verdictOutcome("cam-1", { kind: "visible", learned: true, version: 3, reason: "" }),
+            verdictOutcome("cam-1", { kind: "visible", learned: true, version: 0, reason: "" }),
+            verdictOutcome("cam-1", { kind: "visible", learned: false, version: 1, reason: "too few examples" }),
+          ];
+        }""")
+    finally:
+        page.close()
+        server.shutdown()
+        server.server_close()
+    assert said == [
+        "Learned: ir-1 now dismisses no hot spot.",
+        "Learned: ir-1 now dismisses 2 hot spots.",
+        "Learned: cam-1 now uses head v3.",
+        "Learned: cam-1 now uses the shipped head.",
+        "Not learned: too few examples",
+    ]
+    assert not any("undefined" in s for s in said)

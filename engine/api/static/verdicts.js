@@ -24,6 +24,17 @@ export function verdictPanel(inc) {
     <p class="verdict-result" role="status"></p><p class="camera-model">model: …</p></section>`;
 }
 
+// What a verdict did, in words: a visible camera's head version (0: the shipped head again), a thermal
+// camera's dismissed hot spots (it has no head versions), or why nothing was learned.
+export function verdictOutcome(camera, res) {
+  if (!res.learned) return `Not learned: ${res.reason}`;
+  if (res.kind === "thermal") {
+    const n = res.hot_spots || 0;
+    return `Learned: ${camera} now dismisses ${n ? `${n} hot spot${n === 1 ? "" : "s"}` : "no hot spot"}.`;
+  }
+  return `Learned: ${camera} now uses ${res.version ? `head v${res.version}` : "the shipped head"}.`;
+}
+
 // Wire the panel of the detail box ``box`` for incident ``id``; ``reload`` shows the detail again.
 export function wireVerdicts(box, id, reload) {
   const panel = box.querySelector("section.verdict");
@@ -92,8 +103,7 @@ export function wireVerdicts(box, id, reload) {
         if (comment === null) return;
         const body = { verdict, camera, comment, ...(drawn ? { region: drawn } : {}) };
         const res = await api(`/api/incidents/${id}/verdict`, { method: "POST", body: JSON.stringify(body) });
-        const text = res.learned ? `Learned: ${camera} now uses head v${res.version}.`
-          : `Not learned: ${res.reason}`;
+        const text = verdictOutcome(camera, res);
         await reload();
         const again = document.querySelector("#detail section.verdict .verdict-result");
         if (again) { again.textContent = text; again.classList.toggle("bad", !res.learned); }
