@@ -28,6 +28,8 @@ from engine.flow.camera_learning import AlarmFrame, CameraLearning, Verdict, Ver
 from engine.flow.snapshot_retention import SnapshotRetention
 
 ALARM_CAMERAS = 64  # cameras whose latest alarm frames are held in memory for a verdict (the rest: on disk)
+# and at most this many bytes of them: 4 frames of 64 cameras at 3072x2048 are 4.8 GB (the rest: on disk)
+ALARM_FRAME_BYTES = 512 * 1024 * 1024
 CLEAN_FRAME_EVERY_S = 30.0
 
 logger = logging.getLogger(__name__)
@@ -128,6 +130,10 @@ class CameraStage:
         self.alarm_frames[frame.key] = held
         while len(self.alarm_frames) > ALARM_CAMERAS:
             self.alarm_frames.popitem(last=False)
+        total = sum(a.image.nbytes for q in self.alarm_frames.values() for a in q)
+        while total > ALARM_FRAME_BYTES and len(self.alarm_frames) > 1:  # the camera that alarmed last stays
+            _key, gone = self.alarm_frames.popitem(last=False)
+            total -= sum(a.image.nbytes for a in gone)
 
     def verdict(self, v: Verdict, findings: list[dict[str, Any]] | None = None) -> dict[str, Any]:
         """Learn from an operator's verdict on camera ``v``'s alarm: the frames of ``findings`` (the incident's

@@ -389,3 +389,24 @@ def test_a_learned_head_that_cannot_be_saved_stops_nothing(detector: SmokeFireOn
         assert "cannot save the camera's learned head" in caplog.text
     finally:
         detector.heads.clear()
+
+
+def test_alarm_frames_held_for_verdicts_stay_within_their_memory_bound(tmp_path: Path) -> None:
+    """Each alarming camera's latest frames are held for a verdict: at tower size (3072x2048) 64 cameras' would
+    be 4.8 GB, so the oldest cameras' go first past ALARM_FRAME_BYTES (a verdict then reads the kept frame)."""
+    from engine.config.models import EngineConfig
+    from engine.core.findings import Finding
+    from engine.core.levels import Level
+    from engine.flow.cameras import ALARM_FRAME_BYTES, CameraStage
+
+    cfg = EngineConfig.model_validate({"cameras": {"detectors": [{"type": "thermal_hotspot"}]}})
+    stage = CameraStage(cfg, None, tmp_path)
+    tower = np.broadcast_to(np.zeros(3, np.uint8), (2048, 3072, 3))  # 18.9 MB as the stage counts it, none held
+    for c in range(40):
+        for k in range(4):
+            frame = Frame("S1", f"cam-{c}", float(k), tower)
+            found = Finding("smoke_fire_onnx", "fire", "S1", f"cam-{c}", float(k), Level.YELLOW, 0.9,
+                            {"region": [0.1, 0.1, 0.2, 0.2]})  # fmt: skip
+            stage._hold_alarm_frame(frame, found)
+    held = sum(a.image.nbytes for q in stage.alarm_frames.values() for a in q)
+    assert held <= ALARM_FRAME_BYTES and "S1/cam-39" in stage.alarm_frames and "S1/cam-0" not in stage.alarm_frames
