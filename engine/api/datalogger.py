@@ -155,7 +155,7 @@ def datalogger_router(cfg: DataloggerConfig, intake: Callable[[], Intake | None]
         is_csv = request.headers.get("content-type", "").split(";")[0].strip() in ("text/csv", "text/plain")
         try:
             if is_csv:
-                readings, refused = csv_readings(body.decode("utf-8"), cfg.max_readings)
+                readings, refused = csv_readings(body.decode("utf-8-sig"), cfg.max_readings)  # Excel starts with a BOM
             else:
                 readings, refused = json_readings(body, cfg.max_readings)
         except UnicodeDecodeError:

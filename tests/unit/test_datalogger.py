@@ -114,6 +114,14 @@ def test_a_refused_csv_row_is_dead_lettered_with_its_row_not_the_whole_body():
     assert max(len(orjson.dumps(d)) for d in letters) < 400
 
 
+def test_a_csv_saved_by_a_spreadsheet_with_a_byte_order_mark_is_read():
+    e = Endpoint()
+    res = e.post(
+        HILL, b"\xef\xbb\xbfts,site,device,metric,value\r\n" + f"{time.time():.0f},S1,rg-1,rain_mm,0.4\r\n".encode()
+    )
+    assert res.status_code == 200 and res.json()["taken"] == 1, res.text
+
+
 cells = st.text(st.characters(blacklist_categories=["Cs"]), max_size=12)
 
 
