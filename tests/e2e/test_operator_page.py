@@ -113,6 +113,11 @@ def test_live_board_acknowledge_map_chart_and_silences(browser, mosquitto, tmp_p
         )
         iid = row.get_attribute("data-incident-id")
         assert iid
+        # a laptop's 1280 px: the board's every action button in view, none scrolled off to the side
+        page.set_viewport_size({"width": 1280, "height": 800})
+        board = "document.querySelector('#board-section')"
+        assert page.evaluate(f"{board}.scrollWidth <= {board}.clientWidth"), "the board scrolls sideways at 1280 px"
+        page.set_viewport_size({"width": 1400, "height": 1000})
         # the data clock: when data last came in, by the engine's wall clock, within the page's 10 s refresh
         page.locator("#last-data.live", has_text="last data").wait_for(timeout=15_000)
         # every time in the city's zone (config timezone: Asia/Shanghai), with its offset
