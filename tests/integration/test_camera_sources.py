@@ -245,6 +245,55 @@ def test_onvif_discovery_finds_the_stream(rtsp):
     assert OnvifCamera.calls[:3] == ["GetCapabilities", "GetProfiles", "GetStreamUri"]
 
 
+class EndlessOnvif(BaseHTTPRequestHandler):
+    """A device service that answers a SOAP call without end (chunked, until the client hangs up)."""
+
+    protocol_version = "HTTP/1.1"
+
+    def do_POST(self) -> None:
+        self.rfile.read(int(self.headers.get("Content-Length", 0)))
+        self.send_response(200)
+        self.send_header("Content-Type", "application/soap+xml")
+        self.send_header("Transfer-Encoding", "chunked")
+        self.end_headers()
+        chunk = b"<a>" * 20_000
+        try:
+            for _ in range(5_000):  # 300 MB at most: a test of the old reader ends too
+                self.wfile.write(b"%x\r\n%s\r\n" % (len(chunk), chunk))
+        except OSError:
+            return
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+def test_an_onvif_answer_without_end_is_cut_at_its_bound():
+    """The camera's thread reads at most ONVIF_MAX_BYTES of an answer, then retries with backoff: it is neither
+    held by the device nor filled with what it sends."""
+    from engine.config.models import CameraSourceConfig
+    from engine.ingest.camera_sources import ONVIF_MAX_BYTES, SourceError, onvif_stream_uri
+
+    server = _serve(EndlessOnvif)
+    outcome: list[BaseException] = []
+
+    def ask() -> None:
+        try:
+            src = CameraSourceConfig(url=f"onvif://127.0.0.1:{server.server_address[1]}", timeout_s=5)
+            onvif_stream_uri(src, None)
+        except BaseException as exc:  # what the thread ended with
+            outcome.append(exc)
+
+    try:
+        asker = threading.Thread(target=ask, daemon=True)
+        asker.start()
+        asker.join(20)
+        assert not asker.is_alive(), "the ONVIF answer was read without a bound"
+    finally:
+        server.shutdown()
+    (exc,) = outcome
+    assert isinstance(exc, SourceError) and f"more than {ONVIF_MAX_BYTES} bytes" in str(exc), exc
+
+
 JPEG = cv2.imencode(".jpg", np.full((48, 64, 3), 128, np.uint8))[1].tobytes()
 STRIP = cv2.imencode(".png", np.zeros((10, 1000, 3), np.uint8))[1].tobytes()  # 100:1, no camera's frame
 RADIOMETRIC = np.full((24, 32), 21.5, np.float32)  # a thermal camera's frame in °C
