@@ -397,16 +397,37 @@ def test_live_board_acknowledge_map_chart_and_silences(browser, mosquitto, tmp_p
         engine.stop()
 
 
-def test_verdict_outcome_words(browser, tmp_path):
-    """What the page says after a verdict: a thermal camera has hot spots, not head versions ("head vundefined"
-    was said), and a visible camera back on the shipped head says so (not "head v0")."""
-    static = ROOT / "engine" / "api" / "static"
-    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(static))
+@pytest.fixture(scope="module")
+def static_page():
+    """The page's own files (engine/api/static) over plain HTTP, no engine: for what a module says by itself."""
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(ROOT / "engine" / "api" / "static"))
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
     threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
+
+
+def test_page_names_its_icon(browser, static_page):
+    """The page names its icon, so the browser does not ask for /favicon.ico: a 404 and a console error on
+    every load otherwise."""
+    page = browser.new_page()
+    errors: list[str] = []
+    page.on("console", lambda m: errors.append(f"{m.text} {m.location.get('url')}") if m.type == "error" else None)
+    try:
+        page.goto(f"{static_page}/index.html", wait_until="load")
+        page.wait_for_timeout(1000)
+    finally:
+        page.close()
+    assert not [e for e in errors if "favicon.ico" in e], errors
+
+
+def test_verdict_outcome_words(browser, static_page):
+    """What the page says after a verdict: a thermal camera has hot spots, not head versions ("head vundefined"
+    was said), and a visible camera back on the shipped head says so (not "head v0")."""
     page = browser.new_page()
     try:
-        page.goto(f"http://127.0.0.1:{server.server_address[1]}/style.css")
+        page.goto(f"{static_page}/style.css")
         said = page.evaluate("""async () => {
           const { verdictOutcome } = await import("/verdicts.js");
           return [
@@ -419,8 +440,6 @@ def test_verdict_outcome_words(browser, tmp_path):
         }""")
     finally:
         page.close()
-        server.shutdown()
-        server.server_close()
     assert said == [
         "Learned: ir-1 now dismisses no hot spot.",
         "Learned: ir-1 now dismisses 2 hot spots.",
