@@ -149,10 +149,15 @@ class Bridge:
         metrics.MESSAGES.labels(kind).inc()
         rejected = list(refused)
         with self._decoding:
-            for site, device, doc in readings:
-                rej = self.decoder.reading(site, device, doc, now)
-                if rej is not None:
-                    rejected.append(rej)
+            try:
+                for site, device, doc in readings:
+                    rej = self.decoder.reading(site, device, doc, now)
+                    if rej is not None:
+                        rejected.append(rej)
+            except Exception as exc:  # a bug: the message is dead-lettered and acknowledged, never held
+                logger.exception("taking the readings of %s failed", topic)
+                self.builder.take()  # none of the message's readings, as for any dead letter
+                rejected.append(Rejection("internal_error", f"{type(exc).__name__}: {exc}"[:300]))
             batch = self.builder.take()
         if rejected:
             self._reject(rejected, topic, payload, now)

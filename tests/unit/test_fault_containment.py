@@ -324,3 +324,27 @@ def test_a_decoder_bug_on_a_sensor_message_is_dead_lettered_and_acknowledged(mon
     intake.handle("gw/sensors/S1/rain-1", body, now=NOW, ack=lambda: acked.append(True))
     assert acked == [True] and intake.pending() == 0, "acknowledged, and none of its readings kept"
     assert [orjson.loads(p)["reason"] for _t, p in published] == ["internal_error"]
+
+
+def test_a_decoder_bug_on_a_bridged_lorawan_uplink_is_dead_lettered_and_acknowledged(monkeypatch):
+    """The bridge's placed readings (LoRaWAN uplinks) are contained as the local intake's are: before, a decoder
+    bug left the uplink unacknowledged and its first readings in the bridge's batch, sent with the next one."""
+    from engine.runners.bridge import Bridge
+
+    bridge = Bridge(EngineConfig())
+    real = bridge.decoder.reading
+    calls = [0]
+
+    def second_raises(site, device, doc, now):
+        calls[0] += 1
+        if calls[0] == 2:
+            raise KeyError("a decoder bug")
+        return real(site, device, doc, now)
+
+    monkeypatch.setattr(bridge.decoder, "reading", second_raises)
+    acked: list[bool] = []
+    readings = [("S1", "rain-1", {"ts": NOW, "values": {"rain_mm": 0.2}})] * 2
+    rejected = bridge.take_readings("lorawan", "application/a/device/d/event/up", b"{}", readings, [], NOW,
+                                    ack=lambda: acked.append(True))  # fmt: skip
+    assert [r.reason for r in rejected] == ["internal_error"] and bridge.rejected == 1
+    assert acked == [True] and len(bridge.builder) == 0, "acknowledged, and none of its readings kept"
