@@ -448,3 +448,46 @@ def test_verdict_outcome_words(browser, static_page):
         "Not learned: too few examples",
     ]
     assert not any("undefined" in s for s in said)
+
+
+def test_verdict_camera_is_chosen(browser, static_page):
+    """A fire seen by a smoke camera and a thermal one: the verdict panel lets the operator say which camera is
+    judged (the newest was the only one, so a smoke camera's false alarm could not be dismissed)."""
+    page = browser.new_page()
+    snap = {"snapshot": "x.jpg"}
+    inc = {
+        "incident_id": "i1",
+        "site": "S05",
+        "findings": [
+            {"device": "cam-1", "ts": 100.0, "evidence": snap},
+            {"device": "ir-1", "ts": 101.0, "evidence": snap},
+            {"device": "rain-1", "ts": 102.0, "evidence": {}},
+        ],
+    }
+    try:
+        page.goto(f"{static_page}/style.css")
+        got = page.evaluate(
+            """async (inc) => {
+              const v = await import("/verdicts.js");
+              (await import("/common.js")).state.role = "operator";
+              const panel = (html) => {
+                const div = document.createElement("div");
+                div.innerHTML = html;
+                const s = div.querySelector("section.verdict");
+                return [s.dataset.camera, [...s.querySelectorAll("select.verdict-camera option")].map((o) => o.value),
+                        s.querySelector("select.verdict-camera option[selected]")?.value];
+              };
+              const before = panel(v.verdictPanel(inc));
+              v.chooseCamera("i1", "cam-1");
+              const after = panel(v.verdictPanel(inc));
+              const one = v.verdictPanel({ ...inc, findings: inc.findings.slice(0, 1) });
+              return { cameras: v.judgedCameras(inc.findings), before, after, one: one.includes("select") };
+            }""",
+            inc,
+        )
+    finally:
+        page.close()
+    assert got["cameras"] == ["ir-1", "cam-1"]
+    assert got["before"] == ["ir-1", ["ir-1", "cam-1"], "ir-1"]
+    assert got["after"] == ["cam-1", ["ir-1", "cam-1"], "cam-1"]
+    assert got["one"] is False  # one camera: nothing to choose

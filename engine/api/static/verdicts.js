@@ -2,15 +2,34 @@
 // on the snapshot (mouse, finger or pen), and the camera's learned head: its version, examples and a rollback.
 import { api, esc, state, utc } from "./common.js";
 
-// The newest camera finding with a snapshot: the camera a verdict judges.
-export function judgedCamera(findings) {
-  const cams = findings.filter((f) => f.evidence && f.evidence.snapshot);
-  return cams.length ? cams.reduce((a, b) => (b.ts > a.ts ? b : a)).device : null;
+// The cameras whose findings have a snapshot, newest first: those a verdict can judge.
+export function judgedCameras(findings) {
+  const newest = new Map();
+  for (const f of findings) {
+    if (f.evidence && f.evidence.snapshot && !(newest.get(f.device) >= f.ts)) newest.set(f.device, f.ts);
+  }
+  return [...newest.keys()].sort((a, b) => newest.get(b) - newest.get(a));
 }
 
+const chosen = new Map();  // incident id -> the camera its operator picked to judge
+
+// The camera a verdict on incident ``id`` judges: the one picked, else the newest with a snapshot.
+export function judgedCamera(findings, id) {
+  const cams = judgedCameras(findings);
+  return cams.includes(chosen.get(id)) ? chosen.get(id) : cams[0] || null;
+}
+
+export function chooseCamera(id, camera) { chosen.set(id, camera); }
+
 export function verdictPanel(inc) {
-  const camera = judgedCamera(inc.findings);
+  const cameras = judgedCameras(inc.findings);
+  const camera = judgedCamera(inc.findings, inc.incident_id);
   if (!camera) return "";
+  // a smoke camera and a thermal one on the same fire: the operator says which one is judged
+  const which = cameras.length > 1
+    ? `<select class="verdict-camera" aria-label="camera judged">${cameras.map((c) =>
+      `<option value="${esc(c)}"${c === camera ? " selected" : ""}>${esc(c)}</option>`).join("")}</select>`
+    : esc(camera);
   const operator = state.role === "operator";
   const buttons = operator ? `<div class="buttons">
       <button data-verdict="false_alarm">False alarm</button>
@@ -20,7 +39,7 @@ export function verdictPanel(inc) {
     <p class="verdict-hint">Optional: draw a box on ${esc(camera)}'s snapshot around what you judge
       (the whole alarm otherwise).</p>` : "";
   return `<section class="verdict" data-camera="${esc(camera)}" data-site="${esc(inc.site)}">
-    <h4>Verdict on camera ${esc(camera)}</h4>${buttons}
+    <h4>Verdict on camera ${which}</h4>${buttons}
     <p class="verdict-result" role="status"></p><p class="camera-model">model: …</p></section>`;
 }
 
@@ -40,6 +59,10 @@ export function wireVerdicts(box, id, reload) {
   const panel = box.querySelector("section.verdict");
   if (!panel) return;
   const { camera, site } = panel.dataset;
+  panel.querySelector("select.verdict-camera")?.addEventListener("change", (ev) => {
+    chooseCamera(id, ev.target.value);
+    reload();
+  });
   const figure = box.querySelector(`figure.snapshot[data-camera="${CSS.escape(camera)}"] .frame`);
   let drawn = null;  // [x, y, w, h] as fractions of the snapshot
   const result = panel.querySelector(".verdict-result");
