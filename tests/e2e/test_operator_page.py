@@ -227,6 +227,10 @@ def test_live_board_acknowledge_map_chart_and_silences(browser, mosquitto, tmp_p
         assert href and href.startswith("/api/snapshots/S05/cam-1/")
         assert page.evaluate("h => fetch(h).then(r => r.status)", href) == 200  # served with the page's token
         region = page.get_attribute("#detail figure.snapshot .region", "style") or ""
+        # the region (and a box drawn for a verdict) are fractions of the frame: the frame is the image's size
+        sizes = page.evaluate("""() => [...document.querySelectorAll('#detail figure.snapshot .frame')].map((f) =>
+          [f.getBoundingClientRect().width, f.querySelector('img').getBoundingClientRect().width])""")
+        assert sizes and all(abs(frame - img) < 1 for frame, img in sizes), sizes
         assert re.search(r"width:\s*[1-9][\d.]*%", region), region
         # captioned: camera, detector, time in the city's zone
         caption = page.locator("#detail figure.snapshot figcaption").first.inner_text()
