@@ -285,6 +285,8 @@ class CameraLearning:
     def _thermal_verdict(self, v: Verdict, frames: list[AlarmFrame], boxes: list[Box]) -> dict[str, Any]:
         if self.thermal is None:
             raise VerdictError("no thermal_hotspot detector is configured: nothing to learn")
+        if v.verdict == "smoke":
+            raise VerdictError("a thermal camera sees heat, not smoke: call it a real fire or a false alarm")
         cam = self.cameras.setdefault(v.key, CameraModel())
         s = self.settings
         if v.verdict == "false_alarm":

@@ -464,7 +464,7 @@ def test_verdict_camera_is_chosen(browser, static_page):
         "site": "S05",
         "findings": [
             {"device": "cam-1", "ts": 100.0, "evidence": snap},
-            {"device": "ir-1", "ts": 101.0, "evidence": snap},
+            {"device": "ir-1", "ts": 101.0, "evidence": {**snap, "units": "celsius"}},  # a thermal finding
             {"device": "rain-1", "ts": 102.0, "evidence": {}},
         ],
     }
@@ -479,7 +479,8 @@ def test_verdict_camera_is_chosen(browser, static_page):
                 div.innerHTML = html;
                 const s = div.querySelector("section.verdict");
                 return [s.dataset.camera, [...s.querySelectorAll("select.verdict-camera option")].map((o) => o.value),
-                        s.querySelector("select.verdict-camera option[selected]")?.value];
+                        s.querySelector("select.verdict-camera option[selected]")?.value,
+                        !!s.querySelector("button[data-verdict=smoke]")];
               };
               const before = panel(v.verdictPanel(inc));
               v.chooseCamera("i1", "cam-1");
@@ -492,6 +493,6 @@ def test_verdict_camera_is_chosen(browser, static_page):
     finally:
         page.close()
     assert got["cameras"] == ["ir-1", "cam-1"]
-    assert got["before"] == ["ir-1", ["ir-1", "cam-1"], "ir-1"]
-    assert got["after"] == ["cam-1", ["ir-1", "cam-1"], "cam-1"]
+    assert got["before"] == ["ir-1", ["ir-1", "cam-1"], "ir-1", False]  # a thermal camera sees no smoke
+    assert got["after"] == ["cam-1", ["ir-1", "cam-1"], "cam-1", True]
     assert got["one"] is False  # one camera: nothing to choose

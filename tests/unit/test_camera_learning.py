@@ -328,6 +328,8 @@ def test_a_thermal_verdict_after_a_restart_needs_only_the_finding(tmp_path: Path
     finding = {"device": "ir-1", "ts": 1_700_000_000.0, "score": 1.3, "evidence": {"region": [0.2, 0.3, 0.2, 0.2]}}
     out = stage.verdict(Verdict("S1", "ir-1", "false_alarm", 1_700_000_100.0, "ops"), [finding])
     assert out["kind"] == "thermal" and out["hot_spots"] == 1
+    with pytest.raises(VerdictError, match="sees heat, not smoke"):  # the page offers no "real smoke" there
+        stage.verdict(Verdict("S1", "ir-1", "smoke", 1_700_000_100.0, "ops"), [finding])
     again = CameraStage(cfg, None, tmp_path)
     (heat,) = again.detectors
     assert isinstance(heat, ThermalHotspot)

@@ -31,10 +31,12 @@ export function verdictPanel(inc) {
       `<option value="${esc(c)}"${c === camera ? " selected" : ""}>${esc(c)}</option>`).join("")}</select>`
     : esc(camera);
   const operator = state.role === "operator";
+  // a thermal camera's findings carry its units (°C or counts): it sees heat, not smoke
+  const thermal = inc.findings.some((f) => f.device === camera && f.evidence && f.evidence.units);
   const buttons = operator ? `<div class="buttons">
       <button data-verdict="false_alarm">False alarm</button>
       <button data-verdict="fire">Real fire</button>
-      <button data-verdict="smoke">Real smoke</button>
+      ${thermal ? "" : `<button data-verdict="smoke">Real smoke</button>`}
       <button data-draw>Draw a box</button></div>
     <p class="verdict-hint">Optional: draw a box on ${esc(camera)}'s snapshot around what you judge
       (the whole alarm otherwise).</p>` : "";
