@@ -86,6 +86,12 @@ class ThermalHotspotConfig(CameraDetectorConfig):
         description="A spot heating this fast (°C or z per minute) is a pre-alarm even below pre_alarm (0: off).",
     )
     rise_floor: float = Field(35.0, description="…when it is at least this hot (°C, or z with counts).")
+    rise_over_s: float = Field(
+        30.0,
+        ge=1,
+        description="The rate of rise is measured against the camera's hottest spot at least this long ago: between "
+        "frames under a second apart, flicker read as thousands of °C a minute.",
+    )
     cell_px: int = Field(
         8, ge=1, description="Scene memory: the side of a cell of the heat grid, in pixels (8: 20x15 on a 160x120)."
     )
@@ -251,10 +257,7 @@ class ThermalHotspot(CameraDetector[ThermalHotspotConfig]):
             if noise.any():
                 raw = self.cell_peaks(np.where(noise, np.float32(cfg.pre_alarm * 0.999), heat), floor=False)
             cells = (np.maximum(raw, 0.0) / np.float32(cfg.alarm)).astype(np.float32, copy=False)
-            prev_peak, prev_ts = model.get("peak"), model.get("peak_ts")
-            if prev_peak is not None and prev_ts is not None and frame.ts > prev_ts:
-                rise = (rising - prev_peak) / ((frame.ts - prev_ts) / 60.0)
-            model.update(peak=rising, peak_ts=frame.ts)
+            rise = self.rate_of_rise(model, frame.ts, rising)
             new_view = self.view_changed(frame.image, model)
             score = max(0.0, best / cfg.alarm) if best > 0 else 0.0
             if cfg.rise_per_min and rise >= cfg.rise_per_min and rising >= cfg.rise_floor:
@@ -297,6 +300,22 @@ class ThermalHotspot(CameraDetector[ThermalHotspotConfig]):
         if obs.detail.get("new_view"):
             track.memory.clear()
         return super().against_memory(obs, track)
+
+    def rate_of_rise(self, model: dict[str, Any], ts: float, peak: float) -> float:
+        """Per minute, the rise of the camera's peak since the newest peak kept at least ``rise_over_s`` before
+        ``ts`` (0 until there is one); ``model["peaks"]`` keeps [time, peak] pairs a quarter of that apart and
+        only one older than it, so a 1 fps camera keeps five pairs, a tower's one frame a minute two."""
+        over = self.config.rise_over_s
+        peaks: list[list[float]] = model.setdefault("peaks", [])
+        while len(peaks) >= 2 and peaks[1][0] <= ts - over:
+            peaks.pop(0)
+        rise = 0.0
+        if peaks and peaks[0][0] <= ts - over:
+            then, before = peaks[0]
+            rise = (peak - before) / ((ts - then) / 60.0)
+        if not peaks or ts - peaks[-1][0] >= over / 4:
+            peaks.append([ts, peak])
+        return rise
 
     def leave_out_dismissed(self, obs: Observation) -> None:
         """Cells of the camera's dismissed hot spots (``dismissed``: set by the camera stage's learning from

@@ -369,6 +369,29 @@ def test_thermal_rate_of_rise_is_a_pre_alarm_below_the_pre_alarm_heat():
     assert out[2] == ("orange", 13.0) and out[3] is None  # 8 °C a minute is below the rate
 
 
+def test_thermal_rate_of_rise_on_a_one_frame_a_second_camera_reads_heating_not_flicker():
+    """Frames a second apart: a 3 °C flicker read as 180 °C a minute (the page showed -4087 °C/min on the demo's
+    fire) and was a pre-alarm at once; the rise is now taken against the peak at least rise_over_s before."""
+
+    def levels(temps: list[float]) -> list[tuple[str, float]]:
+        det = ThermalHotspot(ThermalHotspotConfig(confirm_k=1, confirm_n=2, rise_per_min=10, rise_floor=35))
+        state, out = det.new_state(), []
+        for k, t in enumerate(temps):
+            img = np.full((40, 40), 20.0, np.float32)
+            img[20:24, 20:24] = t
+            found = det.process(FrameBatch([Frame("S", "ir", 1000.0 + k, img)]), state)
+            out += [(found[0].level.label, found[0].evidence["rise_per_min"])] if found else []
+        return out
+
+    flicker = [40.0 + 3.0 * (k % 2) for k in range(120)]  # a warm spot, 40-43 °C, for two minutes
+    assert levels(flicker) == []
+    # 15 °C a minute from 20 °C to 47 °C (below the pre-alarm), with the same 3 °C flicker on top
+    heating = [20.0 + 0.25 * k + 3.0 * (k % 2) for k in range(110)]
+    found = levels(heating)
+    assert found and {level for level, _ in found} == {"orange"}
+    assert all(9.0 <= rise <= 22.0 for _, rise in found), found  # 15 ± 6 per minute, not 195 or -165
+
+
 def test_thermal_counts_are_calibrated_float_frames_are_degrees_and_a_wrong_calibration_is_refused():
     import io
 
