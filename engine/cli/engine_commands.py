@@ -224,8 +224,9 @@ def bench(
 ) -> None:
     """Run the benchmarks in benchmarks/ (tables on screen; a full run records its figures in benchmarks/results/).
 
-    The folder is found from any working directory (see ``benchmark_folders``); no benchmark found, or none
-    named ``--only``, is an error (exit 2)."""
+    The folder is found from any working directory: $GRIDWATCH_BENCHMARKS, the checkout's benchmarks/, or
+    benchmarks/ in this directory or a parent. No benchmark found, or none named by --only, is an error
+    (exit 2)."""
     import subprocess
 
     candidates = benchmark_folders()

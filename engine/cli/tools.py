@@ -518,7 +518,7 @@ def score(
 ) -> None:
     """What one camera detector thinks of each frame, by the one alarm rule: source, class, score, the alarm
     threshold, alarm (1/0), level and region. Each frame alone (no confirmation, no scene memory).
-    Files that do not decode are listed at the end; the others are scored. ``--head``: with a camera's
+    Files that do not decode are listed at the end; the others are scored. With --head: a camera's
     learned head (what its operators' verdicts taught it) instead of the shipped one."""
     import csv
 
