@@ -91,6 +91,13 @@ def pull_cameras(
     if not any(c.source for c in cfg.cameras.devices):
         typer.echo(f"{config}: no camera has a source (cameras.devices[].source): nothing to pull", err=True)
         raise typer.Exit(2)
+    if metrics_port is not None and not cfg.api.metrics_public:
+        typer.echo(
+            f"{config}: api.metrics_public is false, and --metrics-port would serve /metrics without a token: "
+            "leave --metrics-port out, or keep that port on a trusted network and set api.metrics_public: true",
+            err=True,
+        )
+        raise typer.Exit(2)
     if cfg.mqtt.url == "embedded":
         typer.echo(f"{config}: mqtt.url is `embedded`: give the broker the bridges read (mqtt://host:port)", err=True)
         raise typer.Exit(2)

@@ -111,3 +111,7 @@ def test_pull_cameras_needs_a_source_and_a_broker(tmp_path: Path) -> None:
     embedded.write_text("cameras:\n  devices:\n    - {site: S01, id: c1, source: {url: 'rtsp://cam.example/1'}}\n")
     done = CliRunner().invoke(app, ["pull-cameras", "--config", str(embedded)])
     assert done.exit_code == 2 and "mqtt.url is `embedded`" in done.output
+    private = tmp_path / "private.yaml"  # /metrics needs a token: pull-cameras has none to ask for
+    private.write_text(embedded.read_text() + "api: {metrics_public: false}\n")
+    done = CliRunner().invoke(app, ["pull-cameras", "--config", str(private), "--metrics-port", "9999"])
+    assert done.exit_code == 2 and "api.metrics_public is false" in " ".join(done.output.split())
