@@ -53,14 +53,16 @@ class StateArray:
     ``on_takeover`` says how such an array is taken up from the packed state of sites that a scale-out
     worker takes over: ``max`` keeps the later of its own and the pack's (a watermark), ``min`` the lower (a
     lower bound), ``stream`` keeps its own and lets the redelivered stream rebuild it (a clock that the
-    packs may hold ahead of the readings that are redelivered).
+    packs may hold ahead of the readings that are redelivered). A per-device array is taken from the pack
+    as it is, unless ``on_takeover`` is ``fill``: the taken-over devices start with the fill value (a flag
+    that tells restored state from state this worker made).
     """
 
     dtype: Any
     fill: Any
     shape: tuple[int, ...] = ()
     per_device: bool = True
-    on_takeover: Literal["max", "min", "stream"] = "max"
+    on_takeover: Literal["max", "min", "stream", "fill"] = "max"
 
 
 GROW_MAX = 8192  # rows added to a detector's state at a time, at most

@@ -191,6 +191,10 @@ class DeviceHealth(Detector[DeviceHealthConfig]):
             # No pending deadline is earlier than this: until the fleet clock reaches it, no sensor that is
             # absent from a batch can have gone silent, and the batch need not look at the whole fleet.
             "silence_floor": StateArray(np.float64, -np.inf, (1,), per_device=False, on_takeover="min"),
+            # 1 once this worker set the sensor's deadline from a reading; a taken-over sensor's deadline comes
+            # from a pack that can be older than where the partition's stream resumes (the old worker applied
+            # readings whose state never reached this one): such a deadline counts from the resumption.
+            "deadline_here": StateArray(np.uint8, 0, k, on_takeover="fill"),
         }
 
     def process(self, batch: ReadingBatch, state: DeviceState) -> list[Finding]:
@@ -439,6 +443,11 @@ class DeviceHealth(Detector[DeviceHealthConfig]):
         floor = state["silence_floor"]
         scan = bool(clock[-1] >= floor[0])
         pending = np.flatnonzero(deadline < clock[-1]) if scan else np.empty(0, dtype=np.int64)
+        here = state["deadline_here"].reshape(-1)
+        restored = pending[here[pending] == 0]
+        if restored.size:
+            self._resume(batch, state, restored, clock)
+            pending = pending[deadline[pending] < clock[-1]]
         first_here = np.full(pending.shape[0], n, dtype=np.int64)
         if ch.shape[0]:
             at = np.minimum(np.searchsorted(ch, pending), ch.shape[0] - 1)  # ch is sorted: a channel's first row
@@ -460,6 +469,37 @@ class DeviceHealth(Detector[DeviceHealthConfig]):
         ended = hit[pending.shape[0] :][ends]
         kept = np.where(ended, np.inf, deadline_of_row[rr[ends]])
         deadline[ch[ends]] = kept
+        here[ch[ends]] = 1
         # The old floor still bounds every deadline this batch left alone; the ones it set are in ``kept``.
         floor[0] = deadline.min(initial=np.inf) if scan else min(float(floor[0]), float(kept.min(initial=np.inf)))
         return out
+
+    def _resume(self, batch: ReadingBatch, state: DeviceState, channels: np.ndarray, clock: F64) -> None:
+        """Taken-over sensors' restored deadlines, counted from where their site's stream resumes here.
+
+        A pack may be older than the stream the new owner reads (the old worker applied readings whose
+        state it never wrote): its deadlines would pass on the clock that the newer readings of other sites
+        move before the sensor's own reading in the same batch, and read as silence what the handover lost.
+        A sensor of a site in this batch gets at least one silence window from the clock at the site's first
+        reading here (a sensor that stays silent is found then); the others wait for their site's records.
+        """
+        cfg = self.config
+        n_k = len(self.metrics)
+        devices = batch.devices
+        slots = state.slot_of_row(channels // n_k)
+        sites, first = np.unique(devices.site_ids_of(batch.slot), return_index=True)
+        site = devices.site_ids_of(slots)
+        at = np.minimum(np.searchsorted(sites, site), sites.shape[0] - 1)
+        inside = sites[at] == site
+        channels, slots, start = channels[inside], slots[inside], clock[first[at[inside]]]
+        if cfg.expected_interval_s is not None:
+            interval = np.full(channels.shape[0], cfg.expected_interval_s)
+        else:
+            interval = state["interval"].reshape(-1)[channels]
+            stated = devices.expected_intervals(slots)
+            if stated is not None:
+                interval = np.where(np.isnan(stated), interval, stated)
+        deadline = state["deadline"].reshape(-1)
+        window = np.fmax(cfg.silence_factor * interval, cfg.min_silence_s)
+        deadline[channels] = np.maximum(deadline[channels], start + window)
+        state["deadline_here"].reshape(-1)[channels] = 1

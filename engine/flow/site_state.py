@@ -103,7 +103,7 @@ class SiteState:
             rows = state.rows_for(slots[held])
             for name, spec in state.spec.items():
                 value = packed.get(f"{det.name}/{name}")
-                if value is None:
+                if value is None or spec.on_takeover == "fill":  # "fill": left as ``_forget`` set it
                     continue
                 if spec.per_device:
                     state.arrays[name][rows] = value

@@ -266,3 +266,44 @@ def test_a_taken_over_site_s_redelivered_readings_are_not_read_as_clock_skew():
     assert faults(new, redelivered) == []
     # the clock still holds once it is rebuilt: a reading far behind the stream is skew
     assert faults(new, [("S2", "crack-S2", 9600.0), ("S1", "crack-2-S1", 1000.0)]) == [("S1", "clock_skew")]
+
+
+def test_a_taken_over_site_whose_pack_is_older_than_the_stream_is_not_read_as_silent():
+    """A new owner's S2 pack is older than where the partition's stream resumes (the old worker applied three
+    more of S2's readings, whose state never reached the new owner), S1's is current. The stream resumes
+    with S1's reading and then S2's, both 600 s after S1's last: the fleet clock passes S2's restored
+    deadline before S2's own reading in the batch. S2 is not silent: a taken-over device's silence is
+    measured from where its site's stream resumes here, and a device of the site that stays silent is still
+    found one silence window later."""
+    from engine.config.models import EngineConfig
+    from engine.core.batch import BatchBuilder
+    from engine.flow.site_state import SiteState
+    from engine.runners.assembly import build_pipeline
+
+    cfg = EngineConfig.model_validate({"detectors": [{"type": "device_health"}]})
+
+    def faults(state: SiteState, rows: list[tuple[str, str, float]]) -> list[tuple[str, str, str, float]]:
+        b = BatchBuilder(state.pipeline.devices)
+        for site, device, ts in rows:
+            b.add(site, device, ts, "crack_mm", 1.0 + ts / 1e5)
+        found = state.pipeline.detect(state.fresh(b.take()))
+        return [(f.site, f.device, f.evidence["fault"], f.ts) for f in found]
+
+    every = ("S1/crack-1", "S2/crack-1", "S2/crack-2")
+
+    def tick(t: float, *sensors: str) -> list[tuple[str, str, float]]:
+        return [(sensor.split("/")[0], sensor.split("/")[1], t) for sensor in sensors]
+
+    old, new = SiteState(build_pipeline(cfg)), SiteState(build_pipeline(cfg))
+    for t in np.arange(0.0, 1201.0, 600.0):
+        assert faults(old, tick(t, *every)) == []
+    s2_stale = old.pack("S2")  # S2's last reading in it: 1,200 s (its deadline: 3,000 s)
+    for t in (1800.0, 2400.0, 3000.0):
+        assert faults(old, tick(t, *every)) == []
+    new.unpack("S1", old.pack("S1"))
+    new.unpack("S2", s2_stale)
+    assert faults(new, tick(3600.0, *every)) == []
+    # crack-2 of S2 goes quiet after the takeover: silent once a silence window (3 x 600 s) has passed
+    assert faults(new, [r for t in (4200.0, 4800.0, 5400.0, 6000.0) for r in tick(t, "S1/crack-1", "S2/crack-1")]) == [
+        ("S2", "crack-2", "silent", 5400.0 + 600.0)
+    ]
