@@ -93,6 +93,13 @@ def _dev_eui(value: Any, where: str) -> str:
     return value.lower()
 
 
+def _frame_counter(value: Any, what: str, dev_eui: str) -> int:
+    """The uplink's frame counter (``fCnt``, ``f_cnt``: the reading's ``seq``); 0 where the network leaves it out."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise UplinkError("bad_seq", f"{what} is not an integer", dev_eui)
+    return value
+
+
 def _time(value: Any, what: str, dev_eui: str) -> str:
     if not isinstance(value, str) or not value:
         raise UplinkError("missing_ts", f"the uplink has no {what}", dev_eui)
@@ -135,9 +142,7 @@ def chirpstack_event(topic: str, doc: Any) -> Uplink | None:
     if not isinstance(decoded, dict):
         raise UplinkError("no_decoded_payload", "the uplink has no decoded `object`: give its device profile a codec "
                           "(ChirpStack: device profile → Codec) that decodes the payload", dev_eui)  # fmt: skip
-    fcnt = doc.get("fCnt", 0)
-    if isinstance(fcnt, bool) or not isinstance(fcnt, int):
-        raise UplinkError("bad_seq", "fCnt is not an integer", dev_eui)
+    fcnt = _frame_counter(doc.get("fCnt", 0), "fCnt", dev_eui)
     rssi, snr = _signal(doc.get("rxInfo"))
     return Uplink(dev_eui, ts, decoded, fcnt, None, profile, tags, rssi, snr)
 
@@ -173,9 +178,7 @@ def tts_uplink(topic: str, doc: Any) -> Uplink:
     if not isinstance(decoded, dict):
         raise UplinkError("no_decoded_payload", "the uplink has no `decoded_payload`: give the end device a payload "
                           "formatter (The Things Stack: Payload formatters → Uplink)", dev_eui)  # fmt: skip
-    fcnt = up.get("f_cnt", 0)
-    if isinstance(fcnt, bool) or not isinstance(fcnt, int):
-        raise UplinkError("bad_seq", "f_cnt is not an integer", dev_eui)
+    fcnt = _frame_counter(up.get("f_cnt", 0), "f_cnt", dev_eui)
     versions = up.get("version_ids")
     profile = versions.get("model_id") if isinstance(versions, dict) else None
     battery = None
