@@ -41,11 +41,12 @@ from rich.table import Table
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.mqtt_blast import blast  # noqa: E402 (after sys.path)
+from benchmarks.brokers import mosquitto_broker  # noqa: E402 (after sys.path)
+from benchmarks.mqtt_blast import blast  # noqa: E402
 from benchmarks.output import against_commits, results_dir, run_at_commit, write_results  # noqa: E402
 from engine.config.models import ApiConfig, IngestConfig, MqttConfig  # noqa: E402
 from engine.runners.local import LocalRunner  # noqa: E402
-from tests.conftest import Mosquitto, _mosquitto_binary, default_config  # noqa: E402
+from tests.conftest import Mosquitto, default_config  # noqa: E402
 
 RESULTS = results_dir()  # outside the checkout for --quick: only full runs write results files
 console = Console()
@@ -216,26 +217,17 @@ def run_phase(broker: Mosquitto, mode: str, total: int, rate: float, client_id: 
 
 def main() -> None:
     quick = "--quick" in sys.argv
-    binary = _mosquitto_binary()
-    if binary is None:
-        console.print("[red]mosquitto is not installed: run `make test` once (it installs Debian's package)[/]")
-        raise SystemExit(2)
     seconds = 10 if quick else 60
-    with tempfile.TemporaryDirectory() as tmp:
-        broker = Mosquitto(binary, Path(tmp))
-        broker.start()
-        try:
-            phases = []
-            for mode, total, rate in (
-                ("single", 15_000 * seconds, 15_000.0),
-                ("batch100", 500_000 if quick else 2_000_000, 0.0),
-                ("batch100", 65_000 * seconds, 65_000.0),
-            ):
-                gc.collect()  # the engine of the run before is gone: each run starts as a fresh process would
-                with console.status(f"{mode} {'at ' + format(rate, ',.0f') + '/s' if rate else 'flat out'}"):
-                    phases.append(run_phase(broker, mode, total, rate, f"bench-{len(phases)}"))
-        finally:
-            broker.stop()
+    with mosquitto_broker(console) as broker:
+        phases = []
+        for mode, total, rate in (
+            ("single", 15_000 * seconds, 15_000.0),
+            ("batch100", 500_000 if quick else 2_000_000, 0.0),
+            ("batch100", 65_000 * seconds, 65_000.0),
+        ):
+            gc.collect()  # the engine of the run before is gone: each run starts as a fresh process would
+            with console.status(f"{mode} {'at ' + format(rate, ',.0f') + '/s' if rate else 'flat out'}"):
+                phases.append(run_phase(broker, mode, total, rate, f"bench-{len(phases)}"))
     # Each commit named runs its own version of this benchmark right after, on the same box: ratios compare.
     against = []
     for commit in against_commits():

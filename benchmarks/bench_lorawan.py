@@ -43,7 +43,8 @@ from rich.table import Table
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.mqtt_blast import blast  # noqa: E402 (after sys.path)
+from benchmarks.brokers import mosquitto_broker  # noqa: E402 (after sys.path)
+from benchmarks.mqtt_blast import blast  # noqa: E402
 from benchmarks.output import write_results  # noqa: E402
 from engine.config.models import (  # noqa: E402
     ApiConfig,
@@ -57,7 +58,7 @@ from engine.config.models import (  # noqa: E402
 )
 from engine.ingest.mqtt_client import MqttClient, broker_address  # noqa: E402
 from engine.runners.local import LocalRunner  # noqa: E402
-from tests.conftest import Mosquitto, _mosquitto_binary, default_config  # noqa: E402
+from tests.conftest import Mosquitto, default_config  # noqa: E402
 
 console = Console(width=200)  # the table is wide; a log keeps it whole
 DATA = ROOT / "tests" / "data" / "lorawan"
@@ -254,23 +255,14 @@ def run_phase(broker: Mosquitto, total: int, rate: float, name: str) -> dict[str
 
 def main() -> None:
     quick = "--quick" in sys.argv
-    binary = _mosquitto_binary()
-    if binary is None:
-        console.print("[red]mosquitto is not installed: run `make test` once (it installs Debian's package)[/]")
-        raise SystemExit(2)
     seconds = 5 if quick else 60
     runs = [("1000/s", 1000 * seconds, 1000.0), ("flat out", 5_000 if quick else 60_000, 0.0)]
-    with tempfile.TemporaryDirectory() as tmp:
-        broker = Mosquitto(binary, Path(tmp))
-        broker.start()
-        try:
-            phases = []
-            for name, total, rate in runs:
-                gc.collect()
-                with console.status(f"{name}: {total:,} uplinks"):
-                    phases.append(run_phase(broker, total, rate, name.replace("/", "-").replace(" ", "-")))
-        finally:
-            broker.stop()
+    with mosquitto_broker(console) as broker:
+        phases = []
+        for name, total, rate in runs:
+            gc.collect()
+            with console.status(f"{name}: {total:,} uplinks"):
+                phases.append(run_phase(broker, total, rate, name.replace("/", "-").replace(" ", "-")))
     write_results("lorawan", {"offered_seconds": seconds, "devices": DEVICES, "bad_every": BAD_EVERY,
                               "phases": phases}, quick)  # fmt: skip
     table = Table(title="lorawan: ChirpStack + The Things Stack uplinks over Mosquitto into one engine")
