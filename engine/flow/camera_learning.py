@@ -14,21 +14,26 @@ Safe learning: a dismissed region larger than ``max_dismissed_share`` of the fra
 explanation (``VerdictError``); dismissed scenes expire ``dismissed_expire_s`` after the last verdict that
 named them (``expire`` refits); a confirmed fire is never outvoted: a head that would miss it is refused.
 
-Kept under ``data_dir/camera_heads/<site>/<camera>/`` (``root``; None: in memory, as a replay does):
-``heads.json`` (every version, the current one, the log of verdicts and rollbacks) and ``examples.npz``, so a
-restart gives the same heads. Rolling back to any earlier version (0: the shipped head) is one call.
+Each camera's state is one record (``CameraModel.record``): the ``heads.json`` document (every version, the
+current one, the hot spots, the log of verdicts and rollbacks) and its examples as npz bytes, so a restart gives
+the same heads. Where it is kept (``HeadKeeping``): files under ``data_dir/camera_heads/<site>/<camera>/``
+(``CameraHeadFiles``, the local engine), the shared store (``engine.store.camera_heads.StoredCameraHeads``, the
+scale-out's workers, read per site as a worker takes the site's partition up), or nowhere (a replay). Rolling
+back to any earlier version (0: the shipped head) is one call.
 """
 
 from __future__ import annotations
 
+import io
 import json
 import logging
 import os
 import threading
 import zipfile
+from collections.abc import Collection, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 import numpy as np
 import numpy.typing as npt
@@ -79,6 +84,20 @@ class Verdict:
     def key(self) -> str:
         return f"{self.site}/{self.camera}"
 
+    def to_json(self) -> dict[str, Any]:
+        """As JSON (a scale-out worker queues it for the camera's owner).
+
+        >>> v = Verdict("S1", "cam-1", "false_alarm", 5.0, "ops", (0.1, 0.2, 0.3, 0.4))
+        >>> Verdict.from_json(v.to_json()) == v
+        True
+        """
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, doc: dict[str, Any]) -> Verdict:
+        region = doc.get("region")
+        return cls(**{**doc, "region": tuple(region) if region is not None else None})
+
 
 @dataclass
 class AlarmFrame:
@@ -104,6 +123,98 @@ class CameraModel:
 
     def head(self) -> LearnedHead | None:
         return next((h for h in self.versions if h.version == self.current), None)
+
+    def record(self) -> tuple[dict[str, Any], bytes | None]:
+        """The camera as it is kept: the ``heads.json`` document and the examples as npz bytes (None: none yet)."""
+        doc = {"current": self.current, "versions": [h.to_json() for h in self.versions],
+               "hot_spots": [asdict(h) for h in self.hot_spots], "log": self.log[-1000:]}  # fmt: skip
+        if self.examples is None:
+            return doc, None
+        npz = io.BytesIO()
+        np.savez(npz, **self.examples.save())  # type: ignore[arg-type]
+        return doc, npz.getvalue()
+
+    @classmethod
+    def from_record(cls, doc: Any, examples: bytes | None) -> CameraModel:
+        """A camera from what ``record`` kept; ``ValueError``, ``KeyError``, ``TypeError``, ``AttributeError`` or
+        ``zipfile.BadZipFile`` when it is damaged (``UNREADABLE``).
+
+        >>> cam = CameraModel(current=0, log=[{"action": "rollback", "version": 0}])
+        >>> CameraModel.from_record(*cam.record()) == cam
+        True
+        """
+        cam = cls(
+            [LearnedHead.from_json(h) for h in doc.get("versions", [])],
+            int(doc.get("current", 0)),
+            None,
+            [DismissedHotSpot(**{**h, "region": tuple(h["region"])}) for h in doc.get("hot_spots", [])],
+            list(doc.get("log", [])),
+        )
+        if examples is not None:
+            with np.load(io.BytesIO(examples)) as arrays:
+                cam.examples = Examples.load(arrays)
+        return cam
+
+
+# what a damaged record raises (``CameraModel.from_record``)
+UNREADABLE = (OSError, ValueError, KeyError, TypeError, AttributeError, zipfile.BadZipFile)
+
+
+class HeadKeeping(Protocol):
+    """Where the cameras' learned state is kept, one record per camera (``CameraModel.record``)."""
+
+    def save(self, key: str, doc: dict[str, Any], examples: bytes | None) -> None:
+        """Keep camera ``key``'s record (``examples`` None: none yet, those kept stay); raises when it cannot."""
+        ...
+
+    def load(self, sites: Collection[str] | None = None) -> Iterator[tuple[str, Any, bytes | None]]:
+        """(key, document, examples) of every camera kept, or of the cameras of ``sites``."""
+        ...
+
+
+class CameraHeadFiles:
+    """``HeadKeeping`` in files, the local engine's: ``root/<site>/<camera>/heads.json`` and ``examples.npz``,
+    each written whole and then moved into place.
+
+    >>> import tempfile
+    >>> files = CameraHeadFiles(Path(tempfile.mkdtemp()))
+    >>> files.save("S1/cam-1", {"current": 0}, b"npz")
+    >>> list(files.load()), list(files.load(["S2"]))
+    ([('S1/cam-1', {'current': 0}, b'npz')], [])
+    """
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+
+    def __str__(self) -> str:
+        return str(self.root)
+
+    def save(self, key: str, doc: dict[str, Any], examples: bytes | None) -> None:
+        site, _, camera = key.partition("/")
+        folder = self.root / site / camera
+        folder.mkdir(parents=True, exist_ok=True)
+        if examples is not None:
+            tmp = folder / "examples.tmp.npz"
+            tmp.write_bytes(examples)
+            os.replace(tmp, folder / "examples.npz")
+        tmp_json = folder / "heads.tmp.json"
+        tmp_json.write_text(json.dumps(doc))
+        os.replace(tmp_json, folder / "heads.json")
+
+    def load(self, sites: Collection[str] | None = None) -> Iterator[tuple[str, Any, bytes | None]]:
+        if not self.root.is_dir():
+            return
+        for heads in sorted(self.root.glob("*/*/heads.json")):
+            folder = heads.parent
+            if sites is not None and folder.parent.name not in sites:
+                continue
+            try:
+                doc = json.loads(heads.read_text())
+                examples = (folder / "examples.npz").read_bytes() if (folder / "examples.npz").is_file() else None
+            except (OSError, ValueError) as exc:
+                logger.error("%s: cannot read the camera's learned head (%s); it uses the shipped head", folder, exc)
+                continue
+            yield f"{folder.parent.name}/{folder.name}", doc, examples
 
 
 def region_share(boxes: list[Box]) -> float:
@@ -139,27 +250,31 @@ def cells_in(cells: npt.NDArray[np.float32], boxes: list[Box]) -> npt.NDArray[np
 class CameraLearning:
     """The cameras' learned heads and hot-spot memories, their examples and versions, installed in the
     detectors they belong to. Thread-safe: verdicts come from the API's thread, frames from the camera
-    stage's."""
+    stage's.
+
+    ``keeping``: a folder (the local engine's ``data_dir/camera_heads``, every camera read at once), a
+    ``HeadKeeping`` (a scale-out worker's store: the cameras of a site are read with ``load`` when the worker
+    takes the site's partition up, and let go with ``forget`` when it leaves), or None (in memory).
+    """
 
     def __init__(
         self,
         settings: CameraLearningConfig,
         visible: SmokeFireOnnx | None,
         thermal: ThermalHotspot | None,
-        root: Path | None = None,
+        keeping: HeadKeeping | Path | None = None,
     ) -> None:
         self.settings = settings
         self._visible = visible
         self._enabled: bool | None = None  # the model's cell outputs are added at first need (a second's work)
         self._reference: tuple[npt.NDArray[np.float32], npt.NDArray[np.float32]] | None = None
         self.thermal = thermal
-        self.root = root
+        self.keeping: HeadKeeping | None = CameraHeadFiles(keeping) if isinstance(keeping, Path) else keeping
         self.cameras: dict[str, CameraModel] = {}
         self.lock = threading.Lock()
         self.next_expiry = float("inf")
-        if root is not None and root.is_dir():
-            for heads in sorted(root.glob("*/*/heads.json")):
-                self._load(f"{heads.parent.parent.name}/{heads.parent.name}", heads.parent)
+        if isinstance(keeping, Path):
+            self.load()
 
     @property
     def visible(self) -> SmokeFireOnnx | None:
@@ -205,7 +320,11 @@ class CameraLearning:
                 raise VerdictError(f"region {list(v.region)}: x, y, w, h as fractions of the frame, inside it")
         frames = frames[: self.settings.frames_per_verdict]
         if not frames:
-            raise VerdictError(f"no frame of {v.key}'s alarm is kept to learn from (its snapshots are gone)")
+            raise VerdictError(
+                f"no frame of {v.key}'s alarm is kept to learn from: none is held in memory, and the frames kept "
+                "beside its snapshots (.frame.jpg) are gone (pruned, or on the scale-out worker that saw the alarm "
+                "before the camera's site moved to another)"
+            )
         # the operator's box, else the alarm's cells in its frames (a frame the alarm only held has none)
         boxes = [v.region] if v.region is not None else list(dict.fromkeys(b for f in frames for b in f.boxes))
         if not boxes:
@@ -323,20 +442,8 @@ class CameraLearning:
             return self.status(key)
 
     def status(self, key: str) -> dict[str, Any]:
-        """Camera ``key``'s version, examples and versions, as the page shows them."""
-        cam = self.cameras.get(key) or CameraModel()
-        head = cam.head()
-        return {
-            "camera": key,
-            "version": cam.current,
-            "examples": cam.examples.counts() if cam.examples is not None else {},
-            "versions": [
-                {"version": h.version, "created_at": h.created_at, "examples": h.examples} for h in cam.versions
-            ],
-            "hot_spots": len(cam.hot_spots),
-            "model": head.model[:12] if head else None,
-            "log": cam.log[-20:],
-        }
+        """Camera ``key``'s version, examples and versions, as the page shows them (``camera_status``)."""
+        return camera_status(key, self.cameras.get(key))
 
     def expire(self, now: float) -> list[dict[str, Any]]:
         """Refit the cameras whose dismissed scenes expired by ``now`` (data time); what changed."""
@@ -380,53 +487,74 @@ class CameraLearning:
             logger.warning("%s; it uses the shipped head until it learns again", exc)
             self.visible.set_head(key, None)
 
-    # Files
-
-    def _dir(self, key: str) -> Path | None:
-        if self.root is None:
-            return None
-        site, _, camera = key.partition("/")
-        return self.root / site / camera
+    # Keeping
 
     def _save(self, key: str, cam: CameraModel) -> None:
-        """Write the camera's state; a disk that is full or read-only costs the copy on disk (said in the log),
-        never the camera stage (``expire`` saves on its thread) nor what was learned."""
-        folder = self._dir(key)
-        if folder is None:
+        """Keep the camera's state; a disk that is full or read-only, or a store that is out, costs the kept copy
+        (said in the log), never the camera stage (``expire`` saves on its thread) nor what was learned."""
+        if self.keeping is None:
             return
         try:
-            folder.mkdir(parents=True, exist_ok=True)
-            if cam.examples is not None:
-                tmp = folder / "examples.tmp.npz"
-                np.savez(tmp, **cam.examples.save())  # type: ignore[arg-type]
-                os.replace(tmp, folder / "examples.npz")
-            doc = {"current": cam.current, "versions": [h.to_json() for h in cam.versions],
-                   "hot_spots": [asdict(h) for h in cam.hot_spots], "log": cam.log[-1000:]}  # fmt: skip
-            tmp_json = folder / "heads.tmp.json"
-            tmp_json.write_text(json.dumps(doc))
-            os.replace(tmp_json, folder / "heads.json")
-        except OSError as exc:
-            logger.error("%s: cannot save the camera's learned head (%s); it is in use until the engine stops, and "
-                         "saved with the camera's next change", folder, exc)  # fmt: skip
+            self.keeping.save(key, *cam.record())
+        except Exception as exc:
+            logger.error("%s: cannot save the camera's learned head of %s (%s); it is in use until the engine stops, "
+                         "and saved with the camera's next change", self.keeping, key, exc)  # fmt: skip
 
-    def _load(self, key: str, folder: Path) -> None:
-        try:
-            doc = json.loads((folder / "heads.json").read_text())
-            cam = CameraModel(
-                [LearnedHead.from_json(h) for h in doc.get("versions", [])],
-                int(doc.get("current", 0)),
-                None,
-                [DismissedHotSpot(**{**h, "region": tuple(h["region"])}) for h in doc.get("hot_spots", [])],
-                list(doc.get("log", [])),
-            )
-            if (folder / "examples.npz").is_file():
-                with np.load(folder / "examples.npz") as arrays:
-                    cam.examples = Examples.load(arrays)
-        except (OSError, ValueError, KeyError, TypeError, AttributeError, zipfile.BadZipFile) as exc:
-            logger.error("%s: cannot read the camera's learned head (%s); it uses the shipped head", folder, exc)
-            return
-        self.cameras[key] = cam
-        self._install_head(cam, key)
-        if self.thermal is not None and cam.hot_spots:
-            self.thermal.dismissed[key] = list(cam.hot_spots)
-        self._plan_expiry()
+    def load(self, sites: Collection[str] | None = None) -> list[str]:
+        """Read the kept cameras (of ``sites``: those a worker takes up) and install their heads, in place of
+        what is held of them here; a damaged record leaves its camera on the shipped head. The cameras read."""
+        if self.keeping is None:
+            return []
+        kept = list(self.keeping.load(sites))
+        read: list[str] = []
+        with self.lock:
+            if sites is not None:
+                self._forget(sites)
+            for key, doc, examples in kept:
+                try:
+                    cam = CameraModel.from_record(doc, examples)
+                except UNREADABLE as exc:
+                    logger.error("%s: cannot read the camera's learned head of %s (%s); it uses the shipped head",
+                                 self.keeping, key, exc)  # fmt: skip
+                    continue
+                self.cameras[key] = cam
+                self._install_head(cam, key)
+                if self.thermal is not None and cam.hot_spots:
+                    self.thermal.dismissed[key] = list(cam.hot_spots)
+                read.append(key)
+            self._plan_expiry()
+        return read
+
+    def forget(self, sites: Collection[str]) -> None:
+        """Let the cameras of ``sites`` go (their partition moved to another worker, which learns from now on):
+        the shipped head and no hot-spot memory here until they are read again."""
+        with self.lock:
+            self._forget(sites)
+            self._plan_expiry()
+
+    def _forget(self, sites: Collection[str]) -> None:
+        for key in [k for k in self.cameras if k.partition("/")[0] in sites]:
+            cam = self.cameras.pop(key)
+            cam.current = 0
+            self._install_head(cam, key)
+            if self.thermal is not None:
+                self.thermal.dismissed.pop(key, None)
+
+
+def camera_status(key: str, cam: CameraModel | None) -> dict[str, Any]:
+    """Camera ``key``'s version, examples and versions, as the page shows them (None: it learned nothing).
+
+    >>> camera_status("S1/cam-1", None)["version"]
+    0
+    """
+    cam = cam or CameraModel()
+    head = cam.head()
+    return {
+        "camera": key,
+        "version": cam.current,
+        "examples": cam.examples.counts() if cam.examples is not None else {},
+        "versions": [{"version": h.version, "created_at": h.created_at, "examples": h.examples} for h in cam.versions],
+        "hot_spots": len(cam.hot_spots),
+        "model": head.model[:12] if head else None,
+        "log": cam.log[-20:],
+    }

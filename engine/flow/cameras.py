@@ -24,7 +24,7 @@ from detectors.vision.smoke_fire_onnx import SmokeFireOnnx
 from engine import metrics
 from engine.config.models import EngineConfig
 from engine.core.findings import Finding
-from engine.flow.camera_learning import AlarmFrame, CameraLearning, Verdict, VerdictError
+from engine.flow.camera_learning import AlarmFrame, CameraLearning, HeadKeeping, Verdict, VerdictError
 from engine.flow.snapshot_retention import SnapshotRetention
 
 ALARM_CAMERAS = 64  # cameras whose latest alarm frames are held in memory for a verdict (the rest: on disk)
@@ -43,10 +43,12 @@ class CameraStage:
     frame as it came (``<ms>.frame.jpg``, what a verdict learns from) beside it, one per camera every
     ``CLEAN_FRAME_EVERY_S`` of capture time at most; both within ``cameras.snapshot_quota_mb`` and
     ``snapshot_retention_days`` (``retention``; the runner calls ``prune``). ``learning_dir``: where the
-    cameras' learned heads are kept (None: in memory).
+    cameras' learned heads are kept (a folder, the store's ``HeadKeeping`` on a scale-out worker, None: in
+    memory; see ``CameraLearning``).
     """
 
-    def __init__(self, cfg: EngineConfig, snapshot_dir: Path | None = None, learning_dir: Path | None = None) -> None:
+    def __init__(self, cfg: EngineConfig, snapshot_dir: Path | None = None,
+                 learning_dir: Path | HeadKeeping | None = None) -> None:  # fmt: skip
         self.detectors: list[CameraDetector[Any]] = [
             frame_registry.build(d) for d in cfg.cameras.detectors if d.enabled
         ]

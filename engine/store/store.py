@@ -7,13 +7,15 @@ are written together, so a sink that is down delays delivery and loses nothing, 
 Each part lives in its own module over one session factory (``database.Database``): ``incidents``
 (writes by the dispatcher, reads by the API), ``outbox`` (delivery and retention), ``silences`` and
 ``actions`` (the scale-out's operator actions), ``receivers`` (what people-facing sinks sent each receiver),
-``verdicts`` (operators' verdicts on camera alarms, in the audit trail).
+``verdicts`` (operators' verdicts on camera alarms, in the audit trail), ``camera_heads`` (what each camera
+learned from them, for the scale-out's workers).
 ``Store`` is all of them on one database.
 """
 
 from __future__ import annotations
 
 from engine.store.actions import OperatorActions
+from engine.store.camera_heads import CameraHeads
 from engine.store.database import Database, alembic_config, make_engine
 from engine.store.incidents import IncidentRecords, Notification, finding_json, incident_json
 from engine.store.outbox import Outbox, OutboxItem
@@ -27,7 +29,7 @@ __all__ = [
 ]  # fmt: skip
 
 
-class Store(IncidentRecords, Outbox, OperatorActions, Silences, ReceiverMessages, VerdictRecords):
+class Store(IncidentRecords, Outbox, OperatorActions, Silences, ReceiverMessages, VerdictRecords, CameraHeads):
     """SQLite by default, PostgreSQL by URL; ``migrate()`` brings the schema to the latest revision.
 
     >>> st = Store("sqlite://")

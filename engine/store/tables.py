@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, Boolean, Float, ForeignKey, Index, Integer, String, Text
+from sqlalchemy import JSON, BigInteger, Boolean, Float, ForeignKey, Index, Integer, LargeBinary, String, Text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 
@@ -157,3 +157,17 @@ class ReceiverMessageRow(Base):
     level: Mapped[str] = mapped_column(String(8))
     line: Mapped[str] = mapped_column(Text)  # the event in one line, for a summary
     summary: Mapped[str | None] = mapped_column(String(200), nullable=True)  # the summary that carries it
+
+
+class CameraHeadRow(Base):
+    """One camera's learned state (engine.flow.camera_learning), kept in the shared store on a scale-out so that
+    the worker that next owns the camera's site takes it up: ``heads`` is the document a local engine keeps as
+    ``heads.json`` (versions, current version, hot spots, log), ``examples`` its labelled cells (npz bytes)."""
+
+    __tablename__ = "camera_heads"
+
+    site: Mapped[str] = mapped_column(String(128), primary_key=True)
+    camera: Mapped[str] = mapped_column(String(128), primary_key=True)
+    heads: Mapped[dict[str, Any]] = mapped_column(JSON)
+    examples: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
+    updated_at: Mapped[float] = mapped_column(Float)

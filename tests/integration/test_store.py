@@ -329,3 +329,48 @@ def test_retention_purges_delivered_rows_and_old_history_but_never_what_is_open_
     assert [i["hazard"] for i in store.list_incidents(limit=100)] == ["rainstorm"], "the open one stays"
     assert store.outbox_backlog() == {"hook": 1}, "its event, not yet delivered, stays"
     assert store.purge(now=later, outbox_keep_s=7 * day, history_keep_s=365 * day)["incidents"] == 0
+
+
+def test_camera_heads_are_kept_by_site_and_camera_and_read_back_bit_for_bit(store):
+    """What a scale-out worker's camera learned, in the store: each camera's heads document and examples (npz
+    bytes) by site and camera; a worker reads the sites it takes up (not every camera), bit for bit; the next
+    owner's later version replaces the row in place and keeps the examples when none come; a site that leaves
+    is let go of."""
+    import numpy as np
+
+    from detectors.vision.camera_heads import DISMISSED, REAL, Examples, fit_head
+    from engine.config.models import CameraLearningConfig
+    from engine.flow.camera_learning import CameraLearning, CameraModel
+    from engine.store.camera_heads import StoredCameraHeads
+
+    rng = np.random.default_rng(5)
+    box = np.zeros((20, 4), np.float32)
+    ex = Examples.empty(8, 2).added(rng.random((20, 8), np.float32) + 2 * np.eye(8, dtype=np.float32)[0],
+                                    np.full((20, 2), 4.0, np.float32), DISMISSED, -1, 100.0, 1, box)  # fmt: skip
+    ex = ex.added(rng.random((20, 8), np.float32) + 2 * np.eye(8, dtype=np.float32)[1],
+                  np.full((20, 2), 4.0, np.float32), REAL, 1, 100.0, 2, box)  # fmt: skip
+    fit = fit_head(ex, np.array([0.93, 0.97]), 100.0, 1e9, 0.5, 1, "m")
+    assert fit.head is not None
+    cam = CameraModel([fit.head], 1, ex, [], [{"action": "verdict", "version": 1}])
+    kept = StoredCameraHeads(store, lambda: 50.0)
+    kept.save("S1/cam-1", *cam.record())
+    kept.save("S2/cam-9", *CameraModel(log=[{"action": "rollback", "version": 0}]).record())
+    learning = CameraLearning(CameraLearningConfig(), None, None, kept)
+    assert learning.cameras == {}, "a store's cameras are read per site, as a worker takes the site up"
+    assert learning.load(["S1"]) == ["S1/cam-1"]
+    back = learning.cameras["S1/cam-1"]
+    head = back.head()
+    assert head is not None and back.examples is not None
+    assert head.weights.tobytes() == fit.head.weights.tobytes() and head.bias.tobytes() == fit.head.bias.tobytes()
+    assert {k: v.tobytes() for k, v in back.examples.save().items()} == {k: v.tobytes() for k, v in ex.save().items()}
+    assert learning.status("S1/cam-1")["version"] == 1 and learning.status("S1/cam-1")["examples"]
+    # rolled back by the site's next owner: the row is replaced in place, its examples kept when none come
+    cam.current = 0
+    kept.save("S1/cam-1", cam.record()[0], None)
+    assert learning.load(["S1"]) == ["S1/cam-1"] and learning.status("S1/cam-1")["version"] == 0
+    again = learning.cameras["S1/cam-1"].examples
+    assert again is not None and again.features.tobytes() == ex.features.tobytes()
+    assert [(s, c) for s, c, _doc, _ex in store.camera_heads()] == [("S1", "cam-1"), ("S2", "cam-9")]
+    assert store.camera_head_sites() == {"S1", "S2"}
+    learning.forget(["S1"])
+    assert learning.cameras == {}
