@@ -7,6 +7,10 @@
 - ``GET /api/cameras/{site}/{camera}/learning``: the camera's head version (0: shipped), its examples,
   its versions and recent verdicts.
 - ``POST /api/cameras/{site}/{camera}/rollback``: use an earlier version again (0: the shipped head).
+
+On ``gridwatch run`` the camera stage learns (``StageLearner``); on a scale-out, any worker takes a verdict or
+a rollback and queues it for the worker that owns the camera's site (``engine.runners.faust_app.WorkerLearner``),
+and answers a camera's status from the store.
 """
 
 from __future__ import annotations
@@ -77,7 +81,7 @@ def verdicts_router(store: Store, learner: Callable[[], Learner | None], auth: T
         got = learner()
         if got is None:
             raise HTTPException(503, "no camera here learns from verdicts (no smoke_fire_onnx or thermal_hotspot "
-                                     "detector, cameras.learning.enabled false, or a scale-out worker)")  # fmt: skip
+                                     "detector, or cameras.learning.enabled false)")  # fmt: skip
         return got
 
     @api.post("/incidents/{incident_id}/verdict", responses={404: {"description": "Unknown"}, 422: {}, 503: {}})
@@ -99,6 +103,8 @@ def verdicts_router(store: Store, learner: Callable[[], Learner | None], auth: T
             result = await running().verdict(v, inc.get("findings", []))
         except VerdictError as exc:
             raise HTTPException(422, str(exc)) from None
+        except TimeoutError as exc:  # scale-out: the camera's owner did not answer in time; still queued
+            raise HTTPException(503, str(exc)) from exc
         detail = {"camera": camera, "verdict": body.verdict, "region": body.region, "comment": body.comment,
                   "learned": result.get("learned"), "version": result.get("version"),
                   "reason": result.get("reason", "")}  # fmt: skip
@@ -110,13 +116,15 @@ def verdicts_router(store: Store, learner: Callable[[], Learner | None], auth: T
         """The camera's head version (0: shipped), examples, versions and latest verdicts."""
         return running().status(f"{site}/{camera}")
 
-    @api.post("/cameras/{site}/{camera}/rollback", responses={422: {"description": "No such version"}})
+    @api.post("/cameras/{site}/{camera}/rollback", responses={422: {"description": "No such version"}, 503: {}})
     async def rollback(site: str, camera: str, body: RollbackIn, user: ApiToken = operator) -> dict[str, Any]:
         """Use an earlier head version of the camera again (0: the shipped head)."""
         try:
             return await running().rollback(f"{site}/{camera}", body.version, user.name)
         except VerdictError as exc:
             raise HTTPException(422, str(exc)) from None
+        except TimeoutError as exc:
+            raise HTTPException(503, str(exc)) from exc
 
     return api
 

@@ -25,6 +25,16 @@ in order each second, with the action's id as progress in the same transaction a
 the API answers with the outcome. API silences are read from the store every ``SILENCE_REFRESH_S``. When
 partitions are assigned, their open incidents are taken up at once, so escalations, reminders and the
 outbox go on before the partition's sites send data again.
+
+Cameras learn from operators' verdicts on a scale-out as on ``gridwatch run`` (engine.flow.camera_learning):
+a verdict or a rollback through any worker's API is queued the same way for the partition of the camera's
+site, whose owner holds the camera's alarm frames and head; it learns in a thread (a refit takes about a
+second, and never holds up the incidents stage), keeps the camera's state in the store (``camera_heads``) and
+answers through the action's result. The owner of a partition reads its sites' learned heads from the store
+when the partition is assigned (a rebalance, a restart), so a camera keeps what it learned; any worker answers
+a camera's learning status from the store. A verdict whose alarm frames are neither held nor kept under the
+owner's ``data_dir/snapshots`` (the alarm was seen by the partition's previous owner) is refused with the
+reason.
 """
 
 from __future__ import annotations
@@ -37,6 +47,7 @@ import logging
 import socket
 import time
 import weakref
+from collections.abc import Awaitable, Callable, Collection
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -65,6 +76,7 @@ from engine.core.history import ReadingHistory
 from engine.dispatch.actions import OperatorAction, apply_action
 from engine.dispatch.dispatcher import Dispatcher
 from engine.dispatch.outbox import OutboxDelivery, RetryPolicy
+from engine.flow.camera_learning import UNREADABLE, CameraModel, Verdict, VerdictError, camera_status
 from engine.flow.cameras import CameraStage
 from engine.flow.pipeline import Pipeline, apply_findings
 from engine.flow.site_state import SiteState
@@ -85,6 +97,7 @@ from engine.runners.records import (
     findings_record,
     partition_of,
 )
+from engine.store.camera_heads import StoredCameraHeads
 from engine.store.store import Notification, Store
 
 logger = logging.getLogger(__name__)
@@ -125,6 +138,9 @@ class PartitionIncidents:
 SILENCE_REFRESH_S = 5.0
 FEED_POLL_S = 1.0  # how often a worker's page stream reads the store's new incident events
 ACTION_WAIT_S = 20.0
+# Queued with the operator actions, applied apart from them (apply_camera_actions): a refit must not hold the
+# incidents stage up, and a camera's actions do not touch its site's incidents.
+CAMERA_ACTIONS = ("camera_verdict", "camera_rollback")
 
 
 class GridwatchWorker:
@@ -183,14 +199,17 @@ class GridwatchWorker:
 
         # detect stage: a pipeline per partition, so that each keeps its own data time (partitions are
         # consumed at their own pace) and a revoked partition's state is simply dropped
-        self.detecting: dict[int, PartitionDetect] = {}
-        self.cameras = CameraStage(cfg, data_dir / "snapshots")
-        self.camera_intake = CameraIntake(cfg, self._camera_reject) if self.cameras else None
-        self._camera_dead: list[tuple[Rejection, str, bytes, float]] = []
-
-        # incidents stage: a tracker and dispatcher per partition, taken up from the store
         self.store = Store(cfg.store_url())
         self.store.migrate()
+        self.detecting: dict[int, PartitionDetect] = {}
+        # the cameras' learned heads are in the shared store, read per partition as partitions are assigned
+        self.cameras = CameraStage(cfg, data_dir / "snapshots", StoredCameraHeads(self.store))
+        self.camera_intake = CameraIntake(cfg, self._camera_reject) if self.cameras else None
+        self._camera_dead: list[tuple[Rejection, str, bytes, float]] = []
+        self._heads_taken: set[int] = set()  # partitions whose cameras' learned heads are read
+        self._camera_lock = asyncio.Lock()  # camera actions and head reads, one at a time
+
+        # incidents stage: a tracker and dispatcher per partition, taken up from the store
         self.handling: dict[int, PartitionIncidents] = {}
         self._incidents_lock = asyncio.Lock()
         self._log_path = log_path
@@ -204,6 +223,7 @@ class GridwatchWorker:
         app.agent(self.frames_topic, name="cameras")(self._camera_agent)
         app.agent(self.findings_topic, name="incidents")(self._incidents_agent)
         app.timer(1.0)(self._tick)
+        app.timer(1.0)(self._apply_camera_actions)
         app.task(self._deliver)
         app.on_partitions_revoked.connect(self._on_revoked)  # type: ignore[arg-type]
         app.on_partitions_assigned.connect(self._on_assigned)  # type: ignore[arg-type]
@@ -499,7 +519,7 @@ class GridwatchWorker:
         made = 0
         for action_id, shard, spec in self.store.pending_actions(self.owned_shards()):
             stage = self.handling.get(shard)
-            if stage is None:
+            if stage is None or spec.get("kind") in CAMERA_ACTIONS:  # cameras': apply_camera_actions
                 continue
             stream = self._actions_stream(shard)
             if action_id <= stage.actions_applied:  # its notifications were stored before a restart
@@ -535,23 +555,102 @@ class GridwatchWorker:
             if incident is None:
                 raise IncidentError(f"no incident {action.incident_id}")
             site = incident["site"]
+        state, result = await self._queued(site, action.model_dump(), self._apply_actions_now)
+        if state == "refused":
+            raise IncidentError(result.get("error", "refused"))
+        events = result.get("events", [])
+        return [Notification(e, e.get("updated_at", 0.0), bool(e.get("notified", True)), {}) for e in events]
+
+    async def _apply_actions_now(self) -> None:
+        async with self._incidents_lock:
+            await asyncio.to_thread(self.apply_actions)
+        if self.delivery is not None:
+            self.delivery.kick()
+
+    async def _queued(
+        self, site: str, spec: dict[str, Any], apply: Callable[[], Awaitable[None]]
+    ) -> tuple[str, dict[str, Any]]:
+        """Queue an action for the owner of ``site``'s partition and wait for its outcome (state and result);
+        when the partition is this worker's, ``apply`` applies it now rather than at the next tick.
+        ``TimeoutError`` when no owner applied it within ``ACTION_WAIT_S`` (it stays queued)."""
         shard = self.shard_of(site)
-        action_id = await asyncio.to_thread(self.store.enqueue_action, shard, site, action.model_dump(), time.time())
+        action_id = await asyncio.to_thread(self.store.enqueue_action, shard, site, spec, time.time())
         deadline = time.monotonic() + ACTION_WAIT_S
         while time.monotonic() < deadline:
-            if shard in self.handling:  # ours: apply it now rather than at the next tick
-                async with self._incidents_lock:
-                    await asyncio.to_thread(self.apply_actions)
-                if self.delivery is not None:
-                    self.delivery.kick()
+            if shard in self.handling:
+                await apply()
             state, result = await asyncio.to_thread(self.store.action, action_id)
-            if state == "applied":
-                events = (result or {}).get("events", [])
-                return [Notification(e, e.get("updated_at", 0.0), bool(e.get("notified", True)), {}) for e in events]
-            if state == "refused":
-                raise IncidentError((result or {}).get("error", "refused"))
+            if state in ("applied", "refused", "failed"):
+                return state, result or {}
             await asyncio.sleep(0.1)
         raise TimeoutError(f"no worker applied action {action_id} on partition {shard} within {ACTION_WAIT_S:g} s")
+
+    # ----- cameras that learn
+
+    async def learn(self, site: str, spec: dict[str, Any]) -> dict[str, Any]:
+        """A camera verdict or rollback from the API (``CAMERA_ACTIONS``): queued for the owner of the camera's
+        site (maybe this worker), answered with what the camera learned. ``VerdictError`` when refused,
+        ``TimeoutError`` when no owner applied it within ``ACTION_WAIT_S``."""
+        state, result = await self._queued(site, spec, self._apply_camera_actions)
+        if state == "refused":
+            raise VerdictError(result.get("error", "refused"))
+        if state == "failed":
+            raise RuntimeError(f"the camera's owner could not learn: {result.get('error')}")
+        return result
+
+    async def _apply_camera_actions(self) -> None:
+        async with self._camera_lock:
+            await asyncio.to_thread(self.apply_camera_actions)
+
+    def apply_camera_actions(self) -> int:
+        """The queued verdicts and rollbacks of this worker's cameras, in order, each answered in its action's
+        result (the camera's learning runs here, on this thread); returns how many were applied or refused."""
+        done = 0
+        for action_id, shard, spec in self.store.pending_actions(self.owned_shards()):
+            if spec.get("kind") not in CAMERA_ACTIONS:
+                continue
+            self.take_up_camera_heads([shard])  # taken up when assigned; a partition assigned meanwhile, now
+            try:
+                state, result = "applied", self._camera_action(spec)
+            except VerdictError as exc:
+                state, result = "refused", {"error": str(exc)}
+            except Exception as exc:  # a bug: said to the operator (500) and in the log, the queue goes on
+                logger.exception("camera action %d (%s) failed", action_id, spec.get("kind"))
+                state, result = "failed", {"error": f"{type(exc).__name__}: {exc}"[:500]}
+            self.store.finish_action(action_id, state, result, time.time(), f"camera-actions/{shard}")
+            done += 1
+        return done
+
+    def _camera_action(self, spec: dict[str, Any]) -> dict[str, Any]:
+        learning = self.cameras.learning
+        if learning is None:
+            raise VerdictError("no camera detector here learns (cameras.learning.enabled, smoke_fire_onnx)")
+        if spec["kind"] == "camera_verdict":
+            v = Verdict.from_json(spec["verdict"])
+            incident = self.store.incident(v.incident_id)
+            return self.cameras.verdict(v, (incident or {}).get("findings", []))
+        return learning.rollback(str(spec["camera"]), int(spec["version"]), str(spec["actor"]), float(spec["at"]))
+
+    def take_up_camera_heads(self, partitions: Collection[int]) -> None:
+        """The learned heads of the cameras of these partitions' sites, from the store (where their previous
+        owner, or this worker before a restart, kept them), into this worker's camera detectors."""
+        learning = self.cameras.learning
+        todo = sorted(set(partitions) - self._heads_taken)
+        if learning is None or not todo:
+            return
+        sites = {site for site in self.store.camera_head_sites() if self.shard_of(site) in todo}
+        read = learning.load(sites) if sites else []
+        self._heads_taken.update(todo)
+        if read:
+            logger.info("partitions %s: took up %d cameras' learned heads", todo, len(read))
+
+    def let_go_of_camera_heads(self, partitions: Collection[int]) -> None:
+        """The cameras of partitions that left: their next owner learns from now on (read again if they return)."""
+        learning = self.cameras.learning
+        self._heads_taken.difference_update(partitions)
+        if learning is not None:
+            learning.forget({key.partition("/")[0] for key in list(learning.cameras)
+                             if self.shard_of(key.partition("/")[0]) in partitions})  # fmt: skip
 
     async def _on_assigned(self, sender: Any, *args: Any, **kwargs: Any) -> None:
         """Partitions arrive: take up their open incidents now, so that escalations, reminders and the outbox
@@ -560,6 +659,8 @@ class GridwatchWorker:
         # Only the findings topic's partitions are this worker's to handle (a table's standby changelog
         # partitions are assigned too, and belong to another worker's active partitions).
         partitions = sorted({tp.partition for tp in assigned if tp.topic == self.cfg.kafka.topic_findings})
+        async with self._camera_lock:  # before their frames come: a camera keeps the head it learned
+            await asyncio.to_thread(self.take_up_camera_heads, partitions)
         async with self._incidents_lock:
             for partition in partitions:
                 await asyncio.to_thread(self._handling, partition)
@@ -576,6 +677,10 @@ class GridwatchWorker:
                     self.detecting.pop(tp.partition, None)
                 elif tp.topic == k.topic_findings:
                     self.handling.pop(tp.partition, None)
+        gone = {tp.partition for tp in revoked if tp.topic == self.cfg.kafka.topic_findings}
+        if gone:
+            async with self._camera_lock:
+                await asyncio.to_thread(self.let_go_of_camera_heads, gone)
 
     def owned_shards(self) -> set[int]:
         """The partitions whose incidents this worker handles now: a revoked one leaves at once, so two
@@ -638,7 +743,8 @@ class GridwatchWorker:
         reports = reports_router(
             self.store, self.act, auth, lambda: cfg, time.time, photos, ReportQuota(cfg.reports, photos)
         )
-        verdicts = verdicts_router(self.store, lambda: None, auth, time.time)  # learning: `gridwatch run` only (503)
+        learner = WorkerLearner(self) if self.cameras.learning is not None else None
+        verdicts = verdicts_router(self.store, lambda: learner, auth, time.time)
         app = create_app(self.health, None, (incidents, reports, page, verdicts), auth, cfg.api.metrics_public,
                          lambda: refresh_store_gauges(self.store), cfg.api.max_body_bytes)  # fmt: skip
         mount_static(app)
@@ -691,6 +797,31 @@ class GridwatchWorker:
             sinks.close()
             if self._mqtt is not None:
                 self._mqtt.stop()
+
+
+class WorkerLearner:
+    """``Learner`` on a scale-out worker: verdicts and rollbacks go to the worker that owns the camera's site
+    (``GridwatchWorker.learn``); a camera's status is read from the store, by whichever worker is asked."""
+
+    def __init__(self, worker: GridwatchWorker) -> None:
+        self.worker = worker
+
+    async def verdict(self, v: Verdict, findings: list[dict[str, Any]]) -> dict[str, Any]:
+        # the owner reads the incident's findings from the store itself: they are not queued twice
+        return await self.worker.learn(v.site, {"kind": "camera_verdict", "verdict": v.to_json()})
+
+    async def rollback(self, key: str, version: int, actor: str) -> dict[str, Any]:
+        spec = {"kind": "camera_rollback", "camera": key, "version": version, "actor": actor, "at": time.time()}
+        return await self.worker.learn(key.partition("/")[0], spec)
+
+    def status(self, key: str) -> dict[str, Any]:
+        site, _, camera = key.partition("/")
+        kept = next(((doc, ex) for s, c, doc, ex in self.worker.store.camera_heads([site]) if c == camera), None)
+        try:
+            return camera_status(key, CameraModel.from_record(*kept) if kept else None)
+        except UNREADABLE as exc:  # as its owner does: the shipped head
+            logger.error("the store's camera_heads: cannot read the camera's learned head of %s (%s)", key, exc)
+            return camera_status(key, None)
 
 
 def advertised_url(api: ApiConfig, port: int) -> str:

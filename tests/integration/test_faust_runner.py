@@ -32,6 +32,7 @@ from engine.store.store import Store
 from simulators.publish import messages
 from simulators.scenario import load_scenario
 from tests.conftest import (
+    ROOT,
     SECRET,
     Process,
     Receiver,
@@ -417,5 +418,105 @@ def test_operators_act_on_a_scale_out_through_any_worker_and_a_killed_worker_s_p
     finally:
         bridge.stop()
         second.stop()
+        first.stop()
+        receiver.stop()
+
+
+async def produce_frames(url: str, frames: list[tuple[str, str, float, bytes]]) -> None:
+    """Camera frames straight to ``gridwatch.frames``, as the bridge forwards them: keyed by site, with their
+    MQTT topic and capture time in headers."""
+    producer = AIOKafkaProducer(bootstrap_servers=url.removeprefix("kafka://"))
+    await producer.start()
+    try:
+        for site, camera, ts, jpeg in frames:
+            headers = [("topic", f"gw/cameras/{site}/{camera}".encode()), ("ts", repr(ts).encode())]
+            await producer.send_and_wait("gridwatch.frames", jpeg, key=site.encode(), headers=headers)
+    finally:
+        await producer.stop()
+
+
+@pytest.mark.parametrize("store_url", ["postgresql"], indirect=True)
+def test_a_camera_learns_from_a_verdict_on_a_worker_and_keeps_its_head_on_the_next_one(
+    tansu, mosquitto, tmp_path, store_url
+):
+    """A smoke photo alarms camera S1/cam-1 on worker A; an operator's false alarm through A's API is queued,
+    learned by the partition's owner and answered (version 1). A stops; worker B, on the same store and group
+    but another disk, takes the partition up with the camera's head: the learning shows there, a verdict on
+    A's alarm is refused (its frames are on A's disk), the same photo no longer alarms the camera while a
+    fire photo alarms another camera of the site, and after a rollback to the shipped head the photo alarms
+    again."""
+    import httpx
+
+    smoke, fire = ((ROOT / "tests" / "data" / "frames" / f"{n}.jpg").read_bytes() for n in ("smoke", "fire"))
+    receiver = Receiver()
+    receiver.start()
+    ops = ApiToken(name="duty-officer", token="o" * 24, role="operator")
+    api = ApiConfig(port=0, tokens=[ops], peer_secret="p" * 24)
+    base = yaml.safe_load(kafka_config(tansu, mosquitto, tmp_path, store_url, receiver, partitions=2, api=api)
+                          .read_text())  # fmt: skip
+    base["cameras"] = {
+        "detectors": [{"type": "smoke_fire_onnx", "confirm_k": 1, "confirm_n": 1, "scene_memory": False}],
+        "learning": {"max_dismissed_share": 1.0},  # the photo's smoke covers much of it: its own cells judged
+    }
+    configs = []
+    for name in ("a", "b"):  # one disk each, as on two machines
+        path = tmp_path / f"worker-{name}.yaml"
+        path.write_text(yaml.safe_dump({**base, "data_dir": str(tmp_path / f"data-{name}")}))
+        configs.append(path)
+    auth = {"Authorization": "Bearer " + "o" * 24}
+
+    def findings_of(camera: str) -> set[float]:
+        got = asyncio.run(read_topic(tansu.url, "gridwatch.findings"))
+        return {f["ts"] for d in got for f in d["findings"] if f["device"] == camera}
+
+    first = Process("worker-a", ["worker", "-c", str(configs[0])], tmp_path)
+    second: Process | None = None
+    try:
+        assert wait_for(lambda: worker_ready(first) and served_at(first, "worker HTTP API at "), 90), first.text()
+        a_url = served_at(first, "worker HTTP API at ")
+        asyncio.run(produce_frames(tansu.url, [("S1", "cam-1", BASE, smoke)]))
+
+        def incident() -> dict[str, Any] | None:
+            listed = httpx.get(f"{a_url}/api/incidents", params={"hazard": "fire"}, headers=auth).json()
+            return next((i for i in listed if i["site"] == "S1"), None)
+
+        assert wait_for(lambda: incident() is not None, 60), first.text()[-3000:]
+        inc = incident()
+        assert inc is not None
+        verdict_url = f"/api/incidents/{inc['incident_id']}/verdict"
+        t0 = time.perf_counter()
+        res = httpx.post(f"{a_url}{verdict_url}", json={"verdict": "false_alarm", "comment": "fog"}, headers=auth,
+                         timeout=30)  # fmt: skip
+        round_trip = time.perf_counter() - t0
+        assert res.status_code == 200, res.text
+        learned = res.json()
+        assert learned["learned"] and learned["version"] == 1, learned
+        status = httpx.get(f"{a_url}/api/cameras/S1/cam-1/learning", headers=auth).json()
+        assert status["version"] == 1 and status["examples"]["dismissed"] > 0
+        print(f"verdict through the queue: {round_trip:.2f} s round trip, refit {learned['refit_s']:.3f} s")
+        first.stop()
+
+        second = Process("worker-b", ["worker", "-c", str(configs[1])], tmp_path)
+        assert wait_for(lambda: worker_ready(second) and served_at(second, "worker HTTP API at "), 90), second.text()
+        b_url = served_at(second, "worker HTTP API at ")
+        assert httpx.get(f"{b_url}/api/cameras/S1/cam-1/learning", headers=auth).json()["version"] == 1
+        # A's alarm frames were A's (memory, and its disk): B refuses to learn from them, and says why
+        gone = httpx.post(f"{b_url}{verdict_url}", json={"verdict": "false_alarm"}, headers=auth, timeout=30)
+        assert gone.status_code == 422 and "no frame of S1/cam-1's alarm is kept" in gone.text, gone.text
+        assert "took up 1 cameras' learned heads" in second.text()
+        # the same scene, then a fire on another camera of the site (same partition: in this order)
+        asyncio.run(produce_frames(tansu.url, [("S1", "cam-1", BASE + 600, smoke), ("S1", "cam-2", BASE + 600, fire)]))
+        assert wait_for(lambda: BASE + 600 in findings_of("cam-2"), 60), second.text()[-3000:]
+        assert findings_of("cam-1") == {BASE}, "the learned head keeps the dismissed scene quiet on worker B"
+        t0 = time.perf_counter()
+        back = httpx.post(f"{b_url}/api/cameras/S1/cam-1/rollback", json={"version": 0}, headers=auth, timeout=30)
+        print(f"rollback through the queue: {time.perf_counter() - t0:.2f} s round trip")
+        assert back.status_code == 200 and back.json()["version"] == 0, back.text
+        assert httpx.get(f"{b_url}/api/cameras/S1/cam-1/learning", headers=auth).json()["version"] == 0
+        asyncio.run(produce_frames(tansu.url, [("S1", "cam-1", BASE + 1200, smoke)]))
+        assert wait_for(lambda: BASE + 1200 in findings_of("cam-1"), 60), "the shipped head alarms on it again"
+    finally:
+        if second is not None:
+            second.stop()
         first.stop()
         receiver.stop()

@@ -56,13 +56,16 @@ class Recorder:
         return acked
 
 
-def make_worker(tmp_path) -> GridwatchWorker:
+def make_worker(tmp_path, **overrides: Any) -> GridwatchWorker:
     cfg = default_config(
-        data_dir=str(tmp_path / "data"),
-        store=StoreConfig(url=f"sqlite:///{tmp_path / 'gw.db'}"),
-        api=ApiConfig(enabled=False),
-        inhibit=[],
-        kafka=KafkaConfig(partitions=2),
+        **{
+            "data_dir": str(tmp_path / "data"),
+            "store": StoreConfig(url=f"sqlite:///{tmp_path / 'gw.db'}"),
+            "api": ApiConfig(enabled=False),
+            "inhibit": [],
+            "kafka": KafkaConfig(partitions=2),
+            **overrides,
+        }
     )
     worker = GridwatchWorker(cfg)
     worker.findings_topic = Recorder()  # type: ignore[assignment]
@@ -307,3 +310,64 @@ def test_a_taken_over_site_whose_pack_is_older_than_the_stream_is_not_read_as_si
     assert faults(new, [r for t in (4200.0, 4800.0, 5400.0, 6000.0) for r in tick(t, "S1/crack-1", "S2/crack-1")]) == [
         ("S2", "crack-2", "silent", 5400.0 + 600.0)
     ]
+
+
+def test_a_camera_verdict_through_a_worker_that_does_not_own_the_camera_is_learned_by_its_owner(tmp_path):
+    """Two workers on one store: the owner of S1's partition saw the alarm; a verdict and rollbacks asked of the
+    other are queued, applied by the owner (not by the incident actions' loop) and answered through the queue;
+    the camera's status is read from the store by either; a refused rollback comes back as the refusal; the
+    head is let go of when the partition leaves and taken up again from the store when it returns."""
+    import time as wall
+
+    from engine.config.models import CamerasConfig
+    from engine.flow.camera_learning import Verdict, VerdictError
+    from engine.runners.faust_app import WorkerLearner
+    from tests.conftest import ROOT
+
+    cameras = CamerasConfig.model_validate({
+        "detectors": [{"type": "smoke_fire_onnx", "confirm_k": 1, "confirm_n": 1, "scene_memory": False}],
+        "learning": {"max_dismissed_share": 1.0},
+    })  # fmt: skip
+    store = StoreConfig(url=f"sqlite:///{tmp_path / 'shared.db'}")
+    owner = make_worker(tmp_path / "a", store=store, cameras=cameras)
+    other = make_worker(tmp_path / "b", store=store, cameras=cameras)
+    shard = partition_of("S1", 2)
+    owner._handling(shard)
+    owner.take_up_camera_heads([shard])
+    smoke = (ROOT / "tests" / "data" / "frames" / "smoke.jpg").read_bytes()
+    headers = [("topic", b"gw/cameras/S1/cam-1"), ("ts", repr(BASE).encode())]
+    frame: Any = Event(smoke, Message("gridwatch.frames", shard, 0, b"S1", headers), b"S1")
+    asyncio.run(owner.camera_batch([frame]))
+    owner.incidents(findings_events(owner))
+    (incident,) = owner.store.list_incidents()
+    learner = WorkerLearner(other)
+    detector = owner.cameras.learning.visible  # type: ignore[union-attr]
+    assert detector is not None
+
+    def by_owner(ask):  # the asking worker waits on the queue; the owner applies at its ticks
+        async def run():
+            asked = asyncio.create_task(ask())
+            while not asked.done():
+                owner.apply_actions()  # the incident actions' loop leaves a camera's action to its own
+                await owner._apply_camera_actions()
+                await asyncio.sleep(0.05)
+            return asked.result()
+
+        return asyncio.run(run())
+
+    v = Verdict("S1", "cam-1", "false_alarm", BASE + 60, "ops", incident_id=incident["incident_id"])
+    t0 = wall.perf_counter()
+    learned = by_owner(lambda: learner.verdict(v, []))
+    print(f"verdict through the queue between two workers: {wall.perf_counter() - t0:.2f} s")
+    assert learned["learned"] and learned["version"] == 1, learned
+    assert "S1/cam-1" in detector.heads, "learned by the owner, which holds the alarm's frames"
+    assert other.cameras.learning is not None and other.cameras.learning.cameras == {}
+    assert learner.status("S1/cam-1")["version"] == WorkerLearner(owner).status("S1/cam-1")["version"] == 1
+    with pytest.raises(VerdictError, match="no head version 7"):
+        by_owner(lambda: learner.rollback("S1/cam-1", 7, "ops"))
+    owner.let_go_of_camera_heads([shard])
+    assert "S1/cam-1" not in detector.heads
+    owner.take_up_camera_heads([shard])
+    assert detector.heads["S1/cam-1"].version == 1
+    assert by_owner(lambda: learner.rollback("S1/cam-1", 0, "ops"))["version"] == 0
+    assert "S1/cam-1" not in detector.heads and learner.status("S1/cam-1")["version"] == 0
