@@ -505,9 +505,9 @@ class CameraLearning:
         what is held of them here; a damaged record leaves its camera on the shipped head. The cameras read."""
         if self.keeping is None:
             return []
-        kept = list(self.keeping.load(sites))
         read: list[str] = []
-        with self.lock:
+        with self.lock:  # read under the lock too: no change of these cameras between reading and installing
+            kept = list(self.keeping.load(sites))
             if sites is not None:
                 self._forget(sites)
             for key, doc, examples in kept:

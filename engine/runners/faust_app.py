@@ -208,6 +208,7 @@ class GridwatchWorker:
         self._camera_dead: list[tuple[Rejection, str, bytes, float]] = []
         self._heads_taken: set[int] = set()  # partitions whose cameras' learned heads are read
         self._camera_lock = asyncio.Lock()  # camera actions and head reads, one at a time
+        self._camera_store_failing = False
 
         # incidents stage: a tracker and dispatcher per partition, taken up from the store
         self.handling: dict[int, PartitionIncidents] = {}
@@ -223,7 +224,7 @@ class GridwatchWorker:
         app.agent(self.frames_topic, name="cameras")(self._camera_agent)
         app.agent(self.findings_topic, name="incidents")(self._incidents_agent)
         app.timer(1.0)(self._tick)
-        app.timer(1.0)(self._apply_camera_actions)
+        app.timer(1.0)(self._camera_tick)
         app.task(self._deliver)
         app.on_partitions_revoked.connect(self._on_revoked)  # type: ignore[arg-type]
         app.on_partitions_assigned.connect(self._on_assigned)  # type: ignore[arg-type]
@@ -359,6 +360,9 @@ class GridwatchWorker:
                 continue
             ts = bytes(headers.get("ts", b"")).decode() or repr(time.time())
             cams.handle(t, topic, ev.value, {"ts": ts}, time.time())
+        if self.cameras.learning is not None and self.owned_shards() - self._heads_taken:
+            async with self._camera_lock:  # not read when the partition came (the store was out): now
+                await asyncio.to_thread(self.take_up_camera_heads, self.owned_shards())
         frames = await asyncio.to_thread(cams.take)  # decoded here, off the event loop
         findings = await asyncio.to_thread(self.cameras.step, frames, set(cams.thermal))
         if frames and self.cameras.retention is not None:  # what this worker's open incidents show is kept
@@ -602,6 +606,17 @@ class GridwatchWorker:
         async with self._camera_lock:
             await asyncio.to_thread(self.apply_camera_actions)
 
+    async def _camera_tick(self) -> None:
+        """The verdicts and rollbacks queued for this worker's cameras by other workers, each second."""
+        try:
+            await self._apply_camera_actions()
+        except Exception:  # the store is out: they wait in the queue, and the timer goes on
+            if not self._camera_store_failing:
+                logger.warning("the queued camera verdicts cannot be read from the store", exc_info=True)
+            self._camera_store_failing = True
+        else:
+            self._camera_store_failing = False
+
     def apply_camera_actions(self) -> int:
         """The queued verdicts and rollbacks of this worker's cameras, in order, each answered in its action's
         result (the camera's learning runs here, on this thread); returns how many were applied or refused."""
@@ -610,6 +625,8 @@ class GridwatchWorker:
             if spec.get("kind") not in CAMERA_ACTIONS:
                 continue
             self.take_up_camera_heads([shard])  # taken up when assigned; a partition assigned meanwhile, now
+            if self.cameras.learning is not None and shard not in self._heads_taken:
+                continue  # what its cameras learned could not be read: learning now would write over it
             try:
                 state, result = "applied", self._camera_action(spec)
             except VerdictError as exc:
@@ -638,8 +655,12 @@ class GridwatchWorker:
         todo = sorted(set(partitions) - self._heads_taken)
         if learning is None or not todo:
             return
-        sites = {site for site in self.store.camera_head_sites() if self.shard_of(site) in todo}
-        read = learning.load(sites) if sites else []
+        try:
+            sites = {site for site in self.store.camera_head_sites() if self.shard_of(site) in todo}
+            read = learning.load(sites) if sites else []
+        except Exception:  # the store is out: the shipped heads until it answers (tried again with the next frames)
+            logger.warning("partitions %s: cannot read the cameras' learned heads from the store", todo, exc_info=True)
+            return
         self._heads_taken.update(todo)
         if read:
             logger.info("partitions %s: took up %d cameras' learned heads", todo, len(read))

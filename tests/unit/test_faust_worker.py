@@ -312,11 +312,12 @@ def test_a_taken_over_site_whose_pack_is_older_than_the_stream_is_not_read_as_si
     ]
 
 
-def test_a_camera_verdict_through_a_worker_that_does_not_own_the_camera_is_learned_by_its_owner(tmp_path):
+def test_a_camera_verdict_through_a_worker_that_does_not_own_the_camera_is_learned_by_its_owner(tmp_path, monkeypatch):
     """Two workers on one store: the owner of S1's partition saw the alarm; a verdict and rollbacks asked of the
     other are queued, applied by the owner (not by the incident actions' loop) and answered through the queue;
     the camera's status is read from the store by either; a refused rollback comes back as the refusal; the
-    head is let go of when the partition leaves and taken up again from the store when it returns."""
+    head is let go of when the partition leaves and taken up again from the store when it returns (a camera
+    action waits while the store cannot give it)."""
     import time as wall
 
     from engine.config.models import CamerasConfig
@@ -367,7 +368,19 @@ def test_a_camera_verdict_through_a_worker_that_does_not_own_the_camera_is_learn
         by_owner(lambda: learner.rollback("S1/cam-1", 7, "ops"))
     owner.let_go_of_camera_heads([shard])
     assert "S1/cam-1" not in detector.heads
+
+    # the partition comes back while the store cannot give its heads: nothing is learned over what they hold
+    def store_out() -> set[str]:
+        raise OSError("the store does not answer")
+
+    monkeypatch.setattr(owner.store, "camera_head_sites", store_out)
     owner.take_up_camera_heads([shard])
-    assert detector.heads["S1/cam-1"].version == 1
+    spec = {"kind": "camera_rollback", "camera": "S1/cam-1", "version": 1, "actor": "ops", "at": BASE}
+    queued = owner.store.enqueue_action(shard, "S1", spec, BASE)
+    owner.apply_camera_actions()
+    assert owner.store.action(queued)[0] == "pending"
+    monkeypatch.undo()
+    owner.apply_camera_actions()
+    assert owner.store.action(queued)[0] == "applied" and detector.heads["S1/cam-1"].version == 1
     assert by_owner(lambda: learner.rollback("S1/cam-1", 0, "ops"))["version"] == 0
     assert "S1/cam-1" not in detector.heads and learner.status("S1/cam-1")["version"] == 0
