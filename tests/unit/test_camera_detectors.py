@@ -56,6 +56,10 @@ def stream(det_type: str) -> list[Frame]:
     if det_type == "smoke_fire_onnx":
         seq = ["none", "none", "smoke", "smoke", "smoke", "fire", "fire", "fire", "none"]
         return [Frame("S1", f"cam-{c}", float(k), image(n)) for k, n in enumerate(seq) for c in (1, 2)]
+    if det_type == "plume_change":  # a grey plume rising from the hillside
+        scene = "smoke"
+        return [Frame("S1", f"cam-{c}", 2.0 * k, visible_frame(scene, 2.0 * k, seed=5, start_s=4.0))
+                for k in range(10) for c in (1, 2)]  # fmt: skip
     return [Frame("S1", f"cam-{c}", float(k), flame_scene(k, fire=k >= 2)) for k in range(10) for c in (1, 2)]
 
 
@@ -76,7 +80,7 @@ def run(det_type: str, batch_size: int, restore: bool = False) -> list[tuple]:
 
 
 def test_the_camera_detectors_are_registered():
-    assert {"smoke_fire_onnx", "flame_color_motion", "thermal_hotspot"} <= set(CAMERA_TYPES)
+    assert {"smoke_fire_onnx", "flame_color_motion", "plume_change", "thermal_hotspot"} <= set(CAMERA_TYPES)
 
 
 @pytest.mark.parametrize("det_type", CAMERA_TYPES)
