@@ -10,7 +10,10 @@ The process is pinned to one core, onnxruntime and OpenCV use one thread. Rows p
 - ``static scene``: one unchanging frame with the gate on (a still tower: tiles reuse their scores until
   ``motion_max_age_s``);
 - ``whole frame (former)``: baseline in the same run, the frame squashed into one model input
-  (``tile_px: 0``, the behaviour before tiles).
+  (``tile_px: 0``, the behaviour before tiles);
+- ``plume_change``: the change detector that runs beside the model on frames at least 1280 wide (a young
+  plume against the scene's own past), and its per-camera state in bytes; the tower target is judged on
+  the model's every-tile time plus this (the camera stage's whole cost per frame).
 
 Prints a table, writes benchmarks/results/detect_tiles.json.
 Run: .venv/bin/python benchmarks/bench_detect_tiles.py [--quick]
@@ -19,6 +22,7 @@ Run: .venv/bin/python benchmarks/bench_detect_tiles.py [--quick]
 from __future__ import annotations
 
 import os
+import pickle
 import sys
 import time
 from pathlib import Path
@@ -36,7 +40,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from benchmarks.output import write_results  # noqa: E402
-from detectors.vision.base import Frame, FrameBatch  # noqa: E402
+from detectors.vision.base import CameraDetector, Frame, FrameBatch  # noqa: E402
+from detectors.vision.plume_change import PlumeChange, PlumeChangeConfig  # noqa: E402
 from detectors.vision.smoke_fire_onnx import SmokeFireOnnx, SmokeFireOnnxConfig  # noqa: E402
 from engine.ingest.frames import decode  # noqa: E402
 from simulators.camera import visible_frame  # noqa: E402
@@ -60,7 +65,7 @@ def jpegs(size: tuple[int, int], n: int = 8) -> list[bytes]:
     return out
 
 
-def measure(det: SmokeFireOnnx, payloads: list[bytes], seconds: float) -> dict[str, Any]:
+def measure(det: CameraDetector[Any], payloads: list[bytes], seconds: float) -> dict[str, Any]:
     state = det.new_state()
     det.observe(FrameBatch([Frame("B", "cam", 0.0, decode(payloads[0]))]), state)  # warm-up
     done, t0 = 0, time.perf_counter()
@@ -69,9 +74,13 @@ def measure(det: SmokeFireOnnx, payloads: list[bytes], seconds: float) -> dict[s
         det.observe(FrameBatch([frame]), state)
         done += 1
     elapsed = time.perf_counter() - t0
-    lay = det.layout(frame.image.shape, frame.key)
-    return {"frames": done, "s_per_frame": round(elapsed / done, 4), "fps": round(done / elapsed, 1),
-            "tiles": len(lay.origins), "grid": [lay.gh, lay.gw]}  # fmt: skip
+    out = {"frames": done, "s_per_frame": round(elapsed / done, 4), "fps": round(done / elapsed, 1), "tiles": 0}
+    if isinstance(det, SmokeFireOnnx):
+        lay = det.layout(frame.image.shape, frame.key)
+        out.update(tiles=len(lay.origins), grid=[lay.gh, lay.gw])
+    else:  # the camera's state as a checkpoint would hold it
+        out["state_bytes"] = len(pickle.dumps(state.snapshot()))
+    return out
 
 
 def main() -> None:
@@ -83,6 +92,7 @@ def main() -> None:
     tiled = SmokeFireOnnx(SmokeFireOnnxConfig(threads=1, motion_gate=0))
     gated = SmokeFireOnnx(SmokeFireOnnxConfig(threads=1))
     whole = SmokeFireOnnx(SmokeFireOnnxConfig(threads=1, motion_gate=0, tile_px=0))
+    change = PlumeChange(PlumeChangeConfig())
     runs: list[dict[str, Any]] = []
     for name, size in SIZES.items():
         payloads = jpegs(size)
@@ -90,7 +100,10 @@ def main() -> None:
             ("every tile", tiled, payloads),
             ("static scene (motion gate)", gated, payloads[:1]),
             ("whole frame (former)", whole, payloads),
+            ("plume_change", change, payloads),
         ):
+            if how == "plume_change" and size[0] < change.config.min_width:
+                continue  # not looked at: a close view is left to the model
             r = measure(det, frames, seconds)
             runs.append({"size": name, "run": how, **r})
             console.print(f"{name}, {how}: {r['s_per_frame']:.3f} s/frame, {r['fps']:.1f} frames/s, "
@@ -98,8 +111,13 @@ def main() -> None:
     verdicts = {}
     for name, (key, target) in TARGETS.items():
         worst = next(r for r in runs if r["size"] == name and r["run"] == "every tile")
-        ok = worst[key] <= target if key == "s_per_frame" else worst[key] >= target
-        verdicts[name] = {"figure": key, "target": target, "measured": worst[key], "met": ok}
+        extra = next((r for r in runs if r["size"] == name and r["run"] == "plume_change"), None)
+        measured = worst[key]
+        if extra is not None and key == "s_per_frame":
+            measured = round(worst[key] + extra[key], 4)
+        ok = measured <= target if key == "s_per_frame" else measured >= target
+        verdicts[name] = {"figure": key, "target": target, "measured": measured, "met": ok,
+                          "with": "every tile + plume_change" if extra is not None else "every tile"}  # fmt: skip
     cfg = SmokeFireOnnxConfig()
     write_results(
         "detect_tiles",
@@ -112,10 +130,10 @@ def main() -> None:
     for col in ("frame", "run", "tiles", "s/frame", "frames/s"):
         table.add_column(col, justify="left" if col in ("frame", "run") else "right")
     for r in runs:
-        table.add_row(r["size"], r["run"], str(r["tiles"]), f"{r['s_per_frame']:.3f}", f"{r['fps']:.1f}")
+        table.add_row(r["size"], r["run"], str(r["tiles"] or "-"), f"{r['s_per_frame']:.3f}", f"{r['fps']:.1f}")
     console.print(table)
     for name, v in verdicts.items():
-        console.print(f"{name}: {v['figure']} {v['measured']} (target {v['target']}): "
+        console.print(f"{name} ({v['with']}): {v['figure']} {v['measured']} (target {v['target']}): "
                       f"{'met' if v['met'] else 'NOT met'}")  # fmt: skip
 
 

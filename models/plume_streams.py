@@ -46,6 +46,8 @@ from detectors.vision.smoke_fire_onnx import SmokeFireOnnx, SmokeFireOnnxConfig 
 from engine.config.loader import load_config  # noqa: E402
 from engine.ingest.camera_recording import FrameTimes, recorded_frames  # noqa: E402
 from engine.runners.camera_replay import replay_cameras  # noqa: E402
+from simulators.plumes import plume as drawn_plume  # noqa: E402
+from simulators.plumes import plume_colour  # noqa: E402
 
 DATA = ROOT.parent / "shared" / "data" / "dfire-tower-sample"
 IGNITION_MIN, SPAN_MIN, T0 = 40, 80, 1_700_000_000.0
@@ -81,28 +83,71 @@ def plume_alpha(shape: tuple[int, int], minutes: float, rng_seed: int) -> tuple[
     return alpha, (xs.min() / w, ys.min() / h, (xs.max() - xs.min() + 1) / w, (ys.max() - ys.min() + 1) / h)
 
 
-def write_stream(bg: np.ndarray, folder: Path, seed: int, plume: bool) -> dict[int, Box | None]:
-    """The stream's frames as ``<epoch_ms>.jpg``; the plume's box per minute from ignition."""
+NUISANCES = ("cloud", "shadow", "sway", "exposure")  # controls with something that changes and is not smoke
+
+
+def nuisance(img: np.ndarray, kind: str, k: int, rng: np.random.Generator) -> np.ndarray:
+    """Frame ``k`` of a control with a nuisance: a bright cloud drifting across the ridge, a cloud's shadow
+    sweeping the slope (both 1.75 % of the width a minute), the mast swaying (3 pixels at 1536 across, one
+    sigma), or the exposure stepping by -10/+8 % every 7 minutes."""
+    h, w = img.shape[:2]
+    if kind in ("cloud", "shadow"):
+        cx, cy = (k / SPAN_MIN) * 1.4 * w - 0.2 * w, (0.2 if kind == "cloud" else 0.6) * h
+        a = np.zeros((h, w), np.float32)
+        axes = (int(0.08 * w), int(0.04 * h)) if kind == "cloud" else (int(0.12 * w), int(0.06 * h))
+        cv2.ellipse(a, (int(cx), int(cy)), axes, 0, 0, 360, 1.0, -1)
+        a = cv2.GaussianBlur(a, (0, 0), (0.02 if kind == "cloud" else 0.03) * w)
+        if kind == "cloud":
+            return img * (1 - 0.5 * a[..., None]) + 235.0 * 0.5 * a[..., None]
+        return img * (1 - 0.35 * a[..., None])
+    if kind == "sway":
+        dx, dy = rng.normal(0, 3.0 * w / 1536, 2)
+        shift = np.array([[1, 0, dx], [0, 1, dy]], np.float32)
+        return np.asarray(cv2.warpAffine(img, shift, (w, h), borderMode=cv2.BORDER_REFLECT), np.float32)
+    if kind == "exposure":
+        return img * (0.9 if (k // 7) % 2 else 1.08)
+    raise ValueError(kind)
+
+
+def write_stream(bg: np.ndarray, folder: Path, seed: int, kind: str) -> dict[int, Box | None]:
+    """The stream's frames as ``<epoch_ms>.jpg``; the plume's box per minute from ignition. ``kind``: "plume"
+    (this script's drawing), "plume2" (the tile training's drawing, ``simulators.plumes``: another shape,
+    colour and texture), "control" (neither), or one of ``NUISANCES``."""
     folder.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(seed)
     phase = rng.uniform(0, 2 * np.pi)
     grey = rng.uniform(195, 230)
+    second = np.random.default_rng([seed, 2])
+    colour, final = plume_colour(False, second), second.uniform(0.06, 0.15) * bg.shape[0]
     boxes: dict[int, Box | None] = {}
     for k in range(SPAN_MIN + 1):
         light = 1.0 + 0.03 * np.sin(2 * np.pi * k / SPAN_MIN + phase)
         img = bg.astype(np.float32) * light + rng.normal(0, 2.0, bg.shape).astype(np.float32)
-        if plume:
-            alpha, box = plume_alpha(bg.shape[:2], k - IGNITION_MIN, seed)
-            boxes[k - IGNITION_MIN] = box
+        minutes = k - IGNITION_MIN
+        if kind == "plume":
+            alpha, box = plume_alpha(bg.shape[:2], minutes, seed)
+            boxes[minutes] = box
             img = img * (1 - alpha[..., None]) + np.float32(grey) * alpha[..., None]
+        elif kind == "plume2":
+            boxes[minutes] = None
+            if minutes > 0:  # the same plume every minute (one seed), grown: 2 pixels high at first
+                alpha = drawn_plume(bg.shape[:2], max(2.0, final * (minutes / 40.0) ** 0.75),
+                                    np.random.default_rng([seed, 3]))  # fmt: skip
+                ys, xs = np.nonzero(alpha > 0.05)
+                if len(xs):
+                    h, w = bg.shape[:2]
+                    boxes[minutes] = (xs.min() / w, ys.min() / h, (np.ptp(xs) + 1) / w, (np.ptp(ys) + 1) / h)
+                img = img * (1 - alpha[..., None]) + colour * alpha[..., None]
+        elif kind in NUISANCES:
+            img = nuisance(img, kind, k, rng)
         out = np.clip(img, 0, 255).astype(np.uint8)
         cv2.imwrite(str(folder / f"{round((T0 + 60 * k) * 1000)}.jpg"), out, [cv2.IMWRITE_JPEG_QUALITY, 90])
     return boxes
 
 
-def run_stream(cfg: Any, bg: np.ndarray, seed: int, plume: bool) -> dict[str, Any]:
+def run_stream(cfg: Any, bg: np.ndarray, seed: int, kind: str) -> dict[str, Any]:
     with tempfile.TemporaryDirectory() as tmp:
-        boxes = write_stream(bg, Path(tmp) / "T1" / "tower", seed, plume)
+        boxes = write_stream(bg, Path(tmp) / "T1" / "tower", seed, kind)
         t = time.perf_counter()
         result = replay_cameras(cfg, recorded_frames(Path(tmp), "T1", "tower", FrameTimes("epoch_ms")))
         seconds = time.perf_counter() - t
@@ -111,11 +156,13 @@ def run_stream(cfg: Any, bg: np.ndarray, seed: int, plume: bool) -> dict[str, An
     before = len({e["incident_id"] for e in firing if e["opened_at"] < ignition})
     first = min((e["opened_at"] for e in firing if e["opened_at"] >= ignition), default=None)
     out: dict[str, Any] = {"incidents_before_ignition": before, "s_per_frame": round(seconds / (SPAN_MIN + 1), 3)}
-    if not plume:
+    out["detectors"] = sorted({f.detector for f in result.findings})
+    if not kind.startswith("plume"):
         out["incidents"] = len({e["incident_id"] for e in firing})
         return out
     out["minutes_from_ignition"] = None if first is None else round((first - ignition) / 60, 1)
     after = [f for f in result.findings if f.ts >= ignition]
+    out["first_finding_by"] = after[0].detector if after else None
     if after:
         f = after[0]
         box = boxes.get(round((f.ts - ignition) / 60))
@@ -129,6 +176,14 @@ def with_model(cfg: Any, card: str | None) -> Any:
     if card is None:
         return cfg
     dets = [d.model_copy(update={"model": card}) if d.type == "smoke_fire_onnx" else d for d in cfg.cameras.detectors]
+    return cfg.model_copy(update={"cameras": cfg.cameras.model_copy(update={"detectors": dets})})
+
+
+def without(cfg: Any, detector: str) -> Any:
+    """``cfg`` without the camera detector ``detector`` (its id or type): the baseline it is measured against."""
+    dets = [d for d in cfg.cameras.detectors if detector not in (d.id, d.type)]
+    if len(dets) == len(cfg.cameras.detectors):
+        raise SystemExit(f"--without {detector}: no such camera detector in the shipped config")
     return cfg.model_copy(update={"cameras": cfg.cameras.model_copy(update={"detectors": dets})})
 
 
@@ -162,19 +217,31 @@ def main() -> None:
     ap.add_argument("--model", action="append", default=[], help="NAME=CARD: also run with this model card.")
     ap.add_argument("--out", type=Path, help="Where to write the results (default models/plume_streams.json).")
     ap.add_argument("--no-single", action="store_true", help="Skip the single-frame alarm shares.")
+    ap.add_argument(
+        "--without",
+        action="append",
+        default=[],
+        help="DETECTOR_ID: also run the shipped config without this camera detector (a baseline).",
+    )
+    ap.add_argument(
+        "--nuisances",
+        action="store_true",
+        help=f"Also the second plume drawing and the controls with {', '.join(NUISANCES)}.",
+    )
     args = ap.parse_args()
     n, only = args.n, args.only
     shipped = load_config(ROOT / "config" / "gridwatch.yaml")
     models: list[tuple[str, str | None]] = [("shipped", None)]
     models += [(m.split("=", 1)[0], m.split("=", 1)[1]) for m in args.model]
+    models += [(f"without {d}", f"-{d}") for d in args.without]
     rows: list[dict[str, Any]] = []
     single: dict[str, Any] = {}
     for model, card in models:
-        cfg = with_model(shipped, card)
+        cfg = with_model(shipped, card) if not (card or "").startswith("-") else without(shipped, (card or "")[1:])
         former = [d.model_copy(update={"tile_px": 0}) if d.type == "smoke_fire_onnx" else d
                   for d in cfg.cameras.detectors]  # fmt: skip
         whole_cfg = cfg.model_copy(update={"cameras": cfg.cameras.model_copy(update={"detectors": former})})
-        if not args.no_single:
+        if not args.no_single and not (card or "").startswith("-"):
             single[model] = single_frames(cfg, backgrounds(10_000))
             print(json.dumps({"model": model, "single_frames": single[model]}), flush=True)
         for seed, path in enumerate(backgrounds(n), start=1):
@@ -185,7 +252,11 @@ def main() -> None:
                 if only and size != only:
                     continue
                 row = {"model": model, "background": path.name, "size": size, "frame": f"{bg.shape[1]}x{bg.shape[0]}",
-                       "plume": run_stream(c, bg, seed, True), "control": run_stream(c, bg, seed, False)}  # fmt: skip
+                       "plume": run_stream(c, bg, seed, "plume"),
+                       "control": run_stream(c, bg, seed, "control")}  # fmt: skip
+                if args.nuisances:
+                    row["plume2"] = run_stream(c, bg, seed, "plume2")
+                    row["nuisances"] = {k: run_stream(c, bg, seed, k) for k in NUISANCES}
                 print(json.dumps(row), flush=True)
                 rows.append(row)
     summary: dict[str, Any] = {}
@@ -205,8 +276,22 @@ def main() -> None:
             "first_region_on_plume": sum(1 for r in mine if r["plume"].get("first_region_on_plume")),
             "controls_with_incidents": sum(1 for r in mine if r["control"]["incidents"]),
         }
+        if any("plume2" in r for r in mine):
+            second = [r["plume2"] for r in mine if "plume2" in r]
+            minutes = [p["minutes_from_ignition"] for p in second
+                       if p["minutes_from_ignition"] is not None and p.get("first_region_on_plume")]  # fmt: skip
+            summary[f"{key[0]}: {key[1]}"]["second_drawing"] = {
+                "plumes_found": len(minutes), "plumes_found_within_10_min": sum(1 for m in minutes if m <= 10),
+                "minutes_to_first_incident_on_plume": sorted(minutes),
+                "streams_with_incidents_before_ignition": sum(1 for p in second if p["incidents_before_ignition"]),
+            }  # fmt: skip
+            summary[f"{key[0]}: {key[1]}"]["nuisance_streams_with_incidents"] = {
+                k: sum(1 for r in mine if r.get("nuisances", {}).get(k, {}).get("incidents")) for k in NUISANCES
+            }
     out = {"date": time.strftime("%Y-%m-%d"), "ignition_minute": IGNITION_MIN, "minutes": SPAN_MIN,
-           "models": {m: c or "models/smoke_fire.json" for m, c in models}, "single_frames_3072x2048": single,
+           "models": {m: c or "models/smoke_fire.json" for m, c in models if not (c or "").startswith("-")},
+           "baselines": {m: f"the shipped config without {c[1:]}" for m, c in models if c and c.startswith("-")},
+           "single_frames_3072x2048": single,
            "summary": summary, "streams": rows}  # fmt: skip
     path = args.out or ROOT / "models" / ("plume_streams.json" if not only else "plume_streams_quick.json")
     path.write_text(json.dumps(out, indent=2) + "\n")
