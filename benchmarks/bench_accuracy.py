@@ -201,6 +201,12 @@ def camera_figures() -> dict[str, float | str]:
             out[f"{key}/streams_alarmed_before_ignition"] = r["streams_with_incidents_before_ignition"]
             out[f"{key}/first_region_on_plume"] = f"{r['first_region_on_plume']}/{r['streams']}"
             out[f"{key}/controls_with_incidents"] = f"{r['controls_with_incidents']}/{r['streams']}"
+            if "second_drawing" in r:  # another plume drawing than the one the detectors were developed on
+                two = r["second_drawing"]
+                out[f"{key}/second_drawing_found_within_10_min"] = f"{two['plumes_found_within_10_min']}/{r['streams']}"
+                out[f"{key}/second_drawing_alarmed_before_ignition"] = two["streams_with_incidents_before_ignition"]
+            for kind, n in r.get("nuisance_streams_with_incidents", {}).items():
+                out[f"{key}/{kind}_controls_with_incidents"] = f"{n}/{r['streams']}"
     out.update(verdict_figures())
     if not (data / "fire-smoke-roboflow").is_dir():
         console.print(f"[yellow]no recordings at {data}: house6 and FLAME-T figures skipped[/]")
