@@ -30,6 +30,10 @@ and it grows. This detector looks only at that, per camera, at ``width`` pixels 
   ``z_min``) as ``e / (e + half_evidence_px)``, so the level grows with the plume; the region is its box.
   Its levels stop at orange: a change alone is not the gravest level (the smoke model's or a thermal
   camera's agreement raises it, ``fusion``).
+- **dismissed places**: a blob whose base lies in a place an operator called a false alarm on this camera
+  (``dismissed``: a chimney, a dust road, a spray at a fixed place; set by the camera stage's learning from
+  verdicts, ``engine.flow.camera_learning``), grown by ``anchor_share`` of the width, does not count until the
+  dismissal expires; a plume starting anywhere else in the view still does.
 
 The smoke model (``smoke_fire_onnx``) keeps judging what things look like; this judges what is new and
 stays. Each files its own findings and the incident tracker fuses them. By default it looks only at frames
@@ -39,6 +43,7 @@ stop and stay, and nothing but the model should judge it.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any, ClassVar, Literal
 
 import numpy as np
@@ -123,6 +128,26 @@ class PlumeChangeConfig(CameraDetectorConfig):
     scene_memory: bool = Field(False, description="Off: the detector's reference is its own scene memory.")
 
 
+@dataclass(frozen=True)
+class DismissedPlace:
+    """A place where an operator called a change a false alarm: the region (x, y, w, h as fractions of the
+    frame) where its blobs' bases do not count, and until when (capture time).
+
+    >>> place = DismissedPlace((0.1, 0.2, 0.05, 0.05), 100.0)
+    >>> place.holds(0.12, 0.26, 0.01, 0.02, 50.0), place.holds(0.12, 0.26, 0.01, 0.02, 100.0)
+    (True, False)
+    """
+
+    region: tuple[float, float, float, float]
+    expires_at: float
+
+    def holds(self, x: float, y: float, mx: float, my: float, ts: float) -> bool:
+        """Whether a base at (``x``, ``y``) lies in the region grown by ``mx`` across and ``my`` down (all as
+        fractions of the frame) at capture time ``ts``."""
+        rx, ry, rw, rh = self.region
+        return ts < self.expires_at and rx - mx <= x <= rx + rw + mx and ry - my <= y <= ry + rh + my
+
+
 @register_camera
 class PlumeChange(CameraDetector[PlumeChangeConfig]):
     """Per camera: reference samples, the persistence bits of the last frames, and the cached reference."""
@@ -130,6 +155,11 @@ class PlumeChange(CameraDetector[PlumeChangeConfig]):
     config_class = PlumeChangeConfig
     modality: ClassVar[Literal["visible", "thermal"]] = "visible"
     classes: ClassVar[tuple[str, ...]] = ("smoke",)
+
+    def __init__(self, config: PlumeChangeConfig) -> None:
+        super().__init__(config)
+        # Per camera (``site/camera``): places operators called false alarms (the camera stage's learning).
+        self.dismissed: dict[str, list[DismissedPlace]] = {}
 
     @classmethod
     def example_config(cls) -> PlumeChangeConfig:
@@ -230,6 +260,19 @@ class PlumeChange(CameraDetector[PlumeChangeConfig]):
                 bases[i, 2] = float(stats[b, cv2.CC_STAT_AREA] <= young)
                 evidence[b] = 0.0
         m["anchors"] = [*m.get("anchors", []), bases][-(cfg.confirm_n - 1) :]
+        # A dismissed place (a chimney, a dust road) keeps its anchors, so its blob stays the same blob, but
+        # never counts; the margin is the detector's own "same place".
+        places = self.dismissed.get(frame.key)
+        left_out = 0
+        if places:
+            sh, sw = grey.shape
+            mx, my = cfg.anchor_share, cfg.anchor_share * sw / sh
+            for i, b in enumerate(blobs):
+                fx, fy = float(bases[i, 0]) / sw, float(bases[i, 1]) / sh
+                if evidence[b] > 0 and any(p.holds(fx, fy, mx, my, frame.ts) for p in places):
+                    evidence[b], left_out = 0.0, left_out + 1
+            if left_out:
+                calm.detail["dismissed_blobs"] = left_out
         k = int(np.argmax(evidence))
         if evidence[k] <= 0:
             return calm
@@ -241,6 +284,8 @@ class PlumeChange(CameraDetector[PlumeChangeConfig]):
         detail = {"changed_px": int(stats[k, cv2.CC_STAT_AREA]), "evidence_px": round(e, 1),
                   "contrast": round(float(np.median(np.abs(z[labels == k]))), 2),
                   "shift_px": [round(dx, 2), round(dy, 2)], "changed_share": round(share, 5)}  # fmt: skip
+        if left_out:
+            detail["dismissed_blobs"] = left_out
         return Observation(frame, {"smoke": round(score, 6)}, {"smoke": [box]}, detail)
 
     @staticmethod

@@ -8,18 +8,26 @@ snapshot) on a camera's alarm labels the cells of the alarm's frames:
   camera's head is refit at once; a head that still finds every confirmed cell and keeps every dismissed one
   under the alarm becomes the camera's next version, else the verdict is refused with the reason;
 - thermal cameras (``thermal_hotspot``): a "false alarm" adds the hot spot, its time of day and its heat to the
-  camera's hot-spot memory (``DismissedHotSpot``).
+  camera's hot-spot memory (``DismissedHotSpot``);
+- large, far cameras' changes (``plume_change``): a "false alarm" on its finding adds the place (the verdict's
+  region, else the finding's) to the camera's dismissed places (``DismissedPlace``: a chimney, a dust road, a
+  spray at a fixed place), where a change no longer counts; a plume elsewhere in the view still does.
+
+Each alarm frame says which detector's finding it was (``AlarmFrame.detector``): an incident with the smoke
+model's findings and plume_change's teaches both, each from its own frames and region.
 
 Safe learning: a dismissed region larger than ``max_dismissed_share`` of the frame is refused with an
-explanation (``VerdictError``); dismissed scenes expire ``dismissed_expire_s`` after the last verdict that
-named them (``expire`` refits); a confirmed fire is never outvoted: a head that would miss it is refused.
+explanation (``VerdictError``); dismissed scenes and places expire ``dismissed_expire_s`` after the last verdict
+that named them (``expire`` refits); a confirmed fire is never outvoted: a head that would miss it is refused,
+and a "fire" or "smoke" verdict lifts the dismissed hot spots and places its region covers.
 
 Each camera's state is one record (``CameraModel.record``): the ``heads.json`` document (every version, the
-current one, the hot spots, the log of verdicts and rollbacks) and its examples as npz bytes, so a restart gives
-the same heads. Where it is kept (``HeadKeeping``): files under ``data_dir/camera_heads/<site>/<camera>/``
-(``CameraHeadFiles``, the local engine), the shared store (``engine.store.camera_heads.StoredCameraHeads``, the
-scale-out's workers, read per site as a worker takes the site's partition up), or nowhere (a replay). Rolling
-back to any earlier version (0: the shipped head) is one call.
+current one, the hot spots, the dismissed places, the log of verdicts and rollbacks) and its examples as npz
+bytes, so a restart gives the same heads. Where it is kept (``HeadKeeping``): files under
+``data_dir/camera_heads/<site>/<camera>/`` (``CameraHeadFiles``, the local engine), the shared store
+(``engine.store.camera_heads.StoredCameraHeads``, the scale-out's workers, read per site as a worker takes the
+site's partition up), or nowhere (a replay). Rolling back to any earlier version (0: the shipped head) is one
+call.
 """
 
 from __future__ import annotations
@@ -31,7 +39,7 @@ import os
 import threading
 import zipfile
 from collections.abc import Collection, Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal, Protocol
 
@@ -39,14 +47,16 @@ import numpy as np
 import numpy.typing as npt
 
 from detectors.thermal.thermal_hotspot import DismissedHotSpot, ThermalHotspot
-from detectors.vision.base import Box
+from detectors.vision.base import Box, iou, union_box
 from detectors.vision.camera_heads import ANCHOR, DISMISSED, REAL, Examples, LearnedHead, fit_head, read_head
+from detectors.vision.plume_change import DismissedPlace, PlumeChange
 from detectors.vision.smoke_fire_onnx import SmokeFireOnnx
 from engine.config.models import CameraLearningConfig
 
 logger = logging.getLogger(__name__)
 VERDICTS = ("false_alarm", "fire", "smoke")
 MAX_VERSIONS = 50  # versions kept per camera (the log keeps every verdict)
+MAX_PLACES = 32  # dismissed places kept per camera (the soonest to expire go first)
 
 
 def use_head_file(det: Any, path: Path, version: int | None = None) -> LearnedHead | None:
@@ -102,24 +112,27 @@ class Verdict:
 @dataclass
 class AlarmFrame:
     """One frame of an alarm: the picture (visible BGR, thermal as decoded), its time, and the alarm's
-    region and cells on it (x, y, w, h as fractions) and score."""
+    region and cells on it (x, y, w, h as fractions), score, class and detector (its name, the finding's)."""
 
     ts: float
     image: npt.NDArray[Any]
     boxes: list[Box]
     score: float = 0.0
     label: str = ""  # the class that alarmed ("": unknown, a dismissal then quiets every class there)
+    detector: str = ""  # whose finding it was ("": unknown, learned as the smoke model's)
 
 
 @dataclass
 class CameraModel:
-    """One camera's learned state: its head versions, the current one (0: shipped), examples and log."""
+    """One camera's learned state: its head versions, the current one (0: shipped), examples, hot spots,
+    dismissed places and log."""
 
     versions: list[LearnedHead] = field(default_factory=list)
     current: int = 0
     examples: Examples | None = None
     hot_spots: list[DismissedHotSpot] = field(default_factory=list)
     log: list[dict[str, Any]] = field(default_factory=list)
+    places: list[DismissedPlace] = field(default_factory=list)
 
     def head(self) -> LearnedHead | None:
         return next((h for h in self.versions if h.version == self.current), None)
@@ -127,7 +140,8 @@ class CameraModel:
     def record(self) -> tuple[dict[str, Any], bytes | None]:
         """The camera as it is kept: the ``heads.json`` document and the examples as npz bytes (None: none yet)."""
         doc = {"current": self.current, "versions": [h.to_json() for h in self.versions],
-               "hot_spots": [asdict(h) for h in self.hot_spots], "log": self.log[-1000:]}  # fmt: skip
+               "hot_spots": [asdict(h) for h in self.hot_spots], "places": [asdict(p) for p in self.places],
+               "log": self.log[-1000:]}  # fmt: skip
         if self.examples is None:
             return doc, None
         npz = io.BytesIO()
@@ -139,16 +153,18 @@ class CameraModel:
         """A camera from what ``record`` kept; ``ValueError``, ``KeyError``, ``TypeError``, ``AttributeError`` or
         ``zipfile.BadZipFile`` when it is damaged (``UNREADABLE``).
 
-        >>> cam = CameraModel(current=0, log=[{"action": "rollback", "version": 0}])
-        >>> CameraModel.from_record(*cam.record()) == cam
-        True
+        >>> cam = CameraModel(current=0, log=[{"action": "rollback", "version": 0}],
+        ...                   places=[DismissedPlace((0.1, 0.2, 0.05, 0.05), 100.0)])
+        >>> CameraModel.from_record(*cam.record()) == cam, CameraModel.from_record({"current": 0}, None).places
+        (True, [])
         """
         cam = cls(
-            [LearnedHead.from_json(h) for h in doc.get("versions", [])],
-            int(doc.get("current", 0)),
-            None,
-            [DismissedHotSpot(**{**h, "region": tuple(h["region"])}) for h in doc.get("hot_spots", [])],
-            list(doc.get("log", [])),
+            versions=[LearnedHead.from_json(h) for h in doc.get("versions", [])],
+            current=int(doc.get("current", 0)),
+            hot_spots=[DismissedHotSpot(**{**h, "region": tuple(h["region"])}) for h in doc.get("hot_spots", [])],
+            log=list(doc.get("log", [])),
+            # (records kept before plume_change learned have none)
+            places=[DismissedPlace(**{**p, "region": tuple(p["region"])}) for p in doc.get("places", [])],
         )
         if examples is not None:
             with np.load(io.BytesIO(examples)) as arrays:
@@ -229,6 +245,22 @@ def region_share(boxes: list[Box]) -> float:
     return float(raster.mean())
 
 
+def merged(boxes: list[Box]) -> list[Box]:
+    """``boxes`` with those that overlap (directly or through others) replaced by the box around them.
+
+    >>> merged([(0.0, 0.25, 0.25, 0.25), (0.125, 0.0, 0.25, 0.5), (0.75, 0.75, 0.125, 0.125)])
+    [(0.0, 0.0, 0.375, 0.5), (0.75, 0.75, 0.125, 0.125)]
+    """
+    out: list[Box] = []
+    for box in boxes:
+        grown = box
+        while (hit := next((o for o in out if iou(o, grown) > 0), None)) is not None:
+            out.remove(hit)
+            grown = union_box([hit, grown]) or grown
+        out.append(grown)
+    return out
+
+
 def cells_in(cells: npt.NDArray[np.float32], boxes: list[Box]) -> npt.NDArray[np.bool_]:
     """Which cells (rows of x, y, w, h) have their centre in one of ``boxes``; where none does, the cells
     that overlap them (a box smaller than a cell still names it).
@@ -248,9 +280,10 @@ def cells_in(cells: npt.NDArray[np.float32], boxes: list[Box]) -> npt.NDArray[np
 
 
 class CameraLearning:
-    """The cameras' learned heads and hot-spot memories, their examples and versions, installed in the
-    detectors they belong to. Thread-safe: verdicts come from the API's thread, frames from the camera
-    stage's.
+    """The cameras' learned heads, hot-spot memories and dismissed places, their examples and versions,
+    installed in the detectors they belong to (``visible``: smoke_fire_onnx, ``thermal``: thermal_hotspot,
+    ``plume``: plume_change; None where there is none). Thread-safe: verdicts come from the API's thread,
+    frames from the camera stage's.
 
     ``keeping``: a folder (the local engine's ``data_dir/camera_heads``, every camera read at once), a
     ``HeadKeeping`` (a scale-out worker's store: the cameras of a site are read with ``load`` when the worker
@@ -263,8 +296,10 @@ class CameraLearning:
         visible: SmokeFireOnnx | None,
         thermal: ThermalHotspot | None,
         keeping: HeadKeeping | Path | None = None,
+        plume: PlumeChange | None = None,
     ) -> None:
         self.settings = settings
+        self.plume = plume
         self._visible = visible
         self._enabled: bool | None = None  # the model's cell outputs are added at first need (a second's work)
         self._reference: tuple[npt.NDArray[np.float32], npt.NDArray[np.float32]] | None = None
@@ -307,9 +342,11 @@ class CameraLearning:
     # Verdicts
 
     def verdict(self, v: Verdict, frames: list[AlarmFrame], thermal: bool) -> dict[str, Any]:
-        """Learn from a verdict on the camera's alarm ``frames`` (newest first); returns what happened: the
-        camera's version, whether a new head was accepted (``learned``) or why not (``reason``), the examples
-        and the refit's seconds. ``VerdictError`` when the verdict is refused outright."""
+        """Learn from a verdict on the camera's alarm ``frames`` (newest first), each by the detector whose
+        finding it was: plume_change's frames teach its dismissed places, the others the camera's head (or,
+        ``thermal``, its hot-spot memory). Returns what happened: the camera's version, whether a new head was
+        accepted (``learned``) or why not (``reason``), the examples and the refit's seconds, the dismissed
+        places, and ``taught``: what learned, in words. ``VerdictError`` when the verdict is refused outright."""
         if not self.settings.enabled:
             raise VerdictError("cameras.learning.enabled is false: verdicts are not taken")
         if v.verdict not in VERDICTS:
@@ -318,7 +355,6 @@ class CameraLearning:
             x, y, w, h = v.region
             if not (0 <= x < 1 and 0 <= y < 1 and 0 < w <= 1 - x + 1e-6 and 0 < h <= 1 - y + 1e-6):
                 raise VerdictError(f"region {list(v.region)}: x, y, w, h as fractions of the frame, inside it")
-        frames = frames[: self.settings.frames_per_verdict]
         if not frames:
             raise VerdictError(
                 f"no frame of {v.key}'s alarm is kept to learn from: none is held in memory, and the frames kept "
@@ -336,12 +372,27 @@ class CameraLearning:
                 f"max_dismissed_share ({self.settings.max_dismissed_share:.0%}): a camera must not learn to ignore "
                 "its whole view; draw a box around the part that is not fire"
             )
-        with self.lock:
-            if thermal:
-                return self._thermal_verdict(v, frames, boxes)
-            return self._visible_verdict(v, frames, boxes)
+        n = self.settings.frames_per_verdict
+        if thermal:
+            with self.lock:
+                return self._thermal_verdict(v, frames[:n], boxes)
+        plume = self.plume.name if self.plume is not None else None
+        changes = [f for f in frames if f.detector == plume][:n]
+        cells = [f for f in frames if f.detector != plume][:n]
 
-    def _visible_verdict(self, v: Verdict, frames: list[AlarmFrame], boxes: list[Box]) -> dict[str, Any]:
+        def boxes_of(mine: list[AlarmFrame]) -> list[Box]:
+            return [v.region] if v.region is not None else list(dict.fromkeys(b for f in mine for b in f.boxes))
+
+        with self.lock:
+            # A confirmed fire lifts the places it covers whichever detector's finding was judged.
+            confirmed = v.verdict != "false_alarm" and bool(self.cameras.get(v.key, CameraModel()).places)
+            places = self._place_verdict(v, boxes_of(changes) or boxes) if changes or confirmed else None
+            if cells and (self.visible is not None or places is None):  # (no visible model and nothing else: refused)
+                return self._visible_verdict(v, cells, boxes_of(cells) or boxes, places)
+            return self._places_only(v, changes, places or {}, bool(cells))
+
+    def _visible_verdict(self, v: Verdict, frames: list[AlarmFrame], boxes: list[Box],
+                         places: dict[str, Any] | None = None) -> dict[str, Any]:  # fmt: skip
         det = self.visible
         if det is None:
             raise VerdictError("the visible model gives no per-cell features (or onnx is missing): nothing to learn")
@@ -375,9 +426,48 @@ class CameraLearning:
                  "region": list(v.region) if v.region else None, "frames": len(frames), "cells": labelled,
                  "learned": fit["learned"], "reason": fit["reason"], "version": cam.current,
                  "refit_s": fit["refit_s"]}  # fmt: skip
+        what = f"{det.name}: head v{cam.current}" if fit["learned"] else f"{det.name}: no new head"
+        entry |= {**(places or {}), "taught": [what, *(places or {}).get("taught", [])]}
+        entry["learned"] = fit["learned"] or places is not None  # (``reason`` still says why the head was not)
         cam.log.append(entry)
         self._save(v.key, cam)
         return {"camera": v.key, "kind": "visible", **entry, "examples": cam.examples.counts() if cam.examples else {}}
+
+    def _place_verdict(self, v: Verdict, boxes: list[Box]) -> dict[str, Any]:
+        """plume_change's dismissed places of the camera: a false alarm adds ``boxes`` (and renews the places
+        they overlap: dismissed again, their expiry starts again); a fire or smoke lifts those they cover."""
+        assert self.plume is not None
+        cam = self.cameras.setdefault(v.key, CameraModel())
+        before = len(cam.places)
+        if v.verdict == "false_alarm":
+            expires = v.at + self.settings.dismissed_expire_s
+            boxes = merged(boxes)  # one place per blob: its frames' regions grow with it
+            for b in boxes:
+                again = cells_in(np.asarray([p.region for p in cam.places], np.float32).reshape(-1, 4), [b])
+                cam.places = [replace(p, expires_at=max(p.expires_at, expires)) if hit else p
+                              for p, hit in zip(cam.places, again.tolist(), strict=True)]  # fmt: skip
+                if not any(union_box([p.region, b]) == p.region for p in cam.places):  # (none holds it yet)
+                    cam.places.append(DismissedPlace(b, expires))
+            cam.places = sorted(cam.places, key=lambda p: p.expires_at)[-MAX_PLACES:]
+            what = f"{self.plume.name}: a change at {len(boxes)} place{'s' if len(boxes) > 1 else ''} no longer counts"
+        else:  # confirmed: no dismissal covering it stands
+            cam.places = [p for p in cam.places if not cells_in(np.asarray([p.region], np.float32), boxes)[0]]
+            what = f"{self.plume.name}: {before - len(cam.places)} dismissed place(s) lifted"
+        self.plume.dismissed[v.key] = list(cam.places)
+        self._plan_expiry()
+        return {"dismissed_places": len(cam.places), "taught": [what]}
+
+    def _places_only(self, v: Verdict, frames: list[AlarmFrame], places: dict[str, Any], cells: bool) -> dict[str, Any]:
+        """The verdict's entry when only plume_change learned: no cells of the smoke model to label (or, with
+        ``cells``, no model that gives per-cell features: said in ``reason``)."""
+        cam = self.cameras.setdefault(v.key, CameraModel())
+        reason = "the visible model gives no per-cell features (or onnx is missing): its head learned nothing"
+        entry = {"at": v.at, "actor": v.actor, "action": "verdict", "verdict": v.verdict, "incident_id": v.incident_id,
+                 "region": list(v.region) if v.region else None, "frames": len(frames), "learned": True,
+                 "reason": reason if cells else "", "version": cam.current, **places}  # fmt: skip
+        cam.log.append(entry)
+        self._save(v.key, cam)
+        return {"camera": v.key, "kind": "visible", **entry}
 
     def _fit(self, cam: CameraModel, ex: Examples, now: float) -> dict[str, Any]:
         """Refit on ``ex``; a head that passes becomes the next version and ``ex`` the camera's examples."""
@@ -446,7 +536,8 @@ class CameraLearning:
         return camera_status(key, self.cameras.get(key))
 
     def expire(self, now: float) -> list[dict[str, Any]]:
-        """Refit the cameras whose dismissed scenes expired by ``now`` (data time); what changed."""
+        """Refit the cameras whose dismissed scenes expired by ``now`` (data time), and let their expired hot
+        spots and dismissed places go; what changed."""
         if now < self.next_expiry:
             return []
         out = []
@@ -456,13 +547,21 @@ class CameraLearning:
                 cam.hot_spots = [h for h in cam.hot_spots if h.expires_at > now]
                 if self.thermal is not None and key in self.thermal.dismissed:
                     self.thermal.dismissed[key] = list(cam.hot_spots)
+                live = [p for p in cam.places if p.expires_at > now]
+                gone = len(cam.places) - len(live)  # (plume_change leaves them out by capture time already)
+                cam.places = live
+                if self.plume is not None and key in self.plume.dismissed:
+                    self.plume.dismissed[key] = list(live)
                 ex = cam.examples
-                if ex is None or len(ex.live(now, s.dismissed_expire_s)) == len(ex) or self.visible is None:
+                result: dict[str, Any] = {"learned": True, "reason": ""}
+                if ex is not None and len(ex.live(now, s.dismissed_expire_s)) < len(ex) and self.visible is not None:
+                    result = self._fit(cam, ex, now)
+                elif not gone:
                     continue
-                result = self._fit(cam, ex, now)
-                cam.log.append({"at": now, "actor": "engine", "action": "expired", **result, "version": cam.current})
+                result |= {"version": cam.current, "dismissed_places": len(live)}
+                cam.log.append({"at": now, "actor": "engine", "action": "expired", **result})
                 self._save(key, cam)
-                out.append({"camera": key, **result, "version": cam.current})
+                out.append({"camera": key, **result})
             self._plan_expiry()
         return out
 
@@ -470,6 +569,7 @@ class CameraLearning:
         soon = [float(c.examples.at[c.examples.kind != REAL].min()) for c in self.cameras.values()
                 if c.examples is not None and (c.examples.kind != REAL).any()]  # fmt: skip
         soon += [h.expires_at - self.settings.dismissed_expire_s for c in self.cameras.values() for h in c.hot_spots]
+        soon += [p.expires_at - self.settings.dismissed_expire_s for c in self.cameras.values() for p in c.places]
         self.next_expiry = min(soon, default=float("inf")) + self.settings.dismissed_expire_s
 
     def _key_of(self, cam: CameraModel) -> str:
@@ -521,13 +621,15 @@ class CameraLearning:
                 self._install_head(cam, key)
                 if self.thermal is not None and cam.hot_spots:
                     self.thermal.dismissed[key] = list(cam.hot_spots)
+                if self.plume is not None and cam.places:
+                    self.plume.dismissed[key] = list(cam.places)
                 read.append(key)
             self._plan_expiry()
         return read
 
     def forget(self, sites: Collection[str]) -> None:
         """Let the cameras of ``sites`` go (their partition moved to another worker, which learns from now on):
-        the shipped head and no hot-spot memory here until they are read again."""
+        the shipped head and no hot-spot memory nor dismissed places here until they are read again."""
         with self.lock:
             self._forget(sites)
             self._plan_expiry()
@@ -539,6 +641,8 @@ class CameraLearning:
             self._install_head(cam, key)
             if self.thermal is not None:
                 self.thermal.dismissed.pop(key, None)
+            if self.plume is not None:
+                self.plume.dismissed.pop(key, None)
 
 
 def camera_status(key: str, cam: CameraModel | None) -> dict[str, Any]:
@@ -555,6 +659,7 @@ def camera_status(key: str, cam: CameraModel | None) -> dict[str, Any]:
         "examples": cam.examples.counts() if cam.examples is not None else {},
         "versions": [{"version": h.version, "created_at": h.created_at, "examples": h.examples} for h in cam.versions],
         "hot_spots": len(cam.hot_spots),
+        "dismissed_places": len(cam.places),
         "model": head.model[:12] if head else None,
         "log": cam.log[-20:],
     }

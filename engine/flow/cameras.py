@@ -20,6 +20,7 @@ import numpy as np
 
 from detectors.thermal.thermal_hotspot import ThermalHotspot
 from detectors.vision.base import Box, CameraDetector, CameraState, Frame, FrameBatch, frame_registry
+from detectors.vision.plume_change import PlumeChange
 from detectors.vision.smoke_fire_onnx import SmokeFireOnnx
 from engine import metrics
 from engine.config.models import EngineConfig
@@ -72,8 +73,9 @@ class CameraStage:
         self.frames_per_verdict = settings.frames_per_verdict
         visible = next((d for d in self.detectors if isinstance(d, SmokeFireOnnx)), None)
         heat = next((d for d in self.detectors if isinstance(d, ThermalHotspot)), None)
-        if settings.enabled and (visible is not None or heat is not None):
-            self.learning = CameraLearning(settings, visible, heat, learning_dir)
+        plume = next((d for d in self.detectors if isinstance(d, PlumeChange)), None)
+        if settings.enabled and (visible is not None or heat is not None or plume is not None):
+            self.learning = CameraLearning(settings, visible, heat, learning_dir, plume)
 
     def __bool__(self) -> bool:
         return bool(self.detectors)
@@ -125,10 +127,15 @@ class CameraStage:
         return findings
 
     def _hold_alarm_frame(self, frame: Frame, finding: Finding) -> None:
-        """The camera's latest alarm frames, for a verdict on them (a few cameras' worth, newest used)."""
-        held = self.alarm_frames.pop(frame.key, None) or deque(maxlen=self.frames_per_verdict)
+        """The camera's latest alarm frames, ``frames_per_verdict`` per detector that alarmed, for a verdict on
+        them (a few cameras' worth, newest used)."""
+        held = self.alarm_frames.pop(frame.key, None) or deque()
         label = str(finding.evidence.get("class", ""))
-        held.appendleft(AlarmFrame(frame.ts, frame.image, boxes_of(finding.evidence), float(finding.score), label))
+        held.appendleft(AlarmFrame(frame.ts, frame.image, boxes_of(finding.evidence), float(finding.score), label,
+                                   finding.detector))  # fmt: skip
+        mine = [i for i, a in enumerate(held) if a.detector == finding.detector]
+        if len(mine) > self.frames_per_verdict:
+            del held[mine[-1]]  # that detector's oldest
         self.alarm_frames[frame.key] = held
         while len(self.alarm_frames) > ALARM_CAMERAS:
             self.alarm_frames.popitem(last=False)
@@ -139,10 +146,12 @@ class CameraStage:
 
     def verdict(self, v: Verdict, findings: list[dict[str, Any]] | None = None) -> dict[str, Any]:
         """Learn from an operator's verdict on camera ``v``'s alarm: the frames of ``findings`` (the incident's
-        findings of that camera, as the store gives them), else the camera's latest alarm frames held here;
-        see ``CameraLearning.verdict``."""
+        findings of that camera, as the store gives them), else the camera's latest alarm frames held here. Each
+        frame carries the detector whose finding it was, and teaches that detector: a thermal camera's hot-spot
+        memory, plume_change's dismissed places, the smoke model's head (``CameraLearning.verdict``)."""
         if self.learning is None:
-            raise VerdictError("no camera detector here learns (cameras.learning.enabled, smoke_fire_onnx)")
+            raise VerdictError("no camera detector here learns (cameras.learning.enabled; smoke_fire_onnx, "
+                               "plume_change or thermal_hotspot)")  # fmt: skip
         # Thermal when the config says so, when its frames came as thermal, or when its findings are a thermal
         # detector's (the same camera id is never both).
         modality = {d.name: d.modality for d in self.detectors}
@@ -158,7 +167,7 @@ class CameraStage:
             metrics.CAMERA_VERDICTS.labels(v.verdict, "refused").inc()
             raise
         metrics.CAMERA_VERDICTS.labels(v.verdict, "learned" if result.get("learned") else "kept").inc()
-        if not thermal:
+        if "refit_s" in result:  # the smoke model's head was refit
             metrics.CAMERA_REFIT_SECONDS.observe(perf_counter() - t0)
         if v.verdict == "false_alarm" and result.get("learned"):
             # Not fire: the alarm the camera holds (hysteresis, k of n) starts afresh with what it learned, from
@@ -174,20 +183,23 @@ class CameraStage:
         mine = sorted((f for f in findings if f.get("device") == v.camera), key=lambda f: -float(f["ts"]))
         out: list[AlarmFrame] = []
         for f in mine:
-            if len(out) >= self.frames_per_verdict:
-                break
+            detector = str(f.get("detector", ""))
+            if sum(a.detector == detector for a in out) >= self.frames_per_verdict:
+                continue
             ts = float(f["ts"])
-            frame = next((a for a in held if a.ts == ts), None)
+            frame = next((a for a in held if a.ts == ts and a.detector == detector), None)
             ev = f.get("evidence") or {}
             if frame is None and thermal:  # a hot spot is learned from where, when and how hot: no pixels needed
-                frame = AlarmFrame(ts, np.zeros((1, 1), np.float32), boxes_of(ev), float(f.get("score", 0.0)))
+                frame = AlarmFrame(ts, np.zeros((1, 1), np.float32), boxes_of(ev), float(f.get("score", 0.0)),
+                                   detector=detector)  # fmt: skip
             if frame is None and self.snapshot_dir is not None and not thermal:
                 import cv2
 
                 path = self.snapshot_dir / v.site / v.camera / f"{round(ts * 1000)}.frame.jpg"
                 image = cv2.imread(str(path), cv2.IMREAD_COLOR) if path.is_file() else None
                 if image is not None:
-                    frame = AlarmFrame(ts, image, boxes_of(ev), float(f.get("score", 0.0)), str(ev.get("class", "")))
+                    frame = AlarmFrame(ts, image, boxes_of(ev), float(f.get("score", 0.0)), str(ev.get("class", "")),
+                                       detector)  # fmt: skip
             if frame is not None:
                 out.append(frame)
         return out

@@ -428,7 +428,8 @@ def test_page_names_its_icon(browser, static_page):
 
 def test_verdict_outcome_words(browser, static_page):
     """What the page says after a verdict: a thermal camera has hot spots, not head versions ("head vundefined"
-    was said), and a visible camera back on the shipped head says so (not "head v0")."""
+    was said), and a visible camera back on the shipped head says so (not "head v0"); plume_change's dismissed
+    places are said with the head or alone."""
     page = browser.new_page()
     try:
         page.goto(f"{static_page}/style.css")
@@ -440,6 +441,9 @@ def test_verdict_outcome_words(browser, static_page):
             verdictOutcome("cam-1", { kind: "visible", learned: true, version: 3, reason: "" }),
             verdictOutcome("cam-1", { kind: "visible", learned: true, version: 0, reason: "" }),
             verdictOutcome("cam-1", { kind: "visible", learned: false, version: 1, reason: "too few examples" }),
+            verdictOutcome("cam-1", { kind: "visible", learned: true, version: 0, reason: "", dismissed_places: 1 }),
+            verdictOutcome("cam-1", { kind: "visible", learned: true, version: 2, reason: "", refit_s: 0.1,
+                                      dismissed_places: 2 }),
           ];
         }""")
     finally:
@@ -450,6 +454,8 @@ def test_verdict_outcome_words(browser, static_page):
         "Learned: cam-1 now uses head v3.",
         "Learned: cam-1 now uses the shipped head.",
         "Not learned: too few examples",
+        "Learned: cam-1 now dismisses changes at 1 place.",
+        "Learned: cam-1 now uses head v2 and dismisses changes at 2 places.",
     ]
     assert not any("undefined" in s for s in said)
 

@@ -1,5 +1,6 @@
 """Cameras that learn from verdicts: the model's cell outputs, the per-camera head (fit, acceptance, safe
-learning), versions, rollback and restart, the thermal hot-spot memory, and the verdict file."""
+learning), versions, rollback and restart, the thermal hot-spot memory, plume_change's dismissed places, and
+the verdict file."""
 
 from __future__ import annotations
 
@@ -17,9 +18,10 @@ from detectors.thermal.thermal_hotspot import ThermalHotspot, ThermalHotspotConf
 from detectors.vision.base import Frame, FrameBatch
 from detectors.vision.camera_heads import DISMISSED, REAL, Examples, fit_head, logit
 from detectors.vision.cell_features import with_cell_outputs
+from detectors.vision.plume_change import PlumeChange, PlumeChangeConfig
 from detectors.vision.smoke_fire_onnx import SmokeFireOnnx, SmokeFireOnnxConfig
 from engine.config.models import CameraLearningConfig
-from engine.flow.camera_learning import AlarmFrame, CameraLearning, Verdict, VerdictError
+from engine.flow.camera_learning import AlarmFrame, CameraLearning, CameraModel, Verdict, VerdictError
 from engine.ingest.verdict_file import VerdictFileError, parse_region, read_verdicts
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -412,3 +414,146 @@ def test_alarm_frames_held_for_verdicts_stay_within_their_memory_bound(tmp_path:
             stage._hold_alarm_frame(frame, found)
     held = sum(a.image.nbytes for q in stage.alarm_frames.values() for a in q)
     assert held <= ALARM_FRAME_BYTES and "S1/cam-39" in stage.alarm_frames and "S1/cam-0" not in stage.alarm_frames
+
+
+# plume_change's dismissed places: a small, fast tower stream (640x360 seen whole) on a real background
+
+
+TOWER = ROOT / "tests" / "data" / "tower" / "background.jpg"
+SMALL = (640, 360)
+CHIMNEY, ELSEWHERE = (170, 250), (470, 275)  # where the recurring steam and the later plume start (pixels)
+CHANGE = {"type": "plume_change", "id": "plume-change", "min_width": 640, "width": 640, "half_evidence_px": 20}
+
+
+def tower_stream(minutes: int, plume_from: int | None = None) -> list[np.ndarray]:
+    """One frame a minute (light drifting, noise, a little sway, JPEG): a chimney's steam at the same place for 8
+    minutes every 20 from minute 5 (the recurring nuisance), and from ``plume_from`` a plume elsewhere."""
+    tower = cv2.imread(str(TOWER))
+    assert tower is not None
+    bg = cv2.resize(tower, SMALL, interpolation=cv2.INTER_AREA).astype(np.float32)
+    rng = np.random.default_rng(3)
+
+    def column(alpha: np.ndarray, x: int, y: int, age: float) -> None:
+        for z in np.linspace(0.0, 4.0 * age**0.8, 12):
+            cv2.circle(alpha, (round(x + 0.3 * z), round(y - z)), max(1, round(1 + 0.25 * z)), 1.0, -1)
+
+    out: list[np.ndarray] = []
+    for k in range(minutes):
+        img = bg * (1.0 + 0.03 * np.sin(k / 3.0)) + rng.normal(0, 2.0, bg.shape)
+        alpha = np.zeros(bg.shape[:2], np.float32)
+        if k >= 5 and (k - 5) % 20 < 8:
+            column(alpha, *CHIMNEY, (k - 5) % 20 + 1)
+        if plume_from is not None and k > plume_from:
+            column(alpha, *ELSEWHERE, k - plume_from)
+        alpha = cv2.GaussianBlur(alpha, (0, 0), 1.0) * 0.5
+        img = img * (1 - alpha[..., None]) + 215.0 * alpha[..., None]
+        dx, dy = rng.normal(0, 0.6, 2)
+        img = cv2.warpAffine(img, np.array([[1, 0, dx], [0, 1, dy]], np.float32), SMALL, borderMode=cv2.BORDER_REFLECT)
+        jpeg = cv2.imencode(".jpg", np.clip(img, 0, 255).astype(np.uint8), [cv2.IMWRITE_JPEG_QUALITY, 90])[1]
+        out.append(np.asarray(cv2.imdecode(jpeg, cv2.IMREAD_COLOR)))
+    return out
+
+
+def where(region: list[float]) -> str:
+    """Which place a finding's region is at: the chimney, the plume elsewhere, or neither."""
+    x, y, w, h = region
+    for name, (px, py) in (("chimney", CHIMNEY), ("elsewhere", ELSEWHERE)):
+        if x - 0.02 <= px / SMALL[0] <= x + w + 0.02 and y - 0.02 <= py / SMALL[1] <= y + h + 0.04:
+            return name
+    return "neither"
+
+
+def test_a_false_alarm_on_a_recurring_change_quiets_that_place_only_and_survives_a_restart(tmp_path: Path) -> None:
+    """plume_change alarms on a chimney's steam every time it comes; after one false-alarm verdict (the held
+    alarm frames, plume_change's: its dismissed places, no model cells needed) the next episode is quiet while
+    a plume starting elsewhere in the same camera alarms within minutes; a restart keeps the dismissal."""
+    from engine.config.models import EngineConfig
+    from engine.flow.cameras import CameraStage
+
+    cfg = EngineConfig.model_validate({"cameras": {"detectors": [CHANGE]}})
+    stage = CameraStage(cfg, None, tmp_path)
+    frames = tower_stream(44, plume_from=33)
+    seen: dict[int, str] = {}
+
+    def play(minutes: range, on: CameraStage) -> None:
+        for k in minutes:
+            for f in on.step([Frame("S1", "cam-1", 60.0 * k, frames[k])]):
+                seen[k] = where(f.evidence["region"])
+
+    play(range(14), stage)
+    assert set(seen.values()) == {"chimney"} and min(seen) <= 12, seen  # the first episode alarms
+    out = stage.verdict(Verdict("S1", "cam-1", "false_alarm", 60.0 * 14, "ops"))
+    assert out["learned"] and out["dismissed_places"] == 1 and out["version"] == 0, out
+    assert out["taught"] == ["plume-change: a change at 1 place no longer counts"] and "cells" not in out
+    assert stage.learning is not None and stage.learning.status(KEY)["dismissed_places"] == 1
+    seen.clear()
+    play(range(14, 33), stage)
+    assert seen == {}, f"the dismissed steam alarmed again: {seen}"  # the second episode (25-32) is quiet
+
+    again = CameraStage(cfg, None, tmp_path)  # a restart: the place is read back from the camera's files
+    (change,) = again.detectors
+    assert isinstance(change, PlumeChange) and [p.region for p in change.dismissed[KEY]] == [
+        p.region for p in stage.learning.cameras[KEY].places
+    ]
+    again.states = stage.states  # (the scene's reference goes on: a short test)
+    play(range(33, 44), again)
+    assert seen and set(seen.values()) == {"elsewhere"} and min(seen) - 33 <= 10, seen
+
+
+def test_dismissed_places_expire_and_a_confirmed_smoke_lifts_them() -> None:
+    """The dismissal holds ``dismissed_expire_s``: after it the steam alarms again; a "smoke" verdict on the
+    place lifts it at once; an old record without places still reads."""
+    frames = tower_stream(33)
+
+    def episodes(expire_s: float, smoke_at: int | None) -> tuple[list[int], CameraLearning]:
+        det = PlumeChange(PlumeChangeConfig.model_validate(CHANGE))
+        learning = CameraLearning(CameraLearningConfig(dismissed_expire_s=expire_s), None, None, None, det)
+        state = det.new_state()
+        alarms: list[int] = []
+        held: list[AlarmFrame] = []  # the alarm's frames, newest first
+        for k, img in enumerate(frames):
+            if k == 14:
+                assert alarms, "the first episode alarms"
+                learning.verdict(Verdict("S1", "cam-1", "false_alarm", 60.0 * k), held, False)
+                alarms = []
+            if k == smoke_at:
+                learning.verdict(Verdict("S1", "cam-1", "smoke", 60.0 * k, region=held[0].boxes[0]), held, False)
+            for f in det.process(FrameBatch([Frame("S1", "cam-1", 60.0 * k, img)]), state):
+                alarms.append(k)
+                held.insert(0, AlarmFrame(f.ts, img, [tuple(f.evidence["region"])], f.score, "smoke", det.name))
+        return alarms, learning
+
+    kept, _ = episodes(3600.0, None)
+    assert kept == []  # the control: the second episode (25-32) stays quiet for an hour's dismissal
+    expired, learning = episodes(600.0, None)  # dismissed at minute 14 for 10 minutes
+    assert expired and min(expired) >= 25, expired
+    assert learning.status(KEY)["dismissed_places"] == 1
+    assert learning.expire(60.0 * 24) != [] and learning.status(KEY)["dismissed_places"] == 0
+    lifted, learning = episodes(3600.0, 20)
+    assert lifted and min(lifted) >= 25 and learning.status(KEY)["dismissed_places"] == 0, lifted
+    assert learning.cameras[KEY].log[-1]["taught"] == ["plume-change: 1 dismissed place(s) lifted"]
+    old = CameraLearning(CameraLearningConfig(), None, None, None)
+    doc, _ = learning.cameras[KEY].record()
+    assert CameraModel.from_record({k: v for k, v in doc.items() if k != "places"}, None).places == []
+    assert old.status(KEY)["dismissed_places"] == 0
+
+
+def test_an_incident_of_both_the_model_and_plume_change_teaches_each_its_own(detector: SmokeFireOnnx) -> None:
+    """The smoke model's frames refit its head on their cells, plume_change's frames dismiss their place; a
+    verdict on plume_change's finding alone refits nothing (no cells) and says what it taught."""
+    change = PlumeChange(PlumeChangeConfig.model_validate(CHANGE))
+    learning = CameraLearning(CameraLearningConfig(max_dismissed_share=1.0), detector, None, None, change)
+    model = alarm(detector, "smoke", "smoke")
+    model.detector = detector.name
+    place = AlarmFrame(0.0, image("smoke"), [(0.1, 0.6, 0.02, 0.05)], 0.9, "smoke", change.name)
+    try:
+        only = learning.verdict(Verdict("S1", "cam-1", "false_alarm", 10.0), [place], False)
+        assert only["learned"] and only["version"] == 0 and only["dismissed_places"] == 1
+        assert KEY not in detector.heads and learning.cameras[KEY].examples is None
+        both = learning.verdict(Verdict("S1", "cam-2", "false_alarm", 20.0), [place, model], False)
+        assert both["learned"] and both["version"] == 1 and both["examples"]["dismissed"] > 0, both
+        assert both["dismissed_places"] == 1 and len(both["taught"]) == 2
+        assert [p.region for p in change.dismissed["S1/cam-2"]] == [(0.1, 0.6, 0.02, 0.05)]
+        assert scores(detector, "smoke")["smoke"] < detector.frame_threshold("smoke") or "S1/cam-2" in detector.heads
+    finally:
+        detector.heads.clear()

@@ -45,15 +45,24 @@ export function verdictPanel(inc) {
     <p class="verdict-result" role="status"></p><p class="camera-model">model: …</p></section>`;
 }
 
-// What a verdict did, in words: a visible camera's head version (0: the shipped head again), a thermal
-// camera's dismissed hot spots (it has no head versions), or why nothing was learned.
+// What a verdict did, in words: a visible camera's head version (0: the shipped head again) and the places
+// where plume_change no longer counts a change, a thermal camera's dismissed hot spots (it has no head
+// versions), or why nothing was learned.
 export function verdictOutcome(camera, res) {
   if (!res.learned) return `Not learned: ${res.reason}`;
   if (res.kind === "thermal") {
     const n = res.hot_spots || 0;
     return `Learned: ${camera} now dismisses ${n ? `${n} hot spot${n === 1 ? "" : "s"}` : "no hot spot"}.`;
   }
-  return `Learned: ${camera} now uses ${res.version ? `head v${res.version}` : "the shipped head"}.`;
+  const n = res.dismissed_places;
+  const places = n === undefined ? ""
+    : `dismisses changes at ${n ? `${n} place${n === 1 ? "" : "s"}` : "no place"}`;
+  if (n !== undefined && res.refit_s === undefined) {  // plume_change's finding alone: no head was refit
+    return `Learned: ${camera} now ${places}${res.reason ? ` (${res.reason})` : ""}.`;
+  }
+  const head = `uses ${res.version ? `head v${res.version}` : "the shipped head"}`;
+  const why = res.reason ? ` (head: ${res.reason})` : "";
+  return `Learned: ${camera} now ${head}${places ? ` and ${places}` : ""}${why}.`;
 }
 
 // Wire the panel of the detail box ``box`` for incident ``id``; ``reload`` shows the detail again.
@@ -161,7 +170,8 @@ async function showModel(panel, site, camera) {
     ? ` <button data-rollback="${back}">Roll back to ${back ? `v${back}` : "the shipped head"}</button>` : "";
   const last = (m.log || []).filter((l) => l.action === "verdict").pop();
   const note = last ? ` · last verdict ${esc(last.verdict)} by ${esc(last.actor)} at ${esc(utc(last.at))}` : "";
-  const hot = m.hot_spots ? ` · ${m.hot_spots} dismissed hot spots` : "";
+  const hot = (m.hot_spots ? ` · ${m.hot_spots} dismissed hot spots` : "")
+    + (m.dismissed_places ? ` · changes dismissed at ${m.dismissed_places} places` : "");
   panel.querySelector(".camera-model").innerHTML = m.version
     ? `model: head v${m.version} of ${esc(camera)} (${learned})${hot}${note}${button}`
     : `model: the shipped head${hot}${note}${button}`;
