@@ -235,7 +235,8 @@ def verdict_figures() -> dict[str, float | str]:
     smoke every 20 minutes) dismissed once per alarm it still raises (at most 3 verdicts), a real plume (and a
     fire) later in the same camera; per stream, the nuisance episodes that alarm without verdicts and after the
     last one, the verdicts it took, minutes from ignition to the plume's first finding without and with them,
-    and the refit's CPU seconds with 500 examples."""
+    and the refit's CPU seconds with 500 examples; where recorded, plume_change's case on real backgrounds
+    (``verdict_streams.py --plume-change``: a chimney's steam dismissed once, a plume elsewhere later)."""
     sys.path.insert(0, str(ROOT / "models"))
     import verdict_streams
 
@@ -253,6 +254,18 @@ def verdict_figures() -> dict[str, float | str]:
             minutes = r.get("plume_minutes_from_ignition")
             out[f"{key}/plume_minutes_{name}_verdicts"] = "none" if minutes is None else minutes
     out["verdict_streams/refit_500_examples_cpu_s"] = vs["refit"]["cpu_s"]
+    kept = ROOT / "models" / "verdict_streams.json"  # plume_change's case on real backgrounds, where recorded
+    pc = json.loads(kept.read_text()).get("plume_change") if kept.exists() else None
+    if pc:
+        key, n = f"verdict_streams/plume_change_{pc['frame']}", pc["backgrounds"]
+        found = pc["plumes_found_within_10_min_with_the_verdict"]
+        out[f"{key}/steam_episodes_alarmed_without_verdicts"] = (
+            f"{pc['steam_episodes_alarmed_without_verdicts']}/{pc['steam_episodes']}"
+        )
+        out[f"{key}/steam_episodes_alarmed_after_one_verdict"] = (
+            f"{pc['steam_episodes_alarmed_after_the_verdict']}/{pc['steam_episodes_after_the_verdict']}"
+        )
+        out[f"{key}/plume_found_within_10_min_with_the_verdict"] = f"{found}/{n}"
     return out
 
 

@@ -17,8 +17,13 @@ it): nuisance episodes that alarm without verdicts and after the last one, the v
 from ignition to the first finding on the plume with and without them; and the CPU seconds of one refit
 with 500 labelled cells (``refit_seconds``). The plumes are drawn, not real.
 
+plume_change's case (``plume_change_case``): a chimney's steam at a fixed place on real backgrounds scaled to a
+tower frame, the first alarm dismissed once, a plume elsewhere from minute ``CHANGE_PLUME_MIN``.
+
 Run: ``OPENBLAS_NUM_THREADS=1 taskset -c 0 .venv/bin/python models/verdict_streams.py [N]`` (N real
-backgrounds, default 4); writes ``models/verdict_streams.json``.
+backgrounds, default 4; plume_change's case on at most 3 of them at 3072x2048), or ``... --plume-change
+[N [WxH]]`` for plume_change's case alone (default 3 backgrounds at 3072x2048), kept beside the other figures;
+writes ``models/verdict_streams.json``.
 """
 
 from __future__ import annotations
@@ -36,7 +41,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from detectors.vision.base import iou  # noqa: E402
+from detectors.vision.base import Box, iou  # noqa: E402
 from engine.config.loader import load_config  # noqa: E402
 from engine.flow.cameras import CameraStage  # noqa: E402
 from engine.ingest.camera_recording import FrameTimes, recorded_frames  # noqa: E402
@@ -256,6 +261,127 @@ def tower_case(cfg: Any, name: str = "AoF00075.jpg") -> dict[str, Any] | None:
     return out
 
 
+CHANGE_SPAN_MIN, CHANGE_PLUME_MIN, CHANGE_FIRST_MIN = 80, 60, 10  # the plume_change case's minutes
+
+
+def steam(img: np.ndarray, minute: int, x: float, y: float) -> Box | None:
+    """A chimney's steam at (``x``, ``y``) (fractions) for ``EPISODE_MIN`` minutes every ``EVERY_MIN`` from
+    ``CHANGE_FIRST_MIN``: a small grey column rising and growing over its episode, the same every time (the
+    recurring nuisance plume_change sees as a change that stays where it started); drawn in place, its box."""
+    k = minute - CHANGE_FIRST_MIN
+    if k < 0 or k % EVERY_MIN >= EPISODE_MIN:
+        return None
+    h, w = img.shape[:2]
+    age, s = k % EVERY_MIN + 1, w / 1024  # pixels at plume_change's width
+    alpha = np.zeros((h, w), np.float32)
+    for z in np.linspace(0.0, 4.0 * age**0.8 * s, 12):
+        cv2.circle(alpha, (round(x * w + 0.3 * z), round(y * h - z)), max(1, round(s + 0.25 * z)), 1.0, -1)
+    alpha = cv2.GaussianBlur(alpha, (0, 0), s) * 0.5
+    img[:] = np.clip(img * (1 - alpha[..., None]) + 205.0 * alpha[..., None], 0, 255).astype(np.uint8)
+    ys, xs = np.nonzero(alpha > 0.05)
+    return (xs.min() / w, ys.min() / h, (np.ptp(xs) + 1) / w, (np.ptp(ys) + 1) / h)
+
+
+def plume_change_case(cfg: Any, n: int, size: tuple[int, int] = (1920, 1080)) -> list[dict[str, Any]]:
+    """plume_change learning a recurring nuisance, on ``n`` real backgrounds (``dfire-tower-sample``, CC0) scaled
+    to ``size`` (a large, far camera: plume_change looks at it; the smoke model sees it in tiles): one frame a
+    minute for ``CHANGE_SPAN_MIN`` minutes (light drifting, noise, JPEG as ``models/plume_streams.py``), a
+    chimney's steam (``steam``) at a fixed place every ``EVERY_MIN`` minutes, and from ``CHANGE_PLUME_MIN`` a
+    plume elsewhere (``plume_streams.plume_alpha``, its place drawn at random). Replayed through
+    ``replay_cameras`` with the shipped config, without verdicts and with one: "false alarm", no box, a minute
+    after the first finding (the operator judges the first nuisance incident). Per background: nuisance
+    episodes with a finding on the steam, minutes from the plume's start to its first finding on the plume
+    (it opens or joins an incident), and incidents opened before the plume."""
+    sys.path.insert(0, str(ROOT / "models"))
+    import plume_streams as ps
+
+    rows = []
+    for seed, path in enumerate(ps.backgrounds(n), start=1):
+        native = cv2.imread(str(path))
+        assert native is not None, path
+        bg = cv2.resize(native, size, interpolation=cv2.INTER_CUBIC).astype(np.float32)
+        rng = np.random.default_rng(seed)
+        phase, grey = rng.uniform(0, 2 * np.pi), rng.uniform(195, 230)
+        _alpha, probe = ps.plume_alpha(bg.shape[:2], 40.0, seed)
+        assert probe is not None
+        # the chimney: on the ground, a third of the view away from where the plume will start
+        sx, sy = (probe[0] + probe[2] / 2 + 0.35) % 0.7 + 0.15, 0.62
+        steam_boxes: dict[int, Box] = {}
+        plume_boxes: dict[int, Box] = {}
+        with tempfile.TemporaryDirectory() as tmp:
+            folder = Path(tmp) / "T1" / "tower"
+            folder.mkdir(parents=True)
+            for k in range(CHANGE_SPAN_MIN + 1):
+                light = 1.0 + 0.03 * np.sin(2 * np.pi * k / CHANGE_SPAN_MIN + phase)
+                img = bg * light + np.asarray(rng.normal(0, 2.0, bg.shape), np.float32)
+                alpha, box = ps.plume_alpha(bg.shape[:2], k - CHANGE_PLUME_MIN, seed)
+                img = img * (1 - alpha[..., None]) + np.float32(grey) * alpha[..., None]
+                out = np.clip(img, 0, 255).astype(np.uint8)
+                if (puff := steam(out, k, sx, sy)) is not None:
+                    steam_boxes[k] = puff
+                if box is not None:
+                    plume_boxes[k] = box
+                cv2.imwrite(str(folder / f"{round((T0 + 60 * k) * 1000)}.jpg"), out, [cv2.IMWRITE_JPEG_QUALITY, 90])
+            frames = recorded_frames(Path(tmp), "T1", "tower", FrameTimes("epoch_ms"))
+            t = time.perf_counter()
+            first = replay_cameras(cfg, frames)
+            row: dict[str, Any] = {"background": path.name, "frame": f"{size[0]}x{size[1]}",
+                                   "steam_at": [round(sx, 3), sy],
+                                   "without_verdicts": _change_judged(first, steam_boxes, plume_boxes)}  # fmt: skip
+            row["s_per_frame"] = round((time.perf_counter() - t) / len(frames), 3)
+            on_steam = [f.ts for f in first.findings if _on(f, steam_boxes)]
+            if on_steam:  # the operator judges the steam's first alarm, a minute after it shows
+                verdict = RecordedVerdict(min(on_steam) + 60, "T1", "tower", "false_alarm")
+                result = replay_cameras(cfg, frames, verdicts=[verdict])
+                row["with_verdict"] = _change_judged(result, steam_boxes, plume_boxes, verdict.ts)
+                row["verdict"] = {"minute": round((verdict.ts - T0) / 60),
+                                  "episode": (round((verdict.ts - T0) / 60) - CHANGE_FIRST_MIN) // EVERY_MIN,
+                                  **{k: v for k, v in result.verdicts[0].items() if k in ("learned", "reason",
+                                     "version", "dismissed_places", "taught", "cells")}}  # fmt: skip
+        print(json.dumps(row), flush=True)
+        rows.append(row)
+    return rows
+
+
+def _on(f: Any, boxes: dict[int, Box]) -> bool:
+    """Whether finding ``f`` (a ``Finding`` or as an incident event has it) has its region on that minute's box."""
+    ts, ev = (f["ts"], f["evidence"]) if isinstance(f, dict) else (f.ts, f.evidence)
+    box = boxes.get(round((ts - T0) / 60))
+    return bool(box and ev.get("region") and iou(tuple(ev["region"]), box) > 0)
+
+
+def _change_judged(result: Any, steam_at: dict[int, Box], plume_at: dict[int, Box],
+                   verdict_at: float | None = None) -> dict[str, Any]:  # fmt: skip
+    """Episodes of the steam with a finding on it (and after the verdict), minutes to the first finding on the
+    plume and to the first incident event that carries one, incidents opened before the plume, the findings
+    elsewhere before it (the smoke model's own false alarms), and the detectors of the findings."""
+    start, since, on = T0 + 60 * CHANGE_PLUME_MIN, float("inf") if verdict_at is None else verdict_at, _on
+
+    def episode(ts: float) -> int:
+        return (round((ts - T0) / 60) - CHANGE_FIRST_MIN) // EVERY_MIN
+
+    steam = [f for f in result.findings if on(f, steam_at)]
+    episodes = sorted({episode(f.ts) for f in steam})
+    later = {episode(f.ts) for f in steam if f.ts >= since}
+    plume = [f.ts for f in result.findings if f.ts >= start and on(f, plume_at)]
+    firing = [e for e in result.events if e.get("state") == "firing"]
+    # an incident event that carries a finding on the plume (it opens an incident or joins the open one)
+    told = [e["updated_at"] for e in firing if any(f["ts"] >= start and on(f, plume_at) for f in e["findings"])]
+    return {
+        "steam_episodes": len({(k - CHANGE_FIRST_MIN) // EVERY_MIN for k in steam_at}),
+        "steam_episodes_alarmed": len(episodes),
+        "steam_episodes_alarmed_after_verdict": len(later) if verdict_at is not None else None,
+        "plume_minutes_to_first_finding": round((min(plume) - start) / 60, 1) if plume else None,
+        "plume_minutes_to_incident": round((min(told) - start) / 60, 1) if told else None,
+        "plume_opened_an_incident": any(e["opened_at"] >= start for e in firing),
+        "incidents_before_plume": len({e["incident_id"] for e in firing if e["opened_at"] < start}),
+        "findings_elsewhere_before_plume": len([f for f in result.findings if f.ts < start and not on(f, steam_at)]),
+        "detectors": sorted({f.detector for f in result.findings}),
+        "steam_detectors": sorted({f.detector for f in steam}),
+        "steam_detectors_after_verdict": sorted({f.detector for f in steam if f.ts >= since}),
+    }
+
+
 def figures(real_backgrounds: int = 0) -> dict[str, Any]:
     """The case's figures: each stream with and without verdicts, and the refit time at 500 examples."""
     cfg = load_config(ROOT / "config" / "gridwatch.yaml")
@@ -281,12 +407,48 @@ def figures(real_backgrounds: int = 0) -> dict[str, Any]:
     if data.is_dir() and real_backgrounds:
         out["tower"] = tower_case(cfg)
         print(json.dumps(out["tower"]), flush=True)
+        out["plume_change"] = change_figures(cfg, min(real_backgrounds, 3), (3072, 2048))
     return out
 
 
+def change_figures(cfg: Any, n: int, size: tuple[int, int]) -> dict[str, Any]:
+    """``plume_change_case``'s rows and their sums."""
+    t = time.perf_counter()
+    rows = plume_change_case(cfg, n, size)
+    fed = [r for r in rows if "with_verdict" in r]
+    found = [r["with_verdict"]["plume_minutes_to_incident"] for r in fed]
+    return {
+        "date": time.strftime("%Y-%m-%d"), "frame": f"{size[0]}x{size[1]}", "minutes": CHANGE_SPAN_MIN,
+        "plume_minute": CHANGE_PLUME_MIN,
+        "steam": f"{EPISODE_MIN} min every {EVERY_MIN} from minute {CHANGE_FIRST_MIN}",
+        "backgrounds": len(rows), "seconds": round(time.perf_counter() - t),
+        "steam_episodes": sum(r["without_verdicts"]["steam_episodes"] for r in rows),
+        "steam_episodes_alarmed_without_verdicts": sum(r["without_verdicts"]["steam_episodes_alarmed"] for r in rows),
+        "backgrounds_with_a_finding_on_the_steam": len(fed),
+        "steam_episodes_after_the_verdict": sum(r["with_verdict"]["steam_episodes"] - r["verdict"]["episode"] - 1
+                                                for r in fed),
+        "steam_episodes_alarmed_after_the_verdict": sum(r["with_verdict"]["steam_episodes_alarmed_after_verdict"]
+                                                        for r in fed),
+        "plumes_found_within_10_min_with_the_verdict": sum(
+            1 for r in fed if (m := r["with_verdict"]["plume_minutes_to_first_finding"]) is not None and m <= 10),
+        "plumes_with_an_incident_within_10_min_with_the_verdict": sum(1 for m in found if m is not None and m <= 10),
+        "streams": rows,
+    }  # fmt: skip
+
+
 def main() -> None:
+    path = ROOT / "models" / "verdict_streams.json"
+    if sys.argv[1:2] == ["--plume-change"]:  # only plume_change's case, into the figures kept
+        n = int(sys.argv[2]) if len(sys.argv) > 2 else 3
+        w, h = (int(v) for v in (sys.argv[3] if len(sys.argv) > 3 else "3072x2048").split("x"))
+        cfg = load_config(ROOT / "config" / "gridwatch.yaml")
+        kept = json.loads(path.read_text()) if path.is_file() else {}
+        kept["plume_change"] = change_figures(cfg, n, (w, h))
+        path.write_text(json.dumps(kept, indent=2) + "\n")
+        print(json.dumps({k: v for k, v in kept["plume_change"].items() if k != "streams"}, indent=1))
+        return
     out = figures(int(sys.argv[1]) if len(sys.argv) > 1 else 4)
-    (ROOT / "models" / "verdict_streams.json").write_text(json.dumps(out, indent=2) + "\n")
+    path.write_text(json.dumps(out, indent=2) + "\n")
     print(json.dumps(out["refit"], indent=1))
 
 
