@@ -113,6 +113,12 @@ class PlumeChangeConfig(CameraDetectorConfig):
     bright_ref: float = Field(
         170.0, ge=0, le=255, description="A darker change counts only where the reference is this bright (the sky)."
     )
+    anchor_frames: int = Field(
+        1,
+        ge=1,
+        description="A blob counts when its base lay at the same place in this many of the last frames (2: a "
+        "minute later on a plume, and a cloud's shadow sweeping a slope no longer counts; a drifting cloud still can).",
+    )
     anchor_share: float = Field(
         0.01, gt=0, le=1, description="A blob counts when its base lay within this share of the width in one of the "
         "last confirm_n frames (a plume stays where it started; clouds and their shadows move)."
@@ -255,7 +261,10 @@ class PlumeChange(CameraDetector[PlumeChangeConfig]):
             d = np.hypot(past[:, 0] - bases[i, 0], past[:, 1] - bases[i, 1])
             if len(d) and d.min() <= reach:
                 bases[i, 2] = past[int(np.argmin(d)), 2]  # the same blob as before: born as it was
-                if not bases[i, 2]:
+                # ...and there in enough of the last frames: a fragment of a drifting cloud is somewhere else
+                # each minute, even where another fragment was a minute before
+                stays = sum(1 for a in before if np.hypot(a[:, 0] - bases[i, 0], a[:, 1] - bases[i, 1]).min() <= reach)
+                if not bases[i, 2] or stays < cfg.anchor_frames:
                     evidence[b] = 0.0
             else:  # new here: no evidence before it stays
                 bases[i, 2] = float(stats[b, cv2.CC_STAT_AREA] <= young)
