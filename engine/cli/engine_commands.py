@@ -233,7 +233,8 @@ def bench(
 
     The folder is found from any working directory: $GRIDWATCH_BENCHMARKS, the checkout's benchmarks/, or
     benchmarks/ in this directory or a parent. No benchmark found, or none named by --only, is an error
-    (exit 2)."""
+    (exit 2). A benchmark that fails does not stop the others: the run ends with those that failed, and the
+    first one's exit status."""
     import subprocess
 
     candidates = benchmark_folders()
@@ -253,6 +254,7 @@ def bench(
         if not scripts:
             console.print(f"[red]no benchmark {only!r} in {folder}[/]; there are: {', '.join(known)}")
             raise typer.Exit(2)
+    failed: list[tuple[str, int]] = []  # each one runs even when one before it failed (a broker not installed)
     for script in scripts:
         console.rule(f"{script.stem.removeprefix('bench_')} ({script})")
         args = [sys.executable, str(script), *(["--quick"] if quick else [])]
@@ -265,7 +267,11 @@ def bench(
         done = subprocess.run(args, cwd=folder.parent, check=False)  # noqa: S603 (the project's own benchmarks)
         if done.returncode != 0:
             console.print(f"[red]{script.name} failed (exit {done.returncode})[/]")
-            raise typer.Exit(done.returncode)
+            failed.append((script.stem.removeprefix("bench_"), done.returncode))
+    if failed:
+        names = ", ".join(f"{name} (exit {code})" for name, code in failed)
+        console.print(f"[red]{len(failed)} of {len(scripts)} benchmarks failed: {names}[/]")
+        raise typer.Exit(failed[0][1])
 
 
 @app.command("check-config")

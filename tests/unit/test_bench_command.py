@@ -69,6 +69,17 @@ def test_bench_with_no_benchmarks_found_fails_with_what_to_do(tmp_path, monkeypa
     assert "no benchmarks found" in result.output and "GRIDWATCH_BENCHMARKS" in result.output
 
 
+def test_bench_runs_the_others_after_one_fails_and_exits_with_its_status(tmp_path):
+    folder = tmp_path / "benchmarks"
+    folder.mkdir()
+    (folder / "bench_a_needs_a_broker.py").write_text("import sys\nprint('no broker here')\nsys.exit(3)\n")
+    (folder / "bench_b_runs.py").write_text("import sys\nprint('b ran', sys.argv[1:])\n")
+    done = bench(["--quick"], tmp_path, GRIDWATCH_BENCHMARKS=str(folder))
+    assert done.returncode == 3, done.stdout[-3000:] + done.stderr[-3000:]
+    assert "b ran ['--quick']" in done.stdout  # the one after the failure still ran
+    assert "1 of 2 benchmarks failed: a_needs_a_broker (exit 3)" in done.stderr  # the console is stderr
+
+
 def test_against_takes_one_commit_or_several() -> None:
     from benchmarks.output import against_commits
 
