@@ -177,8 +177,11 @@ def test_live_board_acknowledge_map_chart_and_silences(browser, mosquitto, tmp_p
         page.wait_for_selector("#chart svg.chart line.threshold", state="attached", timeout=10_000)
         assert page.locator("#chart svg.chart").count() == 3  # readings, velocity, inverse velocity
         assert page.locator("#chart polyline.forecast").count() == 1  # the failure-time forecast line
-        chart_text = page.locator("#chart").inner_text()
+        # A long title wraps onto lines (one SVG text each), never cut off at the chart's edge; read as one.
+        titles = [" ".join(t.split()) for t in page.locator("#chart svg.chart text.title").all_text_contents()]
+        chart_text = " ".join(titles)
         assert f"failure {stamp} UTC+8" in chart_text, "the chart shows the detector's forecast, not a refit"
+        assert all(len(t) <= 88 for t in titles), titles
         page.click("#site-panel button[data-device='rain-1']")
         page.wait_for_selector("#chart svg.chart >> nth=1", timeout=10_000)
         page.screenshot(path=str(ARTIFACTS / "operator-page-map-chart.png"), full_page=True)

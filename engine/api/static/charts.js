@@ -39,9 +39,23 @@ function logTicks(lo, hi) {  // lo, hi in log10 units
   return out;
 }
 
+/** ``text`` in lines of at most ``width`` characters, broken between words (at most three lines). */
+export function wrap(text, width) {
+  const lines = [];
+  for (const word of String(text).split(" ")) {
+    const last = lines.length ? lines[lines.length - 1] : null;
+    if (last !== null && (last + " " + word).length <= width) lines[lines.length - 1] = last + " " + word;
+    else lines.push(word);
+  }
+  if (lines.length > 3) lines.splice(2, lines.length - 2, lines.slice(2).join(" "));
+  return lines.length ? lines : [""];
+}
+
 export function plot(title, { series = [], hlines = [], xlog = false, ylog = false, xtime = true, xlabel = "", ylabel = "",
   yfloor = null }) {
-  const W = 600, H = 220, L = 52, R = 12, T = 22, B = 30;
+  // A long title (a forecast, a threshold's reason) wraps onto more lines above the plot, never cut off.
+  const lines = wrap(title, 88);
+  const W = 600, H = 220 + 14 * (lines.length - 1), L = 52, R = 12, T = 22 + 14 * (lines.length - 1), B = 30;
   const svg = document.createElementNS("http://www.w3.org/2000/svg", "svg");
   svg.setAttribute("viewBox", `0 0 ${W} ${H}`);
   svg.setAttribute("class", "chart");
@@ -60,7 +74,7 @@ export function plot(title, { series = [], hlines = [], xlog = false, ylog = fal
   [y0, y1] = [y0 - pad, y1 + pad];
   if (yfloor !== null && !ylog && y0 < yfloor) y0 = yfloor;  // rain is never below zero
   const X = (v) => L + ((fx(v) - x0) / (x1 - x0)) * (W - L - R), Y = (v) => H - B - ((fy(v) - y0) / (y1 - y0)) * (H - T - B);
-  el("text", { x: L, y: 14, class: "title" }, svg).textContent = title;
+  lines.forEach((line, i) => { el("text", { x: 4, y: 14 + 14 * i, class: "title" }, svg).textContent = line; });
   el("line", { x1: L, y1: H - B, x2: W - R, y2: H - B, class: "axis" }, svg);
   el("line", { x1: L, y1: T, x2: L, y2: H - B, class: "axis" }, svg);
   const yticks = ylog ? logTicks(y0, y1) : niceTicks(y0, y1, 4);
