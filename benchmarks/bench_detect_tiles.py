@@ -106,8 +106,8 @@ def main() -> None:
                 continue  # not looked at: a close view is left to the model
             r = measure(det, frames, seconds)
             runs.append({"size": name, "run": how, **r})
-            console.print(f"{name}, {how}: {r['s_per_frame']:.3f} s/frame, {r['fps']:.1f} frames/s, "
-                          f"{r['tiles']} tile(s)")  # fmt: skip
+            what = f"{r['tiles']} tile(s)" if r["tiles"] else f"{r['state_bytes'] / 1e6:.1f} MB of state per camera"
+            console.print(f"{name}, {how}: {r['s_per_frame']:.3f} s/frame, {r['fps']:.1f} frames/s, {what}")
     verdicts = {}
     for name, (key, target) in TARGETS.items():
         worst = next(r for r in runs if r["size"] == name and r["run"] == "every tile")
