@@ -198,7 +198,7 @@ class PlumeChange(CameraDetector[PlumeChangeConfig]):
         if not m["grey"]:
             self._learn(m, grey, sat, frame.ts)
             return quiet
-        ref, ref_sat, noise = self._reference(m)
+        ref, ref_sat, noise, ref_blocks = self._reference(m)
         # A tower sways: align the frame to the reference (sub-pixel), or start afresh when the view moved.
         window = self._windows.get(grey.shape)  # one per frame size, shared by the cameras
         if window is None:
@@ -215,7 +215,7 @@ class PlumeChange(CameraDetector[PlumeChangeConfig]):
             g = cv2.warpAffine(g, shift, size, flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
             s = cv2.warpAffine(s, shift, size, flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
         aligned = (np.clip(np.round(g), 0, 255).astype(np.uint8), np.clip(np.round(s), 0, 255).astype(np.uint8))
-        g *= self._gain(ref, g)
+        g *= self._gain(ref_blocks, g)
         z = (g - ref) / noise
         sat_change = s - ref_sat
         # Clipped highlights (sun, glare) do not follow the light: no evidence there.
@@ -255,6 +255,7 @@ class PlumeChange(CameraDetector[PlumeChangeConfig]):
         bases = np.array([(*self._base(labels, stats, int(b)), 0.0) for b in blobs], np.float32).reshape(-1, 3)
         before = [a for a in m.get("anchors", []) if len(a)]
         past = np.concatenate(before) if before else np.zeros((0, 3), np.float32)
+        frame_of = np.repeat(np.arange(len(before)), [len(a) for a in before])  # which earlier frame each base is
         reach = cfg.anchor_share * grey.shape[1]
         young = cfg.young_share * grey.size
         for i, b in enumerate(blobs):
@@ -263,7 +264,7 @@ class PlumeChange(CameraDetector[PlumeChangeConfig]):
                 bases[i, 2] = past[int(np.argmin(d)), 2]  # the same blob as before: born as it was
                 # ...and there in enough of the last frames: a fragment of a drifting cloud is somewhere else
                 # each minute, even where another fragment was a minute before
-                stays = sum(1 for a in before if np.hypot(a[:, 0] - bases[i, 0], a[:, 1] - bases[i, 1]).min() <= reach)
+                stays = len(np.unique(frame_of[d <= reach]))
                 if not bases[i, 2] or stays < cfg.anchor_frames:
                     evidence[b] = 0.0
             else:  # new here: no evidence before it stays
@@ -319,7 +320,8 @@ class PlumeChange(CameraDetector[PlumeChangeConfig]):
         m["ref"] = None
 
     def _reference(self, m: dict[str, Any]) -> tuple[npt.NDArray[Any], ...]:
-        """The reference grey and saturation (per-pixel medians of the samples) and each pixel's noise."""
+        """The reference grey and saturation (per-pixel medians of the samples), each pixel's noise, and the
+        reference's block medians (``_gain``)."""
         import cv2
 
         if m["ref"] is None:
@@ -332,26 +334,31 @@ class PlumeChange(CameraDetector[PlumeChangeConfig]):
             noise = (cfg.noise_floor + cfg.edge_noise * edges + spread).astype(np.float32)
             # Kept as float16 between samples (medians of uint8 are whole or halves: exact; the noise to 0.05 %),
             # a third of the memory of float32 for a camera's cached reference.
-            m["ref"] = (ref.astype(np.float16), ref_sat.astype(np.float16), noise.astype(np.float16))
+            m["ref"] = (
+                ref.astype(np.float16),
+                ref_sat.astype(np.float16),
+                noise.astype(np.float16),
+                self._block_medians(ref),
+            )  # what _gain matches each frame to, once per sample
         out: tuple[npt.NDArray[Any], ...] = m["ref"]
         return out
 
-    def _gain(self, ref: npt.NDArray[np.float32], grey: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
-        """Per-pixel gain that matches ``grey``'s brightness to the reference's, block by block (medians, so a
-        plume in a block does not move it), smoothly interpolated."""
+    def _block_medians(self, a: npt.NDArray[Any]) -> npt.NDArray[np.float32]:
+        """The median of each ``block_px`` block of ``a`` (the blocks that fit whole, at least one)."""
+        b = self.config.block_px
+        h, w = a.shape
+        bh, bw = max(1, h // b), max(1, w // b)
+        c = a[: bh * b if h >= b else h, : bw * b if w >= b else w]
+        blocks = c.reshape(bh, c.shape[0] // bh, bw, c.shape[1] // bw).transpose(0, 2, 1, 3).reshape(bh, bw, -1)
+        out: npt.NDArray[np.float32] = np.median(blocks, axis=2).astype(np.float32)
+        return out
+
+    def _gain(self, ref_blocks: npt.NDArray[np.float32], grey: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
+        """Per-pixel gain that matches ``grey``'s brightness to the reference's (its ``ref_blocks``), block by
+        block (medians, so a plume in a block does not move it), smoothly interpolated."""
         import cv2
 
-        b = self.config.block_px
-        h, w = ref.shape
-        bh, bw = max(1, h // b), max(1, w // b)
-        crop = (slice(0, bh * b if h >= b else h), slice(0, bw * b if w >= b else w))
-
-        def medians(a: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
-            c = a[crop]
-            blocks = c.reshape(bh, c.shape[0] // bh, bw, c.shape[1] // bw).transpose(0, 2, 1, 3).reshape(bh, bw, -1)
-            out: npt.NDArray[np.float32] = np.median(blocks, axis=2).astype(np.float32)
-            return out
-
-        ratio = (medians(ref) + 4.0) / (medians(grey) + 4.0)
+        h, w = grey.shape
+        ratio = (ref_blocks + 4.0) / (self._block_medians(grey) + 4.0)
         gain: npt.NDArray[np.float32] = cv2.resize(ratio, (w, h), interpolation=cv2.INTER_LINEAR).astype(np.float32)
         return gain
