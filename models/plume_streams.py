@@ -18,9 +18,11 @@ Single frames: each of the sample's no-fire frames scaled to 3072x2048 is scored
 detector (no memory, no confirmation), and the share of frames, and of model inputs (48 tiles and the whole),
 with a cell at a class's threshold is reported: what a tile's evidence is worth before time.
 
-Run: ``.venv/bin/python models/plume_streams.py [N [SIZE]] [--model NAME=CARD ...] [--out FILE]`` (N
-backgrounds, default 6; SIZE: only that row, e.g. "3072x2048 tiles"; each ``--model`` runs every row and the
-single frames with that model card instead of the shipped one, so models compare in one run); writes
+Run: ``.venv/bin/python models/plume_streams.py [N [SIZE]] [--model NAME=CARD ...] [--without ID ...]
+[--nuisances] [--no-single] [--out FILE]`` (N backgrounds, default 6; SIZE: only that row, e.g. "3072x2048
+tiles"; each ``--model`` runs every row and the single frames with that model card instead of the shipped one,
+and each ``--without`` the shipped config without that camera detector, so they compare in one run;
+``--nuisances`` adds the second plume drawing and the nuisance controls to every row); writes
 ``models/plume_streams.json`` (``plume_streams_quick.json`` with SIZE). The plumes are drawn, not real: this
 measures timing, memory and regions on real backgrounds, not detection of real smoke.
 """
